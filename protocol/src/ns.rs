@@ -1,0 +1,42 @@
+//! Namespace URIs of the protocols this kit speaks.
+
+/// The stream element and stream errors (RFC 6120 4.8.1).
+pub const STREAM: &str = "http://etherx.jabber.org/streams";
+/// Default namespace of client-to-server streams.
+pub const CLIENT: &str = "jabber:client";
+/// Default namespace of server-to-server streams.
+pub const SERVER: &str = "jabber:server";
+/// Stream error conditions.
+pub const STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+/// Stanza error conditions.
+pub const STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+/// STARTTLS negotiation (RFC 6120 5).
+pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+/// SASL negotiation (RFC 6120 6).
+pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+/// Resource binding (RFC 6120 7).
+pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+/// Legacy session establishment (RFC 3921, kept for old clients).
+pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+/// Roster management (RFC 6121 2).
+pub const ROSTER: &str = "jabber:iq:roster";
+/// In-band registration (XEP-0077).
+pub const REGISTER: &str = "jabber:iq:register";
+/// The in-band registration stream feature (XEP-0077).
+pub const REGISTER_FEATURE: &str = "http://jabber.org/features/iq-register";
+/// Service discovery, info (XEP-0030).
+pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+/// Service discovery, items (XEP-0030).
+pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+/// XMPP ping (XEP-0199).
+pub const PING: &str = "urn:xmpp:ping";
+/// Software version (XEP-0092).
+pub const VERSION: &str = "jabber:iq:version";
+/// Message delivery receipts (XEP-0184).
+pub const RECEIPTS: &str = "urn:xmpp:receipts";
+/// Delayed delivery stamps (XEP-0203).
+pub const DELAY: &str = "urn:xmpp:delay";
+/// Data forms (XEP-0004).
+pub const DATA_FORMS: &str = "jabber:x:data";
+/// The XML namespace, bound to the `xml:` prefix by definition.
+pub const XML: &str = "http://www.w3.org/XML/1998/namespace";

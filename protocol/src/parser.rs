@@ -1,0 +1,1331 @@
+//! Incremental XMPP stream parser: bytes in, stream events out.
+//!
+//! Feed it byte chunks of any size with [`StreamParser::feed`] (one byte at a
+//! time works as well as a megabyte at once), then call
+//! [`StreamParser::next_event`] until it returns `Ok(None)` ("need more bytes").
+//! Each [`Parsed`] event says how many input bytes it consumed, so a caller
+//! knows the exact offset where `<proceed/>` ends and TLS begins
+//! ([`StreamParser::take_unconsumed`] hands back what follows).
+//!
+//! Decoding is two-phase, as in mini-redis: a resumable byte scanner finds the
+//! end of the next top-level element while enforcing the [`Limits`] and the
+//! RFC 6120 restrictions (no DTD, no comments, no processing instructions);
+//! only a complete element is then parsed by quick-xml into an [`Element`].
+//! The scanner rejects an oversized element while it grows, so a peer can never
+//! make us buffer more than the stanza limit plus one read.
+//!
+//! [`Mode::Lenient`] is for the sniffer: it accepts a capture that starts in
+//! the middle of a stream, reports damage as an error, and resynchronises on
+//! the next top-level element instead of giving up.
+
+use quick_xml::XmlVersion;
+use quick_xml::events::{BytesStart, Event as XmlEvent};
+
+use crate::element::{Element, Node};
+use crate::error::StreamErrorCondition;
+use crate::limits::Limits;
+use crate::ns;
+use crate::stream::StreamHeader;
+
+/// How the parser treats damage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The first error is final, as RFC 6120 requires of a server or client.
+    Strict,
+    /// Report each error, then skip to the next top-level element. Elements
+    /// seen before any stream header are accepted (capture started mid-stream).
+    Lenient,
+}
+
+/// What the parser found in the byte stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A `<stream:stream ...>` opening tag (also after a restart).
+    StreamOpen(StreamHeader),
+    /// A complete top-level element: a stanza or a nonza such as `<auth/>`.
+    Element(Element),
+    /// The `</stream:stream>` closing tag.
+    StreamClose,
+}
+
+/// An event and the number of input bytes it consumed (including any
+/// whitespace before it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// The event.
+    pub event: Event,
+    /// Input bytes consumed by this event.
+    pub bytes: usize,
+}
+
+/// Markup that RFC 6120 11.1 forbids in an XMPP stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restricted {
+    /// `<!DOCTYPE ...>` or another declaration: the door to entity expansion
+    /// ("billion laughs") and external entity (XXE) attacks.
+    Dtd,
+    /// `<!-- ... -->`.
+    Comment,
+    /// `<?target ...?>` other than the XML declaration.
+    ProcessingInstruction,
+}
+
+/// Why the byte stream could not be parsed. Offsets count bytes from the start
+/// of the stream (across restarts).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// Bytes that are not UTF-8 (RFC 6120 11.6 requires UTF-8).
+    #[error("invalid UTF-8 in the element starting at byte {offset}")]
+    InvalidUtf8 {
+        /// Where the element holding the bad bytes starts.
+        offset: u64,
+    },
+    /// A control character that XML 1.0 does not allow at all.
+    #[error("illegal character 0x{byte:02x} at byte {offset}")]
+    IllegalChar {
+        /// Where.
+        offset: u64,
+        /// The byte.
+        byte: u8,
+    },
+    /// A DTD, comment or processing instruction.
+    #[error("{kind:?} at byte {offset} is not allowed in XMPP (RFC 6120 11.1)")]
+    Restricted {
+        /// Where.
+        offset: u64,
+        /// What was found.
+        kind: Restricted,
+    },
+    /// A top-level element grew beyond the stanza limit.
+    #[error("element larger than the {limit}-byte limit")]
+    TooLarge {
+        /// The limit in force.
+        limit: usize,
+    },
+    /// Elements nested deeper than allowed.
+    #[error("elements nested deeper than {limit}")]
+    TooDeep {
+        /// The limit in force.
+        limit: usize,
+    },
+    /// An element with too many attributes.
+    #[error("element with more than {limit} attributes")]
+    TooManyAttributes {
+        /// The limit in force.
+        limit: usize,
+    },
+    /// An element or attribute name longer than allowed.
+    #[error("name longer than {limit} bytes")]
+    NameTooLong {
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The stream does not start with `<stream:stream>` in the streams namespace.
+    #[error("expected a <stream:stream> header, found <{found}> in namespace '{ns}'")]
+    BadStreamHeader {
+        /// Qualified name found.
+        found: String,
+        /// Its namespace.
+        ns: String,
+    },
+    /// Non-whitespace text between top-level elements.
+    #[error("text outside any element at byte {offset}")]
+    TextAtStreamLevel {
+        /// Where.
+        offset: u64,
+    },
+    /// A prefix that no `xmlns:` declaration binds.
+    #[error("undeclared namespace prefix '{prefix}'")]
+    UnboundPrefix {
+        /// The prefix.
+        prefix: String,
+    },
+    /// An entity other than the five predefined ones and character references.
+    #[error("undefined entity '&{name};'")]
+    UndefinedEntity {
+        /// The entity name.
+        name: String,
+    },
+    /// Markup the scanner cannot make sense of.
+    #[error("malformed XML at byte {offset}: {what}")]
+    Syntax {
+        /// Where.
+        offset: u64,
+        /// What was wrong.
+        what: &'static str,
+    },
+    /// quick-xml rejected the element (mismatched tags, bad attributes, ...).
+    #[error("malformed XML in the element starting at byte {offset}: {message}")]
+    Xml {
+        /// Where the element starts.
+        offset: u64,
+        /// quick-xml's description.
+        message: String,
+    },
+}
+
+impl ParseError {
+    /// The stream error a server sends for this failure (RFC 6120 4.9.3).
+    pub fn condition(&self) -> StreamErrorCondition {
+        match self {
+            ParseError::Restricted { .. } => StreamErrorCondition::RestrictedXml,
+            ParseError::TooLarge { .. }
+            | ParseError::TooDeep { .. }
+            | ParseError::TooManyAttributes { .. }
+            | ParseError::NameTooLong { .. } => StreamErrorCondition::PolicyViolation,
+            ParseError::BadStreamHeader { .. } | ParseError::UnboundPrefix { .. } => {
+                StreamErrorCondition::InvalidNamespace
+            }
+            _ => StreamErrorCondition::NotWellFormed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Before the stream header: XML declaration and whitespace allowed.
+    Prolog,
+    /// Inside the stream: top-level elements.
+    Stream,
+    /// After `</stream:stream>`.
+    Closed,
+}
+
+/// Lexical state of the resumable scanner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    /// Character data (or whitespace between top-level elements).
+    Text,
+    /// Just after `<`.
+    Lt,
+    /// Inside a start tag. `quote` is the open quote byte or 0; `slash` says
+    /// the last significant byte was `/`; `name` counts name bytes while the
+    /// name is still being read.
+    Open {
+        quote: u8,
+        slash: bool,
+        name: usize,
+        in_name: bool,
+        attrs: usize,
+    },
+    /// Inside an end tag.
+    Close,
+    /// Just after `<!`.
+    Bang,
+    /// Matching `[CDATA[` after `<!`; `matched` bytes of it seen so far.
+    CDataOpen { matched: u8 },
+    /// Inside a CDATA section; `brackets` counts `]` seen just before.
+    CData { brackets: u8 },
+    /// Inside `<? ... ?>`; `q` says the last byte was `?`.
+    Pi { q: bool },
+}
+
+/// What the scanner found when it stopped.
+enum Found {
+    /// The end (exclusive index into `buf`) of the stream header.
+    Header(usize),
+    /// The end of a complete top-level element.
+    Element(usize),
+    /// The end of `</stream:stream>`.
+    Close(usize),
+}
+
+/// The incremental stream parser. See the module documentation.
+#[derive(Debug)]
+pub struct StreamParser {
+    mode: Mode,
+    limits: Limits,
+    buf: Vec<u8>,
+    /// First unconsumed byte in `buf`.
+    start: usize,
+    /// Next byte to scan.
+    pos: usize,
+    /// Stream offset of `buf[0]`.
+    base: u64,
+    phase: Phase,
+    lex: Lex,
+    /// Element depth within the current top-level element.
+    depth: usize,
+    /// Where the current top-level markup (`<`) began, if any.
+    elem_start: Option<usize>,
+    /// Namespace bindings declared on the stream header: (prefix, uri), with
+    /// "" for the default namespace.
+    scope: Vec<(String, String)>,
+    /// Qualified name of the stream element, for matching its end tag.
+    stream_qname: String,
+    /// In strict mode, the error that ended parsing.
+    failed: Option<ParseError>,
+}
+
+impl StreamParser {
+    /// A parser with the default [`Limits`].
+    pub fn new(mode: Mode) -> Self {
+        Self::with_limits(mode, Limits::default())
+    }
+
+    /// A parser with the given limits.
+    pub fn with_limits(mode: Mode, limits: Limits) -> Self {
+        StreamParser {
+            mode,
+            limits,
+            buf: Vec::new(),
+            start: 0,
+            pos: 0,
+            base: 0,
+            phase: Phase::Prolog,
+            lex: Lex::Text,
+            depth: 0,
+            elem_start: None,
+            scope: default_scope(),
+            stream_qname: "stream:stream".into(),
+            failed: None,
+        }
+    }
+
+    /// Appends bytes read from the peer.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        // Drop consumed bytes first, so the buffer holds at most one
+        // (bounded) element in progress plus the new chunk.
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.base += self.start as u64;
+            self.pos -= self.start;
+            if let Some(s) = self.elem_start.as_mut() {
+                *s -= self.start;
+            }
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Stream offset just after the last consumed event.
+    pub fn offset(&self) -> u64 {
+        self.base + self.start as u64
+    }
+
+    /// Bytes fed but not yet consumed by an event.
+    pub fn unconsumed(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Removes and returns the bytes fed but not consumed: after `<proceed/>`
+    /// these are the first bytes of the TLS handshake.
+    pub fn take_unconsumed(&mut self) -> Vec<u8> {
+        let rest = self.buf.split_off(self.start);
+        self.base += self.buf.len() as u64;
+        self.buf.clear();
+        self.start = 0;
+        self.pos = 0;
+        self.elem_start = None;
+        self.lex = Lex::Text;
+        self.depth = 0;
+        rest
+    }
+
+    /// Starts a new stream (after STARTTLS or SASL success), keeping any
+    /// unconsumed bytes: they belong to the new stream.
+    pub fn reset(&mut self) {
+        self.phase = Phase::Prolog;
+        self.lex = Lex::Text;
+        self.depth = 0;
+        self.pos = self.start;
+        self.elem_start = None;
+        self.scope = default_scope();
+        self.stream_qname = "stream:stream".into();
+        self.failed = None;
+    }
+
+    /// True once `</stream:stream>` was seen.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// The next event, `Ok(None)` when more bytes are needed. In strict mode
+    /// an error is final: every later call returns it again.
+    pub fn next_event(&mut self) -> Result<Option<Parsed>, ParseError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        loop {
+            let found = match self.scan() {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(None),
+                Err(e) => return self.fail(e),
+            };
+            match self.complete(found) {
+                Ok(Some(p)) => return Ok(Some(p)),
+                Ok(None) => continue,
+                Err(e) => return self.fail(e),
+            }
+        }
+    }
+
+    fn fail(&mut self, e: ParseError) -> Result<Option<Parsed>, ParseError> {
+        match self.mode {
+            Mode::Strict => {
+                self.failed = Some(e.clone());
+            }
+            Mode::Lenient => self.resync(),
+        }
+        Err(e)
+    }
+
+    /// Lenient recovery: drop the damaged markup and look for the next `<`.
+    fn resync(&mut self) {
+        let from = self.elem_start.map_or(self.pos, |s| s + 1).max(self.start);
+        let skip_to = self.buf[from..]
+            .iter()
+            .position(|&b| b == b'<')
+            .map_or(self.buf.len(), |i| from + i);
+        // Rescanning bytes the scanner already saw is fine (its state is
+        // reset), and starting past `elem_start` guarantees progress.
+        self.start = skip_to;
+        self.pos = skip_to;
+        self.elem_start = None;
+        self.lex = Lex::Text;
+        self.depth = 0;
+        if self.phase == Phase::Prolog {
+            self.phase = Phase::Stream;
+        }
+    }
+
+    fn at(&self, i: usize) -> u64 {
+        self.base + i as u64
+    }
+
+    /// Runs the scanner from `pos` until something completes or input ends.
+    fn scan(&mut self) -> Result<Option<Found>, ParseError> {
+        let limits = self.limits;
+        while self.pos < self.buf.len() {
+            let i = self.pos;
+            let b = self.buf[i];
+            self.pos += 1;
+            if b < 0x20 && b != b'\t' && b != b'\n' && b != b'\r' {
+                return Err(ParseError::IllegalChar {
+                    offset: self.at(i),
+                    byte: b,
+                });
+            }
+            if let Some(s) = self.elem_start
+                && i - s >= limits.max_stanza_bytes
+            {
+                return Err(ParseError::TooLarge {
+                    limit: limits.max_stanza_bytes,
+                });
+            }
+            match self.lex {
+                Lex::Text => {
+                    if b == b'<' {
+                        if self.depth == 0 {
+                            self.elem_start = Some(i);
+                        }
+                        self.lex = Lex::Lt;
+                    } else if self.depth == 0 && !b.is_ascii_whitespace() {
+                        if self.mode == Mode::Lenient {
+                            // Garbage between elements: skip it.
+                            self.start = self.pos;
+                            continue;
+                        }
+                        return Err(ParseError::TextAtStreamLevel { offset: self.at(i) });
+                    }
+                }
+                Lex::Lt => match b {
+                    b'/' => self.lex = Lex::Close,
+                    b'?' => self.lex = Lex::Pi { q: false },
+                    b'!' => self.lex = Lex::Bang,
+                    b if is_name_start(b) => {
+                        self.lex = Lex::Open {
+                            quote: 0,
+                            slash: false,
+                            name: 1,
+                            in_name: true,
+                            attrs: 0,
+                        }
+                    }
+                    _ => {
+                        return Err(ParseError::Syntax {
+                            offset: self.at(i),
+                            what: "'<' not followed by a name",
+                        });
+                    }
+                },
+                Lex::Open {
+                    quote,
+                    slash,
+                    name,
+                    in_name,
+                    attrs,
+                } => {
+                    if quote != 0 {
+                        if b == quote {
+                            self.lex = Lex::Open {
+                                quote: 0,
+                                slash: false,
+                                name,
+                                in_name,
+                                attrs,
+                            };
+                        } else if b == b'<' {
+                            return Err(ParseError::Syntax {
+                                offset: self.at(i),
+                                what: "'<' inside an attribute value",
+                            });
+                        }
+                        continue;
+                    }
+                    let in_name = in_name && !(b.is_ascii_whitespace() || b == b'/' || b == b'>');
+                    let name = if in_name { name + 1 } else { name };
+                    if name > limits.max_name_bytes {
+                        return Err(ParseError::NameTooLong {
+                            limit: limits.max_name_bytes,
+                        });
+                    }
+                    match b {
+                        b'"' | b'\'' => {
+                            self.lex = Lex::Open {
+                                quote: b,
+                                slash: false,
+                                name,
+                                in_name,
+                                attrs,
+                            }
+                        }
+                        b'=' => {
+                            if attrs + 1 > limits.max_attributes {
+                                return Err(ParseError::TooManyAttributes {
+                                    limit: limits.max_attributes,
+                                });
+                            }
+                            self.lex = Lex::Open {
+                                quote: 0,
+                                slash: false,
+                                name,
+                                in_name,
+                                attrs: attrs + 1,
+                            }
+                        }
+                        b'>' => {
+                            self.lex = Lex::Text;
+                            if let Some(found) = self.start_tag_done(slash)? {
+                                return Ok(Some(found));
+                            }
+                        }
+                        b'<' => {
+                            return Err(ParseError::Syntax {
+                                offset: self.at(i),
+                                what: "'<' inside a tag",
+                            });
+                        }
+                        _ => {
+                            self.lex = Lex::Open {
+                                quote: 0,
+                                slash: b == b'/',
+                                name,
+                                in_name,
+                                attrs,
+                            }
+                        }
+                    }
+                }
+                Lex::Close => {
+                    if b == b'>' {
+                        self.lex = Lex::Text;
+                        if self.depth == 0 {
+                            // An end tag with no open element: the stream's own.
+                            if self.phase == Phase::Stream {
+                                return Ok(Some(Found::Close(self.pos)));
+                            }
+                            return Err(ParseError::Syntax {
+                                offset: self.at(i),
+                                what: "end tag before the stream header",
+                            });
+                        }
+                        self.depth -= 1;
+                        if self.depth == 0 {
+                            return Ok(Some(Found::Element(self.pos)));
+                        }
+                    } else if b == b'<' {
+                        return Err(ParseError::Syntax {
+                            offset: self.at(i),
+                            what: "'<' inside an end tag",
+                        });
+                    }
+                }
+                Lex::Bang => {
+                    if b == b'[' && self.depth > 0 {
+                        self.lex = Lex::CDataOpen { matched: 1 };
+                    } else {
+                        let kind = if b == b'-' {
+                            Restricted::Comment
+                        } else {
+                            Restricted::Dtd
+                        };
+                        return Err(ParseError::Restricted {
+                            offset: self.at(i - 2),
+                            kind,
+                        });
+                    }
+                }
+                Lex::CDataOpen { matched } => {
+                    const CDATA: &[u8] = b"[CDATA[";
+                    if b != CDATA[matched as usize] {
+                        return Err(ParseError::Syntax {
+                            offset: self.at(i),
+                            what: "malformed CDATA section",
+                        });
+                    }
+                    self.lex = if matched as usize + 1 == CDATA.len() {
+                        Lex::CData { brackets: 0 }
+                    } else {
+                        Lex::CDataOpen {
+                            matched: matched + 1,
+                        }
+                    };
+                }
+                Lex::CData { brackets } => {
+                    self.lex = match b {
+                        b']' => Lex::CData {
+                            brackets: (brackets + 1).min(2),
+                        },
+                        b'>' if brackets == 2 => Lex::Text,
+                        _ => Lex::CData { brackets: 0 },
+                    };
+                }
+                Lex::Pi { q } => {
+                    // Only the XML declaration, and only before the stream
+                    // header, may appear; judge it once it is complete.
+                    // A lenient parser also skips the declaration of a
+                    // restarted stream it did not see coming.
+                    let decl_allowed = self.phase == Phase::Prolog
+                        || (self.mode == Mode::Lenient && self.depth == 0);
+                    if !decl_allowed {
+                        return Err(ParseError::Restricted {
+                            offset: self.at(i - 2),
+                            kind: Restricted::ProcessingInstruction,
+                        });
+                    }
+                    if b == b'<' {
+                        // No XML declaration contains '<'; do not let an
+                        // unterminated one swallow the stanzas after it.
+                        return Err(ParseError::Syntax {
+                            offset: self.at(i),
+                            what: "'<' inside a processing instruction",
+                        });
+                    }
+                    if q && b == b'>' {
+                        self.lex = Lex::Text;
+                        let s = self.elem_start.unwrap_or(self.start);
+                        let body = &self.buf[s..self.pos];
+                        let is_decl = body.len() >= 7
+                            && &body[..5] == b"<?xml"
+                            && (body[5].is_ascii_whitespace() || body[5] == b'?');
+                        if !is_decl {
+                            return Err(ParseError::Restricted {
+                                offset: self.at(s),
+                                kind: Restricted::ProcessingInstruction,
+                            });
+                        }
+                        // The declaration is consumed with the header.
+                        self.elem_start = None;
+                    } else {
+                        self.lex = Lex::Pi { q: b == b'?' };
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// A start tag just ended at `pos`.
+    fn start_tag_done(&mut self, self_closing: bool) -> Result<Option<Found>, ParseError> {
+        match self.phase {
+            Phase::Prolog => {
+                let s = self.elem_start.unwrap_or(self.start);
+                if self.mode == Mode::Lenient && !self.looks_like_stream_header(s) {
+                    // A capture that starts mid-stream: assume a client stream.
+                    self.phase = Phase::Stream;
+                    return self.element_tag_done(self_closing);
+                }
+                Ok(Some(Found::Header(self.pos)))
+            }
+            Phase::Stream => {
+                if self.depth == 0 && !self_closing && self.mode == Mode::Lenient {
+                    let s = self.elem_start.unwrap_or(self.start);
+                    if self.looks_like_stream_header(s) {
+                        // A stream restart the sniffer did not see coming.
+                        return Ok(Some(Found::Header(self.pos)));
+                    }
+                }
+                self.element_tag_done(self_closing)
+            }
+            Phase::Closed => Ok(None),
+        }
+    }
+
+    fn element_tag_done(&mut self, self_closing: bool) -> Result<Option<Found>, ParseError> {
+        if self_closing {
+            if self.depth == 0 {
+                return Ok(Some(Found::Element(self.pos)));
+            }
+            return Ok(None);
+        }
+        self.depth += 1;
+        if self.depth > self.limits.max_depth {
+            return Err(ParseError::TooDeep {
+                limit: self.limits.max_depth,
+            });
+        }
+        Ok(None)
+    }
+
+    fn looks_like_stream_header(&self, s: usize) -> bool {
+        let tag = &self.buf[s..self.pos];
+        let name_end = tag[1..]
+            .iter()
+            .position(|b| b.is_ascii_whitespace() || *b == b'>' || *b == b'/')
+            .map_or(tag.len(), |i| i + 1);
+        let name = &tag[1..name_end];
+        name == b"stream" || name.ends_with(b":stream")
+    }
+
+    /// Turns a completed piece of markup into an event.
+    fn complete(&mut self, found: Found) -> Result<Option<Parsed>, ParseError> {
+        let (end, event) = match found {
+            Found::Header(end) => {
+                let s = self.elem_start.unwrap_or(self.start);
+                let header = self.parse_header(s, end)?;
+                self.phase = Phase::Stream;
+                (end, Some(Event::StreamOpen(header)))
+            }
+            Found::Element(end) => {
+                let s = self.elem_start.unwrap_or(self.start);
+                let offset = self.at(s);
+                let text = std::str::from_utf8(&self.buf[s..end])
+                    .map_err(|_| ParseError::InvalidUtf8 { offset })?;
+                let el = build_element(text, &self.scope, offset)?;
+                (end, Some(Event::Element(el)))
+            }
+            Found::Close(end) => {
+                let s = self.elem_start.unwrap_or(self.start);
+                let tag = &self.buf[s..end];
+                let name = tag[2..tag.len() - 1].trim_ascii();
+                if name != self.stream_qname.as_bytes() {
+                    if self.mode == Mode::Lenient {
+                        // A stray end tag from a damaged element: skip it.
+                        self.start = end;
+                        self.elem_start = None;
+                        return Ok(None);
+                    }
+                    return Err(ParseError::Syntax {
+                        offset: self.at(s),
+                        what: "end tag does not match any open element",
+                    });
+                }
+                self.phase = Phase::Closed;
+                (end, Some(Event::StreamClose))
+            }
+        };
+        let bytes = end - self.start;
+        self.start = end;
+        self.elem_start = None;
+        Ok(event.map(|event| Parsed { event, bytes }))
+    }
+
+    fn parse_header(&mut self, s: usize, end: usize) -> Result<StreamHeader, ParseError> {
+        let offset = self.at(s);
+        let text = std::str::from_utf8(&self.buf[s..end])
+            .map_err(|_| ParseError::InvalidUtf8 { offset })?;
+        let tag = text.trim_start_matches(['<']).trim_end_matches(['>', '/']);
+        let start = BytesStart::from_content(tag, name_len(tag));
+        let qname = start.name().as_ref().to_string();
+        let mut header = StreamHeader::default();
+        let mut scope = vec![("xml".to_string(), ns::XML.to_string())];
+        let mut attrs = Vec::new();
+        for a in start.attributes() {
+            let a = a.map_err(|e| xml_error(offset, e))?;
+            let key = a.key.as_ref().to_string();
+            let value = a
+                .normalized_value(XmlVersion::Implicit1_0)
+                .map_err(|e| xml_error(offset, e))?
+                .into_owned();
+            if key == "xmlns" {
+                scope.push((String::new(), value));
+            } else if let Some(p) = key.strip_prefix("xmlns:") {
+                scope.push((p.to_string(), value));
+            } else {
+                attrs.push((key, value));
+            }
+        }
+        let (prefix, local) = split_qname(&qname);
+        let el_ns = lookup(&scope, prefix.unwrap_or("")).unwrap_or_default();
+        if local != "stream" || el_ns != ns::STREAM {
+            return Err(ParseError::BadStreamHeader {
+                found: qname,
+                ns: el_ns.to_string(),
+            });
+        }
+        for (k, v) in attrs {
+            match k.as_str() {
+                "to" => header.to = Some(v),
+                "from" => header.from = Some(v),
+                "id" => header.id = Some(v),
+                "version" => header.version = Some(v),
+                "xml:lang" => header.lang = Some(v),
+                _ => {}
+            }
+        }
+        header.default_ns = lookup(&scope, "").unwrap_or(ns::CLIENT).to_string();
+        if lookup(&scope, "").is_none() {
+            scope.push((String::new(), ns::CLIENT.to_string()));
+        }
+        self.scope = scope;
+        self.stream_qname = qname;
+        Ok(header)
+    }
+}
+
+fn default_scope() -> Vec<(String, String)> {
+    vec![
+        ("xml".into(), ns::XML.into()),
+        ("stream".into(), ns::STREAM.into()),
+        (String::new(), ns::CLIENT.into()),
+    ]
+}
+
+fn is_name_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b == b':' || b >= 0x80
+}
+
+fn name_len(tag: &str) -> usize {
+    tag.find(|c: char| c.is_ascii_whitespace() || c == '/' || c == '>')
+        .unwrap_or(tag.len())
+}
+
+fn split_qname(q: &str) -> (Option<&str>, &str) {
+    match q.split_once(':') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, q),
+    }
+}
+
+fn lookup<'a>(scope: &'a [(String, String)], prefix: &str) -> Option<&'a str> {
+    scope
+        .iter()
+        .rev()
+        .find(|(p, _)| p == prefix)
+        .map(|(_, u)| u.as_str())
+}
+
+fn xml_error(offset: u64, e: impl std::fmt::Display) -> ParseError {
+    ParseError::Xml {
+        offset,
+        message: e.to_string(),
+    }
+}
+
+/// Builds one element from its complete, UTF-8 checked markup. `scope` holds
+/// the bindings declared on the stream header.
+fn build_element(
+    text: &str,
+    stream_scope: &[(String, String)],
+    offset: u64,
+) -> Result<Element, ParseError> {
+    let mut reader = quick_xml::Reader::from_str(text);
+    let cfg = reader.config_mut();
+    cfg.check_end_names = true;
+    cfg.expand_empty_elements = false;
+    cfg.trim_text(false);
+    let mut scope: Vec<(String, String)> = stream_scope.to_vec();
+    // Per open element: the element and the scope length before it.
+    let mut stack: Vec<(Element, usize)> = Vec::new();
+    loop {
+        let ev = reader.read_event().map_err(|e| xml_error(offset, e))?;
+        match ev {
+            XmlEvent::Start(start) => {
+                let mark = scope.len();
+                let el = open_element(&start, &mut scope, offset)?;
+                stack.push((el, mark));
+            }
+            XmlEvent::Empty(start) => {
+                let mark = scope.len();
+                let el = open_element(&start, &mut scope, offset)?;
+                scope.truncate(mark);
+                match stack.last_mut() {
+                    Some((parent, _)) => parent.children.push(Node::Element(el)),
+                    None => return Ok(el),
+                }
+            }
+            XmlEvent::End(_) => {
+                let Some((el, mark)) = stack.pop() else {
+                    return Err(ParseError::Syntax {
+                        offset,
+                        what: "unexpected end tag",
+                    });
+                };
+                scope.truncate(mark);
+                match stack.last_mut() {
+                    Some((parent, _)) => parent.children.push(Node::Element(el)),
+                    None => return Ok(el),
+                }
+            }
+            XmlEvent::Text(t) => push_text(&mut stack, &t.xml10_content()),
+            XmlEvent::CData(c) => push_text(&mut stack, &c.xml10_content()),
+            XmlEvent::GeneralRef(r) => {
+                let resolved = match r.resolve_char_ref().map_err(|e| xml_error(offset, e))? {
+                    Some(c) => c.to_string(),
+                    None => {
+                        let name = r.xml10_content();
+                        match quick_xml::escape::resolve_predefined_entity(&name) {
+                            Some(s) => s.to_string(),
+                            None => {
+                                return Err(ParseError::UndefinedEntity {
+                                    name: name.into_owned(),
+                                });
+                            }
+                        }
+                    }
+                };
+                push_text(&mut stack, &resolved);
+            }
+            XmlEvent::Comment(_) => {
+                return Err(ParseError::Restricted {
+                    offset,
+                    kind: Restricted::Comment,
+                });
+            }
+            XmlEvent::PI(_) | XmlEvent::Decl(_) => {
+                return Err(ParseError::Restricted {
+                    offset,
+                    kind: Restricted::ProcessingInstruction,
+                });
+            }
+            XmlEvent::DocType(_) => {
+                return Err(ParseError::Restricted {
+                    offset,
+                    kind: Restricted::Dtd,
+                });
+            }
+            XmlEvent::Eof => {
+                return Err(ParseError::Syntax {
+                    offset,
+                    what: "element ended early",
+                });
+            }
+        }
+    }
+}
+
+fn push_text(stack: &mut [(Element, usize)], text: &str) {
+    // Text outside the root cannot occur: the scanner cut the element exactly.
+    if let Some((el, _)) = stack.last_mut() {
+        if let Some(Node::Text(prev)) = el.children.last_mut() {
+            prev.push_str(text);
+        } else if !text.is_empty() {
+            el.children.push(Node::Text(text.to_string()));
+        }
+    }
+}
+
+fn open_element(
+    start: &BytesStart<'_>,
+    scope: &mut Vec<(String, String)>,
+    offset: u64,
+) -> Result<Element, ParseError> {
+    let mut attrs = Vec::new();
+    for a in start.attributes() {
+        let a = a.map_err(|e| xml_error(offset, e))?;
+        let key = a.key.as_ref();
+        let value = a
+            .normalized_value(XmlVersion::Implicit1_0)
+            .map_err(|e| xml_error(offset, e))?
+            .into_owned();
+        if key == "xmlns" {
+            scope.push((String::new(), value));
+        } else if let Some(p) = key.strip_prefix("xmlns:") {
+            scope.push((p.to_string(), value));
+        } else {
+            attrs.push((key.to_string(), value));
+        }
+    }
+    let qname = start.name();
+    let (prefix, local) = split_qname(qname.as_ref());
+    let ns = match lookup(scope, prefix.unwrap_or("")) {
+        Some(u) => u.to_string(),
+        None => {
+            return Err(ParseError::UnboundPrefix {
+                prefix: prefix.unwrap_or("").to_string(),
+            });
+        }
+    };
+    for (k, _) in &attrs {
+        if let (Some(p), _) = split_qname(k)
+            && lookup(scope, p).is_none()
+        {
+            return Err(ParseError::UnboundPrefix {
+                prefix: p.to_string(),
+            });
+        }
+    }
+    Ok(Element {
+        name: local.to_string(),
+        ns,
+        attrs,
+        children: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+
+    fn all(p: &mut StreamParser) -> Result<Vec<Parsed>, ParseError> {
+        let mut out = Vec::new();
+        while let Some(ev) = p.next_event()? {
+            out.push(ev);
+        }
+        Ok(out)
+    }
+
+    fn parse_whole(input: &[u8]) -> Result<Vec<Parsed>, ParseError> {
+        let mut p = StreamParser::new(Mode::Strict);
+        p.feed(input);
+        all(&mut p)
+    }
+
+    /// A session with every construct the parser must handle: declaration,
+    /// header, whitespace keepalive, nested namespaces, prefixes, entities,
+    /// character references, CDATA, non-ASCII text, self-closing elements and
+    /// the stream close.
+    fn fixture() -> String {
+        format!(
+            "{HEADER}\n  <message to='bob@localhost' type='chat' id='m&amp;1'>\
+             <body>caf\u{e9} &lt;3 &#x263A; &#65;<![CDATA[<raw> & ]]]]></body>\
+             <request xmlns='urn:xmpp:receipts'/></message> \
+             <iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>\
+             <x:foo xmlns:x='urn:test'><x:bar a='1'/><plain/></x:foo>\
+             <stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>\
+             </stream:stream>"
+        )
+    }
+
+    #[test]
+    fn parses_a_whole_stream() {
+        let evs = parse_whole(fixture().as_bytes()).expect("parses");
+        assert_eq!(evs.len(), 6);
+        let Event::StreamOpen(h) = &evs[0].event else {
+            panic!("expected header, got {:?}", evs[0])
+        };
+        assert_eq!(h.to.as_deref(), Some("localhost"));
+        assert_eq!(h.default_ns, ns::CLIENT);
+        let Event::Element(m) = &evs[1].event else {
+            panic!("expected element")
+        };
+        assert!(m.is("message", ns::CLIENT));
+        assert_eq!(m.get_attr("id"), Some("m&1"));
+        assert_eq!(
+            m.child_text("body", ns::CLIENT).as_deref(),
+            Some("caf\u{e9} <3 \u{263A} A<raw> & ]]")
+        );
+        assert!(m.has_child("request", ns::RECEIPTS));
+        let Event::Element(foo) = &evs[3].event else {
+            panic!()
+        };
+        assert!(foo.is("foo", "urn:test"));
+        assert!(foo.has_child("bar", "urn:test"));
+        // Unprefixed children of a prefixed element keep the default namespace.
+        assert!(foo.has_child("plain", ns::CLIENT));
+        let Event::Element(f) = &evs[4].event else {
+            panic!()
+        };
+        assert!(f.is("features", ns::STREAM));
+        assert!(f.has_child("starttls", ns::TLS));
+        assert_eq!(evs[5].event, Event::StreamClose);
+        let total: usize = evs.iter().map(|e| e.bytes).sum();
+        assert_eq!(total, fixture().len());
+    }
+
+    #[test]
+    fn split_at_every_offset_parses_the_same_as_whole() {
+        let input = fixture();
+        let whole = parse_whole(input.as_bytes()).expect("parses");
+        for cut in 0..=input.len() {
+            let mut p = StreamParser::new(Mode::Strict);
+            p.feed(&input.as_bytes()[..cut]);
+            let mut got = all(&mut p).expect("first half");
+            p.feed(&input.as_bytes()[cut..]);
+            got.extend(all(&mut p).expect("second half"));
+            assert_eq!(got, whole, "split at byte {cut}");
+        }
+    }
+
+    #[test]
+    fn one_byte_at_a_time_parses_the_same_as_whole() {
+        let input = fixture();
+        let whole = parse_whole(input.as_bytes()).expect("parses");
+        let mut p = StreamParser::new(Mode::Strict);
+        let mut got = Vec::new();
+        for b in input.as_bytes() {
+            p.feed(std::slice::from_ref(b));
+            got.extend(all(&mut p).expect("parses"));
+        }
+        assert_eq!(got, whole);
+    }
+
+    #[test]
+    fn proceed_offset_is_exact_and_rest_is_handed_back() {
+        let tls = [0x16u8, 0x03, 0x01, 0x00, 0x05, b'<', 0xff];
+        let mut input =
+            format!("{HEADER}<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").into_bytes();
+        let xml_len = input.len();
+        input.extend_from_slice(&tls);
+        let mut p = StreamParser::new(Mode::Strict);
+        p.feed(&input);
+        let h = p.next_event().expect("ok").expect("header");
+        let proceed = p.next_event().expect("ok").expect("proceed");
+        let Event::Element(e) = &proceed.event else {
+            panic!()
+        };
+        assert!(e.is("proceed", ns::TLS));
+        assert_eq!(h.bytes + proceed.bytes, xml_len);
+        assert_eq!(p.offset(), xml_len as u64);
+        assert_eq!(p.take_unconsumed(), tls);
+    }
+
+    #[test]
+    fn restart_after_sasl_keeps_buffered_bytes() {
+        let mut p = StreamParser::new(Mode::Strict);
+        p.feed(
+            format!("{HEADER}<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>{HEADER}")
+                .as_bytes(),
+        );
+        assert!(matches!(
+            p.next_event().unwrap().unwrap().event,
+            Event::StreamOpen(_)
+        ));
+        assert!(matches!(
+            p.next_event().unwrap().unwrap().event,
+            Event::Element(_)
+        ));
+        p.reset();
+        assert!(matches!(
+            p.next_event().unwrap().unwrap().event,
+            Event::StreamOpen(_)
+        ));
+    }
+
+    fn first_error(input: &[u8]) -> ParseError {
+        match parse_whole(input) {
+            Err(e) => e,
+            Ok(evs) => panic!("expected an error, got {evs:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_restricted_xml() {
+        for (bad, kind) in [
+            ("<!DOCTYPE x [<!ENTITY a 'b'>]>", Restricted::Dtd),
+            ("<!-- hi -->", Restricted::Comment),
+            ("<?php echo 1 ?>", Restricted::ProcessingInstruction),
+        ] {
+            let e = first_error(format!("{HEADER}{bad}").as_bytes());
+            assert_eq!(
+                e,
+                ParseError::Restricted {
+                    offset: HEADER.len() as u64,
+                    kind
+                },
+                "{bad}"
+            );
+            assert_eq!(e.condition(), StreamErrorCondition::RestrictedXml);
+            // Also before the header, and inside a stanza.
+            let e = first_error(format!("{bad}{HEADER}").as_bytes());
+            assert_eq!(e.condition(), StreamErrorCondition::RestrictedXml, "{bad}");
+            let e = first_error(format!("{HEADER}<message>{bad}</message>").as_bytes());
+            assert_eq!(e.condition(), StreamErrorCondition::RestrictedXml, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rejects_undefined_entities() {
+        let e = first_error(format!("{HEADER}<message><body>&xxe;</body></message>").as_bytes());
+        assert_eq!(e, ParseError::UndefinedEntity { name: "xxe".into() });
+        assert_eq!(e.condition(), StreamErrorCondition::NotWellFormed);
+    }
+
+    #[test]
+    fn rejects_malformed_xml() {
+        for bad in [
+            "<message><body>x</message></body>",
+            "<message a='1' a='2'/>",
+            "<message a=1/>",
+            "<message><</message>",
+            "hello",
+            "<x:y/>",
+            "<message>\u{1}</message>",
+        ] {
+            let e = first_error(format!("{HEADER}{bad}").as_bytes());
+            assert!(
+                matches!(
+                    e.condition(),
+                    StreamErrorCondition::NotWellFormed | StreamErrorCondition::InvalidNamespace
+                ),
+                "{bad}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_invalid_utf8() {
+        let mut input = format!("{HEADER}<message><body>").into_bytes();
+        input.extend_from_slice(&[0xc3, 0x28, 0xff]);
+        input.extend_from_slice(b"</body></message>");
+        let e = first_error(&input);
+        assert_eq!(
+            e,
+            ParseError::InvalidUtf8 {
+                offset: HEADER.len() as u64
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_a_bad_stream_header() {
+        let e = first_error(b"<stream:stream xmlns:stream='urn:wrong'>");
+        assert_eq!(e.condition(), StreamErrorCondition::InvalidNamespace);
+        let e = first_error(b"<html>");
+        assert!(matches!(e, ParseError::BadStreamHeader { .. }));
+    }
+
+    #[test]
+    fn oversized_stanza_is_rejected_before_it_is_buffered() {
+        let limits = Limits {
+            max_stanza_bytes: 1024,
+            ..Limits::default()
+        };
+        let mut p = StreamParser::with_limits(Mode::Strict, limits);
+        p.feed(HEADER.as_bytes());
+        assert!(p.next_event().unwrap().is_some());
+        p.feed(b"<message><body>");
+        let chunk = vec![b'a'; 512];
+        let mut err = None;
+        for _ in 0..8 {
+            p.feed(&chunk);
+            if let Err(e) = p.next_event() {
+                err = Some(e);
+                break;
+            }
+        }
+        let e = err.expect("an oversized stanza must fail");
+        assert_eq!(e, ParseError::TooLarge { limit: 1024 });
+        assert_eq!(e.condition(), StreamErrorCondition::PolicyViolation);
+        // Strict: the error is final.
+        assert_eq!(p.next_event(), Err(e));
+    }
+
+    #[test]
+    fn enforces_depth_attribute_and_name_limits() {
+        let deep = format!("{HEADER}{}", "<a>".repeat(40));
+        assert_eq!(
+            first_error(deep.as_bytes()),
+            ParseError::TooDeep { limit: 32 }
+        );
+        let attrs: String = (0..65).map(|i| format!(" a{i}='x'")).collect();
+        let many = format!("{HEADER}<message{attrs}/>");
+        assert_eq!(
+            first_error(many.as_bytes()),
+            ParseError::TooManyAttributes { limit: 64 }
+        );
+        let long = format!("{HEADER}<{}/>", "n".repeat(300));
+        assert_eq!(
+            first_error(long.as_bytes()),
+            ParseError::NameTooLong { limit: 256 }
+        );
+    }
+
+    #[test]
+    fn whitespace_keepalives_are_fine() {
+        let mut p = StreamParser::new(Mode::Strict);
+        p.feed(HEADER.as_bytes());
+        assert!(p.next_event().unwrap().is_some());
+        p.feed(b" \n \r\n\t ");
+        assert_eq!(p.next_event(), Ok(None));
+        p.feed(b"<presence/>");
+        let ev = p.next_event().unwrap().unwrap();
+        assert_eq!(ev.bytes, 7 + 11);
+    }
+
+    #[test]
+    fn lenient_mode_resynchronises_after_damage() {
+        let mut p = StreamParser::new(Mode::Lenient);
+        // Starts mid-stream (no header), then garbage, then a damaged element.
+        p.feed(b"ge><message to='a@b'><body>one</body></message>\x01junk<message><body>&bad;</body></message><presence/>");
+        let mut events = Vec::new();
+        let mut errors = 0;
+        loop {
+            match p.next_event() {
+                Ok(Some(ev)) => events.push(ev.event),
+                Ok(None) => break,
+                Err(_) => errors += 1,
+            }
+        }
+        assert!(errors >= 2, "damage is reported ({errors} errors)");
+        let names: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Element(el) => Some(el.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["message", "presence"]);
+    }
+
+    #[test]
+    fn lenient_mode_sees_stream_restarts() {
+        let mut p = StreamParser::new(Mode::Lenient);
+        p.feed(
+            format!("{HEADER}<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>{HEADER}<iq/>")
+                .as_bytes(),
+        );
+        let kinds: Vec<_> = std::iter::from_fn(|| p.next_event().ok().flatten())
+            .map(|e| matches!(e.event, Event::StreamOpen(_)))
+            .collect();
+        assert_eq!(kinds, [true, false, true, false]);
+    }
+
+    #[test]
+    fn lenient_mode_recovers_from_every_kind_of_broken_markup() {
+        // A cheap deterministic sweep; the fuzz target goes much further.
+        let seeds: [&[u8]; 6] = [b"<", b"</", b"<!", b"<![CDATA[", b"<?", b"<a b='"];
+        for s in seeds {
+            for tail in [&b">"[..], b"\xff", b"<", b"'/>", b"]]>"] {
+                let mut p = StreamParser::new(Mode::Lenient);
+                p.feed(HEADER.as_bytes());
+                p.feed(s);
+                p.feed(tail);
+                p.feed(b"<presence/>");
+                let mut seen_presence = false;
+                for _ in 0..20 {
+                    match p.next_event() {
+                        Ok(Some(Parsed {
+                            event: Event::Element(e),
+                            ..
+                        })) if e.name == "presence" => {
+                            seen_presence = true;
+                            break;
+                        }
+                        Ok(None) => break,
+                        _ => {}
+                    }
+                }
+                assert!(
+                    seen_presence,
+                    "no recovery after {:?}",
+                    String::from_utf8_lossy(&[s, tail].concat())
+                );
+            }
+        }
+    }
+}
