@@ -1,0 +1,242 @@
+//! Command-line arguments and entry points shared by the twin binaries, so
+//! that `chat-plain` and `chat-tls` accept the same flags and differ only in
+//! the transport they pass in.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use protocol::Jid;
+
+use crate::client::ConnectOptions;
+use crate::server::{self, ServerConfig, Shared};
+use crate::transport::{ClientTransport, ServerTransport};
+
+/// Exit code: a check found something or a command failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: usage or runtime error.
+pub const EXIT_ERROR: u8 = 2;
+
+/// Flags of `server`, the same in both twins.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Address to listen on. Loopback by default: the lab server is not meant
+    /// to be reachable from other machines.
+    #[arg(long, default_value = "127.0.0.1:5222")]
+    pub listen: SocketAddr,
+    /// The XMPP domain this server hosts.
+    #[arg(long, default_value = "localhost")]
+    pub domain: String,
+    /// Folder for the database (created if missing).
+    #[arg(long, default_value = "./chat-data")]
+    pub data: PathBuf,
+    /// Largest stanza accepted, in bytes.
+    #[arg(long, default_value_t = protocol::limits::MAX_STANZA_BYTES)]
+    pub max_stanza: usize,
+    /// Seconds a connection may take to sign in before it is closed.
+    #[arg(long, default_value_t = server::DEFAULT_AUTH_TIMEOUT.as_secs())]
+    pub auth_timeout: u64,
+    /// Most simultaneous connections.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Turn off in-band registration (accounts must already exist).
+    #[arg(long)]
+    pub no_registration: bool,
+    /// Log every connection and stanza error in detail.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+impl ServerArgs {
+    /// The server configuration these flags describe.
+    pub fn config(&self) -> anyhow::Result<ServerConfig> {
+        let domain = Jid::parse(&self.domain)
+            .ok()
+            .filter(|j| j.local().is_none() && j.resource().is_none())
+            .with_context(|| format!("'{}' is not a valid domain name", self.domain))?;
+        if self.max_stanza < 1024 {
+            anyhow::bail!("--max-stanza must be at least 1024 bytes");
+        }
+        let mut c = ServerConfig::new(domain.domain(), self.data.clone());
+        c.limits.max_stanza_bytes = self.max_stanza;
+        c.auth_timeout = Duration::from_secs(self.auth_timeout.max(1));
+        c.max_connections = self.max_connections.max(1);
+        c.registration = !self.no_registration;
+        Ok(c)
+    }
+}
+
+/// Flags of `client`, the same in both twins.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:5222")]
+    pub server: String,
+    /// Your account, `name@domain` (optionally `/resource`).
+    #[arg(long)]
+    pub jid: String,
+    /// Create the account first (in-band registration).
+    #[arg(long)]
+    pub register: bool,
+    /// Sign in with SASL PLAIN even when SCRAM is offered. Deliberately weak:
+    /// PLAIN sends the password itself, only base64-encoded.
+    #[arg(long)]
+    pub plain: bool,
+    /// Print events as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Show protocol details in errors.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+impl ClientArgs {
+    /// Connection options; the password comes from `CHAT_PASSWORD` or a
+    /// prompt without echo.
+    pub fn connect_options(&self) -> anyhow::Result<ConnectOptions> {
+        let jid = Jid::parse(&self.jid).with_context(|| format!("invalid --jid '{}'", self.jid))?;
+        if jid.local().is_none() {
+            anyhow::bail!("--jid must be name@domain, not just a domain");
+        }
+        let password = match std::env::var("CHAT_PASSWORD") {
+            Ok(p) if !p.is_empty() => p,
+            _ => {
+                use std::io::IsTerminal;
+                if !std::io::stdin().is_terminal() {
+                    anyhow::bail!(
+                        "no password: set CHAT_PASSWORD (stdin carries commands when it is not a terminal)"
+                    );
+                }
+                rpassword::prompt_password(format!("password for {}: ", jid.to_bare()))
+                    .context("cannot read the password")?
+            }
+        };
+        Ok(ConnectOptions {
+            server: self.server.clone(),
+            jid,
+            password,
+            register: self.register,
+            force_plain: self.plain,
+        })
+    }
+}
+
+/// Sets up logging to stderr: warnings (or everything with `--verbose`),
+/// overridable with `RUST_LOG`.
+pub fn init_tracing(verbose: bool) {
+    let default = if verbose { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Builds the runtime and runs `f`, turning an error into one line on stderr
+/// and exit code 2.
+pub fn run_main<F, Fut>(name: &str, verbose: bool, f: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<u8>>,
+{
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match rt.block_on(f()) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if verbose {
+                eprintln!("{name}: {e:?}");
+            } else {
+                eprintln!("{name}: {e:#}");
+            }
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// A future that completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Opens storage and binds the listener, with errors that say what to do.
+pub async fn prepare_server(
+    args: &ServerArgs,
+) -> anyhow::Result<(Arc<Shared>, tokio::net::TcpListener)> {
+    let config = args.config()?;
+    let shared =
+        Shared::new(config).context("cannot open the data folder (is another server using it?)")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (is another server running there?)",
+                args.listen
+            )
+        })?;
+    Ok((shared, listener))
+}
+
+/// Runs a server on one listener until Ctrl-C or SIGTERM.
+pub async fn run_server<T: ServerTransport>(
+    name: &str,
+    args: &ServerArgs,
+    transport: T,
+    note: &str,
+) -> anyhow::Result<u8> {
+    let (shared, listener) = prepare_server(args).await?;
+    let addr = listener.local_addr().unwrap_or(args.listen);
+    eprintln!(
+        "{name} server: listening on {addr} for domain '{}', data in {} ({note})",
+        shared.config.domain,
+        shared.storage.path().display()
+    );
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "{name} server: warning: {addr} is not a loopback address; other machines can connect"
+        );
+    }
+    server::serve(shared, listener, Arc::new(transport), shutdown_signal()).await;
+    eprintln!("{name} server: stopped");
+    Ok(0)
+}
+
+/// Runs the line client; returns its exit code.
+pub async fn run_client<T: ClientTransport>(
+    name: &str,
+    args: &ClientArgs,
+    transport: T,
+) -> anyhow::Result<u8> {
+    let opts = args.connect_options()?;
+    Ok(crate::client::cli::run(name, transport, opts, args.json).await)
+}

@@ -1,0 +1,767 @@
+//! The line client: interactive on a terminal, scripted otherwise.
+//!
+//! Commands come one per line from stdin; events print one per line as they
+//! happen (`--json`: one JSON object per line, with a `type` field). When
+//! stdin ends, the client waits for its outstanding requests, signs out, and
+//! exits 0, or 1 if any command failed. Connection failures exit 2.
+
+use std::collections::VecDeque;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use protocol::Jid;
+use protocol::stanza::{PresenceType, Show};
+use serde_json::json;
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
+
+use super::{Client, ClientError, ClientEvent, ConnectOptions, RosterItem, connect};
+use crate::transport::ClientTransport;
+
+/// Events kept for `/wait` to match later.
+const BACKLOG: usize = 10_000;
+
+/// How long `/wait` waits by default.
+const WAIT_DEFAULT: Duration = Duration::from_secs(10);
+
+const HELP: &str = "\
+commands:
+  /msg JID TEXT          send a direct message (asks for a delivery receipt)
+  /chat JID              talk to JID: plain lines then go to them
+  /add JID               add a contact and ask to see their presence
+  /remove JID            remove a contact
+  /roster                list your contacts
+  /status [away|dnd|xa|chat] [TEXT]   set your status
+  /who                   list contacts online now
+  /unregister            delete your account and quit
+  /wait TYPE [JID] [SECONDS]  wait for an event (message, receipt, presence,
+                         subscribe, subscription, roster); for scripts
+  /help                  this list
+  /quit                  sign out";
+
+/// Where output goes, in text or JSON.
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn line(&self, text: String, value: serde_json::Value) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{text}");
+        }
+    }
+
+    fn event(&self, ev: &ClientEvent) {
+        let kind = ev.kind();
+        let (text, value) = match ev {
+            ClientEvent::Message {
+                from,
+                body,
+                id,
+                kind: mk,
+                delayed,
+            } => (
+                match delayed {
+                    Some(t) => format!(
+                        "message from {from} (sent {t}, kept while you were offline): {body}"
+                    ),
+                    None => format!("message from {from}: {body}"),
+                },
+                json!({"type": kind, "from": from.to_string(), "body": body, "id": id,
+                       "message_type": mk.as_str(), "delayed": delayed}),
+            ),
+            ClientEvent::Receipt { from, id } => (
+                format!("receipt from {from}: message {id} was delivered"),
+                json!({"type": kind, "from": from.to_string(), "id": id}),
+            ),
+            ClientEvent::Presence {
+                from,
+                available,
+                show,
+                status,
+            } => {
+                let show_s = show.map(Show::as_str);
+                let mut t = format!(
+                    "presence {from} {}",
+                    if *available { "online" } else { "offline" }
+                );
+                if let Some(s) = show_s {
+                    t.push_str(&format!(" [{s}]"));
+                }
+                if let Some(s) = status {
+                    t.push_str(&format!(": {s}"));
+                }
+                (
+                    t,
+                    json!({"type": kind, "from": from.to_string(), "available": available,
+                           "show": show_s, "status": status}),
+                )
+            }
+            ClientEvent::SubscriptionRequest {
+                from,
+                auto_approved,
+            } => (
+                if *auto_approved {
+                    format!("subscription request from {from}: approved (you added them too)")
+                } else {
+                    format!("subscription request from {from}: type /add {from} to accept")
+                },
+                json!({"type": kind, "from": from.to_string(), "auto_approved": auto_approved}),
+            ),
+            ClientEvent::Subscription { from, kind: pk } => (
+                match pk {
+                    PresenceType::Subscribed => {
+                        format!("subscription: {from} accepted your request")
+                    }
+                    PresenceType::Unsubscribed => {
+                        format!("subscription: {from} cancelled your subscription")
+                    }
+                    _ => format!("subscription: {from} unsubscribed from you"),
+                },
+                json!({"type": kind, "from": from.to_string(), "subscription": pk.as_str()}),
+            ),
+            ClientEvent::RosterPush(item) => {
+                (format!("roster {}", roster_text(item)), roster_json(item))
+            }
+            ClientEvent::RosterRemoved(jid) => (
+                format!("roster {jid} removed"),
+                json!({"type": kind, "jid": jid.to_string(), "subscription": "remove"}),
+            ),
+            ClientEvent::MessageError {
+                from,
+                id,
+                condition,
+                text,
+            } => (
+                format!(
+                    "error: message {} to {} failed: {condition}{}",
+                    id.as_deref().unwrap_or("?"),
+                    from.as_ref().map_or("?".to_string(), Jid::to_string),
+                    text.as_ref().map(|t| format!(" ({t})")).unwrap_or_default()
+                ),
+                json!({"type": kind, "to": from.as_ref().map(Jid::to_string), "id": id,
+                       "condition": condition, "text": text}),
+            ),
+            ClientEvent::Disconnected { reason } => (
+                format!(
+                    "disconnected{}",
+                    reason
+                        .as_ref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+                json!({"type": kind, "reason": reason}),
+            ),
+        };
+        self.line(text, value);
+    }
+
+    fn ok(&self, command: &str, text: String) {
+        self.line(
+            format!("ok: {text}"),
+            json!({"type": "ok", "command": command, "detail": text}),
+        );
+    }
+
+    fn error(&self, command: &str, text: String) {
+        if self.json {
+            println!(
+                "{}",
+                json!({"type": "error", "command": command, "error": text})
+            );
+        } else {
+            println!("error: {text}");
+        }
+    }
+}
+
+fn roster_text(i: &RosterItem) -> String {
+    format!(
+        "{} subscription={}{}{}",
+        i.jid,
+        i.subscription,
+        if i.ask { " (request pending)" } else { "" },
+        i.name
+            .as_ref()
+            .map(|n| format!(" name={n}"))
+            .unwrap_or_default()
+    )
+}
+
+fn roster_json(i: &RosterItem) -> serde_json::Value {
+    json!({"type": "roster", "jid": i.jid.to_string(), "subscription": i.subscription,
+           "ask": i.ask, "name": i.name})
+}
+
+/// An in-flight request's result.
+struct Done {
+    command: String,
+    result: Result<String, ClientError>,
+    /// `/unregister` ends the session when it succeeds.
+    quit: bool,
+}
+
+/// A pending `/wait`.
+struct Wait {
+    kind: String,
+    from: Option<Jid>,
+    deadline: tokio::time::Instant,
+}
+
+fn matches(ev: &ClientEvent, kind: &str, from: &Option<Jid>) -> bool {
+    if ev.kind() != kind {
+        return false;
+    }
+    match (from, ev.from()) {
+        (None, _) => true,
+        (Some(want), Some(got)) => {
+            if want.is_bare() {
+                got.to_bare() == *want
+            } else {
+                got == want
+            }
+        }
+        (Some(_), None) => false,
+    }
+}
+
+/// Connects and runs the client; returns the exit code.
+pub async fn run<T: ClientTransport>(
+    name: &str,
+    transport: T,
+    opts: ConnectOptions,
+    json: bool,
+) -> u8 {
+    let out = Out { json };
+    let mut client = match connect(&transport, &opts).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return crate::cli::EXIT_ERROR;
+        }
+    };
+    if opts.register {
+        out.line(
+            format!("registered {}", opts.jid.to_bare()),
+            json!({"type": "registered", "jid": opts.jid.to_bare().to_string()}),
+        );
+    }
+    out.line(
+        format!(
+            "signed in as {} with {} over {}",
+            client.jid(),
+            client.mechanism().name(),
+            if client.is_secure() {
+                "TLS"
+            } else {
+                "plaintext"
+            }
+        ),
+        json!({"type": "connected", "jid": client.jid().to_string(),
+               "mechanism": client.mechanism().name(), "encrypted": client.is_secure()}),
+    );
+    if !client.is_secure() {
+        // The plaintext twin, said where it happens.
+        eprintln!(
+            "{name}: warning: this connection is NOT encrypted; anyone on the network path can read and change it"
+        );
+    }
+    // Roster first, so the client knows its contacts before presence and
+    // subscription requests arrive; then initial presence, which also
+    // releases offline messages.
+    if let Err(e) = client.roster().await {
+        eprintln!("{name}: {e}");
+        return crate::cli::EXIT_ERROR;
+    }
+    if let Err(e) = client.set_presence(None, None) {
+        eprintln!("{name}: {e}");
+        return crate::cli::EXIT_ERROR;
+    }
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        println!("type /help for commands");
+    }
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut in_flight = 0usize;
+    let mut failed = false;
+    let mut stdin_open = true;
+    let mut quitting = false;
+    let mut lost = false;
+    let mut unregistering = false;
+    let mut current: Option<Jid> = None;
+    let mut backlog: VecDeque<ClientEvent> = VecDeque::new();
+    let mut wait: Option<Wait> = None;
+    loop {
+        if (!stdin_open || quitting) && in_flight == 0 && wait.is_none() {
+            break;
+        }
+        let read_stdin = stdin_open && !quitting && wait.is_none();
+        let deadline = wait.as_ref().map(|w| w.deadline);
+        tokio::select! {
+            line = lines.next_line(), if read_stdin => match line {
+                Ok(Some(line)) => {
+                    let cmd = Command::parse(&line);
+                    match cmd {
+                        Command::Quit => quitting = true,
+                        Command::Wait { kind, from, seconds } => {
+                            if let Some(pos) = backlog.iter().position(|e| matches(e, &kind, &from)) {
+                                backlog.remove(pos);
+                            } else {
+                                wait = Some(Wait { kind, from, deadline: tokio::time::Instant::now() + seconds });
+                            }
+                        }
+                        other => {
+                            unregistering |= matches!(other, Command::Unregister);
+                            let step = execute(&client, &out, other, &mut current, &line);
+                            match step {
+                            Step::Done => {}
+                            Step::Failed => failed = true,
+                            Step::Pending(f) => {
+                                in_flight += 1;
+                                let tx = done_tx.clone();
+                                tokio::spawn(async move {
+                                    let d = f.await;
+                                    let _ = tx.send(d);
+                                });
+                            }
+                            }
+                        }
+                    }
+                }
+                Ok(None) | Err(_) => stdin_open = false,
+            },
+            Some(d) = done_rx.recv() => {
+                in_flight -= 1;
+                match d.result {
+                    Ok(text) => {
+                        out.ok(&d.command, text);
+                        if d.quit {
+                            quitting = true;
+                        }
+                    }
+                    Err(e) => {
+                        failed = true;
+                        out.error(&d.command, e.to_string());
+                    }
+                }
+            },
+            ev = client.next_event() => match ev {
+                Some(ClientEvent::Disconnected { reason }) => {
+                    // After /unregister the server closes the stream itself,
+                    // possibly before we have printed the iq result.
+                    let expected = unregistering && reason.is_none();
+                    out.event(&ClientEvent::Disconnected { reason: reason.clone() });
+                    if expected {
+                        while let Ok(d) = done_rx.try_recv() {
+                            match d.result {
+                                Ok(text) => out.ok(&d.command, text),
+                                Err(e) => { failed = true; out.error(&d.command, e.to_string()); }
+                            }
+                        }
+                        return if failed { crate::cli::EXIT_FAILED } else { 0 };
+                    }
+                    if !quitting {
+                        lost = true;
+                    }
+                    break;
+                }
+                Some(ev) => {
+                    out.event(&ev);
+                    if matches!(ev, ClientEvent::MessageError { .. }) {
+                        failed = true;
+                    }
+                    let consumed = wait.as_ref().is_some_and(|w| matches(&ev, &w.kind, &w.from));
+                    if consumed {
+                        wait = None;
+                    } else {
+                        if backlog.len() >= BACKLOG {
+                            backlog.pop_front();
+                        }
+                        backlog.push_back(ev);
+                    }
+                }
+                None => { lost = !quitting; break; }
+            },
+            _ = sleep_until(deadline) => {
+                if let Some(w) = wait.take() {
+                    failed = true;
+                    out.error("/wait", format!("timed out waiting for a {} event{}", w.kind,
+                        w.from.map(|f| format!(" from {f}")).unwrap_or_default()));
+                }
+            }
+        }
+    }
+    if lost {
+        eprintln!("{name}: connection lost");
+        return crate::cli::EXIT_ERROR;
+    }
+    // Close our side, then keep printing until the server closes its side:
+    // it has then handled (and answered) everything we sent.
+    client.start_close();
+    let drain = async {
+        while let Some(ev) = client.next_event().await {
+            if matches!(ev, ClientEvent::Disconnected { reason: None }) {
+                break;
+            }
+            if matches!(ev, ClientEvent::MessageError { .. }) {
+                failed = true;
+            }
+            out.event(&ev);
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
+        eprintln!("{name}: the server did not close the stream in time");
+    }
+    if failed { crate::cli::EXIT_FAILED } else { 0 }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A parsed input line.
+enum Command {
+    Help,
+    Msg(String, String),
+    Chat(String),
+    Add(String),
+    Remove(String),
+    Roster,
+    Status(Option<Show>, Option<String>),
+    Who,
+    Unregister,
+    Quit,
+    Wait {
+        kind: String,
+        from: Option<Jid>,
+        seconds: Duration,
+    },
+    Text(String),
+    Empty,
+    Bad(String),
+}
+
+impl Command {
+    fn parse(line: &str) -> Command {
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.trim().is_empty() {
+            return Command::Empty;
+        }
+        if !line.starts_with('/') {
+            return Command::Text(line.to_string());
+        }
+        let (cmd, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let rest = rest.trim();
+        let one_arg = |c: fn(String) -> Command, usage: &str| {
+            if rest.is_empty() || rest.contains(' ') {
+                Command::Bad(format!("usage: {usage}"))
+            } else {
+                c(rest.to_string())
+            }
+        };
+        match cmd {
+            "/help" => Command::Help,
+            "/msg" => match rest.split_once(' ') {
+                Some((to, text)) if !text.trim().is_empty() => {
+                    Command::Msg(to.to_string(), text.to_string())
+                }
+                _ => Command::Bad("usage: /msg JID TEXT".into()),
+            },
+            "/chat" => one_arg(Command::Chat, "/chat JID"),
+            "/add" => one_arg(Command::Add, "/add JID"),
+            "/remove" => one_arg(Command::Remove, "/remove JID"),
+            "/roster" => Command::Roster,
+            "/status" => {
+                let (first, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                match Show::parse(first) {
+                    Ok(s) => Command::Status(
+                        Some(s),
+                        Some(tail.trim().to_string()).filter(|t| !t.is_empty()),
+                    ),
+                    Err(_) => {
+                        Command::Status(None, Some(rest.to_string()).filter(|t| !t.is_empty()))
+                    }
+                }
+            }
+            "/who" => Command::Who,
+            "/unregister" => Command::Unregister,
+            "/quit" => Command::Quit,
+            "/wait" => {
+                let mut parts = rest.split_whitespace();
+                let Some(kind) = parts.next() else {
+                    return Command::Bad("usage: /wait TYPE [JID] [SECONDS]".into());
+                };
+                let mut from = None;
+                let mut seconds = WAIT_DEFAULT;
+                for p in parts {
+                    if let Ok(s) = p.parse::<f64>() {
+                        if !(0.0..=3600.0).contains(&s) {
+                            return Command::Bad("/wait takes 0 to 3600 seconds".into());
+                        }
+                        seconds = Duration::from_secs_f64(s);
+                    } else {
+                        match Jid::parse(p) {
+                            Ok(j) => from = Some(j),
+                            Err(e) => return Command::Bad(format!("/wait: {e}")),
+                        }
+                    }
+                }
+                Command::Wait {
+                    kind: kind.to_string(),
+                    from,
+                    seconds,
+                }
+            }
+            other => Command::Bad(format!("unknown command {other}; type /help")),
+        }
+    }
+}
+
+type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
+
+/// What running a command led to.
+enum Step {
+    /// Done at once.
+    Done,
+    /// Failed at once (bad arguments, no chat selected); already printed.
+    Failed,
+    /// Waiting for the server.
+    Pending(Pending),
+}
+
+fn fail_sync(out: &Out, command: &str, text: String) -> Step {
+    out.error(command, text);
+    Step::Failed
+}
+
+fn parse_jid(s: &str, domain: &str) -> Result<Jid, String> {
+    // A bare name means a user on our own server.
+    let full = if s.contains('@') {
+        s.to_string()
+    } else {
+        format!("{s}@{domain}")
+    };
+    Jid::parse(&full).map_err(|e| format!("invalid JID '{s}': {e}"))
+}
+
+/// Runs a command. Requests that wait for the server return a future whose
+/// result is printed when it completes.
+fn execute(
+    client: &Client,
+    out: &Out,
+    cmd: Command,
+    current: &mut Option<Jid>,
+    line: &str,
+) -> Step {
+    let name = line.split_whitespace().next().unwrap_or("").to_string();
+    let domain = client.jid().domain().to_string();
+    let done = |command: String,
+                fut: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<String, ClientError>> + Send>,
+    >,
+                quit: bool| {
+        Step::Pending(Box::pin(async move {
+            Done {
+                command,
+                result: fut.await,
+                quit,
+            }
+        }))
+    };
+    macro_rules! jid {
+        ($s:expr) => {
+            match parse_jid(&$s, &domain) {
+                Ok(j) => j,
+                Err(e) => return fail_sync(out, &name, e),
+            }
+        };
+    }
+    match cmd {
+        Command::Empty | Command::Quit | Command::Wait { .. } => Step::Done,
+        Command::Help => {
+            println!("{HELP}");
+            Step::Done
+        }
+        Command::Bad(text) => fail_sync(out, &name, text),
+        Command::Msg(to, text) => {
+            let to = jid!(to);
+            send_text(client, out, &to, &text)
+        }
+        Command::Text(text) => match current.clone() {
+            Some(to) => send_text(client, out, &to, &text),
+            None => fail_sync(
+                out,
+                "message",
+                "no chat selected: use /chat JID first, or /msg JID TEXT".into(),
+            ),
+        },
+        Command::Chat(to) => {
+            let to = jid!(to);
+            out.ok(&name, format!("now chatting with {to}"));
+            *current = Some(to);
+            Step::Done
+        }
+        Command::Add(j) => {
+            let jid = jid!(j);
+            let fut = client.add_contact(&jid);
+            done(
+                name,
+                Box::pin(async move {
+                    fut.await
+                        .map(|_| format!("added {jid}; asked to see their presence"))
+                }),
+                false,
+            )
+        }
+        Command::Remove(j) => {
+            let jid = jid!(j);
+            let fut = client.remove_contact(&jid);
+            done(
+                name,
+                Box::pin(async move { fut.await.map(|_| format!("removed {jid}")) }),
+                false,
+            )
+        }
+        Command::Roster => {
+            let fut = client.roster();
+            let json = out.json;
+            done(
+                name,
+                Box::pin(async move {
+                    let items = fut.await?;
+                    for i in &items {
+                        if json {
+                            println!("{}", roster_json(i));
+                        } else {
+                            println!("contact {}", roster_text(i));
+                        }
+                    }
+                    Ok(format!("{} contact(s)", items.len()))
+                }),
+                false,
+            )
+        }
+        Command::Status(show, text) => match client.set_presence(show, text.as_deref()) {
+            Ok(()) => {
+                out.ok(
+                    &name,
+                    format!(
+                        "status set to {}{}",
+                        show.map_or("available", Show::as_str),
+                        text.map(|t| format!(": {t}")).unwrap_or_default()
+                    ),
+                );
+                Step::Done
+            }
+            Err(e) => fail_sync(out, &name, e.to_string()),
+        },
+        Command::Who => {
+            let online = client.online_contacts();
+            for (jid, show, status) in &online {
+                out.line(
+                    format!("online {jid}{}{}", show.map(|s| format!(" [{}]", s.as_str())).unwrap_or_default(),
+                        status.as_ref().map(|s| format!(": {s}")).unwrap_or_default()),
+                    json!({"type": "online", "jid": jid.to_string(), "show": show.map(Show::as_str), "status": status}),
+                );
+            }
+            out.ok(
+                &name,
+                format!("{} contact resource(s) online", online.len()),
+            );
+            Step::Done
+        }
+        Command::Unregister => {
+            let fut = client.unregister();
+            done(
+                name,
+                Box::pin(async move { fut.await.map(|_| "account deleted".to_string()) }),
+                true,
+            )
+        }
+    }
+}
+
+fn send_text(client: &Client, out: &Out, to: &Jid, text: &str) -> Step {
+    match client.send_message(to, text) {
+        Ok(id) => {
+            out.line(
+                format!("sent {id} to {to}"),
+                json!({"type": "sent", "to": to.to_string(), "id": id}),
+            );
+            Step::Done
+        }
+        Err(e) => fail_sync(out, "/msg", e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands() {
+        assert!(
+            matches!(Command::parse("/msg bob@x hello there"), Command::Msg(t, m) if t == "bob@x" && m == "hello there")
+        );
+        assert!(matches!(Command::parse("/msg bob@x"), Command::Bad(_)));
+        assert!(
+            matches!(Command::parse("/status away out for lunch"), Command::Status(Some(Show::Away), Some(t)) if t == "out for lunch")
+        );
+        assert!(
+            matches!(Command::parse("/status busy today"), Command::Status(None, Some(t)) if t == "busy today")
+        );
+        assert!(matches!(
+            Command::parse("/status"),
+            Command::Status(None, None)
+        ));
+        assert!(matches!(Command::parse("hello"), Command::Text(t) if t == "hello"));
+        assert!(matches!(Command::parse("/frobnicate"), Command::Bad(_)));
+        assert!(matches!(Command::parse("/add a b"), Command::Bad(_)));
+        match Command::parse("/wait message bob@localhost 2.5") {
+            Command::Wait {
+                kind,
+                from,
+                seconds,
+            } => {
+                assert_eq!(kind, "message");
+                assert_eq!(from.unwrap().to_string(), "bob@localhost");
+                assert_eq!(seconds, Duration::from_millis(2500));
+            }
+            _ => panic!("not a wait"),
+        }
+    }
+
+    #[test]
+    fn wait_matches_bare_and_full_jids() {
+        let ev = ClientEvent::Receipt {
+            from: Jid::parse("bob@localhost/phone").unwrap(),
+            id: "1".into(),
+        };
+        assert!(matches(&ev, "receipt", &None));
+        assert!(matches(
+            &ev,
+            "receipt",
+            &Some(Jid::parse("bob@localhost").unwrap())
+        ));
+        assert!(matches(
+            &ev,
+            "receipt",
+            &Some(Jid::parse("bob@localhost/phone").unwrap())
+        ));
+        assert!(!matches(
+            &ev,
+            "receipt",
+            &Some(Jid::parse("bob@localhost/pc").unwrap())
+        ));
+        assert!(!matches(&ev, "message", &None));
+    }
+}

@@ -1,0 +1,1021 @@
+//! The chat client: a library API used by the CLI, the labs, the tests and
+//! the load generator.
+//!
+//! - [`connect`] negotiates a stream (STARTTLS when the transport can,
+//!   in-band registration, SASL, resource binding) and returns a [`Client`].
+//! - [`Client`] sends stanzas and iq requests; a reader task turns incoming
+//!   stanzas into [`ClientEvent`]s and answers what a client must answer on
+//!   its own (pings, receipt requests, roster pushes, unknown iqs).
+//! - [`cli`] is the interactive and scripted line client.
+
+pub mod cli;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use protocol::parser::Event;
+use protocol::sasl::{self, Mechanism, ScramClient};
+use protocol::stanza::{Iq, IqType, Message, MessageType, Presence, PresenceType, Show};
+use protocol::{
+    Element, Jid, Limits, StanzaErrorCondition, StreamErrorCondition, StreamHeader, ns, stream,
+};
+use tokio::io::{AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::transport::{BoxStream, ClientTransport, StartTls};
+use crate::util::random_id;
+use crate::xmpp_io::{ReadError, XmppReader, write_element, write_str};
+
+/// How long to wait for an iq answer before giving up.
+pub const IQ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the whole sign-in may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why connecting or a request failed. Each variant says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The TCP (or TLS) connection could not be made.
+    #[error("cannot connect to {addr}: {source} (is the server running?)")]
+    Connect {
+        /// Address tried.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The connection broke.
+    #[error("connection lost: {0}")]
+    ConnectionLost(String),
+    /// The server closed the stream with an error.
+    #[error("the server closed the stream: {condition}{}", text.as_ref().map(|t| format!(" ({t})")).unwrap_or_default())]
+    StreamError {
+        /// The condition, or `undefined-condition` when unknown.
+        condition: String,
+        /// The server's explanation.
+        text: Option<String>,
+    },
+    /// The server sent XML we could not parse.
+    #[error("the server sent invalid XML: {0}")]
+    BadXml(#[from] protocol::ParseError),
+    /// Wrong password or unknown user (SASL `not-authorized`).
+    #[error("sign-in refused: wrong user name or password")]
+    NotAuthorized,
+    /// SASL failed for another reason.
+    #[error("sign-in failed: {0}")]
+    SaslFailure(String),
+    /// The server could not prove it knows our SCRAM keys (not the real
+    /// server), or sent a bad SCRAM message.
+    #[error("sign-in failed: {0}")]
+    Scram(#[from] sasl::SaslError),
+    /// None of the server's mechanisms is one we accept.
+    #[error("the server offers no SASL mechanism we accept (offered: {0})")]
+    NoMechanism(String),
+    /// Registration refused because the name is taken.
+    #[error("registration refused: the user name '{0}' is taken")]
+    UsernameTaken(String),
+    /// A request was answered with an error.
+    #[error("{what} failed: {condition}{}", text.as_ref().map(|t| format!(" ({t})")).unwrap_or_default())]
+    Refused {
+        /// What was asked.
+        what: String,
+        /// The stanza error condition.
+        condition: String,
+        /// The server's explanation.
+        text: Option<String>,
+    },
+    /// No answer in time.
+    #[error("{0}: no answer from the server in time")]
+    Timeout(String),
+    /// The server did not offer STARTTLS and the client requires it: the
+    /// defence against STARTTLS stripping.
+    #[error(
+        "the server did not offer STARTTLS, and this client requires TLS (possible STARTTLS stripping attack)"
+    )]
+    NoStartTls,
+    /// The TLS handshake failed.
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+    /// The server broke the protocol.
+    #[error("protocol error: the server sent {0}")]
+    Unexpected(String),
+}
+
+impl From<ReadError> for ClientError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Eof => {
+                ClientError::ConnectionLost("the server closed the connection".into())
+            }
+            ReadError::Io(e) => ClientError::ConnectionLost(e.to_string()),
+            ReadError::Parse(p) => ClientError::BadXml(p),
+        }
+    }
+}
+
+impl From<std::io::Error> for ClientError {
+    fn from(e: std::io::Error) -> Self {
+        ClientError::ConnectionLost(e.to_string())
+    }
+}
+
+/// What to connect to and how.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `host:port` of the server.
+    pub server: String,
+    /// The account (a resource in it is requested at bind).
+    pub jid: Jid,
+    /// The password.
+    pub password: String,
+    /// Register the account first (XEP-0077).
+    pub register: bool,
+    /// Use SASL PLAIN even when SCRAM is offered (lab 1 sniffs it).
+    pub force_plain: bool,
+}
+
+/// A roster item as the client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterItem {
+    /// The contact.
+    pub jid: Jid,
+    /// Display name.
+    pub name: Option<String>,
+    /// none, to, from or both.
+    pub subscription: String,
+    /// We asked to subscribe and wait.
+    pub ask: bool,
+}
+
+impl RosterItem {
+    fn from_element(item: &Element) -> Option<RosterItem> {
+        Some(RosterItem {
+            jid: Jid::parse(item.get_attr("jid")?).ok()?,
+            name: item.get_attr("name").map(str::to_string),
+            subscription: item.get_attr("subscription").unwrap_or("none").to_string(),
+            ask: item.get_attr("ask") == Some("subscribe"),
+        })
+    }
+}
+
+/// Something that happened, for the user to see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// A message with a body.
+    Message {
+        /// Sender.
+        from: Jid,
+        /// Text.
+        body: String,
+        /// Message id.
+        id: Option<String>,
+        /// chat, normal, headline...
+        kind: MessageType,
+        /// When it was sent, if it was stored offline (XEP-0203).
+        delayed: Option<String>,
+    },
+    /// A delivery receipt (XEP-0184).
+    Receipt {
+        /// Who received it.
+        from: Jid,
+        /// The id of our message.
+        id: String,
+    },
+    /// A contact's availability changed.
+    Presence {
+        /// The contact's full JID.
+        from: Jid,
+        /// Online or not.
+        available: bool,
+        /// away, dnd, xa, chat.
+        show: Option<Show>,
+        /// Status message.
+        status: Option<String>,
+    },
+    /// Someone asks to see our presence.
+    SubscriptionRequest {
+        /// Who asks.
+        from: Jid,
+        /// We had already added them, so the client approved at once.
+        auto_approved: bool,
+    },
+    /// A subscription answer or cancellation.
+    Subscription {
+        /// From whom.
+        from: Jid,
+        /// subscribed, unsubscribe or unsubscribed.
+        kind: PresenceType,
+    },
+    /// The server changed our roster.
+    RosterPush(RosterItem),
+    /// A roster item was removed.
+    RosterRemoved(Jid),
+    /// A message came back with an error.
+    MessageError {
+        /// The address it was sent to.
+        from: Option<Jid>,
+        /// Our message id.
+        id: Option<String>,
+        /// The condition.
+        condition: String,
+        /// The server's text.
+        text: Option<String>,
+    },
+    /// The connection ended.
+    Disconnected {
+        /// Why, if it was not a normal close.
+        reason: Option<String>,
+    },
+}
+
+impl ClientEvent {
+    /// A short name for the event kind (the `type` field in JSON output).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientEvent::Message { .. } => "message",
+            ClientEvent::Receipt { .. } => "receipt",
+            ClientEvent::Presence { .. } => "presence",
+            ClientEvent::SubscriptionRequest { .. } => "subscribe",
+            ClientEvent::Subscription { .. } => "subscription",
+            ClientEvent::RosterPush(_) => "roster",
+            ClientEvent::RosterRemoved(_) => "roster",
+            ClientEvent::MessageError { .. } => "message-error",
+            ClientEvent::Disconnected { .. } => "disconnected",
+        }
+    }
+
+    /// The JID the event is about, if any.
+    pub fn from(&self) -> Option<&Jid> {
+        match self {
+            ClientEvent::Message { from, .. }
+            | ClientEvent::Receipt { from, .. }
+            | ClientEvent::Presence { from, .. }
+            | ClientEvent::SubscriptionRequest { from, .. }
+            | ClientEvent::Subscription { from, .. } => Some(from),
+            ClientEvent::RosterPush(i) => Some(&i.jid),
+            ClientEvent::RosterRemoved(j) => Some(j),
+            ClientEvent::MessageError { from, .. } => from.as_ref(),
+            ClientEvent::Disconnected { .. } => None,
+        }
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Element>>>>;
+
+/// What the reader task learns that the API needs.
+#[derive(Debug, Default)]
+struct State {
+    roster: HashMap<Jid, RosterItem>,
+    /// Available resources of contacts: full JID → (show, status).
+    online: HashMap<Jid, (Option<Show>, Option<String>)>,
+    /// Subscription requests not yet answered.
+    requests: Vec<Jid>,
+}
+
+/// A signed-in client.
+pub struct Client {
+    jid: Jid,
+    mechanism: Mechanism,
+    secure: bool,
+    out: mpsc::UnboundedSender<String>,
+    pending: Pending,
+    state: Arc<Mutex<State>>,
+    events: mpsc::UnboundedReceiver<ClientEvent>,
+    writer: tokio::task::JoinHandle<()>,
+    closed: Option<oneshot::Receiver<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The result of stream negotiation.
+struct Negotiated {
+    stream: BoxStream,
+    reader: XmppReader,
+    jid: Jid,
+    mechanism: Mechanism,
+    secure: bool,
+}
+
+/// Connects, optionally registers, signs in and binds a resource.
+pub async fn connect<T: ClientTransport>(
+    transport: &T,
+    opts: &ConnectOptions,
+) -> Result<Client, ClientError> {
+    let n = tokio::time::timeout(CONNECT_TIMEOUT, negotiate(transport, opts))
+        .await
+        .map_err(|_| ClientError::Timeout("signing in".into()))??;
+    Ok(Client::start(n))
+}
+
+async fn read_features(
+    stream: &mut BoxStream,
+    reader: &mut XmppReader,
+) -> Result<Element, ClientError> {
+    match reader.next(stream).await? {
+        Event::StreamOpen(_) => {}
+        other => {
+            return Err(ClientError::Unexpected(format!(
+                "{other:?} instead of a stream header"
+            )));
+        }
+    }
+    let el = next_element(stream, reader).await?;
+    if !el.is("features", ns::STREAM) {
+        return Err(ClientError::Unexpected(format!(
+            "<{}> instead of stream features",
+            el.name
+        )));
+    }
+    Ok(el)
+}
+
+/// The next element; a stream error becomes [`ClientError::StreamError`].
+async fn next_element(
+    stream: &mut BoxStream,
+    reader: &mut XmppReader,
+) -> Result<Element, ClientError> {
+    match reader.next_element(stream).await? {
+        Some(el) if el.is("error", ns::STREAM) => {
+            let (cond, text) = StreamErrorCondition::from_error_element(&el);
+            Err(ClientError::StreamError {
+                condition: cond.map_or("undefined-condition".into(), |c| c.to_string()),
+                text,
+            })
+        }
+        Some(el) => Ok(el),
+        None => Err(ClientError::ConnectionLost(
+            "the server closed the stream".into(),
+        )),
+    }
+}
+
+async fn negotiate<T: ClientTransport>(
+    transport: &T,
+    opts: &ConnectOptions,
+) -> Result<Negotiated, ClientError> {
+    let domain = opts.jid.domain().to_string();
+    let (mut stream, mut secure) =
+        transport
+            .connect(&opts.server, &domain)
+            .await
+            .map_err(|source| ClientError::Connect {
+                addr: opts.server.clone(),
+                source,
+            })?;
+    let mut reader = XmppReader::new(Limits::default());
+    let mut registered = !opts.register;
+    let mut mechanism = None;
+    let username = opts.jid.local().unwrap_or_default().to_string();
+    loop {
+        write_str(&mut stream, &StreamHeader::client_to(&domain).to_xml()).await?;
+        let features = read_features(&mut stream, &mut reader).await?;
+        if !secure {
+            let offered = features.has_child("starttls", ns::TLS);
+            match (transport.starttls(), offered) {
+                (StartTls::Required | StartTls::Optional, true) => {
+                    write_element(&mut stream, &Element::new("starttls", ns::TLS)).await?;
+                    let answer = next_element(&mut stream, &mut reader).await?;
+                    if !answer.is("proceed", ns::TLS) {
+                        return Err(ClientError::Tls("the server refused STARTTLS".into()));
+                    }
+                    // Whatever arrived after <proceed/> was not protected by
+                    // TLS: drop it (STARTTLS command injection, CVE-2011-0411).
+                    reader.reset_discarding();
+                    let plain = std::mem::replace(&mut stream, Box::new(tokio::io::duplex(1).0));
+                    stream = transport
+                        .upgrade(plain, &domain)
+                        .await
+                        .map_err(|e| ClientError::Tls(e.to_string()))?;
+                    secure = true;
+                    continue;
+                }
+                (StartTls::Required, false) => return Err(ClientError::NoStartTls),
+                _ => {}
+            }
+        }
+        if mechanism.is_none() {
+            if !registered {
+                register(&mut stream, &mut reader, &username, &opts.password).await?;
+                registered = true;
+            }
+            let offered: Vec<String> = features
+                .get_child("mechanisms", ns::SASL)
+                .map(|m| m.elements().map(Element::text_content).collect())
+                .unwrap_or_default();
+            let mech = choose_mechanism(&offered, opts.force_plain)
+                .ok_or_else(|| ClientError::NoMechanism(offered.join(", ")))?;
+            authenticate(&mut stream, &mut reader, mech, &username, &opts.password).await?;
+            mechanism = Some(mech);
+            reader.reset();
+            continue;
+        }
+        if !features.has_child("bind", ns::BIND) {
+            return Err(ClientError::Unexpected(
+                "stream features without <bind/>".into(),
+            ));
+        }
+        let jid = bind(&mut stream, &mut reader, opts.jid.resource()).await?;
+        let session = features.get_child("session", ns::SESSION);
+        if session.is_some_and(|s| !s.has_child("optional", ns::SESSION)) {
+            let iq = Iq::request(
+                IqType::Set,
+                random_id(4),
+                None,
+                Element::new("session", ns::SESSION),
+            );
+            write_element(&mut stream, &iq.to_element()).await?;
+            let _ = next_element(&mut stream, &mut reader).await?;
+        }
+        return Ok(Negotiated {
+            stream,
+            reader,
+            jid,
+            mechanism: mechanism.unwrap_or(Mechanism::Plain),
+            secure,
+        });
+    }
+}
+
+fn choose_mechanism(offered: &[String], force_plain: bool) -> Option<Mechanism> {
+    if force_plain {
+        return offered
+            .iter()
+            .any(|m| m == "PLAIN")
+            .then_some(Mechanism::Plain);
+    }
+    Mechanism::ALL
+        .into_iter()
+        .find(|m| offered.iter().any(|o| o == m.name()))
+}
+
+async fn register(
+    stream: &mut BoxStream,
+    reader: &mut XmppReader,
+    username: &str,
+    password: &str,
+) -> Result<(), ClientError> {
+    let q = Element::new("query", ns::REGISTER)
+        .text_child("username", ns::REGISTER, username)
+        .text_child("password", ns::REGISTER, password);
+    let iq = Iq::request(IqType::Set, format!("reg-{}", random_id(4)), None, q);
+    write_element(stream, &iq.to_element()).await?;
+    let answer = Iq::from_element(&next_element(stream, reader).await?)
+        .map_err(|e| ClientError::Unexpected(e.to_string()))?;
+    match answer.kind {
+        IqType::Result => Ok(()),
+        _ => match answer.error_condition() {
+            Some(StanzaErrorCondition::Conflict) => {
+                Err(ClientError::UsernameTaken(username.to_string()))
+            }
+            c => Err(ClientError::Refused {
+                what: "registration".into(),
+                condition: c.map_or("undefined-condition".into(), |c| c.to_string()),
+                text: answer.error.as_ref().and_then(protocol::error::error_text),
+            }),
+        },
+    }
+}
+
+async fn authenticate(
+    stream: &mut BoxStream,
+    reader: &mut XmppReader,
+    mech: Mechanism,
+    username: &str,
+    password: &str,
+) -> Result<(), ClientError> {
+    let auth = |payload: &[u8]| {
+        Element::new("auth", ns::SASL)
+            .attr("mechanism", mech.name())
+            .text(B64.encode(payload))
+    };
+    let mut scram = mech
+        .scram_hash()
+        .map(|h| ScramClient::new(h, username, password));
+    let initial = match &scram {
+        // Deliberately weak when the stream is not encrypted: PLAIN puts the
+        // password on the wire in base64, which anyone can decode.
+        None => sasl::plain_message(username, password),
+        Some(s) => s.client_first().into_bytes(),
+    };
+    write_element(stream, &auth(&initial)).await?;
+    loop {
+        let el = next_element(stream, reader).await?;
+        let data = B64.decode(el.text_content().trim()).unwrap_or_default();
+        if el.is("challenge", ns::SASL) {
+            let Some(s) = scram.as_mut() else {
+                return Err(ClientError::Unexpected("a challenge for PLAIN".into()));
+            };
+            let reply = s.handle_server_first(&data)?;
+            let resp = Element::new("response", ns::SASL).text(B64.encode(reply));
+            write_element(stream, &resp).await?;
+        } else if el.is("success", ns::SASL) {
+            if let Some(s) = scram.as_mut() {
+                // Mutual authentication: the server proves it knows our keys.
+                s.verify_server_final(&data)?;
+            }
+            return Ok(());
+        } else if el.is("failure", ns::SASL) {
+            let cond = el
+                .elements()
+                .find(|c| c.name != "text")
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
+            if cond == "not-authorized" {
+                return Err(ClientError::NotAuthorized);
+            }
+            let text = el.child_text("text", ns::SASL).unwrap_or_default();
+            return Err(ClientError::SaslFailure(
+                format!("{cond} {text}").trim().to_string(),
+            ));
+        } else {
+            return Err(ClientError::Unexpected(format!(
+                "<{}> during SASL",
+                el.name
+            )));
+        }
+    }
+}
+
+async fn bind(
+    stream: &mut BoxStream,
+    reader: &mut XmppReader,
+    resource: Option<&str>,
+) -> Result<Jid, ClientError> {
+    let mut b = Element::new("bind", ns::BIND);
+    if let Some(r) = resource {
+        b = b.text_child("resource", ns::BIND, r);
+    }
+    let iq = Iq::request(IqType::Set, format!("bind-{}", random_id(4)), None, b);
+    write_element(stream, &iq.to_element()).await?;
+    let el = next_element(stream, reader).await?;
+    el.get_child("bind", ns::BIND)
+        .and_then(|b| b.child_text("jid", ns::BIND))
+        .and_then(|j| Jid::parse(&j).ok())
+        .ok_or_else(|| ClientError::Unexpected("a bind answer without a JID".into()))
+}
+
+impl Client {
+    fn start(n: Negotiated) -> Client {
+        let (rd, wr) = tokio::io::split(n.stream);
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (closed_tx, closed_rx) = oneshot::channel();
+        let pending: Pending = Arc::default();
+        let state: Arc<Mutex<State>> = Arc::default();
+        let writer = tokio::spawn(client_writer(wr, out_rx));
+        tokio::spawn(client_reader(
+            rd,
+            n.reader,
+            n.jid.clone(),
+            out_tx.clone(),
+            ev_tx,
+            pending.clone(),
+            state.clone(),
+            closed_tx,
+        ));
+        Client {
+            jid: n.jid,
+            mechanism: n.mechanism,
+            secure: n.secure,
+            out: out_tx,
+            pending,
+            state,
+            events: ev_rx,
+            writer,
+            closed: Some(closed_rx),
+        }
+    }
+
+    /// The bound full JID.
+    pub fn jid(&self) -> &Jid {
+        &self.jid
+    }
+
+    /// The SASL mechanism used to sign in.
+    pub fn mechanism(&self) -> Mechanism {
+        self.mechanism
+    }
+
+    /// Whether the stream is encrypted.
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// Sends a stanza.
+    pub fn send(&self, el: &Element) -> Result<(), ClientError> {
+        self.out
+            .send(el.to_xml())
+            .map_err(|_| ClientError::ConnectionLost("the connection is closed".into()))
+    }
+
+    /// Sends an iq request and waits for its answer. An error answer becomes
+    /// [`ClientError::Refused`] naming `what`.
+    pub fn iq(
+        &self,
+        kind: IqType,
+        to: Option<Jid>,
+        payload: Element,
+        what: &str,
+    ) -> impl Future<Output = Result<Iq, ClientError>> + Send + 'static {
+        let id = format!("{}-{}", payload.name, random_id(4));
+        let iq = Iq::request(kind, id.clone(), to, payload);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(id.clone(), tx);
+        let sent = self.send(&iq.to_element());
+        let pending = self.pending.clone();
+        let what = what.to_string();
+        async move {
+            sent?;
+            let answer = tokio::time::timeout(IQ_TIMEOUT, rx).await;
+            lock(&pending).remove(&id);
+            let el = match answer {
+                Ok(Ok(el)) => el,
+                Ok(Err(_)) => {
+                    return Err(ClientError::ConnectionLost("the connection closed".into()));
+                }
+                Err(_) => return Err(ClientError::Timeout(what)),
+            };
+            let iq = Iq::from_element(&el).map_err(|e| ClientError::Unexpected(e.to_string()))?;
+            if iq.kind == IqType::Error {
+                return Err(ClientError::Refused {
+                    what,
+                    condition: iq
+                        .error_condition()
+                        .map_or("undefined-condition".into(), |c| c.to_string()),
+                    text: iq.error.as_ref().and_then(protocol::error::error_text),
+                });
+            }
+            Ok(iq)
+        }
+    }
+
+    /// Sends a chat message asking for a delivery receipt; returns its id.
+    pub fn send_message(&self, to: &Jid, body: &str) -> Result<String, ClientError> {
+        let id = format!("m-{}", random_id(6));
+        let mut m = Message::chat(to.clone(), body);
+        m.id = Some(id.clone());
+        m.payloads.push(Element::new("request", ns::RECEIPTS));
+        self.send(&m.to_element())?;
+        Ok(id)
+    }
+
+    /// Sets our presence (available, with optional show and status).
+    pub fn set_presence(
+        &self,
+        show: Option<Show>,
+        status: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let mut p = Presence::new(PresenceType::Available);
+        p.show = show;
+        p.status = status.map(str::to_string);
+        self.send(&p.to_element())
+    }
+
+    fn send_subscription(&self, to: &Jid, kind: PresenceType) -> Result<(), ClientError> {
+        let mut p = Presence::new(kind);
+        p.to = Some(to.to_bare());
+        self.send(&p.to_element())
+    }
+
+    /// Fetches the roster.
+    pub fn roster(
+        &self,
+    ) -> impl Future<Output = Result<Vec<RosterItem>, ClientError>> + Send + 'static {
+        let fut = self.iq(
+            IqType::Get,
+            None,
+            Element::new("query", ns::ROSTER),
+            "roster request",
+        );
+        let state = self.state.clone();
+        async move {
+            let iq = fut.await?;
+            let items: Vec<RosterItem> = iq
+                .payload
+                .iter()
+                .flat_map(|q| q.elements())
+                .filter_map(RosterItem::from_element)
+                .collect();
+            let mut st = lock(&state);
+            st.roster = items.iter().map(|i| (i.jid.clone(), i.clone())).collect();
+            Ok(items)
+        }
+    }
+
+    /// Adds a contact: roster item, subscription request, and approval of
+    /// their request if they already asked (so two users who add each other
+    /// end up with a mutual subscription).
+    pub fn add_contact(
+        &self,
+        jid: &Jid,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
+        let bare = jid.to_bare();
+        let item = Element::new("item", ns::ROSTER).attr("jid", bare.to_string());
+        let fut = self.iq(
+            IqType::Set,
+            None,
+            Element::new("query", ns::ROSTER).child(item),
+            "adding a contact",
+        );
+        let sub = self.send_subscription(&bare, PresenceType::Subscribe);
+        let asked = {
+            let mut st = lock(&self.state);
+            let asked = st.requests.contains(&bare);
+            st.requests.retain(|r| r != &bare);
+            st.roster.entry(bare.clone()).or_insert(RosterItem {
+                jid: bare.clone(),
+                name: None,
+                subscription: "none".into(),
+                ask: true,
+            });
+            asked
+        };
+        let approve = if asked {
+            self.send_subscription(&bare, PresenceType::Subscribed)
+        } else {
+            Ok(())
+        };
+        async move {
+            sub?;
+            approve?;
+            fut.await.map(|_| ())
+        }
+    }
+
+    /// Removes a contact (and both subscriptions).
+    pub fn remove_contact(
+        &self,
+        jid: &Jid,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
+        let item = Element::new("item", ns::ROSTER)
+            .attr("jid", jid.to_bare().to_string())
+            .attr("subscription", "remove");
+        lock(&self.state).roster.remove(&jid.to_bare());
+        let fut = self.iq(
+            IqType::Set,
+            None,
+            Element::new("query", ns::ROSTER).child(item),
+            "removing a contact",
+        );
+        async move { fut.await.map(|_| ()) }
+    }
+
+    /// Deletes the account on the server (XEP-0077 remove).
+    pub fn unregister(&self) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
+        let q = Element::new("query", ns::REGISTER).child(Element::new("remove", ns::REGISTER));
+        let fut = self.iq(IqType::Set, None, q, "deleting the account");
+        async move { fut.await.map(|_| ()) }
+    }
+
+    /// Contacts' resources currently online, with show and status.
+    pub fn online_contacts(&self) -> Vec<(Jid, Option<Show>, Option<String>)> {
+        let st = lock(&self.state);
+        let mut v: Vec<_> = st
+            .online
+            .iter()
+            .map(|(j, (s, t))| (j.clone(), *s, t.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// The next event; `None` once the connection is gone and every event
+    /// was taken.
+    pub async fn next_event(&mut self) -> Option<ClientEvent> {
+        self.events.recv().await
+    }
+
+    /// Sends unavailable presence and closes our side of the stream. Events
+    /// keep arriving until the server closes its side
+    /// ([`ClientEvent::Disconnected`]).
+    pub fn start_close(&self) {
+        let _ = self.send(&Presence::new(PresenceType::Unavailable).to_element());
+        let _ = self.out.send(stream::CLOSE.to_string());
+    }
+
+    /// Signs out: unavailable presence, close the stream, and wait (bounded)
+    /// for the server to close its side, which means it has handled every
+    /// stanza we sent.
+    pub async fn close(mut self) {
+        self.start_close();
+        if let Some(closed) = self.closed.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), closed).await;
+        }
+        drop(self.out);
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.writer).await;
+    }
+}
+
+async fn client_writer(wr: WriteHalf<BoxStream>, mut rx: mpsc::UnboundedReceiver<String>) {
+    let mut w = BufWriter::new(wr);
+    while let Some(xml) = rx.recv().await {
+        if w.write_all(xml.as_bytes()).await.is_err() {
+            return;
+        }
+        if rx.is_empty() && w.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = w.flush().await;
+    let _ = w.shutdown().await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn client_reader(
+    mut rd: ReadHalf<BoxStream>,
+    mut reader: XmppReader,
+    me: Jid,
+    out: mpsc::UnboundedSender<String>,
+    events: mpsc::UnboundedSender<ClientEvent>,
+    pending: Pending,
+    state: Arc<Mutex<State>>,
+    closed: oneshot::Sender<()>,
+) {
+    let reason = loop {
+        let el = match reader.next(&mut rd).await {
+            Ok(Event::Element(el)) => el,
+            Ok(Event::StreamClose) => break None,
+            Ok(Event::StreamOpen(_)) => break Some("the server restarted the stream".to_string()),
+            Err(ReadError::Eof) => break Some("the server closed the connection".to_string()),
+            Err(e) => break Some(e.to_string()),
+        };
+        if el.is("error", ns::STREAM) {
+            let (cond, text) = StreamErrorCondition::from_error_element(&el);
+            let c = cond.map_or("undefined-condition".to_string(), |c| c.to_string());
+            break Some(match text {
+                Some(t) => format!("stream error {c}: {t}"),
+                None => format!("stream error {c}"),
+            });
+        }
+        handle_incoming(&el, &me, &out, &events, &pending, &state);
+    };
+    let _ = events.send(ClientEvent::Disconnected { reason });
+    lock(&pending).clear();
+    let _ = closed.send(());
+}
+
+fn handle_incoming(
+    el: &Element,
+    me: &Jid,
+    out: &mpsc::UnboundedSender<String>,
+    events: &mpsc::UnboundedSender<ClientEvent>,
+    pending: &Pending,
+    state: &Arc<Mutex<State>>,
+) {
+    let emit = |e| {
+        let _ = events.send(e);
+    };
+    match el.name.as_str() {
+        "iq" => {
+            let Ok(iq) = Iq::from_element(el) else {
+                return;
+            };
+            if matches!(iq.kind, IqType::Result | IqType::Error) {
+                if let Some(tx) = lock(pending).remove(&iq.id) {
+                    let _ = tx.send(el.clone());
+                }
+                return;
+            }
+            // Only our server may push roster changes (RFC 6121 2.1.6):
+            // otherwise anyone could rewrite our contact list.
+            let from_server = iq.from.as_ref().is_none_or(|f| {
+                f == &me.to_bare() || f.domain() == me.domain() && f.local().is_none()
+            });
+            let payload = iq
+                .payload
+                .clone()
+                .unwrap_or_else(|| Element::new("none", ""));
+            let reply = if iq.kind == IqType::Set && payload.is("query", ns::ROSTER) && from_server
+            {
+                for item in payload.elements().filter(|i| i.is("item", ns::ROSTER)) {
+                    let Some(ri) = RosterItem::from_element(item) else {
+                        continue;
+                    };
+                    let mut st = lock(state);
+                    if ri.subscription == "remove" {
+                        st.roster.remove(&ri.jid);
+                        emit(ClientEvent::RosterRemoved(ri.jid));
+                    } else {
+                        st.roster.insert(ri.jid.clone(), ri.clone());
+                        emit(ClientEvent::RosterPush(ri));
+                    }
+                }
+                iq.result(None)
+            } else if iq.kind == IqType::Get && payload.is("ping", ns::PING) {
+                iq.result(None)
+            } else {
+                iq.error_reply(StanzaErrorCondition::ServiceUnavailable, None)
+            };
+            let mut r = reply;
+            r.from = None;
+            let _ = out.send(r.to_element().to_xml());
+        }
+        "message" => {
+            let Ok(m) = Message::from_element(el) else {
+                return;
+            };
+            let from = m.from.clone().unwrap_or_else(|| me.to_bare());
+            if m.kind == MessageType::Error {
+                let err = el.get_child("error", ns::CLIENT);
+                emit(ClientEvent::MessageError {
+                    from: m.from.clone(),
+                    id: m.id.clone(),
+                    condition: err
+                        .and_then(StanzaErrorCondition::from_error_element)
+                        .map_or("undefined-condition".into(), |c| c.to_string()),
+                    text: err.and_then(protocol::error::error_text),
+                });
+                return;
+            }
+            if let Some(id) = m.receipt_for() {
+                emit(ClientEvent::Receipt {
+                    from,
+                    id: id.to_string(),
+                });
+                return;
+            }
+            if m.requests_receipt()
+                && let Some(id) = &m.id
+            {
+                // XEP-0184: acknowledge to the sending resource.
+                let ack = Element::new("message", ns::CLIENT)
+                    .attr("to", from.to_string())
+                    .attr("id", format!("r-{}", random_id(4)))
+                    .child(Element::new("received", ns::RECEIPTS).attr("id", id.clone()));
+                let _ = out.send(ack.to_xml());
+            }
+            if let Some(body) = m.body.clone() {
+                let delayed = m
+                    .payloads
+                    .iter()
+                    .find(|p| p.is("delay", ns::DELAY))
+                    .and_then(|d| d.get_attr("stamp"))
+                    .map(str::to_string);
+                emit(ClientEvent::Message {
+                    from,
+                    body,
+                    id: m.id.clone(),
+                    kind: m.kind,
+                    delayed,
+                });
+            }
+        }
+        "presence" => {
+            let Ok(p) = Presence::from_element(el) else {
+                return;
+            };
+            let Some(from) = p.from.clone() else { return };
+            match p.kind {
+                PresenceType::Available | PresenceType::Unavailable => {
+                    let available = p.kind == PresenceType::Available;
+                    if from == *me {
+                        return;
+                    }
+                    let mut st = lock(state);
+                    if available {
+                        st.online.insert(from.clone(), (p.show, p.status.clone()));
+                    } else {
+                        st.online.remove(&from);
+                    }
+                    emit(ClientEvent::Presence {
+                        from,
+                        available,
+                        show: p.show,
+                        status: p.status,
+                    });
+                }
+                PresenceType::Subscribe => {
+                    let bare = from.to_bare();
+                    let mut st = lock(state);
+                    // We asked them already: approving is what the user meant.
+                    let auto = st.roster.contains_key(&bare);
+                    if auto {
+                        let ok = Presence {
+                            to: Some(bare.clone()),
+                            ..Presence::new(PresenceType::Subscribed)
+                        };
+                        let _ = out.send(ok.to_element().to_xml());
+                    } else if !st.requests.contains(&bare) {
+                        st.requests.push(bare.clone());
+                    }
+                    emit(ClientEvent::SubscriptionRequest {
+                        from: bare,
+                        auto_approved: auto,
+                    });
+                }
+                PresenceType::Subscribed
+                | PresenceType::Unsubscribe
+                | PresenceType::Unsubscribed => {
+                    emit(ClientEvent::Subscription { from, kind: p.kind });
+                }
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,186 @@
+//! The chat server: accepts connections, negotiates streams, routes stanzas.
+//!
+//! - [`mod@self`]: configuration, shared state and the accept loop.
+//! - [`negotiate`]: stream negotiation up to resource binding (STARTTLS hook,
+//!   SASL, in-band registration).
+//! - [`session`]: a bound session: message routing, iq handling, offline
+//!   delivery.
+//! - [`presence`]: presence broadcast, probes, subscriptions and roster
+//!   management (RFC 6121).
+//! - [`router`]: who is online and the per-session outbound queues.
+
+pub mod negotiate;
+pub mod presence;
+pub mod router;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use protocol::{Limits, StreamErrorCondition};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::storage::{Storage, StorageError};
+use crate::transport::ServerTransport;
+use router::Router;
+
+/// How long a connection may take to authenticate and bind before it is
+/// closed. Idle unauthenticated connections are the cheapest way to exhaust a
+/// server's sockets (slowloris); a deadline frees them.
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most simultaneous connections. Each costs a socket and a few tens of KiB;
+/// the bound keeps a connection flood from exhausting file descriptors and
+/// memory. Beyond it, new connections get a `resource-constraint` error.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Failed authentication attempts allowed on one connection before it is
+/// closed, to slow down online password guessing.
+pub const MAX_AUTH_ATTEMPTS: u32 = 3;
+
+/// Longest password accepted at registration, in bytes.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The domain this server hosts (`localhost`).
+    pub domain: String,
+    /// Folder holding the database.
+    pub data_dir: PathBuf,
+    /// Parser limits (the stanza size is configurable).
+    pub limits: Limits,
+    /// See [`DEFAULT_AUTH_TIMEOUT`].
+    pub auth_timeout: Duration,
+    /// See [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// Whether in-band registration (XEP-0077) is open.
+    pub registration: bool,
+}
+
+impl ServerConfig {
+    /// Defaults for a domain and data folder.
+    pub fn new(domain: &str, data_dir: PathBuf) -> Self {
+        ServerConfig {
+            domain: domain.to_lowercase(),
+            data_dir,
+            limits: Limits::default(),
+            auth_timeout: DEFAULT_AUTH_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            registration: true,
+        }
+    }
+}
+
+/// State shared by every session.
+pub struct Shared {
+    /// Settings.
+    pub config: ServerConfig,
+    /// The database.
+    pub storage: Storage,
+    /// Online sessions.
+    pub router: Router,
+    next_id: AtomicU64,
+    connections: Arc<Semaphore>,
+}
+
+impl Shared {
+    /// Opens the database and builds the shared state.
+    pub fn new(config: ServerConfig) -> Result<Arc<Shared>, StorageError> {
+        let storage = Storage::open(&config.data_dir)?;
+        Ok(Arc::new(Shared {
+            connections: Arc::new(Semaphore::new(config.max_connections)),
+            config,
+            storage,
+            router: Router::default(),
+            next_id: AtomicU64::new(1),
+        }))
+    }
+
+    /// A fresh session id.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Connections currently open.
+    pub fn open_connections(&self) -> usize {
+        self.config.max_connections - self.connections.available_permits()
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` completes, serving each
+/// through `transport`. Several listeners (STARTTLS and direct TLS ports) can
+/// share one [`Shared`].
+pub async fn serve<T: ServerTransport>(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    transport: Arc<T>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let permit = shared.connections.clone().try_acquire_owned();
+        let shared = shared.clone();
+        let transport = transport.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = permit else {
+                tracing::warn!(%peer, "connection refused: {} connections open", shared.config.max_connections);
+                negotiate::refuse(
+                    tcp,
+                    &shared.config.domain,
+                    StreamErrorCondition::ResourceConstraint,
+                )
+                .await;
+                return;
+            };
+            handle_connection(shared, transport, tcp, peer).await;
+        });
+    }
+    shared
+        .router
+        .close_all(StreamErrorCondition::SystemShutdown);
+}
+
+async fn handle_connection<T: ServerTransport>(
+    shared: Arc<Shared>,
+    transport: Arc<T>,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+) {
+    tracing::debug!(%peer, "connection opened");
+    let deadline = shared.config.auth_timeout;
+    let accepted = tokio::time::timeout(deadline, transport.accept(tcp, peer)).await;
+    let (stream, secure) = match accepted {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, "connection setup failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "connection setup timed out");
+            return;
+        }
+    };
+    let negotiated = negotiate::negotiate(&shared, transport.as_ref(), stream, secure, peer).await;
+    if let Some(bound) = negotiated {
+        session::run(shared, bound, peer).await;
+    }
+    tracing::debug!(%peer, "connection closed");
+}

@@ -1,0 +1,588 @@
+//! A bound session: reads stanzas, stamps them, routes them, answers iqs.
+//!
+//! Two tasks per connection: this reader, which owns all session logic, and a
+//! writer fed by the session's bounded queue, which batches writes and
+//! flushes when the queue runs dry.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::parser::Event;
+use protocol::stanza::{Iq, IqType, error_reply};
+use protocol::{Element, Jid, StanzaErrorCondition, StreamErrorCondition, ns, stream};
+use tokio::io::{AsyncWriteExt, BufWriter, WriteHalf};
+use tokio::sync::mpsc;
+
+use super::Shared;
+use super::negotiate::Bound;
+use super::router::{Delivery, Outbound, SessionHandle};
+use crate::storage::{self, AccountCredentials};
+use crate::transport::BoxStream;
+use crate::util::{random_id, unix_now, xmpp_datetime};
+use crate::xmpp_io::ReadError;
+
+/// Why a session ends: a stream error to send, or a plain close.
+pub(super) type End = Option<(StreamErrorCondition, String)>;
+
+/// Server software name reported by XEP-0092. The OS is deliberately not
+/// reported: version and OS details help an attacker pick an exploit.
+const SOFTWARE_NAME: &str = "chat-core";
+
+/// A bound session's state, shared by the handlers in this module and in
+/// [`super::presence`].
+pub(super) struct Session {
+    pub(super) shared: Arc<Shared>,
+    /// The account's user name.
+    pub(super) user: String,
+    /// The bound full JID.
+    pub(super) jid: Jid,
+    /// The account's bare JID.
+    pub(super) bare: Jid,
+    pub(super) handle: SessionHandle,
+    tx: mpsc::Sender<Outbound>,
+}
+
+/// Runs a bound session until it ends.
+pub async fn run(shared: Arc<Shared>, bound: Bound, peer: SocketAddr) {
+    let Bound {
+        stream,
+        mut reader,
+        user,
+        jid,
+        handle,
+        tx,
+        rx,
+        secure: _,
+    } = bound;
+    let (mut rd, wr) = tokio::io::split(stream);
+    let mut writer = tokio::spawn(writer_task(wr, rx));
+    let mut s = Session {
+        bare: jid.to_bare(),
+        shared: shared.clone(),
+        user,
+        jid,
+        handle: handle.clone(),
+        tx: tx.clone(),
+    };
+    let end: End = loop {
+        tokio::select! {
+            ev = reader.next(&mut rd) => match ev {
+                Ok(Event::Element(el)) => {
+                    if let Err(end) = s.handle(el).await {
+                        break end;
+                    }
+                }
+                Ok(Event::StreamClose) => break None,
+                Ok(Event::StreamOpen(_)) => {
+                    break Some((StreamErrorCondition::NotWellFormed, "unexpected stream header".into()))
+                }
+                Err(ReadError::Parse(p)) => {
+                    tracing::info!(%peer, jid = %s.jid, "stream error: {p}");
+                    break Some((p.condition(), p.to_string()));
+                }
+                Err(_) => break None,
+            },
+            _ = handle.kill.notified() => {
+                break Some((StreamErrorCondition::PolicyViolation, "too many stanzas waiting: the client does not read".into()))
+            }
+        }
+    };
+    if shared.router.unbind(&s.user, s.handle.id) {
+        s.broadcast_unavailable().await;
+    }
+    // Ask the writer to finish; give a stuck socket a bounded time.
+    let (cond, text) = end.unzip();
+    let _ =
+        tokio::time::timeout(Duration::from_secs(2), tx.send(Outbound::Close(cond, text))).await;
+    drop(tx);
+    drop(s);
+    if tokio::time::timeout(Duration::from_secs(5), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+    tracing::info!(%peer, "session ended");
+}
+
+/// Writes queued XML to the socket, flushing whenever the queue is empty so
+/// bursts go out in few packets and single stanzas go out at once.
+async fn writer_task(wr: WriteHalf<BoxStream>, mut rx: mpsc::Receiver<Outbound>) {
+    let mut w = BufWriter::with_capacity(16 * 1024, wr);
+    while let Some(item) = rx.recv().await {
+        match item {
+            Outbound::Xml(xml) => {
+                if w.write_all(xml.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            Outbound::Close(cond, text) => {
+                if let Some(c) = cond {
+                    let _ = w
+                        .write_all(c.to_element(text.as_deref()).to_xml().as_bytes())
+                        .await;
+                }
+                let _ = w.write_all(stream::CLOSE.as_bytes()).await;
+                let _ = w.flush().await;
+                let _ = w.shutdown().await;
+                return;
+            }
+        }
+        if rx.is_empty() && w.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = w.write_all(stream::CLOSE.as_bytes()).await;
+    let _ = w.flush().await;
+    let _ = w.shutdown().await;
+}
+
+impl Session {
+    pub(super) fn domain(&self) -> &str {
+        &self.shared.config.domain
+    }
+
+    /// Queues XML for this session itself.
+    pub(super) fn to_self(&self, xml: Arc<str>) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(Outbound::Xml(xml)) {
+            self.handle.kill.notify_one();
+        }
+    }
+
+    pub(super) fn to_self_el(&self, el: &Element) {
+        self.to_self(Arc::from(el.to_xml()));
+    }
+
+    /// Answers a stanza with an error (never an error with an error).
+    pub(super) fn bounce(&self, el: &Element, cond: StanzaErrorCondition, text: &str) {
+        if let Some(e) = error_reply(el, cond, Some(text)) {
+            self.to_self_el(&e);
+        }
+    }
+
+    fn iq_result(&self, iq: &Iq, payload: Option<Element>) {
+        self.to_self_el(&iq.result(payload).to_element());
+    }
+
+    fn iq_error(&self, iq: &Iq, cond: StanzaErrorCondition, text: &str) {
+        self.to_self_el(&iq.error_reply(cond, Some(text)).to_element());
+    }
+
+    /// The user name of a JID served here, or `None` for another domain or
+    /// the domain itself.
+    pub(super) fn local_user<'j>(&self, jid: &'j Jid) -> Option<&'j str> {
+        if jid.domain() == self.domain() {
+            jid.local()
+        } else {
+            None
+        }
+    }
+
+    /// A storage call; a failure ends the session with an internal error
+    /// rather than pretending the write happened.
+    pub(super) async fn db<T, F>(&self, f: F) -> Result<T, End>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.shared.storage.run(f).await.map_err(|e| {
+            tracing::error!("{e}");
+            Some((
+                StreamErrorCondition::InternalServerError,
+                "storage failure".to_string(),
+            ))
+        })
+    }
+
+    async fn handle(&mut self, mut el: Element) -> Result<(), End> {
+        if el.ns != ns::CLIENT || !matches!(el.name.as_str(), "message" | "presence" | "iq") {
+            return Err(Some((
+                StreamErrorCondition::UnsupportedStanzaType,
+                format!("<{}> is not a stanza", el.name),
+            )));
+        }
+        // Stamp the sender with the authenticated JID, whatever the client
+        // wrote: this is what stops one user from forging messages "from"
+        // another (spoofing).
+        el.set_attr("from", self.jid.to_string());
+        let to = match el.get_attr("to").map(Jid::parse) {
+            None => None,
+            Some(Ok(j)) => Some(j),
+            Some(Err(e)) => {
+                self.bounce(&el, StanzaErrorCondition::JidMalformed, &e.to_string());
+                return Ok(());
+            }
+        };
+        if let Some(t) = &to {
+            el.set_attr("to", t.to_string());
+        }
+        match el.name.as_str() {
+            "message" => self.message(el, to).await,
+            "presence" => self.presence(el, to).await,
+            _ => self.iq(el, to).await,
+        }
+    }
+
+    async fn message(&mut self, mut el: Element, to: Option<Jid>) -> Result<(), End> {
+        let to = match to {
+            Some(t) => t,
+            None => {
+                el.set_attr("to", self.bare.to_string());
+                self.bare.clone()
+            }
+        };
+        let kind = el.get_attr("type").unwrap_or("normal").to_string();
+        if to.domain() != self.domain() {
+            self.bounce(
+                &el,
+                StanzaErrorCondition::RemoteServerNotFound,
+                "this server does not federate",
+            );
+            return Ok(());
+        }
+        let Some(user) = to.local().map(str::to_string) else {
+            self.bounce(
+                &el,
+                StanzaErrorCondition::ServiceUnavailable,
+                "the server does not take messages",
+            );
+            return Ok(());
+        };
+        let xml: Arc<str> = Arc::from(el.to_xml());
+        let router = &self.shared.router;
+        if let Some(res) = to.resource()
+            && router.send_to_resource(&user, res, &xml) == Delivery::Queued
+        {
+            return Ok(());
+        }
+        // To a bare JID, or to a resource that has gone (RFC 6121 8.5.3.2.1).
+        match kind.as_str() {
+            "groupchat" => {
+                self.bounce(&el, StanzaErrorCondition::ServiceUnavailable, "not a room");
+            }
+            "error" | "headline" => {
+                router.send_to_available(&user, &xml, Some(0), None);
+            }
+            _ => {
+                if router.send_to_available(&user, &xml, Some(0), None) == 0 {
+                    self.store_offline(el, user).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Offline storage (XEP-0160): stamped with the time it arrived
+    /// (XEP-0203) and delivered at the recipient's next available presence.
+    async fn store_offline(&self, mut el: Element, user: String) -> Result<(), End> {
+        let u = user.clone();
+        if !self.db(move |c| storage::account_exists(c, &u)).await? {
+            self.bounce(
+                &el,
+                StanzaErrorCondition::ServiceUnavailable,
+                "no such user",
+            );
+            return Ok(());
+        }
+        el.children.push(protocol::Node::Element(
+            Element::new("delay", ns::DELAY)
+                .attr("from", self.domain())
+                .attr("stamp", xmpp_datetime(unix_now())),
+        ));
+        let xml = el.to_xml();
+        let stored = self
+            .db(move |c| storage::store_offline(c, &user, &xml))
+            .await?;
+        if !stored {
+            self.bounce(
+                &el,
+                StanzaErrorCondition::ResourceConstraint,
+                "the recipient's offline storage is full",
+            );
+        }
+        Ok(())
+    }
+
+    /// Delivers stored messages at initial presence, deleting those queued.
+    pub(super) async fn deliver_offline(&self) -> Result<(), End> {
+        let user = self.user.clone();
+        let msgs = self
+            .db(move |c| storage::offline_messages(c, &user))
+            .await?;
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        let mut delivered = Vec::with_capacity(msgs.len());
+        for (id, xml, _) in msgs {
+            let item = Outbound::Xml(Arc::from(xml));
+            if self.tx.try_send(item).is_err() {
+                break;
+            }
+            delivered.push(id);
+        }
+        self.db(move |c| storage::delete_offline(c, &delivered))
+            .await?;
+        Ok(())
+    }
+
+    async fn iq(&mut self, el: Element, to: Option<Jid>) -> Result<(), End> {
+        let iq = match Iq::from_element(&el) {
+            Ok(iq) => iq,
+            Err(e) => {
+                self.bounce(&el, e.condition(), &e.to_string());
+                return Ok(());
+            }
+        };
+        let request = matches!(iq.kind, IqType::Get | IqType::Set);
+        let Some(to) = to else {
+            return self.account_iq(&iq).await;
+        };
+        if to.domain() != self.domain() {
+            if request {
+                self.iq_error(
+                    &iq,
+                    StanzaErrorCondition::RemoteServerNotFound,
+                    "this server does not federate",
+                );
+            }
+            return Ok(());
+        }
+        let Some(user) = to.local() else {
+            if to.resource().is_none() {
+                self.server_iq(&iq).await?;
+            } else if request {
+                self.iq_error(
+                    &iq,
+                    StanzaErrorCondition::ServiceUnavailable,
+                    "no such service",
+                );
+            }
+            return Ok(());
+        };
+        if to.is_bare() {
+            if to == self.bare {
+                return self.account_iq(&iq).await;
+            }
+            if request {
+                self.other_account_iq(&iq, user.to_string()).await?;
+            }
+            return Ok(());
+        }
+        let res = to.resource().unwrap_or_default();
+        let xml: Arc<str> = Arc::from(el.to_xml());
+        if self.shared.router.send_to_resource(user, res, &xml) != Delivery::Queued && request {
+            self.iq_error(
+                &iq,
+                StanzaErrorCondition::ServiceUnavailable,
+                "that resource is not online",
+            );
+        }
+        Ok(())
+    }
+
+    fn payload_is(iq: &Iq, name: &str, namespace: &str) -> bool {
+        iq.payload.as_ref().is_some_and(|p| p.is(name, namespace))
+    }
+
+    /// An iq to the server itself.
+    async fn server_iq(&mut self, iq: &Iq) -> Result<(), End> {
+        let get = iq.kind == IqType::Get;
+        let set = iq.kind == IqType::Set;
+        if get && Self::payload_is(iq, "query", ns::DISCO_INFO) {
+            let mut q = Element::new("query", ns::DISCO_INFO).child(
+                Element::new("identity", ns::DISCO_INFO)
+                    .attr("category", "server")
+                    .attr("type", "im")
+                    .attr("name", SOFTWARE_NAME),
+            );
+            for f in [
+                ns::DISCO_INFO,
+                ns::DISCO_ITEMS,
+                ns::PING,
+                ns::VERSION,
+                ns::REGISTER,
+                ns::ROSTER,
+                "msgoffline",
+            ] {
+                q = q.child(Element::new("feature", ns::DISCO_INFO).attr("var", f));
+            }
+            self.iq_result(iq, Some(q));
+        } else if get && Self::payload_is(iq, "query", ns::DISCO_ITEMS) {
+            self.iq_result(iq, Some(Element::new("query", ns::DISCO_ITEMS)));
+        } else if get && Self::payload_is(iq, "ping", ns::PING) {
+            self.iq_result(iq, None);
+        } else if get && Self::payload_is(iq, "query", ns::VERSION) {
+            let q = Element::new("query", ns::VERSION)
+                .text_child("name", ns::VERSION, SOFTWARE_NAME)
+                .text_child("version", ns::VERSION, env!("CARGO_PKG_VERSION"));
+            self.iq_result(iq, Some(q));
+        } else if set && Self::payload_is(iq, "session", ns::SESSION) {
+            self.iq_result(iq, None);
+        } else if Self::payload_is(iq, "query", ns::REGISTER) {
+            return self.register_iq(iq).await;
+        } else if matches!(iq.kind, IqType::Get | IqType::Set) {
+            self.iq_error(
+                iq,
+                StanzaErrorCondition::ServiceUnavailable,
+                "not supported",
+            );
+        }
+        Ok(())
+    }
+
+    /// An iq with no `to`, or to the user's own bare JID: the server answers
+    /// on behalf of the account.
+    async fn account_iq(&mut self, iq: &Iq) -> Result<(), End> {
+        let get = iq.kind == IqType::Get;
+        if Self::payload_is(iq, "query", ns::ROSTER) {
+            return self.roster_iq(iq).await;
+        }
+        if Self::payload_is(iq, "query", ns::REGISTER) {
+            return self.register_iq(iq).await;
+        }
+        if get && Self::payload_is(iq, "query", ns::DISCO_INFO) {
+            self.iq_result(iq, Some(account_disco()));
+            return Ok(());
+        }
+        if get && Self::payload_is(iq, "query", ns::DISCO_ITEMS) {
+            self.iq_result(iq, Some(Element::new("query", ns::DISCO_ITEMS)));
+            return Ok(());
+        }
+        if Self::payload_is(iq, "ping", ns::PING) || Self::payload_is(iq, "session", ns::SESSION) {
+            self.iq_result(iq, None);
+            return Ok(());
+        }
+        if iq.to.is_none() && !matches!(iq.kind, IqType::Get | IqType::Set) {
+            // A client's answer to a roster push: nothing to do.
+            return Ok(());
+        }
+        if matches!(iq.kind, IqType::Get | IqType::Set) {
+            self.iq_error(
+                iq,
+                StanzaErrorCondition::ServiceUnavailable,
+                "not supported",
+            );
+        }
+        Ok(())
+    }
+
+    /// An iq to another user's bare JID, answered by the server on that
+    /// account's behalf (RFC 6121 8.5.2.1.3 and XEP-0030 for accounts).
+    async fn other_account_iq(&mut self, iq: &Iq, user: String) -> Result<(), End> {
+        let exists = self.shared.router.is_online(&user)
+            || self.db(move |c| storage::account_exists(c, &user)).await?;
+        if !exists {
+            self.iq_error(iq, StanzaErrorCondition::ServiceUnavailable, "no such user");
+        } else if iq.kind == IqType::Get && Self::payload_is(iq, "query", ns::DISCO_INFO) {
+            self.iq_result(iq, Some(account_disco()));
+        } else {
+            self.iq_error(
+                iq,
+                StanzaErrorCondition::ServiceUnavailable,
+                "not supported",
+            );
+        }
+        Ok(())
+    }
+
+    /// XEP-0077 after authentication: show registration, change the
+    /// password, or remove the account.
+    async fn register_iq(&mut self, iq: &Iq) -> Result<(), End> {
+        let q = iq
+            .payload
+            .clone()
+            .unwrap_or_else(|| Element::new("query", ns::REGISTER));
+        match iq.kind {
+            IqType::Get => {
+                let form = Element::new("query", ns::REGISTER)
+                    .child(Element::new("registered", ns::REGISTER))
+                    .text_child("username", ns::REGISTER, self.user.clone());
+                self.iq_result(iq, Some(form));
+                Ok(())
+            }
+            IqType::Set if q.has_child("remove", ns::REGISTER) => self.remove_account(iq).await,
+            IqType::Set => {
+                let username = q.child_text("username", ns::REGISTER).unwrap_or_default();
+                let password = q.child_text("password", ns::REGISTER).unwrap_or_default();
+                if username.to_lowercase() != self.user {
+                    self.iq_error(
+                        iq,
+                        StanzaErrorCondition::NotAuthorized,
+                        "you can only change your own password",
+                    );
+                    return Ok(());
+                }
+                if password.is_empty() || password.len() > super::MAX_PASSWORD_BYTES {
+                    self.iq_error(
+                        iq,
+                        StanzaErrorCondition::NotAcceptable,
+                        "the password must be 1 to 1024 bytes",
+                    );
+                    return Ok(());
+                }
+                let creds = tokio::task::spawn_blocking(move || {
+                    AccountCredentials::from_password(&password)
+                })
+                .await
+                .map_err(|_| {
+                    Some((
+                        StreamErrorCondition::InternalServerError,
+                        "hashing failed".into(),
+                    ))
+                })?;
+                let user = self.user.clone();
+                self.db(move |c| storage::set_credentials(c, &user, &creds))
+                    .await?;
+                tracing::info!(jid = %self.jid, "password changed");
+                self.iq_result(iq, None);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn remove_account(&mut self, iq: &Iq) -> Result<(), End> {
+        let user = self.user.clone();
+        let bare = self.bare.to_string();
+        let owners = self
+            .db(move |c| storage::delete_account(c, &user, &bare))
+            .await?;
+        tracing::info!(jid = %self.jid, "account removed");
+        self.iq_result(iq, None);
+        // Everyone who had us in their roster sees us go.
+        let unavailable: Arc<str> = Arc::from(
+            Element::new("presence", ns::CLIENT)
+                .attr("from", self.jid.to_string())
+                .attr("type", "unavailable")
+                .to_xml(),
+        );
+        for owner in owners {
+            self.push_roster_removal(&owner, &self.bare.to_string());
+            self.shared
+                .router
+                .send_to_available(&owner, &unavailable, None, None);
+        }
+        self.shared.router.close_sessions(
+            &self.user,
+            self.handle.id,
+            StreamErrorCondition::NotAuthorized,
+            "account removed",
+        );
+        // The session itself has nothing left to be: close the stream.
+        Err(None)
+    }
+}
+
+fn account_disco() -> Element {
+    Element::new("query", ns::DISCO_INFO).child(
+        Element::new("identity", ns::DISCO_INFO)
+            .attr("category", "account")
+            .attr("type", "registered"),
+    )
+}
+
+/// A fresh id for server-generated stanzas (roster pushes).
+pub(super) fn push_id() -> String {
+    format!("push-{}", random_id(6))
+}

@@ -1,0 +1,587 @@
+//! Durable state in one SQLite file: accounts, rosters, offline messages.
+//!
+//! - WAL mode with `synchronous=FULL`: a write the server has acknowledged
+//!   (a registration, a stored offline message) is on disk before the
+//!   acknowledgement leaves, so it survives `kill -9` and a power cut.
+//! - Accounts hold SCRAM credentials only (salt, iterations, StoredKey,
+//!   ServerKey for SHA-1 and SHA-256), never the password: a stolen database
+//!   does not hand out passwords, only material for a slow dictionary attack.
+//! - Every statement takes parameters; no SQL is ever built from peer input
+//!   (SQL injection).
+//!
+//! rusqlite is synchronous, so async callers go through [`Storage::run`],
+//! which runs the closure on tokio's blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use protocol::sasl::{ScramCredentials, ScramHash};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Most offline messages kept for one account. Beyond it, senders get an
+/// error: otherwise anyone could fill the server's disk by messaging an
+/// account that never signs in.
+pub const MAX_OFFLINE_PER_USER: i64 = 1000;
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The data folder could not be created.
+    #[error("cannot create the data folder {path}: {source}")]
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// SQLite failed (locked file, disk full, corrupt database...).
+    #[error("database error in {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// The blocking task running the query panicked or was cancelled.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+/// Subscription state of a roster item (RFC 6121 2.1.2.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscription {
+    /// Neither sees the other's presence.
+    None,
+    /// The owner sees the contact's presence.
+    To,
+    /// The contact sees the owner's presence.
+    From,
+    /// Both see each other's presence.
+    Both,
+}
+
+impl Subscription {
+    /// The attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subscription::None => "none",
+            Subscription::To => "to",
+            Subscription::From => "from",
+            Subscription::Both => "both",
+        }
+    }
+
+    fn parse(s: &str) -> Subscription {
+        match s {
+            "to" => Subscription::To,
+            "from" => Subscription::From,
+            "both" => Subscription::Both,
+            _ => Subscription::None,
+        }
+    }
+
+    /// True when the owner receives the contact's presence.
+    pub fn has_to(self) -> bool {
+        matches!(self, Subscription::To | Subscription::Both)
+    }
+
+    /// True when the contact receives the owner's presence.
+    pub fn has_from(self) -> bool {
+        matches!(self, Subscription::From | Subscription::Both)
+    }
+
+    /// This state with the "to" half set or cleared.
+    pub fn with_to(self, on: bool) -> Subscription {
+        Subscription::from_halves(on, self.has_from())
+    }
+
+    /// This state with the "from" half set or cleared.
+    pub fn with_from(self, on: bool) -> Subscription {
+        Subscription::from_halves(self.has_to(), on)
+    }
+
+    fn from_halves(to: bool, from: bool) -> Subscription {
+        match (to, from) {
+            (true, true) => Subscription::Both,
+            (true, false) => Subscription::To,
+            (false, true) => Subscription::From,
+            (false, false) => Subscription::None,
+        }
+    }
+}
+
+/// One row of someone's roster: what `owner` knows about `contact`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterRow {
+    /// User name of the roster's owner.
+    pub owner: String,
+    /// Bare JID of the contact.
+    pub contact: String,
+    /// Display name the owner gave the contact.
+    pub name: Option<String>,
+    /// Roster groups.
+    pub groups: Vec<String>,
+    /// Subscription state.
+    pub subscription: Subscription,
+    /// The owner asked to subscribe and waits for an answer.
+    pub ask: bool,
+    /// The contact asked to subscribe to the owner and waits for an answer.
+    pub pending_in: bool,
+    /// The item is in the owner's visible roster (a pending inbound request
+    /// alone does not put it there).
+    pub in_roster: bool,
+}
+
+impl RosterRow {
+    /// An empty row.
+    pub fn new(owner: &str, contact: &str) -> Self {
+        RosterRow {
+            owner: owner.to_string(),
+            contact: contact.to_string(),
+            name: None,
+            groups: Vec::new(),
+            subscription: Subscription::None,
+            ask: false,
+            pending_in: false,
+            in_roster: false,
+        }
+    }
+}
+
+/// The database handle, cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS accounts (
+    username TEXT PRIMARY KEY,
+    salt1 BLOB NOT NULL, iter1 INTEGER NOT NULL, stored1 BLOB NOT NULL, server1 BLOB NOT NULL,
+    salt256 BLOB NOT NULL, iter256 INTEGER NOT NULL, stored256 BLOB NOT NULL, server256 BLOB NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS roster (
+    owner TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    name TEXT,
+    groups TEXT NOT NULL DEFAULT '',
+    subscription TEXT NOT NULL DEFAULT 'none',
+    ask INTEGER NOT NULL DEFAULT 0,
+    pending_in INTEGER NOT NULL DEFAULT 0,
+    in_roster INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (owner, contact)
+);
+CREATE INDEX IF NOT EXISTS roster_by_contact ON roster(contact);
+CREATE TABLE IF NOT EXISTS offline (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner TEXT NOT NULL,
+    stanza TEXT NOT NULL,
+    stamp INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS offline_by_owner ON offline(owner, id);
+";
+
+impl Storage {
+    /// Opens (creating if needed) `chat.db` in `dir`.
+    pub fn open(dir: &Path) -> Result<Storage, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join("chat.db");
+        let err = |source| StorageError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Storage {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on the blocking thread pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock poisons it; the connection
+            // itself is still consistent (SQLite rolled back), so go on.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard).map_err(|source| StorageError::Sqlite { path, source })
+        })
+        .await
+        .map_err(|e| StorageError::Task(e.to_string()))?
+    }
+}
+
+/// Stored credentials of one account, for both SCRAM hashes.
+#[derive(Debug, Clone)]
+pub struct AccountCredentials {
+    /// SCRAM-SHA-1 credentials.
+    pub sha1: ScramCredentials,
+    /// SCRAM-SHA-256 credentials.
+    pub sha256: ScramCredentials,
+}
+
+impl AccountCredentials {
+    /// Derives both sets from a password (slow on purpose: PBKDF2).
+    pub fn from_password(password: &str) -> Self {
+        AccountCredentials {
+            sha1: ScramCredentials::new_random(ScramHash::Sha1, password),
+            sha256: ScramCredentials::new_random(ScramHash::Sha256, password),
+        }
+    }
+
+    /// The set for one hash.
+    pub fn for_hash(&self, hash: ScramHash) -> &ScramCredentials {
+        match hash {
+            ScramHash::Sha1 => &self.sha1,
+            ScramHash::Sha256 => &self.sha256,
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Creates an account; `Ok(false)` when the name is taken.
+pub fn create_account(
+    c: &Connection,
+    username: &str,
+    creds: &AccountCredentials,
+) -> rusqlite::Result<bool> {
+    let (a, b) = (&creds.sha1, &creds.sha256);
+    let n = c.execute(
+        "INSERT OR IGNORE INTO accounts VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            username,
+            a.salt,
+            a.iterations,
+            a.stored_key,
+            a.server_key,
+            b.salt,
+            b.iterations,
+            b.stored_key,
+            b.server_key,
+            now()
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+/// Replaces an account's credentials (password change).
+pub fn set_credentials(
+    c: &Connection,
+    username: &str,
+    creds: &AccountCredentials,
+) -> rusqlite::Result<bool> {
+    let (a, b) = (&creds.sha1, &creds.sha256);
+    let n = c.execute(
+        "UPDATE accounts SET salt1=?2, iter1=?3, stored1=?4, server1=?5,
+                salt256=?6, iter256=?7, stored256=?8, server256=?9 WHERE username=?1",
+        params![
+            username,
+            a.salt,
+            a.iterations,
+            a.stored_key,
+            a.server_key,
+            b.salt,
+            b.iterations,
+            b.stored_key,
+            b.server_key
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+/// The stored credentials of an account.
+pub fn credentials(c: &Connection, username: &str) -> rusqlite::Result<Option<AccountCredentials>> {
+    c.query_row(
+        "SELECT salt1, iter1, stored1, server1, salt256, iter256, stored256, server256
+         FROM accounts WHERE username=?1",
+        params![username],
+        |r| {
+            Ok(AccountCredentials {
+                sha1: ScramCredentials {
+                    salt: r.get(0)?,
+                    iterations: r.get(1)?,
+                    stored_key: r.get(2)?,
+                    server_key: r.get(3)?,
+                },
+                sha256: ScramCredentials {
+                    salt: r.get(4)?,
+                    iterations: r.get(5)?,
+                    stored_key: r.get(6)?,
+                    server_key: r.get(7)?,
+                },
+            })
+        },
+    )
+    .optional()
+}
+
+/// True when the account exists.
+pub fn account_exists(c: &Connection, username: &str) -> rusqlite::Result<bool> {
+    c.query_row(
+        "SELECT 1 FROM accounts WHERE username=?1",
+        params![username],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|o| o.is_some())
+}
+
+/// Deletes an account, its roster and its offline messages, and removes it
+/// from every other roster. Returns the owners whose rosters lost the item.
+pub fn delete_account(
+    c: &mut Connection,
+    username: &str,
+    bare_jid: &str,
+) -> rusqlite::Result<Vec<String>> {
+    let tx = c.transaction()?;
+    let owners = {
+        let mut st = tx.prepare("SELECT owner FROM roster WHERE contact=?1 AND in_roster=1")?;
+        st.query_map(params![bare_jid], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?
+    };
+    tx.execute(
+        "DELETE FROM roster WHERE owner=?1 OR contact=?2",
+        params![username, bare_jid],
+    )?;
+    tx.execute("DELETE FROM offline WHERE owner=?1", params![username])?;
+    tx.execute("DELETE FROM accounts WHERE username=?1", params![username])?;
+    tx.commit()?;
+    Ok(owners)
+}
+
+fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<RosterRow> {
+    let groups: String = r.get(3)?;
+    let sub: String = r.get(4)?;
+    Ok(RosterRow {
+        owner: r.get(0)?,
+        contact: r.get(1)?,
+        name: r.get(2)?,
+        groups: groups
+            .split('\n')
+            .filter(|g| !g.is_empty())
+            .map(str::to_string)
+            .collect(),
+        subscription: Subscription::parse(&sub),
+        ask: r.get(5)?,
+        pending_in: r.get(6)?,
+        in_roster: r.get(7)?,
+    })
+}
+
+const ROW_COLUMNS: &str = "owner, contact, name, groups, subscription, ask, pending_in, in_roster";
+
+/// The roster row `owner` keeps about `contact`, if any.
+pub fn roster_row(
+    c: &Connection,
+    owner: &str,
+    contact: &str,
+) -> rusqlite::Result<Option<RosterRow>> {
+    c.query_row(
+        &format!("SELECT {ROW_COLUMNS} FROM roster WHERE owner=?1 AND contact=?2"),
+        params![owner, contact],
+        row_from,
+    )
+    .optional()
+}
+
+/// Every row of `owner`'s roster (visible or not).
+pub fn roster_rows(c: &Connection, owner: &str) -> rusqlite::Result<Vec<RosterRow>> {
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM roster WHERE owner=?1 ORDER BY contact"
+    ))?;
+    st.query_map(params![owner], row_from)?.collect()
+}
+
+/// Inserts or replaces a row; a row with nothing left in it is deleted.
+pub fn put_roster_row(c: &Connection, row: &RosterRow) -> rusqlite::Result<()> {
+    if !row.in_roster && !row.pending_in && row.subscription == Subscription::None && !row.ask {
+        c.execute(
+            "DELETE FROM roster WHERE owner=?1 AND contact=?2",
+            params![row.owner, row.contact],
+        )?;
+        return Ok(());
+    }
+    c.execute(
+        &format!(
+            "INSERT OR REPLACE INTO roster ({ROW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ),
+        params![
+            row.owner,
+            row.contact,
+            row.name,
+            row.groups.join("\n"),
+            row.subscription.as_str(),
+            row.ask,
+            row.pending_in,
+            row.in_roster
+        ],
+    )?;
+    Ok(())
+}
+
+/// Stores a message for later delivery. `Ok(false)` when the account's
+/// offline store is full.
+pub fn store_offline(c: &Connection, owner: &str, stanza: &str) -> rusqlite::Result<bool> {
+    let count: i64 = c.query_row(
+        "SELECT COUNT(*) FROM offline WHERE owner=?1",
+        params![owner],
+        |r| r.get(0),
+    )?;
+    if count >= MAX_OFFLINE_PER_USER {
+        return Ok(false);
+    }
+    c.execute(
+        "INSERT INTO offline (owner, stanza, stamp) VALUES (?1, ?2, ?3)",
+        params![owner, stanza, now()],
+    )?;
+    Ok(true)
+}
+
+/// Offline messages of an account, oldest first: (id, stanza, unix time).
+pub fn offline_messages(c: &Connection, owner: &str) -> rusqlite::Result<Vec<(i64, String, i64)>> {
+    let mut st =
+        c.prepare_cached("SELECT id, stanza, stamp FROM offline WHERE owner=?1 ORDER BY id")?;
+    st.query_map(params![owner], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect()
+}
+
+/// Deletes delivered offline messages.
+pub fn delete_offline(c: &mut Connection, ids: &[i64]) -> rusqlite::Result<()> {
+    let tx = c.transaction()?;
+    {
+        let mut st = tx.prepare_cached("DELETE FROM offline WHERE id=?1")?;
+        for id in ids {
+            st.execute(params![id])?;
+        }
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path()).unwrap();
+        drop(s);
+        let c = Connection::open(dir.path().join("chat.db")).unwrap();
+        (dir, c)
+    }
+
+    #[test]
+    fn accounts_store_no_password() {
+        let (dir, c) = db();
+        let creds = AccountCredentials::from_password("hunter2-unique-canary");
+        assert!(create_account(&c, "alice", &creds).unwrap());
+        assert!(!create_account(&c, "alice", &creds).unwrap(), "taken name");
+        let got = credentials(&c, "alice").unwrap().unwrap();
+        assert!(
+            got.sha256
+                .verify_password(ScramHash::Sha256, "hunter2-unique-canary")
+        );
+        assert!(
+            got.sha1
+                .verify_password(ScramHash::Sha1, "hunter2-unique-canary")
+        );
+        drop(c);
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            assert!(
+                !bytes.windows(21).any(|w| w == b"hunter2-unique-canary"),
+                "password found in the data folder"
+            );
+        }
+    }
+
+    #[test]
+    fn roster_rows_round_trip_and_empty_rows_vanish() {
+        let (_d, c) = db();
+        let mut r = RosterRow::new("alice", "bob@localhost");
+        r.name = Some("Bob".into());
+        r.groups = vec!["Friends".into(), "Work".into()];
+        r.subscription = Subscription::To;
+        r.in_roster = true;
+        put_roster_row(&c, &r).unwrap();
+        assert_eq!(
+            roster_row(&c, "alice", "bob@localhost").unwrap(),
+            Some(r.clone())
+        );
+        let empty = RosterRow::new("alice", "bob@localhost");
+        put_roster_row(&c, &empty).unwrap();
+        assert_eq!(roster_row(&c, "alice", "bob@localhost").unwrap(), None);
+    }
+
+    #[test]
+    fn offline_store_is_bounded_and_ordered() {
+        let (_d, mut c) = db();
+        for i in 0..MAX_OFFLINE_PER_USER {
+            assert!(store_offline(&c, "bob", &format!("<m{i}/>")).unwrap());
+        }
+        assert!(!store_offline(&c, "bob", "<over/>").unwrap());
+        let msgs = offline_messages(&c, "bob").unwrap();
+        assert_eq!(msgs.len() as i64, MAX_OFFLINE_PER_USER);
+        assert_eq!(msgs[0].1, "<m0/>");
+        let ids: Vec<i64> = msgs.iter().map(|m| m.0).collect();
+        delete_offline(&mut c, &ids).unwrap();
+        assert!(offline_messages(&c, "bob").unwrap().is_empty());
+    }
+
+    #[test]
+    fn deleting_an_account_removes_it_everywhere() {
+        let (_d, mut c) = db();
+        let creds = AccountCredentials::from_password("pw");
+        create_account(&c, "alice", &creds).unwrap();
+        let mut in_bob = RosterRow::new("bob", "alice@localhost");
+        in_bob.in_roster = true;
+        put_roster_row(&c, &in_bob).unwrap();
+        let mut own = RosterRow::new("alice", "bob@localhost");
+        own.in_roster = true;
+        put_roster_row(&c, &own).unwrap();
+        store_offline(&c, "alice", "<x/>").unwrap();
+        let owners = delete_account(&mut c, "alice", "alice@localhost").unwrap();
+        assert_eq!(owners, ["bob"]);
+        assert!(!account_exists(&c, "alice").unwrap());
+        assert!(roster_rows(&c, "bob").unwrap().is_empty());
+        assert!(roster_rows(&c, "alice").unwrap().is_empty());
+        assert!(offline_messages(&c, "alice").unwrap().is_empty());
+    }
+
+    #[test]
+    fn subscription_halves() {
+        assert_eq!(Subscription::None.with_to(true), Subscription::To);
+        assert_eq!(Subscription::To.with_from(true), Subscription::Both);
+        assert_eq!(Subscription::Both.with_to(false), Subscription::From);
+        assert!(Subscription::Both.has_from() && Subscription::Both.has_to());
+    }
+}

@@ -1,0 +1,88 @@
+//! The seam between the chat and its transport.
+//!
+//! Everything in `chat-core` runs over a [`BoxStream`]: any byte stream. The
+//! twin binaries differ only in the transport they plug in here. `chat-plain`
+//! plugs in bare TCP, which cannot upgrade, so its server never offers
+//! `<starttls/>`. `chat-tls` plugs in rustls, whose `upgrade` runs the TLS
+//! handshake in the middle of the session (STARTTLS) and whose `accept` or
+//! `connect` can start with TLS right away (direct TLS).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+/// Any bidirectional byte stream the chat can run over.
+pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncStream for T {}
+
+/// A boxed byte stream: plain TCP, or TLS over TCP.
+pub type BoxStream = Box<dyn AsyncStream>;
+
+/// Whether a server offers STARTTLS, and whether it insists on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartTls {
+    /// The transport cannot encrypt (the plaintext twin): never offered.
+    Unavailable,
+    /// Offered; clients may go on without it.
+    Optional,
+    /// Offered and mandatory: no authentication before TLS.
+    Required,
+}
+
+/// What the server needs from its transport.
+pub trait ServerTransport: Send + Sync + 'static {
+    /// Turns an accepted TCP connection into the session's first stream
+    /// (direct TLS performs its handshake here). Also says whether that
+    /// stream is already encrypted.
+    fn accept(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> impl Future<Output = io::Result<(BoxStream, bool)>> + Send;
+
+    /// The STARTTLS policy for streams that start unencrypted.
+    fn starttls(&self) -> StartTls;
+
+    /// Runs the TLS handshake over `stream` after `<proceed/>`.
+    fn upgrade(&self, stream: BoxStream) -> impl Future<Output = io::Result<BoxStream>> + Send;
+}
+
+/// What the client needs from its transport.
+pub trait ClientTransport: Send + Sync + 'static {
+    /// Connects to the server; direct TLS performs its handshake here. Also
+    /// says whether the stream is already encrypted.
+    fn connect(
+        &self,
+        addr: &str,
+        domain: &str,
+    ) -> impl Future<Output = io::Result<(BoxStream, bool)>> + Send;
+
+    /// Whether the client insists on STARTTLS, tries it, or cannot do it.
+    fn starttls(&self) -> StartTls;
+
+    /// Runs the TLS handshake after `<proceed/>`, checking the server is
+    /// `domain`.
+    fn upgrade(
+        &self,
+        stream: BoxStream,
+        domain: &str,
+    ) -> impl Future<Output = io::Result<BoxStream>> + Send;
+}
+
+/// Connects a TCP socket with a bounded wait and a clear error.
+pub async fn tcp_connect(addr: &str) -> io::Result<TcpStream> {
+    let tcp = tokio::time::timeout(std::time::Duration::from_secs(10), TcpStream::connect(addr))
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connecting to {addr} timed out"),
+            )
+        })??;
+    // Chat stanzas are small and latency matters more than packet count.
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
