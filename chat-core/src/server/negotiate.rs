@@ -382,6 +382,10 @@ impl<T: ServerTransport> Neg<'_, T> {
         };
         match result {
             Ok(user) => {
+                if mech == Mechanism::Plain {
+                    // SCRAM sent its own <success/> carrying the server proof.
+                    self.send(&Element::new("success", ns::SASL)).await?;
+                }
                 tracing::info!(peer = %self.peer, user, mechanism = mech.name(), "authenticated");
                 self.user = Some(user);
                 Ok(true)

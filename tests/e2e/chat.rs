@@ -1,0 +1,203 @@
+//! The chat features a user sees, driven through `chat-plain client`.
+
+use tests::{Client, Server, run_client};
+
+const BIN: &str = "chat-plain";
+
+fn connected(c: &mut Client) {
+    c.expect("connected", |v| v["type"] == "connected");
+}
+
+#[test]
+fn two_clients_register_subscribe_chat_get_offline_delivery_and_remove_accounts() {
+    let server = Server::start(BIN, &[]);
+    let mut alice = Client::start(BIN, &server, "alice@localhost", "alice-pw", &["--register"]);
+    connected(&mut alice);
+    let mut bob = Client::start(BIN, &server, "bob@localhost", "bob-pw", &["--register"]);
+    connected(&mut bob);
+
+    // Subscription handshake: each adds the other.
+    alice.send("/add bob@localhost");
+    bob.expect_event(
+        "subscribe",
+        "from",
+        "bob@localhost".replace("bob", "alice").as_str(),
+    );
+    bob.send("/add alice@localhost");
+    alice.expect("roster push: bob both", |v| {
+        v["type"] == "roster" && v["jid"] == "bob@localhost" && v["subscription"] == "both"
+    });
+    bob.expect("roster push: alice both", |v| {
+        v["type"] == "roster" && v["jid"] == "alice@localhost" && v["subscription"] == "both"
+    });
+
+    // Presence with show and status reaches the subscriber.
+    bob.send("/status away at lunch");
+    alice.expect("bob away", |v| {
+        v["type"] == "presence"
+            && v["from"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("bob@localhost/"))
+            && v["show"] == "away"
+            && v["status"] == "at lunch"
+    });
+
+    // A direct message and its delivery receipt.
+    alice.send("/msg bob@localhost hello bob");
+    let m = bob.expect_event("message", "from", "alice@localhost");
+    assert_eq!(m["body"], "hello bob");
+    assert!(
+        m["delayed"].is_null(),
+        "live message must not be marked delayed: {m}"
+    );
+    let id = m["id"].as_str().unwrap().to_string();
+    let r = alice.expect_event("receipt", "from", "bob@localhost");
+    assert_eq!(r["id"], id.as_str());
+
+    // /chat then plain lines.
+    bob.send("/chat alice@localhost");
+    bob.send("hi alice, plain line");
+    assert_eq!(
+        alice.expect_event("message", "from", "bob@localhost")["body"],
+        "hi alice, plain line"
+    );
+
+    // Bob signs out: alice sees him go offline.
+    let (code, t) = bob.finish();
+    assert_eq!(code, 0, "{t}");
+    alice.expect("bob offline", |v| {
+        v["type"] == "presence"
+            && v["available"] == false
+            && v["from"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("bob@localhost/"))
+    });
+
+    // A message to offline bob is stored...
+    alice.send("/msg bob@localhost while you were out");
+    alice.send("/who");
+    alice.expect("who", |v| v["type"] == "ok" && v["command"] == "/who");
+    let (code, t) = alice.finish();
+    assert_eq!(code, 0, "{t}");
+
+    // ...and delivered at his next sign-in, with its delay stamp.
+    let mut bob = Client::start(BIN, &server, "bob@localhost", "bob-pw", &[]);
+    connected(&mut bob);
+    let m = bob.expect_event("message", "from", "alice@localhost");
+    assert_eq!(m["body"], "while you were out");
+    assert!(
+        m["delayed"].as_str().is_some_and(|s| s.ends_with('Z')),
+        "offline message has a delay stamp: {m}"
+    );
+    bob.send("/roster");
+    bob.expect("roster lists alice", |v| {
+        v["type"] == "roster" && v["jid"] == "alice@localhost"
+    });
+    let (code, t) = bob.finish();
+    assert_eq!(code, 0, "{t}");
+
+    // Both delete their accounts; signing in afterwards fails.
+    for (jid, pw) in [("alice@localhost", "alice-pw"), ("bob@localhost", "bob-pw")] {
+        let (code, out, err) = run_client(BIN, &server, jid, pw, &[], "/unregister\n");
+        assert_eq!(code, 0, "unregister {jid}: {out}\n{err}");
+        assert!(out.contains("account deleted"), "{out}");
+        let (code, out, err) = run_client(BIN, &server, jid, pw, &[], "");
+        assert_eq!(code, 2, "sign-in after removal must fail: {out}\n{err}");
+        assert!(err.contains("wrong user name or password"), "{err}");
+    }
+}
+
+#[test]
+fn wrong_password_taken_name_and_unreachable_server_are_clear_errors() {
+    let server = Server::start(BIN, &[]);
+    let (code, out, err) = run_client(
+        BIN,
+        &server,
+        "carol@localhost",
+        "right",
+        &["--register"],
+        "",
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, _, err) = run_client(BIN, &server, "carol@localhost", "wrong", &[], "");
+    assert_eq!(code, 2);
+    assert_eq!(
+        err.trim(),
+        "chat-plain: sign-in refused: wrong user name or password"
+    );
+    let (code, _, err) = run_client(BIN, &server, "Carol@localhost", "x", &["--register"], "");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("'carol' is taken"),
+        "case folding makes Carol the same account: {err}"
+    );
+    // PLAIN works too when forced (the labs sniff it).
+    let (code, out, err) = run_client(BIN, &server, "carol@localhost", "right", &["--plain"], "");
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("\"mechanism\":\"PLAIN\""), "{out}");
+    // A command that fails makes the exit code 1.
+    let (code, out, _) = run_client(
+        BIN,
+        &server,
+        "carol@localhost",
+        "right",
+        &[],
+        "/msg nobody@localhost hi\n",
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("service-unavailable"), "{out}");
+    drop(server);
+    let port = tests::free_port();
+    let out = std::process::Command::new(tests::bin(BIN))
+        .args([
+            "client",
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--jid",
+            "carol@localhost",
+        ])
+        .env("CHAT_PASSWORD", "x")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot connect to 127.0.0.1:") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn acknowledged_registration_and_offline_message_survive_kill_9() {
+    let server = Server::start(BIN, &[]);
+    let (code, out, err) = run_client(BIN, &server, "dave@localhost", "pw-d", &["--register"], "");
+    assert_eq!(code, 0, "{out}\n{err}");
+    // erin registers and sends dave a message; her client exits only after
+    // the server closed the stream, that is after it stored the message.
+    let (code, out, err) = run_client(
+        BIN,
+        &server,
+        "erin@localhost",
+        "pw-e",
+        &["--register"],
+        "/msg dave@localhost survives kill -9\n",
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let server = server.kill9_and_restart();
+    let mut dave = Client::start(BIN, &server, "dave@localhost", "pw-d", &[]);
+    connected(&mut dave);
+    assert_eq!(
+        dave.expect_event("message", "from", "erin@localhost")["body"],
+        "survives kill -9"
+    );
+    let (code, t) = dave.finish();
+    assert_eq!(code, 0, "{t}");
+    let (code, out, err) = run_client(BIN, &server, "erin@localhost", "pw-e", &[], "");
+    assert_eq!(
+        code,
+        0,
+        "erin's account survived: {out}\n{err}\n{}",
+        server.log()
+    );
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests through the real binaries, one test binary for the whole
+//! suite. Each module is one area; every test starts its own server on a free
+//! loopback port with its own data folder.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod bad_input;
+mod chat;

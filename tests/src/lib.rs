@@ -1,0 +1,387 @@
+//! Harness for end-to-end tests: starts the real binaries on loopback, talks
+//! to them over pipes and raw sockets, and on failure prints what it ran and
+//! everything that came back.
+//!
+//! The binaries must be built first (`cargo build --workspace --bins`, which
+//! `scripts/test.sh` does); the harness finds them next to the test binary.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The default wait for something that should happen.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Path of a workspace binary, built beside the test binary.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running server, killed on drop. Its stderr goes to a log file that
+/// failures print.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    child: Child,
+    log: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+    binary: String,
+    extra: Vec<String>,
+}
+
+impl Server {
+    /// Starts `binary server` on a free port with a fresh data folder.
+    pub fn start(binary: &str, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut s = Self::spawn(
+            binary,
+            &data,
+            free_port(),
+            extra,
+            dir.path().join("server.log"),
+        );
+        s._dir = Some(dir);
+        s
+    }
+
+    fn spawn(binary: &str, data: &Path, port: u16, extra: &[&str], log: PathBuf) -> Server {
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(bin(binary))
+            .args([
+                "server",
+                "--listen",
+                &addr.to_string(),
+                "--domain",
+                "localhost",
+                "--data",
+            ])
+            .arg(data)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .unwrap();
+        let s = Server {
+            addr,
+            data: data.to_path_buf(),
+            child,
+            log,
+            _dir: None,
+            binary: binary.to_string(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.wait_ready();
+        s
+    }
+
+    fn wait_ready(&self) {
+        let t0 = Instant::now();
+        while t0.elapsed() < WAIT {
+            if TcpStream::connect(self.addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "server did not start on {}\n--- server log ---\n{}",
+            self.addr,
+            self.log()
+        );
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`, then start again on the same port and data folder.
+    pub fn kill9_and_restart(mut self) -> Server {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let mut s = Self::spawn(
+            &self.binary,
+            &self.data,
+            self.addr.port(),
+            &extra,
+            self.log.clone(),
+        );
+        s._dir = self._dir.take();
+        s
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client process driven through stdin, reading its JSON lines.
+pub struct Client {
+    pub name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    transcript: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Client {
+    /// Starts `binary client --json` for `jid` with `password`.
+    pub fn start(
+        binary: &str,
+        server: &Server,
+        jid: &str,
+        password: &str,
+        extra: &[&str],
+    ) -> Client {
+        let mut child = Command::new(bin(binary))
+            .args([
+                "client",
+                "--json",
+                "--server",
+                &server.addr.to_string(),
+                "--jid",
+                jid,
+            ])
+            .args(extra)
+            .env("CHAT_PASSWORD", password)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = channel();
+        let transcript = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let t = transcript.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                t.lock().unwrap().push(format!("< {line}"));
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let e = stderr.clone();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            e.lock().unwrap().push_str(&s);
+        });
+        Client {
+            name: jid.to_string(),
+            stdin: child.stdin.take(),
+            child,
+            lines: rx,
+            transcript,
+            stderr,
+        }
+    }
+
+    /// Sends one command line.
+    pub fn send(&mut self, line: &str) {
+        self.transcript.lock().unwrap().push(format!("> {line}"));
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// What went in and came out, for failure messages.
+    pub fn transcript(&self) -> String {
+        format!(
+            "--- {} ---\n{}\n--- {} stderr ---\n{}",
+            self.name,
+            self.transcript.lock().unwrap().join("\n"),
+            self.name,
+            self.stderr.lock().unwrap()
+        )
+    }
+
+    /// Reads JSON lines until one satisfies `pred`; panics with the
+    /// transcript after `WAIT`.
+    pub fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+                        panic!("not JSON ({e}): {line}\n{}", self.transcript())
+                    });
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "{}: timed out waiting for {what}\n{}",
+                    self.name,
+                    self.transcript()
+                ),
+                Err(RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    panic!(
+                        "{}: exited while waiting for {what}\n{}",
+                        self.name,
+                        self.transcript()
+                    )
+                }
+            }
+        }
+    }
+
+    /// Waits for an event of `kind` whose `field` equals `value`.
+    pub fn expect_event(&mut self, kind: &str, field: &str, value: &str) -> Value {
+        self.expect(&format!("{kind} with {field}={value}"), |v| {
+            v["type"] == kind
+                && v[field]
+                    .as_str()
+                    .is_some_and(|s| s == value || s.starts_with(&format!("{value}/")))
+        })
+    }
+
+    /// Closes stdin and waits for the exit code (bounded).
+    pub fn finish(mut self) -> (i32, String) {
+        drop(self.stdin.take());
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(50));
+                return (status.code().unwrap_or(-1), self.transcript());
+            }
+            if t0.elapsed() > WAIT {
+                let _ = self.child.kill();
+                panic!(
+                    "{} did not exit after stdin closed\n{}",
+                    self.name,
+                    self.transcript()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a client with a fixed script and no interaction; returns exit code,
+/// stdout and stderr.
+pub fn run_client(
+    binary: &str,
+    server: &Server,
+    jid: &str,
+    password: &str,
+    extra: &[&str],
+    script: &str,
+) -> (i32, String, String) {
+    let mut child = Command::new(bin(binary))
+        .args([
+            "client",
+            "--json",
+            "--server",
+            &server.addr.to_string(),
+            "--jid",
+            jid,
+        ])
+        .args(extra)
+        .env("CHAT_PASSWORD", password)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A raw TCP connection for sending hostile bytes.
+pub struct Raw {
+    pub stream: TcpStream,
+}
+
+/// A client stream header for `domain`.
+pub fn header(domain: &str) -> String {
+    format!(
+        "<?xml version='1.0'?><stream:stream to='{domain}' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+    )
+}
+
+impl Raw {
+    pub fn connect(server: &Server) -> Raw {
+        let stream = TcpStream::connect(server.addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        Raw { stream }
+    }
+
+    /// Writes bytes; a reset by the server part-way is not an error here.
+    pub fn send(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes);
+    }
+
+    /// Reads until the server closes the connection (or `WAIT` passes).
+    pub fn read_to_close(&mut self) -> String {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        let t0 = Instant::now();
+        while t0.elapsed() < WAIT {
+            match self.stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(_) => break,
+            }
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    }
+}
