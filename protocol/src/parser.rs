@@ -423,8 +423,10 @@ impl StreamParser {
                         self.lex = Lex::Lt;
                     } else if self.depth == 0 && !b.is_ascii_whitespace() {
                         if self.mode == Mode::Lenient {
-                            // Garbage between elements: skip it.
+                            // Garbage between elements: skip it. No element
+                            // is in progress at depth 0 in text.
                             self.start = self.pos;
+                            self.elem_start = None;
                             continue;
                         }
                         return Err(ParseError::TextAtStreamLevel { offset: self.at(i) });
@@ -1326,6 +1328,38 @@ mod tests {
                     String::from_utf8_lossy(&[s, tail].concat())
                 );
             }
+        }
+    }
+
+    /// Found by `cargo fuzz run stream_parser`: lenient garbage skipping left
+    /// a stale element start behind, and the next `feed` underflowed.
+    #[test]
+    fn fuzz_regression_stale_element_start() {
+        let hex = "e3e3000a75003e0a3cff3b3e3c2f73747265616d3a73747265616d3e3c7e6f0000c1c4d0f5600a0a0a0a0a0ac13e3c00003c3a093c3a2f3eda263ecc21bc0aecf5f5f5f5f50a01762762762762763cff3b3e3c2f73747265616d3a73747265616d3e3c91ffff3e3b2f0aa10a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a083c4c4c4c3a73743e3c00003c3a093c3a2f3eda263e7265616d09090909093e3cb37cb3";
+        let data: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let (&split, bytes) = data.split_first().unwrap();
+        let cut = split as usize % (bytes.len() + 1);
+        for mode in [Mode::Strict, Mode::Lenient] {
+            let mut p = StreamParser::new(mode);
+            p.feed(&bytes[..cut]);
+            for _ in 0..1000 {
+                if let Ok(None) = p.next_event() {
+                    break;
+                }
+            }
+            p.feed(&bytes[cut..]);
+            let mut errors = 0;
+            for _ in 0..1000 {
+                match p.next_event() {
+                    Ok(None) => break,
+                    Err(_) => errors += 1,
+                    Ok(Some(_)) => {}
+                }
+            }
+            assert!(errors > 0, "{mode:?}: this input is damaged");
         }
     }
 }

@@ -306,7 +306,15 @@ pub async fn run<T: ClientTransport>(
                     let cmd = Command::parse(&line);
                     match cmd {
                         Command::Quit => quitting = true,
-                        Command::Wait { kind, from, seconds } => {
+                        Command::Wait { kind, from, seconds } => 'wait: {
+                            let from = match from.map(|f| parse_jid(&f, client.jid().domain())).transpose() {
+                                Ok(f) => f,
+                                Err(e) => {
+                                    failed = true;
+                                    out.error("/wait", e);
+                                    break 'wait;
+                                }
+                            };
                             if let Some(pos) = backlog.iter().position(|e| matches(e, &kind, &from)) {
                                 backlog.remove(pos);
                             } else {
@@ -442,7 +450,8 @@ enum Command {
     Quit,
     Wait {
         kind: String,
-        from: Option<Jid>,
+        /// As typed: a bare name means a user on our own server.
+        from: Option<String>,
         seconds: Duration,
     },
     Text(String),
@@ -509,10 +518,7 @@ impl Command {
                         }
                         seconds = Duration::from_secs_f64(s);
                     } else {
-                        match Jid::parse(p) {
-                            Ok(j) => from = Some(j),
-                            Err(e) => return Command::Bad(format!("/wait: {e}")),
-                        }
+                        from = Some(p.to_string());
                     }
                 }
                 Command::Wait {
@@ -733,7 +739,7 @@ mod tests {
                 seconds,
             } => {
                 assert_eq!(kind, "message");
-                assert_eq!(from.unwrap().to_string(), "bob@localhost");
+                assert_eq!(from.as_deref(), Some("bob@localhost"));
                 assert_eq!(seconds, Duration::from_millis(2500));
             }
             _ => panic!("not a wait"),
