@@ -263,47 +263,17 @@ impl AccountCredentials {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Creates an account; `Ok(false)` when the name is taken.
-pub fn create_account(
+/// Runs `sql` with the user name as ?1 and both credential sets as ?2 to ?9
+/// (SHA-1 salt, iterations, StoredKey, ServerKey, then the same for SHA-256).
+fn write_credentials(
     c: &Connection,
+    sql: &str,
     username: &str,
     creds: &AccountCredentials,
 ) -> rusqlite::Result<bool> {
     let (a, b) = (&creds.sha1, &creds.sha256);
     let n = c.execute(
-        "INSERT OR IGNORE INTO accounts VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
-            username,
-            a.salt,
-            a.iterations,
-            a.stored_key,
-            a.server_key,
-            b.salt,
-            b.iterations,
-            b.stored_key,
-            b.server_key,
-            now()
-        ],
-    )?;
-    Ok(n == 1)
-}
-
-/// Replaces an account's credentials (password change).
-pub fn set_credentials(
-    c: &Connection,
-    username: &str,
-    creds: &AccountCredentials,
-) -> rusqlite::Result<bool> {
-    let (a, b) = (&creds.sha1, &creds.sha256);
-    let n = c.execute(
-        "UPDATE accounts SET salt1=?2, iter1=?3, stored1=?4, server1=?5,
-                salt256=?6, iter256=?7, stored256=?8, server256=?9 WHERE username=?1",
+        sql,
         params![
             username,
             a.salt,
@@ -317,6 +287,36 @@ pub fn set_credentials(
         ],
     )?;
     Ok(n == 1)
+}
+
+/// Creates an account; `Ok(false)` when the name is taken.
+pub fn create_account(
+    c: &Connection,
+    username: &str,
+    creds: &AccountCredentials,
+) -> rusqlite::Result<bool> {
+    write_credentials(
+        c,
+        "INSERT OR IGNORE INTO accounts
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, CAST(strftime('%s', 'now') AS INTEGER))",
+        username,
+        creds,
+    )
+}
+
+/// Replaces an account's credentials (password change).
+pub fn set_credentials(
+    c: &Connection,
+    username: &str,
+    creds: &AccountCredentials,
+) -> rusqlite::Result<bool> {
+    write_credentials(
+        c,
+        "UPDATE accounts SET salt1=?2, iter1=?3, stored1=?4, server1=?5,
+                salt256=?6, iter256=?7, stored256=?8, server256=?9 WHERE username=?1",
+        username,
+        creds,
+    )
 }
 
 /// The stored credentials of an account.
@@ -462,7 +462,7 @@ pub fn store_offline(c: &Connection, owner: &str, stanza: &str) -> rusqlite::Res
     }
     c.execute(
         "INSERT INTO offline (owner, stanza, stamp) VALUES (?1, ?2, ?3)",
-        params![owner, stanza, now()],
+        params![owner, stanza, crate::util::unix_now()],
     )?;
     Ok(true)
 }

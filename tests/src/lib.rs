@@ -150,6 +150,32 @@ impl Drop for Server {
     }
 }
 
+/// Spawns `binary client --json` for `jid` with every pipe captured.
+fn client_command(
+    binary: &str,
+    server: &Server,
+    jid: &str,
+    password: &str,
+    extra: &[&str],
+) -> Child {
+    Command::new(bin(binary))
+        .args([
+            "client",
+            "--json",
+            "--server",
+            &server.addr.to_string(),
+            "--jid",
+            jid,
+        ])
+        .args(extra)
+        .env("CHAT_PASSWORD", password)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// A client process driven through stdin, reading its JSON lines.
 pub struct Client {
     pub name: String,
@@ -169,22 +195,7 @@ impl Client {
         password: &str,
         extra: &[&str],
     ) -> Client {
-        let mut child = Command::new(bin(binary))
-            .args([
-                "client",
-                "--json",
-                "--server",
-                &server.addr.to_string(),
-                "--jid",
-                jid,
-            ])
-            .args(extra)
-            .env("CHAT_PASSWORD", password)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = client_command(binary, server, jid, password, extra);
         let (tx, rx) = channel();
         let transcript = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().unwrap();
@@ -315,22 +326,7 @@ pub fn run_client(
     extra: &[&str],
     script: &str,
 ) -> (i32, String, String) {
-    let mut child = Command::new(bin(binary))
-        .args([
-            "client",
-            "--json",
-            "--server",
-            &server.addr.to_string(),
-            "--jid",
-            jid,
-        ])
-        .args(extra)
-        .env("CHAT_PASSWORD", password)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = client_command(binary, server, jid, password, extra);
     child
         .stdin
         .take()

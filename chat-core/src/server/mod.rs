@@ -45,6 +45,32 @@ pub const MAX_AUTH_ATTEMPTS: u32 = 3;
 /// Longest password accepted at registration, in bytes.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
+/// Why a new password (registration, password change) was not stored.
+pub(crate) enum NewPasswordError {
+    /// Empty or longer than [`MAX_PASSWORD_BYTES`].
+    Unacceptable,
+    /// The hashing task failed.
+    HashingFailed,
+}
+
+/// Checks a new password and derives its SCRAM credentials on the blocking
+/// pool (PBKDF2 is slow on purpose and must not stall the async threads).
+pub(crate) async fn new_credentials(
+    password: String,
+) -> Result<crate::storage::AccountCredentials, NewPasswordError> {
+    if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
+        return Err(NewPasswordError::Unacceptable);
+    }
+    tokio::task::spawn_blocking(move || {
+        crate::storage::AccountCredentials::from_password(&password)
+    })
+    .await
+    .map_err(|_| NewPasswordError::HashingFailed)
+}
+
+/// The text for [`NewPasswordError::Unacceptable`].
+pub(crate) const PASSWORD_RULE: &str = "the password must be 1 to 1024 bytes";
+
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {

@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::router::{OUTBOUND_QUEUE, Outbound, SessionHandle};
-use super::{MAX_AUTH_ATTEMPTS, MAX_PASSWORD_BYTES, Shared};
+use super::{MAX_AUTH_ATTEMPTS, Shared};
 use crate::storage::{self, AccountCredentials};
 use crate::transport::{BoxStream, ServerTransport, StartTls};
 use crate::util::random_id;
@@ -682,25 +682,24 @@ impl<T: ServerTransport> Neg<'_, T> {
                         .reply_error(iq, StanzaErrorCondition::NotAcceptable, "invalid user name")
                         .await;
                 };
-                if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
-                    return self
-                        .reply_error(
-                            iq,
-                            StanzaErrorCondition::NotAcceptable,
-                            "the password must be 1 to 1024 bytes",
-                        )
-                        .await;
-                }
-                let creds = tokio::task::spawn_blocking(move || {
-                    AccountCredentials::from_password(&password)
-                })
-                .await
-                .map_err(|_| {
-                    End::Error(
-                        StreamErrorCondition::InternalServerError,
-                        "hashing failed".into(),
-                    )
-                })?;
+                let creds = match super::new_credentials(password).await {
+                    Ok(c) => c,
+                    Err(super::NewPasswordError::Unacceptable) => {
+                        return self
+                            .reply_error(
+                                iq,
+                                StanzaErrorCondition::NotAcceptable,
+                                super::PASSWORD_RULE,
+                            )
+                            .await;
+                    }
+                    Err(super::NewPasswordError::HashingFailed) => {
+                        return Err(End::Error(
+                            StreamErrorCondition::InternalServerError,
+                            "hashing failed".into(),
+                        ));
+                    }
+                };
                 let u = user.clone();
                 let created = self
                     .shared

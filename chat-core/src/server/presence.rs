@@ -156,15 +156,7 @@ impl Session {
             Some(xml.clone()),
         );
         let rows = self.presence_subscribers().await?;
-        for row in rows.iter().filter(|r| r.subscription.has_from()) {
-            if let Some(u) = self.contact_user(row) {
-                self.shared.router.send_to_available(u, &xml, None, None);
-            }
-        }
-        // The user's own resources, this one included (RFC 6121 4.2.2).
-        self.shared
-            .router
-            .send_to_available(&self.user, &xml, None, None);
+        self.fan_out(&rows, &xml);
         if !available {
             // Unavailable does not go back to its sender through the router
             // (it is no longer available), so echo it.
@@ -194,16 +186,22 @@ impl Session {
     /// Unavailable presence on disconnect, to everyone who saw us available.
     pub(super) async fn broadcast_unavailable(&self) {
         let xml = presence_xml(&self.jid.to_string(), None, PresenceType::Unavailable);
-        if let Ok(rows) = self.presence_subscribers().await {
-            for row in rows.iter().filter(|r| r.subscription.has_from()) {
-                if let Some(u) = self.contact_user(row) {
-                    self.shared.router.send_to_available(u, &xml, None, None);
-                }
+        let rows = self.presence_subscribers().await.unwrap_or_default();
+        self.fan_out(&rows, &xml);
+    }
+
+    /// Sends a broadcast presence to every contact allowed to see it
+    /// (subscription from or both) and to the user's own available
+    /// resources, this one included (RFC 6121 4.2.2).
+    fn fan_out(&self, rows: &[RosterRow], xml: &Arc<str>) {
+        for row in rows.iter().filter(|r| r.subscription.has_from()) {
+            if let Some(u) = self.contact_user(row) {
+                self.shared.router.send_to_available(u, xml, None, None);
             }
         }
         self.shared
             .router
-            .send_to_available(&self.user, &xml, None, None);
+            .send_to_available(&self.user, xml, None, None);
     }
 
     /// The four subscription stanzas (RFC 6121 3).

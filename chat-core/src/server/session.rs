@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::Shared;
 use super::negotiate::Bound;
 use super::router::{Delivery, Outbound, SessionHandle};
-use crate::storage::{self, AccountCredentials};
+use crate::storage;
 use crate::transport::BoxStream;
 use crate::util::{random_id, unix_now, xmpp_datetime};
 use crate::xmpp_io::ReadError;
@@ -513,24 +513,23 @@ impl Session {
                     );
                     return Ok(());
                 }
-                if password.is_empty() || password.len() > super::MAX_PASSWORD_BYTES {
-                    self.iq_error(
-                        iq,
-                        StanzaErrorCondition::NotAcceptable,
-                        "the password must be 1 to 1024 bytes",
-                    );
-                    return Ok(());
-                }
-                let creds = tokio::task::spawn_blocking(move || {
-                    AccountCredentials::from_password(&password)
-                })
-                .await
-                .map_err(|_| {
-                    Some((
-                        StreamErrorCondition::InternalServerError,
-                        "hashing failed".into(),
-                    ))
-                })?;
+                let creds = match super::new_credentials(password).await {
+                    Ok(c) => c,
+                    Err(super::NewPasswordError::Unacceptable) => {
+                        self.iq_error(
+                            iq,
+                            StanzaErrorCondition::NotAcceptable,
+                            super::PASSWORD_RULE,
+                        );
+                        return Ok(());
+                    }
+                    Err(super::NewPasswordError::HashingFailed) => {
+                        return Err(Some((
+                            StreamErrorCondition::InternalServerError,
+                            "hashing failed".into(),
+                        )));
+                    }
+                };
                 let user = self.user.clone();
                 self.db(move |c| storage::set_credentials(c, &user, &creds))
                     .await?;
