@@ -1,19 +1,37 @@
 #!/usr/bin/env bash
 # Installs what the toolkit needs beyond the Rust toolchain, on Debian.
 # As root it installs; otherwise it prints the exact command and exits 2.
+#
+#   scripts/setup.sh             what the binaries need to build and run
+#   scripts/setup.sh --interop   also the third-party XMPP software the
+#                                interoperability tests run against: Prosody
+#                                (Debian) and slixmpp (PyPI, in a venv under
+#                                target/)
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+interop=0
+[ "${1:-}" = --interop ] && interop=1
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo not found: install the Rust toolchain (https://rustup.rs), then run this again" >&2
     exit 2
 fi
 
+have_pkg() { dpkg -s "$1" >/dev/null 2>&1; }
+
 need=()
 command -v cc >/dev/null 2>&1 || need+=(build-essential)      # bundled SQLite is C
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
-# libpcap for the sniffer (live capture and pcap files).
 if command -v dpkg >/dev/null 2>&1; then
-    dpkg -s libpcap-dev >/dev/null 2>&1 || need+=(libpcap-dev)
+    # libpcap for the sniffer (live capture and pcap files).
+    have_pkg libpcap-dev || need+=(libpcap-dev)
+    if ((interop)); then
+        have_pkg prosody || need+=(prosody)
+        command -v python3 >/dev/null 2>&1 || need+=(python3)
+        # Debian splits venv support (ensurepip) out of python3.
+        python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+    fi
 fi
 
 if ((${#need[@]})); then
@@ -27,6 +45,33 @@ if ((${#need[@]})); then
         exit 2
     fi
     echo "setup: installing ${need[*]}" >&2
+    # Debian starts a packaged server the moment it is installed. Prosody
+    # must not: the tests run their own copy on a loopback port with a
+    # throw-away config, and a system-wide XMPP server listening on every
+    # interface is the last thing a lab machine needs. policy-rc.d is
+    # Debian's switch for "do not start services now".
+    policy=/usr/sbin/policy-rc.d
+    made_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+    fi
+    trap 'if [ "$made_policy" = 1 ]; then rm -f "$policy"; fi' EXIT
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    if [[ " ${need[*]} " == *" prosody "* ]] && [ -d /run/systemd/system ]; then
+        systemctl disable --now prosody >/dev/null 2>&1 || true
+    fi
+fi
+
+if ((interop)); then
+    venv=target/interop-venv
+    req=tests/interop/requirements.txt
+    # Rebuilt when the pinned requirements change.
+    if ! cmp -s "$req" "$venv/requirements.txt" 2>/dev/null; then
+        echo "setup: installing slixmpp into $venv (from PyPI)" >&2
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+        cp "$req" "$venv/requirements.txt"
+    fi
 fi

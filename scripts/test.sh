@@ -3,7 +3,7 @@
 # that drive the real binaries over loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --interop
 # The end-to-end tests run the binaries, so build them first.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"

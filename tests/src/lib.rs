@@ -33,6 +33,44 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A third-party program the interoperability tests run, which
+/// `scripts/setup.sh --interop` installs: `prosody`, or `slixmpp` (the
+/// Python of the venv that holds it). A missing tool fails the test with the
+/// command that installs it; `CHAT_SKIP_INTEROP=1` skips instead (and says
+/// so), for machines that cannot install packages.
+pub fn interop_tool(name: &str) -> Option<PathBuf> {
+    let path = match name {
+        "prosody" => ["/usr/bin/prosody", "/usr/local/bin/prosody"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists()),
+        "slixmpp" => {
+            let venv = workspace_root().join("target/interop-venv/bin/python");
+            venv.exists().then_some(venv)
+        }
+        other => panic!("unknown interop tool {other}"),
+    };
+    if path.is_none() {
+        if std::env::var("CHAT_SKIP_INTEROP").as_deref() == Ok("1") {
+            eprintln!("SKIPPED: {name} is not installed and CHAT_SKIP_INTEROP=1");
+            return None;
+        }
+        panic!(
+            "{name} is not installed: run `scripts/setup.sh --interop` (as root for Debian packages), \
+             or set CHAT_SKIP_INTEROP=1 to skip the interoperability tests"
+        );
+    }
+    path
+}
+
+/// The workspace root (the tests crate's parent folder).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -50,8 +88,8 @@ pub struct Server {
     child: Child,
     log: PathBuf,
     _dir: Option<tempfile::TempDir>,
-    binary: String,
-    extra: Vec<String>,
+    /// Our binary and its flags, to restart it; `None` for Prosody.
+    restart: Option<(String, Vec<String>)>,
 }
 
 impl Server {
@@ -99,8 +137,10 @@ impl Server {
             child,
             log,
             _dir: None,
-            binary: binary.to_string(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
+            restart: Some((
+                binary.to_string(),
+                extra.iter().map(|s| s.to_string()).collect(),
+            )),
         };
         s.wait_ready();
         s
@@ -121,6 +161,68 @@ impl Server {
         );
     }
 
+    /// Prosody, the reference XMPP server (Debian's package), on a free
+    /// loopback port for the domain `localhost`, with a throw-away config
+    /// and data folder: in-band registration on, plaintext allowed (as our
+    /// plaintext twin), no s2s, no HTTP, nothing listening beyond loopback.
+    pub fn prosody(prosody: &Path) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = dir.path().join("prosody.cfg.lua");
+        std::fs::write(
+            &config,
+            format!(
+                r#"-- written by the interoperability tests
+run_as_root = true
+pidfile = "{dir}/prosody.pid"
+data_path = "{dir}/data"
+certificates = "{dir}/certs"
+interfaces = {{ "127.0.0.1" }}
+local_interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {port} }}
+c2s_direct_tls_ports = {{ }}
+legacy_ssl_ports = {{ }}
+s2s_ports = {{ }}
+modules_enabled = {{ "roster"; "saslauth"; "disco"; "register"; "ping"; "presence"; "message"; "offline"; "version"; "posix" }}
+modules_disabled = {{ "s2s"; "tls"; "http" }}
+allow_registration = true
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+authentication = "internal_hashed"
+log = {{ {{ levels = {{ min = "info" }}, to = "console" }} }}
+VirtualHost "localhost"
+"#,
+                dir = dir.path().display(),
+                port = addr.port(),
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("server.log");
+        let logf = std::fs::File::create(&log).unwrap();
+        let child = Command::new(prosody)
+            .arg("-F")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", prosody.display()));
+        let s = Server {
+            addr,
+            data,
+            child,
+            log,
+            _dir: Some(dir),
+            restart: None,
+        };
+        s.wait_ready();
+        s
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -128,11 +230,12 @@ impl Server {
 
     /// `kill -9`, then start again on the same port and data folder.
     pub fn kill9_and_restart(mut self) -> Server {
+        let (binary, extra) = self.restart.take().expect("only our servers restart");
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let mut s = Self::spawn(
-            &self.binary,
+            &binary,
             &self.data,
             self.addr.port(),
             &extra,
@@ -195,7 +298,23 @@ impl Client {
         password: &str,
         extra: &[&str],
     ) -> Client {
-        let mut child = client_command(binary, server, jid, password, extra);
+        let child = client_command(binary, server, jid, password, extra);
+        Client::attach(jid, child)
+    }
+
+    /// Runs any program that speaks the same JSON lines (the third-party
+    /// peers of the interoperability tests do).
+    pub fn spawn(name: &str, mut command: Command) -> Client {
+        let child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
+        Client::attach(name, child)
+    }
+
+    fn attach(name: &str, mut child: Child) -> Client {
         let (tx, rx) = channel();
         let transcript = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().unwrap();
@@ -217,7 +336,7 @@ impl Client {
             e.lock().unwrap().push_str(&s);
         });
         Client {
-            name: jid.to_string(),
+            name: name.to_string(),
             stdin: child.stdin.take(),
             child,
             lines: rx,

@@ -358,12 +358,15 @@ pub async fn run<T: ClientTransport>(
             },
             ev = client.next_event() => match ev {
                 Some(ClientEvent::Disconnected { reason }) => {
-                    // After /unregister the server closes the stream itself,
-                    // possibly before we have printed the iq result.
-                    let expected = unregistering && reason.is_none();
                     out.event(&ClientEvent::Disconnected { reason: reason.clone() });
-                    if expected {
-                        while let Ok(d) = done_rx.try_recv() {
+                    // After /unregister the server closes the stream itself,
+                    // possibly before we have the iq result (Prosody sends a
+                    // not-authorized stream error instead). Every request in
+                    // flight ends now that the connection is gone; whether
+                    // the removal counts is `unregister`'s call.
+                    if unregistering {
+                        drop(done_tx);
+                        while let Some(d) = done_rx.recv().await {
                             match d.result {
                                 Ok(text) => out.ok(&d.command, text),
                                 Err(e) => { failed = true; out.error(&d.command, e.to_string()); }

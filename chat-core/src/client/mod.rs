@@ -273,6 +273,8 @@ struct State {
     online: HashMap<Jid, (Option<Show>, Option<String>)>,
     /// Subscription requests not yet answered.
     requests: Vec<Jid>,
+    /// The condition of the stream error that ended the connection.
+    stream_error: Option<String>,
 }
 
 /// A signed-in client.
@@ -769,7 +771,21 @@ impl Client {
     pub fn unregister(&self) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
         let q = Element::new("query", ns::REGISTER).child(Element::new("remove", ns::REGISTER));
         let fut = self.iq(IqType::Set, None, q, "deleting the account");
-        async move { fut.await.map(|_| ()) }
+        let state = self.state.clone();
+        async move {
+            match fut.await {
+                Ok(_) => Ok(()),
+                // XEP-0077 §3.2 lets the server answer a removal by closing
+                // the stream with not-authorized (Prosody does) instead of,
+                // or before, the iq result.
+                Err(ClientError::ConnectionLost(_))
+                    if lock(&state).stream_error.as_deref() == Some("not-authorized") =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
     }
 
     /// Contacts' resources currently online, with show and status.
@@ -847,6 +863,9 @@ async fn client_reader(
         if el.is("error", ns::STREAM) {
             let (cond, text) = StreamErrorCondition::from_error_element(&el);
             let c = cond.map_or("undefined-condition".to_string(), |c| c.to_string());
+            // Recorded before the pending requests fail (below), so they can
+            // look at it.
+            lock(&state).stream_error = Some(c.clone());
             break Some(match text {
                 Some(t) => format!("stream error {c}: {t}"),
                 None => format!("stream error {c}"),

@@ -1,0 +1,166 @@
+//! Interoperability with XMPP software nobody here wrote:
+//! - slixmpp (PyPI), a client library, against our `chat-plain server`;
+//! - Prosody (Debian), a server, under our `chat-plain client`.
+//!
+//! `scripts/setup.sh --interop` installs both; see `tests::interop_tool`.
+
+use std::process::Command;
+
+use serde_json::Value;
+use tests::{Client, Server, interop_tool, run_client, workspace_root};
+
+use crate::chat::two_users_chat;
+
+const BIN: &str = "chat-plain";
+
+/// A slixmpp client process (tests/interop/slixmpp_peer.py) for `jid`.
+fn slixmpp(python: &std::path::Path, server: &Server, jid: &str, args: &[&str]) -> Client {
+    let mut cmd = Command::new(python);
+    cmd.arg(workspace_root().join("tests/interop/slixmpp_peer.py"))
+        .args(["--server", &server.addr.to_string(), "--jid", jid])
+        .args(["--password", "sally-pw", "--timeout", "30"])
+        .args(args);
+    Client::spawn(&format!("slixmpp {jid}"), cmd)
+}
+
+fn connected_with(c: &mut Client) -> String {
+    let v = c.expect("connected", |v| v["type"] == "connected");
+    v["mechanism"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn slixmpp_registers_signs_in_with_every_mechanism_chats_and_deletes_its_account() {
+    let Some(python) = interop_tool("slixmpp") else {
+        return;
+    };
+    let server = Server::start(BIN, &[]);
+    let mut alice = Client::start(BIN, &server, "alice@localhost", "alice-pw", &["--register"]);
+    alice.expect("connected", |v| v["type"] == "connected");
+
+    // In-band registration, sign-in (slixmpp picks SCRAM-SHA-256, the best
+    // we offer), disco/version/ping on the domain, and a subscription
+    // request to alice.
+    let mut sally = slixmpp(
+        &python,
+        &server,
+        "sally@localhost",
+        &[
+            "--register",
+            "--probe-server",
+            "--show",
+            "away",
+            "--status",
+            "written in Python",
+            "--add",
+            "alice@localhost",
+        ],
+    );
+    sally.expect("registered", |v| v["type"] == "registered");
+    assert_eq!(connected_with(&mut sally), "SCRAM-SHA-256");
+    let info = sally.expect("server_info", |v| v["type"] == "server_info");
+    let features: Vec<&str> = info["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for f in [
+        "http://jabber.org/protocol/disco#info",
+        "urn:xmpp:ping",
+        "jabber:iq:version",
+        "jabber:iq:register",
+    ] {
+        assert!(features.contains(&f), "disco#info lacks {f}: {info}");
+    }
+    assert_eq!(info["ping"], true, "{info}");
+    assert!(info["software"].as_str().is_some_and(|s| !s.is_empty()));
+
+    // Every mechanism we offer works with a client we did not write.
+    for mech in ["SCRAM-SHA-1", "PLAIN"] {
+        let mut other = slixmpp(
+            &python,
+            &server,
+            "sally@localhost",
+            &["--mech", mech, "--quit"],
+        );
+        assert_eq!(connected_with(&mut other), mech);
+        let (code, t) = other.finish();
+        assert_eq!(code, 0, "{t}");
+    }
+
+    // The subscription handshake across the two implementations: alice
+    // accepts and subscribes back; slixmpp auto-approves.
+    alice.expect_event("subscribe", "from", "sally@localhost");
+    alice.send("/add sally@localhost");
+    alice.expect("roster push: sally both", |v| {
+        v["type"] == "roster" && v["jid"] == "sally@localhost" && v["subscription"] == "both"
+    });
+    alice.expect("sally's presence with show and status", |v| {
+        v["type"] == "presence"
+            && v["from"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("sally@localhost/"))
+            && v["show"] == "away"
+            && v["status"] == "written in Python"
+    });
+    sally.expect_event("presence", "from", "alice@localhost");
+
+    // Messages both ways, with XEP-0184 receipts both ways.
+    alice.send("/msg sally@localhost hello sally");
+    assert_eq!(
+        sally.expect_event("message", "from", "alice@localhost")["body"],
+        "hello sally"
+    );
+    assert_eq!(
+        alice.expect_event("message", "from", "sally@localhost")["body"],
+        "echo: hello sally"
+    );
+    alice.expect_event("receipt", "from", "sally@localhost");
+    sally.expect_event("receipt", "from", "alice@localhost");
+
+    // "bye" makes slixmpp delete its account (XEP-0077 remove) and leave.
+    alice.send("/msg sally@localhost bye");
+    sally.expect("unregistered", |v| v["type"] == "unregistered");
+    let (code, t) = sally.finish();
+    assert_eq!(code, 0, "{t}");
+    alice.expect("sally gone", |v| {
+        v["type"] == "presence"
+            && v["available"] == false
+            && v["from"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("sally@localhost"))
+    });
+    let mut again = slixmpp(&python, &server, "sally@localhost", &["--quit"]);
+    again.expect("refused", |v| v["type"] == "error");
+    let (code, t) = again.finish();
+    assert_eq!(code, 2, "a deleted account cannot sign in: {t}");
+    let (code, t) = alice.finish();
+    assert_eq!(code, 0, "{t}");
+}
+
+#[test]
+fn our_client_against_prosody() {
+    let Some(prosody) = interop_tool("prosody") else {
+        return;
+    };
+    let server = Server::prosody(&prosody);
+    two_users_chat(&server);
+    // The mechanism the labs force, and the errors a user sees, hold against
+    // a server we did not write too.
+    let (code, out, err) = run_client(
+        BIN,
+        &server,
+        "carol@localhost",
+        "carol-pw",
+        &["--register", "--plain"],
+        "",
+    );
+    assert_eq!(code, 0, "{out}\n{err}\n{}", server.log());
+    assert!(out.contains("\"mechanism\":\"PLAIN\""), "{out}");
+    let (code, _, err) = run_client(BIN, &server, "carol@localhost", "wrong", &[], "");
+    assert_eq!(code, 2);
+    assert!(err.contains("wrong user name or password"), "{err}");
+    let (code, _, err) = run_client(BIN, &server, "carol@localhost", "x", &["--register"], "");
+    assert_eq!(code, 2);
+    assert!(err.contains("'carol' is taken"), "{err}");
+}

@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""A third-party XMPP client for the interoperability tests.
+
+It is built on slixmpp (from PyPI, see requirements.txt), a library nobody in this
+project wrote, so when it works against our server we know the server speaks
+XMPP and not merely "whatever our own client expects".
+
+It prints one JSON object per line on stdout, the same shape as
+`chat-plain client --json`, so the Rust harness reads both the same way:
+
+  connected    jid, mechanism         after SASL and resource binding
+  server_info  features, software, ping   (--probe-server)
+  presence     from, available, show, status
+  subscribe    from                   (auto-approved, as a user would click)
+  message      from, body, id
+  receipt      from, id               (XEP-0184, for our echo replies)
+  unregistered                        after the account was removed
+  error        detail
+
+It answers every chat message with "echo: BODY" and a receipt request. The
+message "bye" makes it delete its own account (XEP-0077 remove) and leave.
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+import slixmpp
+
+
+def emit(kind, **fields):
+    fields["type"] = kind
+    print(json.dumps(fields, sort_keys=True), flush=True)
+
+
+class Peer(slixmpp.ClientXMPP):
+    def __init__(self, args):
+        plugin_config = {}
+        if args.tls == "plain":
+            # slixmpp refuses to send any password, even a SCRAM proof,
+            # without TLS unless told to: the defence against the sniffing
+            # our plaintext twin exists to show. Told to here, on purpose.
+            plugin_config["feature_mechanisms"] = {
+                "unencrypted_plain": True,
+                "unencrypted_scram": True,
+            }
+        super().__init__(
+            args.jid,
+            args.password,
+            sasl_mech=args.mech,
+            plugin_config=plugin_config,
+        )
+        self.args = args
+        self.exit_code = 0
+        # Exactly one way in, so a test checks what it means to check.
+        self.enable_plaintext = args.tls == "plain"
+        self.enable_starttls = args.tls == "starttls"
+        self.enable_direct_tls = args.tls == "direct"
+        if args.ca:
+            self.ca_certs = args.ca
+        for plugin in ("xep_0030", "xep_0077", "xep_0092", "xep_0184", "xep_0199"):
+            self.register_plugin(plugin)
+        self.plugin["xep_0077"].create_account = args.register
+        self.plugin["xep_0184"].auto_request = True
+        self.plugin["xep_0184"].auto_ack = True
+        self.add_event_handler("session_start", self.on_start)
+        self.add_event_handler("register", self.on_register)
+        self.add_event_handler("message", self.on_message)
+        self.add_event_handler("presence_available", self.on_presence)
+        self.add_event_handler("presence_unavailable", self.on_presence)
+        self.add_event_handler("changed_status", self.on_presence)
+        self.add_event_handler("presence_subscribe", self.on_subscribe)
+        self.add_event_handler("receipt_received", self.on_receipt)
+        self.add_event_handler("failed_auth", self.on_failed_auth)
+
+    async def on_register(self, form):
+        iq = self.Iq()
+        iq["type"] = "set"
+        iq["register"]["username"] = self.boundjid.user
+        iq["register"]["password"] = self.password
+        try:
+            await iq.send()
+            emit("registered", jid=self.boundjid.bare)
+        except slixmpp.exceptions.IqError as e:
+            emit("error", detail="registration: " + e.iq["error"]["condition"])
+            self.exit_code = 2
+            self.disconnect()
+
+    async def on_start(self, _event):
+        mech = self.plugin["feature_mechanisms"].mech
+        emit("connected", jid=str(self.boundjid), mechanism=mech.name if mech else None)
+        await self.get_roster()
+        self.send_presence(pshow=self.args.show, pstatus=self.args.status)
+        if self.args.probe_server:
+            domain = self.boundjid.domain
+            info = await self.plugin["xep_0030"].get_info(jid=domain)
+            version = await self.plugin["xep_0092"].get_version(domain)
+            rtt = await self.plugin["xep_0199"].ping(jid=domain, timeout=10)
+            emit(
+                "server_info",
+                features=sorted(info["disco_info"]["features"]),
+                identities=[list(i) for i in info["disco_info"]["identities"]],
+                software=version["software_version"]["name"],
+                ping=rtt is not None,
+            )
+        for contact in self.args.add:
+            self.send_presence_subscription(pto=contact)
+        if self.args.quit:
+            self.disconnect()
+
+    def on_message(self, msg):
+        if msg["type"] not in ("chat", "normal"):
+            return
+        emit("message", **{"from": str(msg["from"]), "body": msg["body"], "id": msg["id"]})
+        if msg["body"] == "bye":
+            asyncio.ensure_future(self.leave())
+        else:
+            self.send_message(mto=msg["from"], mbody="echo: " + msg["body"], mtype="chat")
+
+    async def leave(self):
+        try:
+            await self.plugin["xep_0077"].cancel_registration(timeout=10)
+            emit("unregistered")
+        except slixmpp.exceptions.IqError as e:
+            emit("error", detail="remove: " + e.iq["error"]["condition"])
+            self.exit_code = 1
+        self.disconnect()
+
+    def on_presence(self, pres):
+        if pres["from"].bare == self.boundjid.bare:
+            return
+        emit(
+            "presence",
+            **{
+                "from": str(pres["from"]),
+                "available": pres["type"] != "unavailable",
+                "show": pres["show"] or None,
+                "status": pres["status"] or None,
+            },
+        )
+
+    def on_subscribe(self, pres):
+        emit("subscribe", **{"from": pres["from"].bare})
+
+    def on_receipt(self, msg):
+        emit("receipt", **{"from": str(msg["from"]), "id": msg["receipt"]})
+
+    def on_failed_auth(self, _event):
+        emit("error", detail="sign-in refused")
+        self.exit_code = 2
+        self.disconnect()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--server", required=True, help="HOST:PORT")
+    p.add_argument("--jid", required=True)
+    p.add_argument("--password", required=True)
+    p.add_argument("--register", action="store_true")
+    p.add_argument("--mech", default=None, help="force one SASL mechanism")
+    p.add_argument("--show", default=None)
+    p.add_argument("--status", default=None)
+    p.add_argument("--probe-server", action="store_true")
+    p.add_argument("--add", action="append", default=[], help="JID to subscribe to")
+    p.add_argument("--quit", action="store_true", help="leave once signed in")
+    p.add_argument("--tls", choices=["plain", "starttls", "direct"], default="plain")
+    p.add_argument("--ca", default=None, help="CA certificate file to trust")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--debug", action="store_true")
+    args = p.parse_args()
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, stream=sys.stderr
+    )
+    # slixmpp leaves a filter task pending at exit; asyncio's complaint
+    # about it is noise in test transcripts.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    host, port = args.server.rsplit(":", 1)
+    peer = Peer(args)
+    peer.connect(host, int(port))
+    try:
+        peer.loop.run_until_complete(asyncio.wait_for(peer.disconnected, args.timeout))
+    except asyncio.TimeoutError:
+        emit("error", detail="timed out")
+        sys.exit(3)
+    sys.exit(peer.exit_code)
+
+
+if __name__ == "__main__":
+    main()
