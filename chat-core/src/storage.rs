@@ -1,4 +1,5 @@
-//! Durable state in one SQLite file: accounts, rosters, offline messages.
+//! Durable state in one SQLite file: accounts, profiles, rosters, offline
+//! messages, rooms and their recent history.
 //!
 //! - WAL mode with `synchronous=FULL`: a write the server has acknowledged
 //!   (a registration, a stored offline message) is on disk before the
@@ -182,6 +183,27 @@ CREATE TABLE IF NOT EXISTS offline (
     stamp INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS offline_by_owner ON offline(owner, id);
+CREATE TABLE IF NOT EXISTS profiles (
+    username TEXT PRIMARY KEY,
+    name TEXT,
+    email TEXT
+);
+CREATE TABLE IF NOT EXISTS rooms (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    subject TEXT,
+    subject_by TEXT,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS room_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    room TEXT NOT NULL,
+    nick TEXT NOT NULL,
+    body TEXT NOT NULL,
+    msg_id TEXT,
+    stamp INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS room_history_by_room ON room_history(room, id);
 ";
 
 impl Storage {
@@ -374,6 +396,7 @@ pub fn delete_account(
         params![username, bare_jid],
     )?;
     tx.execute("DELETE FROM offline WHERE owner=?1", params![username])?;
+    tx.execute("DELETE FROM profiles WHERE username=?1", params![username])?;
     tx.execute("DELETE FROM accounts WHERE username=?1", params![username])?;
     tx.commit()?;
     Ok(owners)
@@ -487,6 +510,217 @@ pub fn delete_offline(c: &mut Connection, ids: &[i64]) -> rusqlite::Result<()> {
     tx.commit()
 }
 
+/// A user's public profile: display name and email, from the vCard
+/// (XEP-0054) or registration fields. Both are visible to every user of the
+/// directory, and in plaintext to anyone on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// Display name.
+    pub name: Option<String>,
+    /// Email address.
+    pub email: Option<String>,
+}
+
+/// Sets the fields of a profile that are `Some` (an empty string clears one).
+pub fn set_profile(c: &Connection, username: &str, p: &Profile) -> rusqlite::Result<()> {
+    let clean = |v: &Option<String>| v.as_ref().map(|s| s.trim().to_string());
+    c.execute(
+        "INSERT INTO profiles (username, name, email) VALUES (?1, NULLIF(?2, ''), NULLIF(?3, ''))
+         ON CONFLICT(username) DO UPDATE SET
+           name = CASE WHEN ?2 IS NULL THEN name ELSE NULLIF(?2, '') END,
+           email = CASE WHEN ?3 IS NULL THEN email ELSE NULLIF(?3, '') END",
+        params![username, clean(&p.name), clean(&p.email)],
+    )?;
+    Ok(())
+}
+
+/// The profile of an account (empty when none was set).
+pub fn profile(c: &Connection, username: &str) -> rusqlite::Result<Profile> {
+    Ok(c.query_row(
+        "SELECT name, email FROM profiles WHERE username=?1",
+        params![username],
+        |r| {
+            Ok(Profile {
+                name: r.get(0)?,
+                email: r.get(1)?,
+            })
+        },
+    )
+    .optional()?
+    .unwrap_or_default())
+}
+
+/// What a directory search matches; `None` fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    /// Substring of the user name or the display name.
+    pub user: Option<String>,
+    /// Substring of the display name.
+    pub name: Option<String>,
+    /// Substring of the email address.
+    pub email: Option<String>,
+}
+
+/// Accounts matching `q` (case-insensitive substrings), by user name, at
+/// most `limit`; and how many matched in all.
+pub fn search_users(
+    c: &Connection,
+    q: &SearchQuery,
+    limit: usize,
+) -> rusqlite::Result<(Vec<(String, Profile)>, usize)> {
+    // LIKE patterns are built from user input, so the wildcards in it are
+    // escaped: a search for "%" finds a literal percent sign, not everyone.
+    let pattern = |v: &Option<String>| {
+        v.as_ref().map(|s| {
+            let esc = s
+                .trim()
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{esc}%")
+        })
+    };
+    let filter = "FROM accounts a LEFT JOIN profiles p ON p.username = a.username
+        WHERE (?1 IS NULL OR lower(a.username) LIKE ?1 ESCAPE '\\' OR lower(p.name) LIKE ?1 ESCAPE '\\')
+          AND (?2 IS NULL OR lower(p.name) LIKE ?2 ESCAPE '\\')
+          AND (?3 IS NULL OR lower(p.email) LIKE ?3 ESCAPE '\\')";
+    let args = params![pattern(&q.user), pattern(&q.name), pattern(&q.email)];
+    let total: i64 = c.query_row(&format!("SELECT COUNT(*) {filter}"), args, |r| r.get(0))?;
+    let mut st = c.prepare_cached(&format!(
+        "SELECT a.username, p.name, p.email {filter} ORDER BY a.username LIMIT {limit}"
+    ))?;
+    let rows = st
+        .query_map(args, |r| {
+            Ok((
+                r.get(0)?,
+                Profile {
+                    name: r.get(1)?,
+                    email: r.get(2)?,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((rows, usize::try_from(total).unwrap_or(0)))
+}
+
+/// A room as stored: its owner, subject and recent history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRow {
+    /// The bare JID of the user who created it.
+    pub owner: String,
+    /// The subject and the nickname that set it.
+    pub subject: Option<(String, String)>,
+    /// The most recent messages, oldest first.
+    pub history: Vec<HistoryRow>,
+}
+
+/// One message of a room's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRow {
+    /// The sender's nickname.
+    pub nick: String,
+    /// The text.
+    pub body: String,
+    /// The sender's message id.
+    pub id: Option<String>,
+    /// When the room received it (unix seconds).
+    pub stamp: i64,
+}
+
+/// Loads a room with its last `history` messages.
+pub fn load_room(c: &Connection, name: &str, history: usize) -> rusqlite::Result<Option<RoomRow>> {
+    let Some((owner, subject, subject_by)) = c
+        .query_row(
+            "SELECT owner, subject, subject_by FROM rooms WHERE name=?1",
+            params![name],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            },
+        )
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut st = c.prepare_cached(
+        "SELECT nick, body, msg_id, stamp FROM room_history WHERE room=?1 ORDER BY id DESC LIMIT ?2",
+    )?;
+    let mut rows = st
+        .query_map(params![name, history as i64], |r| {
+            Ok(HistoryRow {
+                nick: r.get(0)?,
+                body: r.get(1)?,
+                id: r.get(2)?,
+                stamp: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.reverse();
+    Ok(Some(RoomRow {
+        owner,
+        subject: subject.map(|s| (subject_by.unwrap_or_default(), s)),
+        history: rows,
+    }))
+}
+
+/// Creates a room unless `max` rooms exist already. `Ok(false)` when full.
+pub fn create_room(c: &Connection, name: &str, owner: &str, max: usize) -> rusqlite::Result<bool> {
+    let count: i64 = c.query_row("SELECT COUNT(*) FROM rooms", [], |r| r.get(0))?;
+    if count >= max as i64 {
+        return Ok(false);
+    }
+    c.execute(
+        "INSERT OR IGNORE INTO rooms (name, owner, created) VALUES (?1, ?2, ?3)",
+        params![name, owner, crate::util::unix_now()],
+    )?;
+    Ok(true)
+}
+
+/// Names of every room, sorted.
+pub fn room_names(c: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut st = c.prepare_cached("SELECT name FROM rooms ORDER BY name")?;
+    st.query_map([], |r| r.get(0))?.collect()
+}
+
+/// Sets a room's subject.
+pub fn set_room_subject(
+    c: &Connection,
+    room: &str,
+    nick: &str,
+    subject: &str,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE rooms SET subject=?2, subject_by=?3 WHERE name=?1",
+        params![room, subject, nick],
+    )?;
+    Ok(())
+}
+
+/// Appends a message to a room's history and forgets all but the last
+/// `keep`, so a busy room does not grow the database without bound.
+pub fn add_room_history(
+    c: &mut Connection,
+    room: &str,
+    row: &HistoryRow,
+    keep: usize,
+) -> rusqlite::Result<()> {
+    let tx = c.transaction()?;
+    tx.execute(
+        "INSERT INTO room_history (room, nick, body, msg_id, stamp) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![room, row.nick, row.body, row.id, row.stamp],
+    )?;
+    tx.execute(
+        "DELETE FROM room_history WHERE room=?1 AND id <= (
+            SELECT id FROM room_history WHERE room=?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        params![room, keep as i64],
+    )?;
+    tx.commit()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,5 +817,90 @@ mod tests {
         assert_eq!(Subscription::To.with_from(true), Subscription::Both);
         assert_eq!(Subscription::Both.with_to(false), Subscription::From);
         assert!(Subscription::Both.has_from() && Subscription::Both.has_to());
+    }
+
+    #[test]
+    fn search_matches_user_name_display_name_and_email_without_wildcards() {
+        let (_d, c) = db();
+        let creds = AccountCredentials::from_password("pw");
+        for u in ["alice", "bob", "carol"] {
+            create_account(&c, u, &creds).unwrap();
+        }
+        set_profile(
+            &c,
+            "bob",
+            &Profile {
+                name: Some("Robert Tables".into()),
+                email: Some("bob@example.org".into()),
+            },
+        )
+        .unwrap();
+        let find = |q: SearchQuery| {
+            search_users(&c, &q, 10)
+                .unwrap()
+                .0
+                .into_iter()
+                .map(|(u, _)| u)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(find(SearchQuery::default()), ["alice", "bob", "carol"]);
+        let by = |user: Option<&str>, email: Option<&str>| SearchQuery {
+            user: user.map(Into::into),
+            name: None,
+            email: email.map(Into::into),
+        };
+        assert_eq!(find(by(Some("ROBERT"), None)), ["bob"]);
+        assert_eq!(find(by(Some("car"), None)), ["carol"]);
+        assert_eq!(find(by(None, Some("example.org"))), ["bob"]);
+        assert!(find(by(Some("%"), None)).is_empty(), "% is literal");
+        let (rows, total) = search_users(&c, &SearchQuery::default(), 2).unwrap();
+        assert_eq!((rows.len(), total), (2, 3));
+        // A partial update keeps the other field; "" clears.
+        set_profile(
+            &c,
+            "bob",
+            &Profile {
+                name: Some(String::new()),
+                email: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            profile(&c, "bob").unwrap(),
+            Profile {
+                name: None,
+                email: Some("bob@example.org".into())
+            }
+        );
+    }
+
+    #[test]
+    fn rooms_keep_only_recent_history() {
+        let (_d, mut c) = db();
+        assert!(create_room(&c, "lab", "alice@localhost", 10).unwrap());
+        for i in 0..30 {
+            let row = HistoryRow {
+                nick: "alice".into(),
+                body: format!("m{i}"),
+                id: None,
+                stamp: i,
+            };
+            add_room_history(&mut c, "lab", &row, 20).unwrap();
+        }
+        set_room_subject(&c, "lab", "alice", "Week 3").unwrap();
+        let room = load_room(&c, "lab", 20).unwrap().unwrap();
+        assert_eq!(room.history.len(), 20);
+        assert_eq!(room.history[0].body, "m10");
+        assert_eq!(room.history[19].body, "m29");
+        assert_eq!(room.subject, Some(("alice".into(), "Week 3".into())));
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM room_history", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 20, "older rows are deleted, not just hidden");
+        assert!(
+            !create_room(&c, "other", "bob@localhost", 1).unwrap(),
+            "room cap"
+        );
+        assert_eq!(room_names(&c).unwrap(), ["lab"]);
     }
 }

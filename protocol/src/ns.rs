@@ -40,3 +40,23 @@ pub const DELAY: &str = "urn:xmpp:delay";
 pub const DATA_FORMS: &str = "jabber:x:data";
 /// The XML namespace, bound to the `xml:` prefix by definition.
 pub const XML: &str = "http://www.w3.org/XML/1998/namespace";
+/// Multi-user chat, joining a room (XEP-0045).
+pub const MUC: &str = "http://jabber.org/protocol/muc";
+/// Multi-user chat, occupant information in presences and messages.
+pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+/// Multi-user chat, room configuration by its owner.
+pub const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
+/// Jabber Search, the user directory (XEP-0055).
+pub const SEARCH: &str = "jabber:iq:search";
+/// vCards, a user's display name and email (XEP-0054).
+pub const VCARD: &str = "vcard-temp";
+/// Stream Initiation (XEP-0095).
+pub const SI: &str = "http://jabber.org/protocol/si";
+/// The SI file-transfer profile (XEP-0096).
+pub const SI_FILE: &str = "http://jabber.org/protocol/si/profile/file-transfer";
+/// Feature negotiation, used by SI to pick a stream method (XEP-0020).
+pub const FEATURE_NEG: &str = "http://jabber.org/protocol/feature-neg";
+/// In-Band Bytestreams (XEP-0047).
+pub const IBB: &str = "http://jabber.org/protocol/ibb";
+/// Hashes of files (XEP-0300).
+pub const HASHES: &str = "urn:xmpp:hashes:2";

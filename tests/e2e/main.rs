@@ -6,3 +6,4 @@
 mod bad_input;
 mod chat;
 mod interop;
+mod rooms;

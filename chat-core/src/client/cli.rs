@@ -1,7 +1,8 @@
 //! The line client: interactive on a terminal, scripted otherwise.
 //!
-//! Commands come one per line from stdin; events print one per line as they
-//! happen (`--json`: one JSON object per line, with a `type` field). When
+//! Commands come one per line from stdin and run one after the other (each
+//! waits for the server's answer to the one before); events print one per
+//! line as they happen (`--json`: one JSON object per line, with a `type` field). When
 //! stdin ends, the client waits for its outstanding requests, signs out, and
 //! exits 0, or 1 if any command failed. Connection failures exit 2.
 
@@ -15,6 +16,7 @@ use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
+use super::rooms::{muc_domain, room_jid};
 use super::{Client, ClientError, ClientEvent, ConnectOptions, RosterItem, connect};
 use crate::transport::ClientTransport;
 
@@ -33,9 +35,16 @@ commands:
   /roster                list your contacts
   /status [away|dnd|xa|chat] [TEXT]   set your status
   /who                   list contacts online now
+  /join ROOM [NICK]      join (or create) a room; plain lines then go to it
+  /rooms                 list the server's rooms
+  /say ROOM TEXT         say something in a room
+  /subject ROOM TEXT     set a room's subject
+  /occupants ROOM        who is in a room
+  /leave ROOM            leave a room
   /unregister            delete your account and quit
   /wait TYPE [JID] [SECONDS]  wait for an event (message, receipt, presence,
-                         subscribe, subscription, roster); for scripts
+                         subscribe, subscription, roster, room-joined,
+                         room-message, room-presence...); for scripts
   /help                  this list
   /quit                  sign out";
 
@@ -143,6 +152,91 @@ impl Out {
                 ),
                 json!({"type": kind, "to": from.as_ref().map(Jid::to_string), "id": id,
                        "condition": condition, "text": text}),
+            ),
+            ClientEvent::RoomJoined {
+                room,
+                nick,
+                created,
+                occupants,
+            } => (
+                format!(
+                    "joined {room} as {nick}{}; here: {}",
+                    if *created {
+                        " (new room: you own it)"
+                    } else {
+                        ""
+                    },
+                    occupants.join(", ")
+                ),
+                json!({"type": kind, "room": room.to_string(), "nick": nick,
+                       "created": created, "occupants": occupants}),
+            ),
+            ClientEvent::RoomPresence {
+                room,
+                nick,
+                joined,
+                available,
+                show,
+                status,
+            } => {
+                let show_s = show.map(Show::as_str);
+                let what = if !available {
+                    "left".to_string()
+                } else if *joined {
+                    "joined".to_string()
+                } else {
+                    format!("is now {}", show_s.unwrap_or("available"))
+                };
+                (
+                    format!(
+                        "{room}: {nick} {what}{}",
+                        status
+                            .as_ref()
+                            .map(|s| format!(": {s}"))
+                            .unwrap_or_default()
+                    ),
+                    json!({"type": kind, "room": room.to_string(), "nick": nick, "joined": joined,
+                           "available": available, "show": show_s, "status": status}),
+                )
+            }
+            ClientEvent::RoomMessage {
+                room,
+                nick,
+                body,
+                id,
+                delayed,
+            } => (
+                format!(
+                    "[{room}] {}{}: {body}",
+                    nick.as_deref().unwrap_or("(room)"),
+                    delayed
+                        .as_ref()
+                        .map(|t| format!(" (at {t})"))
+                        .unwrap_or_default()
+                ),
+                json!({"type": kind, "room": room.to_string(), "nick": nick, "body": body,
+                       "id": id, "delayed": delayed}),
+            ),
+            ClientEvent::RoomSubject {
+                room,
+                nick,
+                subject,
+            } => (
+                if subject.is_empty() {
+                    format!("{room}: no subject")
+                } else {
+                    format!(
+                        "{room}: subject: {subject}{}",
+                        nick.as_ref()
+                            .map(|n| format!(" (set by {n})"))
+                            .unwrap_or_default()
+                    )
+                },
+                json!({"type": kind, "room": room.to_string(), "nick": nick, "subject": subject}),
+            ),
+            ClientEvent::RoomLeft { room } => (
+                format!("left {room}"),
+                json!({"type": kind, "room": room.to_string()}),
             ),
             ClientEvent::Disconnected { reason } => (
                 format!(
@@ -298,7 +392,10 @@ pub async fn run<T: ClientTransport>(
         if (!stdin_open || quitting) && in_flight == 0 && wait.is_none() {
             break;
         }
-        let read_stdin = stdin_open && !quitting && wait.is_none();
+        // One command at a time: a script line runs once the one before it
+        // was answered (a /say after a /join finds the room joined), while
+        // events keep printing as they come.
+        let read_stdin = stdin_open && !quitting && wait.is_none() && in_flight == 0;
         let deadline = wait.as_ref().map(|w| w.deadline);
         tokio::select! {
             line = lines.next_line(), if read_stdin => match line {
@@ -307,7 +404,12 @@ pub async fn run<T: ClientTransport>(
                     match cmd {
                         Command::Quit => quitting = true,
                         Command::Wait { kind, from, seconds } => 'wait: {
-                            let from = match from.map(|f| parse_jid(&f, client.jid().domain())).transpose() {
+                            let resolve = |f: String| if kind.starts_with("room") {
+                                room_jid(client.jid(), &f)
+                            } else {
+                                parse_jid(&f, client.jid().domain())
+                            };
+                            let from = match from.map(resolve).transpose() {
                                 Ok(f) => f,
                                 Err(e) => {
                                     failed = true;
@@ -449,6 +551,12 @@ enum Command {
     Roster,
     Status(Option<Show>, Option<String>),
     Who,
+    Join(String, Option<String>),
+    Rooms,
+    Say(String, String),
+    Subject(String, String),
+    Occupants(String),
+    Leave(String),
     Unregister,
     Quit,
     Wait {
@@ -505,6 +613,30 @@ impl Command {
                 }
             }
             "/who" => Command::Who,
+            "/join" => {
+                let mut parts = rest.split_whitespace();
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some(room), nick, None) => {
+                        Command::Join(room.to_string(), nick.map(str::to_string))
+                    }
+                    _ => Command::Bad("usage: /join ROOM [NICK]".into()),
+                }
+            }
+            "/rooms" => Command::Rooms,
+            "/say" => match rest.split_once(' ') {
+                Some((room, text)) if !text.trim().is_empty() => {
+                    Command::Say(room.to_string(), text.to_string())
+                }
+                _ => Command::Bad("usage: /say ROOM TEXT".into()),
+            },
+            "/subject" => match rest.split_once(' ') {
+                Some((room, text)) if !text.trim().is_empty() => {
+                    Command::Subject(room.to_string(), text.to_string())
+                }
+                _ => Command::Bad("usage: /subject ROOM TEXT".into()),
+            },
+            "/occupants" => one_arg(Command::Occupants, "/occupants ROOM"),
+            "/leave" => one_arg(Command::Leave, "/leave ROOM"),
             "/unregister" => Command::Unregister,
             "/quit" => Command::Quit,
             "/wait" => {
@@ -586,6 +718,14 @@ fn execute(
             }
         }))
     };
+    macro_rules! room {
+        ($s:expr) => {
+            match room_jid(client.jid(), &$s) {
+                Ok(j) => j,
+                Err(e) => return fail_sync(out, &name, e),
+            }
+        };
+    }
     macro_rules! jid {
         ($s:expr) => {
             match parse_jid(&$s, &domain) {
@@ -606,6 +746,9 @@ fn execute(
             send_text(client, out, &to, &text)
         }
         Command::Text(text) => match current.clone() {
+            Some(room) if room.domain() == muc_domain(client.jid()) => {
+                say(client, out, &room, &text)
+            }
             Some(to) => send_text(client, out, &to, &text),
             None => fail_sync(
                 out,
@@ -688,6 +831,108 @@ fn execute(
             );
             Step::Done
         }
+        Command::Join(room, nick) => {
+            let room = room!(room);
+            let nick = nick.unwrap_or_else(|| client.jid().local().unwrap_or("guest").to_string());
+            *current = Some(room.clone());
+            let fut = client.join_room(&room, &nick);
+            done(
+                name,
+                Box::pin(async move {
+                    fut.await?;
+                    Ok(format!(
+                        "in {room} as {nick}; plain lines now go to the room"
+                    ))
+                }),
+                false,
+            )
+        }
+        Command::Rooms => {
+            let fut = client.list_rooms();
+            let json = out.json;
+            done(
+                name,
+                Box::pin(async move {
+                    let rooms = fut.await?;
+                    for (jid, label) in &rooms {
+                        if json {
+                            println!(
+                                "{}",
+                                json!({"type": "room", "room": jid.to_string(), "name": label})
+                            );
+                        } else {
+                            println!(
+                                "room {jid}{}",
+                                label.as_ref().map(|l| format!(" {l}")).unwrap_or_default()
+                            );
+                        }
+                    }
+                    Ok(format!("{} room(s)", rooms.len()))
+                }),
+                false,
+            )
+        }
+        Command::Say(room, text) => {
+            let room = room!(room);
+            say(client, out, &room, &text)
+        }
+        Command::Subject(room, text) => {
+            let room = room!(room);
+            match client.set_subject(&room, &text) {
+                Ok(()) => {
+                    out.ok(&name, format!("subject of {room} set"));
+                    Step::Done
+                }
+                Err(e) => fail_sync(out, &name, e.to_string()),
+            }
+        }
+        Command::Occupants(room) => {
+            let room = room!(room);
+            let fut = client.occupants(&room);
+            let json = out.json;
+            done(
+                name,
+                Box::pin(async move {
+                    let list = fut.await?;
+                    for o in &list {
+                        if json {
+                            println!(
+                                "{}",
+                                json!({"type": "occupant", "room": room.to_string(), "nick": o.nick,
+                                "role": o.role, "affiliation": o.affiliation,
+                                "show": o.show.map(Show::as_str), "status": o.status})
+                            );
+                        } else {
+                            println!(
+                                "occupant {} {}{}",
+                                room,
+                                o.nick,
+                                if o.role.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(" ({}, {})", o.role, o.affiliation)
+                                }
+                            );
+                        }
+                    }
+                    Ok(format!("{} occupant(s) in {room}", list.len()))
+                }),
+                false,
+            )
+        }
+        Command::Leave(room) => {
+            let room = room!(room);
+            if current.as_ref() == Some(&room) {
+                *current = None;
+            }
+            match client.leave_room(&room) {
+                Ok(()) => {
+                    out.ok(&name, format!("leaving {room}"));
+                    Step::Done
+                }
+                Err(e) => fail_sync(out, &name, e.to_string()),
+            }
+        }
         Command::Unregister => {
             let fut = client.unregister();
             done(
@@ -709,6 +954,19 @@ fn send_text(client: &Client, out: &Out, to: &Jid, text: &str) -> Step {
             Step::Done
         }
         Err(e) => fail_sync(out, "/msg", e.to_string()),
+    }
+}
+
+fn say(client: &Client, out: &Out, room: &Jid, text: &str) -> Step {
+    match client.say(room, text) {
+        Ok(id) => {
+            out.line(
+                format!("said {id} in {room}"),
+                json!({"type": "said", "room": room.to_string(), "id": id}),
+            );
+            Step::Done
+        }
+        Err(e) => fail_sync(out, "/say", e.to_string()),
     }
 }
 

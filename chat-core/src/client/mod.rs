@@ -9,6 +9,7 @@
 //! - [`cli`] is the interactive and scripted line client.
 
 pub mod cli;
+pub mod rooms;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -102,6 +103,10 @@ pub enum ClientError {
     /// The server broke the protocol.
     #[error("protocol error: the server sent {0}")]
     Unexpected(String),
+    /// The request cannot be made as asked (not in that room, bad nickname,
+    /// unreadable file...); nothing was sent.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl From<ReadError> for ClientError {
@@ -224,6 +229,59 @@ pub enum ClientEvent {
         /// The server's text.
         text: Option<String>,
     },
+    /// We are in a room now.
+    RoomJoined {
+        /// The room.
+        room: Jid,
+        /// Our nickname.
+        nick: String,
+        /// The join created the room (we own it).
+        created: bool,
+        /// Everyone there, us included.
+        occupants: Vec<String>,
+    },
+    /// Someone joined, left, or changed status in a room we are in.
+    RoomPresence {
+        /// The room.
+        room: Jid,
+        /// Their nickname.
+        nick: String,
+        /// They just arrived.
+        joined: bool,
+        /// Still there.
+        available: bool,
+        /// away, dnd, xa, chat.
+        show: Option<Show>,
+        /// Status message.
+        status: Option<String>,
+    },
+    /// A message to a room (live, or history with a delay stamp).
+    RoomMessage {
+        /// The room.
+        room: Jid,
+        /// Who said it; `None` for the room itself.
+        nick: Option<String>,
+        /// Text.
+        body: String,
+        /// Message id.
+        id: Option<String>,
+        /// When it was said, for history replayed at join (XEP-0203).
+        delayed: Option<String>,
+    },
+    /// A room's subject (sent at join and when it changes).
+    RoomSubject {
+        /// The room.
+        room: Jid,
+        /// Who set it.
+        nick: Option<String>,
+        /// The subject, empty when none.
+        subject: String,
+    },
+    /// We left a room (or were removed from it).
+    RoomLeft {
+        /// The room.
+        room: Jid,
+    },
     /// The connection ended.
     Disconnected {
         /// Why, if it was not a normal close.
@@ -243,6 +301,11 @@ impl ClientEvent {
             ClientEvent::RosterPush(_) => "roster",
             ClientEvent::RosterRemoved(_) => "roster",
             ClientEvent::MessageError { .. } => "message-error",
+            ClientEvent::RoomJoined { .. } => "room-joined",
+            ClientEvent::RoomPresence { .. } => "room-presence",
+            ClientEvent::RoomMessage { .. } => "room-message",
+            ClientEvent::RoomSubject { .. } => "room-subject",
+            ClientEvent::RoomLeft { .. } => "room-left",
             ClientEvent::Disconnected { .. } => "disconnected",
         }
     }
@@ -258,6 +321,11 @@ impl ClientEvent {
             ClientEvent::RosterPush(i) => Some(&i.jid),
             ClientEvent::RosterRemoved(j) => Some(j),
             ClientEvent::MessageError { from, .. } => from.as_ref(),
+            ClientEvent::RoomJoined { room, .. }
+            | ClientEvent::RoomPresence { room, .. }
+            | ClientEvent::RoomMessage { room, .. }
+            | ClientEvent::RoomSubject { room, .. }
+            | ClientEvent::RoomLeft { room } => Some(room),
             ClientEvent::Disconnected { .. } => None,
         }
     }
@@ -275,6 +343,8 @@ struct State {
     requests: Vec<Jid>,
     /// The condition of the stream error that ended the connection.
     stream_error: Option<String>,
+    /// Rooms joined or being joined, by room JID.
+    rooms: HashMap<Jid, rooms::RoomState>,
 }
 
 /// A signed-in client.
@@ -875,6 +945,8 @@ async fn client_reader(
     };
     let _ = events.send(ClientEvent::Disconnected { reason });
     lock(&pending).clear();
+    // Pending joins fail with the connection.
+    lock(&state).rooms.clear();
     let _ = closed.send(());
 }
 
@@ -889,6 +961,13 @@ fn handle_incoming(
     let emit = |e| {
         let _ = events.send(e);
     };
+    let from_room = el
+        .get_attr("from")
+        .and_then(|f| Jid::parse(f).ok())
+        .is_some_and(|f| f.domain() == rooms::muc_domain(me) && f.local().is_some());
+    if from_room && rooms::handle_room_stanza(el, state, events) {
+        return;
+    }
     match el.name.as_str() {
         "iq" => {
             let Ok(iq) = Iq::from_element(el) else {

@@ -7,8 +7,10 @@
 //!   delivery.
 //! - [`presence`]: presence broadcast, probes, subscriptions and roster
 //!   management (RFC 6121).
+//! - [`muc`]: group rooms on `conference.<domain>` (XEP-0045 subset).
 //! - [`router`]: who is online and the per-session outbound queues.
 
+pub mod muc;
 pub mod negotiate;
 pub mod presence;
 pub mod router;
@@ -76,6 +78,8 @@ pub(crate) const PASSWORD_RULE: &str = "the password must be 1 to 1024 bytes";
 pub struct ServerConfig {
     /// The domain this server hosts (`localhost`).
     pub domain: String,
+    /// The group-room service, `conference.<domain>`.
+    pub muc_domain: String,
     /// Folder holding the database.
     pub data_dir: PathBuf,
     /// Parser limits (the stanza size is configurable).
@@ -93,6 +97,7 @@ impl ServerConfig {
     pub fn new(domain: &str, data_dir: PathBuf) -> Self {
         ServerConfig {
             domain: domain.to_lowercase(),
+            muc_domain: format!("conference.{}", domain.to_lowercase()),
             data_dir,
             limits: Limits::default(),
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
@@ -110,6 +115,8 @@ pub struct Shared {
     pub storage: Storage,
     /// Online sessions.
     pub router: Router,
+    /// Group rooms in memory.
+    pub rooms: muc::Rooms,
     next_id: AtomicU64,
     connections: Arc<Semaphore>,
 }
@@ -123,6 +130,7 @@ impl Shared {
             config,
             storage,
             router: Router::default(),
+            rooms: muc::Rooms::default(),
             next_id: AtomicU64::new(1),
         }))
     }

@@ -147,6 +147,11 @@ impl Session {
     async fn broadcast(&mut self, p: Presence, mut el: Element) -> Result<(), End> {
         el.remove_attr("to");
         let available = p.kind == PresenceType::Available;
+        if !available {
+            // Going unavailable takes the user out of every room too
+            // (XEP-0045 7.14: the server acts for the client here).
+            self.leave_all_rooms();
+        }
         let xml: Arc<str> = Arc::from(el.to_xml());
         let initial = self.shared.router.set_presence(
             &self.user,

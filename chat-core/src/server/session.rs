@@ -88,6 +88,7 @@ pub async fn run(shared: Arc<Shared>, bound: Bound, peer: SocketAddr) {
             }
         }
     };
+    s.leave_all_rooms();
     if shared.router.unbind(&s.user, s.handle.id) {
         s.broadcast_unavailable().await;
     }
@@ -216,6 +217,9 @@ impl Session {
         };
         if let Some(t) = &to {
             el.set_attr("to", t.to_string());
+            if t.domain() == self.muc_domain() {
+                return self.muc(el, t.clone()).await;
+            }
         }
         match el.name.as_str() {
             "message" => self.message(el, to).await,
@@ -409,7 +413,12 @@ impl Session {
             }
             self.iq_result(iq, Some(q));
         } else if get && Self::payload_is(iq, "query", ns::DISCO_ITEMS) {
-            self.iq_result(iq, Some(Element::new("query", ns::DISCO_ITEMS)));
+            let items = Element::new("query", ns::DISCO_ITEMS).child(
+                Element::new("item", ns::DISCO_ITEMS)
+                    .attr("jid", self.muc_domain())
+                    .attr("name", "Chat rooms"),
+            );
+            self.iq_result(iq, Some(items));
         } else if get && Self::payload_is(iq, "ping", ns::PING) {
             self.iq_result(iq, None);
         } else if get && Self::payload_is(iq, "query", ns::VERSION) {

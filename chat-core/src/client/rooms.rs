@@ -1,0 +1,443 @@
+//! Group rooms on the client side (XEP-0045 subset): join, leave, speak,
+//! list rooms and occupants, and turn the room's stanzas into events.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use protocol::stanza::{IqType, Message, MessageType, Presence, PresenceType, Show};
+use protocol::{Element, Jid, StanzaErrorCondition, ns};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Client, ClientError, ClientEvent, IQ_TIMEOUT, State, lock};
+use crate::server::muc::MAX_ROOM_HISTORY;
+use crate::util::random_id;
+
+/// One occupant as the client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Occupant {
+    /// Room nickname.
+    pub nick: String,
+    /// moderator, participant, visitor.
+    pub role: String,
+    /// owner, admin, member, none.
+    pub affiliation: String,
+    /// away, dnd, xa, chat.
+    pub show: Option<Show>,
+    /// Status message.
+    pub status: Option<String>,
+}
+
+/// A room we joined or are joining.
+#[derive(Debug, Default)]
+pub(super) struct RoomState {
+    nick: String,
+    joined: bool,
+    occupants: BTreeMap<String, Occupant>,
+    /// Completes the pending `join_room` with "created?" or the refusal.
+    join: Option<oneshot::Sender<Result<bool, ClientError>>>,
+}
+
+/// The group-room service of our server: `conference.<domain>`.
+pub fn muc_domain(me: &Jid) -> String {
+    format!("conference.{}", me.domain())
+}
+
+/// A room JID from what a user typed: a bare name is a room on our server's
+/// room service; anything with an `@` is taken as a room JID.
+pub fn room_jid(me: &Jid, typed: &str) -> Result<Jid, String> {
+    let full = if typed.contains('@') {
+        typed.to_string()
+    } else {
+        format!("{typed}@{}", muc_domain(me))
+    };
+    Jid::parse(&full)
+        .map(|j| j.to_bare())
+        .map_err(|e| format!("invalid room '{typed}': {e}"))
+}
+
+impl Client {
+    /// Joins `room` as `nick`; resolves to whether the room was created by
+    /// this join. A new room is configured at once as an instant room
+    /// (XEP-0045 10.1.2), as some servers keep new rooms locked until then.
+    pub fn join_room(
+        &self,
+        room: &Jid,
+        nick: &str,
+    ) -> impl Future<Output = Result<bool, ClientError>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let room = room.to_bare();
+        let already = lock(&self.state)
+            .rooms
+            .get(&room)
+            .map(|r| (r.nick.clone(), r.joined));
+        let target = match already {
+            Some((n, true)) if n == nick => Err(ClientError::Invalid(format!(
+                "you are already in {room} as {n}"
+            ))),
+            Some((n, _)) => Err(ClientError::Invalid(format!(
+                "you are in {room} as {n} (or joining it): /leave it first"
+            ))),
+            None => room
+                .with_resource(nick)
+                .map_err(|e| ClientError::Invalid(format!("invalid nickname '{nick}': {e}"))),
+        };
+        let sent = target.and_then(|to| {
+            lock(&self.state).rooms.insert(
+                room.clone(),
+                RoomState {
+                    nick: nick.to_string(),
+                    join: Some(tx),
+                    ..RoomState::default()
+                },
+            );
+            let p = Presence {
+                to: Some(to),
+                payloads: vec![
+                    Element::new("x", ns::MUC).child(
+                        Element::new("history", ns::MUC)
+                            .attr("maxstanzas", MAX_ROOM_HISTORY.to_string()),
+                    ),
+                ],
+                ..Presence::new(PresenceType::Available)
+            };
+            self.send(&p.to_element())
+        });
+        let configure = {
+            let q = Element::new("query", ns::MUC_OWNER)
+                .child(Element::new("x", ns::DATA_FORMS).attr("type", "submit"));
+            self.iq(
+                IqType::Set,
+                Some(room.clone()),
+                q,
+                "configuring the new room",
+            )
+        };
+        async move {
+            sent?;
+            let created = match tokio::time::timeout(IQ_TIMEOUT, rx).await {
+                Ok(Ok(r)) => r?,
+                Ok(Err(_)) => {
+                    return Err(ClientError::ConnectionLost("the connection closed".into()));
+                }
+                Err(_) => return Err(ClientError::Timeout("joining the room".into())),
+            };
+            if created {
+                configure.await?;
+            }
+            Ok(created)
+        }
+    }
+
+    /// Leaves a room (the server confirms with [`ClientEvent::RoomLeft`]).
+    pub fn leave_room(&self, room: &Jid) -> Result<(), ClientError> {
+        let nick = lock(&self.state)
+            .rooms
+            .get(room)
+            .map(|r| r.nick.clone())
+            .ok_or_else(|| ClientError::Invalid(format!("you are not in {room}")))?;
+        let to = room
+            .with_resource(&nick)
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let p = Presence {
+            to: Some(to),
+            ..Presence::new(PresenceType::Unavailable)
+        };
+        self.send(&p.to_element())
+    }
+
+    /// Says something in a room; returns the message id.
+    pub fn say(&self, room: &Jid, body: &str) -> Result<String, ClientError> {
+        if !lock(&self.state).rooms.get(room).is_some_and(|r| r.joined) {
+            return Err(ClientError::Invalid(format!(
+                "you are not in {room}: /join it first"
+            )));
+        }
+        let id = format!("g-{}", random_id(6));
+        let m = Message {
+            from: None,
+            to: Some(room.to_bare()),
+            id: Some(id.clone()),
+            kind: MessageType::Groupchat,
+            body: Some(body.to_string()),
+            payloads: Vec::new(),
+        };
+        self.send(&m.to_element())?;
+        Ok(id)
+    }
+
+    /// Sets a room's subject (everyone in it sees the change).
+    pub fn set_subject(&self, room: &Jid, subject: &str) -> Result<(), ClientError> {
+        if !lock(&self.state).rooms.get(room).is_some_and(|r| r.joined) {
+            return Err(ClientError::Invalid(format!(
+                "you are not in {room}: /join it first"
+            )));
+        }
+        let m = Element::new("message", ns::CLIENT)
+            .attr("to", room.to_string())
+            .attr("type", "groupchat")
+            .attr("id", format!("s-{}", random_id(4)))
+            .text_child("subject", ns::CLIENT, subject);
+        self.send(&m)
+    }
+
+    /// The rooms of our server's room service, with their names.
+    pub fn list_rooms(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(Jid, Option<String>)>, ClientError>> + Send + 'static
+    {
+        let service = Jid::parse(&muc_domain(&self.jid));
+        let fut = service.map(|s| {
+            self.iq(
+                IqType::Get,
+                Some(s),
+                Element::new("query", ns::DISCO_ITEMS),
+                "listing rooms",
+            )
+        });
+        async move {
+            let iq = fut
+                .map_err(|e| ClientError::Invalid(e.to_string()))?
+                .await?;
+            Ok(iq
+                .payload
+                .iter()
+                .flat_map(|q| q.elements())
+                .filter(|i| i.is("item", ns::DISCO_ITEMS))
+                .filter_map(|i| {
+                    let jid = Jid::parse(i.get_attr("jid")?).ok()?;
+                    Some((jid, i.get_attr("name").map(str::to_string)))
+                })
+                .collect())
+        }
+    }
+
+    /// The occupants of a room: from what we saw if we are in it, otherwise
+    /// by asking the room (nicknames only).
+    pub fn occupants(
+        &self,
+        room: &Jid,
+    ) -> impl Future<Output = Result<Vec<Occupant>, ClientError>> + Send + 'static {
+        let known: Option<Vec<Occupant>> = lock(&self.state)
+            .rooms
+            .get(room)
+            .filter(|r| r.joined)
+            .map(|r| r.occupants.values().cloned().collect());
+        let ask = known.is_none().then(|| {
+            self.iq(
+                IqType::Get,
+                Some(room.clone()),
+                Element::new("query", ns::DISCO_ITEMS),
+                "listing occupants",
+            )
+        });
+        async move {
+            if let Some(k) = known {
+                return Ok(k);
+            }
+            let Some(ask) = ask else {
+                return Ok(Vec::new());
+            };
+            let iq = ask.await?;
+            Ok(iq
+                .payload
+                .iter()
+                .flat_map(|q| q.elements())
+                .filter_map(|i| Jid::parse(i.get_attr("jid")?).ok())
+                .filter_map(|j| j.resource().map(str::to_string))
+                .map(|nick| Occupant {
+                    nick,
+                    role: String::new(),
+                    affiliation: String::new(),
+                    show: None,
+                    status: None,
+                })
+                .collect())
+        }
+    }
+
+    /// Rooms we are in, with our nickname.
+    pub fn joined_rooms(&self) -> Vec<(Jid, String)> {
+        lock(&self.state)
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.joined)
+            .map(|(j, r)| (j.clone(), r.nick.clone()))
+            .collect()
+    }
+}
+
+/// The `<x xmlns='…muc#user'/>` facts of a room presence.
+struct MucUser {
+    role: String,
+    affiliation: String,
+    codes: Vec<u16>,
+}
+
+fn muc_user(p: &Presence) -> MucUser {
+    let x = p.payloads.iter().find(|x| x.is("x", ns::MUC_USER));
+    let item = x.and_then(|x| x.get_child("item", ns::MUC_USER));
+    MucUser {
+        role: item
+            .and_then(|i| i.get_attr("role"))
+            .unwrap_or("participant")
+            .to_string(),
+        affiliation: item
+            .and_then(|i| i.get_attr("affiliation"))
+            .unwrap_or("none")
+            .to_string(),
+        codes: x
+            .map(|x| {
+                x.elements()
+                    .filter(|s| s.is("status", ns::MUC_USER))
+                    .filter_map(|s| s.get_attr("code")?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// Handles a stanza from a room; returns `false` when it is not a room
+/// stanza this module handles (private messages, iqs, errors to messages),
+/// so the caller treats it as usual.
+pub(super) fn handle_room_stanza(
+    el: &Element,
+    state: &std::sync::Mutex<State>,
+    events: &mpsc::UnboundedSender<ClientEvent>,
+) -> bool {
+    let emit = |e| {
+        let _ = events.send(e);
+    };
+    match el.name.as_str() {
+        "presence" => {
+            let Ok(p) = Presence::from_element(el) else {
+                return true;
+            };
+            let Some(from) = p.from.clone() else {
+                return true;
+            };
+            let room = from.to_bare();
+            let mut st = lock(state);
+            let Some(r) = st.rooms.get_mut(&room) else {
+                return true;
+            };
+            let nick = from.resource().unwrap_or_default().to_string();
+            match p.kind {
+                PresenceType::Error => {
+                    let err = el.get_child("error", ns::CLIENT);
+                    let refused = ClientError::Refused {
+                        what: format!("joining {room}"),
+                        condition: err
+                            .and_then(StanzaErrorCondition::from_error_element)
+                            .map_or("undefined-condition".into(), |c| c.to_string()),
+                        text: err.and_then(protocol::error::error_text),
+                    };
+                    if let Some(tx) = r.join.take() {
+                        let _ = tx.send(Err(refused));
+                    }
+                    if !r.joined {
+                        st.rooms.remove(&room);
+                    }
+                }
+                PresenceType::Available => {
+                    let mu = muc_user(&p);
+                    let occupant = Occupant {
+                        nick: nick.clone(),
+                        role: mu.role,
+                        affiliation: mu.affiliation,
+                        show: p.show,
+                        status: p.status.clone(),
+                    };
+                    let is_new = r.occupants.insert(nick.clone(), occupant.clone()).is_none();
+                    if mu.codes.contains(&110) && !r.joined {
+                        r.joined = true;
+                        let created = mu.codes.contains(&201);
+                        if let Some(tx) = r.join.take() {
+                            let _ = tx.send(Ok(created));
+                        }
+                        emit(ClientEvent::RoomJoined {
+                            room,
+                            nick,
+                            created,
+                            occupants: r.occupants.keys().cloned().collect(),
+                        });
+                    } else if r.joined {
+                        // Before our own presence comes the list of who is
+                        // there already: part of RoomJoined, not news.
+                        emit(ClientEvent::RoomPresence {
+                            room,
+                            nick,
+                            joined: is_new,
+                            available: true,
+                            show: p.show,
+                            status: p.status,
+                        });
+                    }
+                }
+                PresenceType::Unavailable => {
+                    let mu = muc_user(&p);
+                    if mu.codes.contains(&110) || nick == r.nick {
+                        st.rooms.remove(&room);
+                        emit(ClientEvent::RoomLeft { room });
+                    } else {
+                        r.occupants.remove(&nick);
+                        if r.joined {
+                            emit(ClientEvent::RoomPresence {
+                                room,
+                                nick,
+                                joined: false,
+                                available: false,
+                                show: None,
+                                status: p.status,
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+            true
+        }
+        "message" => {
+            let Ok(m) = Message::from_element(el) else {
+                return true;
+            };
+            if m.kind != MessageType::Groupchat {
+                return false;
+            }
+            let Some(from) = m.from.clone() else {
+                return true;
+            };
+            let room = from.to_bare();
+            let nick = from.resource().map(str::to_string);
+            let subject = m
+                .payloads
+                .iter()
+                .find(|p| p.is("subject", ns::CLIENT))
+                .map(Element::text_content);
+            if let (Some(subject), None) = (&subject, &m.body) {
+                emit(ClientEvent::RoomSubject {
+                    room,
+                    nick,
+                    subject: subject.clone(),
+                });
+                return true;
+            }
+            if let Some(body) = m.body.clone() {
+                let delayed = m
+                    .payloads
+                    .iter()
+                    .find(|p| p.is("delay", ns::DELAY))
+                    .and_then(|d| d.get_attr("stamp"))
+                    .map(str::to_string);
+                emit(ClientEvent::RoomMessage {
+                    room,
+                    nick,
+                    body,
+                    id: m.id.clone(),
+                    delayed,
+                });
+            }
+            true
+        }
+        _ => false,
+    }
+}
