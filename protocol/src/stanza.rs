@@ -243,6 +243,15 @@ impl Message {
         self.payloads.iter().any(|p| p.is("request", ns::RECEIPTS))
     }
 
+    /// When a delayed message was first sent (XEP-0203 `<delay stamp>`):
+    /// offline storage and room history carry it.
+    pub fn delay_stamp(&self) -> Option<&str> {
+        self.payloads
+            .iter()
+            .find(|p| p.is("delay", ns::DELAY))
+            .and_then(|d| d.get_attr("stamp"))
+    }
+
     /// The id of the message this one acknowledges (XEP-0184), if it is a receipt.
     pub fn receipt_for(&self) -> Option<&str> {
         self.payloads

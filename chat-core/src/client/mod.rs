@@ -1048,12 +1048,7 @@ fn handle_incoming(
                 let _ = out.send(ack.to_xml());
             }
             if let Some(body) = m.body.clone() {
-                let delayed = m
-                    .payloads
-                    .iter()
-                    .find(|p| p.is("delay", ns::DELAY))
-                    .and_then(|d| d.get_attr("stamp"))
-                    .map(str::to_string);
+                let delayed = m.delay_stamp().map(str::to_string);
                 emit(ClientEvent::Message {
                     from,
                     body,

@@ -422,12 +422,7 @@ pub(super) fn handle_room_stanza(
                 return true;
             }
             if let Some(body) = m.body.clone() {
-                let delayed = m
-                    .payloads
-                    .iter()
-                    .find(|p| p.is("delay", ns::DELAY))
-                    .and_then(|d| d.get_attr("stamp"))
-                    .map(str::to_string);
+                let delayed = m.delay_stamp().map(str::to_string);
                 emit(ClientEvent::RoomMessage {
                     room,
                     nick,
