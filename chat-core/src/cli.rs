@@ -45,6 +45,10 @@ pub struct ServerArgs {
     /// Turn off in-band registration (accounts must already exist).
     #[arg(long)]
     pub no_registration: bool,
+    /// A user allowed to send announcements to everyone online (repeat the
+    /// flag for several admins).
+    #[arg(long = "admin", value_name = "JID")]
+    pub admins: Vec<String>,
     /// Log every connection and stanza error in detail.
     #[arg(short, long)]
     pub verbose: bool,
@@ -65,6 +69,19 @@ impl ServerArgs {
         c.auth_timeout = Duration::from_secs(self.auth_timeout.max(1));
         c.max_connections = self.max_connections.max(1);
         c.registration = !self.no_registration;
+        for a in &self.admins {
+            let j = Jid::parse(a)
+                .ok()
+                .filter(|j| j.local().is_some())
+                .with_context(|| format!("--admin '{a}' is not a user JID (name@domain)"))?;
+            if j.domain() != c.domain {
+                anyhow::bail!(
+                    "--admin '{a}' is not a user of this server's domain '{}'",
+                    c.domain
+                );
+            }
+            c.admins.push(j.to_bare());
+        }
         Ok(c)
     }
 }

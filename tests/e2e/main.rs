@@ -5,5 +5,6 @@
 
 mod bad_input;
 mod chat;
+mod directory;
 mod interop;
 mod rooms;

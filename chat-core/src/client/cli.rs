@@ -16,6 +16,7 @@ use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
+use super::directory::UserEntry;
 use super::rooms::{muc_domain, room_jid};
 use super::{Client, ClientError, ClientEvent, ConnectOptions, RosterItem, connect};
 use crate::transport::ClientTransport;
@@ -41,6 +42,11 @@ commands:
   /subject ROOM TEXT     set a room's subject
   /occupants ROOM        who is in a room
   /leave ROOM            leave a room
+  /users                 list every registered user
+  /search TERM           find users by user name, display name or email
+  /profile [name NAME] [email EMAIL]  set (or show) your public profile
+  /online                users online now (up to 100)
+  /broadcast TEXT        announce to everyone online (admins only)
   /unregister            delete your account and quit
   /wait TYPE [JID] [SECONDS]  wait for an event (message, receipt, presence,
                          subscribe, subscription, roster, room-joined,
@@ -152,6 +158,16 @@ impl Out {
                 ),
                 json!({"type": kind, "to": from.as_ref().map(Jid::to_string), "id": id,
                        "condition": condition, "text": text}),
+            ),
+            ClientEvent::Announcement { subject, body } => (
+                format!(
+                    "announcement{}: {body}",
+                    subject
+                        .as_ref()
+                        .map(|s| format!(" ({s})"))
+                        .unwrap_or_default()
+                ),
+                json!({"type": kind, "subject": subject, "body": body}),
             ),
             ClientEvent::RoomJoined {
                 room,
@@ -557,6 +573,11 @@ enum Command {
     Subject(String, String),
     Occupants(String),
     Leave(String),
+    Users,
+    Search(String),
+    Profile(Option<String>, Option<String>),
+    Online,
+    Broadcast(String),
     Unregister,
     Quit,
     Wait {
@@ -637,6 +658,13 @@ impl Command {
             },
             "/occupants" => one_arg(Command::Occupants, "/occupants ROOM"),
             "/leave" => one_arg(Command::Leave, "/leave ROOM"),
+            "/users" => Command::Users,
+            "/search" if !rest.is_empty() => Command::Search(rest.to_string()),
+            "/search" => Command::Bad("usage: /search TERM".into()),
+            "/profile" => parse_profile(rest),
+            "/online" => Command::Online,
+            "/broadcast" if !rest.is_empty() => Command::Broadcast(rest.to_string()),
+            "/broadcast" => Command::Bad("usage: /broadcast TEXT".into()),
             "/unregister" => Command::Unregister,
             "/quit" => Command::Quit,
             "/wait" => {
@@ -933,6 +961,111 @@ fn execute(
                 Err(e) => fail_sync(out, &name, e.to_string()),
             }
         }
+        Command::Users | Command::Search(_) => {
+            let fut: std::pin::Pin<
+                Box<
+                    dyn std::future::Future<Output = Result<(Vec<UserEntry>, usize), ClientError>>
+                        + Send,
+                >,
+            > = match cmd {
+                Command::Search(term) => {
+                    let f = client.find_users(&term);
+                    Box::pin(async move {
+                        f.await.map(|u| {
+                            let n = u.len();
+                            (u, n)
+                        })
+                    })
+                }
+                _ => Box::pin(client.search(None)),
+            };
+            let json = out.json;
+            done(
+                name,
+                Box::pin(async move {
+                    let (users, total) = fut.await?;
+                    for u in &users {
+                        if json {
+                            println!(
+                                "{}",
+                                json!({"type": "user", "jid": u.jid.to_string(), "name": u.name, "email": u.email})
+                            );
+                        } else {
+                            println!(
+                                "user {}{}{}",
+                                u.jid,
+                                u.name
+                                    .as_ref()
+                                    .map(|n| format!(" name={n}"))
+                                    .unwrap_or_default(),
+                                u.email
+                                    .as_ref()
+                                    .map(|e| format!(" email={e}"))
+                                    .unwrap_or_default()
+                            );
+                        }
+                    }
+                    Ok(if total > users.len() {
+                        format!("{} of {total} user(s) shown", users.len())
+                    } else {
+                        format!("{} user(s)", users.len())
+                    })
+                }),
+                false,
+            )
+        }
+        Command::Profile(None, None) => {
+            let fut = client.profile(None);
+            done(
+                name,
+                Box::pin(async move {
+                    let (n, e) = fut.await?;
+                    Ok(format!(
+                        "your profile: name={} email={}",
+                        n.as_deref().unwrap_or("(none)"),
+                        e.as_deref().unwrap_or("(none)")
+                    ))
+                }),
+                false,
+            )
+        }
+        Command::Profile(n, e) => {
+            let fut = client.set_profile(n, e);
+            done(
+                name,
+                Box::pin(async move { fut.await.map(|_| "profile saved".to_string()) }),
+                false,
+            )
+        }
+        Command::Online => {
+            let fut = client.online_users();
+            let json = out.json;
+            done(
+                name,
+                Box::pin(async move {
+                    let users = fut.await?;
+                    for u in &users {
+                        if json {
+                            println!("{}", json!({"type": "online-user", "jid": u.to_string()}));
+                        } else {
+                            println!("online {u}");
+                        }
+                    }
+                    Ok(format!("{} user(s) online", users.len()))
+                }),
+                false,
+            )
+        }
+        Command::Broadcast(text) => match client.broadcast(&text) {
+            Ok(id) => {
+                out.line(
+                    format!("announcement {id} sent"),
+                    json!({"type": "sent", "to": "announce/online", "id": id}),
+                );
+                Step::Done
+            }
+            Err(e) => fail_sync(out, &name, e.to_string()),
+        },
         Command::Unregister => {
             let fut = client.unregister();
             done(
@@ -955,6 +1088,34 @@ fn send_text(client: &Client, out: &Out, to: &Jid, text: &str) -> Step {
         }
         Err(e) => fail_sync(out, "/msg", e.to_string()),
     }
+}
+
+/// `/profile [name NAME...] [email EMAIL]`: the words after `name` up to
+/// `email` are the name.
+fn parse_profile(rest: &str) -> Command {
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let mut name: Option<Vec<&str>> = None;
+    let mut email: Option<String> = None;
+    let mut i = 0;
+    while i < words.len() {
+        match words[i] {
+            "name" => {
+                let mut n = Vec::new();
+                i += 1;
+                while i < words.len() && words[i] != "email" {
+                    n.push(words[i]);
+                    i += 1;
+                }
+                name = Some(n);
+            }
+            "email" if i + 1 < words.len() => {
+                email = Some(words[i + 1].to_string());
+                i += 2;
+            }
+            _ => return Command::Bad("usage: /profile [name NAME] [email EMAIL]".into()),
+        }
+    }
+    Command::Profile(name.map(|n| n.join(" ")), email)
 }
 
 fn say(client: &Client, out: &Out, room: &Jid, text: &str) -> Step {

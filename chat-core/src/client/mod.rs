@@ -9,6 +9,7 @@
 //! - [`cli`] is the interactive and scripted line client.
 
 pub mod cli;
+pub mod directory;
 pub mod rooms;
 
 use std::collections::HashMap;
@@ -229,6 +230,13 @@ pub enum ClientEvent {
         /// The server's text.
         text: Option<String>,
     },
+    /// A message from the server to everyone online.
+    Announcement {
+        /// Who sent it, as the server says ("Announcement from admin@...").
+        subject: Option<String>,
+        /// Text.
+        body: String,
+    },
     /// We are in a room now.
     RoomJoined {
         /// The room.
@@ -301,6 +309,7 @@ impl ClientEvent {
             ClientEvent::RosterPush(_) => "roster",
             ClientEvent::RosterRemoved(_) => "roster",
             ClientEvent::MessageError { .. } => "message-error",
+            ClientEvent::Announcement { .. } => "announcement",
             ClientEvent::RoomJoined { .. } => "room-joined",
             ClientEvent::RoomPresence { .. } => "room-presence",
             ClientEvent::RoomMessage { .. } => "room-message",
@@ -326,7 +335,7 @@ impl ClientEvent {
             | ClientEvent::RoomMessage { room, .. }
             | ClientEvent::RoomSubject { room, .. }
             | ClientEvent::RoomLeft { room } => Some(room),
-            ClientEvent::Disconnected { .. } => None,
+            ClientEvent::Announcement { .. } | ClientEvent::Disconnected { .. } => None,
         }
     }
 }
@@ -631,6 +640,58 @@ async fn bind(
         .ok_or_else(|| ClientError::Unexpected("a bind answer without a JID".into()))
 }
 
+/// Sends iq requests and matches their answers; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct IqSender {
+    out: mpsc::UnboundedSender<String>,
+    pending: Pending,
+}
+
+impl IqSender {
+    /// See [`Client::iq`].
+    pub(crate) fn iq(
+        &self,
+        kind: IqType,
+        to: Option<Jid>,
+        payload: Element,
+        what: &str,
+    ) -> impl Future<Output = Result<Iq, ClientError>> + Send + 'static + use<> {
+        let id = format!("{}-{}", payload.name, random_id(4));
+        let iq = Iq::request(kind, id.clone(), to, payload);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(id.clone(), tx);
+        let sent = self
+            .out
+            .send(iq.to_element().to_xml())
+            .map_err(|_| ClientError::ConnectionLost("the connection is closed".into()));
+        let pending = self.pending.clone();
+        let what = what.to_string();
+        async move {
+            sent?;
+            let answer = tokio::time::timeout(IQ_TIMEOUT, rx).await;
+            lock(&pending).remove(&id);
+            let el = match answer {
+                Ok(Ok(el)) => el,
+                Ok(Err(_)) => {
+                    return Err(ClientError::ConnectionLost("the connection closed".into()));
+                }
+                Err(_) => return Err(ClientError::Timeout(what)),
+            };
+            let iq = Iq::from_element(&el).map_err(|e| ClientError::Unexpected(e.to_string()))?;
+            if iq.kind == IqType::Error {
+                return Err(ClientError::Refused {
+                    what,
+                    condition: iq
+                        .error_condition()
+                        .map_or("undefined-condition".into(), |c| c.to_string()),
+                    text: iq.error.as_ref().and_then(protocol::error::error_text),
+                });
+            }
+            Ok(iq)
+        }
+    }
+}
+
 impl Client {
     fn start(n: Negotiated) -> Client {
         let (rd, wr) = tokio::io::split(n.stream);
@@ -694,35 +755,15 @@ impl Client {
         payload: Element,
         what: &str,
     ) -> impl Future<Output = Result<Iq, ClientError>> + Send + 'static {
-        let id = format!("{}-{}", payload.name, random_id(4));
-        let iq = Iq::request(kind, id.clone(), to, payload);
-        let (tx, rx) = oneshot::channel();
-        lock(&self.pending).insert(id.clone(), tx);
-        let sent = self.send(&iq.to_element());
-        let pending = self.pending.clone();
-        let what = what.to_string();
-        async move {
-            sent?;
-            let answer = tokio::time::timeout(IQ_TIMEOUT, rx).await;
-            lock(&pending).remove(&id);
-            let el = match answer {
-                Ok(Ok(el)) => el,
-                Ok(Err(_)) => {
-                    return Err(ClientError::ConnectionLost("the connection closed".into()));
-                }
-                Err(_) => return Err(ClientError::Timeout(what)),
-            };
-            let iq = Iq::from_element(&el).map_err(|e| ClientError::Unexpected(e.to_string()))?;
-            if iq.kind == IqType::Error {
-                return Err(ClientError::Refused {
-                    what,
-                    condition: iq
-                        .error_condition()
-                        .map_or("undefined-condition".into(), |c| c.to_string()),
-                    text: iq.error.as_ref().and_then(protocol::error::error_text),
-                });
-            }
-            Ok(iq)
+        self.iq_sender().iq(kind, to, payload, what)
+    }
+
+    /// A handle that sends iq requests from inside a spawned future, after
+    /// the `&self` borrow has ended.
+    pub(crate) fn iq_sender(&self) -> IqSender {
+        IqSender {
+            out: self.out.clone(),
+            pending: self.pending.clone(),
         }
     }
 
@@ -1046,6 +1087,18 @@ fn handle_incoming(
                     .attr("id", format!("r-{}", random_id(4)))
                     .child(Element::new("received", ns::RECEIPTS).attr("id", id.clone()));
                 let _ = out.send(ack.to_xml());
+            }
+            if from.local().is_none() && from.domain() == me.domain() {
+                // From the server itself: an announcement to everyone.
+                if let Some(body) = m.body.clone() {
+                    let subject = m
+                        .payloads
+                        .iter()
+                        .find(|p| p.is("subject", ns::CLIENT))
+                        .map(Element::text_content);
+                    emit(ClientEvent::Announcement { subject, body });
+                }
+                return;
             }
             if let Some(body) = m.body.clone() {
                 let delayed = m.delay_stamp().map(str::to_string);

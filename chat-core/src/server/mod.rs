@@ -7,9 +7,11 @@
 //!   delivery.
 //! - [`presence`]: presence broadcast, probes, subscriptions and roster
 //!   management (RFC 6121).
+//! - [`directory`]: profiles, user search, who is online, announcements.
 //! - [`muc`]: group rooms on `conference.<domain>` (XEP-0045 subset).
 //! - [`router`]: who is online and the per-session outbound queues.
 
+pub mod directory;
 pub mod muc;
 pub mod negotiate;
 pub mod presence;
@@ -90,6 +92,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Whether in-band registration (XEP-0077) is open.
     pub registration: bool,
+    /// Bare JIDs allowed to send announcements to everyone online.
+    pub admins: Vec<protocol::Jid>,
 }
 
 impl ServerConfig {
@@ -103,6 +107,7 @@ impl ServerConfig {
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             registration: true,
+            admins: Vec::new(),
         }
     }
 }

@@ -658,7 +658,9 @@ impl<T: ServerTransport> Neg<'_, T> {
                         "Choose a user name and password to register with this server.",
                     )
                     .child(Element::new("username", ns::REGISTER))
-                    .child(Element::new("password", ns::REGISTER));
+                    .child(Element::new("password", ns::REGISTER))
+                    .child(Element::new("name", ns::REGISTER))
+                    .child(Element::new("email", ns::REGISTER));
                 self.reply(iq, Some(form)).await
             }
             IqType::Set => {
@@ -701,10 +703,19 @@ impl<T: ServerTransport> Neg<'_, T> {
                     }
                 };
                 let u = user.clone();
+                let profile = super::directory::registration_profile(&query);
                 let created = self
                     .shared
                     .storage
-                    .run(move |c| storage::create_account(c, &u, &creds))
+                    .run(move |c| {
+                        let tx = c.transaction()?;
+                        let created = storage::create_account(&tx, &u, &creds)?;
+                        if created {
+                            storage::set_profile(&tx, &u, &profile)?;
+                        }
+                        tx.commit()?;
+                        Ok(created)
+                    })
                     .await;
                 match created {
                     Ok(true) => {

@@ -237,6 +237,10 @@ impl Session {
             }
         };
         let kind = el.get_attr("type").unwrap_or("normal").to_string();
+        if super::directory::is_announce(&to, self.domain()) {
+            self.announce(&el);
+            return Ok(());
+        }
         if to.domain() != self.domain() {
             self.bounce(
                 &el,
@@ -407,11 +411,21 @@ impl Session {
                 ns::VERSION,
                 ns::REGISTER,
                 ns::ROSTER,
+                ns::SEARCH,
+                ns::VCARD,
                 "msgoffline",
             ] {
                 q = q.child(Element::new("feature", ns::DISCO_INFO).attr("var", f));
             }
             self.iq_result(iq, Some(q));
+        } else if get
+            && Self::payload_is(iq, "query", ns::DISCO_ITEMS)
+            && iq.payload.as_ref().and_then(|p| p.get_attr("node"))
+                == Some(super::directory::ONLINE_NODE)
+        {
+            self.online_items(iq);
+        } else if Self::payload_is(iq, "query", ns::SEARCH) {
+            return self.search_iq(iq).await;
         } else if get && Self::payload_is(iq, "query", ns::DISCO_ITEMS) {
             let items = Element::new("query", ns::DISCO_ITEMS).child(
                 Element::new("item", ns::DISCO_ITEMS)
@@ -450,6 +464,13 @@ impl Session {
         if Self::payload_is(iq, "query", ns::REGISTER) {
             return self.register_iq(iq).await;
         }
+        if Self::payload_is(iq, "vCard", ns::VCARD) {
+            return match iq.kind {
+                IqType::Get => self.vcard_get(iq, self.user.clone()).await,
+                IqType::Set => self.vcard_set(iq).await,
+                _ => Ok(()),
+            };
+        }
         if get && Self::payload_is(iq, "query", ns::DISCO_INFO) {
             self.iq_result(iq, Some(account_disco()));
             return Ok(());
@@ -479,12 +500,16 @@ impl Session {
     /// An iq to another user's bare JID, answered by the server on that
     /// account's behalf (RFC 6121 8.5.2.1.3 and XEP-0030 for accounts).
     async fn other_account_iq(&mut self, iq: &Iq, user: String) -> Result<(), End> {
+        let u = user.clone();
         let exists = self.shared.router.is_online(&user)
-            || self.db(move |c| storage::account_exists(c, &user)).await?;
+            || self.db(move |c| storage::account_exists(c, &u)).await?;
         if !exists {
             self.iq_error(iq, StanzaErrorCondition::ServiceUnavailable, "no such user");
         } else if iq.kind == IqType::Get && Self::payload_is(iq, "query", ns::DISCO_INFO) {
             self.iq_result(iq, Some(account_disco()));
+        } else if iq.kind == IqType::Get && Self::payload_is(iq, "vCard", ns::VCARD) {
+            // Anyone's public profile, answered by the server for them.
+            return self.vcard_get(iq, user).await;
         } else {
             self.iq_error(
                 iq,

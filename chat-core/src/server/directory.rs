@@ -1,0 +1,217 @@
+//! The user directory and announcements:
+//! - profiles (display name, email) by vCard (XEP-0054) or registration
+//!   fields (XEP-0077);
+//! - listing and searching users with Jabber Search (XEP-0055) on the
+//!   server's domain;
+//! - who is online, as `disco#items` on the node `online users` (the node
+//!   name ejabberd uses);
+//! - announcements to everyone online, sent to `<domain>/announce/online`
+//!   by an admin (`--admin`).
+//!
+//! A directory is an information leak by design: it tells anyone with an
+//! account who else has one, their names and emails, and who is online now.
+//! In `chat-plain` it also tells everyone on the wire.
+
+use std::sync::Arc;
+
+use protocol::stanza::Iq;
+use protocol::{Element, Jid, StanzaErrorCondition, ns};
+
+use super::session::{End, Session};
+use crate::storage::{self, Profile, SearchQuery};
+
+/// Most users one search returns (the rest are counted, not listed).
+pub const MAX_SEARCH_RESULTS: usize = 500;
+
+/// Most users `online users` lists.
+pub const MAX_ONLINE_LISTED: usize = 100;
+
+/// Longest display name or email stored, in bytes.
+pub const MAX_PROFILE_FIELD: usize = 256;
+
+/// The disco node that lists online users.
+pub const ONLINE_NODE: &str = "online users";
+
+/// The resource of the server's domain that announcements go to.
+pub const ANNOUNCE_RESOURCE: &str = "announce/online";
+
+/// A profile field as stored: trimmed, cut to [`MAX_PROFILE_FIELD`] bytes.
+fn clip(v: &str) -> String {
+    let v = v.trim();
+    let mut end = v.len().min(MAX_PROFILE_FIELD);
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    v[..end].to_string()
+}
+
+/// The profile fields of a registration form (`<name/>`, `<email/>`);
+/// `None` for an absent field, which leaves it as it was.
+pub(crate) fn registration_profile(query: &Element) -> Profile {
+    let field = |n: &str| query.child_text(n, ns::REGISTER).map(|v| clip(&v));
+    Profile {
+        name: field("name"),
+        email: field("email"),
+    }
+}
+
+/// A profile as a vCard.
+fn vcard(p: &Profile) -> Element {
+    let mut v = Element::new("vCard", ns::VCARD);
+    if let Some(n) = &p.name {
+        v = v.text_child("FN", ns::VCARD, n.clone());
+    }
+    if let Some(e) = &p.email {
+        v = v.child(
+            Element::new("EMAIL", ns::VCARD)
+                .child(Element::new("INTERNET", ns::VCARD))
+                .text_child("USERID", ns::VCARD, e.clone()),
+        );
+    }
+    v
+}
+
+impl Session {
+    /// vCard get for `user` (ourselves or anyone registered here).
+    pub(super) async fn vcard_get(&self, iq: &Iq, user: String) -> Result<(), End> {
+        let p = self.db(move |c| storage::profile(c, &user)).await?;
+        self.to_self_el(&iq.result(Some(vcard(&p))).to_element());
+        Ok(())
+    }
+
+    /// vCard set of our own profile: only FN and EMAIL/USERID are kept.
+    pub(super) async fn vcard_set(&self, iq: &Iq) -> Result<(), End> {
+        let Some(v) = iq.payload.as_ref() else {
+            return Ok(());
+        };
+        // A vCard set replaces the whole vCard: a missing field clears it.
+        let p = Profile {
+            name: Some(clip(&v.child_text("FN", ns::VCARD).unwrap_or_default())),
+            email: Some(clip(
+                &v.get_child("EMAIL", ns::VCARD)
+                    .and_then(|e| e.child_text("USERID", ns::VCARD))
+                    .unwrap_or_default(),
+            )),
+        };
+        let user = self.user.clone();
+        self.db(move |c| storage::set_profile(c, &user, &p)).await?;
+        self.to_self_el(&iq.result(None).to_element());
+        Ok(())
+    }
+
+    /// Jabber Search on the domain: the form, or the results.
+    pub(super) async fn search_iq(&self, iq: &Iq) -> Result<(), End> {
+        let reply = match iq.kind {
+            protocol::stanza::IqType::Get => iq.result(Some(
+                Element::new("query", ns::SEARCH)
+                    .text_child(
+                        "instructions",
+                        ns::SEARCH,
+                        "Fill in any field; an empty search lists every user. nick matches the user name or the display name.",
+                    )
+                    .child(Element::new("first", ns::SEARCH))
+                    .child(Element::new("nick", ns::SEARCH))
+                    .child(Element::new("email", ns::SEARCH)),
+            )),
+            protocol::stanza::IqType::Set => {
+                let q = iq.payload.clone().unwrap_or_else(|| Element::new("query", ns::SEARCH));
+                let text = |n: &str| q.child_text(n, ns::SEARCH).filter(|s| !s.trim().is_empty());
+                let query = SearchQuery {
+                    user: text("nick"),
+                    name: text("first").or_else(|| text("last")),
+                    email: text("email"),
+                };
+                let (rows, total) = self
+                    .db(move |c| storage::search_users(c, &query, MAX_SEARCH_RESULTS))
+                    .await?;
+                let mut out = Element::new("query", ns::SEARCH);
+                for (user, p) in rows {
+                    let mut item = Element::new("item", ns::SEARCH)
+                        .attr("jid", format!("{user}@{}", self.domain()))
+                        .text_child("nick", ns::SEARCH, user.clone());
+                    if let Some(n) = p.name {
+                        item = item.text_child("first", ns::SEARCH, n);
+                    }
+                    if let Some(e) = p.email {
+                        item = item.text_child("email", ns::SEARCH, e);
+                    }
+                    out = out.child(item);
+                }
+                if total > MAX_SEARCH_RESULTS {
+                    // Result Set Management's count says how many matched
+                    // in all (XEP-0059), so a client can say "500 of 812".
+                    out = out.child(
+                        Element::new("set", "http://jabber.org/protocol/rsm")
+                            .text_child("count", "http://jabber.org/protocol/rsm", total.to_string()),
+                    );
+                }
+                iq.result(Some(out))
+            }
+            _ => return Ok(()),
+        };
+        self.to_self_el(&reply.to_element());
+        Ok(())
+    }
+
+    /// `disco#items` on the node `online users`: bare JIDs of users with an
+    /// available resource, at most [`MAX_ONLINE_LISTED`].
+    pub(super) fn online_items(&self, iq: &Iq) {
+        let mut users = self.shared.router.online_users();
+        users.sort();
+        let mut q = Element::new("query", ns::DISCO_ITEMS).attr("node", ONLINE_NODE);
+        for u in users.into_iter().take(MAX_ONLINE_LISTED) {
+            q = q.child(
+                Element::new("item", ns::DISCO_ITEMS).attr("jid", format!("{u}@{}", self.domain())),
+            );
+        }
+        self.to_self_el(&iq.result(Some(q)).to_element());
+    }
+
+    /// A message to `<domain>/announce/online`: from an admin, it goes to
+    /// every available resource of every user; from anyone else it is
+    /// refused, or every user could be spammed at once.
+    pub(super) fn announce(&self, el: &Element) {
+        let admin = self.shared.config.admins.iter().any(|a| *a == self.bare);
+        if !admin {
+            tracing::warn!(jid = %self.jid, "announcement refused: not an admin");
+            self.bounce(
+                el,
+                StanzaErrorCondition::Forbidden,
+                "only the server's admins may announce",
+            );
+            return;
+        }
+        let Some(body) = el.child_text("body", ns::CLIENT) else {
+            self.bounce(
+                el,
+                StanzaErrorCondition::BadRequest,
+                "an announcement needs a body",
+            );
+            return;
+        };
+        let users = self.shared.router.online_users();
+        tracing::info!(jid = %self.jid, users = users.len(), "announcement sent");
+        for u in users {
+            // From the server itself, so clients show it as the server's
+            // word; the admin is named in the text.
+            let m = Element::new("message", ns::CLIENT)
+                .attr("from", self.domain())
+                .attr("to", format!("{u}@{}", self.domain()))
+                .attr("type", "headline")
+                .attr("id", format!("ann-{}", crate::util::random_id(4)))
+                .text_child(
+                    "subject",
+                    ns::CLIENT,
+                    format!("Announcement from {}", self.bare),
+                )
+                .text_child("body", ns::CLIENT, body.clone());
+            let xml: Arc<str> = Arc::from(m.to_xml());
+            self.shared.router.send_to_available(&u, &xml, None, None);
+        }
+    }
+}
+
+/// True when `to` addresses the announcement service of `domain`.
+pub(crate) fn is_announce(to: &Jid, domain: &str) -> bool {
+    to.local().is_none() && to.domain() == domain && to.resource() == Some(ANNOUNCE_RESOURCE)
+}
