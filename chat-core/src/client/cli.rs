@@ -961,58 +961,15 @@ fn execute(
                 Err(e) => fail_sync(out, &name, e.to_string()),
             }
         }
-        Command::Users | Command::Search(_) => {
-            let fut: std::pin::Pin<
-                Box<
-                    dyn std::future::Future<Output = Result<(Vec<UserEntry>, usize), ClientError>>
-                        + Send,
-                >,
-            > = match cmd {
-                Command::Search(term) => {
-                    let f = client.find_users(&term);
-                    Box::pin(async move {
-                        f.await.map(|u| {
-                            let n = u.len();
-                            (u, n)
-                        })
-                    })
-                }
-                _ => Box::pin(client.search(None)),
-            };
-            let json = out.json;
-            done(
-                name,
-                Box::pin(async move {
-                    let (users, total) = fut.await?;
-                    for u in &users {
-                        if json {
-                            println!(
-                                "{}",
-                                json!({"type": "user", "jid": u.jid.to_string(), "name": u.name, "email": u.email})
-                            );
-                        } else {
-                            println!(
-                                "user {}{}{}",
-                                u.jid,
-                                u.name
-                                    .as_ref()
-                                    .map(|n| format!(" name={n}"))
-                                    .unwrap_or_default(),
-                                u.email
-                                    .as_ref()
-                                    .map(|e| format!(" email={e}"))
-                                    .unwrap_or_default()
-                            );
-                        }
-                    }
-                    Ok(if total > users.len() {
-                        format!("{} of {total} user(s) shown", users.len())
-                    } else {
-                        format!("{} user(s)", users.len())
-                    })
-                }),
-                false,
-            )
+        Command::Users => users_step(name, out.json, client.search(None)),
+        Command::Search(term) => {
+            let f = client.find_users(&term);
+            users_step(name, out.json, async move {
+                f.await.map(|u| {
+                    let n = u.len();
+                    (u, n)
+                })
+            })
         }
         Command::Profile(None, None) => {
             let fut = client.profile(None);
@@ -1088,6 +1045,45 @@ fn send_text(client: &Client, out: &Out, to: &Jid, text: &str) -> Step {
         }
         Err(e) => fail_sync(out, "/msg", e.to_string()),
     }
+}
+
+/// Prints the users a directory request found.
+fn users_step(
+    command: String,
+    json: bool,
+    fut: impl std::future::Future<Output = Result<(Vec<UserEntry>, usize), ClientError>>
+    + Send
+    + 'static,
+) -> Step {
+    Step::Pending(Box::pin(async move {
+        let result = fut.await.map(|(users, total)| {
+            for u in &users {
+                if json {
+                    println!(
+                        "{}",
+                        json!({"type": "user", "jid": u.jid.to_string(), "name": u.name, "email": u.email})
+                    );
+                } else {
+                    println!(
+                        "user {}{}{}",
+                        u.jid,
+                        u.name.as_ref().map(|n| format!(" name={n}")).unwrap_or_default(),
+                        u.email.as_ref().map(|e| format!(" email={e}")).unwrap_or_default()
+                    );
+                }
+            }
+            if total > users.len() {
+                format!("{} of {total} user(s) shown", users.len())
+            } else {
+                format!("{} user(s)", users.len())
+            }
+        });
+        Done {
+            command,
+            result,
+            quit: false,
+        }
+    }))
 }
 
 /// `/profile [name NAME...] [email EMAIL]`: the words after `name` up to

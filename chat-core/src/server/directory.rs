@@ -171,7 +171,7 @@ impl Session {
     /// every available resource of every user; from anyone else it is
     /// refused, or every user could be spammed at once.
     pub(super) fn announce(&self, el: &Element) {
-        let admin = self.shared.config.admins.iter().any(|a| *a == self.bare);
+        let admin = self.shared.config.admins.contains(&self.bare);
         if !admin {
             tracing::warn!(jid = %self.jid, "announcement refused: not an admin");
             self.bounce(
