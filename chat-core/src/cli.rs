@@ -12,6 +12,7 @@ use anyhow::Context;
 use protocol::Jid;
 
 use crate::client::ConnectOptions;
+use crate::client::files::FilePolicy;
 use crate::server::{self, ServerConfig, Shared};
 use crate::transport::{ClientTransport, ServerTransport};
 
@@ -102,6 +103,15 @@ pub struct ClientArgs {
     /// PLAIN sends the password itself, only base64-encoded.
     #[arg(long)]
     pub plain: bool,
+    /// Accept every file offered, without asking (for scripts).
+    #[arg(long)]
+    pub accept_files: bool,
+    /// Where received files are saved.
+    #[arg(long, default_value = "./downloads")]
+    pub downloads: PathBuf,
+    /// Largest file accepted, in bytes; bigger offers are refused at once.
+    #[arg(long, default_value_t = crate::client::files::DEFAULT_MAX_FILE_SIZE)]
+    pub max_file_size: u64,
     /// Print events as JSON lines.
     #[arg(long)]
     pub json: bool,
@@ -137,6 +147,11 @@ impl ClientArgs {
             password,
             register: self.register,
             force_plain: self.plain,
+            files: FilePolicy {
+                downloads: self.downloads.clone(),
+                max_size: self.max_file_size,
+                auto_accept: self.accept_files,
+            },
         })
     }
 }

@@ -6,5 +6,6 @@
 mod bad_input;
 mod chat;
 mod directory;
+mod files;
 mod interop;
 mod rooms;

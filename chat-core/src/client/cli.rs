@@ -47,6 +47,10 @@ commands:
   /profile [name NAME] [email EMAIL]  set (or show) your public profile
   /online                users online now (up to 100)
   /broadcast TEXT        announce to everyone online (admins only)
+  /sendfile JID PATH [as NAME]  offer a file (under another name) and send
+                         it once accepted
+  /accept [SID]          accept a file offer (the latest by default)
+  /reject [SID]          refuse a file offer (the latest by default)
   /unregister            delete your account and quit
   /wait TYPE [JID] [SECONDS]  wait for an event (message, receipt, presence,
                          subscribe, subscription, roster, room-joined,
@@ -158,6 +162,60 @@ impl Out {
                 ),
                 json!({"type": kind, "to": from.as_ref().map(Jid::to_string), "id": id,
                        "condition": condition, "text": text}),
+            ),
+            ClientEvent::FileOffer {
+                from,
+                sid,
+                name,
+                size,
+            } => (
+                format!(
+                    "file offer from {from}: {name} ({size} bytes); /accept {sid} or /reject {sid}"
+                ),
+                json!({"type": kind, "from": from.to_string(), "sid": sid, "name": name, "size": size}),
+            ),
+            ClientEvent::FileProgress {
+                sid,
+                name,
+                sending,
+                bytes,
+                total,
+            } => (
+                format!(
+                    "file {name}: {} {bytes} of {total} bytes ({}%)",
+                    if *sending { "sent" } else { "received" },
+                    bytes * 100 / (*total).max(1)
+                ),
+                json!({"type": kind, "sid": sid, "name": name, "sending": sending,
+                       "bytes": bytes, "total": total}),
+            ),
+            ClientEvent::FileReceived(d) => (
+                format!(
+                    "file received from {}: {} ({} bytes, sha256 {}) saved as {}",
+                    d.peer,
+                    d.name,
+                    d.size,
+                    d.sha256,
+                    d.path
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                ),
+                json!({"type": kind, "from": d.peer.to_string(), "sid": d.sid, "name": d.name,
+                       "size": d.size, "sha256": d.sha256,
+                       "path": d.path.as_ref().map(|p| p.display().to_string())}),
+            ),
+            ClientEvent::FileFailed {
+                sid,
+                name,
+                sending,
+                reason,
+            } => (
+                format!(
+                    "file {name} {}: {reason}",
+                    if *sending { "not sent" } else { "not received" }
+                ),
+                json!({"type": kind, "sid": sid, "name": name, "sending": sending, "reason": reason}),
             ),
             ClientEvent::Announcement { subject, body } => (
                 format!(
@@ -499,7 +557,7 @@ pub async fn run<T: ClientTransport>(
                 }
                 Some(ev) => {
                     out.event(&ev);
-                    if matches!(ev, ClientEvent::MessageError { .. }) {
+                    if matches!(ev, ClientEvent::MessageError { .. } | ClientEvent::FileFailed { .. }) {
                         failed = true;
                     }
                     let consumed = wait.as_ref().is_some_and(|w| matches(&ev, &w.kind, &w.from));
@@ -535,7 +593,10 @@ pub async fn run<T: ClientTransport>(
             if matches!(ev, ClientEvent::Disconnected { reason: None }) {
                 break;
             }
-            if matches!(ev, ClientEvent::MessageError { .. }) {
+            if matches!(
+                ev,
+                ClientEvent::MessageError { .. } | ClientEvent::FileFailed { .. }
+            ) {
                 failed = true;
             }
             out.event(&ev);
@@ -578,6 +639,9 @@ enum Command {
     Profile(Option<String>, Option<String>),
     Online,
     Broadcast(String),
+    SendFile(String, String, Option<String>),
+    Accept(Option<String>),
+    Reject(Option<String>),
     Unregister,
     Quit,
     Wait {
@@ -665,6 +729,18 @@ impl Command {
             "/online" => Command::Online,
             "/broadcast" if !rest.is_empty() => Command::Broadcast(rest.to_string()),
             "/broadcast" => Command::Bad("usage: /broadcast TEXT".into()),
+            "/sendfile" => match rest.split_once(' ') {
+                Some((to, path)) if !path.trim().is_empty() => {
+                    let (path, name) = match path.rsplit_once(" as ") {
+                        Some((p, n)) if !n.trim().is_empty() => (p, Some(n.trim().to_string())),
+                        _ => (path, None),
+                    };
+                    Command::SendFile(to.to_string(), path.trim().to_string(), name)
+                }
+                _ => Command::Bad("usage: /sendfile JID PATH".into()),
+            },
+            "/accept" => Command::Accept(Some(rest.to_string()).filter(|r| !r.is_empty())),
+            "/reject" => Command::Reject(Some(rest.to_string()).filter(|r| !r.is_empty())),
             "/unregister" => Command::Unregister,
             "/quit" => Command::Quit,
             "/wait" => {
@@ -1019,6 +1095,35 @@ fn execute(
                     format!("announcement {id} sent"),
                     json!({"type": "sent", "to": "announce/online", "id": id}),
                 );
+                Step::Done
+            }
+            Err(e) => fail_sync(out, &name, e.to_string()),
+        },
+        Command::SendFile(to, path, offered) => {
+            let to = jid!(to);
+            let fut = client.send_file(&to, std::path::Path::new(&path), offered.as_deref());
+            done(
+                name,
+                Box::pin(async move {
+                    let d = fut.await?;
+                    Ok(format!(
+                        "sent {} to {} ({} bytes, sha256 {})",
+                        d.name, d.peer, d.size, d.sha256
+                    ))
+                }),
+                false,
+            )
+        }
+        Command::Accept(sid) => match client.accept_file(sid.as_deref()) {
+            Ok(file) => {
+                out.ok(&name, format!("accepted {file}"));
+                Step::Done
+            }
+            Err(e) => fail_sync(out, &name, e.to_string()),
+        },
+        Command::Reject(sid) => match client.reject_file(sid.as_deref()) {
+            Ok(file) => {
+                out.ok(&name, format!("refused {file}"));
                 Step::Done
             }
             Err(e) => fail_sync(out, &name, e.to_string()),

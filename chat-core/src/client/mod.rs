@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod directory;
+pub mod files;
 pub mod rooms;
 
 use std::collections::HashMap;
@@ -141,6 +142,8 @@ pub struct ConnectOptions {
     pub register: bool,
     /// Use SASL PLAIN even when SCRAM is offered (lab 1 sniffs it).
     pub force_plain: bool,
+    /// Which files to accept and where they go.
+    pub files: files::FilePolicy,
 }
 
 /// A roster item as the client sees it.
@@ -237,6 +240,43 @@ pub enum ClientEvent {
         /// Text.
         body: String,
     },
+    /// Someone offers us a file.
+    FileOffer {
+        /// Who.
+        from: Jid,
+        /// The stream id, for `/accept SID` and `/reject SID`.
+        sid: String,
+        /// The file name (made safe).
+        name: String,
+        /// Announced size.
+        size: u64,
+    },
+    /// A large file is on its way (every 10%).
+    FileProgress {
+        /// The stream id.
+        sid: String,
+        /// The file name.
+        name: String,
+        /// We are the sender.
+        sending: bool,
+        /// Bytes so far.
+        bytes: u64,
+        /// All bytes.
+        total: u64,
+    },
+    /// A file arrived whole, size and SHA-256 checked.
+    FileReceived(files::FileDone),
+    /// A transfer failed or an offer was refused.
+    FileFailed {
+        /// The stream id.
+        sid: String,
+        /// The file name.
+        name: String,
+        /// We were the sender.
+        sending: bool,
+        /// Why.
+        reason: String,
+    },
     /// We are in a room now.
     RoomJoined {
         /// The room.
@@ -310,6 +350,10 @@ impl ClientEvent {
             ClientEvent::RosterRemoved(_) => "roster",
             ClientEvent::MessageError { .. } => "message-error",
             ClientEvent::Announcement { .. } => "announcement",
+            ClientEvent::FileOffer { .. } => "file-offer",
+            ClientEvent::FileProgress { .. } => "file-progress",
+            ClientEvent::FileReceived(_) => "file-received",
+            ClientEvent::FileFailed { .. } => "file-failed",
             ClientEvent::RoomJoined { .. } => "room-joined",
             ClientEvent::RoomPresence { .. } => "room-presence",
             ClientEvent::RoomMessage { .. } => "room-message",
@@ -335,7 +379,12 @@ impl ClientEvent {
             | ClientEvent::RoomMessage { room, .. }
             | ClientEvent::RoomSubject { room, .. }
             | ClientEvent::RoomLeft { room } => Some(room),
-            ClientEvent::Announcement { .. } | ClientEvent::Disconnected { .. } => None,
+            ClientEvent::FileOffer { from, .. } => Some(from),
+            ClientEvent::FileReceived(d) => Some(&d.peer),
+            ClientEvent::Announcement { .. }
+            | ClientEvent::FileProgress { .. }
+            | ClientEvent::FileFailed { .. }
+            | ClientEvent::Disconnected { .. } => None,
         }
     }
 }
@@ -354,6 +403,8 @@ struct State {
     stream_error: Option<String>,
     /// Rooms joined or being joined, by room JID.
     rooms: HashMap<Jid, rooms::RoomState>,
+    /// File offers and transfers in progress.
+    files: files::Files,
 }
 
 /// A signed-in client.
@@ -365,6 +416,9 @@ pub struct Client {
     pending: Pending,
     state: Arc<Mutex<State>>,
     events: mpsc::UnboundedReceiver<ClientEvent>,
+    /// For events that API calls produce (file progress); weak, so the
+    /// event stream still ends when the reader does.
+    events_tx: mpsc::WeakUnboundedSender<ClientEvent>,
     writer: tokio::task::JoinHandle<()>,
     closed: Option<oneshot::Receiver<()>>,
 }
@@ -390,7 +444,9 @@ pub async fn connect<T: ClientTransport>(
     let n = tokio::time::timeout(CONNECT_TIMEOUT, negotiate(transport, opts))
         .await
         .map_err(|_| ClientError::Timeout("signing in".into()))??;
-    Ok(Client::start(n))
+    let client = Client::start(n);
+    client.set_file_policy(opts.files.clone());
+    Ok(client)
 }
 
 async fn read_features(
@@ -656,6 +712,18 @@ impl IqSender {
         payload: Element,
         what: &str,
     ) -> impl Future<Output = Result<Iq, ClientError>> + Send + 'static + use<> {
+        self.iq_timeout(kind, to, payload, what, IQ_TIMEOUT)
+    }
+
+    /// [`IqSender::iq`] with its own time limit.
+    pub(crate) fn iq_timeout(
+        &self,
+        kind: IqType,
+        to: Option<Jid>,
+        payload: Element,
+        what: &str,
+        limit: Duration,
+    ) -> impl Future<Output = Result<Iq, ClientError>> + Send + 'static + use<> {
         let id = format!("{}-{}", payload.name, random_id(4));
         let iq = Iq::request(kind, id.clone(), to, payload);
         let (tx, rx) = oneshot::channel();
@@ -668,7 +736,7 @@ impl IqSender {
         let what = what.to_string();
         async move {
             sent?;
-            let answer = tokio::time::timeout(IQ_TIMEOUT, rx).await;
+            let answer = tokio::time::timeout(limit, rx).await;
             lock(&pending).remove(&id);
             let el = match answer {
                 Ok(Ok(el)) => el,
@@ -701,6 +769,7 @@ impl Client {
         let pending: Pending = Arc::default();
         let state: Arc<Mutex<State>> = Arc::default();
         let writer = tokio::spawn(client_writer(wr, out_rx));
+        let events_tx = ev_tx.downgrade();
         tokio::spawn(client_reader(
             rd,
             n.reader,
@@ -719,6 +788,7 @@ impl Client {
             pending,
             state,
             events: ev_rx,
+            events_tx,
             writer,
             closed: Some(closed_rx),
         }
@@ -1018,6 +1088,9 @@ fn handle_incoming(
                 if let Some(tx) = lock(pending).remove(&iq.id) {
                     let _ = tx.send(el.clone());
                 }
+                return;
+            }
+            if files::handle_file_iq(&iq, state, out, events) {
                 return;
             }
             // Only our server may push roster changes (RFC 6121 2.1.6):
