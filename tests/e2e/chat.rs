@@ -1,6 +1,6 @@
 //! The chat features a user sees, driven through `chat-plain client`.
 
-use tests::{Client, Server, run_client};
+use tests::{Client, Server, presence_from, run_client};
 
 const BIN: &str = "chat-plain";
 
@@ -35,12 +35,7 @@ pub(crate) fn two_users_chat(server: &Server) {
     // Presence with show and status reaches the subscriber.
     bob.send("/status away at lunch");
     alice.expect("bob away", |v| {
-        v["type"] == "presence"
-            && v["from"]
-                .as_str()
-                .is_some_and(|f| f.starts_with("bob@localhost/"))
-            && v["show"] == "away"
-            && v["status"] == "at lunch"
+        presence_from(v, "bob@localhost") && v["show"] == "away" && v["status"] == "at lunch"
     });
 
     // A direct message and its delivery receipt.
@@ -67,11 +62,7 @@ pub(crate) fn two_users_chat(server: &Server) {
     let (code, t) = bob.finish();
     assert_eq!(code, 0, "{t}");
     alice.expect("bob offline", |v| {
-        v["type"] == "presence"
-            && v["available"] == false
-            && v["from"]
-                .as_str()
-                .is_some_and(|f| f.starts_with("bob@localhost/"))
+        presence_from(v, "bob@localhost") && v["available"] == false
     });
 
     // A message to offline bob is stored...

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
-use tests::{Client, Server};
+use tests::{Client, Server, presence_from};
 
 const BIN: &str = "chat-plain";
 
@@ -27,11 +27,7 @@ fn pair(server: &Server, downloads: &Path, bob_flags: &[&str]) -> (Client, Clien
     bob.expect_event("subscribe", "from", "alice@localhost");
     bob.send("/add alice");
     alice.expect("bob online", |v| {
-        v["type"] == "presence"
-            && v["available"] == true
-            && v["from"]
-                .as_str()
-                .is_some_and(|f| f.starts_with("bob@localhost/"))
+        presence_from(v, "bob@localhost") && v["available"] == true
     });
     (alice, bob)
 }

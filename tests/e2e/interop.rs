@@ -7,7 +7,7 @@
 use std::process::Command;
 
 use serde_json::Value;
-use tests::{Client, Server, interop_tool, run_client, workspace_root};
+use tests::{Client, Server, interop_tool, presence_from, run_client, workspace_root};
 
 use crate::chat::two_users_chat;
 
@@ -96,10 +96,7 @@ fn slixmpp_registers_signs_in_with_every_mechanism_chats_and_deletes_its_account
         v["type"] == "roster" && v["jid"] == "sally@localhost" && v["subscription"] == "both"
     });
     alice.expect("sally's presence with show and status", |v| {
-        v["type"] == "presence"
-            && v["from"]
-                .as_str()
-                .is_some_and(|f| f.starts_with("sally@localhost/"))
+        presence_from(v, "sally@localhost")
             && v["show"] == "away"
             && v["status"] == "written in Python"
     });
@@ -124,11 +121,7 @@ fn slixmpp_registers_signs_in_with_every_mechanism_chats_and_deletes_its_account
     let (code, t) = sally.finish();
     assert_eq!(code, 0, "{t}");
     alice.expect("sally gone", |v| {
-        v["type"] == "presence"
-            && v["available"] == false
-            && v["from"]
-                .as_str()
-                .is_some_and(|f| f.starts_with("sally@localhost"))
+        presence_from(v, "sally@localhost") && v["available"] == false
     });
     let mut again = slixmpp(&python, &server, "sally@localhost", &["--quit"]);
     again.expect("refused", |v| v["type"] == "error");
@@ -163,4 +156,78 @@ fn our_client_against_prosody() {
     let (code, _, err) = run_client(BIN, &server, "carol@localhost", "x", &["--register"], "");
     assert_eq!(code, 2);
     assert!(err.contains("'carol' is taken"), "{err}");
+}
+
+#[test]
+fn slixmpp_creates_and_joins_our_rooms_and_exchanges_groupchat_with_our_client() {
+    let Some(python) = interop_tool("slixmpp") else {
+        return;
+    };
+    let server = Server::start(BIN, &[]);
+    let mut alice = Client::start(BIN, &server, "alice@localhost", "alice-pw", &["--register"]);
+    // alice creates one room and leaves a message in it...
+    alice.send("/join rustroom");
+    alice.expect("joined", |v| v["type"] == "room-joined");
+    alice.send("/say rustroom written before sally came");
+    alice.expect("echo", |v| v["type"] == "room-message");
+    // ...slixmpp creates another, then joins alice's and gets its history.
+    let mut sally = slixmpp(
+        &python,
+        &server,
+        "sally@localhost",
+        &[
+            "--register",
+            "--join",
+            "pyroom@conference.localhost",
+            "--join",
+            "rustroom@conference.localhost",
+        ],
+    );
+    let created = sally.expect("pyroom", |v| {
+        v["type"] == "room-joined" && v["room"] == "pyroom@conference.localhost"
+    });
+    assert_eq!(created["created"], true, "{created}");
+    let joined = sally.expect("rustroom", |v| {
+        v["type"] == "room-joined" && v["room"] == "rustroom@conference.localhost"
+    });
+    assert_eq!(joined["created"], false);
+    // slixmpp counts itself among the occupants.
+    assert_eq!(
+        joined["occupants"],
+        serde_json::json!(["alice", "sally"]),
+        "{joined}"
+    );
+    assert_eq!(
+        joined["history"],
+        serde_json::json!(["written before sally came"])
+    );
+    alice.expect("sally joined rustroom", |v| {
+        v["type"] == "room-presence" && v["nick"] == "sally" && v["joined"] == true
+    });
+
+    // alice joins the room slixmpp created; both talk there.
+    alice.send("/join pyroom");
+    let j = alice.expect("joined pyroom", |v| {
+        v["type"] == "room-joined" && v["room"] == "pyroom@conference.localhost"
+    });
+    assert_eq!(j["created"], false);
+    assert_eq!(j["occupants"], serde_json::json!(["alice", "sally"]), "{j}");
+    sally.expect("alice in pyroom", |v| {
+        v["type"] == "room-presence" && v["nick"] == "alice" && v["available"] == true
+    });
+    alice.send("hello python");
+    let m = sally.expect("groupchat from alice", |v| {
+        v["type"] == "room-message" && v["body"] == "hello python"
+    });
+    assert_eq!(m["nick"], "alice");
+    assert_eq!(m["room"], "pyroom@conference.localhost");
+    let echo = alice.expect("slixmpp's answer", |v| {
+        v["type"] == "room-message" && v["body"] == "echo: hello python"
+    });
+    assert_eq!(echo["nick"], "sally");
+    let (code, t) = alice.finish();
+    assert_eq!(code, 0, "{t}");
+    sally.expect("alice left", |v| {
+        v["type"] == "room-presence" && v["nick"] == "alice" && v["available"] == false
+    });
 }

@@ -15,10 +15,15 @@ It prints one JSON object per line on stdout, the same shape as
   message      from, body, id
   receipt      from, id               (XEP-0184, for our echo replies)
   unregistered                        after the account was removed
+  room-joined  room, nick, created, occupants, history   (--join)
+  room-presence  room, nick, available
+  room-message room, nick, body       (live groupchat from others)
   error        detail
 
-It answers every chat message with "echo: BODY" and a receipt request. The
-message "bye" makes it delete its own account (XEP-0077 remove) and leave.
+It answers every chat message with "echo: BODY" and a receipt request, and
+every live groupchat message from someone else with "echo: BODY" in the
+room. The message "bye" makes it delete its own account (XEP-0077 remove)
+and leave.
 """
 
 import argparse
@@ -60,7 +65,7 @@ class Peer(slixmpp.ClientXMPP):
         self.enable_direct_tls = args.tls == "direct"
         if args.ca:
             self.ca_certs = args.ca
-        for plugin in ("xep_0030", "xep_0077", "xep_0092", "xep_0184", "xep_0199"):
+        for plugin in ("xep_0004", "xep_0030", "xep_0045", "xep_0077", "xep_0092", "xep_0184", "xep_0199"):
             self.register_plugin(plugin)
         self.plugin["xep_0077"].create_account = args.register
         self.plugin["xep_0184"].auto_request = True
@@ -74,6 +79,8 @@ class Peer(slixmpp.ClientXMPP):
         self.add_event_handler("presence_subscribe", self.on_subscribe)
         self.add_event_handler("receipt_received", self.on_receipt)
         self.add_event_handler("failed_auth", self.on_failed_auth)
+        self.add_event_handler("groupchat_message", self.on_groupchat)
+        self.add_event_handler("groupchat_presence", self.on_room_presence)
 
     async def on_register(self, form):
         iq = self.Iq()
@@ -107,8 +114,52 @@ class Peer(slixmpp.ClientXMPP):
             )
         for contact in self.args.add:
             self.send_presence_subscription(pto=contact)
+        for room in self.args.join:
+            await self.join_room(room)
         if self.args.quit:
             self.disconnect()
+
+    async def join_room(self, room):
+        muc = self.plugin["xep_0045"]
+        try:
+            pres, _subject, occupants, history = await muc.join_muc_wait(
+                slixmpp.JID(room), self.args.nick, maxstanzas=20, timeout=10
+            )
+        except slixmpp.exceptions.PresenceError as e:
+            emit("error", detail="join: " + e.presence["error"]["condition"])
+            self.exit_code = 1
+            return
+        created = 201 in pres["muc"]["status_codes"]
+        if created:
+            # An instant room: submit an empty configuration form (XEP-0045
+            # 10.1.2), as a careful client does.
+            form = self.plugin["xep_0004"].make_form(ftype="submit")
+            await muc.set_room_config(slixmpp.JID(room), form)
+        emit(
+            "room-joined",
+            room=room,
+            nick=self.args.nick,
+            created=created,
+            occupants=sorted(p["from"].resource for p in occupants),
+            history=[m["body"] for m in history],
+        )
+
+    def on_groupchat(self, msg):
+        if msg["mucnick"] == self.args.nick or msg.get_plugin("delay", check=True):
+            return
+        room = msg["from"].bare
+        emit("room-message", room=room, nick=msg["mucnick"], body=msg["body"])
+        self.send_message(mto=room, mbody="echo: " + msg["body"], mtype="groupchat")
+
+    def on_room_presence(self, pres):
+        if pres["muc"]["nick"] == self.args.nick:
+            return
+        emit(
+            "room-presence",
+            room=pres["from"].bare,
+            nick=pres["from"].resource,
+            available=pres["type"] != "unavailable",
+        )
 
     def on_message(self, msg):
         if msg["type"] not in ("chat", "normal"):
@@ -164,6 +215,8 @@ def main():
     p.add_argument("--status", default=None)
     p.add_argument("--probe-server", action="store_true")
     p.add_argument("--add", action="append", default=[], help="JID to subscribe to")
+    p.add_argument("--join", action="append", default=[], help="room JID to join (or create)")
+    p.add_argument("--nick", default="sally", help="nickname in rooms")
     p.add_argument("--quit", action="store_true", help="leave once signed in")
     p.add_argument("--tls", choices=["plain", "starttls", "direct"], default="plain")
     p.add_argument("--ca", default=None, help="CA certificate file to trust")

@@ -33,6 +33,14 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// True for a `presence` event from a resource of the bare JID `bare`.
+pub fn presence_from(v: &Value, bare: &str) -> bool {
+    v["type"] == "presence"
+        && v["from"]
+            .as_str()
+            .is_some_and(|f| f.strip_prefix(bare).is_some_and(|r| r.starts_with('/')))
+}
+
 /// A third-party program the interoperability tests run, which
 /// `scripts/setup.sh --interop` installs: `prosody`, or `slixmpp` (the
 /// Python of the venv that holds it). A missing tool fails the test with the
