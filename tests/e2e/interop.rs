@@ -46,6 +46,10 @@ fn slixmpp_registers_signs_in_with_every_mechanism_chats_and_deletes_its_account
         "sally@localhost",
         &[
             "--register",
+            "--name",
+            "Sally Python",
+            "--email",
+            "sally@python.example",
             "--probe-server",
             "--show",
             "away",
@@ -114,6 +118,13 @@ fn slixmpp_registers_signs_in_with_every_mechanism_chats_and_deletes_its_account
     );
     alice.expect_event("receipt", "from", "sally@localhost");
     sally.expect_event("receipt", "from", "alice@localhost");
+
+    // The registration form's name and email went into the directory.
+    alice.send("/search python");
+    let u = alice.expect("sally in the directory", |v| v["type"] == "user");
+    assert_eq!(u["jid"], "sally@localhost");
+    assert_eq!(u["name"], "Sally Python");
+    assert_eq!(u["email"], "sally@python.example");
 
     // "bye" makes slixmpp delete its account (XEP-0077 remove) and leave.
     alice.send("/msg sally@localhost bye");

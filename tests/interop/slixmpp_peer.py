@@ -87,6 +87,11 @@ class Peer(slixmpp.ClientXMPP):
         iq["type"] = "set"
         iq["register"]["username"] = self.boundjid.user
         iq["register"]["password"] = self.password
+        # XEP-0077's profile fields, which our server keeps for the directory.
+        if self.args.name:
+            iq["register"]["name"] = self.args.name
+        if self.args.email:
+            iq["register"]["email"] = self.args.email
         try:
             await iq.send()
             emit("registered", jid=self.boundjid.bare)
@@ -210,6 +215,8 @@ def main():
     p.add_argument("--jid", required=True)
     p.add_argument("--password", required=True)
     p.add_argument("--register", action="store_true")
+    p.add_argument("--name", default=None, help="display name to register with")
+    p.add_argument("--email", default=None, help="email to register with")
     p.add_argument("--mech", default=None, help="force one SASL mechanism")
     p.add_argument("--show", default=None)
     p.add_argument("--status", default=None)
