@@ -239,11 +239,14 @@ pub async fn prepare_server(
     Ok((shared, listener))
 }
 
-/// Runs a server on one listener until Ctrl-C or SIGTERM.
-pub async fn run_server<T: ServerTransport>(
+/// Runs a server until Ctrl-C or SIGTERM: `transport` on `--listen`, and
+/// `direct` (direct TLS, XEP-0368) on a second address when given. Both
+/// listeners share one set of accounts, rooms and sessions.
+pub async fn run_server<T: ServerTransport, D: ServerTransport>(
     name: &str,
     args: &ServerArgs,
     transport: T,
+    direct: Option<(SocketAddr, D)>,
     note: &str,
 ) -> anyhow::Result<u8> {
     let (shared, listener) = prepare_server(args).await?;
@@ -253,12 +256,38 @@ pub async fn run_server<T: ServerTransport>(
         shared.config.domain,
         shared.storage.path().display()
     );
-    if !addr.ip().is_loopback() {
-        eprintln!(
-            "{name} server: warning: {addr} is not a loopback address; other machines can connect"
-        );
+    let direct = match direct {
+        Some((daddr, d)) => {
+            let l = tokio::net::TcpListener::bind(daddr)
+                .await
+                .with_context(|| {
+                    format!("cannot listen on {daddr} (is another server running there?)")
+                })?;
+            eprintln!("{name} server: direct TLS on {daddr}");
+            Some((l, daddr, d))
+        }
+        None => None,
+    };
+    for a in std::iter::once(addr).chain(direct.as_ref().map(|d| d.1)) {
+        if !a.ip().is_loopback() {
+            eprintln!(
+                "{name} server: warning: {a} is not a loopback address; other machines can connect"
+            );
+        }
     }
-    server::serve(shared, listener, Arc::new(transport), shutdown_signal()).await;
+    let main = server::serve(
+        shared.clone(),
+        listener,
+        Arc::new(transport),
+        shutdown_signal(),
+    );
+    match direct {
+        Some((l, _, d)) => {
+            let second = server::serve(shared, l, Arc::new(d), shutdown_signal());
+            tokio::join!(main, second);
+        }
+        None => main.await,
+    }
     eprintln!("{name} server: stopped");
     Ok(0)
 }
@@ -271,4 +300,106 @@ pub async fn run_client<T: ClientTransport>(
 ) -> anyhow::Result<u8> {
     let opts = args.connect_options()?;
     Ok(crate::client::cli::run(name, transport, opts, args.json).await)
+}
+
+/// No flags beyond the common ones (the plaintext twin's transport has none).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NoFlags {}
+
+/// No subcommands beyond `server` and `client`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum NoCommands {}
+
+/// What a twin's transport adds to the shared command line: its own flags
+/// for `server` and `client`, its own subcommands (`chat-tls certs`), and
+/// how to run each with the transport built from those flags.
+pub trait Twin {
+    /// One line for `--help`.
+    const ABOUT: &'static str;
+    /// Flags `server` takes beyond [`ServerArgs`].
+    type ServerFlags: clap::Args + Send + 'static;
+    /// Flags `client` takes beyond [`ClientArgs`].
+    type ClientFlags: clap::Args + Send + 'static;
+    /// Subcommands beyond `server` and `client`.
+    type Commands: clap::Subcommand + Send + 'static;
+
+    /// Runs the server.
+    fn server(
+        name: &str,
+        args: ServerArgs,
+        flags: Self::ServerFlags,
+    ) -> impl std::future::Future<Output = anyhow::Result<u8>>;
+    /// Runs the client.
+    fn client(
+        name: &str,
+        args: ClientArgs,
+        flags: Self::ClientFlags,
+    ) -> impl std::future::Future<Output = anyhow::Result<u8>>;
+    /// Runs one of [`Twin::Commands`].
+    fn command(name: &str, command: Self::Commands) -> anyhow::Result<u8>;
+}
+
+#[derive(clap::Parser)]
+struct TwinCli<S: clap::Args, C: clap::Args, X: clap::Subcommand> {
+    #[command(subcommand)]
+    command: TwinCommand<S, C, X>,
+}
+
+#[derive(clap::Subcommand)]
+enum TwinCommand<S: clap::Args, C: clap::Args, X: clap::Subcommand> {
+    /// Run the chat server.
+    Server {
+        #[command(flatten)]
+        args: ServerArgs,
+        #[command(flatten)]
+        flags: S,
+    },
+    /// Run the chat client (interactive, or scripted from stdin).
+    Client {
+        #[command(flatten)]
+        args: ClientArgs,
+        #[command(flatten)]
+        flags: C,
+    },
+    #[command(flatten)]
+    Other(X),
+}
+
+/// The whole `main` of a twin binary: parse the shared command line plus
+/// the transport's additions, run, and turn errors into one line and an
+/// exit code.
+pub fn twin_main<T: Twin>(name: &'static str) -> ExitCode {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = TwinCli::<T::ServerFlags, T::ClientFlags, T::Commands>::command()
+        .name(name)
+        .bin_name(name)
+        .about(T::ABOUT)
+        .version(env!("CARGO_PKG_VERSION"))
+        .get_matches();
+    let cli =
+        match TwinCli::<T::ServerFlags, T::ClientFlags, T::Commands>::from_arg_matches(&matches) {
+            Ok(c) => c,
+            Err(e) => e.exit(),
+        };
+    match cli.command {
+        TwinCommand::Server { args, flags } => {
+            init_tracing(args.verbose);
+            let verbose = args.verbose;
+            run_main(name, verbose, || T::server(name, args, flags))
+        }
+        TwinCommand::Client { args, flags } => {
+            if args.verbose {
+                init_tracing(true);
+            }
+            let verbose = args.verbose;
+            run_main(name, verbose, || T::client(name, args, flags))
+        }
+        TwinCommand::Other(cmd) => match T::command(name, cmd) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("{name}: {e:#}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        },
+    }
 }

@@ -7,8 +7,38 @@
 use std::io;
 use std::net::SocketAddr;
 
+use chat_core::cli::{ClientArgs, NoCommands, NoFlags, ServerArgs, Twin, run_client, run_server};
 use chat_core::transport::{BoxStream, ClientTransport, ServerTransport, StartTls, tcp_connect};
 use tokio::net::TcpStream;
+
+/// The plaintext twin's transport: no flags, no subcommands, bare TCP.
+pub struct Transport;
+
+impl Twin for Transport {
+    const ABOUT: &'static str = "The chat over plain TCP (no encryption at all: for the labs).";
+    type ServerFlags = NoFlags;
+    type ClientFlags = NoFlags;
+    type Commands = NoCommands;
+
+    async fn server(name: &str, args: ServerArgs, _flags: NoFlags) -> anyhow::Result<u8> {
+        run_server(
+            name,
+            &args,
+            Plain,
+            None::<(SocketAddr, Plain)>,
+            "plaintext: no TLS",
+        )
+        .await
+    }
+
+    async fn client(name: &str, args: ClientArgs, _flags: NoFlags) -> anyhow::Result<u8> {
+        run_client(name, &args, Plain).await
+    }
+
+    fn command(_name: &str, command: NoCommands) -> anyhow::Result<u8> {
+        match command {}
+    }
+}
 
 /// Plain TCP for both server and client.
 pub struct Plain;
