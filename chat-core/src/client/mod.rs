@@ -102,6 +102,9 @@ pub enum ClientError {
     /// The TLS handshake failed.
     #[error("TLS handshake failed: {0}")]
     Tls(String),
+    /// The server insists on STARTTLS and this client has no TLS.
+    #[error("the server requires STARTTLS, and this client cannot encrypt (use chat-tls)")]
+    TlsRequired,
     /// The server broke the protocol.
     #[error("protocol error: the server sent {0}")]
     Unexpected(String),
@@ -500,9 +503,16 @@ async fn negotiate<T: ClientTransport>(
         transport
             .connect(&opts.server, &domain)
             .await
-            .map_err(|source| ClientError::Connect {
-                addr: opts.server.clone(),
-                source,
+            .map_err(|source| {
+                // The transport marks TLS handshake failures as InvalidData.
+                if source.kind() == std::io::ErrorKind::InvalidData {
+                    ClientError::Tls(source.to_string())
+                } else {
+                    ClientError::Connect {
+                        addr: opts.server.clone(),
+                        source,
+                    }
+                }
             })?;
     let mut reader = XmppReader::new(Limits::default());
     let mut registered = !opts.register;
@@ -532,6 +542,13 @@ async fn negotiate<T: ClientTransport>(
                     continue;
                 }
                 (StartTls::Required, false) => return Err(ClientError::NoStartTls),
+                (StartTls::Unavailable, true)
+                    if features
+                        .get_child("starttls", ns::TLS)
+                        .is_some_and(|t| t.has_child("required", ns::TLS)) =>
+                {
+                    return Err(ClientError::TlsRequired);
+                }
                 _ => {}
             }
         }

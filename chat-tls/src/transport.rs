@@ -1,0 +1,349 @@
+//! The TLS transport: everything `chat-tls` adds to `chat-plain`.
+//!
+//! - STARTTLS (RFC 6120 5) on the main port: the stream starts in plaintext
+//!   and both sides switch to TLS after `<proceed/>`. With `--starttls
+//!   required` (the default on both sides) nothing sensitive is ever sent
+//!   before TLS: the server offers no SASL mechanism before it, and the
+//!   client stops if STARTTLS is missing, which defeats STARTTLS stripping.
+//! - Direct TLS (XEP-0368) on a second port: TLS from the first byte, so
+//!   there is no plaintext phase to strip at all.
+//! - The client checks the certificate chain against `--ca` (or the system
+//!   roots) and the domain, which defeats a man in the middle with his own
+//!   certificate; `--pin` also defeats one with a certificate from a CA the
+//!   client trusts.
+//! - Only TLS 1.3 and 1.2, with rustls's modern cipher suites: no
+//!   downgrade to SSL 3, TLS 1.0 or 1.1, nor to export or RC4 suites.
+//! - `SSLKEYLOGFILE` writes the session secrets for Wireshark (NSS key log
+//!   format). That hands the decryption keys to whoever reads the file: for
+//!   the labs only, and announced at start-up.
+
+mod certs;
+mod verify;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use chat_core::cli::{ClientArgs, ServerArgs, Twin, run_client, run_server};
+use chat_core::transport::{BoxStream, ClientTransport, ServerTransport, StartTls, tcp_connect};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{KeyLog, KeyLogFile, RootCertStore};
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// The TLS twin's transport.
+pub struct Transport;
+
+/// The server's STARTTLS policy.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ServerStartTls {
+    /// No authentication before TLS (the stream features say so).
+    Required,
+    /// Offered; a client may go on without it (deliberately weak: a man in
+    /// the middle can strip it).
+    Optional,
+}
+
+/// The client's STARTTLS policy.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ClientStartTls {
+    /// Stop unless the server offers STARTTLS.
+    Required,
+    /// Use it when offered, continue in plaintext otherwise (deliberately
+    /// weak: this is what STARTTLS stripping exploits).
+    Opportunistic,
+}
+
+/// `server` flags of the TLS twin.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerFlags {
+    /// The server's certificate chain (PEM), e.g. from `chat-tls certs`.
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// The server's private key (PEM).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// STARTTLS on the --listen port.
+    #[arg(long, value_enum, default_value = "required")]
+    pub starttls: ServerStartTls,
+    /// Also serve direct TLS (XEP-0368) on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub direct_tls: Option<SocketAddr>,
+}
+
+/// `client` flags of the TLS twin.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientFlags {
+    /// CA certificate(s) to trust (PEM), e.g. the lab's ca.pem; without it,
+    /// the system's trusted roots.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Connect with direct TLS (XEP-0368) instead of STARTTLS.
+    #[arg(long)]
+    pub direct_tls: bool,
+    /// Whether STARTTLS is mandatory.
+    #[arg(long, value_enum, default_value = "required")]
+    pub starttls: ClientStartTls,
+    /// Accept any certificate. Deliberately weak: anyone in the middle can
+    /// then impersonate the server.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Only accept a server whose public key has this SHA-256
+    /// (`sha256:BASE64`, printed by `chat-tls certs`).
+    #[arg(long, value_name = "sha256:BASE64")]
+    pub pin: Option<String>,
+}
+
+/// Subcommands of the TLS twin.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Commands {
+    /// Create a lab CA and a server certificate signed by it.
+    Certs(certs::CertsArgs),
+}
+
+impl Twin for Transport {
+    const ABOUT: &'static str =
+        "The chat over TLS: STARTTLS and direct TLS, verified certificates, pinning.";
+    type ServerFlags = ServerFlags;
+    type ClientFlags = ClientFlags;
+    type Commands = Commands;
+
+    async fn server(name: &str, args: ServerArgs, flags: ServerFlags) -> anyhow::Result<u8> {
+        let (Some(cert), Some(key)) = (&flags.cert, &flags.key) else {
+            anyhow::bail!(
+                "the TLS server needs --cert and --key (make a lab pair with `{name} certs --out DIR`)"
+            );
+        };
+        let config = Arc::new(server_config(name, cert, key)?);
+        let mode = match flags.starttls {
+            ServerStartTls::Required => StartTls::Required,
+            ServerStartTls::Optional => {
+                eprintln!(
+                    "{name} server: warning: --starttls optional: clients may sign in without TLS, and a man in the middle can strip STARTTLS"
+                );
+                StartTls::Optional
+            }
+        };
+        let starttls = TlsServer {
+            acceptor: TlsAcceptor::from(config.clone()),
+            mode,
+            direct: false,
+        };
+        let direct = flags.direct_tls.map(|addr| {
+            (
+                addr,
+                TlsServer {
+                    acceptor: TlsAcceptor::from(config),
+                    mode: StartTls::Unavailable,
+                    direct: true,
+                },
+            )
+        });
+        let note = match flags.starttls {
+            ServerStartTls::Required => "STARTTLS required, TLS 1.2/1.3",
+            ServerStartTls::Optional => "STARTTLS optional, TLS 1.2/1.3",
+        };
+        run_server(name, &args, starttls, direct, note).await
+    }
+
+    async fn client(name: &str, args: ClientArgs, flags: ClientFlags) -> anyhow::Result<u8> {
+        let transport = tls_client(name, &flags)?;
+        run_client(name, &args, transport).await
+    }
+
+    fn command(_name: &str, command: Commands) -> anyhow::Result<u8> {
+        match command {
+            Commands::Certs(a) => certs::run(&a),
+        }
+    }
+}
+
+/// The one crypto provider of the workspace (ring).
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// TLS 1.3 and 1.2 only.
+const VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// The key log for `SSLKEYLOGFILE`, announced when it is set.
+fn key_log(name: &str, side: &str) -> Arc<dyn KeyLog> {
+    match std::env::var_os("SSLKEYLOGFILE") {
+        Some(path) if !path.is_empty() => {
+            eprintln!(
+                "{name} {side}: SSLKEYLOGFILE is set: TLS session secrets are written to {} (anyone with that file can decrypt captures of this {side})",
+                Path::new(&path).display()
+            );
+            Arc::new(KeyLogFile::new())
+        }
+        _ => Arc::new(rustls::NoKeyLog),
+    }
+}
+
+fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{} holds no certificate", path.display());
+    }
+    Ok(certs)
+}
+
+fn server_config(name: &str, cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
+    let chain = load_certs(cert)?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("cannot read a PEM private key from {}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the certificate and the key do not belong together")?;
+    config.key_log = key_log(name, "server");
+    Ok(config)
+}
+
+/// The server side: STARTTLS on the main port, or direct TLS.
+struct TlsServer {
+    acceptor: TlsAcceptor,
+    mode: StartTls,
+    direct: bool,
+}
+
+impl TlsServer {
+    async fn handshake(&self, stream: BoxStream) -> io::Result<BoxStream> {
+        let tls = self.acceptor.accept(stream).await?;
+        Ok(Box::new(tls))
+    }
+}
+
+impl ServerTransport for TlsServer {
+    async fn accept(&self, tcp: TcpStream, _peer: SocketAddr) -> io::Result<(BoxStream, bool)> {
+        if self.direct {
+            Ok((self.handshake(Box::new(tcp)).await?, true))
+        } else {
+            Ok((Box::new(tcp), false))
+        }
+    }
+
+    fn starttls(&self) -> StartTls {
+        self.mode
+    }
+
+    async fn upgrade(&self, stream: BoxStream) -> io::Result<BoxStream> {
+        self.handshake(stream).await
+    }
+}
+
+fn tls_client(name: &str, flags: &ClientFlags) -> anyhow::Result<TlsClient> {
+    let provider = provider();
+    let pin = flags
+        .pin
+        .as_deref()
+        .map(verify::parse_pin)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let webpki = if flags.insecure {
+        eprintln!(
+            "{name}: WARNING: --insecure: the server's certificate is NOT checked; anyone in the middle can pose as the server and read everything"
+        );
+        None
+    } else {
+        let mut roots = RootCertStore::empty();
+        match &flags.ca {
+            Some(ca) => {
+                for c in load_certs(ca)? {
+                    roots
+                        .add(c)
+                        .with_context(|| format!("{} holds an unusable CA certificate", ca.display()))?;
+                }
+            }
+            None => {
+                let native = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(native.certs);
+                if roots.is_empty() {
+                    anyhow::bail!(
+                        "no trusted CA certificates found on this system: pass --ca FILE (the lab's ca.pem)"
+                    );
+                }
+            }
+        }
+        Some(
+            rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .context("cannot build the certificate verifier")?,
+        )
+    };
+    let verifier = verify::Verifier::new(webpki, pin, provider.clone());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(VERSIONS)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.key_log = key_log(name, "client");
+    let mode = match flags.starttls {
+        ClientStartTls::Required => StartTls::Required,
+        ClientStartTls::Opportunistic => {
+            eprintln!(
+                "{name}: WARNING: --starttls opportunistic: if STARTTLS is not offered (or a man in the middle removes it) this client continues in PLAINTEXT"
+            );
+            StartTls::Optional
+        }
+    };
+    Ok(TlsClient {
+        connector: TlsConnector::from(Arc::new(config)),
+        direct: flags.direct_tls,
+        mode,
+    })
+}
+
+/// The client side: STARTTLS or direct TLS, with the verifier above.
+struct TlsClient {
+    connector: TlsConnector,
+    direct: bool,
+    mode: StartTls,
+}
+
+impl TlsClient {
+    async fn handshake(&self, stream: BoxStream, domain: &str) -> io::Result<BoxStream> {
+        let name = ServerName::try_from(domain.to_string())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("'{domain}': {e}")))?;
+        match self.connector.connect(name, stream).await {
+            Ok(tls) => Ok(Box::new(tls)),
+            // InvalidData tells chat-core this is a TLS failure, not a
+            // connection failure.
+            Err(e) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                verify::explain(&e, domain),
+            )),
+        }
+    }
+}
+
+impl ClientTransport for TlsClient {
+    async fn connect(&self, addr: &str, domain: &str) -> io::Result<(BoxStream, bool)> {
+        let tcp: BoxStream = Box::new(tcp_connect(addr).await?);
+        if self.direct {
+            Ok((self.handshake(tcp, domain).await?, true))
+        } else {
+            Ok((tcp, false))
+        }
+    }
+
+    fn starttls(&self) -> StartTls {
+        self.mode
+    }
+
+    async fn upgrade(&self, stream: BoxStream, domain: &str) -> io::Result<BoxStream> {
+        self.handshake(stream, domain).await
+    }
+}

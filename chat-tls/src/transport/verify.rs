@@ -1,0 +1,193 @@
+//! How the client decides to trust the server: the certificate chain must
+//! lead to a CA it trusts and name the server (the defence against a man in
+//! the middle with his own certificate), and optionally the server's public
+//! key must be the pinned one (the defence even against a CA that was
+//! tricked or compromised into signing a forged certificate).
+
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+/// The SHA-256 of a certificate's SubjectPublicKeyInfo, the value a pin
+/// names (`sha256:BASE64`, as HPKP and curl's `--pinnedpubkey` use). The key
+/// survives certificate renewals; the certificate does not.
+pub fn spki_sha256(cert: &CertificateDer<'_>) -> Result<[u8; 32], String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| format!("cannot parse the certificate: {e}"))?;
+    Ok(Sha256::digest(parsed.tbs_certificate.subject_pki.raw).into())
+}
+
+/// A pin as written on the command line and in messages.
+pub fn pin_text(hash: &[u8; 32]) -> String {
+    format!("sha256:{}", B64.encode(hash))
+}
+
+/// Parses `sha256:BASE64` into the hash.
+pub fn parse_pin(text: &str) -> Result<[u8; 32], String> {
+    let b64 = text
+        .strip_prefix("sha256:")
+        .ok_or_else(|| format!("--pin '{text}' must look like sha256:BASE64"))?;
+    let bytes = B64
+        .decode(b64.trim())
+        .map_err(|e| format!("--pin '{text}': bad base64 ({e})"))?;
+    bytes
+        .try_into()
+        .map_err(|_| format!("--pin '{text}': a SHA-256 is 32 bytes"))
+}
+
+/// The server's key is not the pinned one.
+#[derive(Debug)]
+pub struct PinMismatch {
+    expected: [u8; 32],
+    got: [u8; 32],
+}
+
+impl fmt::Display for PinMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "public key pin mismatch: the server's key is {}, the pin is {}",
+            pin_text(&self.got),
+            pin_text(&self.expected)
+        )
+    }
+}
+
+impl std::error::Error for PinMismatch {}
+
+/// Chain and name checks (unless `--insecure`), then the pin (if any).
+/// Handshake signatures are always checked: even `--insecure` makes the
+/// server prove it holds the key of the certificate it sent.
+#[derive(Debug)]
+pub struct Verifier {
+    /// `None` with `--insecure`: any certificate is accepted.
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+    pin: Option<[u8; 32]>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl Verifier {
+    /// A verifier over `webpki` (or none, for `--insecure`) and a pin.
+    pub fn new(
+        webpki: Option<Arc<WebPkiServerVerifier>>,
+        pin: Option<[u8; 32]>,
+        provider: Arc<CryptoProvider>,
+    ) -> Self {
+        Verifier {
+            webpki,
+            pin,
+            provider,
+        }
+    }
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(w) = &self.webpki {
+            w.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        }
+        if let Some(expected) = self.pin {
+            let got = spki_sha256(end_entity).map_err(|_| {
+                rustls::Error::InvalidCertificate(CertificateError::BadEncoding)
+            })?;
+            if got != expected {
+                return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                    OtherError(Arc::new(PinMismatch { expected, got })),
+                )));
+            }
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// One line naming why a handshake failed, for people: the cases a student
+/// meets (unknown issuer, name mismatch, expired, pin mismatch) get their
+/// own words; anything else keeps rustls's.
+pub fn explain(e: &std::io::Error, domain: &str) -> String {
+    let inner = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>());
+    let Some(err) = inner else {
+        return e.to_string();
+    };
+    match err {
+        rustls::Error::InvalidCertificate(c) => match c {
+            CertificateError::UnknownIssuer => "certificate not trusted: unknown issuer (it is not signed by a CA you trust; for the lab CA pass --ca ca.pem; an interception proxy's forged certificate fails exactly like this)".to_string(),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                format!("certificate name mismatch: it is not valid for '{domain}'")
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "certificate expired: its validity period has ended".to_string()
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "certificate not valid yet (check the clock)".to_string()
+            }
+            CertificateError::Other(o) => o.to_string(),
+            other => format!("invalid certificate: {other:?}"),
+        },
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_round_trip_and_bad_pins_are_explained() {
+        let h = [7u8; 32];
+        assert_eq!(parse_pin(&pin_text(&h)).unwrap(), h);
+        assert!(parse_pin("md5:abcd").unwrap_err().contains("sha256:BASE64"));
+        assert!(parse_pin("sha256:!!!").unwrap_err().contains("base64"));
+        assert!(parse_pin("sha256:AAAA").unwrap_err().contains("32 bytes"));
+    }
+}
