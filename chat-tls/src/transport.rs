@@ -259,9 +259,9 @@ fn tls_client(name: &str, flags: &ClientFlags) -> anyhow::Result<TlsClient> {
         match &flags.ca {
             Some(ca) => {
                 for c in load_certs(ca)? {
-                    roots
-                        .add(c)
-                        .with_context(|| format!("{} holds an unusable CA certificate", ca.display()))?;
+                    roots.add(c).with_context(|| {
+                        format!("{} holds an unusable CA certificate", ca.display())
+                    })?;
                 }
             }
             None => {

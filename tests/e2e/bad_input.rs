@@ -1,8 +1,6 @@
 //! Hostile and broken input gets a stream error, and nobody else notices.
 
-use tests::{Client, Raw, Server, header};
-
-const BIN: &str = "chat-plain";
+use tests::{Client, Raw, Server, Twin, header};
 
 /// Sends `bytes` on a fresh connection and returns everything the server
 /// answered before closing.
@@ -14,8 +12,8 @@ fn answer_to(server: &Server, bytes: &[u8]) -> String {
 
 #[test]
 fn bad_input_gets_stream_errors_and_does_not_disturb_a_second_client() {
-    let server = Server::start(BIN, &["--auth-timeout", "3"]);
-    let mut alice = Client::start(BIN, &server, "alice@localhost", "pw", &["--register"]);
+    let server = Server::start(Twin::Plain, &["--auth-timeout", "3"]);
+    let mut alice = Client::start(&server, "alice@localhost", "pw", &["--register"]);
     alice.expect("connected", |v| v["type"] == "connected");
 
     // A client that never finishes its stream header, held open throughout.
@@ -100,7 +98,7 @@ fn bad_input_gets_stream_errors_and_does_not_disturb_a_second_client() {
     assert_eq!(m["body"], "still here", "{}", alice.transcript());
 
     // A new client can sign up while the stalled one is still open...
-    let mut bob = Client::start(BIN, &server, "bob@localhost", "pw", &["--register"]);
+    let mut bob = Client::start(&server, "bob@localhost", "pw", &["--register"]);
     bob.expect("connected", |v| v["type"] == "connected");
     // ...and the stalled one is closed by the authentication deadline.
     let answer = stalled.read_to_close();
@@ -113,7 +111,7 @@ fn bad_input_gets_stream_errors_and_does_not_disturb_a_second_client() {
 
 #[test]
 fn hundreds_of_idle_connections_do_not_stop_a_new_client() {
-    let server = Server::start(BIN, &[]);
+    let server = Server::start(Twin::Plain, &[]);
     let idle: Vec<Raw> = (0..300)
         .map(|i| {
             let mut r = Raw::connect(&server);
@@ -123,7 +121,7 @@ fn hundreds_of_idle_connections_do_not_stop_a_new_client() {
             r
         })
         .collect();
-    let mut carol = Client::start(BIN, &server, "carol@localhost", "pw", &["--register"]);
+    let mut carol = Client::start(&server, "carol@localhost", "pw", &["--register"]);
     carol.expect("connected", |v| v["type"] == "connected");
     let (code, t) = carol.finish();
     assert_eq!(code, 0, "{t}");
@@ -132,12 +130,12 @@ fn hundreds_of_idle_connections_do_not_stop_a_new_client() {
 
 #[test]
 fn a_spoofed_from_is_replaced_by_the_real_sender() {
-    let server = Server::start(BIN, &[]);
-    let mut bob = Client::start(BIN, &server, "bob@localhost", "pw", &["--register"]);
+    let server = Server::start(Twin::Plain, &[]);
+    let mut bob = Client::start(&server, "bob@localhost", "pw", &["--register"]);
     bob.expect("connected", |v| v["type"] == "connected");
     // Mallory signs in over a raw socket and claims to be the admin.
     let (code, out, err) =
-        tests::run_client(BIN, &server, "mallory@localhost", "pw", &["--register"], "");
+        tests::run_client(&server, "mallory@localhost", "pw", &["--register"], "");
     assert_eq!(code, 0, "{out}{err}");
     let mut raw = Raw::connect(&server);
     let h = header("localhost");

@@ -1,24 +1,27 @@
-//! The chat features a user sees, driven through `chat-plain client`.
+//! The chat features a user sees, driven through the twins' clients over
+//! plaintext, STARTTLS and direct TLS (`twin_tests!`).
 
-use tests::{Client, Server, presence_from, run_client};
-
-const BIN: &str = "chat-plain";
+use tests::{Client, Server, Twin, presence_from, run_client};
 
 fn connected(c: &mut Client) {
     c.expect("connected", |v| v["type"] == "connected");
 }
 
-#[test]
-fn two_clients_register_subscribe_chat_get_offline_delivery_and_remove_accounts() {
-    two_users_chat(&Server::start(BIN, &[]));
+fn two_clients_register_subscribe_chat_get_offline_delivery_and_remove_accounts(twin: Twin) {
+    two_users_chat(&Server::start(twin, &[]));
 }
 
 /// Everything two users do in a day, against any XMPP server for the domain
 /// `localhost`: ours here, Prosody in the interoperability tests.
 pub(crate) fn two_users_chat(server: &Server) {
-    let mut alice = Client::start(BIN, server, "alice@localhost", "alice-pw", &["--register"]);
-    connected(&mut alice);
-    let mut bob = Client::start(BIN, server, "bob@localhost", "bob-pw", &["--register"]);
+    let mut alice = Client::start(server, "alice@localhost", "alice-pw", &["--register"]);
+    let c = alice.expect("connected", |v| v["type"] == "connected");
+    assert_eq!(
+        c["encrypted"],
+        server.twin.tls(),
+        "TLS exactly when the twin says: {c}"
+    );
+    let mut bob = Client::start(server, "bob@localhost", "bob-pw", &["--register"]);
     connected(&mut bob);
 
     // Subscription handshake: each adds the other.
@@ -73,7 +76,7 @@ pub(crate) fn two_users_chat(server: &Server) {
     assert_eq!(code, 0, "{t}");
 
     // ...and delivered at his next sign-in, with its delay stamp.
-    let mut bob = Client::start(BIN, server, "bob@localhost", "bob-pw", &[]);
+    let mut bob = Client::start(server, "bob@localhost", "bob-pw", &[]);
     connected(&mut bob);
     let m = bob.expect_event("message", "from", "alice@localhost");
     assert_eq!(m["body"], "while you were out");
@@ -90,46 +93,40 @@ pub(crate) fn two_users_chat(server: &Server) {
 
     // Both delete their accounts; signing in afterwards fails.
     for (jid, pw) in [("alice@localhost", "alice-pw"), ("bob@localhost", "bob-pw")] {
-        let (code, out, err) = run_client(BIN, server, jid, pw, &[], "/unregister\n");
+        let (code, out, err) = run_client(server, jid, pw, &[], "/unregister\n");
         assert_eq!(code, 0, "unregister {jid}: {out}\n{err}");
         assert!(out.contains("account deleted"), "{out}");
-        let (code, out, err) = run_client(BIN, server, jid, pw, &[], "");
+        let (code, out, err) = run_client(server, jid, pw, &[], "");
         assert_eq!(code, 2, "sign-in after removal must fail: {out}\n{err}");
         assert!(err.contains("wrong user name or password"), "{err}");
     }
 }
 
-#[test]
-fn wrong_password_taken_name_and_unreachable_server_are_clear_errors() {
-    let server = Server::start(BIN, &[]);
-    let (code, out, err) = run_client(
-        BIN,
-        &server,
-        "carol@localhost",
-        "right",
-        &["--register"],
-        "",
-    );
+fn wrong_password_taken_name_and_unreachable_server_are_clear_errors(twin: Twin) {
+    let server = Server::start(twin, &[]);
+    let (code, out, err) = run_client(&server, "carol@localhost", "right", &["--register"], "");
     assert_eq!(code, 0, "{out}\n{err}");
-    let (code, _, err) = run_client(BIN, &server, "carol@localhost", "wrong", &[], "");
+    let (code, _, err) = run_client(&server, "carol@localhost", "wrong", &[], "");
     assert_eq!(code, 2);
     assert_eq!(
         err.trim(),
-        "chat-plain: sign-in refused: wrong user name or password"
+        format!(
+            "{}: sign-in refused: wrong user name or password",
+            twin.bin()
+        )
     );
-    let (code, _, err) = run_client(BIN, &server, "Carol@localhost", "x", &["--register"], "");
+    let (code, _, err) = run_client(&server, "Carol@localhost", "x", &["--register"], "");
     assert_eq!(code, 2);
     assert!(
         err.contains("'carol' is taken"),
         "case folding makes Carol the same account: {err}"
     );
     // PLAIN works too when forced (the labs sniff it).
-    let (code, out, err) = run_client(BIN, &server, "carol@localhost", "right", &["--plain"], "");
+    let (code, out, err) = run_client(&server, "carol@localhost", "right", &["--plain"], "");
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("\"mechanism\":\"PLAIN\""), "{out}");
     // A command that fails makes the exit code 1.
     let (code, out, _) = run_client(
-        BIN,
         &server,
         "carol@localhost",
         "right",
@@ -140,7 +137,7 @@ fn wrong_password_taken_name_and_unreachable_server_are_clear_errors() {
     assert!(out.contains("service-unavailable"), "{out}");
     drop(server);
     let port = tests::free_port();
-    let out = std::process::Command::new(tests::bin(BIN))
+    let out = std::process::Command::new(tests::bin(twin.bin()))
         .args([
             "client",
             "--server",
@@ -160,15 +157,13 @@ fn wrong_password_taken_name_and_unreachable_server_are_clear_errors() {
     );
 }
 
-#[test]
-fn acknowledged_registration_and_offline_message_survive_kill_9() {
-    let server = Server::start(BIN, &[]);
-    let (code, out, err) = run_client(BIN, &server, "dave@localhost", "pw-d", &["--register"], "");
+fn acknowledged_registration_and_offline_message_survive_kill_9(twin: Twin) {
+    let server = Server::start(twin, &[]);
+    let (code, out, err) = run_client(&server, "dave@localhost", "pw-d", &["--register"], "");
     assert_eq!(code, 0, "{out}\n{err}");
     // erin registers and sends dave a message; her client exits only after
     // the server closed the stream, that is after it stored the message.
     let (code, out, err) = run_client(
-        BIN,
         &server,
         "erin@localhost",
         "pw-e",
@@ -177,7 +172,7 @@ fn acknowledged_registration_and_offline_message_survive_kill_9() {
     );
     assert_eq!(code, 0, "{out}\n{err}");
     let server = server.kill9_and_restart();
-    let mut dave = Client::start(BIN, &server, "dave@localhost", "pw-d", &[]);
+    let mut dave = Client::start(&server, "dave@localhost", "pw-d", &[]);
     connected(&mut dave);
     assert_eq!(
         dave.expect_event("message", "from", "erin@localhost")["body"],
@@ -185,7 +180,7 @@ fn acknowledged_registration_and_offline_message_survive_kill_9() {
     );
     let (code, t) = dave.finish();
     assert_eq!(code, 0, "{t}");
-    let (code, out, err) = run_client(BIN, &server, "erin@localhost", "pw-e", &[], "");
+    let (code, out, err) = run_client(&server, "erin@localhost", "pw-e", &[], "");
     assert_eq!(
         code,
         0,
@@ -193,3 +188,9 @@ fn acknowledged_registration_and_offline_message_survive_kill_9() {
         server.log()
     );
 }
+
+tests::twin_tests!(
+    two_clients_register_subscribe_chat_get_offline_delivery_and_remove_accounts,
+    wrong_password_taken_name_and_unreachable_server_are_clear_errors,
+    acknowledged_registration_and_offline_message_survive_kill_9,
+);

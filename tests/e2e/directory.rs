@@ -1,9 +1,7 @@
 //! The user directory, profiles, who is online, and announcements.
 
 use serde_json::Value;
-use tests::{Client, Server, run_client};
-
-const BIN: &str = "chat-plain";
+use tests::{Client, Server, Twin, run_client};
 
 fn json_lines(out: &str) -> Vec<Value> {
     out.lines()
@@ -19,11 +17,9 @@ fn users(out: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn search_finds_users_by_user_name_display_name_and_email() {
-    let server = Server::start(BIN, &[]);
+fn search_finds_users_by_user_name_display_name_and_email(twin: Twin) {
+    let server = Server::start(twin, &[]);
     let (code, out, err) = run_client(
-        BIN,
         &server,
         "alice@localhost",
         "pw-a",
@@ -37,7 +33,6 @@ fn search_finds_users_by_user_name_display_name_and_email() {
     );
     for u in ["bob", "carol"] {
         let (code, out, err) = run_client(
-            BIN,
             &server,
             &format!("{u}@localhost"),
             "pw",
@@ -46,7 +41,7 @@ fn search_finds_users_by_user_name_display_name_and_email() {
         );
         assert_eq!(code, 0, "{out}\n{err}");
     }
-    let (code, out, err) = run_client(BIN, &server, "bob@localhost", "pw", &[], "/users\n");
+    let (code, out, err) = run_client(&server, "bob@localhost", "pw", &[], "/users\n");
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(
         users(&out),
@@ -66,7 +61,6 @@ fn search_finds_users_by_user_name_display_name_and_email() {
         ("nobody-here", vec![]),
     ] {
         let (code, out, _) = run_client(
-            BIN,
             &server,
             "bob@localhost",
             "pw",
@@ -78,7 +72,7 @@ fn search_finds_users_by_user_name_display_name_and_email() {
     }
 
     // Who is online now.
-    let mut bob = Client::start(BIN, &server, "bob@localhost", "pw", &[]);
+    let mut bob = Client::start(&server, "bob@localhost", "pw", &[]);
     bob.expect("connected", |v| v["type"] == "connected");
     bob.send("/online");
     bob.expect("bob online", |v| {
@@ -88,15 +82,13 @@ fn search_finds_users_by_user_name_display_name_and_email() {
     assert_eq!(code, 0, "{t}");
 }
 
-#[test]
-fn announcements_reach_everyone_online_and_only_admins_may_send_them() {
-    let server = Server::start(BIN, &["--admin", "teacher@localhost"]);
-    let mut teacher = Client::start(BIN, &server, "teacher@localhost", "pw-t", &["--register"]);
+fn announcements_reach_everyone_online_and_only_admins_may_send_them(twin: Twin) {
+    let server = Server::start(twin, &["--admin", "teacher@localhost"]);
+    let mut teacher = Client::start(&server, "teacher@localhost", "pw-t", &["--register"]);
     teacher.expect("connected", |v| v["type"] == "connected");
     let mut students: Vec<Client> = (0..3)
         .map(|i| {
             let mut c = Client::start(
-                BIN,
                 &server,
                 &format!("student{i}@localhost"),
                 "pw",
@@ -108,7 +100,6 @@ fn announcements_reach_everyone_online_and_only_admins_may_send_them() {
         .collect();
     // A student who is not an admin is refused, and the client says so.
     let (code, out, _) = run_client(
-        BIN,
         &server,
         "student0@localhost",
         "pw",
@@ -144,3 +135,8 @@ fn announcements_reach_everyone_online_and_only_admins_may_send_them() {
     let (code, t) = teacher.finish();
     assert_eq!(code, 0, "{t}");
 }
+
+tests::twin_tests!(
+    search_finds_users_by_user_name_display_name_and_email,
+    announcements_reach_everyone_online_and_only_admins_may_send_them,
+);

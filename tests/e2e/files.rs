@@ -3,9 +3,7 @@
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
-use tests::{Client, Server, presence_from};
-
-const BIN: &str = "chat-plain";
+use tests::{Client, Server, Twin, presence_from};
 
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -19,9 +17,9 @@ fn pair(server: &Server, downloads: &Path, bob_flags: &[&str]) -> (Client, Clien
     let dl = downloads.to_str().unwrap();
     let mut flags = vec!["--register", "--downloads", dl];
     flags.extend_from_slice(bob_flags);
-    let mut alice = Client::start(BIN, server, "alice@localhost", "pw-a", &["--register"]);
+    let mut alice = Client::start(server, "alice@localhost", "pw-a", &["--register"]);
     alice.expect("connected", |v| v["type"] == "connected");
-    let mut bob = Client::start(BIN, server, "bob@localhost", "pw-b", &flags);
+    let mut bob = Client::start(server, "bob@localhost", "pw-b", &flags);
     bob.expect("connected", |v| v["type"] == "connected");
     alice.send("/add bob");
     bob.expect_event("subscribe", "from", "alice@localhost");
@@ -32,9 +30,8 @@ fn pair(server: &Server, downloads: &Path, bob_flags: &[&str]) -> (Client, Clien
     (alice, bob)
 }
 
-#[test]
-fn a_5_mib_file_arrives_with_the_same_sha256_and_progress() {
-    let server = Server::start(BIN, &[]);
+fn a_5_mib_file_arrives_with_the_same_sha256_and_progress(twin: Twin) {
+    let server = Server::start(twin, &[]);
     let dir = tempfile::tempdir().unwrap();
     let downloads = dir.path().join("downloads");
     let src = dir.path().join("lecture.bin");
@@ -80,9 +77,8 @@ fn a_5_mib_file_arrives_with_the_same_sha256_and_progress() {
     }
 }
 
-#[test]
-fn a_hostile_file_name_is_saved_inside_the_downloads_folder() {
-    let server = Server::start(BIN, &[]);
+fn a_hostile_file_name_is_saved_inside_the_downloads_folder(twin: Twin) {
+    let server = Server::start(twin, &[]);
     let dir = tempfile::tempdir().unwrap();
     // downloads is two levels deep, so ../../etc/x would land in dir/etc/x.
     let downloads = dir.path().join("home/student/downloads");
@@ -98,9 +94,8 @@ fn a_hostile_file_name_is_saved_inside_the_downloads_folder() {
     drop((alice, bob));
 }
 
-#[test]
-fn the_receiver_refuses_an_offer_and_oversized_files_are_refused_at_once() {
-    let server = Server::start(BIN, &[]);
+fn the_receiver_refuses_an_offer_and_oversized_files_are_refused_at_once(twin: Twin) {
+    let server = Server::start(twin, &[]);
     let dir = tempfile::tempdir().unwrap();
     let downloads = dir.path().join("downloads");
     let small = dir.path().join("small.txt");
@@ -146,3 +141,9 @@ fn the_receiver_refuses_an_offer_and_oversized_files_are_refused_at_once() {
         "the refused oversized offer counts as a failure: {t}"
     );
 }
+
+tests::twin_tests!(
+    a_5_mib_file_arrives_with_the_same_sha256_and_progress,
+    a_hostile_file_name_is_saved_inside_the_downloads_folder,
+    the_receiver_refuses_an_offer_and_oversized_files_are_refused_at_once,
+);

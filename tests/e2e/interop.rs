@@ -1,40 +1,55 @@
-//! Interoperability with XMPP software nobody here wrote:
-//! - slixmpp (PyPI), a client library, against our `chat-plain server`;
-//! - Prosody (Debian), a server, under our `chat-plain client`.
+//! Interoperability with XMPP software nobody here wrote, over plaintext,
+//! STARTTLS and direct TLS (`twin_tests!`):
+//! - slixmpp (PyPI), a client library, against our server;
+//! - Prosody (Debian), a server, under our client.
 //!
 //! `scripts/setup.sh --interop` installs both; see `tests::interop_tool`.
 
 use std::process::Command;
 
 use serde_json::Value;
-use tests::{Client, Server, interop_tool, presence_from, run_client, workspace_root};
+use tests::{Client, Server, Twin, interop_tool, presence_from, run_client, workspace_root};
 
 use crate::chat::two_users_chat;
 
-const BIN: &str = "chat-plain";
-
-/// A slixmpp client process (tests/interop/slixmpp_peer.py) for `jid`.
+/// A slixmpp client process (tests/interop/slixmpp_peer.py) for `jid`,
+/// connecting the way the server's twin says (plain, STARTTLS trusting the
+/// lab CA, or direct TLS).
 fn slixmpp(python: &std::path::Path, server: &Server, jid: &str, args: &[&str]) -> Client {
     let mut cmd = Command::new(python);
     cmd.arg(workspace_root().join("tests/interop/slixmpp_peer.py"))
-        .args(["--server", &server.addr.to_string(), "--jid", jid])
-        .args(["--password", "sally-pw", "--timeout", "30"])
-        .args(args);
+        .args(["--jid", jid, "--password", "sally-pw", "--timeout", "30"]);
+    let ca = server.certs.as_ref().map(|c| c.join("ca.pem"));
+    match server.twin {
+        Twin::Plain => cmd.args(["--server", &server.addr.to_string(), "--tls", "plain"]),
+        Twin::StartTls => cmd.args(["--server", &server.addr.to_string(), "--tls", "starttls"]),
+        Twin::DirectTls => cmd.args([
+            "--server",
+            &server.direct.expect("direct port").to_string(),
+            "--tls",
+            "direct",
+        ]),
+    };
+    if let Some(ca) = ca {
+        cmd.arg("--ca").arg(ca);
+    }
+    cmd.args(args);
     Client::spawn(&format!("slixmpp {jid}"), cmd)
 }
 
-fn connected_with(c: &mut Client) -> String {
+/// Waits for sign-in; checks TLS is on exactly when the twin says so.
+fn connected_with(c: &mut Client, twin: Twin) -> String {
     let v = c.expect("connected", |v| v["type"] == "connected");
+    assert_eq!(v["encrypted"], twin.tls(), "{v}");
     v["mechanism"].as_str().unwrap_or_default().to_string()
 }
 
-#[test]
-fn slixmpp_registers_signs_in_with_every_mechanism_chats_and_deletes_its_account() {
+fn slixmpp_registers_signs_in_with_every_mechanism_chats_and_deletes_its_account(twin: Twin) {
     let Some(python) = interop_tool("slixmpp") else {
         return;
     };
-    let server = Server::start(BIN, &[]);
-    let mut alice = Client::start(BIN, &server, "alice@localhost", "alice-pw", &["--register"]);
+    let server = Server::start(twin, &[]);
+    let mut alice = Client::start(&server, "alice@localhost", "alice-pw", &["--register"]);
     alice.expect("connected", |v| v["type"] == "connected");
 
     // In-band registration, sign-in (slixmpp picks SCRAM-SHA-256, the best
@@ -60,7 +75,7 @@ fn slixmpp_registers_signs_in_with_every_mechanism_chats_and_deletes_its_account
         ],
     );
     sally.expect("registered", |v| v["type"] == "registered");
-    assert_eq!(connected_with(&mut sally), "SCRAM-SHA-256");
+    assert_eq!(connected_with(&mut sally, twin), "SCRAM-SHA-256");
     let info = sally.expect("server_info", |v| v["type"] == "server_info");
     let features: Vec<&str> = info["features"]
         .as_array()
@@ -87,7 +102,7 @@ fn slixmpp_registers_signs_in_with_every_mechanism_chats_and_deletes_its_account
             "sally@localhost",
             &["--mech", mech, "--quit"],
         );
-        assert_eq!(connected_with(&mut other), mech);
+        assert_eq!(connected_with(&mut other, twin), mech);
         let (code, t) = other.finish();
         assert_eq!(code, 0, "{t}");
     }
@@ -142,17 +157,15 @@ fn slixmpp_registers_signs_in_with_every_mechanism_chats_and_deletes_its_account
     assert_eq!(code, 0, "{t}");
 }
 
-#[test]
-fn our_client_against_prosody() {
+fn our_client_against_prosody(twin: Twin) {
     let Some(prosody) = interop_tool("prosody") else {
         return;
     };
-    let server = Server::prosody(&prosody);
+    let server = Server::prosody(&prosody, twin);
     two_users_chat(&server);
     // The mechanism the labs force, and the errors a user sees, hold against
     // a server we did not write too.
     let (code, out, err) = run_client(
-        BIN,
         &server,
         "carol@localhost",
         "carol-pw",
@@ -161,21 +174,20 @@ fn our_client_against_prosody() {
     );
     assert_eq!(code, 0, "{out}\n{err}\n{}", server.log());
     assert!(out.contains("\"mechanism\":\"PLAIN\""), "{out}");
-    let (code, _, err) = run_client(BIN, &server, "carol@localhost", "wrong", &[], "");
+    let (code, _, err) = run_client(&server, "carol@localhost", "wrong", &[], "");
     assert_eq!(code, 2);
     assert!(err.contains("wrong user name or password"), "{err}");
-    let (code, _, err) = run_client(BIN, &server, "carol@localhost", "x", &["--register"], "");
+    let (code, _, err) = run_client(&server, "carol@localhost", "x", &["--register"], "");
     assert_eq!(code, 2);
     assert!(err.contains("'carol' is taken"), "{err}");
 }
 
-#[test]
-fn slixmpp_creates_and_joins_our_rooms_and_exchanges_groupchat_with_our_client() {
+fn slixmpp_creates_and_joins_our_rooms_and_exchanges_groupchat_with_our_client(twin: Twin) {
     let Some(python) = interop_tool("slixmpp") else {
         return;
     };
-    let server = Server::start(BIN, &[]);
-    let mut alice = Client::start(BIN, &server, "alice@localhost", "alice-pw", &["--register"]);
+    let server = Server::start(twin, &[]);
+    let mut alice = Client::start(&server, "alice@localhost", "alice-pw", &["--register"]);
     // alice creates one room and leaves a message in it...
     alice.send("/join rustroom");
     alice.expect("joined", |v| v["type"] == "room-joined");
@@ -242,3 +254,9 @@ fn slixmpp_creates_and_joins_our_rooms_and_exchanges_groupchat_with_our_client()
         v["type"] == "room-presence" && v["nick"] == "alice" && v["available"] == false
     });
 }
+
+tests::twin_tests!(
+    slixmpp_registers_signs_in_with_every_mechanism_chats_and_deletes_its_account,
+    our_client_against_prosody,
+    slixmpp_creates_and_joins_our_rooms_and_exchanges_groupchat_with_our_client,
+);

@@ -9,3 +9,4 @@ mod directory;
 mod files;
 mod interop;
 mod rooms;
+mod tls;

@@ -2,9 +2,8 @@
 
 use std::collections::HashMap;
 
-use tests::{Client, Server, run_client};
+use tests::{Client, Server, Twin, run_client};
 
-const BIN: &str = "chat-plain";
 const ROOM: &str = "lab@conference.localhost";
 
 fn joined(c: &mut Client, nick: &str) -> serde_json::Value {
@@ -13,10 +12,9 @@ fn joined(c: &mut Client, nick: &str) -> serde_json::Value {
     })
 }
 
-#[test]
-fn rooms_join_talk_history_private_messages_and_leave() {
-    let server = Server::start(BIN, &[]);
-    let mut alice = Client::start(BIN, &server, "alice@localhost", "pw-a", &["--register"]);
+fn rooms_join_talk_history_private_messages_and_leave(twin: Twin) {
+    let server = Server::start(twin, &[]);
+    let mut alice = Client::start(&server, "alice@localhost", "pw-a", &["--register"]);
     alice.send("/join lab");
     let j = joined(&mut alice, "alice");
     assert_eq!(j["created"], true, "the first join creates the room: {j}");
@@ -27,7 +25,7 @@ fn rooms_join_talk_history_private_messages_and_leave() {
     });
 
     // bob joins later: history with delay stamps, then the subject.
-    let mut bob = Client::start(BIN, &server, "bob@localhost", "pw-b", &["--register"]);
+    let mut bob = Client::start(&server, "bob@localhost", "pw-b", &["--register"]);
     bob.send("/join lab bobby");
     let j = joined(&mut bob, "bobby");
     assert_eq!(j["created"], false);
@@ -52,7 +50,6 @@ fn rooms_join_talk_history_private_messages_and_leave() {
     // A nickname in use is refused with conflict, and the other user's
     // client says so in one line.
     let (code, out, _) = run_client(
-        BIN,
         &server,
         "carol@localhost",
         "pw-c",
@@ -97,7 +94,7 @@ fn rooms_join_talk_history_private_messages_and_leave() {
     });
     let (code, t) = bob.finish();
     assert_eq!(code, 1, "the failed /say makes the exit code 1: {t}");
-    let mut dave = Client::start(BIN, &server, "dave@localhost", "pw-d", &["--register"]);
+    let mut dave = Client::start(&server, "dave@localhost", "pw-d", &["--register"]);
     dave.send("/join lab");
     joined(&mut dave, "dave");
     alice.expect("dave joined", |v| {
@@ -111,21 +108,12 @@ fn rooms_join_talk_history_private_messages_and_leave() {
     assert_eq!(code, 0, "{t}");
 }
 
-#[test]
-fn in_a_room_of_50_every_occupant_gets_each_message_exactly_once() {
+fn in_a_room_of_50_every_occupant_gets_each_message_exactly_once(twin: Twin) {
     const N: usize = 50;
     const SENDERS: usize = 5;
-    let server = Server::start(BIN, &[]);
+    let server = Server::start(twin, &[]);
     let mut clients: Vec<Client> = (0..N)
-        .map(|i| {
-            Client::start(
-                BIN,
-                &server,
-                &format!("u{i}@localhost"),
-                "pw",
-                &["--register"],
-            )
-        })
+        .map(|i| Client::start(&server, &format!("u{i}@localhost"), "pw", &["--register"]))
         .collect();
     for (i, c) in clients.iter_mut().enumerate() {
         c.send("/join crowd");
@@ -163,11 +151,9 @@ fn in_a_room_of_50_every_occupant_gets_each_message_exactly_once() {
     }
 }
 
-#[test]
-fn rooms_subject_and_history_survive_a_restart() {
-    let server = Server::start(BIN, &[]);
+fn rooms_subject_and_history_survive_a_restart(twin: Twin) {
+    let server = Server::start(twin, &[]);
     let (code, out, err) = run_client(
-        BIN,
         &server,
         "alice@localhost",
         "pw-a",
@@ -177,7 +163,6 @@ fn rooms_subject_and_history_survive_a_restart() {
     assert_eq!(code, 0, "{out}\n{err}");
     let server = server.kill9_and_restart();
     let (code, out, err) = run_client(
-        BIN,
         &server,
         "bob@localhost",
         "pw-b",
@@ -201,7 +186,6 @@ fn rooms_subject_and_history_survive_a_restart() {
     );
     // The creator is still the owner after the restart.
     let (code, out, _) = run_client(
-        BIN,
         &server,
         "alice@localhost",
         "pw-a",
@@ -211,3 +195,9 @@ fn rooms_subject_and_history_survive_a_restart() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("\"affiliation\":\"owner\""), "{out}");
 }
+
+tests::twin_tests!(
+    rooms_join_talk_history_private_messages_and_leave,
+    in_a_room_of_50_every_occupant_gets_each_message_exactly_once,
+    rooms_subject_and_history_survive_a_restart,
+);

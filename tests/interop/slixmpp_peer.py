@@ -8,7 +8,7 @@ XMPP and not merely "whatever our own client expects".
 It prints one JSON object per line on stdout, the same shape as
 `chat-plain client --json`, so the Rust harness reads both the same way:
 
-  connected    jid, mechanism         after SASL and resource binding
+  connected    jid, mechanism, encrypted   after SASL and resource binding
   server_info  features, software, ping   (--probe-server)
   presence     from, available, show, status
   subscribe    from                   (auto-approved, as a user would click)
@@ -102,7 +102,13 @@ class Peer(slixmpp.ClientXMPP):
 
     async def on_start(self, _event):
         mech = self.plugin["feature_mechanisms"].mech
-        emit("connected", jid=str(self.boundjid), mechanism=mech.name if mech else None)
+        tls = self.transport is not None and self.transport.get_extra_info("ssl_object") is not None
+        emit(
+            "connected",
+            jid=str(self.boundjid),
+            mechanism=mech.name if mech else None,
+            encrypted=tls,
+        )
         await self.get_roster()
         self.send_presence(pshow=self.args.show, pstatus=self.args.status)
         if self.args.probe_server:

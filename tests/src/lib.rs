@@ -19,6 +19,81 @@ use serde_json::Value;
 /// The default wait for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(15);
 
+/// Which twin, and which way in: every end-to-end test that is about the
+/// chat (not about one transport) runs once per variant, through
+/// [`twin_tests!`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Twin {
+    /// `chat-plain`: no TLS at all.
+    Plain,
+    /// `chat-tls` on the STARTTLS port (required).
+    StartTls,
+    /// `chat-tls` on its direct TLS port.
+    DirectTls,
+}
+
+impl Twin {
+    /// The binary.
+    pub fn bin(self) -> &'static str {
+        match self {
+            Twin::Plain => "chat-plain",
+            Twin::StartTls | Twin::DirectTls => "chat-tls",
+        }
+    }
+
+    /// Whether the twin speaks TLS.
+    pub fn tls(self) -> bool {
+        self != Twin::Plain
+    }
+}
+
+/// Instantiates scenario functions `fn name(twin: Twin)` as one test per
+/// [`Twin`]: `name::plain`, `name::starttls`, `name::direct_tls`. The same
+/// test body for every transport, never a copy.
+#[macro_export]
+macro_rules! twin_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn plain() {
+                    super::$name($crate::Twin::Plain)
+                }
+                #[test]
+                fn starttls() {
+                    super::$name($crate::Twin::StartTls)
+                }
+                #[test]
+                fn direct_tls() {
+                    super::$name($crate::Twin::DirectTls)
+                }
+            }
+        )*
+    };
+}
+
+/// Runs `chat-tls certs` into `dir` (a lab CA and a server certificate),
+/// with extra flags such as `--domain` or `--expired`; returns the server
+/// key's pin (`sha256:...`).
+pub fn make_certs(dir: &Path, extra: &[&str]) -> String {
+    let out = Command::new(bin("chat-tls"))
+        .args(["certs", "--out"])
+        .arg(dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chat-tls certs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .expect("certs prints the pin")
+        .to_string()
+}
+
 /// Path of a workspace binary, built beside the test binary.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -91,49 +166,89 @@ pub fn free_port() -> u16 {
 /// A running server, killed on drop. Its stderr goes to a log file that
 /// failures print.
 pub struct Server {
+    /// The plaintext or STARTTLS port.
     pub addr: SocketAddr,
+    /// The direct TLS port (TLS twins).
+    pub direct: Option<SocketAddr>,
+    /// How clients connect.
+    pub twin: Twin,
+    /// The lab CA and server certificate (TLS twins): `ca.pem`, ...
+    pub certs: Option<PathBuf>,
+    /// The server key's pin, `sha256:...` (TLS twins).
+    pub pin: Option<String>,
     pub data: PathBuf,
     child: Child,
     log: PathBuf,
     _dir: Option<tempfile::TempDir>,
-    /// Our binary and its flags, to restart it; `None` for Prosody.
-    restart: Option<(String, Vec<String>)>,
+    /// Our server's flags, to restart it; `None` for Prosody.
+    restart: Option<Vec<String>>,
 }
 
 impl Server {
-    /// Starts `binary server` on a free port with a fresh data folder.
-    pub fn start(binary: &str, extra: &[&str]) -> Server {
+    /// Starts the twin's server on free loopback ports with a fresh data
+    /// folder (and, for TLS, fresh lab certificates and a direct TLS port).
+    pub fn start(twin: Twin, extra: &[&str]) -> Server {
+        Self::start_custom(twin, "localhost", &[], extra)
+    }
+
+    /// [`Server::start`] for another XMPP `domain`, with `cert_flags` for
+    /// `chat-tls certs` (`--expired`, `--domain ...`).
+    pub fn start_custom(twin: Twin, domain: &str, cert_flags: &[&str], extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
+        let mut flags: Vec<String> = vec!["--domain".into(), domain.into()];
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        let mut certs = None;
+        let mut direct = None;
+        let mut pin = None;
+        if twin.tls() {
+            let c = dir.path().join("certs");
+            pin = Some(make_certs(&c, cert_flags));
+            let d: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            flags.extend([
+                "--cert".to_string(),
+                c.join("server.pem").display().to_string(),
+                "--key".to_string(),
+                c.join("server.key").display().to_string(),
+                "--direct-tls".to_string(),
+                d.to_string(),
+            ]);
+            certs = Some(c);
+            direct = Some(d);
+        }
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut s = Self::spawn(
-            binary,
+            twin,
             &data,
-            free_port(),
-            extra,
+            addr,
+            direct,
+            certs,
+            flags,
             dir.path().join("server.log"),
         );
+        s.pin = pin;
         s._dir = Some(dir);
         s
     }
 
-    fn spawn(binary: &str, data: &Path, port: u16, extra: &[&str], log: PathBuf) -> Server {
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    fn spawn(
+        twin: Twin,
+        data: &Path,
+        addr: SocketAddr,
+        direct: Option<SocketAddr>,
+        certs: Option<PathBuf>,
+        flags: Vec<String>,
+        log: PathBuf,
+    ) -> Server {
         let logf = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap();
-        let child = Command::new(bin(binary))
-            .args([
-                "server",
-                "--listen",
-                &addr.to_string(),
-                "--domain",
-                "localhost",
-                "--data",
-            ])
+        let child = Command::new(bin(twin.bin()))
+            .args(["server", "--listen", &addr.to_string(), "--data"])
             .arg(data)
-            .args(extra)
+            .args(&flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(logf)
@@ -141,23 +256,52 @@ impl Server {
             .unwrap();
         let s = Server {
             addr,
+            direct,
+            twin,
+            certs,
+            pin: None,
             data: data.to_path_buf(),
             child,
             log,
             _dir: None,
-            restart: Some((
-                binary.to_string(),
-                extra.iter().map(|s| s.to_string()).collect(),
-            )),
+            restart: Some(flags),
         };
         s.wait_ready();
         s
     }
 
+    /// The flags a client needs to reach this server the twin's way:
+    /// `--server ADDR` plus, for TLS, `--ca` and `--direct-tls`.
+    pub fn client_flags(&self) -> Vec<String> {
+        let ca = || {
+            self.certs
+                .as_ref()
+                .map(|c| c.join("ca.pem").display().to_string())
+        };
+        match self.twin {
+            Twin::Plain => vec!["--server".into(), self.addr.to_string()],
+            Twin::StartTls => vec![
+                "--server".into(),
+                self.addr.to_string(),
+                "--ca".into(),
+                ca().expect("certs"),
+            ],
+            Twin::DirectTls => vec![
+                "--server".into(),
+                self.direct.expect("a direct TLS port").to_string(),
+                "--direct-tls".into(),
+                "--ca".into(),
+                ca().expect("certs"),
+            ],
+        }
+    }
+
     fn wait_ready(&self) {
         let t0 = Instant::now();
         while t0.elapsed() < WAIT {
-            if TcpStream::connect(self.addr).is_ok() {
+            if TcpStream::connect(self.addr).is_ok()
+                && self.direct.is_none_or(|d| TcpStream::connect(d).is_ok())
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -169,16 +313,45 @@ impl Server {
         );
     }
 
-    /// Prosody, the reference XMPP server (Debian's package), on a free
-    /// loopback port for the domain `localhost`, with a throw-away config
-    /// and data folder: in-band registration on, plaintext allowed (as our
-    /// plaintext twin), no s2s, no HTTP, nothing listening beyond loopback.
-    pub fn prosody(prosody: &Path) -> Server {
+    /// Prosody, the reference XMPP server (Debian's package), on free
+    /// loopback ports for the domain `localhost`, with a throw-away config
+    /// and data folder: in-band registration on, no s2s, no HTTP, nothing
+    /// listening beyond loopback. For a TLS twin it gets lab certificates,
+    /// requires STARTTLS and serves direct TLS too; for `Plain` it allows
+    /// plaintext, as our plaintext twin does.
+    pub fn prosody(prosody: &Path, twin: Twin) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
-        std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+        let certs_dir = dir.path().join("certs");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let (direct, certs, tls) = if twin.tls() {
+            make_certs(&certs_dir, &[]);
+            let d: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let tls = format!(
+                r#"c2s_direct_tls_ports = {{ {dport} }}
+c2s_require_encryption = true
+allow_unencrypted_plain_auth = false
+ssl = {{ certificate = "{c}/server.pem", key = "{c}/server.key" }}
+"#,
+                dport = d.port(),
+                c = certs_dir.display()
+            );
+            (Some(d), Some(certs_dir.clone()), tls)
+        } else {
+            std::fs::create_dir_all(&certs_dir).unwrap();
+            (
+                None,
+                None,
+                "c2s_direct_tls_ports = { }\nc2s_require_encryption = false\nallow_unencrypted_plain_auth = true\n"
+                    .to_string(),
+            )
+        };
+        let modules = if twin.tls() {
+            r#""roster"; "saslauth"; "tls"; "disco"; "register"; "ping"; "presence"; "message"; "offline"; "version"; "posix""#
+        } else {
+            r#""roster"; "saslauth"; "disco"; "register"; "ping"; "presence"; "message"; "offline"; "version"; "posix""#
+        };
         let config = dir.path().join("prosody.cfg.lua");
         std::fs::write(
             &config,
@@ -191,14 +364,12 @@ certificates = "{dir}/certs"
 interfaces = {{ "127.0.0.1" }}
 local_interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {port} }}
-c2s_direct_tls_ports = {{ }}
 legacy_ssl_ports = {{ }}
 s2s_ports = {{ }}
-modules_enabled = {{ "roster"; "saslauth"; "disco"; "register"; "ping"; "presence"; "message"; "offline"; "version"; "posix" }}
-modules_disabled = {{ "s2s"; "tls"; "http" }}
+{tls}
+modules_enabled = {{ {modules} }}
+modules_disabled = {{ "s2s"; "http" }}
 allow_registration = true
-c2s_require_encryption = false
-allow_unencrypted_plain_auth = true
 authentication = "internal_hashed"
 log = {{ {{ levels = {{ min = "info" }}, to = "console" }} }}
 VirtualHost "localhost"
@@ -221,6 +392,10 @@ VirtualHost "localhost"
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", prosody.display()));
         let s = Server {
             addr,
+            direct,
+            twin,
+            certs,
+            pin: None,
             data,
             child,
             log,
@@ -236,20 +411,23 @@ VirtualHost "localhost"
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// `kill -9`, then start again on the same port and data folder.
+    /// `kill -9`, then start again on the same ports, data folder and
+    /// certificates.
     pub fn kill9_and_restart(mut self) -> Server {
-        let (binary, extra) = self.restart.take().expect("only our servers restart");
+        let flags = self.restart.take().expect("only our servers restart");
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let mut s = Self::spawn(
-            &binary,
+            self.twin,
             &self.data,
-            self.addr.port(),
-            &extra,
+            self.addr,
+            self.direct,
+            self.certs.clone(),
+            flags,
             self.log.clone(),
         );
         s._dir = self._dir.take();
+        s.pin = self.pin.take();
         s
     }
 }
@@ -261,23 +439,11 @@ impl Drop for Server {
     }
 }
 
-/// Spawns `binary client --json` for `jid` with every pipe captured.
-fn client_command(
-    binary: &str,
-    server: &Server,
-    jid: &str,
-    password: &str,
-    extra: &[&str],
-) -> Child {
-    Command::new(bin(binary))
-        .args([
-            "client",
-            "--json",
-            "--server",
-            &server.addr.to_string(),
-            "--jid",
-            jid,
-        ])
+/// Spawns the twin's `client --json` for `jid` with every pipe captured.
+fn client_command(server: &Server, jid: &str, password: &str, extra: &[&str]) -> Child {
+    Command::new(bin(server.twin.bin()))
+        .args(["client", "--json", "--jid", jid])
+        .args(server.client_flags())
         .args(extra)
         .env("CHAT_PASSWORD", password)
         .stdin(Stdio::piped())
@@ -298,15 +464,10 @@ pub struct Client {
 }
 
 impl Client {
-    /// Starts `binary client --json` for `jid` with `password`.
-    pub fn start(
-        binary: &str,
-        server: &Server,
-        jid: &str,
-        password: &str,
-        extra: &[&str],
-    ) -> Client {
-        let child = client_command(binary, server, jid, password, extra);
+    /// Starts the server's twin's `client --json` for `jid` with
+    /// `password`, connected the twin's way.
+    pub fn start(server: &Server, jid: &str, password: &str, extra: &[&str]) -> Client {
+        let child = client_command(server, jid, password, extra);
         Client::attach(jid, child)
     }
 
@@ -446,14 +607,13 @@ impl Drop for Client {
 /// Runs a client with a fixed script and no interaction; returns exit code,
 /// stdout and stderr.
 pub fn run_client(
-    binary: &str,
     server: &Server,
     jid: &str,
     password: &str,
     extra: &[&str],
     script: &str,
 ) -> (i32, String, String) {
-    let mut child = client_command(binary, server, jid, password, extra);
+    let mut child = client_command(server, jid, password, extra);
     child
         .stdin
         .take()

@@ -44,7 +44,13 @@ pub struct CertsArgs {
 const FILES: [&str; 4] = ["ca.pem", "ca.key", "server.pem", "server.key"];
 
 /// Writes `name` in `dir`; key files are readable by their owner only.
-fn write_file(dir: &Path, name: &str, contents: &str, secret: bool, force: bool) -> anyhow::Result<PathBuf> {
+fn write_file(
+    dir: &Path,
+    name: &str,
+    contents: &str,
+    secret: bool,
+    force: bool,
+) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true);
@@ -74,6 +80,13 @@ fn write_file(dir: &Path, name: &str, contents: &str, secret: bool, force: bool)
     Ok(path)
 }
 
+/// SHA-256 of a key's SubjectPublicKeyInfo.
+fn spki_hash_of(key: &KeyPair) -> [u8; 32] {
+    use rcgen::PublicKeyData;
+    use sha2::Digest;
+    sha2::Sha256::digest(key.subject_public_key_info()).into()
+}
+
 /// Makes the CA and the server certificate; prints what it wrote and the
 /// server key's pin.
 pub fn run(args: &CertsArgs) -> anyhow::Result<u8> {
@@ -98,8 +111,13 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<u8> {
 
     let ca_key = KeyPair::generate().context("cannot generate the CA key")?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.distinguished_name
-        .push(DnType::CommonName, "Twin chat lab CA (for teaching only)");
+    // A name of its own per CA (a random tag), so two labs' CAs are told
+    // apart by name, as real CAs are.
+    let tag = pin_text(&spki_hash_of(&ca_key))[7..15].to_string();
+    ca.distinguished_name.push(
+        DnType::CommonName,
+        format!("Twin chat lab CA {tag} (for teaching only)"),
+    );
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     ca.not_before = now - Duration::days(1);
@@ -112,12 +130,17 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<u8> {
         names.push("localhost".into());
     }
     let mut server = CertificateParams::new(names.clone())?;
-    for ip in [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)] {
+    for ip in [
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ] {
         if !server.subject_alt_names.contains(&SanType::IpAddress(ip)) {
             server.subject_alt_names.push(SanType::IpAddress(ip));
         }
     }
-    server.distinguished_name.push(DnType::CommonName, domain.clone());
+    server
+        .distinguished_name
+        .push(DnType::CommonName, domain.clone());
     server.is_ca = IsCa::ExplicitNoCa;
     server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -133,13 +156,22 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<u8> {
 
     let out = &args.out;
     write_file(out, "ca.key", &ca_key.serialize_pem(), true, args.force)?;
-    write_file(out, "server.key", &server_key.serialize_pem(), true, args.force)?;
+    write_file(
+        out,
+        "server.key",
+        &server_key.serialize_pem(),
+        true,
+        args.force,
+    )?;
     write_file(out, "ca.pem", &ca_cert.pem(), false, args.force)?;
     write_file(out, "server.pem", &server_cert.pem(), false, args.force)?;
 
     let der: &CertificateDer<'_> = server_cert.der();
     let pin = spki_sha256(der).map_err(anyhow::Error::msg)?;
-    println!("wrote {}/{{ca.pem, ca.key, server.pem, server.key}}", out.display());
+    println!(
+        "wrote {}/{{ca.pem, ca.key, server.pem, server.key}}",
+        out.display()
+    );
     println!(
         "server certificate for {} and 127.0.0.1, ::1; {}",
         names.join(", "),
@@ -149,7 +181,10 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<u8> {
             format!("valid {} days", args.days.max(1))
         }
     );
-    println!("clients trust it with: --ca {}", out.join("ca.pem").display());
+    println!(
+        "clients trust it with: --ca {}",
+        out.join("ca.pem").display()
+    );
     println!("server key pin:        --pin {}", pin_text(&pin));
     println!("keep ca.key secret: whoever has it can impersonate any server to these clients");
     Ok(0)
@@ -180,7 +215,10 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             for f in ["ca.key", "server.key"] {
-                let mode = std::fs::metadata(d.path().join(f)).unwrap().permissions().mode();
+                let mode = std::fs::metadata(d.path().join(f))
+                    .unwrap()
+                    .permissions()
+                    .mode();
                 assert_eq!(mode & 0o777, 0o600, "{f}");
             }
         }

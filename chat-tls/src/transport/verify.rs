@@ -102,9 +102,8 @@ impl ServerCertVerifier for Verifier {
             w.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
         }
         if let Some(expected) = self.pin {
-            let got = spki_sha256(end_entity).map_err(|_| {
-                rustls::Error::InvalidCertificate(CertificateError::BadEncoding)
-            })?;
+            let got = spki_sha256(end_entity)
+                .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
             if got != expected {
                 return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
                     OtherError(Arc::new(PinMismatch { expected, got })),
@@ -153,9 +152,7 @@ impl ServerCertVerifier for Verifier {
 /// meets (unknown issuer, name mismatch, expired, pin mismatch) get their
 /// own words; anything else keeps rustls's.
 pub fn explain(e: &std::io::Error, domain: &str) -> String {
-    let inner = e
-        .get_ref()
-        .and_then(|i| i.downcast_ref::<rustls::Error>());
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
     let Some(err) = inner else {
         return e.to_string();
     };
@@ -171,6 +168,7 @@ pub fn explain(e: &std::io::Error, domain: &str) -> String {
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                 "certificate not valid yet (check the clock)".to_string()
             }
+            CertificateError::BadSignature => "certificate not trusted: its signature does not verify with the CA you trust (a certificate forged under that CA's name looks like this)".to_string(),
             CertificateError::Other(o) => o.to_string(),
             other => format!("invalid certificate: {other:?}"),
         },
