@@ -1,0 +1,10 @@
+//! The sniffer: what an attacker on the wire sees of the twin chat.
+//!
+//! - [`decode`]: frames to TCP segments (Ethernet, Linux SLL, loopback, raw
+//!   IP; IPv4 and IPv6).
+//! - [`reassembly`]: TCP segments to each connection's two ordered byte
+//!   streams, with gaps reported and memory bounded.
+#![forbid(unsafe_code)]
+
+pub mod decode;
+pub mod reassembly;
