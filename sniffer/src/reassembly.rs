@@ -412,10 +412,7 @@ fn drain<'a>(
 ) -> (u64, u64) {
     let mut delivered = 0u64;
     let mut gaps = 0u64;
-    loop {
-        let Some((&at, _)) = half.pending.first_key_value() else {
-            break;
-        };
+    while let Some((&at, _)) = half.pending.first_key_value() {
         if at > half.offset {
             if half.pending_bytes <= max_buffer {
                 break;
