@@ -17,8 +17,10 @@
 //! - [`error`]: stream and stanza error conditions (RFC 6120 4.9.3, 8.3.3).
 //! - [`sasl`]: SASL PLAIN and SCRAM-SHA-1/SHA-256, client and server sides.
 //! - [`ns`]: namespace constants.
+//! - [`datetime`]: XMPP date-times (XEP-0082).
 #![forbid(unsafe_code)]
 
+pub mod datetime;
 pub mod element;
 pub mod error;
 pub mod jid;

@@ -4,7 +4,12 @@
 //!   IP; IPv4 and IPv6).
 //! - [`reassembly`]: TCP segments to each connection's two ordered byte
 //!   streams, with gaps reported and memory bounded.
+//! - [`xmpp`]: plaintext XMPP through the `protocol` crate's lenient parser:
+//!   credentials, messages, contacts, presence, files, the STARTTLS switch.
+//! - [`findings`]: what was learned, as text lines and JSON objects.
 #![forbid(unsafe_code)]
 
 pub mod decode;
+pub mod findings;
 pub mod reassembly;
+pub mod xmpp;

@@ -1,1 +1,2 @@
+//! The sniffer binary (commands are being built).
 fn main() {}

@@ -1,0 +1,492 @@
+//! Plaintext XMPP, read the way an attacker on the path reads it: both
+//! directions of a connection through the `protocol` crate's lenient
+//! parser, and everything worth stealing pulled out of the stanzas.
+//!
+//! Nothing here needs our chat: any XMPP client and server (Prosody,
+//! slixmpp, ...) leak the same things when they talk without TLS.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use protocol::parser::{Event, Mode, StreamParser};
+use protocol::{Element, ns};
+use sha2::{Digest, Sha256};
+
+use crate::findings::Finding;
+use crate::reassembly::Dir;
+
+/// Most bytes kept of one in-band file: the sniffer stays bounded whatever
+/// a capture holds.
+pub const MAX_FILE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Where a connection switched to TLS: what each direction's parser had
+/// consumed, and the bytes already fed that belong to TLS.
+#[derive(Debug)]
+pub struct Switch {
+    /// Stream offset of the first TLS byte, client to server.
+    pub to_server_offset: u64,
+    /// Its bytes already buffered.
+    pub to_server_rest: Vec<u8>,
+    /// Stream offset of the first TLS byte, server to client.
+    pub to_client_offset: u64,
+    /// Its bytes already buffered.
+    pub to_client_rest: Vec<u8>,
+}
+
+/// A file being carried over IBB.
+#[derive(Debug, Default)]
+struct File {
+    name: String,
+    offered_size: Option<u64>,
+    data: Vec<u8>,
+    truncated: bool,
+    done: bool,
+}
+
+/// A SCRAM exchange being watched.
+#[derive(Debug, Default)]
+struct Scram {
+    mechanism: String,
+    user: String,
+    salt: Option<String>,
+    iterations: Option<String>,
+}
+
+/// One XMPP connection, both directions.
+#[derive(Debug)]
+pub struct XmppConn {
+    to_server: StreamParser,
+    to_client: StreamParser,
+    scram: Option<Scram>,
+    authenticated: bool,
+    /// In-band files by stream id.
+    files: HashMap<String, File>,
+    /// A finished file, ready for the caller to export.
+    pub finished: Vec<(String, String, Option<u64>, Vec<u8>, bool)>,
+}
+
+impl Default for XmppConn {
+    fn default() -> Self {
+        XmppConn {
+            to_server: StreamParser::new(Mode::Lenient),
+            to_client: StreamParser::new(Mode::Lenient),
+            scram: None,
+            authenticated: false,
+            files: HashMap::new(),
+            finished: Vec::new(),
+        }
+    }
+}
+
+fn sasl_text(el: &Element) -> Option<Vec<u8>> {
+    let t = el.text_content();
+    let t = t.trim();
+    if t.is_empty() || t == "=" {
+        return None;
+    }
+    B64.decode(t).ok()
+}
+
+/// `k=v` attributes of a SCRAM message.
+fn scram_attr<'a>(msg: &'a str, key: &str) -> Option<&'a str> {
+    msg.split(',')
+        .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+/// SHA-256 as hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl XmppConn {
+    /// Feeds bytes of one direction; findings go to `out`. Returns where
+    /// the connection switched to TLS, when `<proceed/>` was seen.
+    pub fn feed(
+        &mut self,
+        dir: Dir,
+        data: &[u8],
+        ts: f64,
+        out: &mut impl FnMut(Finding),
+    ) -> Option<Switch> {
+        self.parser(dir).feed(data);
+        loop {
+            let next = self.parser(dir).next_event();
+            match next {
+                Ok(None) => return None,
+                Ok(Some(p)) => match p.event {
+                    Event::StreamOpen(h) => out(Finding::Stream {
+                        dir,
+                        to: h.to.clone(),
+                        from: h.from.clone(),
+                    }),
+                    Event::StreamClose => {}
+                    Event::Element(el) => {
+                        if dir == Dir::ToClient && el.is("proceed", ns::TLS) {
+                            return Some(self.switch());
+                        }
+                        self.element(dir, &el, ts, out);
+                    }
+                },
+                Err(e) => out(Finding::Malformed {
+                    dir,
+                    what: e.to_string(),
+                }),
+            }
+        }
+    }
+
+    fn parser(&mut self, dir: Dir) -> &mut StreamParser {
+        match dir {
+            Dir::ToServer => &mut self.to_server,
+            Dir::ToClient => &mut self.to_client,
+        }
+    }
+
+    /// After `<proceed/>`: both directions are TLS from here on.
+    fn switch(&mut self) -> Switch {
+        let to_client_offset = self.to_client.offset();
+        let to_client_rest = self.to_client.take_unconsumed();
+        let to_server_offset = self.to_server.offset();
+        let to_server_rest = self.to_server.take_unconsumed();
+        Switch {
+            to_server_offset,
+            to_server_rest,
+            to_client_offset,
+            to_client_rest,
+        }
+    }
+
+    fn element(&mut self, dir: Dir, el: &Element, ts: f64, out: &mut impl FnMut(Finding)) {
+        let attr = |n: &str| el.get_attr(n).map(str::to_string);
+        match (el.name.as_str(), el.ns.as_str()) {
+            ("features", ns::STREAM) => {
+                let tls = el.get_child("starttls", ns::TLS);
+                out(Finding::Features {
+                    starttls: tls.is_some(),
+                    starttls_required: tls.is_some_and(|t| t.has_child("required", ns::TLS)),
+                    mechanisms: el
+                        .get_child("mechanisms", ns::SASL)
+                        .map(|m| m.elements().map(Element::text_content).collect())
+                        .unwrap_or_default(),
+                    registration: el.has_child("register", ns::REGISTER_FEATURE),
+                });
+            }
+            ("error", ns::STREAM) => {
+                let condition = el
+                    .elements()
+                    .find(|c| c.ns == ns::STREAM_ERRORS && c.name != "text")
+                    .map_or("undefined-condition".to_string(), |c| c.name.clone());
+                out(Finding::StreamError { dir, condition });
+            }
+            ("auth", ns::SASL) => self.auth(el, out),
+            ("challenge", ns::SASL) => {
+                if let (Some(s), Some(msg)) = (self.scram.as_mut(), sasl_text(el)) {
+                    let m = String::from_utf8_lossy(&msg);
+                    s.salt = scram_attr(&m, "s").map(str::to_string);
+                    s.iterations = scram_attr(&m, "i").map(str::to_string);
+                }
+            }
+            ("response", ns::SASL) => {
+                if let (Some(s), Some(msg)) = (self.scram.as_ref(), sasl_text(el)) {
+                    let m = String::from_utf8_lossy(&msg);
+                    out(Finding::Credential {
+                        kind: "scram",
+                        user: s.user.clone(),
+                        password: None,
+                        detail: Some(format!(
+                            "mechanism={} salt={} iterations={} proof={}",
+                            s.mechanism,
+                            s.salt.as_deref().unwrap_or("?"),
+                            s.iterations.as_deref().unwrap_or("?"),
+                            scram_attr(&m, "p").unwrap_or("?")
+                        )),
+                        note: "not the password, but salt, iterations and proof allow an offline dictionary attack",
+                    });
+                }
+            }
+            ("success", ns::SASL) => self.authenticated = true,
+            (_, ns::CLIENT) | (_, ns::SERVER) => match el.name.as_str() {
+                "iq" => self.iq(el, out),
+                "presence" => {
+                    let kind = attr("type");
+                    match kind.as_deref() {
+                        None | Some("unavailable") => out(Finding::Presence {
+                            from: attr("from"),
+                            to: attr("to"),
+                            available: kind.is_none(),
+                            show: el.child_text("show", &el.ns),
+                            status: el.child_text("status", &el.ns),
+                        }),
+                        Some(k @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")) => {
+                            out(Finding::Subscription {
+                                from: attr("from"),
+                                to: attr("to"),
+                                kind: k.to_string(),
+                            })
+                        }
+                        _ => {}
+                    }
+                }
+                "message" => {
+                    if let Some(body) = el.child_text("body", &el.ns) {
+                        let stamp = el
+                            .get_child("delay", ns::DELAY)
+                            .and_then(|d| d.get_attr("stamp"))
+                            .map(str::to_string);
+                        out(Finding::Message {
+                            from: attr("from"),
+                            to: attr("to"),
+                            kind: attr("type").unwrap_or_else(|| "normal".into()),
+                            body,
+                            time: stamp.unwrap_or_else(|| {
+                                protocol::datetime::xmpp_datetime(ts as i64)
+                            }),
+                        });
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    fn auth(&mut self, el: &Element, out: &mut impl FnMut(Finding)) {
+        let mech = el.get_attr("mechanism").unwrap_or_default().to_string();
+        let msg = sasl_text(el);
+        if mech == "PLAIN" {
+            if let Some(creds) = msg.and_then(|m| protocol::sasl::parse_plain(&m).ok()) {
+                out(Finding::Credential {
+                    kind: "sasl-plain",
+                    user: creds.username,
+                    password: Some(creds.password),
+                    detail: None,
+                    note: "SASL PLAIN is only base64: an encoding, not encryption",
+                });
+            }
+        } else if mech.starts_with("SCRAM-") {
+            let m = msg.map(|m| String::from_utf8_lossy(&m).into_owned());
+            let user = m
+                .as_deref()
+                .and_then(|m| scram_attr(m, "n"))
+                .unwrap_or("?")
+                .to_string();
+            self.scram = Some(Scram {
+                mechanism: mech,
+                user,
+                ..Default::default()
+            });
+        }
+    }
+
+    fn iq(&mut self, el: &Element, out: &mut impl FnMut(Finding)) {
+        let kind = el.get_attr("type").unwrap_or_default();
+        for q in el.elements() {
+            match (q.name.as_str(), q.ns.as_str()) {
+                ("query", ns::REGISTER) if kind == "set" => {
+                    if let (Some(user), Some(pw)) = (
+                        q.child_text("username", ns::REGISTER),
+                        q.child_text("password", ns::REGISTER),
+                    ) {
+                        out(Finding::Credential {
+                            kind: if self.authenticated {
+                                "password-change"
+                            } else {
+                                "register"
+                            },
+                            user,
+                            password: Some(pw),
+                            detail: None,
+                            note: "in-band registration sends the password itself",
+                        });
+                    }
+                }
+                ("bind", ns::BIND) if kind == "result" => {
+                    if let Some(jid) = q.child_text("jid", ns::BIND) {
+                        out(Finding::BoundJid { jid });
+                    }
+                }
+                ("query", ns::ROSTER) if kind == "result" || kind == "set" => {
+                    for item in q.elements().filter(|i| i.is("item", ns::ROSTER)) {
+                        if let Some(jid) = item.get_attr("jid") {
+                            out(Finding::Contact {
+                                jid: jid.to_string(),
+                                subscription: item.get_attr("subscription").map(str::to_string),
+                                name: item.get_attr("name").map(str::to_string),
+                            });
+                        }
+                    }
+                }
+                ("si", ns::SI) if kind == "set" => {
+                    if let (Some(sid), Some(file)) = (q.get_attr("id"), q.get_child("file", ns::SI_FILE)) {
+                        self.files.insert(
+                            sid.to_string(),
+                            File {
+                                name: file.get_attr("name").unwrap_or("file").to_string(),
+                                offered_size: file.get_attr("size").and_then(|s| s.parse().ok()),
+                                ..Default::default()
+                            },
+                        );
+                    }
+                }
+                ("data", ns::IBB) => {
+                    let sid = q.get_attr("sid").unwrap_or_default().to_string();
+                    let f = self.files.entry(sid).or_insert_with(|| File {
+                        name: "unnamed".into(),
+                        ..Default::default()
+                    });
+                    if let Ok(bytes) = B64.decode(q.text_content().trim()) {
+                        if f.data.len() + bytes.len() <= MAX_FILE_BYTES {
+                            f.data.extend_from_slice(&bytes);
+                        } else {
+                            f.truncated = true;
+                        }
+                    }
+                }
+                ("close", ns::IBB) => {
+                    let sid = q.get_attr("sid").unwrap_or_default().to_string();
+                    if let Some(mut f) = self.files.remove(&sid)
+                        && !f.done
+                    {
+                        f.done = true;
+                        let complete = !f.truncated
+                            && f.offered_size.is_none_or(|s| s == f.data.len() as u64);
+                        self.finished
+                            .push((sid, f.name, f.offered_size, f.data, complete));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Files whose transfer never closed (the capture ended first).
+    pub fn unfinished(&mut self) {
+        for (sid, f) in self.files.drain() {
+            if !f.data.is_empty() {
+                self.finished
+                    .push((sid, f.name, f.offered_size, f.data, false));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(to_server: &[&str], to_client: &[&str]) -> Vec<Finding> {
+        let mut c = XmppConn::default();
+        let mut found = Vec::new();
+        // Interleave like a real exchange: client line, server line, ...
+        for i in 0..to_server.len().max(to_client.len()) {
+            if let Some(s) = to_server.get(i) {
+                c.feed(Dir::ToServer, s.as_bytes(), 0.0, &mut |f| found.push(f));
+            }
+            if let Some(s) = to_client.get(i) {
+                c.feed(Dir::ToClient, s.as_bytes(), 0.0, &mut |f| found.push(f));
+            }
+        }
+        found
+    }
+
+    const HDR: &str = "<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+    const SHDR: &str = "<?xml version='1.0'?><stream:stream from='localhost' id='x' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+
+    #[test]
+    fn plain_credentials_features_messages_and_contacts_are_recovered() {
+        // AGFsaWNlAHMzY3JldA== is "\0alice\0s3cret".
+        let f = run(
+            &[
+                HDR,
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHMzY3JldA==</auth>",
+                "<message to='bob@localhost' type='chat'><body>meet at 5</body></message>",
+            ],
+            &[
+                &format!("{SHDR}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>"),
+                "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+                "<iq type='result' id='r'><query xmlns='jabber:iq:roster'><item jid='bob@localhost' subscription='both'/></query></iq><presence from='bob@localhost/x'><show>away</show><status>lunch</status></presence>",
+            ],
+        );
+        assert!(f.contains(&Finding::Credential {
+            kind: "sasl-plain",
+            user: "alice".into(),
+            password: Some("s3cret".into()),
+            detail: None,
+            note: "SASL PLAIN is only base64: an encoding, not encryption",
+        }));
+        assert!(f.iter().any(|x| matches!(x, Finding::Features { starttls: false, mechanisms, .. } if mechanisms == &["PLAIN"])));
+        assert!(f.iter().any(|x| matches!(x, Finding::Message { body, to: Some(t), .. } if body == "meet at 5" && t == "bob@localhost")));
+        assert!(f.iter().any(|x| matches!(x, Finding::Contact { jid, .. } if jid == "bob@localhost")));
+        assert!(f.iter().any(|x| matches!(x, Finding::Presence { status: Some(s), show: Some(w), .. } if s == "lunch" && w == "away")));
+    }
+
+    #[test]
+    fn scram_gives_the_attack_material_and_registration_the_password() {
+        // n,,n=alice,r=abc ; r=abcdef,s=c2FsdA==,i=4096 ; c=biws,r=abcdef,p=cHJvb2Y=
+        let first = B64.encode("n,,n=alice,r=abc");
+        let chall = B64.encode("r=abcdef,s=c2FsdA==,i=4096");
+        let resp = B64.encode("c=biws,r=abcdef,p=cHJvb2Y=");
+        let f = run(
+            &[
+                HDR,
+                "<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>alice</username><password>pw1</password></query></iq>",
+                &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{first}</auth>"),
+                &format!("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{resp}</response>"),
+            ],
+            &[SHDR, "<iq type='result' id='reg'/>", &format!("<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{chall}</challenge>")],
+        );
+        assert!(f.iter().any(|x| matches!(x, Finding::Credential { kind: "register", password: Some(p), .. } if p == "pw1")));
+        let scram = f
+            .iter()
+            .find_map(|x| match x {
+                Finding::Credential { kind: "scram", user, detail, .. } => Some((user.clone(), detail.clone().unwrap())),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(scram.0, "alice");
+        assert!(scram.1.contains("salt=c2FsdA==") && scram.1.contains("iterations=4096") && scram.1.contains("proof=cHJvb2Y="), "{}", scram.1);
+    }
+
+    #[test]
+    fn proceed_switches_both_directions_at_the_exact_byte() {
+        let mut c = XmppConn::default();
+        let mut sink = |_f: Finding| {};
+        let client = format!("{HDR}<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+        assert!(c.feed(Dir::ToServer, client.as_bytes(), 0.0, &mut sink).is_none());
+        let server = format!("{SHDR}<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\u{16}\u{3}\u{1}");
+        let sw = c.feed(Dir::ToClient, server.as_bytes(), 0.0, &mut sink).unwrap();
+        assert_eq!(sw.to_server_offset, client.len() as u64);
+        assert_eq!(sw.to_client_offset, (server.len() - 3) as u64);
+        assert_eq!(sw.to_client_rest, [0x16, 3, 1]);
+    }
+
+    #[test]
+    fn an_ibb_file_is_reassembled() {
+        let mut c = XmppConn::default();
+        let mut sink = |_f: Finding| {};
+        let parts = [
+            HDR.to_string(),
+            "<iq type='set' to='b@l/x' id='1'><si xmlns='http://jabber.org/protocol/si' id='s1' profile='http://jabber.org/protocol/si/profile/file-transfer'><file xmlns='http://jabber.org/protocol/si/profile/file-transfer' name='notes.txt' size='11'/></si></iq>".into(),
+            format!("<iq type='set' id='2'><data xmlns='http://jabber.org/protocol/ibb' sid='s1' seq='0'>{}</data></iq>", B64.encode("hello ")),
+            format!("<iq type='set' id='3'><data xmlns='http://jabber.org/protocol/ibb' sid='s1' seq='1'>{}</data></iq>", B64.encode("world")),
+            "<iq type='set' id='4'><close xmlns='http://jabber.org/protocol/ibb' sid='s1'/></iq>".into(),
+        ];
+        for p in &parts {
+            c.feed(Dir::ToServer, p.as_bytes(), 0.0, &mut sink);
+        }
+        assert_eq!(c.finished.len(), 1);
+        let (sid, name, size, data, complete) = &c.finished[0];
+        assert_eq!((sid.as_str(), name.as_str(), *size, data.as_slice(), *complete), ("s1", "notes.txt", Some(11), &b"hello world"[..], true));
+    }
+
+    #[test]
+    fn garbage_is_reported_and_parsing_resumes() {
+        let f = run(
+            &[HDR, "<<\u{0}\u{1} junk \u{7f}>", "<message to='x@y'><body>after</body></message>"],
+            &[],
+        );
+        assert!(f.iter().any(|x| matches!(x, Finding::Malformed { .. })));
+        assert!(f.iter().any(|x| matches!(x, Finding::Message { body, .. } if body == "after")));
+    }
+}
