@@ -321,12 +321,9 @@ pub fn text(conn: ConnId, f: &Finding) -> String {
             }
         ),
         Finding::Protocol { dir, protocol } => format!("{} speaks {protocol}", arrow(*dir)),
-        Finding::Stream { dir, to, from } => format!(
-            "{} stream to={} from={}",
-            arrow(*dir),
-            opt(to),
-            opt(from)
-        ),
+        Finding::Stream { dir, to, from } => {
+            format!("{} stream to={} from={}", arrow(*dir), opt(to), opt(from))
+        }
         Finding::Features {
             starttls,
             starttls_required,
@@ -358,10 +355,7 @@ pub fn text(conn: ConnId, f: &Finding) -> String {
                 .as_ref()
                 .map(|p| format!(" password={p}"))
                 .unwrap_or_default(),
-            detail
-                .as_ref()
-                .map(|d| format!(" {d}"))
-                .unwrap_or_default()
+            detail.as_ref().map(|d| format!(" {d}")).unwrap_or_default()
         ),
         Finding::BoundJid { jid } => format!("bound JID {jid}"),
         Finding::Contact {
@@ -371,7 +365,9 @@ pub fn text(conn: ConnId, f: &Finding) -> String {
         } => format!(
             "contact {jid} subscription={}{}",
             opt(subscription),
-            name.as_ref().map(|n| format!(" name={n}")).unwrap_or_default()
+            name.as_ref()
+                .map(|n| format!(" name={n}"))
+                .unwrap_or_default()
         ),
         Finding::Subscription { from, to, kind } => {
             format!("subscription {kind} {} -> {}", opt(from), opt(to))
@@ -385,10 +381,19 @@ pub fn text(conn: ConnId, f: &Finding) -> String {
         } => format!(
             "presence {} {}{}{}{}",
             opt(from),
-            if *available { "available" } else { "unavailable" },
+            if *available {
+                "available"
+            } else {
+                "unavailable"
+            },
             show.as_ref().map(|s| format!(" [{s}]")).unwrap_or_default(),
-            status.as_ref().map(|s| format!(": {s}")).unwrap_or_default(),
-            to.as_ref().map(|t| format!(" (to {t})")).unwrap_or_default()
+            status
+                .as_ref()
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default(),
+            to.as_ref()
+                .map(|t| format!(" (to {t})"))
+                .unwrap_or_default()
         ),
         Finding::Message {
             from,
@@ -396,7 +401,11 @@ pub fn text(conn: ConnId, f: &Finding) -> String {
             kind,
             body,
             time,
-        } => format!("MESSAGE {kind} {} -> {} at {time}: {body}", opt(from), opt(to)),
+        } => format!(
+            "MESSAGE {kind} {} -> {} at {time}: {body}",
+            opt(from),
+            opt(to)
+        ),
         Finding::File {
             name,
             size,
@@ -446,7 +455,10 @@ pub fn text(conn: ConnId, f: &Finding) -> String {
             "TLS application data: {records_to_server} records / {bytes_to_server} bytes to the server, {records_to_client} / {bytes_to_client} to the client, over {duration:.3} s; no plaintext recovered"
         ),
         Finding::Gap { dir, offset, len } => {
-            format!("{} {len} bytes missing at byte {offset} (not captured)", arrow(*dir))
+            format!(
+                "{} {len} bytes missing at byte {offset} (not captured)",
+                arrow(*dir)
+            )
         }
         Finding::Malformed { dir, what } => format!("{} malformed: {what}", arrow(*dir)),
         Finding::StreamError { dir, condition } => {
@@ -483,7 +495,9 @@ pub fn json(conn: ConnId, ts: f64, f: &Finding) -> Value {
             password,
             detail,
             note,
-        } => json!({"kind": kind, "user": user, "password": password, "detail": detail, "note": note}),
+        } => {
+            json!({"kind": kind, "user": user, "password": password, "detail": detail, "note": note})
+        }
         Finding::BoundJid { jid } => json!({ "jid": jid }),
         Finding::Contact {
             jid,
@@ -499,7 +513,9 @@ pub fn json(conn: ConnId, ts: f64, f: &Finding) -> Value {
             available,
             show,
             status,
-        } => json!({"from": from, "to": to, "available": available, "show": show, "status": status}),
+        } => {
+            json!({"from": from, "to": to, "available": available, "show": show, "status": status})
+        }
         Finding::Message {
             from,
             to,
@@ -527,7 +543,9 @@ pub fn json(conn: ConnId, ts: f64, f: &Finding) -> Value {
             versions,
             ciphers,
             groups,
-        } => json!({"sni": sni, "alpn": alpn, "versions": versions, "ciphers": ciphers, "groups": groups}),
+        } => {
+            json!({"sni": sni, "alpn": alpn, "versions": versions, "ciphers": ciphers, "groups": groups})
+        }
         Finding::ServerHello { version, cipher } => {
             json!({"version": version, "cipher": cipher})
         }

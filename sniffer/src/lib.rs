@@ -6,10 +6,13 @@
 //!   streams, with gaps reported and memory bounded.
 //! - [`xmpp`]: plaintext XMPP through the `protocol` crate's lenient parser:
 //!   credentials, messages, contacts, presence, files, the STARTTLS switch.
+//! - [`tls`]: TLS records and hellos: SNI, ALPN, versions, suites, key
+//!   shares, alerts, and the sizes and timing of encrypted records.
 //! - [`findings`]: what was learned, as text lines and JSON objects.
 #![forbid(unsafe_code)]
 
 pub mod decode;
 pub mod findings;
 pub mod reassembly;
+pub mod tls;
 pub mod xmpp;

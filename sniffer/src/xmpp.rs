@@ -44,6 +44,21 @@ struct File {
     done: bool,
 }
 
+/// A file recovered from In-Band Bytestreams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarriedFile {
+    /// The stream id.
+    pub sid: String,
+    /// The name the sender offered (unsafe: sanitise before use).
+    pub name: String,
+    /// The size the sender offered.
+    pub offered_size: Option<u64>,
+    /// The bytes recovered.
+    pub data: Vec<u8>,
+    /// Every offered byte arrived and the stream was closed.
+    pub complete: bool,
+}
+
 /// A SCRAM exchange being watched.
 #[derive(Debug, Default)]
 struct Scram {
@@ -62,8 +77,8 @@ pub struct XmppConn {
     authenticated: bool,
     /// In-band files by stream id.
     files: HashMap<String, File>,
-    /// A finished file, ready for the caller to export.
-    pub finished: Vec<(String, String, Option<u64>, Vec<u8>, bool)>,
+    /// Finished files, ready for the caller to report and export.
+    pub finished: Vec<CarriedFile>,
 }
 
 impl Default for XmppConn {
@@ -96,7 +111,10 @@ fn scram_attr<'a>(msg: &'a str, key: &str) -> Option<&'a str> {
 
 /// SHA-256 as hex.
 pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl XmppConn {
@@ -239,9 +257,8 @@ impl XmppConn {
                             to: attr("to"),
                             kind: attr("type").unwrap_or_else(|| "normal".into()),
                             body,
-                            time: stamp.unwrap_or_else(|| {
-                                protocol::datetime::xmpp_datetime(ts as i64)
-                            }),
+                            time: stamp
+                                .unwrap_or_else(|| protocol::datetime::xmpp_datetime(ts as i64)),
                         });
                     }
                 }
@@ -318,7 +335,9 @@ impl XmppConn {
                     }
                 }
                 ("si", ns::SI) if kind == "set" => {
-                    if let (Some(sid), Some(file)) = (q.get_attr("id"), q.get_child("file", ns::SI_FILE)) {
+                    if let (Some(sid), Some(file)) =
+                        (q.get_attr("id"), q.get_child("file", ns::SI_FILE))
+                    {
                         self.files.insert(
                             sid.to_string(),
                             File {
@@ -349,10 +368,15 @@ impl XmppConn {
                         && !f.done
                     {
                         f.done = true;
-                        let complete = !f.truncated
-                            && f.offered_size.is_none_or(|s| s == f.data.len() as u64);
-                        self.finished
-                            .push((sid, f.name, f.offered_size, f.data, complete));
+                        let complete =
+                            !f.truncated && f.offered_size.is_none_or(|s| s == f.data.len() as u64);
+                        self.finished.push(CarriedFile {
+                            sid,
+                            name: f.name,
+                            offered_size: f.offered_size,
+                            data: f.data,
+                            complete,
+                        });
                     }
                 }
                 _ => {}
@@ -364,8 +388,13 @@ impl XmppConn {
     pub fn unfinished(&mut self) {
         for (sid, f) in self.files.drain() {
             if !f.data.is_empty() {
-                self.finished
-                    .push((sid, f.name, f.offered_size, f.data, false));
+                self.finished.push(CarriedFile {
+                    sid,
+                    name: f.name,
+                    offered_size: f.offered_size,
+                    data: f.data,
+                    complete: false,
+                });
             }
         }
     }
@@ -403,7 +432,9 @@ mod tests {
                 "<message to='bob@localhost' type='chat'><body>meet at 5</body></message>",
             ],
             &[
-                &format!("{SHDR}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>"),
+                &format!(
+                    "{SHDR}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+                ),
                 "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
                 "<iq type='result' id='r'><query xmlns='jabber:iq:roster'><item jid='bob@localhost' subscription='both'/></query></iq><presence from='bob@localhost/x'><show>away</show><status>lunch</status></presence>",
             ],
@@ -417,7 +448,10 @@ mod tests {
         }));
         assert!(f.iter().any(|x| matches!(x, Finding::Features { starttls: false, mechanisms, .. } if mechanisms == &["PLAIN"])));
         assert!(f.iter().any(|x| matches!(x, Finding::Message { body, to: Some(t), .. } if body == "meet at 5" && t == "bob@localhost")));
-        assert!(f.iter().any(|x| matches!(x, Finding::Contact { jid, .. } if jid == "bob@localhost")));
+        assert!(
+            f.iter()
+                .any(|x| matches!(x, Finding::Contact { jid, .. } if jid == "bob@localhost"))
+        );
         assert!(f.iter().any(|x| matches!(x, Finding::Presence { status: Some(s), show: Some(w), .. } if s == "lunch" && w == "away")));
     }
 
@@ -431,21 +465,38 @@ mod tests {
             &[
                 HDR,
                 "<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>alice</username><password>pw1</password></query></iq>",
-                &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{first}</auth>"),
+                &format!(
+                    "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{first}</auth>"
+                ),
                 &format!("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{resp}</response>"),
             ],
-            &[SHDR, "<iq type='result' id='reg'/>", &format!("<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{chall}</challenge>")],
+            &[
+                SHDR,
+                "<iq type='result' id='reg'/>",
+                &format!("<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{chall}</challenge>"),
+            ],
         );
         assert!(f.iter().any(|x| matches!(x, Finding::Credential { kind: "register", password: Some(p), .. } if p == "pw1")));
         let scram = f
             .iter()
             .find_map(|x| match x {
-                Finding::Credential { kind: "scram", user, detail, .. } => Some((user.clone(), detail.clone().unwrap())),
+                Finding::Credential {
+                    kind: "scram",
+                    user,
+                    detail,
+                    ..
+                } => Some((user.clone(), detail.clone().unwrap())),
                 _ => None,
             })
             .unwrap();
         assert_eq!(scram.0, "alice");
-        assert!(scram.1.contains("salt=c2FsdA==") && scram.1.contains("iterations=4096") && scram.1.contains("proof=cHJvb2Y="), "{}", scram.1);
+        assert!(
+            scram.1.contains("salt=c2FsdA==")
+                && scram.1.contains("iterations=4096")
+                && scram.1.contains("proof=cHJvb2Y="),
+            "{}",
+            scram.1
+        );
     }
 
     #[test]
@@ -453,9 +504,15 @@ mod tests {
         let mut c = XmppConn::default();
         let mut sink = |_f: Finding| {};
         let client = format!("{HDR}<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-        assert!(c.feed(Dir::ToServer, client.as_bytes(), 0.0, &mut sink).is_none());
-        let server = format!("{SHDR}<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\u{16}\u{3}\u{1}");
-        let sw = c.feed(Dir::ToClient, server.as_bytes(), 0.0, &mut sink).unwrap();
+        assert!(
+            c.feed(Dir::ToServer, client.as_bytes(), 0.0, &mut sink)
+                .is_none()
+        );
+        let server =
+            format!("{SHDR}<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\u{16}\u{3}\u{1}");
+        let sw = c
+            .feed(Dir::ToClient, server.as_bytes(), 0.0, &mut sink)
+            .unwrap();
         assert_eq!(sw.to_server_offset, client.len() as u64);
         assert_eq!(sw.to_client_offset, (server.len() - 3) as u64);
         assert_eq!(sw.to_client_rest, [0x16, 3, 1]);
@@ -477,16 +534,32 @@ mod tests {
         }
         assert_eq!(c.finished.len(), 1);
         let (sid, name, size, data, complete) = &c.finished[0];
-        assert_eq!((sid.as_str(), name.as_str(), *size, data.as_slice(), *complete), ("s1", "notes.txt", Some(11), &b"hello world"[..], true));
+        assert_eq!(
+            (
+                sid.as_str(),
+                name.as_str(),
+                *size,
+                data.as_slice(),
+                *complete
+            ),
+            ("s1", "notes.txt", Some(11), &b"hello world"[..], true)
+        );
     }
 
     #[test]
     fn garbage_is_reported_and_parsing_resumes() {
         let f = run(
-            &[HDR, "<<\u{0}\u{1} junk \u{7f}>", "<message to='x@y'><body>after</body></message>"],
+            &[
+                HDR,
+                "<<\u{0}\u{1} junk \u{7f}>",
+                "<message to='x@y'><body>after</body></message>",
+            ],
             &[],
         );
         assert!(f.iter().any(|x| matches!(x, Finding::Malformed { .. })));
-        assert!(f.iter().any(|x| matches!(x, Finding::Message { body, .. } if body == "after")));
+        assert!(
+            f.iter()
+                .any(|x| matches!(x, Finding::Message { body, .. } if body == "after"))
+        );
     }
 }
