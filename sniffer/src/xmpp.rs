@@ -533,16 +533,15 @@ mod tests {
             c.feed(Dir::ToServer, p.as_bytes(), 0.0, &mut sink);
         }
         assert_eq!(c.finished.len(), 1);
-        let (sid, name, size, data, complete) = &c.finished[0];
         assert_eq!(
-            (
-                sid.as_str(),
-                name.as_str(),
-                *size,
-                data.as_slice(),
-                *complete
-            ),
-            ("s1", "notes.txt", Some(11), &b"hello world"[..], true)
+            c.finished[0],
+            CarriedFile {
+                sid: "s1".into(),
+                name: "notes.txt".into(),
+                offered_size: Some(11),
+                data: b"hello world".to_vec(),
+                complete: true
+            }
         );
     }
 
