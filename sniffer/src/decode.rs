@@ -188,10 +188,12 @@ pub mod build {
             (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
             _ => return Vec::new(),
         };
-        let mut tcp = ip.tcp(src.port(), dst.port(), seq, 65535).ack(1);
-        if flags.syn {
-            tcp = tcp.syn();
-        }
+        // A pure SYN carries no ACK; everything after it does.
+        let mut tcp = if flags.syn {
+            ip.tcp(src.port(), dst.port(), seq, 65535).syn()
+        } else {
+            ip.tcp(src.port(), dst.port(), seq, 65535).ack(1)
+        };
         if flags.fin {
             tcp = tcp.fin();
         }

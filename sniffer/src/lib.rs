@@ -8,9 +8,12 @@
 //!   credentials, messages, contacts, presence, files, the STARTTLS switch.
 //! - [`tls`]: TLS records and hellos: SNI, ALPN, versions, suites, key
 //!   shares, alerts, and the sizes and timing of encrypted records.
+//! - [`analyze`]: the pipeline: frames in, findings and per-connection
+//!   summaries out, protocols recognised by content on any port.
 //! - [`findings`]: what was learned, as text lines and JSON objects.
 #![forbid(unsafe_code)]
 
+pub mod analyze;
 pub mod decode;
 pub mod findings;
 pub mod reassembly;

@@ -125,6 +125,52 @@ pub enum Event<'a> {
     },
 }
 
+impl Event<'_> {
+    /// The same event owning its bytes.
+    pub fn into_owned(self) -> Event<'static> {
+        match self {
+            Event::Open {
+                conn,
+                client,
+                server,
+                mid_stream,
+                ts,
+            } => Event::Open {
+                conn,
+                client,
+                server,
+                mid_stream,
+                ts,
+            },
+            Event::Data {
+                conn,
+                dir,
+                offset,
+                data,
+                ts,
+            } => Event::Data {
+                conn,
+                dir,
+                offset,
+                data: Cow::Owned(data.into_owned()),
+                ts,
+            },
+            Event::Gap {
+                conn,
+                dir,
+                offset,
+                len,
+            } => Event::Gap {
+                conn,
+                dir,
+                offset,
+                len,
+            },
+            Event::Close { conn, reason, ts } => Event::Close { conn, reason, ts },
+        }
+    }
+}
+
 /// One direction of a connection.
 #[derive(Debug, Default)]
 struct Half {

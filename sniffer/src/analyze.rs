@@ -1,0 +1,528 @@
+//! The pipeline from frames to findings: decode, reassemble, recognise each
+//! direction by its content (XMPP, TLS, or neither; never by port), hand the
+//! bytes to the right dissector, follow the switch to TLS after
+//! `<proceed/>`, and keep a per-connection tally for the summary.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::decode::{self, DecodeError, LinkType};
+use crate::findings::{Category, Finding};
+use crate::reassembly::{ConnId, Dir, Event, Limits, Reassembler};
+use crate::tls::TlsConn;
+use crate::xmpp::{CarriedFile, XmppConn, sha256_hex};
+
+/// Bytes looked at before a direction that is neither XMPP nor TLS is
+/// given up on.
+const SNIFF_BYTES: usize = 16;
+
+/// Summary rows kept; beyond this, connections are still analysed and
+/// counted in the totals but get no row of their own.
+pub const MAX_SUMMARY_ROWS: usize = 100_000;
+
+/// What a direction carries.
+#[derive(Debug)]
+enum Side {
+    /// Not known yet: the first bytes.
+    Sniffing(Vec<u8>),
+    Xmpp,
+    Tls,
+    Other,
+}
+
+/// How a connection turned out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnSummary {
+    /// Its number.
+    pub id: ConnId,
+    /// Client address.
+    pub client: SocketAddr,
+    /// Server address.
+    pub server: SocketAddr,
+    /// `XMPP`, `XMPP+STARTTLS`, `TLS`, `other`.
+    pub protocol: String,
+    /// Whether the content was protected by TLS (all of it after a switch).
+    pub tls: bool,
+    /// Findings per [`Category`], in [`Category::ALL`] order.
+    pub counts: [u64; 6],
+    /// Bytes reassembled, both directions.
+    pub bytes: u64,
+}
+
+#[derive(Debug)]
+struct Conn {
+    client: SocketAddr,
+    server: SocketAddr,
+    to_server: Side,
+    to_client: Side,
+    xmpp: Option<XmppConn>,
+    tls: Option<TlsConn>,
+    switched: bool,
+    counts: [u64; 6],
+    bytes: u64,
+}
+
+impl Conn {
+    fn side(&mut self, dir: Dir) -> &mut Side {
+        match dir {
+            Dir::ToServer => &mut self.to_server,
+            Dir::ToClient => &mut self.to_client,
+        }
+    }
+
+    fn protocol(&self) -> String {
+        let any = |f: fn(&Side) -> bool| f(&self.to_server) || f(&self.to_client);
+        if self.switched {
+            "XMPP+STARTTLS".into()
+        } else if any(|s| matches!(s, Side::Xmpp)) {
+            "XMPP".into()
+        } else if any(|s| matches!(s, Side::Tls)) {
+            "TLS".into()
+        } else {
+            "other".into()
+        }
+    }
+}
+
+/// Counters of the whole capture.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    /// Frames read.
+    pub frames: u64,
+    /// Frames that were TCP.
+    pub tcp: u64,
+    /// Frames that were not TCP (ARP, UDP...).
+    pub other: u64,
+    /// Frames too damaged to decode.
+    pub malformed: u64,
+    /// Frame bytes read.
+    pub frame_bytes: u64,
+}
+
+/// Called with each finding: connection, capture time, finding.
+pub type Sink<'a> = Box<dyn FnMut(ConnId, f64, &Finding) + 'a>;
+
+/// Called with each run of reassembled bytes: connection, direction,
+/// stream offset, bytes.
+pub type Tap<'a> = Box<dyn FnMut(ConnId, Dir, u64, &[u8]) + 'a>;
+
+/// The analyser.
+pub struct Analyzer<'a> {
+    reasm: Reassembler,
+    conns: HashMap<ConnId, Conn>,
+    export: Option<PathBuf>,
+    sink: Sink<'a>,
+    tap: Option<Tap<'a>>,
+    /// Finished connections, in order of their end.
+    pub summaries: Vec<ConnSummary>,
+    /// Findings per category, every connection.
+    pub totals: [u64; 6],
+    /// Frame counters.
+    pub stats: Stats,
+    last_ts: f64,
+}
+
+/// Keeps only characters that are safe in a file name.
+fn safe_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let s: String = last
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    let s = s.trim_start_matches('.').to_string();
+    if s.is_empty() { "file".into() } else { s }
+}
+
+impl<'a> Analyzer<'a> {
+    /// An analyser sending findings to `sink`; in-band files are written
+    /// to `export` when given.
+    pub fn new(limits: Limits, export: Option<PathBuf>, sink: Sink<'a>) -> Self {
+        Analyzer {
+            reasm: Reassembler::new(limits),
+            conns: HashMap::new(),
+            export,
+            sink,
+            tap: None,
+            summaries: Vec::new(),
+            totals: [0; 6],
+            stats: Stats::default(),
+            last_ts: 0.0,
+        }
+    }
+
+    /// Also sends every reassembled byte to `tap` (follow, guard).
+    pub fn with_tap(mut self, tap: Tap<'a>) -> Self {
+        self.tap = Some(tap);
+        self
+    }
+
+    /// Connections seen.
+    pub fn connections(&self) -> u64 {
+        self.reasm.connections
+    }
+
+    /// Reassembled bytes, both directions of every connection.
+    pub fn bytes(&self) -> u64 {
+        self.reasm.bytes
+    }
+
+    /// Feeds one captured frame.
+    pub fn frame(&mut self, link: LinkType, ts: f64, frame: &[u8]) {
+        self.stats.frames += 1;
+        self.stats.frame_bytes += frame.len() as u64;
+        self.last_ts = ts;
+        let seg = match decode::decode(link, frame) {
+            Ok(s) => s,
+            Err(DecodeError::NotTcp | DecodeError::Fragment) => {
+                self.stats.other += 1;
+                return;
+            }
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        self.stats.tcp += 1;
+        let mut events = Vec::new();
+        self.reasm.push(&seg, ts, &mut |e| events.push(e));
+        for e in events {
+            self.event(e);
+        }
+    }
+
+    /// The capture is over: every open connection is finished.
+    pub fn finish(&mut self) {
+        let mut events = Vec::new();
+        let ts = self.last_ts;
+        self.reasm
+            .finish_all(ts, &mut |e| events.push(e.into_owned()));
+        for e in events {
+            self.event(e);
+        }
+    }
+
+    fn emit(&mut self, conn: ConnId, ts: f64, f: Finding) {
+        if let Some(cat) = f.category() {
+            let i = Category::ALL.iter().position(|c| *c == cat).unwrap_or(0);
+            self.totals[i] += 1;
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.counts[i] += 1;
+            }
+        }
+        (self.sink)(conn, ts, &f);
+    }
+
+    fn event(&mut self, e: Event<'_>) {
+        match e {
+            Event::Open {
+                conn,
+                client,
+                server,
+                mid_stream,
+                ts,
+            } => {
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        client,
+                        server,
+                        to_server: Side::Sniffing(Vec::new()),
+                        to_client: Side::Sniffing(Vec::new()),
+                        xmpp: None,
+                        tls: None,
+                        switched: false,
+                        counts: [0; 6],
+                        bytes: 0,
+                    },
+                );
+                self.emit(
+                    conn,
+                    ts,
+                    Finding::Connection {
+                        client: client.to_string(),
+                        server: server.to_string(),
+                        mid_stream,
+                    },
+                );
+            }
+            Event::Data {
+                conn,
+                dir,
+                offset,
+                data,
+                ts,
+            } => {
+                if let Some(tap) = self.tap.as_mut() {
+                    tap(conn, dir, offset, &data);
+                }
+                self.data(conn, dir, &data, ts);
+            }
+            Event::Gap {
+                conn,
+                dir,
+                offset,
+                len,
+            } => {
+                let ts = self.last_ts;
+                self.emit(conn, ts, Finding::Gap { dir, offset, len });
+            }
+            Event::Close { conn, ts, .. } => self.close(conn, ts),
+        }
+    }
+
+    fn data(&mut self, conn: ConnId, dir: Dir, data: &[u8], ts: f64) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.bytes += data.len() as u64;
+        let mut found = Vec::new();
+        let mut on = |f: Finding| found.push(f);
+        // Recognise the direction by its first bytes.
+        let mut owned: Option<Vec<u8>> = None;
+        if let Side::Sniffing(buf) = c.side(dir) {
+            buf.extend_from_slice(data);
+            let first = buf.iter().position(|b| !b.is_ascii_whitespace());
+            let kind = match first.map(|i| &buf[i..]) {
+                Some([b'<', ..]) => Some(Side::Xmpp),
+                Some([0x16, 0x03, ..]) | Some([0x16]) if buf.len() < 2 => None,
+                Some([0x16, 0x03, ..]) => Some(Side::Tls),
+                Some(_) => Some(Side::Other),
+                None if buf.len() > SNIFF_BYTES => Some(Side::Other),
+                None => None,
+            };
+            let Some(kind) = kind else { return };
+            let name = match kind {
+                Side::Xmpp => "xmpp",
+                Side::Tls => "tls",
+                _ => "unknown",
+            };
+            owned = Some(std::mem::take(buf));
+            *c.side(dir) = kind;
+            on(Finding::Protocol {
+                dir,
+                protocol: name,
+            });
+        }
+        let bytes: &[u8] = owned.as_deref().unwrap_or(data);
+        match c.side(dir) {
+            Side::Xmpp => {
+                let x = c.xmpp.get_or_insert_with(XmppConn::default);
+                if let Some(sw) = x.feed(dir, bytes, ts, &mut on) {
+                    c.switched = true;
+                    c.to_server = Side::Tls;
+                    c.to_client = Side::Tls;
+                    on(Finding::TlsSwitch {
+                        to_server_offset: sw.to_server_offset,
+                        to_client_offset: sw.to_client_offset,
+                    });
+                    let t = c.tls.get_or_insert_with(TlsConn::default);
+                    t.feed(Dir::ToServer, &sw.to_server_rest, ts, &mut on);
+                    t.feed(Dir::ToClient, &sw.to_client_rest, ts, &mut on);
+                }
+            }
+            Side::Tls => {
+                c.tls
+                    .get_or_insert_with(TlsConn::default)
+                    .feed(dir, bytes, ts, &mut on);
+            }
+            _ => {}
+        }
+        let files: Vec<CarriedFile> = c
+            .xmpp
+            .as_mut()
+            .map(|x| std::mem::take(&mut x.finished))
+            .unwrap_or_default();
+        for f in found {
+            self.emit(conn, ts, f);
+        }
+        for f in files {
+            let finding = self.file(conn, f);
+            self.emit(conn, ts, finding);
+        }
+    }
+
+    fn file(&self, conn: ConnId, f: CarriedFile) -> Finding {
+        let sha256 = sha256_hex(&f.data);
+        let path = self.export.as_ref().and_then(|dir| export(dir, conn, &f));
+        Finding::File {
+            sid: f.sid,
+            name: f.name,
+            size: f.data.len() as u64,
+            offered_size: f.offered_size,
+            sha256,
+            path,
+            complete: f.complete,
+        }
+    }
+
+    fn close(&mut self, conn: ConnId, ts: f64) {
+        let Some(mut c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let mut late = Vec::new();
+        if let Some(x) = c.xmpp.as_mut() {
+            x.unfinished();
+            for f in std::mem::take(&mut x.finished) {
+                late.push(self.file(conn, f));
+            }
+        }
+        if let Some(t) = c.tls.as_ref().and_then(TlsConn::traffic) {
+            late.push(t);
+        }
+        // Put it back for the tally, then take it out for good.
+        let counts_before = c.counts;
+        let mut counts = counts_before;
+        for f in &late {
+            if let Some(cat) = f.category() {
+                let i = Category::ALL.iter().position(|x| *x == cat).unwrap_or(0);
+                counts[i] += 1;
+                self.totals[i] += 1;
+            }
+            (self.sink)(conn, ts, f);
+        }
+        let tls_only = matches!((&c.to_server, &c.to_client), (Side::Tls, Side::Tls)) || c.switched;
+        if self.summaries.len() < MAX_SUMMARY_ROWS {
+            self.summaries.push(ConnSummary {
+                id: conn,
+                client: c.client,
+                server: c.server,
+                protocol: c.protocol(),
+                tls: tls_only,
+                counts,
+                bytes: c.bytes,
+            });
+        }
+    }
+}
+
+/// Writes a recovered file under `dir` with a safe name; `None` (and a
+/// warning) when it cannot.
+fn export(dir: &Path, conn: ConnId, f: &CarriedFile) -> Option<String> {
+    let name = format!("conn{conn}-{}-{}", safe_name(&f.sid), safe_name(&f.name));
+    let path = dir.join(name);
+    if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, &f.data)) {
+        eprintln!("sniffer: cannot export {}: {e}", path.display());
+        return None;
+    }
+    Some(path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::build::{Flags, ethernet_tcp};
+
+    fn run(frames: &[Vec<u8>]) -> (Vec<(ConnId, Finding)>, Vec<ConnSummary>) {
+        let mut found = Vec::new();
+        let summaries = {
+            let mut a = Analyzer::new(
+                Limits::default(),
+                None,
+                Box::new(|c, _, f: &Finding| found.push((c, f.clone()))),
+            );
+            for (i, f) in frames.iter().enumerate() {
+                a.frame(LinkType::Ethernet, i as f64, f);
+            }
+            a.finish();
+            a.summaries.clone()
+        };
+        (found, summaries)
+    }
+
+    /// A client/server exchange as frames on any ports.
+    fn exchange(cport: u16, sport: u16, to_server: &[&[u8]], to_client: &[&[u8]]) -> Vec<Vec<u8>> {
+        let c: SocketAddr = format!("127.0.0.1:{cport}").parse().unwrap();
+        let s: SocketAddr = format!("127.0.0.1:{sport}").parse().unwrap();
+        let syn = Flags {
+            syn: true,
+            ..Default::default()
+        };
+        let mut frames = vec![ethernet_tcp(c, s, 99, syn, b"")];
+        let (mut cs, mut ss) = (100u32, 500u32);
+        for i in 0..to_server.len().max(to_client.len()) {
+            if let Some(p) = to_server.get(i) {
+                frames.push(ethernet_tcp(c, s, cs, Flags::default(), p));
+                cs += p.len() as u32;
+            }
+            if let Some(p) = to_client.get(i) {
+                frames.push(ethernet_tcp(s, c, ss, Flags::default(), p));
+                ss += p.len() as u32;
+            }
+        }
+        frames
+    }
+
+    #[test]
+    fn xmpp_is_recognised_on_any_port_and_starttls_switches() {
+        let hdr: &[u8] = b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+        let shdr: &[u8] = b"<stream:stream from='localhost' id='1' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>";
+        let proceed: &[u8] = b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
+        let frames = exchange(
+            50000,
+            8080, // not an XMPP port: recognised by content
+            &[
+                hdr,
+                b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+                &[23, 3, 3, 0, 4, 9, 9, 9, 9],
+            ],
+            &[shdr, proceed, &[23, 3, 3, 0, 2, 1, 1]],
+        );
+        let (found, sums) = run(&frames);
+        assert!(found.iter().any(|(_, f)| matches!(
+            f,
+            Finding::Features {
+                starttls: true,
+                starttls_required: true,
+                ..
+            }
+        )));
+        assert!(
+            found
+                .iter()
+                .any(|(_, f)| matches!(f, Finding::TlsSwitch { .. }))
+        );
+        assert!(found.iter().any(|(_, f)| matches!(
+            f,
+            Finding::TlsTraffic {
+                records_to_server: 1,
+                records_to_client: 1,
+                ..
+            }
+        )));
+        assert_eq!(sums.len(), 1);
+        assert_eq!(sums[0].protocol, "XMPP+STARTTLS");
+        assert!(sums[0].tls);
+    }
+
+    #[test]
+    fn neither_xmpp_nor_tls_is_other_and_summaries_count_categories() {
+        let frames = exchange(
+            50001,
+            80,
+            &[b"GET / HTTP/1.0\r\n\r\n"],
+            &[b"HTTP/1.0 200 OK\r\n\r\n"],
+        );
+        let (_, sums) = run(&frames);
+        assert_eq!(sums[0].protocol, "other");
+        let hdr: &[u8] = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+        let msg: &[u8] = b"<message to='b@x'><body>hi</body></message><message to='b@x'><body>again</body></message>";
+        let (_, sums) = run(&exchange(50002, 5222, &[hdr, msg], &[]));
+        assert_eq!(sums[0].counts[1], 2, "two messages: {:?}", sums[0]);
+        assert!(!sums[0].tls);
+    }
+
+    #[test]
+    fn names_of_exported_files_are_made_safe() {
+        assert_eq!(safe_name("../../etc/passwd"), "passwd");
+        assert_eq!(safe_name("a b;c.txt"), "a_b_c.txt");
+        assert_eq!(safe_name("..."), "file");
+    }
+}
