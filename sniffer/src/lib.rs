@@ -1,5 +1,7 @@
 //! The sniffer: what an attacker on the wire sees of the twin chat.
 //!
+//! - [`capture`]: frames from pcap/pcapng files or a live interface
+//!   (libpcap), and the capture written back.
 //! - [`decode`]: frames to TCP segments (Ethernet, Linux SLL, loopback, raw
 //!   IP; IPv4 and IPv6).
 //! - [`reassembly`]: TCP segments to each connection's two ordered byte
@@ -10,12 +12,18 @@
 //!   shares, alerts, and the sizes and timing of encrypted records.
 //! - [`analyze`]: the pipeline: frames in, findings and per-connection
 //!   summaries out, protocols recognised by content on any port.
+//! - [`guard`]: the leak check's needle search (plain, hex, base64 at every
+//!   alignment), streaming.
 //! - [`findings`]: what was learned, as text lines and JSON objects.
+//! - [`report`]: the summary table of what leaked, per connection.
 #![forbid(unsafe_code)]
 
 pub mod analyze;
+pub mod capture;
 pub mod decode;
 pub mod findings;
+pub mod guard;
 pub mod reassembly;
+pub mod report;
 pub mod tls;
 pub mod xmpp;

@@ -1031,6 +1031,12 @@ async fn client_writer(wr: WriteHalf<BoxStream>, mut rx: mpsc::UnboundedReceiver
         if w.write_all(xml.as_bytes()).await.is_err() {
             return;
         }
+        if xml == stream::CLOSE {
+            // Nothing may follow the end of the stream (RFC 6120 4.4): an
+            // automatic answer (a receipt, a pong) queued after it is
+            // dropped, not sent into a closed stream.
+            break;
+        }
         if rx.is_empty() && w.flush().await.is_err() {
             return;
         }

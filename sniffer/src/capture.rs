@@ -1,0 +1,282 @@
+//! Where frames come from: pcap and pcapng files, or a live interface, both
+//! through libpcap. Errors are one line saying what to do.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::decode::LinkType;
+
+/// Why frames could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptureError {
+    /// The file could not be opened or is not a capture.
+    #[error("cannot read {path}: {msg}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// libpcap's words.
+        msg: String,
+    },
+    /// Live capture is not allowed for this user.
+    #[error(
+        "cannot capture on {iface}: permission denied. Run as root, or give the binary the capability once: sudo setcap cap_net_raw,cap_net_admin=eip {exe}"
+    )]
+    Permission {
+        /// The interface.
+        iface: String,
+        /// This program's path, for the command.
+        exe: String,
+    },
+    /// The interface does not exist.
+    #[error("cannot capture on {iface}: no such interface (try lo)")]
+    NoInterface {
+        /// The interface.
+        iface: String,
+    },
+    /// The BPF filter does not compile.
+    #[error("bad capture filter '{filter}': {msg}")]
+    Filter {
+        /// The filter.
+        filter: String,
+        /// libpcap's words.
+        msg: String,
+    },
+    /// Any other libpcap failure.
+    #[error("capture failed on {iface}: {msg}")]
+    Live {
+        /// The interface.
+        iface: String,
+        /// libpcap's words.
+        msg: String,
+    },
+}
+
+fn ts_of(h: &pcap::PacketHeader) -> f64 {
+    h.ts.tv_sec as f64 + h.ts.tv_usec as f64 / 1e6
+}
+
+/// How reading a file went.
+#[derive(Debug, Default)]
+pub struct FileReport {
+    /// Frames read.
+    pub frames: u64,
+    /// Set when the file ended in the middle of a frame or was damaged:
+    /// what was read before still counts.
+    pub damaged: Option<String>,
+}
+
+/// Reads every frame of a pcap or pcapng file, in order, calling `f` with
+/// its link type, capture time and bytes. `progress` gets the bytes read so
+/// far (frame headers included).
+pub fn read_file(
+    path: &Path,
+    filter: Option<&str>,
+    mut f: impl FnMut(LinkType, f64, &[u8]),
+    mut progress: impl FnMut(u64),
+) -> Result<FileReport, CaptureError> {
+    let file_err = |msg: String| CaptureError::File {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let mut cap = pcap::Capture::from_file(path).map_err(|e| file_err(e.to_string()))?;
+    if let Some(bpf) = filter {
+        cap.filter(bpf, true).map_err(|e| CaptureError::Filter {
+            filter: bpf.into(),
+            msg: e.to_string(),
+        })?;
+    }
+    let link = LinkType::from_linktype(cap.get_datalink().0);
+    let mut report = FileReport::default();
+    let mut read = 24u64;
+    loop {
+        match cap.next_packet() {
+            Ok(p) => {
+                report.frames += 1;
+                read += 16 + u64::from(p.header.caplen);
+                f(link, ts_of(p.header), p.data);
+                if report.frames.is_multiple_of(4096) {
+                    progress(read);
+                }
+            }
+            Err(pcap::Error::NoMorePackets) => break,
+            Err(e) => {
+                report.damaged = Some(format!(
+                    "{}: damaged or cut short after {} frames ({e}); the frames before were analysed",
+                    path.display(),
+                    report.frames
+                ));
+                break;
+            }
+        }
+    }
+    progress(read);
+    Ok(report)
+}
+
+/// A live capture, optionally saving what it sees.
+pub struct Live {
+    cap: pcap::Capture<pcap::Active>,
+    save: Option<pcap::Savefile>,
+    link: LinkType,
+    iface: String,
+}
+
+/// Opens `iface` in immediate mode (each packet as it arrives, not in
+/// batches: the projector shows events as they happen).
+pub fn open_live(
+    iface: &str,
+    filter: Option<&str>,
+    write: Option<&Path>,
+) -> Result<Live, CaptureError> {
+    let live_err = |msg: String| {
+        let lower = msg.to_lowercase();
+        if lower.contains("permission") || lower.contains("not permitted") {
+            CaptureError::Permission {
+                iface: iface.into(),
+                exe: std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| "sniffer".into()),
+            }
+        } else if lower.contains("no such device") || lower.contains("doesn't exist") {
+            CaptureError::NoInterface {
+                iface: iface.into(),
+            }
+        } else {
+            CaptureError::Live {
+                iface: iface.into(),
+                msg,
+            }
+        }
+    };
+    // Non-blocking: in immediate mode libpcap may ignore the read timeout
+    // and block until the next packet, and then Ctrl-C would wait for
+    // traffic. The loop below sleeps briefly when nothing is there.
+    let mut cap = pcap::Capture::from_device(iface)
+        .map_err(|e| live_err(e.to_string()))?
+        .immediate_mode(true)
+        .snaplen(262_144)
+        .timeout(100)
+        .open()
+        .map_err(|e| live_err(e.to_string()))?
+        .setnonblock()
+        .map_err(|e| live_err(e.to_string()))?;
+    if let Some(bpf) = filter {
+        cap.filter(bpf, true).map_err(|e| CaptureError::Filter {
+            filter: bpf.into(),
+            msg: e.to_string(),
+        })?;
+    }
+    let save = match write {
+        Some(p) => Some(cap.savefile(p).map_err(|e| CaptureError::File {
+            path: p.to_path_buf(),
+            msg: e.to_string(),
+        })?),
+        None => None,
+    };
+    let link = LinkType::from_linktype(cap.get_datalink().0);
+    Ok(Live {
+        cap,
+        save,
+        link,
+        iface: iface.to_string(),
+    })
+}
+
+impl Live {
+    /// Captures until `stop` is set, calling `f` for each frame.
+    pub fn run(
+        &mut self,
+        stop: &Arc<AtomicBool>,
+        mut f: impl FnMut(LinkType, f64, &[u8]),
+    ) -> Result<u64, CaptureError> {
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            match self.cap.next_packet() {
+                Ok(p) => {
+                    n += 1;
+                    if let Some(s) = self.save.as_mut() {
+                        s.write(&p);
+                    }
+                    f(self.link, ts_of(p.header), p.data);
+                }
+                Err(pcap::Error::TimeoutExpired) => {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(e) => {
+                    return Err(CaptureError::Live {
+                        iface: self.iface.clone(),
+                        msg: e.to_string(),
+                    });
+                }
+            }
+        }
+        if let Some(s) = self.save.as_mut() {
+            let _ = s.flush();
+        }
+        Ok(n)
+    }
+
+    /// Reads what is already captured, for up to `for_ms` milliseconds
+    /// without new packets (the tail after a guarded command exits).
+    pub fn drain(
+        &mut self,
+        for_ms: u64,
+        f: impl FnMut(LinkType, f64, &[u8]),
+    ) -> Result<u64, CaptureError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(for_ms));
+            s.store(true, Ordering::Relaxed);
+        });
+        let r = self.run(&stop, f);
+        let _ = t.join();
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_truncated_and_garbage_files_are_one_line_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = d.path().join("none.pcap");
+        let e = read_file(&missing, None, |_, _, _| {}, |_| {}).unwrap_err();
+        assert!(e.to_string().starts_with("cannot read"), "{e}");
+        let garbage = d.path().join("garbage.pcap");
+        std::fs::write(&garbage, b"this is not a capture file at all").unwrap();
+        assert!(read_file(&garbage, None, |_, _, _| {}, |_| {}).is_err());
+
+        // A valid header and one frame, then a frame cut in half.
+        let mut pcap = vec![
+            0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0,
+            0,
+        ];
+        let frame = crate::decode::build::ethernet_tcp(
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            1,
+            Default::default(),
+            b"x",
+        );
+        let rec = |buf: &mut Vec<u8>, f: &[u8]| {
+            buf.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
+            buf.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            buf.extend_from_slice(f);
+        };
+        rec(&mut pcap, &frame);
+        rec(&mut pcap, &frame);
+        pcap.truncate(pcap.len() - 10);
+        let cut = d.path().join("cut.pcap");
+        std::fs::write(&cut, &pcap).unwrap();
+        let mut seen = 0;
+        let r = read_file(&cut, None, |_, _, _| seen += 1, |_| {}).unwrap();
+        assert_eq!((r.frames, seen), (1, 1));
+        assert!(r.damaged.unwrap().contains("cut short after 1 frames"));
+    }
+}

@@ -1,0 +1,253 @@
+//! The leak check: search every reassembled byte, both directions of every
+//! connection, for secrets that must never cross the wire readable.
+//!
+//! A needle is searched as is, in hex (both cases), and in base64 at each of
+//! the three alignments it can take inside a longer base64 text (a password
+//! inside SASL PLAIN is base64-encoded together with the bytes before it, so
+//! encoding the needle alone would miss it). Base64 is an encoding, not a
+//! protection: the guard treats it as plaintext, as an attacker would.
+//!
+//! Search is streaming: each direction keeps only the last few bytes of the
+//! previous chunk, so memory stays bounded whatever the capture's size.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use std::collections::HashMap;
+
+use crate::reassembly::{ConnId, Dir};
+
+/// Bytes of context shown on each side of a hit.
+const CONTEXT: usize = 24;
+
+/// One form of a needle to look for.
+#[derive(Debug, Clone)]
+struct Form {
+    needle: usize,
+    how: &'static str,
+    bytes: Vec<u8>,
+}
+
+/// The base64 text that always appears when `needle` sits at byte
+/// position `shift` (mod 3) of a base64-encoded message: the characters
+/// that depend on the needle's bytes alone.
+fn base64_core(needle: &[u8], shift: usize) -> Option<Vec<u8>> {
+    let mut padded = vec![0u8; shift];
+    padded.extend_from_slice(needle);
+    let enc = B64.encode(&padded);
+    let enc = enc.trim_end_matches('=');
+    // Characters touched by the filler bytes in front are unreliable; so is
+    // the last one when the needle ends mid-group.
+    let lead = match shift {
+        0 => 0,
+        1 => 2,
+        _ => 3,
+    };
+    let end = (shift + needle.len()) * 4 / 3;
+    let end = end.min(enc.len());
+    (end > lead + 3).then(|| enc.as_bytes()[lead..end].to_vec())
+}
+
+/// A hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// Which needle (index into the list given).
+    pub needle: usize,
+    /// Found as: `plain`, `base64`, `hex`.
+    pub how: &'static str,
+    /// The connection.
+    pub conn: ConnId,
+    /// The direction.
+    pub dir: Dir,
+    /// Stream offset of the first byte of the match.
+    pub offset: u64,
+    /// A little text around it, made printable.
+    pub context: String,
+}
+
+/// The needle searcher.
+#[derive(Debug)]
+pub struct Guard {
+    forms: Vec<Form>,
+    longest: usize,
+    /// Per direction: the tail of what came before, and its stream offset.
+    tails: HashMap<(ConnId, Dir), (Vec<u8>, u64)>,
+    /// Hits so far (one per needle, form, connection and direction).
+    pub hits: Vec<Hit>,
+    /// Bytes searched.
+    pub bytes: u64,
+}
+
+fn printable(b: &[u8]) -> String {
+    b.iter()
+        .map(|&c| {
+            if c.is_ascii_graphic() || c == b' ' {
+                c as char
+            } else {
+                '.'
+            }
+        })
+        .collect()
+}
+
+impl Guard {
+    /// A guard for these needles (empty ones are ignored).
+    pub fn new(needles: &[String]) -> Self {
+        let mut forms = Vec::new();
+        for (i, n) in needles.iter().enumerate() {
+            let b = n.as_bytes();
+            if b.is_empty() {
+                continue;
+            }
+            forms.push(Form {
+                needle: i,
+                how: "plain",
+                bytes: b.to_vec(),
+            });
+            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            forms.push(Form {
+                needle: i,
+                how: "hex",
+                bytes: hex.clone().into_bytes(),
+            });
+            forms.push(Form {
+                needle: i,
+                how: "hex",
+                bytes: hex.to_uppercase().into_bytes(),
+            });
+            for shift in 0..3 {
+                if let Some(core) = base64_core(b, shift) {
+                    forms.push(Form {
+                        needle: i,
+                        how: "base64",
+                        bytes: core,
+                    });
+                }
+            }
+        }
+        let longest = forms.iter().map(|f| f.bytes.len()).max().unwrap_or(1);
+        Guard {
+            forms,
+            longest,
+            tails: HashMap::new(),
+            hits: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Searches the next bytes of one direction (`offset` is where they
+    /// start in the stream).
+    pub fn feed(&mut self, conn: ConnId, dir: Dir, offset: u64, data: &[u8]) {
+        self.bytes += data.len() as u64;
+        let (tail, tail_at) = self
+            .tails
+            .remove(&(conn, dir))
+            .unwrap_or((Vec::new(), offset));
+        // Join the tail only when it is contiguous (a gap breaks matches).
+        let (mut hay, base) = if tail_at + tail.len() as u64 == offset {
+            (tail, tail_at)
+        } else {
+            (Vec::new(), offset)
+        };
+        let old = hay.len();
+        hay.extend_from_slice(data);
+        for f in &self.forms {
+            let n = f.bytes.len();
+            if hay.len() < n {
+                continue;
+            }
+            for start in 0..=hay.len() - n {
+                // Only matches that end in the new bytes: the rest were
+                // found last time.
+                if start + n <= old {
+                    continue;
+                }
+                if hay[start..start + n] == f.bytes[..] {
+                    let dup = self.hits.iter().any(|h| {
+                        h.needle == f.needle && h.how == f.how && h.conn == conn && h.dir == dir
+                    });
+                    if !dup {
+                        let lo = start.saturating_sub(CONTEXT);
+                        let hi = (start + n + CONTEXT).min(hay.len());
+                        self.hits.push(Hit {
+                            needle: f.needle,
+                            how: f.how,
+                            conn,
+                            dir,
+                            offset: base + start as u64,
+                            context: printable(&hay[lo..hi]),
+                        });
+                    }
+                    break;
+                }
+            }
+        }
+        // Enough for the longest form to straddle chunks, and for context.
+        let keep = self.longest.saturating_sub(1).max(CONTEXT).min(hay.len());
+        let cut = hay.len() - keep;
+        self.tails
+            .insert((conn, dir), (hay[cut..].to_vec(), base + cut as u64));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn find(needle: &str, stream: &[u8], chunk: usize) -> Vec<&'static str> {
+        let mut g = Guard::new(&[needle.to_string()]);
+        let mut off = 0u64;
+        for c in stream.chunks(chunk.max(1)) {
+            g.feed(0, Dir::ToServer, off, c);
+            off += c.len() as u64;
+        }
+        let mut v: Vec<&'static str> = g.hits.iter().map(|h| h.how).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_needle_is_found_plain_in_hex_and_in_base64_at_every_alignment() {
+        let secret = "hunter2-secret";
+        for prefix in ["", "a", "ab", "abc", "\0alice\0"] {
+            let msg = format!("{prefix}{secret}tail");
+            let b64 = B64.encode(msg.as_bytes());
+            let stream = format!("<auth mechanism='PLAIN'>{b64}</auth>");
+            for chunk in [1, 3, 7, 1000] {
+                assert_eq!(
+                    find(secret, stream.as_bytes(), chunk),
+                    ["base64"],
+                    "prefix {prefix:?} chunk {chunk}"
+                );
+            }
+        }
+        assert_eq!(
+            find(secret, format!("<b>{secret}</b>").as_bytes(), 5),
+            ["plain"]
+        );
+        let hex: String = secret.bytes().map(|b| format!("{b:02X}")).collect();
+        assert_eq!(find(secret, hex.as_bytes(), 2), ["hex"]);
+        assert!(find(secret, b"nothing to see here, hunter2-secre!", 4).is_empty());
+    }
+
+    #[test]
+    fn hits_report_offset_and_context_and_gaps_break_matches() {
+        let mut g = Guard::new(&["pw".into(), "other".into()]);
+        g.feed(3, Dir::ToClient, 0, b"xxxx<password>p");
+        g.feed(3, Dir::ToClient, 15, b"w</password>");
+        assert_eq!(g.hits.len(), 1);
+        assert_eq!(
+            (g.hits[0].needle, g.hits[0].offset, g.hits[0].conn),
+            (0, 14, 3)
+        );
+        assert!(
+            g.hits[0].context.contains("xxxx<password>pw"),
+            "{:?}",
+            g.hits[0]
+        );
+        // "ot" then a 10-byte hole then "her": not a match.
+        g.feed(4, Dir::ToServer, 0, b"ot");
+        g.feed(4, Dir::ToServer, 12, b"her");
+        assert_eq!(g.hits.len(), 1);
+        assert_eq!(g.bytes, 32);
+    }
+}
