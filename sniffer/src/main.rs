@@ -140,10 +140,10 @@ enum Command {
 /// program quietly.
 fn out(line: &str) {
     let mut so = std::io::stdout().lock();
-    if let Err(e) = writeln!(so, "{line}") {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
+    if let Err(e) = writeln!(so, "{line}")
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
     }
 }
 
