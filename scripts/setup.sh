@@ -3,10 +3,11 @@
 # As root it installs; otherwise it prints the exact command and exits 2.
 #
 #   scripts/setup.sh             what the binaries need to build and run
-#   scripts/setup.sh --interop   also the third-party XMPP software the
-#                                interoperability tests run against: Prosody
-#                                (Debian) and slixmpp (PyPI, in a venv under
-#                                target/)
+#   scripts/setup.sh --interop   also the third-party software the tests
+#                                run against: Prosody (Debian) and slixmpp
+#                                (PyPI, in a venv under target/) for
+#                                interoperability, tshark (Debian) to check the
+#                                sniffer's pcaps and to race it in the benchmark
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,7 @@ if command -v dpkg >/dev/null 2>&1; then
     have_pkg libpcap-dev || need+=(libpcap-dev)
     if ((interop)); then
         have_pkg prosody || need+=(prosody)
+        command -v tshark >/dev/null 2>&1 || need+=(tshark)
         command -v python3 >/dev/null 2>&1 || need+=(python3)
         # Debian splits venv support (ensurepip) out of python3.
         python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)

@@ -243,9 +243,9 @@ fn run(cmd: Command) -> anyhow::Result<u8> {
             common,
         } => {
             let mut live = capture::open_live(&interface, filter.as_deref(), write.as_deref())?;
-            if !common.json {
-                eprintln!("sniffer: capturing on {interface}; Ctrl-C for the summary");
-            }
+            // On stderr, so it never mixes with JSON on stdout; scripts
+            // wait for it before starting the traffic.
+            eprintln!("sniffer: capturing on {interface}; Ctrl-C for the summary");
             let stop = stop_flag()?;
             let mut a = Analyzer::new(
                 common.limits(),
@@ -396,6 +396,15 @@ fn guard(
     needles.retain(|n| !n.is_empty());
     if needles.is_empty() {
         anyhow::bail!("no needle: give --needle TEXT or --needle-file FILE");
+    }
+    for (i, n) in needles.iter().enumerate() {
+        if n.len() < 4 {
+            eprintln!(
+                "sniffer: warning: needle #{} is {} bytes long: short needles match by chance",
+                i + 1,
+                n.len()
+            );
+        }
     }
     if pcap.is_none() && command.is_empty() {
         anyhow::bail!("nothing to check: give -- COMMAND ARGS, or --pcap FILE");

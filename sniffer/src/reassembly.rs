@@ -255,8 +255,9 @@ impl Reassembler {
             }
         }
         if !self.flows.contains_key(&k) {
-            if seg.rst || (seg.fin && seg.payload.is_empty()) {
-                // The tail of a connection we never saw: nothing to show.
+            if !seg.syn && (seg.rst || seg.payload.is_empty()) {
+                // A bare ACK, FIN or RST: the tail of a connection that
+                // ended (or one we never saw). Nothing to show.
                 return;
             }
             if self.flows.len() >= self.limits.max_flows {

@@ -42,9 +42,11 @@ pub fn summary(
     bytes: u64,
     json: bool,
 ) -> String {
+    let mut rows: Vec<&ConnSummary> = rows.iter().collect();
+    rows.sort_by_key(|r| r.id);
     if json {
         let mut out = String::new();
-        for r in rows {
+        for r in &rows {
             let mut v = json!({"type": "summary", "conn": r.id, "client": r.client.to_string(),
                 "server": r.server.to_string(), "protocol": r.protocol, "tls": r.tls, "bytes": r.bytes});
             for (i, c) in Category::ALL.iter().enumerate() {
@@ -67,7 +69,7 @@ pub fn summary(
     let mut header = vec!["#", "client -> server", "protocol", "TLS"];
     header.extend(Category::ALL.iter().map(|c| c.name()));
     table.set_header(header);
-    for r in rows {
+    for r in &rows {
         let mut row = vec![
             Cell::new(r.id),
             Cell::new(format!("{} -> {}", r.client, r.server)),

@@ -9,4 +9,5 @@ mod directory;
 mod files;
 mod interop;
 mod rooms;
+mod sniffer;
 mod tls;

@@ -116,9 +116,9 @@ pub fn presence_from(v: &Value, bare: &str) -> bool {
             .is_some_and(|f| f.strip_prefix(bare).is_some_and(|r| r.starts_with('/')))
 }
 
-/// A third-party program the interoperability tests run, which
-/// `scripts/setup.sh --interop` installs: `prosody`, or `slixmpp` (the
-/// Python of the venv that holds it). A missing tool fails the test with the
+/// A third-party program the tests run, which `scripts/setup.sh --interop`
+/// installs: `prosody`, `tshark`, or `slixmpp` (the Python of the venv that
+/// holds it). A missing tool fails the test with the
 /// command that installs it; `CHAT_SKIP_INTEROP=1` skips instead (and says
 /// so), for machines that cannot install packages.
 pub fn interop_tool(name: &str) -> Option<PathBuf> {
@@ -131,6 +131,10 @@ pub fn interop_tool(name: &str) -> Option<PathBuf> {
             let venv = workspace_root().join("target/interop-venv/bin/python");
             venv.exists().then_some(venv)
         }
+        "tshark" => ["/usr/bin/tshark", "/usr/local/bin/tshark"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists()),
         other => panic!("unknown interop tool {other}"),
     };
     if path.is_none() {
@@ -666,5 +670,113 @@ impl Raw {
             }
         }
         String::from_utf8_lossy(&all).into_owned()
+    }
+}
+
+/// `sniffer live` on `lo` for one server's ports, saving a pcap; stopped
+/// with SIGINT like a user's Ctrl-C.
+pub struct Sniffer {
+    child: Child,
+    /// The capture it writes.
+    pub pcap: PathBuf,
+    stderr: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Sniffer {
+    /// Starts capturing the server's ports; returns once capture is on.
+    /// Live capture needs root or CAP_NET_RAW (CI runs as root).
+    pub fn start(server: &Server) -> Sniffer {
+        let dir = tempfile::tempdir().unwrap();
+        let pcap = dir.path().join("capture.pcap");
+        let mut filter = format!("tcp port {}", server.addr.port());
+        if let Some(d) = server.direct {
+            filter.push_str(&format!(" or tcp port {}", d.port()));
+        }
+        let mut child = Command::new(bin("sniffer"))
+            .args([
+                "live",
+                "--interface",
+                "lo",
+                "--json",
+                "--filter",
+                &filter,
+                "--write",
+            ])
+            .arg(&pcap)
+            .arg("--export")
+            .arg(dir.path().join("export"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let err = child.stderr.take().unwrap();
+        let e = stderr.clone();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if line.contains("capturing on") {
+                    let _ = tx.send(());
+                }
+                e.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        if rx.recv_timeout(WAIT).is_err() {
+            let _ = child.kill();
+            panic!(
+                "sniffer live did not start (live capture needs root or CAP_NET_RAW):\n{}",
+                stderr.lock().unwrap()
+            );
+        }
+        Sniffer {
+            child,
+            pcap,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    /// Where `--export` puts recovered files.
+    pub fn export_dir(&self) -> PathBuf {
+        self._dir.path().join("export")
+    }
+
+    /// Ctrl-C, then every JSON line it printed (findings and summary).
+    pub fn stop(mut self) -> (Vec<Value>, Sniffer) {
+        // Let the last packets through the capture before stopping.
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "sniffer exit {status}: {}",
+            self.stderr.lock().unwrap()
+        );
+        let lines = out
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("sniffer printed non-JSON ({e}): {l}"))
+            })
+            .collect();
+        (lines, self)
+    }
+}
+
+impl Drop for Sniffer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

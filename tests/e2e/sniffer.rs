@@ -1,0 +1,209 @@
+//! The sniffer against real sessions on loopback: what it recovers from
+//! `chat-plain`, and what it cannot recover from `chat-tls` (STARTTLS and
+//! direct TLS). The same scenario runs for each twin; only the verdict
+//! differs, which is the toolkit's whole point.
+
+use std::process::Command;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tests::{Client, Server, Sniffer, Twin, bin, interop_tool};
+
+const ALICE_PW: &str = "alice-secret-pw-1";
+const BOB_PW: &str = "bob-secret-pw-2";
+const DM: &str = "meet me at the library at 5";
+const ROOM_MSG: &str = "room secret 123";
+const STATUS: &str = "studying for exams";
+const FILE_BODY: &[u8] = b"file secret contents 42, spread over a few bytes";
+
+fn of_type<'a>(found: &'a [Value], t: &str) -> Vec<&'a Value> {
+    found.iter().filter(|v| v["type"] == t).collect()
+}
+
+fn a_whole_session_is_sniffed(twin: Twin) {
+    let server = Server::start(twin, &[]);
+    let sniffer = Sniffer::start(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("homework.txt");
+    std::fs::write(&file, FILE_BODY).unwrap();
+    let dl = dir.path().join("downloads");
+
+    let mut alice = Client::start(&server, "alice@localhost", ALICE_PW, &["--register"]);
+    alice.expect("connected", |v| v["type"] == "connected");
+    // bob signs in with PLAIN, as lab 1 has students do.
+    let mut bob = Client::start(
+        &server,
+        "bob@localhost",
+        BOB_PW,
+        &[
+            "--register",
+            "--plain",
+            "--accept-files",
+            "--downloads",
+            dl.to_str().unwrap(),
+        ],
+    );
+    bob.expect("connected", |v| v["type"] == "connected");
+    alice.send("/add bob");
+    bob.expect_event("subscribe", "from", "alice@localhost");
+    bob.send("/add alice");
+    alice.expect("bob online", |v| tests::presence_from(v, "bob@localhost"));
+    bob.send(&format!("/status away {STATUS}"));
+    alice.expect("status", |v| v["status"] == STATUS);
+    alice.send(&format!("/msg bob {DM}"));
+    bob.expect("dm", |v| v["body"] == DM);
+    alice.send("/join lab");
+    alice.expect("joined", |v| v["type"] == "room-joined");
+    bob.send("/join lab");
+    bob.expect("joined", |v| v["type"] == "room-joined");
+    alice.send(&format!("/say lab {ROOM_MSG}"));
+    bob.expect("room msg", |v| v["body"] == ROOM_MSG);
+    alice.send(&format!("/sendfile bob {}", file.display()));
+    bob.expect("file", |v| v["type"] == "file-received");
+    for c in [alice, bob] {
+        let (code, t) = c.finish();
+        assert_eq!(code, 0, "{t}");
+    }
+    let (found, sniffer) = sniffer.stop();
+    let all = serde_json::to_string_pretty(&found).unwrap();
+    let want_sha: String = Sha256::digest(FILE_BODY)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+
+    if twin == Twin::Plain {
+        let creds = of_type(&found, "credential");
+        let has = |kind: &str, user: &str, pw: Option<&str>| {
+            creds.iter().any(|c| {
+                c["kind"] == kind && c["user"] == user && pw.is_none_or(|p| c["password"] == p)
+            })
+        };
+        assert!(has("register", "alice", Some(ALICE_PW)), "{all}");
+        assert!(has("sasl-plain", "bob", Some(BOB_PW)), "{all}");
+        let scram = creds
+            .iter()
+            .find(|c| c["kind"] == "scram" && c["user"] == "alice");
+        let detail = scram.and_then(|c| c["detail"].as_str()).unwrap_or_default();
+        assert!(
+            detail.contains("salt=") && detail.contains("iterations=4096"),
+            "{all}"
+        );
+        let msgs = of_type(&found, "message");
+        assert!(
+            msgs.iter().any(|m| m["body"] == DM && m["kind"] == "chat"),
+            "{all}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m["body"] == ROOM_MSG && m["kind"] == "groupchat"),
+            "{all}"
+        );
+        assert!(
+            of_type(&found, "contact")
+                .iter()
+                .any(|c| c["jid"] == "bob@localhost"),
+            "{all}"
+        );
+        assert!(
+            of_type(&found, "presence")
+                .iter()
+                .any(|p| p["status"] == STATUS),
+            "{all}"
+        );
+        assert!(
+            of_type(&found, "features")
+                .iter()
+                .any(|f| f["starttls"] == false),
+            "STARTTLS is not offered: {all}"
+        );
+        let files = of_type(&found, "file");
+        let f = files
+            .iter()
+            .find(|f| f["sha256"] == want_sha.as_str())
+            .unwrap_or_else(|| panic!("{all}"));
+        assert_eq!(f["complete"], true);
+        let exported = std::fs::read(f["path"].as_str().unwrap()).unwrap();
+        assert_eq!(exported, FILE_BODY);
+    } else {
+        for t in [
+            "credential",
+            "message",
+            "contact",
+            "presence",
+            "file",
+            "bound-jid",
+        ] {
+            assert!(
+                of_type(&found, t).is_empty(),
+                "no {t} may leak under TLS: {all}"
+            );
+        }
+        let hello = of_type(&found, "client-hello");
+        assert!(hello.iter().all(|h| h["sni"] == "localhost"), "{all}");
+        assert!(
+            !hello.is_empty() && !of_type(&found, "server-hello").is_empty(),
+            "{all}"
+        );
+        assert!(
+            of_type(&found, "tls-traffic")
+                .iter()
+                .all(|t| t["plaintext_recovered"] == false)
+        );
+        if twin == Twin::StartTls {
+            assert!(!of_type(&found, "tls-switch").is_empty(), "{all}");
+            assert!(
+                of_type(&found, "features")
+                    .iter()
+                    .any(|f| f["starttls_required"] == true),
+                "{all}"
+            );
+        }
+        let rows = of_type(&found, "summary");
+        assert!(
+            !rows.is_empty() && rows.iter().all(|r| r["tls"] == true),
+            "{all}"
+        );
+    }
+
+    // The CI leak check on the same capture: fails on plaintext, passes on TLS.
+    let out = Command::new(bin("sniffer"))
+        .args(["guard", "--pcap"])
+        .arg(&sniffer.pcap)
+        .args([
+            "--needle", ALICE_PW, "--needle", BOB_PW, "--needle", DM, "--needle",
+        ])
+        .arg(String::from_utf8_lossy(FILE_BODY).as_ref())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if twin == Twin::Plain {
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        for n in 1..=4 {
+            assert!(
+                stdout.contains(&format!("needle #{n} ")),
+                "needle {n} found: {stdout}"
+            );
+        }
+        assert!(
+            !stdout.contains(ALICE_PW),
+            "the guard does not print the secret itself: {stdout}"
+        );
+    } else {
+        assert_eq!(out.status.code(), Some(0), "{stdout}");
+        assert!(stdout.starts_with("no needle found in "), "{stdout}");
+    }
+
+    // The pcap it wrote is a real pcap: tshark reads it.
+    if let Some(tshark) = interop_tool("tshark") {
+        let t = Command::new(tshark)
+            .args(["-r"])
+            .arg(&sniffer.pcap)
+            .args(["-q", "-z", "conv,tcp"])
+            .output()
+            .unwrap();
+        assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+        assert!(String::from_utf8_lossy(&t.stdout).contains("127.0.0.1"));
+    }
+}
+
+tests::twin_tests!(a_whole_session_is_sniffed);
