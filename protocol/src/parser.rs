@@ -221,6 +221,36 @@ enum Lex {
     Pi { q: bool },
 }
 
+/// A table of the bytes that end a fast-path run: those given, and every
+/// control byte XML forbids (so the byte path reports it with its offset).
+const fn stop_table(bytes: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        if b != 0x09 && b != 0x0a && b != 0x0d {
+            t[b] = true;
+        }
+        b += 1;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        t[bytes[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+/// Character data inside an element.
+static STOP_TEXT: [bool; 256] = stop_table(b"<");
+/// A value in double quotes.
+static STOP_DQUOTE: [bool; 256] = stop_table(b"\"<");
+/// A value in single quotes.
+static STOP_SQUOTE: [bool; 256] = stop_table(b"'<");
+/// A start tag after its name.
+static STOP_TAG: [bool; 256] = stop_table(b"\"'=></");
+/// An end tag.
+static STOP_CLOSE: [bool; 256] = stop_table(b"><");
+
 /// What the scanner found when it stopped.
 enum Found {
     /// The end (exclusive index into `buf`) of the stream header.
@@ -398,6 +428,54 @@ impl StreamParser {
     fn scan(&mut self) -> Result<Option<Found>, ParseError> {
         let limits = self.limits;
         while self.pos < self.buf.len() {
+            // Fast path: character data inside an element, and quoted
+            // attribute values, are runs of bytes that change nothing until
+            // a `<` (or the closing quote) or a forbidden control byte. Skip
+            // the run in one tight loop instead of stepping the state
+            // machine byte by byte; the byte that stops it goes through the
+            // normal path, so errors and offsets are the same.
+            // Between attributes and in end tags, only a few bytes matter.
+            let stops: Option<&[bool; 256]> = match self.lex {
+                Lex::Text if self.depth > 0 => Some(&STOP_TEXT),
+                Lex::Open { quote: b'"', .. } => Some(&STOP_DQUOTE),
+                Lex::Open { quote: b'\'', .. } => Some(&STOP_SQUOTE),
+                Lex::Open {
+                    quote: 0,
+                    in_name: false,
+                    ..
+                } => Some(&STOP_TAG),
+                Lex::Close => Some(&STOP_CLOSE),
+                _ => None,
+            };
+            if let Some(stops) = stops {
+                let rest = &self.buf[self.pos..];
+                let run = rest
+                    .iter()
+                    .position(|&b| stops[usize::from(b)])
+                    .unwrap_or(rest.len());
+                if run > 0
+                    && let Lex::Open {
+                        quote: 0, slash, ..
+                    } = &mut self.lex
+                {
+                    // As the byte path does: a skipped byte is not `/`.
+                    *slash = false;
+                }
+                self.pos += run;
+                if let Some(s) = self.elem_start {
+                    // The stanza limit, as the byte-by-byte path checks it:
+                    // an error once a byte at or past the limit is seen.
+                    let last_seen = self.pos.min(self.buf.len());
+                    if last_seen > s && last_seen - s > limits.max_stanza_bytes {
+                        return Err(ParseError::TooLarge {
+                            limit: limits.max_stanza_bytes,
+                        });
+                    }
+                }
+                if self.pos >= self.buf.len() {
+                    break;
+                }
+            }
             let i = self.pos;
             let b = self.buf[i];
             self.pos += 1;
@@ -819,6 +897,19 @@ fn lookup<'a>(scope: &'a [(String, String)], prefix: &str) -> Option<&'a str> {
         .map(|(_, u)| u.as_str())
 }
 
+/// Namespace bindings while building one element: the stream's (borrowed,
+/// not copied for every stanza) under those the element itself declares.
+struct Scope<'a> {
+    stream: &'a [(String, String)],
+    local: Vec<(String, String)>,
+}
+
+impl Scope<'_> {
+    fn lookup(&self, prefix: &str) -> Option<&str> {
+        lookup(&self.local, prefix).or_else(|| lookup(self.stream, prefix))
+    }
+}
+
 fn xml_error(offset: u64, e: impl std::fmt::Display) -> ParseError {
     ParseError::Xml {
         offset,
@@ -838,21 +929,24 @@ fn build_element(
     cfg.check_end_names = true;
     cfg.expand_empty_elements = false;
     cfg.trim_text(false);
-    let mut scope: Vec<(String, String)> = stream_scope.to_vec();
+    let mut scope = Scope {
+        stream: stream_scope,
+        local: Vec::new(),
+    };
     // Per open element: the element and the scope length before it.
     let mut stack: Vec<(Element, usize)> = Vec::new();
     loop {
         let ev = reader.read_event().map_err(|e| xml_error(offset, e))?;
         match ev {
             XmlEvent::Start(start) => {
-                let mark = scope.len();
+                let mark = scope.local.len();
                 let el = open_element(&start, &mut scope, offset)?;
                 stack.push((el, mark));
             }
             XmlEvent::Empty(start) => {
-                let mark = scope.len();
+                let mark = scope.local.len();
                 let el = open_element(&start, &mut scope, offset)?;
-                scope.truncate(mark);
+                scope.local.truncate(mark);
                 match stack.last_mut() {
                     Some((parent, _)) => parent.children.push(Node::Element(el)),
                     None => return Ok(el),
@@ -865,7 +959,7 @@ fn build_element(
                         what: "unexpected end tag",
                     });
                 };
-                scope.truncate(mark);
+                scope.local.truncate(mark);
                 match stack.last_mut() {
                     Some((parent, _)) => parent.children.push(Node::Element(el)),
                     None => return Ok(el),
@@ -931,7 +1025,7 @@ fn push_text(stack: &mut [(Element, usize)], text: &str) {
 
 fn open_element(
     start: &BytesStart<'_>,
-    scope: &mut Vec<(String, String)>,
+    scope: &mut Scope<'_>,
     offset: u64,
 ) -> Result<Element, ParseError> {
     let mut attrs = Vec::new();
@@ -943,16 +1037,16 @@ fn open_element(
             .map_err(|e| xml_error(offset, e))?
             .into_owned();
         if key == "xmlns" {
-            scope.push((String::new(), value));
+            scope.local.push((String::new(), value));
         } else if let Some(p) = key.strip_prefix("xmlns:") {
-            scope.push((p.to_string(), value));
+            scope.local.push((p.to_string(), value));
         } else {
             attrs.push((key.to_string(), value));
         }
     }
     let qname = start.name();
     let (prefix, local) = split_qname(qname.as_ref());
-    let ns = match lookup(scope, prefix.unwrap_or("")) {
+    let ns = match scope.lookup(prefix.unwrap_or("")) {
         Some(u) => u.to_string(),
         None => {
             return Err(ParseError::UnboundPrefix {
@@ -962,7 +1056,7 @@ fn open_element(
     };
     for (k, _) in &attrs {
         if let (Some(p), _) = split_qname(k)
-            && lookup(scope, p).is_none()
+            && scope.lookup(p).is_none()
         {
             return Err(ParseError::UnboundPrefix {
                 prefix: p.to_string(),
@@ -1360,6 +1454,43 @@ mod tests {
                 }
             }
             assert!(errors > 0, "{mode:?}: this input is damaged");
+        }
+    }
+}
+#[cfg(test)]
+mod fastpath_tests {
+    use super::*;
+
+    /// The fast paths skip bytes in bulk; these are the places where a
+    /// skipped byte still matters (a `/` that is or is not the end of a
+    /// self-closing tag, a `>` inside a quoted value).
+    #[test]
+    fn skipped_bytes_keep_their_meaning() {
+        let hdr =
+            "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+        for (input, names) in [
+            ("<a x='v'/><b/>", vec!["a", "b"]),
+            ("<a x=\"/\" y='/>'><c/></a><d/>", vec!["a", "d"]),
+            ("<a  x = 'y' ><c>text / more</c></a>", vec!["a"]),
+            ("<a x='1'\t/><b></b >", vec!["a", "b"]),
+        ] {
+            let mut p = StreamParser::new(Mode::Strict);
+            p.feed(hdr.as_bytes());
+            p.feed(input.as_bytes());
+            assert!(matches!(
+                p.next_event().unwrap().unwrap().event,
+                Event::StreamOpen(_)
+            ));
+            for want in names {
+                match p.next_event() {
+                    Ok(Some(Parsed {
+                        event: Event::Element(el),
+                        ..
+                    })) => assert_eq!(el.name, want, "{input}"),
+                    other => panic!("{input}: {other:?}"),
+                }
+            }
+            assert_eq!(p.next_event(), Ok(None), "{input}");
         }
     }
 }

@@ -3,7 +3,7 @@
 //! bytes to the right dissector, follow the switch to TLS after
 //! `<proceed/>`, and keep a per-connection tally for the summary.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -147,7 +147,7 @@ impl<'a> Analyzer<'a> {
     pub fn new(limits: Limits, export: Option<PathBuf>, sink: Sink<'a>) -> Self {
         Analyzer {
             reasm: Reassembler::new(limits),
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             export,
             sink,
             tap: None,

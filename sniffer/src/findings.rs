@@ -145,8 +145,9 @@ pub enum Finding {
         kind: String,
         /// The text.
         body: String,
-        /// When: its delay stamp, else the capture time.
-        time: String,
+        /// When it was first sent, if it carries a delay stamp (offline
+        /// delivery, room history); otherwise the capture time tells.
+        stamp: Option<String>,
     },
     /// A file offered or carried in-band.
     File {
@@ -305,8 +306,15 @@ fn opt(s: &Option<String>) -> &str {
     s.as_deref().unwrap_or("?")
 }
 
-/// A finding of connection `conn`, as one line of text.
-pub fn text(conn: ConnId, f: &Finding) -> String {
+/// When a message was sent: its delay stamp, else the capture time.
+fn when(stamp: &Option<String>, ts: f64) -> String {
+    stamp
+        .clone()
+        .unwrap_or_else(|| protocol::datetime::xmpp_datetime(ts as i64))
+}
+
+/// A finding of connection `conn` captured at `ts`, as one line of text.
+pub fn text(conn: ConnId, ts: f64, f: &Finding) -> String {
     let body = match f {
         Finding::Connection {
             client,
@@ -400,11 +408,12 @@ pub fn text(conn: ConnId, f: &Finding) -> String {
             to,
             kind,
             body,
-            time,
+            stamp,
         } => format!(
-            "MESSAGE {kind} {} -> {} at {time}: {body}",
+            "MESSAGE {kind} {} -> {} at {}: {body}",
             opt(from),
-            opt(to)
+            opt(to),
+            when(stamp, ts)
         ),
         Finding::File {
             name,
@@ -521,8 +530,8 @@ pub fn json(conn: ConnId, ts: f64, f: &Finding) -> Value {
             to,
             kind,
             body,
-            time,
-        } => json!({"from": from, "to": to, "kind": kind, "body": body, "time": time}),
+            stamp,
+        } => json!({"from": from, "to": to, "kind": kind, "body": body, "time": when(stamp, ts)}),
         Finding::File {
             sid,
             name,

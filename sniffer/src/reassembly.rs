@@ -19,7 +19,9 @@
 //! dropped first), so a capture of any size runs in bounded memory.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::net::SocketAddr;
 
 use crate::decode::Segment;
@@ -546,7 +548,7 @@ mod tests {
         let mut to_s = Vec::new();
         let mut to_c = Vec::new();
         let mut kinds = Vec::new();
-        let mut expect: HashMap<(ConnId, Dir), u64> = HashMap::new();
+        let mut expect: HashMap<(ConnId, Dir), u64> = HashMap::default();
         let mut on = |e: Event<'_>| {
             match &e {
                 Event::Data {

@@ -27,7 +27,7 @@ impl Printer {
         if self.json {
             println!("{}", findings::json(conn, ts, f));
         } else {
-            println!("{}", findings::text(conn, f));
+            println!("{}", findings::text(conn, ts, f));
         }
     }
 }

@@ -124,7 +124,7 @@ impl XmppConn {
         &mut self,
         dir: Dir,
         data: &[u8],
-        ts: f64,
+        _ts: f64,
         out: &mut impl FnMut(Finding),
     ) -> Option<Switch> {
         self.parser(dir).feed(data);
@@ -143,7 +143,7 @@ impl XmppConn {
                         if dir == Dir::ToClient && el.is("proceed", ns::TLS) {
                             return Some(self.switch());
                         }
-                        self.element(dir, &el, ts, out);
+                        self.element(dir, &el, out);
                     }
                 },
                 Err(e) => out(Finding::Malformed {
@@ -175,7 +175,7 @@ impl XmppConn {
         }
     }
 
-    fn element(&mut self, dir: Dir, el: &Element, ts: f64, out: &mut impl FnMut(Finding)) {
+    fn element(&mut self, dir: Dir, el: &Element, out: &mut impl FnMut(Finding)) {
         let attr = |n: &str| el.get_attr(n).map(str::to_string);
         match (el.name.as_str(), el.ns.as_str()) {
             ("features", ns::STREAM) => {
@@ -257,8 +257,7 @@ impl XmppConn {
                             to: attr("to"),
                             kind: attr("type").unwrap_or_else(|| "normal".into()),
                             body,
-                            time: stamp
-                                .unwrap_or_else(|| protocol::datetime::xmpp_datetime(ts as i64)),
+                            stamp,
                         });
                     }
                 }

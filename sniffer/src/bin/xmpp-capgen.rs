@@ -1,0 +1,236 @@
+//! Writes a synthetic pcap of plaintext XMPP chat for the sniffer
+//! benchmark: many clients on loopback, each signing in with PLAIN, binding,
+//! fetching its roster and then exchanging chat messages with the server on
+//! port 5222 (the port tshark's XMPP dissector listens on).
+//!
+//! ```text
+//! xmpp-capgen --out target/bench/xmpp.pcap --megabytes 1024
+//! ```
+//!
+//! It prints how many message bodies it wrote: the number the sniffer and
+//! tshark must both find.
+#![forbid(unsafe_code)]
+
+use std::io::{BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use sniffer::decode::build::{Flags, ethernet_tcp};
+
+/// Synthetic XMPP capture for benchmarks.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Output pcap file.
+    #[arg(long)]
+    out: PathBuf,
+    /// Approximate size of the capture, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    megabytes: u64,
+    /// Connections open at the same time (their packets interleave).
+    #[arg(long, default_value_t = 64)]
+    concurrent: usize,
+    /// Messages per connection before it closes and a new one opens.
+    #[arg(long, default_value_t = 2000)]
+    messages: u64,
+}
+
+/// One simulated client connection.
+struct Conn {
+    client: SocketAddr,
+    server: SocketAddr,
+    cseq: u32,
+    sseq: u32,
+    sent: u64,
+    user: String,
+}
+
+struct Writer<W: Write> {
+    w: W,
+    bytes: u64,
+    ts_us: u64,
+}
+
+impl<W: Write> Writer<W> {
+    fn frame(&mut self, f: &[u8]) -> std::io::Result<()> {
+        self.ts_us += 37;
+        let sec = (self.ts_us / 1_000_000) as u32 + 1_795_000_000;
+        let usec = (self.ts_us % 1_000_000) as u32;
+        self.w.write_all(&sec.to_le_bytes())?;
+        self.w.write_all(&usec.to_le_bytes())?;
+        let len = f.len() as u32;
+        self.w.write_all(&len.to_le_bytes())?;
+        self.w.write_all(&len.to_le_bytes())?;
+        self.w.write_all(f)?;
+        self.bytes += 16 + f.len() as u64;
+        Ok(())
+    }
+}
+
+impl Conn {
+    fn to_server<W: Write>(&mut self, out: &mut Writer<W>, payload: &[u8]) -> std::io::Result<()> {
+        out.frame(&ethernet_tcp(
+            self.client,
+            self.server,
+            self.cseq,
+            Flags::default(),
+            payload,
+        ))?;
+        self.cseq = self.cseq.wrapping_add(payload.len() as u32);
+        Ok(())
+    }
+    fn to_client<W: Write>(&mut self, out: &mut Writer<W>, payload: &[u8]) -> std::io::Result<()> {
+        out.frame(&ethernet_tcp(
+            self.server,
+            self.client,
+            self.sseq,
+            Flags::default(),
+            payload,
+        ))?;
+        self.sseq = self.sseq.wrapping_add(payload.len() as u32);
+        Ok(())
+    }
+
+    fn open<W: Write>(&mut self, out: &mut Writer<W>) -> std::io::Result<()> {
+        let syn = Flags {
+            syn: true,
+            ..Default::default()
+        };
+        out.frame(&ethernet_tcp(
+            self.client,
+            self.server,
+            self.cseq.wrapping_sub(1),
+            syn,
+            b"",
+        ))?;
+        let u = self.user.clone();
+        self.to_server(out, b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")?;
+        self.to_client(out, b"<?xml version='1.0'?><stream:stream from='localhost' id='s1' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>")?;
+        let creds = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("\0{u}\0pw-{u}"),
+        );
+        self.to_server(
+            out,
+            format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
+            )
+            .as_bytes(),
+        )?;
+        self.to_client(out, b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")?;
+        self.to_server(out, b"<stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")?;
+        self.to_client(out, b"<stream:stream from='localhost' id='s2' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>")?;
+        self.to_server(
+            out,
+            b"<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>",
+        )?;
+        self.to_client(
+            out,
+            format!("<iq type='result' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>{u}@localhost/r1</jid></bind></iq>").as_bytes(),
+        )?;
+        self.to_server(
+            out,
+            b"<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>",
+        )?;
+        self.to_client(out, b"<iq type='result' id='r1'><query xmlns='jabber:iq:roster'><item jid='teacher@localhost' subscription='both'/></query></iq>")?;
+        self.to_server(out, b"<presence><status>in the lab</status></presence>")
+    }
+
+    /// One message each way; returns the bodies written (2).
+    fn exchange<W: Write>(&mut self, out: &mut Writer<W>) -> std::io::Result<u64> {
+        let n = self.sent;
+        let u = self.user.clone();
+        self.to_server(
+            out,
+            format!("<message to='teacher@localhost' id='{u}-{n}' type='chat'><body>question {n} from {u}: how does the sniffer see this line?</body></message>").as_bytes(),
+        )?;
+        self.to_client(
+            out,
+            format!("<message from='teacher@localhost/desk' to='{u}@localhost/r1' id='t-{n}' type='chat'><body>answer {n} for {u}: every byte of it, in plaintext</body></message>").as_bytes(),
+        )?;
+        self.sent += 1;
+        Ok(2)
+    }
+
+    fn close<W: Write>(&mut self, out: &mut Writer<W>) -> std::io::Result<()> {
+        self.to_server(out, b"</stream:stream>")?;
+        self.to_client(out, b"</stream:stream>")?;
+        let fin = Flags {
+            fin: true,
+            ..Default::default()
+        };
+        out.frame(&ethernet_tcp(self.client, self.server, self.cseq, fin, b""))?;
+        out.frame(&ethernet_tcp(self.server, self.client, self.sseq, fin, b""))
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(d) = cli.out.parent() {
+        std::fs::create_dir_all(d).ok();
+    }
+    let f = std::fs::File::create(&cli.out)
+        .with_context(|| format!("cannot create {}", cli.out.display()))?;
+    let mut out = Writer {
+        w: BufWriter::with_capacity(1 << 20, f),
+        bytes: 24,
+        ts_us: 0,
+    };
+    // pcap global header: microsecond timestamps, Ethernet.
+    out.w.write_all(&[
+        0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0,
+    ])?;
+    let target = cli.megabytes * 1024 * 1024;
+    let server: SocketAddr = "127.0.0.1:5222".parse()?;
+    let mut next_port = 20_000u16;
+    let mut next_user = 0u64;
+    let mut new_conn = |out: &mut Writer<_>| -> std::io::Result<Conn> {
+        next_port = if next_port >= 60_000 {
+            20_000
+        } else {
+            next_port + 1
+        };
+        next_user += 1;
+        let mut c = Conn {
+            client: SocketAddr::new(server.ip(), next_port),
+            server,
+            cseq: 1_000 + (next_user as u32).wrapping_mul(7919),
+            sseq: 90_000 + (next_user as u32).wrapping_mul(104_729),
+            sent: 0,
+            user: format!("student{next_user}"),
+        };
+        c.open(out)?;
+        Ok(c)
+    };
+    let mut conns: Vec<Conn> = Vec::new();
+    for _ in 0..cli.concurrent.max(1) {
+        conns.push(new_conn(&mut out)?);
+    }
+    let mut bodies = 0u64;
+    let mut connections = conns.len() as u64;
+    'outer: loop {
+        for i in 0..conns.len() {
+            bodies += conns[i].exchange(&mut out)?;
+            if conns[i].sent >= cli.messages {
+                conns[i].close(&mut out)?;
+                conns[i] = new_conn(&mut out)?;
+                connections += 1;
+            }
+            if out.bytes >= target {
+                break 'outer;
+            }
+        }
+    }
+    for c in &mut conns {
+        c.close(&mut out)?;
+    }
+    out.w.flush()?;
+    println!(
+        "wrote {} ({} bytes): {connections} connections, {bodies} message bodies",
+        cli.out.display(),
+        out.bytes
+    );
+    Ok(())
+}
