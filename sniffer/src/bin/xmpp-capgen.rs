@@ -70,7 +70,7 @@ impl<W: Write> Writer<W> {
 }
 
 impl Conn {
-    fn to_server<W: Write>(&mut self, out: &mut Writer<W>, payload: &[u8]) -> std::io::Result<()> {
+    fn send_up<W: Write>(&mut self, out: &mut Writer<W>, payload: &[u8]) -> std::io::Result<()> {
         out.frame(&ethernet_tcp(
             self.client,
             self.server,
@@ -81,7 +81,7 @@ impl Conn {
         self.cseq = self.cseq.wrapping_add(payload.len() as u32);
         Ok(())
     }
-    fn to_client<W: Write>(&mut self, out: &mut Writer<W>, payload: &[u8]) -> std::io::Result<()> {
+    fn send_down<W: Write>(&mut self, out: &mut Writer<W>, payload: &[u8]) -> std::io::Result<()> {
         out.frame(&ethernet_tcp(
             self.server,
             self.client,
@@ -106,47 +106,47 @@ impl Conn {
             b"",
         ))?;
         let u = self.user.clone();
-        self.to_server(out, b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")?;
-        self.to_client(out, b"<?xml version='1.0'?><stream:stream from='localhost' id='s1' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>")?;
+        self.send_up(out, b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")?;
+        self.send_down(out, b"<?xml version='1.0'?><stream:stream from='localhost' id='s1' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>")?;
         let creds = base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
             format!("\0{u}\0pw-{u}"),
         );
-        self.to_server(
+        self.send_up(
             out,
             format!(
                 "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
             )
             .as_bytes(),
         )?;
-        self.to_client(out, b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")?;
-        self.to_server(out, b"<stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")?;
-        self.to_client(out, b"<stream:stream from='localhost' id='s2' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>")?;
-        self.to_server(
+        self.send_down(out, b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")?;
+        self.send_up(out, b"<stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")?;
+        self.send_down(out, b"<stream:stream from='localhost' id='s2' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>")?;
+        self.send_up(
             out,
             b"<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>",
         )?;
-        self.to_client(
+        self.send_down(
             out,
             format!("<iq type='result' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>{u}@localhost/r1</jid></bind></iq>").as_bytes(),
         )?;
-        self.to_server(
+        self.send_up(
             out,
             b"<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>",
         )?;
-        self.to_client(out, b"<iq type='result' id='r1'><query xmlns='jabber:iq:roster'><item jid='teacher@localhost' subscription='both'/></query></iq>")?;
-        self.to_server(out, b"<presence><status>in the lab</status></presence>")
+        self.send_down(out, b"<iq type='result' id='r1'><query xmlns='jabber:iq:roster'><item jid='teacher@localhost' subscription='both'/></query></iq>")?;
+        self.send_up(out, b"<presence><status>in the lab</status></presence>")
     }
 
     /// One message each way; returns the bodies written (2).
     fn exchange<W: Write>(&mut self, out: &mut Writer<W>) -> std::io::Result<u64> {
         let n = self.sent;
         let u = self.user.clone();
-        self.to_server(
+        self.send_up(
             out,
             format!("<message to='teacher@localhost' id='{u}-{n}' type='chat'><body>question {n} from {u}: how does the sniffer see this line?</body></message>").as_bytes(),
         )?;
-        self.to_client(
+        self.send_down(
             out,
             format!("<message from='teacher@localhost/desk' to='{u}@localhost/r1' id='t-{n}' type='chat'><body>answer {n} for {u}: every byte of it, in plaintext</body></message>").as_bytes(),
         )?;
@@ -155,8 +155,8 @@ impl Conn {
     }
 
     fn close<W: Write>(&mut self, out: &mut Writer<W>) -> std::io::Result<()> {
-        self.to_server(out, b"</stream:stream>")?;
-        self.to_client(out, b"</stream:stream>")?;
+        self.send_up(out, b"</stream:stream>")?;
+        self.send_down(out, b"</stream:stream>")?;
         let fin = Flags {
             fin: true,
             ..Default::default()
@@ -211,11 +211,11 @@ fn main() -> anyhow::Result<()> {
     let mut bodies = 0u64;
     let mut connections = conns.len() as u64;
     'outer: loop {
-        for i in 0..conns.len() {
-            bodies += conns[i].exchange(&mut out)?;
-            if conns[i].sent >= cli.messages {
-                conns[i].close(&mut out)?;
-                conns[i] = new_conn(&mut out)?;
+        for c in conns.iter_mut() {
+            bodies += c.exchange(&mut out)?;
+            if c.sent >= cli.messages {
+                c.close(&mut out)?;
+                *c = new_conn(&mut out)?;
                 connections += 1;
             }
             if out.bytes >= target {
