@@ -193,6 +193,25 @@ fn a_whole_session_is_sniffed(twin: Twin) {
         assert!(stdout.starts_with("no needle found in "), "{stdout}");
     }
 
+    // Follow TCP Stream, as Wireshark has it.
+    let follow = Command::new(bin("sniffer"))
+        .args(["follow"])
+        .arg(&sniffer.pcap)
+        .args(["--stream", "0"])
+        .output()
+        .unwrap();
+    assert!(follow.status.success());
+    let text = String::from_utf8_lossy(&follow.stdout);
+    assert!(
+        text.contains("===== client -> server (from byte 0) ====="),
+        "{text}"
+    );
+    if twin == Twin::Plain {
+        assert!(text.contains(DM), "{text}");
+    } else {
+        assert!(!text.contains(DM), "{text}");
+    }
+
     // The pcap it wrote is a real pcap: tshark reads it.
     if let Some(tshark) = interop_tool("tshark") {
         let t = Command::new(tshark)
@@ -207,3 +226,91 @@ fn a_whole_session_is_sniffed(twin: Twin) {
 }
 
 tests::twin_tests!(a_whole_session_is_sniffed);
+
+fn sniffer(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin("sniffer")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_files_streams_and_permissions_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pcap");
+    let (code, _, err) = sniffer(&["read", missing.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("sniffer: cannot read ") && err.lines().count() == 1,
+        "{err}"
+    );
+    let garbage = dir.path().join("garbage.pcap");
+    std::fs::write(&garbage, vec![0x42u8; 5000]).unwrap();
+    let (code, _, err) = sniffer(&["read", garbage.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+
+    // A real capture cut in the middle of a frame: what came before counts.
+    let server = Server::start(Twin::Plain, &[]);
+    let sn = Sniffer::start(&server);
+    let (code, out, err) = tests::run_client(
+        &server,
+        "zoe@localhost",
+        "pw-zoe",
+        &["--register"],
+        "/msg zoe hello me\n",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, sn) = sn.stop();
+    let mut bytes = std::fs::read(&sn.pcap).unwrap();
+    bytes.truncate(bytes.len() - 7);
+    let cut = dir.path().join("cut.pcap");
+    std::fs::write(&cut, &bytes).unwrap();
+    let (code, out, err) = sniffer(&["read", cut.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("damaged or cut short"), "{err}");
+    assert!(out.contains("\"type\":\"credential\""), "{out}");
+    let (code, _, err) = sniffer(&["follow", cut.to_str().unwrap(), "--stream", "99"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("there is no stream 99"), "{err}");
+
+    // Live capture without the right: one line saying what to do. (Run as
+    // nobody when the tests run as root, as CI does.)
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    let root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+    let exe = dir.path().join("sniffer");
+    std::fs::copy(bin("sniffer"), &exe).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = if root {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&exe)
+            .args(["live", "--interface", "lo"])
+            .output()
+            .unwrap()
+    } else {
+        Command::new(&exe)
+            .args(["live", "--interface", "lo"])
+            .output()
+            .unwrap()
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("permission denied") && err.contains("setcap"),
+        "{err}"
+    );
+    let (code, _, err) = sniffer(&[
+        "guard",
+        "--interface",
+        "no-such-if0",
+        "--needle",
+        "abcd",
+        "--",
+        "true",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no such interface"), "{err}");
+}
