@@ -8,6 +8,8 @@ mod chat;
 mod directory;
 mod files;
 mod interop;
+mod labs;
+mod leak_check;
 mod rooms;
 mod sniffer;
 mod tls;

@@ -228,12 +228,7 @@ fn a_whole_session_is_sniffed(twin: Twin) {
 tests::twin_tests!(a_whole_session_is_sniffed);
 
 fn sniffer(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin("sniffer")).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    tests::run_bin("sniffer", args)
 }
 
 #[test]

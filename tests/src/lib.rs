@@ -158,6 +158,17 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Runs one of the workspace's binaries with `args` to the end: exit code,
+/// stdout, stderr.
+pub fn run_bin(name: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin(name)).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

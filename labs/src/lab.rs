@@ -1,0 +1,347 @@
+//! The labs: sheets, `run` (everything a lab needs, on loopback, with the
+//! student's own secrets), `check` (answers verified, never stored) and
+//! `progress` (who solved what).
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use comfy_table::Table;
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+
+use crate::chat::{Twin, start_server};
+use crate::procs::check_interrupt;
+use crate::secrets::Secrets;
+
+/// A lab: its sheet and what `check` asks.
+pub struct Lab {
+    /// Its number.
+    pub number: u8,
+    /// One line.
+    pub title: &'static str,
+    /// The sheet (markdown).
+    pub sheet: &'static str,
+    /// The twin it runs.
+    twin: Twin,
+    /// The answers `check` takes: key and where to look when it is wrong.
+    keys: &'static [(&'static str, &'static str)],
+}
+
+/// Every lab, in order.
+pub const LABS: [Lab; 2] = [
+    Lab {
+        number: 1,
+        title: "Sniff the plaintext chat",
+        sheet: include_str!("../sheets/01-sniff-plaintext.md"),
+        twin: Twin::Plain,
+        keys: &[
+            (
+                "password",
+                "look for a CREDENTIAL line of classmate, or decode the <auth mechanism='PLAIN'> with base64 -d",
+            ),
+            (
+                "codeword",
+                "it is in a MESSAGE line from classmate to teacher",
+            ),
+            (
+                "iterations",
+                "the SCRAM challenge of careful's sign-in carries i=...; the sniffer prints it as iterations=",
+            ),
+        ],
+    },
+    Lab {
+        number: 2,
+        title: "The same chat over TLS",
+        sheet: include_str!("../sheets/02-tls.md"),
+        twin: Twin::Tls,
+        keys: &[
+            ("server-name", "read the TLS ClientHello: SNI=..."),
+            ("version", "read the TLS ServerHello"),
+            (
+                "cipher",
+                "read the TLS ServerHello: the suite after the version",
+            ),
+        ],
+    },
+];
+
+/// The lab numbered `n`.
+pub fn lab(n: u8) -> anyhow::Result<&'static Lab> {
+    LABS.iter()
+        .find(|l| l.number == n)
+        .with_context(|| format!("there is no lab {n}: `labs list` shows them"))
+}
+
+/// The course secret from the flag or the environment; the default, with a
+/// warning, when neither is set.
+pub fn course_secret(flag: Option<String>) -> String {
+    flag.or_else(|| std::env::var(crate::secrets::COURSE_SECRET_ENV).ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            eprintln!(
+                "labs: warning: no course secret (--course-secret or {}): every class using the default has the same answers",
+                crate::secrets::COURSE_SECRET_ENV
+            );
+            crate::secrets::DEFAULT_COURSE_SECRET.to_string()
+        })
+}
+
+/// The right answer for `key` of lab `n`.
+fn expected(n: u8, key: &str, s: &Secrets) -> Option<String> {
+    Some(match (n, key) {
+        (1, "password") => s.password(1, "classmate"),
+        (1, "codeword") => s.codeword(1),
+        (1, "iterations") => protocol::sasl::DEFAULT_ITERATIONS.to_string(),
+        (2, "server-name") => s.domain(2),
+        (2, "version") => "TLS 1.3".into(),
+        // Both ends are rustls with ring, whose preference puts AES-256-GCM
+        // first; the sniffer prints the IANA name.
+        (2, "cipher") => "TLS_AES_256_GCM_SHA384".into(),
+        _ => return None,
+    })
+}
+
+/// Answers compare without case, spaces, `-` or `_`, and with `TLSv1.3` the
+/// same as `TLS 1.3`.
+fn normalise(s: &str) -> String {
+    let s: String = s
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-' && *c != '_')
+        .collect();
+    s.replace("tlsv", "tls")
+        .replace("tls13aes", "tlsaes")
+        .replace("tls13chacha", "tlschacha")
+}
+
+/// `labs run N`: the lab's server and scenario.
+pub fn run(
+    n: u8,
+    student: &str,
+    course: &str,
+    once: bool,
+    port: Option<u16>,
+) -> anyhow::Result<u8> {
+    let lab = lab(n)?;
+    let s = Secrets::new(course, student);
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("lab{n}-"))
+        .tempdir()?;
+    let domain = if lab.twin == Twin::Tls {
+        s.domain(n)
+    } else {
+        "localhost".to_string()
+    };
+    let server = start_server(lab.twin, dir.path(), &domain, port)?;
+    let (teacher_pw, careful_pw) = (s.password(n, "teacher"), s.password(n, "careful"));
+    // These accounts exist before the capture starts: only their sign-ins
+    // are on the wire.
+    server.run("teacher", &teacher_pw, &["--register"], "")?;
+    server.run("careful", &careful_pw, &["--register"], "")?;
+    println!("Lab {n}: {} (student: {})", lab.title, s.student());
+    println!(
+        "{} server for '{domain}' on {}",
+        lab.twin.bin(),
+        server.addr
+    );
+    println!("In another terminal, start the sniffer:");
+    println!(
+        "  sudo sniffer live --interface lo --filter \"tcp port {}\" --write lab{n}.pcap",
+        server.addr.port()
+    );
+    if !once {
+        println!("then press Enter here to start the session.");
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+    }
+    check_interrupt()?;
+    let teacher = server.start("teacher", &teacher_pw, &[], "/wait message classmate 30\n")?;
+    server.run(
+        "classmate",
+        &s.password(n, "classmate"),
+        &["--register", "--plain"],
+        &format!(
+            "/msg teacher the code word is {}\n/wait receipt teacher 20\n",
+            s.codeword(n)
+        ),
+    )?;
+    server.run(
+        "careful",
+        &careful_pw,
+        &[],
+        "/status away reading the RFCs\n",
+    )?;
+    teacher.finish(Duration::from_secs(30))?;
+    let keys: Vec<&str> = lab.keys.iter().map(|(k, _)| *k).collect();
+    println!("The session is over. Answer with:");
+    println!(
+        "  labs check {n} --student \"{student}\" {}",
+        keys.iter()
+            .map(|k| format!("--answer {k}=..."))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    if !once {
+        println!("(the server keeps running for you; Ctrl-C stops everything)");
+        while check_interrupt().is_ok() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(0)
+}
+
+/// Who solved what: student → lab → keys.
+type Progress = BTreeMap<String, BTreeMap<String, Vec<String>>>;
+
+fn load(path: &Path) -> anyhow::Result<Progress> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => serde_json::from_str(&t)
+            .with_context(|| format!("{} is not a progress file", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Progress::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// The progress file: `--progress`, `LABS_PROGRESS`, or `labs-progress.json`.
+pub fn progress_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("LABS_PROGRESS").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("labs-progress.json"))
+}
+
+/// `labs check N`: exit 0 when every answer is right, 1 otherwise.
+pub fn check(
+    n: u8,
+    student: &str,
+    course: &str,
+    answers: &[String],
+    progress: &Path,
+) -> anyhow::Result<u8> {
+    let lab = lab(n)?;
+    let s = Secrets::new(course, student);
+    if answers.is_empty() {
+        bail!(
+            "no answer: give --answer KEY=VALUE (keys: {})",
+            lab.keys
+                .iter()
+                .map(|(k, _)| *k)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let mut right = Vec::new();
+    let mut wrong = 0;
+    for a in answers {
+        let Some((key, value)) = a.split_once('=') else {
+            bail!("'{a}' is not KEY=VALUE");
+        };
+        let key = key.trim();
+        let (Some(want), Some((_, hint))) = (
+            expected(n, key, &s),
+            lab.keys.iter().find(|(k, _)| *k == key),
+        ) else {
+            bail!(
+                "lab {n} has no question '{key}' (keys: {})",
+                lab.keys
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        if normalise(value) == normalise(&want) {
+            println!("{key}: right");
+            right.push(key.to_string());
+        } else {
+            println!("{key}: wrong. Hint: {hint}");
+            wrong += 1;
+        }
+    }
+    if !right.is_empty() {
+        let mut p = load(progress)?;
+        let solved = p
+            .entry(s.student().to_string())
+            .or_default()
+            .entry(format!("lab{n}"))
+            .or_default();
+        for k in right {
+            if !solved.contains(&k) {
+                solved.push(k);
+            }
+        }
+        solved.sort();
+        let text = serde_json::to_string_pretty(&p)?;
+        std::fs::write(progress, text)
+            .with_context(|| format!("cannot write {}", progress.display()))?;
+    }
+    Ok(if wrong == 0 { 0 } else { 1 })
+}
+
+/// `labs progress`: a table of who solved what.
+pub fn show_progress(progress: &Path) -> anyhow::Result<u8> {
+    let p = load(progress)?;
+    let mut table = Table::new();
+    table.load_style(UTF8_FULL_CONDENSED);
+    let mut header = vec!["student".to_string()];
+    header.extend(LABS.iter().map(|l| format!("lab {}", l.number)));
+    table.set_header(header);
+    for (student, labs) in &p {
+        let mut row = vec![student.clone()];
+        for l in &LABS {
+            let n = labs.get(&format!("lab{}", l.number)).map_or(0, Vec::len);
+            row.push(format!("{n}/{}", l.keys.len()));
+        }
+        table.add_row(row);
+    }
+    println!("{table}");
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_checked_and_progress_records_keys_not_answers() {
+        let d = tempfile::tempdir().unwrap();
+        let prog = d.path().join("p.json");
+        let s = Secrets::new("c", "Eve");
+        let pw = format!("password={}", s.password(1, "classmate"));
+        assert_eq!(
+            check(1, "Eve", "c", std::slice::from_ref(&pw), &prog).unwrap(),
+            0
+        );
+        assert_eq!(
+            check(1, "Eve", "c", &["codeword=nope".into()], &prog).unwrap(),
+            1
+        );
+        assert_eq!(
+            check(1, "Mallory", "c", std::slice::from_ref(&pw), &prog).unwrap(),
+            1,
+            "another student's answer"
+        );
+        assert_eq!(
+            check(
+                2,
+                "Eve",
+                "c",
+                &[
+                    "version=TLSv1.3".into(),
+                    "cipher=tls_aes_256_gcm_sha384".into()
+                ],
+                &prog
+            )
+            .unwrap(),
+            0
+        );
+        let text = std::fs::read_to_string(&prog).unwrap();
+        assert!(
+            !text.contains(&s.password(1, "classmate")),
+            "no answer is stored: {text}"
+        );
+        assert!(text.contains("\"password\"") && text.contains("\"cipher\""));
+        assert!(check(1, "Eve", "c", &["colour=blue".into()], &prog).is_err());
+    }
+}

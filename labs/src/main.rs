@@ -1,0 +1,133 @@
+//! `labs`: the lab sheets, their runner and checker, and the side-by-side
+//! demo that is the toolkit's main job.
+//!
+//! ```text
+//! labs demo                                   # plaintext and TLS, side by side
+//! labs list                                   # the labs
+//! labs show 1                                 # a lab sheet
+//! labs run 1 --student "Ada Lovelace"         # start lab 1 with Ada's secrets
+//! labs check 1 --student "Ada Lovelace" --answer password=...
+//! labs progress                               # who solved what
+//! ```
+#![forbid(unsafe_code)]
+
+mod chat;
+mod demo;
+mod lab;
+mod procs;
+mod secrets;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Lab sheets, their runner and checker, and the plaintext-versus-TLS demo.
+#[derive(Parser)]
+#[command(name = "labs", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the same chat over plaintext and TLS under the sniffer, side by side.
+    Demo(demo::DemoArgs),
+    /// One numbered line per lab.
+    List,
+    /// Print a lab sheet.
+    Show {
+        /// The lab's number.
+        n: u8,
+    },
+    /// Start everything a lab needs on loopback and walk through it.
+    Run {
+        /// The lab's number.
+        n: u8,
+        /// Your name: your secrets (passwords, messages) are derived from it.
+        #[arg(long)]
+        student: String,
+        /// The course secret (or LABS_COURSE_SECRET).
+        #[arg(long)]
+        course_secret: Option<String>,
+        /// Run the session at once and exit (no Enter, no waiting).
+        #[arg(long)]
+        once: bool,
+        /// The server's port (default: a free one).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Check answers: exit 0 when all are right, 1 otherwise (with a hint).
+    Check {
+        /// The lab's number.
+        n: u8,
+        /// Your name, as given to `labs run`.
+        #[arg(long)]
+        student: String,
+        /// An answer, KEY=VALUE (repeatable).
+        #[arg(long)]
+        answer: Vec<String>,
+        /// The course secret (or LABS_COURSE_SECRET).
+        #[arg(long)]
+        course_secret: Option<String>,
+        /// The progress file (or LABS_PROGRESS; default labs-progress.json).
+        #[arg(long)]
+        progress: Option<PathBuf>,
+    },
+    /// Show who solved what.
+    Progress {
+        /// The progress file (or LABS_PROGRESS; default labs-progress.json).
+        #[arg(long)]
+        progress: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = procs::catch_signals() {
+        eprintln!("labs: {e:#}");
+        return ExitCode::from(2);
+    }
+    let result = match cli.command {
+        Command::Demo(a) => demo::run(&a),
+        Command::List => {
+            for l in &lab::LABS {
+                println!("{}. {}", l.number, l.title);
+            }
+            Ok(0)
+        }
+        Command::Show { n } => lab::lab(n).map(|l| {
+            print!("{}", l.sheet);
+            0
+        }),
+        Command::Run {
+            n,
+            student,
+            course_secret,
+            once,
+            port,
+        } => lab::run(n, &student, &lab::course_secret(course_secret), once, port),
+        Command::Check {
+            n,
+            student,
+            answer,
+            course_secret,
+            progress,
+        } => lab::check(
+            n,
+            &student,
+            &lab::course_secret(course_secret),
+            &answer,
+            &lab::progress_path(progress),
+        ),
+        Command::Progress { progress } => lab::show_progress(&lab::progress_path(progress)),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("labs: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

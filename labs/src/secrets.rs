@@ -1,0 +1,117 @@
+//! Per-student secrets: every password, code word and server name a lab
+//! uses is derived from the student's name and the course secret, with
+//! HMAC-SHA-256. Two students get different answers, nobody can compute
+//! another's without the course secret, and `labs check` can verify an
+//! answer without any answer being stored.
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+/// The course secret used when none is given. Every class that keeps it
+/// shares one set of answers, so `labs` warns about it.
+pub const DEFAULT_COURSE_SECRET: &str = "twin-chat-demo-course";
+
+/// The environment variable that holds the course secret.
+pub const COURSE_SECRET_ENV: &str = "LABS_COURSE_SECRET";
+
+const WORDS: [&str; 64] = [
+    "amber", "anchor", "apple", "arrow", "badger", "basil", "beacon", "birch", "bison", "cactus",
+    "canyon", "cedar", "cobalt", "comet", "coral", "crane", "delta", "dune", "ember", "falcon",
+    "fennel", "fjord", "garnet", "glacier", "harbor", "hazel", "heron", "indigo", "iris", "jade",
+    "juniper", "kelp", "kiwi", "lagoon", "lantern", "lemon", "lynx", "maple", "marble", "meadow",
+    "nectar", "nimbus", "oasis", "olive", "onyx", "orbit", "otter", "pebble", "pepper", "quartz",
+    "quill", "raven", "ripple", "saffron", "sierra", "spruce", "tango", "thistle", "tulip",
+    "umber", "velvet", "walnut", "willow", "zephyr",
+];
+
+/// A student's secrets for one course.
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    key: Vec<u8>,
+    student: String,
+}
+
+impl Secrets {
+    /// Secrets of `student` (case and spaces do not matter) under `course`.
+    pub fn new(course: &str, student: &str) -> Self {
+        Secrets {
+            key: course.as_bytes().to_vec(),
+            student: student
+                .trim()
+                .to_lowercase()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join("-"),
+        }
+    }
+
+    /// The student's normalised name.
+    pub fn student(&self) -> &str {
+        &self.student
+    }
+
+    fn bytes(&self, what: &str) -> [u8; 32] {
+        // The key is any length by HMAC's definition.
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(what.as_bytes());
+        mac.update(b"\0");
+        mac.update(self.student.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// `n` words and a two-digit number, joined by `sep`.
+    fn phrase(&self, what: &str, n: usize, sep: &str) -> String {
+        let b = self.bytes(what);
+        let mut parts: Vec<String> = (0..n)
+            .map(|i| WORDS[usize::from(b[i]) % WORDS.len()].to_string())
+            .collect();
+        parts.push(format!("{:02}", b[n] % 100));
+        parts.join(sep)
+    }
+
+    /// A password, e.g. `otter-maple-42`.
+    pub fn password(&self, lab: u8, user: &str) -> String {
+        self.phrase(&format!("lab{lab}/password/{user}"), 2, "-")
+    }
+
+    /// A code word for a message, e.g. `QUILL93`.
+    pub fn codeword(&self, lab: u8) -> String {
+        self.phrase(&format!("lab{lab}/codeword"), 1, "")
+            .to_uppercase()
+    }
+
+    /// A server name, e.g. `cedar-jade.lab`.
+    pub fn domain(&self, lab: u8) -> String {
+        let b = self.bytes(&format!("lab{lab}/domain"));
+        format!(
+            "{}-{}.lab",
+            WORDS[usize::from(b[0]) % WORDS.len()],
+            WORDS[usize::from(b[1]) % WORDS.len()]
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_depend_on_student_and_course_only() {
+        let a = Secrets::new("course-1", "Ada Lovelace");
+        let a2 = Secrets::new("course-1", "  ada   lovelace ");
+        let b = Secrets::new("course-1", "Alan Turing");
+        let c = Secrets::new("course-2", "Ada Lovelace");
+        assert_eq!(a.password(1, "classmate"), a2.password(1, "classmate"));
+        assert_ne!(a.password(1, "classmate"), b.password(1, "classmate"));
+        assert_ne!(a.password(1, "classmate"), c.password(1, "classmate"));
+        assert_ne!(a.password(1, "classmate"), a.password(1, "careful"));
+        assert!(a.domain(2).ends_with(".lab"));
+        assert!(
+            a.codeword(1)
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        );
+        assert_eq!(a.student(), "ada-lovelace");
+    }
+}

@@ -1,0 +1,235 @@
+//! `labs`: the side-by-side demo, and labs 1 and 2 solved the way a student
+//! solves them (capture, read the sniffer, answer), through the real
+//! binaries.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tests::{bin, free_port};
+
+fn labs(args: &[&str]) -> (i32, String, String) {
+    tests::run_bin("labs", args)
+}
+
+#[test]
+fn the_demo_shows_what_leaks_in_plaintext_and_what_tls_hides() {
+    let t0 = Instant::now();
+    let (code, out, err) = labs(&["demo", "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(60),
+        "the demo takes under a minute"
+    );
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let rows = v["verdict"].as_array().unwrap();
+    for r in rows {
+        let cat = r["category"].as_str().unwrap();
+        let content = ["credentials", "messages", "contacts", "presence", "file"].contains(&cat);
+        if content {
+            assert_eq!(r["plaintext"], "LEAKED", "{r}");
+            assert_eq!(r["tls"], "hidden", "{r}");
+        } else {
+            assert_eq!(r["plaintext"], "visible", "{r}");
+            assert_eq!(r["tls"], "visible", "{r}");
+        }
+    }
+    let creds = v["plaintext"]["credentials"].to_string();
+    assert!(creds.contains("correct-horse-battery"), "{creds}");
+    assert!(
+        v["tls"]["server name"]
+            .to_string()
+            .contains("SNI localhost")
+    );
+}
+
+#[test]
+fn ctrl_c_stops_every_process_and_removes_every_file() {
+    let mut child = Command::new(bin("labs"))
+        .args(["demo", "--pace", "3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut dir = String::new();
+    let mut line = String::new();
+    // Wait until the servers and the sniffer run.
+    while err.read_line(&mut line).unwrap() > 0 {
+        if let Some(d) = line.trim().strip_prefix("(temporary files in ") {
+            dir = d.split(',').next().unwrap().to_string();
+        }
+        if line.contains("[3/6]") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(!dir.is_empty(), "the demo names its temporary folder");
+    assert!(std::path::Path::new(&dir).exists());
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(2), "interrupted is not success");
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+    assert!(rest.contains("interrupted"), "{rest}");
+    assert!(!std::path::Path::new(&dir).exists(), "{dir} was removed");
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let left: Vec<String> = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains(&dir))
+        .map(str::to_string)
+        .collect();
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+}
+
+/// Runs `labs run N --once` on a fixed port under `sniffer live`, and
+/// returns the sniffer's JSON findings.
+fn sniff_lab(n: u8, student: &str) -> Vec<Value> {
+    let port = free_port();
+    let mut sniffer = Command::new(bin("sniffer"))
+        .args([
+            "live",
+            "--interface",
+            "lo",
+            "--json",
+            "--filter",
+            &format!("tcp port {port}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(sniffer.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("capturing on"), "{line}");
+    let (code, out, e) = labs(&[
+        "run",
+        &n.to_string(),
+        "--student",
+        student,
+        "--course-secret",
+        "test-course",
+        "--once",
+        "--port",
+        &port.to_string(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{e}");
+    assert!(out.contains(&format!("labs check {n} --student")), "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill")
+        .args(["-INT", &sniffer.id().to_string()])
+        .status()
+        .unwrap();
+    let out = sniffer.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn check(n: u8, student: &str, answers: &[String], progress: &std::path::Path) -> (i32, String) {
+    let mut args = vec![
+        "check".to_string(),
+        n.to_string(),
+        "--student".into(),
+        student.into(),
+        "--course-secret".into(),
+        "test-course".into(),
+        "--progress".into(),
+        progress.display().to_string(),
+    ];
+    for a in answers {
+        args.push("--answer".into());
+        args.push(a.clone());
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = labs(&refs);
+    (code, format!("{out}{err}"))
+}
+
+#[test]
+fn lab_1_is_solved_from_the_capture_and_answers_are_per_student() {
+    let found = sniff_lab(1, "Ada Lovelace");
+    let password = found
+        .iter()
+        .find(|v| {
+            v["type"] == "credential" && v["user"] == "classmate" && v["kind"] == "sasl-plain"
+        })
+        .and_then(|v| v["password"].as_str())
+        .unwrap_or_else(|| panic!("no PLAIN credential: {found:?}"))
+        .to_string();
+    let codeword = found
+        .iter()
+        .filter(|v| v["type"] == "message")
+        .find_map(|v| {
+            v["body"]
+                .as_str()?
+                .strip_prefix("the code word is ")
+                .map(str::to_string)
+        })
+        .unwrap();
+    let iterations = found
+        .iter()
+        .find(|v| v["type"] == "credential" && v["user"] == "careful" && v["kind"] == "scram")
+        .and_then(|v| v["detail"].as_str())
+        .and_then(|d| d.split("iterations=").nth(1))
+        .and_then(|d| d.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let progress = dir.path().join("progress.json");
+    let answers = vec![
+        format!("password={password}"),
+        format!("codeword={codeword}"),
+        format!("iterations={iterations}"),
+    ];
+    let (code, out) = check(1, "Ada Lovelace", &answers, &progress);
+    assert_eq!(code, 0, "{out}");
+    // Another student cannot reuse Ada's answers.
+    let (code, out) = check(1, "Alan Turing", &answers[..1], &progress);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Hint:"), "{out}");
+    let (code, out, _) = labs(&["progress", "--progress", progress.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("ada-lovelace") && out.contains("3/3"), "{out}");
+    assert!(
+        !out.contains(&password)
+            && !std::fs::read_to_string(&progress)
+                .unwrap()
+                .contains(&password)
+    );
+}
+
+#[test]
+fn lab_2_is_solved_from_the_tls_metadata() {
+    let found = sniff_lab(2, "Grace Hopper");
+    assert!(
+        !found
+            .iter()
+            .any(|v| v["type"] == "credential" || v["type"] == "message"),
+        "nothing readable under TLS"
+    );
+    let sni = found
+        .iter()
+        .find(|v| v["type"] == "client-hello")
+        .and_then(|v| v["sni"].as_str())
+        .unwrap()
+        .to_string();
+    let hello = found.iter().find(|v| v["type"] == "server-hello").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let progress = dir.path().join("progress.json");
+    let answers = vec![
+        format!("server-name={sni}"),
+        format!("version={}", hello["version"].as_str().unwrap()),
+        format!("cipher={}", hello["cipher"].as_str().unwrap()),
+    ];
+    let (code, out) = check(2, "Grace Hopper", &answers, &progress);
+    assert_eq!(code, 0, "{out}");
+    let (code, _) = check(2, "Someone Else", &answers[..1], &progress);
+    assert_eq!(code, 1, "server names differ per student");
+}
