@@ -77,11 +77,12 @@ fn ctrl_c_stops_every_process_and_removes_every_file() {
     let _ = std::io::Read::read_to_string(&mut err, &mut rest);
     assert!(rest.contains("interrupted"), "{rest}");
     assert!(!std::path::Path::new(&dir).exists(), "{dir} was removed");
-    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-    let left: Vec<String> = String::from_utf8_lossy(&ps.stdout)
-        .lines()
-        .filter(|l| l.contains(&dir))
-        .map(str::to_string)
+    // Every process's command line, from /proc.
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&dir))
         .collect();
     assert!(left.is_empty(), "processes left behind: {left:?}");
 }
