@@ -329,12 +329,11 @@ pub trait Twin {
         args: ServerArgs,
         flags: Self::ServerFlags,
     ) -> impl std::future::Future<Output = anyhow::Result<u8>>;
-    /// Runs the client.
-    fn client(
-        name: &str,
-        args: ClientArgs,
-        flags: Self::ClientFlags,
-    ) -> impl std::future::Future<Output = anyhow::Result<u8>>;
+    /// The client's transport, built from its flags (for `client` and
+    /// `bench`).
+    type Client: ClientTransport;
+    /// Builds the client transport.
+    fn client_transport(name: &str, flags: Self::ClientFlags) -> anyhow::Result<Self::Client>;
     /// Runs one of [`Twin::Commands`].
     fn command(name: &str, command: Self::Commands) -> anyhow::Result<u8>;
 }
@@ -358,6 +357,13 @@ enum TwinCommand<S: clap::Args, C: clap::Args, X: clap::Subcommand> {
     Client {
         #[command(flatten)]
         args: ClientArgs,
+        #[command(flatten)]
+        flags: C,
+    },
+    /// Load-test a server (ours or any other XMPP server on loopback).
+    Bench {
+        #[command(flatten)]
+        args: crate::bench::BenchArgs,
         #[command(flatten)]
         flags: C,
     },
@@ -392,8 +398,13 @@ pub fn twin_main<T: Twin>(name: &'static str) -> ExitCode {
                 init_tracing(true);
             }
             let verbose = args.verbose;
-            run_main(name, verbose, || T::client(name, args, flags))
+            run_main(name, verbose, || async move {
+                run_client(name, &args, T::client_transport(name, flags)?).await
+            })
         }
+        TwinCommand::Bench { args, flags } => run_main(name, false, || async move {
+            crate::bench::run(name, &args, T::client_transport(name, flags)?).await
+        }),
         TwinCommand::Other(cmd) => match T::command(name, cmd) {
             Ok(code) => ExitCode::from(code),
             Err(e) => {

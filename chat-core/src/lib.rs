@@ -12,9 +12,11 @@
 //! - [`transport`]: the trait a binary implements to supply TCP or TLS.
 //! - [`xmpp_io`]: the protocol parser fed from an async socket.
 //! - [`cli`]: command-line arguments and entry points shared by the twins.
+//! - [`bench`]: the load generator behind `bench`.
 //! - [`util`]: ids and timestamps.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod server;

@@ -7,7 +7,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use chat_core::cli::{ClientArgs, NoCommands, NoFlags, ServerArgs, Twin, run_client, run_server};
+use chat_core::cli::{NoCommands, NoFlags, ServerArgs, Twin, run_server};
 use chat_core::transport::{BoxStream, ClientTransport, ServerTransport, StartTls, tcp_connect};
 use tokio::net::TcpStream;
 
@@ -31,8 +31,10 @@ impl Twin for Transport {
         .await
     }
 
-    async fn client(name: &str, args: ClientArgs, _flags: NoFlags) -> anyhow::Result<u8> {
-        run_client(name, &args, Plain).await
+    type Client = Plain;
+
+    fn client_transport(_name: &str, _flags: NoFlags) -> anyhow::Result<Plain> {
+        Ok(Plain)
     }
 
     fn command(_name: &str, command: NoCommands) -> anyhow::Result<u8> {

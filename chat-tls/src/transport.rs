@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use chat_core::cli::{ClientArgs, ServerArgs, Twin, run_client, run_server};
+use chat_core::cli::{ServerArgs, Twin, run_server};
 use chat_core::transport::{BoxStream, ClientTransport, ServerTransport, StartTls, tcp_connect};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -150,9 +150,10 @@ impl Twin for Transport {
         run_server(name, &args, starttls, direct, note).await
     }
 
-    async fn client(name: &str, args: ClientArgs, flags: ClientFlags) -> anyhow::Result<u8> {
-        let transport = tls_client(name, &flags)?;
-        run_client(name, &args, transport).await
+    type Client = TlsClient;
+
+    fn client_transport(name: &str, flags: ClientFlags) -> anyhow::Result<TlsClient> {
+        tls_client(name, &flags)
     }
 
     fn command(_name: &str, command: Commands) -> anyhow::Result<u8> {
@@ -307,7 +308,7 @@ fn tls_client(name: &str, flags: &ClientFlags) -> anyhow::Result<TlsClient> {
 }
 
 /// The client side: STARTTLS or direct TLS, with the verifier above.
-struct TlsClient {
+pub struct TlsClient {
     connector: TlsConnector,
     direct: bool,
     mode: StartTls,

@@ -713,6 +713,20 @@ async fn bind(
         .ok_or_else(|| ClientError::Unexpected("a bind answer without a JID".into()))
 }
 
+/// Sends serialized stanzas on a client's connection from any task (the
+/// load generator's senders); cheap to clone.
+#[derive(Clone)]
+pub struct RawSender(mpsc::UnboundedSender<String>);
+
+impl RawSender {
+    /// Queues one serialized stanza.
+    pub fn send_xml(&self, xml: String) -> Result<(), ClientError> {
+        self.0
+            .send(xml)
+            .map_err(|_| ClientError::ConnectionLost("the connection is closed".into()))
+    }
+}
+
 /// Sends iq requests and matches their answers; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct IqSender {
@@ -843,6 +857,11 @@ impl Client {
         what: &str,
     ) -> impl Future<Output = Result<Iq, ClientError>> + Send + 'static {
         self.iq_sender().iq(kind, to, payload, what)
+    }
+
+    /// A handle that sends stanzas from another task.
+    pub fn raw_sender(&self) -> RawSender {
+        RawSender(self.out.clone())
     }
 
     /// A handle that sends iq requests from inside a spawned future, after
