@@ -167,10 +167,18 @@ fn receiver(
             };
             let body = match ev {
                 ClientEvent::Message { body, .. } => body,
-                ClientEvent::RoomMessage { body, delayed: None, .. } => body,
+                ClientEvent::RoomMessage {
+                    body,
+                    delayed: None,
+                    ..
+                } => body,
                 _ => continue,
             };
-            if let Some(sent) = body.strip_prefix("t=").and_then(|b| b.split(' ').next()).and_then(|n| n.parse::<u64>().ok()) {
+            if let Some(sent) = body
+                .strip_prefix("t=")
+                .and_then(|b| b.split(' ').next())
+                .and_then(|n| n.parse::<u64>().ok())
+            {
                 let now = start.elapsed().as_micros() as u64;
                 lat.push(now.saturating_sub(sent).min(u64::from(u32::MAX)) as u32);
                 got += 1;
@@ -189,7 +197,10 @@ fn stanza(to: &Jid, kind: &str, start: Instant, n: u64) -> Element {
         .text_child(
             "body",
             ns::CLIENT,
-            format!("t={} message {n} of the load generator", start.elapsed().as_micros()),
+            format!(
+                "t={} message {n} of the load generator",
+                start.elapsed().as_micros()
+            ),
         )
 }
 
@@ -227,7 +238,8 @@ async fn run_phase(
     for (i, c) in clients.into_iter().enumerate() {
         receivers.push(receiver(c, start, delivered.clone(), expected(i), deadline));
     }
-    let interval = (args.rate > 0).then(|| Duration::from_secs_f64(senders.len() as f64 / args.rate as f64));
+    let interval =
+        (args.rate > 0).then(|| Duration::from_secs_f64(senders.len() as f64 / args.rate as f64));
     let mut send_tasks = Vec::new();
     for (i, tx) in sends {
         let to = match &room {
@@ -245,7 +257,9 @@ async fn run_phase(
                     // measures the queue, not the server.
                     tokio::task::yield_now().await;
                 }
-                if Instant::now() > deadline || tx.send_xml(stanza(&to, kind, start, k).to_xml()).is_err() {
+                if Instant::now() > deadline
+                    || tx.send_xml(stanza(&to, kind, start, k).to_xml()).is_err()
+                {
                     break;
                 }
             }
@@ -275,7 +289,11 @@ async fn run_phase(
 }
 
 /// Runs the benchmark over `transport`; returns the exit code.
-pub async fn run<T: ClientTransport>(name: &str, args: &BenchArgs, transport: T) -> anyhow::Result<u8> {
+pub async fn run<T: ClientTransport>(
+    name: &str,
+    args: &BenchArgs,
+    transport: T,
+) -> anyhow::Result<u8> {
     let n = args.clients.clamp(2, MAX_CLIENTS) & !1;
     raise_nofile();
     let transport = Arc::new(transport);
@@ -283,7 +301,9 @@ pub async fn run<T: ClientTransport>(name: &str, args: &BenchArgs, transport: T)
     args.clients = n;
     // 1. Sign in (or register), measuring the setup rate.
     let (clients, setup) = connect_all(&transport, &args, 0, n, args.register).await?;
-    let mut rows = vec![json!({"type": "setup", "connections": n, "seconds": setup, "per_sec": n as f64 / setup})];
+    let mut rows = vec![
+        json!({"type": "setup", "connections": n, "seconds": setup, "per_sec": n as f64 / setup}),
+    ];
     // Reconnecting reuses TLS sessions (resumption): the second rate.
     for c in &clients {
         c.start_close();
@@ -318,7 +338,14 @@ pub async fn run<T: ClientTransport>(name: &str, args: &BenchArgs, transport: T)
     let mut memory = None;
     if let (Some(pid), true) = (args.server_pid, args.idle > 0) {
         let before = rss_kib(pid);
-        let (idle, _) = connect_all(&transport, &args, n, args.idle.min(MAX_CLIENTS), args.register).await?;
+        let (idle, _) = connect_all(
+            &transport,
+            &args,
+            n,
+            args.idle.min(MAX_CLIENTS),
+            args.register,
+        )
+        .await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after = rss_kib(pid);
         if let (Some(b), Some(a)) = (before, after) {
@@ -355,7 +382,16 @@ pub async fn run<T: ClientTransport>(name: &str, args: &BenchArgs, transport: T)
     } else {
         let mut t = comfy_table::Table::new();
         t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
-        t.set_header(vec!["phase", "sent", "delivered", "seconds", "messages/s", "p50 ms", "p95 ms", "p99 ms"]);
+        t.set_header(vec![
+            "phase",
+            "sent",
+            "delivered",
+            "seconds",
+            "messages/s",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+        ]);
         for p in &phases {
             t.add_row(vec![
                 p.name.to_string(),

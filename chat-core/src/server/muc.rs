@@ -173,13 +173,16 @@ impl Session {
         &self.shared.config.muc_domain
     }
 
-    fn deliver(&self, out: Outbox) {
+    async fn deliver(&self, out: Outbox) {
         for (to, el) in out {
             let (Some(user), Some(res)) = (to.local(), to.resource()) else {
                 continue;
             };
             let xml: Arc<str> = Arc::from(el.to_xml());
-            self.shared.router.send_to_resource(user, res, &xml);
+            self.shared
+                .router
+                .send_to_resource_wait(user, res, &xml)
+                .await;
         }
     }
 
@@ -255,7 +258,7 @@ impl Session {
         match p.kind {
             PresenceType::Available => {}
             PresenceType::Unavailable => {
-                self.leave_room(&room);
+                self.leave_room(&room).await;
                 return Ok(());
             }
             // Subscriptions to rooms, probes and errors: nothing to do.
@@ -363,12 +366,12 @@ impl Session {
                 r.occupants.push(me);
             }
         }
-        self.deliver(out);
+        self.deliver(out).await;
         Ok(())
     }
 
     /// Removes this session from one room, telling everyone.
-    pub(super) fn leave_room(&self, room: &str) {
+    pub(super) async fn leave_room(&self, room: &str) {
         let mut out: Outbox = Vec::new();
         {
             let mut rooms = self.shared.rooms.lock();
@@ -388,12 +391,12 @@ impl Session {
                 ));
             }
         }
-        self.deliver(out);
+        self.deliver(out).await;
     }
 
     /// Leaves every room this session is in (it signed out or went
     /// unavailable).
-    pub(super) fn leave_all_rooms(&self) {
+    pub(super) async fn leave_all_rooms(&self) {
         let joined: Vec<String> = self
             .shared
             .rooms
@@ -403,7 +406,7 @@ impl Session {
             .map(|(k, _)| k.clone())
             .collect();
         for room in joined {
-            self.leave_room(&room);
+            self.leave_room(&room).await;
         }
     }
 
@@ -509,7 +512,7 @@ impl Session {
                 }
             }
         }
-        self.deliver(out);
+        self.deliver(out).await;
         Ok(())
     }
 

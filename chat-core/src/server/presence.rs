@@ -150,7 +150,7 @@ impl Session {
         if !available {
             // Going unavailable takes the user out of every room too
             // (XEP-0045 7.14: the server acts for the client here).
-            self.leave_all_rooms();
+            self.leave_all_rooms().await;
         }
         let xml: Arc<str> = Arc::from(el.to_xml());
         let initial = self.shared.router.set_presence(

@@ -13,6 +13,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use protocol::StreamErrorCondition;
 use tokio::sync::{Notify, mpsc};
 
+/// How long a sender waits for room in a recipient's full queue before the
+/// recipient counts as stuck and is disconnected. A burst (a fast sender, a
+/// busy room) only slows its sender down, which is TCP's own backpressure
+/// carried through the server; a client that stops reading is still cut off.
+pub const STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Stanzas queued for one session before it counts as stuck. Deep enough for
 /// bursts (a room message fan-out, offline delivery of the whole store at
 /// sign-in), shallow enough that a stuck client holds little memory.
@@ -212,6 +218,78 @@ impl Router {
         }
     }
 
+    /// Queues XML for one resource, waiting (up to [`STALL_TIMEOUT`]) for
+    /// room when its queue is full: the path of messages, where a burst must
+    /// slow the sender down rather than cost the recipient its session.
+    pub async fn send_to_resource_wait(
+        &self,
+        user: &str,
+        resource: &str,
+        xml: &Arc<str>,
+    ) -> Delivery {
+        let target = {
+            let users = self.lock();
+            users
+                .get(user)
+                .and_then(|l| l.iter().find(|r| r.resource == resource))
+                .map(|r| (r.tx.clone(), r.kill.clone()))
+        };
+        match target {
+            Some((tx, kill)) => Self::push_wait(&tx, &kill, xml).await,
+            None => Delivery::Offline,
+        }
+    }
+
+    /// [`Router::send_to_available`] that waits for room like
+    /// [`Router::send_to_resource_wait`]. Returns how many got it.
+    pub async fn send_to_available_wait(
+        &self,
+        user: &str,
+        xml: &Arc<str>,
+        min_priority: Option<i8>,
+    ) -> usize {
+        let targets: Vec<_> = {
+            let users = self.lock();
+            users
+                .get(user)
+                .map(|l| {
+                    l.iter()
+                        .filter(|r| r.available && min_priority.is_none_or(|p| r.priority >= p))
+                        .map(|r| (r.tx.clone(), r.kill.clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut n = 0;
+        for (tx, kill) in targets {
+            if Self::push_wait(&tx, &kill, xml).await == Delivery::Queued {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    async fn push_wait(tx: &mpsc::Sender<Outbound>, kill: &Notify, xml: &Arc<str>) -> Delivery {
+        match tx.try_send(Outbound::Xml(xml.clone())) {
+            Ok(()) => Delivery::Queued,
+            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Offline,
+            Err(mpsc::error::TrySendError::Full(item)) => {
+                match tokio::time::timeout(STALL_TIMEOUT, tx.send(item)).await {
+                    Ok(Ok(())) => Delivery::Queued,
+                    Ok(Err(_)) => Delivery::Offline,
+                    Err(_) => {
+                        tracing::warn!(
+                            "outbound queue full for {} s: disconnecting a client that does not read",
+                            STALL_TIMEOUT.as_secs()
+                        );
+                        kill.notify_one();
+                        Delivery::Overflow
+                    }
+                }
+            }
+        }
+    }
+
     /// Queues XML for one resource.
     pub fn send_to_resource(&self, user: &str, resource: &str, xml: &Arc<str>) -> Delivery {
         let users = self.lock();
@@ -296,10 +374,38 @@ impl Router {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn xml(s: &str) -> Arc<str> {
         Arc::from(s)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_waits_for_room_and_a_reader_that_never_reads_is_cut_off() {
+        let r = Router::default();
+        let (tx, mut rx) = mpsc::channel(1);
+        let (_, handle) = r.bind("dave", "x".into(), 7, tx);
+        assert_eq!(r.send_to_resource_wait("dave", "x", &xml("<a/>")).await, Delivery::Queued);
+        // The queue is full: the second send waits until the reader reads.
+        let reader = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let first = rx.recv().await;
+            (first, rx)
+        });
+        assert_eq!(r.send_to_resource_wait("dave", "x", &xml("<b/>")).await, Delivery::Queued);
+        let (first, _rx) = reader.await.unwrap();
+        assert!(matches!(first, Some(Outbound::Xml(x)) if &*x == "<a/>"));
+        // Nobody reads any more: after STALL_TIMEOUT the session is killed.
+        let killed = handle.kill.notified();
+        assert_eq!(
+            r.send_to_resource_wait("dave", "x", &xml("<c/>")).await,
+            Delivery::Overflow
+        );
+        tokio::time::timeout(Duration::from_millis(1), killed)
+            .await
+            .expect("the stuck session was told to end");
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub async fn run(shared: Arc<Shared>, bound: Bound, peer: SocketAddr) {
             }
         }
     };
-    s.leave_all_rooms();
+    s.leave_all_rooms().await;
     if shared.router.unbind(&s.user, s.handle.id) {
         s.broadcast_unavailable().await;
     }
@@ -260,7 +260,7 @@ impl Session {
         let xml: Arc<str> = Arc::from(el.to_xml());
         let router = &self.shared.router;
         if let Some(res) = to.resource()
-            && router.send_to_resource(&user, res, &xml) == Delivery::Queued
+            && router.send_to_resource_wait(&user, res, &xml).await == Delivery::Queued
         {
             return Ok(());
         }
@@ -273,7 +273,7 @@ impl Session {
                 router.send_to_available(&user, &xml, Some(0), None);
             }
             _ => {
-                if router.send_to_available(&user, &xml, Some(0), None) == 0 {
+                if router.send_to_available_wait(&user, &xml, Some(0)).await == 0 {
                     self.store_offline(el, user).await?;
                 }
             }
