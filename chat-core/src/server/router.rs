@@ -387,14 +387,20 @@ mod tests {
         let r = Router::default();
         let (tx, mut rx) = mpsc::channel(1);
         let (_, handle) = r.bind("dave", "x".into(), 7, tx);
-        assert_eq!(r.send_to_resource_wait("dave", "x", &xml("<a/>")).await, Delivery::Queued);
+        assert_eq!(
+            r.send_to_resource_wait("dave", "x", &xml("<a/>")).await,
+            Delivery::Queued
+        );
         // The queue is full: the second send waits until the reader reads.
         let reader = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(2)).await;
             let first = rx.recv().await;
             (first, rx)
         });
-        assert_eq!(r.send_to_resource_wait("dave", "x", &xml("<b/>")).await, Delivery::Queued);
+        assert_eq!(
+            r.send_to_resource_wait("dave", "x", &xml("<b/>")).await,
+            Delivery::Queued
+        );
         let (first, _rx) = reader.await.unwrap();
         assert!(matches!(first, Some(Outbound::Xml(x)) if &*x == "<a/>"));
         // Nobody reads any more: after STALL_TIMEOUT the session is killed.
