@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::decode::{self, DecodeError, LinkType};
-use crate::findings::{Category, Finding};
+use crate::findings::Finding;
 use crate::reassembly::{ConnId, Dir, Event, Limits, Reassembler};
 use crate::tls::TlsConn;
 use crate::xmpp::{CarriedFile, XmppConn, sha256_hex};
@@ -211,7 +211,7 @@ impl<'a> Analyzer<'a> {
 
     fn emit(&mut self, conn: ConnId, ts: f64, f: Finding) {
         if let Some(cat) = f.category() {
-            let i = Category::ALL.iter().position(|c| *c == cat).unwrap_or(0);
+            let i = cat.index();
             self.totals[i] += 1;
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.counts[i] += 1;
@@ -364,39 +364,35 @@ impl<'a> Analyzer<'a> {
     }
 
     fn close(&mut self, conn: ConnId, ts: f64) {
-        let Some(mut c) = self.conns.remove(&conn) else {
+        // What only the end of a connection tells: files whose transfer
+        // never closed, and the TLS traffic totals. Counted like any other
+        // finding, while the connection is still in the table.
+        let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let mut late = Vec::new();
-        if let Some(x) = c.xmpp.as_mut() {
+        let files = c.xmpp.as_mut().map_or_else(Vec::new, |x| {
             x.unfinished();
-            for f in std::mem::take(&mut x.finished) {
-                late.push(self.file(conn, f));
-            }
+            std::mem::take(&mut x.finished)
+        });
+        let traffic = c.tls.as_ref().and_then(TlsConn::traffic);
+        for f in files {
+            let finding = self.file(conn, f);
+            self.emit(conn, ts, finding);
         }
-        if let Some(t) = c.tls.as_ref().and_then(TlsConn::traffic) {
-            late.push(t);
+        if let Some(t) = traffic {
+            self.emit(conn, ts, t);
         }
-        // Put it back for the tally, then take it out for good.
-        let counts_before = c.counts;
-        let mut counts = counts_before;
-        for f in &late {
-            if let Some(cat) = f.category() {
-                let i = Category::ALL.iter().position(|x| *x == cat).unwrap_or(0);
-                counts[i] += 1;
-                self.totals[i] += 1;
-            }
-            (self.sink)(conn, ts, f);
-        }
-        let tls_only = matches!((&c.to_server, &c.to_client), (Side::Tls, Side::Tls)) || c.switched;
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
         if self.summaries.len() < MAX_SUMMARY_ROWS {
             self.summaries.push(ConnSummary {
                 id: conn,
                 client: c.client,
                 server: c.server,
                 protocol: c.protocol(),
-                tls: tls_only,
-                counts,
+                tls: c.switched || matches!((&c.to_server, &c.to_client), (Side::Tls, Side::Tls)),
+                counts: c.counts,
                 bytes: c.bytes,
             });
         }

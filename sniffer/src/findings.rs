@@ -33,6 +33,11 @@ impl Category {
         Category::Metadata,
     ];
 
+    /// Its position in [`Category::ALL`] (and in per-category counters).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Its name.
     pub fn name(self) -> &'static str {
         match self {

@@ -16,9 +16,14 @@ use sha2::{Digest, Sha256};
 use crate::findings::Finding;
 use crate::reassembly::Dir;
 
-/// Most bytes kept of one in-band file: the sniffer stays bounded whatever
-/// a capture holds.
+/// Most bytes of in-band files kept for one connection at a time: the
+/// sniffer stays bounded whatever a capture holds.
 pub const MAX_FILE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Most in-band files followed at once on one connection. Without a cap, a
+/// stream of offers (or data for made-up stream ids) would grow the table
+/// without end.
+pub const MAX_OPEN_FILES: usize = 16;
 
 /// Where a connection switched to TLS: what each direction's parser had
 /// consumed, and the bytes already fed that belong to TLS.
@@ -337,6 +342,9 @@ impl XmppConn {
                     if let (Some(sid), Some(file)) =
                         (q.get_attr("id"), q.get_child("file", ns::SI_FILE))
                     {
+                        if self.files.len() >= MAX_OPEN_FILES {
+                            continue;
+                        }
                         self.files.insert(
                             sid.to_string(),
                             File {
@@ -349,12 +357,16 @@ impl XmppConn {
                 }
                 ("data", ns::IBB) => {
                     let sid = q.get_attr("sid").unwrap_or_default().to_string();
+                    if !self.files.contains_key(&sid) && self.files.len() >= MAX_OPEN_FILES {
+                        continue;
+                    }
+                    let held: usize = self.files.values().map(|f| f.data.len()).sum();
                     let f = self.files.entry(sid).or_insert_with(|| File {
                         name: "unnamed".into(),
                         ..Default::default()
                     });
                     if let Ok(bytes) = B64.decode(q.text_content().trim()) {
-                        if f.data.len() + bytes.len() <= MAX_FILE_BYTES {
+                        if held + bytes.len() <= MAX_FILE_BYTES {
                             f.data.extend_from_slice(&bytes);
                         } else {
                             f.truncated = true;
@@ -542,6 +554,22 @@ mod tests {
                 complete: true
             }
         );
+    }
+
+    #[test]
+    fn made_up_streams_are_bounded() {
+        let mut c = XmppConn::default();
+        let mut sink = |_f: Finding| {};
+        c.feed(Dir::ToServer, HDR.as_bytes(), 0.0, &mut sink);
+        for i in 0..100 {
+            let d = format!(
+                "<iq type='set' id='{i}'><data xmlns='http://jabber.org/protocol/ibb' sid='s{i}' seq='0'>aGk=</data></iq>"
+            );
+            c.feed(Dir::ToServer, d.as_bytes(), 0.0, &mut sink);
+        }
+        assert_eq!(c.files.len(), MAX_OPEN_FILES);
+        c.unfinished();
+        assert_eq!(c.finished.len(), MAX_OPEN_FILES);
     }
 
     #[test]

@@ -50,8 +50,9 @@ pub const IBB_WINDOW: usize = 8;
 /// How long an offer waits for the receiver to accept or refuse.
 pub const OFFER_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Offers one client keeps waiting for an answer; more are refused, so a
-/// peer cannot pile up offers.
+/// File transfers one client has going at once (offers waiting for an
+/// answer, accepted, arriving); more offers are refused, so a peer cannot
+/// pile them up.
 pub const MAX_PENDING_OFFERS: usize = 16;
 
 /// Files at least this big get progress events (every 10%).
@@ -547,10 +548,15 @@ pub(super) fn handle_file_iq(
                     policy.max_size
                 ),
             ))
-        } else if st.files.offers.len() >= MAX_PENDING_OFFERS {
+        } else if st.files.offers.len() + st.files.accepted.len() + st.files.receiving.len()
+            >= MAX_PENDING_OFFERS
+        {
+            // Waiting, accepted and arriving files together: with
+            // --accept-files, a peer could otherwise start transfers without
+            // end and fill the disk one maximum-size file at a time.
             Some((
                 StanzaErrorCondition::ResourceConstraint,
-                "too many offers waiting".to_string(),
+                "too many file transfers at once".to_string(),
             ))
         } else {
             None
@@ -659,6 +665,8 @@ pub(super) fn handle_file_iq(
         };
         drop(st);
         if tx.send(msg).is_err() {
+            // The transfer already failed: free its slot.
+            lock(state).files.receiving.remove(&key);
             refuse(
                 StanzaErrorCondition::ItemNotFound,
                 "the transfer was abandoned",
