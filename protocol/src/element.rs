@@ -150,6 +150,17 @@ impl Element {
         self.get_child(name, ns).map(Element::text_content)
     }
 
+    /// Like [`Element::child_text`], but moves the text out instead of
+    /// copying it when it is a single run (the usual case): for readers that
+    /// are done with the element, such as the sniffer on a busy capture.
+    pub fn take_child_text(&mut self, name: &str, ns: &str) -> Option<String> {
+        let child = self.get_child_mut(name, ns)?;
+        match child.children.as_mut_slice() {
+            [Node::Text(t)] => Some(std::mem::take(t)),
+            _ => Some(child.text_content()),
+        }
+    }
+
     /// Serializes the element as it appears inside a stream whose default
     /// namespace is `parent_ns` (`jabber:client` for stanzas): an `xmlns` is
     /// written only where the namespace changes, and elements of the stream

@@ -250,6 +250,9 @@ static STOP_SQUOTE: [bool; 256] = stop_table(b"'<");
 static STOP_TAG: [bool; 256] = stop_table(b"\"'=></");
 /// An end tag.
 static STOP_CLOSE: [bool; 256] = stop_table(b"><");
+/// The name of a start tag: white space, `/` and `>` end it, and the bytes
+/// that would be errors or state changes in it go through the byte path.
+static STOP_NAME: [bool; 256] = stop_table(b" \t\r\n/>\"'=<");
 
 /// What the scanner found when it stopped.
 enum Found {
@@ -428,6 +431,20 @@ impl StreamParser {
     fn scan(&mut self) -> Result<Option<Found>, ParseError> {
         let limits = self.limits;
         while self.pos < self.buf.len() {
+            // Fastest path: a whole stanza is already in the buffer (the
+            // usual case for a server reading a socket and for a sniffer
+            // reading a capture). `whole_element` skips it in a few memchr
+            // jumps, and says `None` for anything the byte path must judge.
+            if self.lex == Lex::Text
+                && self.depth == 0
+                && self.phase == Phase::Stream
+                && self.buf[self.pos] == b'<'
+                && let Some(end) = whole_element(&self.buf, self.pos, &limits)
+            {
+                self.elem_start = Some(self.pos);
+                self.pos = end;
+                return Ok(Some(Found::Element(end)));
+            }
             // Fast path: character data inside an element, and quoted
             // attribute values, are runs of bytes that change nothing until
             // a `<` (or the closing quote) or a forbidden control byte. Skip
@@ -444,6 +461,11 @@ impl StreamParser {
                     in_name: false,
                     ..
                 } => Some(&STOP_TAG),
+                Lex::Open {
+                    quote: 0,
+                    in_name: true,
+                    ..
+                } => Some(&STOP_NAME),
                 Lex::Close => Some(&STOP_CLOSE),
                 _ => None,
             };
@@ -455,11 +477,24 @@ impl StreamParser {
                     .unwrap_or(rest.len());
                 if run > 0
                     && let Lex::Open {
-                        quote: 0, slash, ..
+                        quote: 0,
+                        slash,
+                        name,
+                        in_name,
+                        ..
                     } = &mut self.lex
                 {
-                    // As the byte path does: a skipped byte is not `/`.
+                    // As the byte path does: a skipped byte is not `/`, and
+                    // each byte skipped inside the name counts towards it.
                     *slash = false;
+                    if *in_name {
+                        *name += run;
+                        if *name > limits.max_name_bytes {
+                            return Err(ParseError::NameTooLong {
+                                limit: limits.max_name_bytes,
+                            });
+                        }
+                    }
                 }
                 self.pos += run;
                 if let Some(s) = self.elem_start {
@@ -822,13 +857,10 @@ impl StreamParser {
         let mut header = StreamHeader::default();
         let mut scope = vec![("xml".to_string(), ns::XML.to_string())];
         let mut attrs = Vec::new();
-        for a in start.attributes() {
+        for a in checked_attributes(&start) {
             let a = a.map_err(|e| xml_error(offset, e))?;
             let key = a.key.as_ref().to_string();
-            let value = a
-                .normalized_value(XmlVersion::Implicit1_0)
-                .map_err(|e| xml_error(offset, e))?
-                .into_owned();
+            let value = attr_value(&a, offset)?;
             if key == "xmlns" {
                 scope.push((String::new(), value));
             } else if let Some(p) = key.strip_prefix("xmlns:") {
@@ -836,6 +868,14 @@ impl StreamParser {
             } else {
                 attrs.push((key, value));
             }
+        }
+        if has_duplicate(attrs.iter().map(|(k, _)| k.as_str()))
+            || has_duplicate(scope[1..].iter().map(|(p, _)| p.as_str()))
+        {
+            return Err(ParseError::Syntax {
+                offset,
+                what: "an attribute is repeated",
+            });
         }
         let (prefix, local) = split_qname(&qname);
         let el_ns = lookup(&scope, prefix.unwrap_or("")).unwrap_or_default();
@@ -863,6 +903,108 @@ impl StreamParser {
         self.stream_qname = qname;
         Ok(header)
     }
+}
+
+/// The end of the top-level element whose `<` is at `buf[s]`, if the byte
+/// path of [`StreamParser::scan`] would find exactly that element there with
+/// no error; `None` in every other case, including "not complete yet", and
+/// the byte path then takes over from `s` as if this had never run.
+///
+/// Being conservative is what keeps the two paths equal: anything unusual
+/// (`<!`, `<?`, a quote or `=` in a name, `<` in a tag, a stream restart, a
+/// forbidden control byte, a limit reached) is left to the byte path, which
+/// reports it with its exact offset. The unit tests and the `stream_parser`
+/// fuzz target check that both paths give the same events: a stanza split
+/// across two reads takes the byte path, a whole one this path.
+fn whole_element(buf: &[u8], s: usize, limits: &Limits) -> Option<usize> {
+    // The byte path fails once a byte at `s + max_stanza_bytes` or later is
+    // part of the element: look no further than that.
+    let b = &buf[..buf.len().min(s.saturating_add(limits.max_stanza_bytes))];
+    let mut i = s;
+    let mut depth = 0usize;
+    let end = loop {
+        // Here b[i] == b'<'.
+        match *b.get(i + 1)? {
+            b'/' => {
+                if depth == 0 {
+                    return None;
+                }
+                let gt = i + 2 + memchr::memchr2(b'>', b'<', &b[i + 2..])?;
+                if b[gt] != b'>' {
+                    return None;
+                }
+                depth -= 1;
+                i = gt + 1;
+                if depth == 0 {
+                    break i;
+                }
+            }
+            c if is_name_start(c) => {
+                let name_start = i + 1;
+                let mut j = name_start + 1;
+                while !STOP_NAME[usize::from(*b.get(j)?)] {
+                    j += 1;
+                }
+                let name = &b[name_start..j];
+                if name.len() > limits.max_name_bytes
+                    || !matches!(b[j], b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>')
+                    || (depth == 0 && (name == b"stream" || name.ends_with(b":stream")))
+                {
+                    return None;
+                }
+                // The rest of the start tag: attributes, in quotes.
+                let mut attrs = 0usize;
+                let mut slash = false;
+                loop {
+                    let c = *b.get(j)?;
+                    match c {
+                        b'>' => break,
+                        b'"' | b'\'' => {
+                            let close = j + 1 + memchr::memchr2(c, b'<', &b[j + 1..])?;
+                            if b[close] != c {
+                                return None;
+                            }
+                            j = close;
+                            slash = false;
+                        }
+                        b'=' => {
+                            attrs += 1;
+                            if attrs > limits.max_attributes {
+                                return None;
+                            }
+                            slash = false;
+                        }
+                        b'<' => return None,
+                        _ => slash = c == b'/',
+                    }
+                    j += 1;
+                }
+                i = j + 1;
+                if slash {
+                    if depth == 0 {
+                        break i;
+                    }
+                } else {
+                    depth += 1;
+                    if depth > limits.max_depth {
+                        return None;
+                    }
+                }
+            }
+            _ => return None,
+        }
+        // Character data up to the next tag.
+        i += memchr::memchr(b'<', &b[i..])?;
+    };
+    // The jumps above did not look at every byte; this pass does, for the
+    // control bytes XML forbids (written without early exit per chunk so
+    // the compiler can vectorise it).
+    let forbidden = b[s..end].chunks(64).any(|chunk| {
+        chunk.iter().fold(false, |acc, &c| {
+            acc | ((c < 0x20) & (c != b'\t') & (c != b'\n') & (c != b'\r'))
+        })
+    });
+    (!forbidden).then_some(end)
 }
 
 fn default_scope() -> Vec<(String, String)> {
@@ -1028,14 +1170,12 @@ fn open_element(
     scope: &mut Scope<'_>,
     offset: u64,
 ) -> Result<Element, ParseError> {
-    let mut attrs = Vec::new();
-    for a in start.attributes() {
+    let mark = scope.local.len();
+    let mut attrs: Vec<(String, String)> = Vec::new();
+    for a in checked_attributes(start) {
         let a = a.map_err(|e| xml_error(offset, e))?;
         let key = a.key.as_ref();
-        let value = a
-            .normalized_value(XmlVersion::Implicit1_0)
-            .map_err(|e| xml_error(offset, e))?
-            .into_owned();
+        let value = attr_value(&a, offset)?;
         if key == "xmlns" {
             scope.local.push((String::new(), value));
         } else if let Some(p) = key.strip_prefix("xmlns:") {
@@ -1043,6 +1183,16 @@ fn open_element(
         } else {
             attrs.push((key.to_string(), value));
         }
+    }
+    // Namespace declarations and plain attributes were split above, so a
+    // repeated name can only repeat within one of the two lists.
+    if has_duplicate(attrs.iter().map(|(k, _)| k.as_str()))
+        || has_duplicate(scope.local[mark..].iter().map(|(p, _)| p.as_str()))
+    {
+        return Err(ParseError::Syntax {
+            offset,
+            what: "an attribute is repeated",
+        });
     }
     let qname = start.name();
     let (prefix, local) = split_qname(qname.as_ref());
@@ -1069,6 +1219,46 @@ fn open_element(
         attrs,
         children: Vec::new(),
     })
+}
+
+/// The attributes of a start tag, without quick-xml's own duplicate check:
+/// that check keeps a list of positions per tag, and [`has_duplicate`] over
+/// the handful of names a stanza carries does the same without allocating.
+/// (Repeated attributes are still refused: see the callers.)
+fn checked_attributes<'a>(
+    start: &'a BytesStart<'_>,
+) -> quick_xml::events::attributes::Attributes<'a> {
+    let mut attrs = start.attributes();
+    attrs.with_checks(false);
+    attrs
+}
+
+/// True when a name occurs twice. Quadratic, but bounded by
+/// [`Limits::max_attributes`], which the scanner enforced before we got here.
+fn has_duplicate<'a>(names: impl Iterator<Item = &'a str> + Clone) -> bool {
+    names
+        .clone()
+        .enumerate()
+        .any(|(i, a)| names.clone().skip(i + 1).any(|b| a == b))
+}
+
+/// An attribute's value with entities resolved and white space normalised
+/// (XML 1.0 section 3.3.3). Most values (JIDs, ids, types) contain neither
+/// `&` nor a tab or line break, and are then taken as they are.
+fn attr_value(
+    a: &quick_xml::events::attributes::Attribute<'_>,
+    offset: u64,
+) -> Result<String, ParseError> {
+    if !a
+        .value
+        .bytes()
+        .any(|b| matches!(b, b'&' | b'\t' | b'\n' | b'\r'))
+    {
+        return Ok(a.value.to_string());
+    }
+    a.normalized_value(XmlVersion::Implicit1_0)
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|e| xml_error(offset, e))
 }
 
 #[cfg(test)]
@@ -1103,6 +1293,9 @@ mod tests {
              <iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>\
              <x:foo xmlns:x='urn:test'><x:bar a='1'/><plain/></x:foo>\
              <stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>\
+             <presence from=\"a@b/c\" xml:lang='en'\t\n><status a='x>y'>1 > 0</status ></presence>\
+             <r xmlns='urn:xmpp:sm:3' />\
+             <a:b xmlns:a='urn:a' c = \"/\"><a:c/><d xmlns='urn:d'><e/></d></a:b>\
              </stream:stream>"
         )
     }
@@ -1110,7 +1303,7 @@ mod tests {
     #[test]
     fn parses_a_whole_stream() {
         let evs = parse_whole(fixture().as_bytes()).expect("parses");
-        assert_eq!(evs.len(), 6);
+        assert_eq!(evs.len(), 9);
         let Event::StreamOpen(h) = &evs[0].event else {
             panic!("expected header, got {:?}", evs[0])
         };
@@ -1138,7 +1331,24 @@ mod tests {
         };
         assert!(f.is("features", ns::STREAM));
         assert!(f.has_child("starttls", ns::TLS));
-        assert_eq!(evs[5].event, Event::StreamClose);
+        let Event::Element(p) = &evs[5].event else {
+            panic!()
+        };
+        assert_eq!(p.get_attr("from"), Some("a@b/c"));
+        assert_eq!(p.child_text("status", ns::CLIENT).as_deref(), Some("1 > 0"));
+        let Event::Element(r) = &evs[6].event else {
+            panic!()
+        };
+        assert!(r.is("r", "urn:xmpp:sm:3"));
+        let Event::Element(ab) = &evs[7].event else {
+            panic!()
+        };
+        assert_eq!(ab.get_attr("c"), Some("/"));
+        assert!(
+            ab.get_child("d", "urn:d")
+                .is_some_and(|d| d.has_child("e", "urn:d"))
+        );
+        assert_eq!(evs[8].event, Event::StreamClose);
         let total: usize = evs.iter().map(|e| e.bytes).sum();
         assert_eq!(total, fixture().len());
     }
@@ -1155,6 +1365,88 @@ mod tests {
             got.extend(all(&mut p).expect("second half"));
             assert_eq!(got, whole, "split at byte {cut}");
         }
+    }
+
+    /// Every event and error, feeding `input` whole or one byte at a time.
+    fn both_ways(
+        input: &[u8],
+        make: impl Fn() -> StreamParser,
+    ) -> [Vec<Result<Parsed, ParseError>>; 2] {
+        let drain = |p: &mut StreamParser, out: &mut Vec<_>| {
+            for _ in 0..1000 {
+                match p.next_event() {
+                    Ok(None) => return,
+                    Ok(Some(ev)) => out.push(Ok(ev)),
+                    Err(e) => {
+                        out.push(Err(e));
+                        if p.failed.is_some() {
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        let mut whole = make();
+        let mut a = Vec::new();
+        whole.feed(input);
+        drain(&mut whole, &mut a);
+        let mut bytes = make();
+        let mut b = Vec::new();
+        for byte in input {
+            if bytes.failed.is_some() {
+                break;
+            }
+            bytes.feed(std::slice::from_ref(byte));
+            drain(&mut bytes, &mut b);
+        }
+        [a, b]
+    }
+
+    #[test]
+    fn whole_stanza_fast_path_agrees_with_the_byte_path_on_errors() {
+        // A whole stanza in the buffer takes `whole_element`; fed one byte
+        // at a time it takes the byte path. Both must give the same events
+        // and the same errors at the same offsets.
+        let small = Limits {
+            max_stanza_bytes: 200,
+            max_depth: 3,
+            max_attributes: 4,
+            max_name_bytes: 16,
+        };
+        for bad in [
+            "<message>\u{1}</message>",
+            "<message a='\u{8}'/>",
+            "<message a='<'/>",
+            "<message <a/>",
+            "<message><body>x</message></body>",
+            "<message a='1' a='2'/>",
+            "<mess\"age/>",
+            "<message><!-- c --></message>",
+            "<message><?pi?></message>",
+            "<message><!DOCTYPE x></message>",
+            "< message/>",
+            "<m a='1' b='2' c='3' d='4' e='5'/>",
+            "<toolongnamexyzabc/>",
+            "<a><b><c><d></d></c></b></a>",
+            &format!("<m>{}</m>", "0123456789".repeat(20)),
+            "<m a='1'/>trailing<m/>",
+            "</m>",
+            // Not errors in strict mode, but unusual: the byte path's.
+            "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'><m/>",
+            "<m a='1'/>\n \t<n\tb\n=\r\"2\"/>",
+        ] {
+            for mode in [Mode::Strict, Mode::Lenient] {
+                let input = format!("{HEADER}{bad}<ok/>");
+                let [a, b] = both_ways(input.as_bytes(), || StreamParser::with_limits(mode, small));
+                assert_eq!(a, b, "{mode:?} {bad}");
+                if mode == Mode::Strict && !bad.starts_with("<stream") && !bad.contains('\t') {
+                    assert!(a.iter().any(Result::is_err), "{bad}: {a:?}");
+                }
+            }
+        }
+        // And on good input, in lenient mode too.
+        let [a, b] = both_ways(fixture().as_bytes(), || StreamParser::new(Mode::Lenient));
+        assert_eq!(a, b);
     }
 
     #[test]
@@ -1256,6 +1548,9 @@ mod tests {
         for bad in [
             "<message><body>x</message></body>",
             "<message a='1' a='2'/>",
+            "<message><body a='1' b='2' a='3'>x</body></message>",
+            "<message xmlns:p='a' xmlns:p='b'/>",
+            "<message xmlns='jabber:client' xmlns='jabber:client'/>",
             "<message a=1/>",
             "<message><</message>",
             "hello",
@@ -1293,6 +1588,17 @@ mod tests {
         assert_eq!(e.condition(), StreamErrorCondition::InvalidNamespace);
         let e = first_error(b"<html>");
         assert!(matches!(e, ParseError::BadStreamHeader { .. }));
+        for repeated in [
+            "<stream:stream to='a' to='b' xmlns:stream='http://etherx.jabber.org/streams'>",
+            "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns:stream='x'>",
+        ] {
+            let e = first_error(repeated.as_bytes());
+            assert_eq!(
+                e.condition(),
+                StreamErrorCondition::NotWellFormed,
+                "{repeated}"
+            );
+        }
     }
 
     #[test]

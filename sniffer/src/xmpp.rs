@@ -148,7 +148,7 @@ impl XmppConn {
                         if dir == Dir::ToClient && el.is("proceed", ns::TLS) {
                             return Some(self.switch());
                         }
-                        self.element(dir, &el, out);
+                        self.element(dir, el, out);
                     }
                 },
                 Err(e) => out(Finding::Malformed {
@@ -180,7 +180,26 @@ impl XmppConn {
         }
     }
 
-    fn element(&mut self, dir: Dir, el: &Element, out: &mut impl FnMut(Finding)) {
+    fn element(&mut self, dir: Dir, mut el: Element, out: &mut impl FnMut(Finding)) {
+        if el.name == "message" && (el.ns == ns::CLIENT || el.ns == ns::SERVER) {
+            // Most of a busy capture: the element is not needed afterwards,
+            // so its strings move into the finding instead of being copied.
+            let stanza_ns = std::mem::take(&mut el.ns);
+            if let Some(body) = el.take_child_text("body", &stanza_ns) {
+                let stamp = el
+                    .get_child_mut("delay", ns::DELAY)
+                    .and_then(|d| d.remove_attr("stamp"));
+                out(Finding::Message {
+                    from: el.remove_attr("from"),
+                    to: el.remove_attr("to"),
+                    kind: el.remove_attr("type").unwrap_or_else(|| "normal".into()),
+                    body,
+                    stamp,
+                });
+            }
+            return;
+        }
+        let el = &el;
         let attr = |n: &str| el.get_attr(n).map(str::to_string);
         match (el.name.as_str(), el.ns.as_str()) {
             ("features", ns::STREAM) => {
@@ -249,21 +268,6 @@ impl XmppConn {
                             })
                         }
                         _ => {}
-                    }
-                }
-                "message" => {
-                    if let Some(body) = el.child_text("body", &el.ns) {
-                        let stamp = el
-                            .get_child("delay", ns::DELAY)
-                            .and_then(|d| d.get_attr("stamp"))
-                            .map(str::to_string);
-                        out(Finding::Message {
-                            from: attr("from"),
-                            to: attr("to"),
-                            kind: attr("type").unwrap_or_else(|| "normal".into()),
-                            body,
-                            stamp,
-                        });
                     }
                 }
                 _ => {}
