@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs one cargo-fuzz target for SECONDS (default 600).
 #   scripts/fuzz.sh [TARGET] [SECONDS]
-# Targets: stream_parser (default), sniffer_decode, sniffer_reassembly,
-# sniffer_dissect.
+# Targets: stream_parser (default), element_builders, sniffer_decode,
+# sniffer_reassembly, sniffer_dissect.
 # cargo-fuzz comes from crates.io; libFuzzer needs nightly-only compiler
 # flags, which RUSTC_BOOTSTRAP=1 allows on the stable toolchain.
 set -euo pipefail

@@ -31,7 +31,7 @@ pub mod sasl;
 pub mod stanza;
 pub mod stream;
 
-pub use element::{Element, Node};
+pub use element::{CompactString, Element, Node};
 pub use error::{ErrorType, StanzaErrorCondition, StreamErrorCondition};
 pub use jid::{Jid, JidError};
 pub use limits::Limits;

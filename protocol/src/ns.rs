@@ -60,3 +60,49 @@ pub const FEATURE_NEG: &str = "http://jabber.org/protocol/feature-neg";
 pub const IBB: &str = "http://jabber.org/protocol/ibb";
 /// Hashes of files (XEP-0300).
 pub const HASHES: &str = "urn:xmpp:hashes:2";
+
+/// The namespace as a [`CompactString`](crate::element::CompactString) that
+/// does not allocate when it is one of the constants above (most of them are
+/// longer than a compact string holds inline): it points at the constant.
+pub fn interned(uri: &str) -> crate::element::CompactString {
+    use crate::element::CompactString;
+    const KNOWN: &[&str] = &[
+        STREAM,
+        CLIENT,
+        SERVER,
+        STREAM_ERRORS,
+        STANZA_ERRORS,
+        TLS,
+        SASL,
+        BIND,
+        SESSION,
+        ROSTER,
+        REGISTER,
+        REGISTER_FEATURE,
+        DISCO_INFO,
+        DISCO_ITEMS,
+        PING,
+        VERSION,
+        RECEIPTS,
+        DELAY,
+        DATA_FORMS,
+        XML,
+        MUC,
+        MUC_USER,
+        MUC_OWNER,
+        SEARCH,
+        VCARD,
+        SI,
+        SI_FILE,
+        FEATURE_NEG,
+        IBB,
+        HASHES,
+    ];
+    // Short ones are stored inline anyway; skip the search for them.
+    if uri.len() > 24
+        && let Some(k) = KNOWN.iter().find(|k| **k == uri)
+    {
+        return CompactString::const_new(k);
+    }
+    CompactString::new(uri)
+}

@@ -21,7 +21,7 @@
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event as XmlEvent};
 
-use crate::element::{Element, Node};
+use crate::element::{CompactString, Element, Node};
 use crate::error::StreamErrorCondition;
 use crate::limits::Limits;
 use crate::ns;
@@ -284,11 +284,19 @@ pub struct StreamParser {
     elem_start: Option<usize>,
     /// Namespace bindings declared on the stream header: (prefix, uri), with
     /// "" for the default namespace.
-    scope: Vec<(String, String)>,
+    scope: Vec<(CompactString, CompactString)>,
     /// Qualified name of the stream element, for matching its end tag.
     stream_qname: String,
     /// In strict mode, the error that ended parsing.
     failed: Option<ParseError>,
+    /// The open elements while one stanza is built, kept between stanzas so
+    /// that building one does not allocate the stack again.
+    open: Vec<OpenElement>,
+    /// The tags of the element being completed, found by [`whole_element`]
+    /// (kept between stanzas for the same reason).
+    tags: Vec<Tag>,
+    /// The element `tags` describes: its start and end in `buf`.
+    tagged: Option<(usize, usize)>,
 }
 
 impl StreamParser {
@@ -313,6 +321,9 @@ impl StreamParser {
             scope: default_scope(),
             stream_qname: "stream:stream".into(),
             failed: None,
+            open: Vec::new(),
+            tags: Vec::new(),
+            tagged: None,
         }
     }
 
@@ -439,8 +450,9 @@ impl StreamParser {
                 && self.depth == 0
                 && self.phase == Phase::Stream
                 && self.buf[self.pos] == b'<'
-                && let Some(end) = whole_element(&self.buf, self.pos, &limits)
+                && let Some(end) = whole_element(&self.buf, self.pos, &limits, &mut self.tags)
             {
+                self.tagged = Some((self.pos, end));
                 self.elem_start = Some(self.pos);
                 self.pos = end;
                 return Ok(Some(Found::Element(end)));
@@ -818,7 +830,18 @@ impl StreamParser {
                 let offset = self.at(s);
                 let text = std::str::from_utf8(&self.buf[s..end])
                     .map_err(|_| ParseError::InvalidUtf8 { offset })?;
-                let el = build_element(text, &self.scope, offset)?;
+                // The tags are known when the fast path found the element;
+                // an element that arrived in pieces is looked at once more,
+                // whole. Anything `whole_element` leaves to the byte path
+                // (CDATA, for one) is built by quick-xml's own reader.
+                let tagged = self.tagged.take() == Some((s, end))
+                    || whole_element(&self.buf[..end], s, &self.limits, &mut self.tags)
+                        == Some(end);
+                let el = if tagged {
+                    build_tagged(text, s, &self.tags, &self.scope, offset, &mut self.open)?
+                } else {
+                    build_element(text, &self.scope, offset, &mut self.open)?
+                };
                 (end, Some(Event::Element(el)))
             }
             Found::Close(end) => {
@@ -855,16 +878,16 @@ impl StreamParser {
         let start = BytesStart::from_content(tag, name_len(tag));
         let qname = start.name().as_ref().to_string();
         let mut header = StreamHeader::default();
-        let mut scope = vec![("xml".to_string(), ns::XML.to_string())];
+        let mut scope = vec![("xml".into(), ns::interned(ns::XML))];
         let mut attrs = Vec::new();
         for a in checked_attributes(&start) {
             let a = a.map_err(|e| xml_error(offset, e))?;
             let key = a.key.as_ref().to_string();
             let value = attr_value(&a, offset)?;
             if key == "xmlns" {
-                scope.push((String::new(), value));
+                scope.push((CompactString::default(), ns::interned(&value)));
             } else if let Some(p) = key.strip_prefix("xmlns:") {
-                scope.push((p.to_string(), value));
+                scope.push((p.into(), ns::interned(&value)));
             } else {
                 attrs.push((key, value));
             }
@@ -878,7 +901,7 @@ impl StreamParser {
             });
         }
         let (prefix, local) = split_qname(&qname);
-        let el_ns = lookup(&scope, prefix.unwrap_or("")).unwrap_or_default();
+        let el_ns = lookup(&scope, prefix.unwrap_or("")).map_or("", |u| u.as_str());
         if local != "stream" || el_ns != ns::STREAM {
             return Err(ParseError::BadStreamHeader {
                 found: qname,
@@ -887,17 +910,19 @@ impl StreamParser {
         }
         for (k, v) in attrs {
             match k.as_str() {
-                "to" => header.to = Some(v),
-                "from" => header.from = Some(v),
-                "id" => header.id = Some(v),
-                "version" => header.version = Some(v),
-                "xml:lang" => header.lang = Some(v),
+                "to" => header.to = Some(v.into()),
+                "from" => header.from = Some(v.into()),
+                "id" => header.id = Some(v.into()),
+                "version" => header.version = Some(v.into()),
+                "xml:lang" => header.lang = Some(v.into()),
                 _ => {}
             }
         }
-        header.default_ns = lookup(&scope, "").unwrap_or(ns::CLIENT).to_string();
+        header.default_ns = lookup(&scope, "")
+            .map_or(ns::CLIENT, |u| u.as_str())
+            .to_string();
         if lookup(&scope, "").is_none() {
-            scope.push((String::new(), ns::CLIENT.to_string()));
+            scope.push((CompactString::default(), ns::interned(ns::CLIENT)));
         }
         self.scope = scope;
         self.stream_qname = qname;
@@ -916,7 +941,8 @@ impl StreamParser {
 /// reports it with its exact offset. The unit tests and the `stream_parser`
 /// fuzz target check that both paths give the same events: a stanza split
 /// across two reads takes the byte path, a whole one this path.
-fn whole_element(buf: &[u8], s: usize, limits: &Limits) -> Option<usize> {
+fn whole_element(buf: &[u8], s: usize, limits: &Limits, tags: &mut Vec<Tag>) -> Option<usize> {
+    tags.clear();
     // The byte path fails once a byte at `s + max_stanza_bytes` or later is
     // part of the element: look no further than that.
     let b = &buf[..buf.len().min(s.saturating_add(limits.max_stanza_bytes))];
@@ -934,6 +960,11 @@ fn whole_element(buf: &[u8], s: usize, limits: &Limits) -> Option<usize> {
                     return None;
                 }
                 depth -= 1;
+                tags.push(Tag {
+                    at: i,
+                    end: gt + 1,
+                    kind: TagKind::End,
+                });
                 i = gt + 1;
                 if depth == 0 {
                     break i;
@@ -957,6 +988,11 @@ fn whole_element(buf: &[u8], s: usize, limits: &Limits) -> Option<usize> {
                 let mut slash = false;
                 loop {
                     let c = *b.get(j)?;
+                    if slash && c != b'>' {
+                        // `/` belongs only just before `>`; quick-xml's
+                        // reader and ours would read `<a/ >` differently.
+                        return None;
+                    }
                     match c {
                         b'>' => break,
                         b'"' | b'\'' => {
@@ -979,6 +1015,15 @@ fn whole_element(buf: &[u8], s: usize, limits: &Limits) -> Option<usize> {
                     }
                     j += 1;
                 }
+                tags.push(Tag {
+                    at: i,
+                    end: j + 1,
+                    kind: if slash {
+                        TagKind::Empty
+                    } else {
+                        TagKind::Start
+                    },
+                });
                 i = j + 1;
                 if slash {
                     if depth == 0 {
@@ -1007,11 +1052,34 @@ fn whole_element(buf: &[u8], s: usize, limits: &Limits) -> Option<usize> {
     (!forbidden).then_some(end)
 }
 
-fn default_scope() -> Vec<(String, String)> {
+/// Both element builders on one complete stanza, in a `jabber:client`
+/// stream: `None` when [`whole_element`] leaves the stanza to quick-xml's
+/// reader alone. For the `element_builders` fuzz target; not an API.
+#[doc(hidden)]
+pub fn both_builders(
+    stanza: &[u8],
+) -> Option<(Result<Element, ParseError>, Result<Element, ParseError>)> {
+    let limits = Limits::default();
+    let mut tags = Vec::new();
+    if stanza.first() != Some(&b'<')
+        || whole_element(stanza, 0, &limits, &mut tags) != Some(stanza.len())
+    {
+        return None;
+    }
+    let text = std::str::from_utf8(stanza).ok()?;
+    let scope = default_scope();
+    let mut open = Vec::new();
+    Some((
+        build_tagged(text, 0, &tags, &scope, 0, &mut open),
+        build_element(text, &scope, 0, &mut open),
+    ))
+}
+
+fn default_scope() -> Vec<(CompactString, CompactString)> {
     vec![
-        ("xml".into(), ns::XML.into()),
-        ("stream".into(), ns::STREAM.into()),
-        (String::new(), ns::CLIENT.into()),
+        ("xml".into(), ns::interned(ns::XML)),
+        ("stream".into(), ns::interned(ns::STREAM)),
+        (CompactString::default(), ns::interned(ns::CLIENT)),
     ]
 }
 
@@ -1025,29 +1093,34 @@ fn name_len(tag: &str) -> usize {
 }
 
 fn split_qname(q: &str) -> (Option<&str>, &str) {
-    match q.split_once(':') {
-        Some((p, l)) => (Some(p), l),
+    // A plain byte search: names are a few bytes long, too short for the
+    // general substring search `split_once` sets up.
+    match q.bytes().position(|b| b == b':') {
+        Some(i) => (Some(&q[..i]), &q[i + 1..]),
         None => (None, q),
     }
 }
 
-fn lookup<'a>(scope: &'a [(String, String)], prefix: &str) -> Option<&'a str> {
+fn lookup<'a>(
+    scope: &'a [(CompactString, CompactString)],
+    prefix: &str,
+) -> Option<&'a CompactString> {
     scope
         .iter()
         .rev()
         .find(|(p, _)| p == prefix)
-        .map(|(_, u)| u.as_str())
+        .map(|(_, u)| u)
 }
 
 /// Namespace bindings while building one element: the stream's (borrowed,
 /// not copied for every stanza) under those the element itself declares.
 struct Scope<'a> {
-    stream: &'a [(String, String)],
-    local: Vec<(String, String)>,
+    stream: &'a [(CompactString, CompactString)],
+    local: Vec<(CompactString, CompactString)>,
 }
 
 impl Scope<'_> {
-    fn lookup(&self, prefix: &str) -> Option<&str> {
+    fn lookup(&self, prefix: &str) -> Option<&CompactString> {
         lookup(&self.local, prefix).or_else(|| lookup(self.stream, prefix))
     }
 }
@@ -1063,9 +1136,12 @@ fn xml_error(offset: u64, e: impl std::fmt::Display) -> ParseError {
 /// the bindings declared on the stream header.
 fn build_element(
     text: &str,
-    stream_scope: &[(String, String)],
+    stream_scope: &[(CompactString, CompactString)],
     offset: u64,
+    stack: &mut Vec<OpenElement>,
 ) -> Result<Element, ParseError> {
+    // Left over from a stanza that failed half-way.
+    stack.clear();
     let mut reader = quick_xml::Reader::from_str(text);
     let cfg = reader.config_mut();
     cfg.check_end_names = true;
@@ -1075,27 +1151,30 @@ fn build_element(
         stream: stream_scope,
         local: Vec::new(),
     };
-    // Per open element: the element and the scope length before it.
-    let mut stack: Vec<(Element, usize)> = Vec::new();
+    // Per open element (`stack`): the element and the scope length before it.
     loop {
         let ev = reader.read_event().map_err(|e| xml_error(offset, e))?;
         match ev {
             XmlEvent::Start(start) => {
                 let mark = scope.local.len();
                 let el = open_element(&start, &mut scope, offset)?;
-                stack.push((el, mark));
+                stack.push(OpenElement {
+                    el,
+                    mark,
+                    qname: 0..0,
+                });
             }
             XmlEvent::Empty(start) => {
                 let mark = scope.local.len();
                 let el = open_element(&start, &mut scope, offset)?;
                 scope.local.truncate(mark);
                 match stack.last_mut() {
-                    Some((parent, _)) => parent.children.push(Node::Element(el)),
+                    Some(parent) => parent.el.children.push(Node::Element(el)),
                     None => return Ok(el),
                 }
             }
             XmlEvent::End(_) => {
-                let Some((el, mark)) = stack.pop() else {
+                let Some(OpenElement { el, mark, .. }) = stack.pop() else {
                     return Err(ParseError::Syntax {
                         offset,
                         what: "unexpected end tag",
@@ -1103,12 +1182,12 @@ fn build_element(
                 };
                 scope.local.truncate(mark);
                 match stack.last_mut() {
-                    Some((parent, _)) => parent.children.push(Node::Element(el)),
+                    Some(parent) => parent.el.children.push(Node::Element(el)),
                     None => return Ok(el),
                 }
             }
-            XmlEvent::Text(t) => push_text(&mut stack, &t.xml10_content()),
-            XmlEvent::CData(c) => push_text(&mut stack, &c.xml10_content()),
+            XmlEvent::Text(t) => push_text(stack, &t.xml10_content()),
+            XmlEvent::CData(c) => push_text(stack, &c.xml10_content()),
             XmlEvent::GeneralRef(r) => {
                 let resolved = match r.resolve_char_ref().map_err(|e| xml_error(offset, e))? {
                     Some(c) => c.to_string(),
@@ -1124,7 +1203,7 @@ fn build_element(
                         }
                     }
                 };
-                push_text(&mut stack, &resolved);
+                push_text(stack, &resolved);
             }
             XmlEvent::Comment(_) => {
                 return Err(ParseError::Restricted {
@@ -1154,9 +1233,10 @@ fn build_element(
     }
 }
 
-fn push_text(stack: &mut [(Element, usize)], text: &str) {
+fn push_text(stack: &mut [OpenElement], text: &str) {
     // Text outside the root cannot occur: the scanner cut the element exactly.
-    if let Some((el, _)) = stack.last_mut() {
+    if let Some(open) = stack.last_mut() {
+        let el = &mut open.el;
         if let Some(Node::Text(prev)) = el.children.last_mut() {
             prev.push_str(text);
         } else if !text.is_empty() {
@@ -1165,23 +1245,142 @@ fn push_text(stack: &mut [(Element, usize)], text: &str) {
     }
 }
 
+/// An element being built: the element, the length of the namespace scope
+/// before its own declarations, and where its qualified name is in the
+/// stanza's text (to match its end tag against).
+#[derive(Debug)]
+struct OpenElement {
+    el: Element,
+    mark: usize,
+    qname: std::ops::Range<usize>,
+}
+
+/// A tag [`whole_element`] found: `buf[at..end]` runs from `<` to `>`.
+#[derive(Debug, Clone, Copy)]
+struct Tag {
+    at: usize,
+    end: usize,
+    kind: TagKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TagKind {
+    Start,
+    Empty,
+    End,
+}
+
+/// Builds one element from its text and the tags [`whole_element`] found in
+/// it (`base` is where the text starts in the buffer those tags index).
+///
+/// This is [`build_element`] without quick-xml's reader, whose work of
+/// finding the tags `whole_element` has already done: quick-xml still reads
+/// each start tag's name and attributes, and resolves entities in text. A
+/// unit test and the `stream_parser` fuzz target check that both builders
+/// give the same element, or both an error, for the same stanza.
+fn build_tagged(
+    text: &str,
+    base: usize,
+    tags: &[Tag],
+    stream_scope: &[(CompactString, CompactString)],
+    offset: u64,
+    stack: &mut Vec<OpenElement>,
+) -> Result<Element, ParseError> {
+    stack.clear();
+    let mut scope = Scope {
+        stream: stream_scope,
+        local: Vec::new(),
+    };
+    let mut prev = 0;
+    for t in tags {
+        let (at, end) = (t.at - base, t.end - base);
+        if at > prev {
+            // Character data: line ends normalised, then entities resolved.
+            let raw = quick_xml::events::BytesText::from_escaped(&text[prev..at]);
+            let content = raw.xml10_content();
+            let resolved = quick_xml::escape::unescape(&content).map_err(|e| match e {
+                quick_xml::escape::EscapeError::UnrecognizedEntity(_, name) => {
+                    ParseError::UndefinedEntity { name }
+                }
+                e => xml_error(offset, e),
+            })?;
+            push_text(stack, &resolved);
+        }
+        prev = end;
+        match t.kind {
+            TagKind::Start | TagKind::Empty => {
+                let inner_end = if t.kind == TagKind::Empty {
+                    end - 2
+                } else {
+                    end - 1
+                };
+                let inner = &text[at + 1..inner_end];
+                let name_end = at + 1 + name_len(inner);
+                let start = BytesStart::from_content(inner, name_end - at - 1);
+                let mark = scope.local.len();
+                let el = open_element(&start, &mut scope, offset)?;
+                if t.kind == TagKind::Empty {
+                    scope.local.truncate(mark);
+                    match stack.last_mut() {
+                        Some(parent) => parent.el.children.push(Node::Element(el)),
+                        None => return Ok(el),
+                    }
+                } else {
+                    stack.push(OpenElement {
+                        el,
+                        mark,
+                        qname: at + 1..name_end,
+                    });
+                }
+            }
+            TagKind::End => {
+                let Some(OpenElement { el, mark, qname }) = stack.pop() else {
+                    return Err(ParseError::Syntax {
+                        offset,
+                        what: "unexpected end tag",
+                    });
+                };
+                // As quick-xml's reader: white space may follow the name.
+                let name = text[at + 2..end - 1].trim_end_matches([' ', '\t', '\r', '\n']);
+                if name != &text[qname] {
+                    return Err(ParseError::Syntax {
+                        offset,
+                        what: "end tag does not match its start tag",
+                    });
+                }
+                scope.local.truncate(mark);
+                match stack.last_mut() {
+                    Some(parent) => parent.el.children.push(Node::Element(el)),
+                    None => return Ok(el),
+                }
+            }
+        }
+    }
+    Err(ParseError::Syntax {
+        offset,
+        what: "element ended early",
+    })
+}
+
 fn open_element(
     start: &BytesStart<'_>,
     scope: &mut Scope<'_>,
     offset: u64,
 ) -> Result<Element, ParseError> {
     let mark = scope.local.len();
-    let mut attrs: Vec<(String, String)> = Vec::new();
+    let mut attrs: Vec<(CompactString, CompactString)> = Vec::new();
     for a in checked_attributes(start) {
         let a = a.map_err(|e| xml_error(offset, e))?;
         let key = a.key.as_ref();
         let value = attr_value(&a, offset)?;
         if key == "xmlns" {
-            scope.local.push((String::new(), value));
+            scope
+                .local
+                .push((CompactString::default(), ns::interned(&value)));
         } else if let Some(p) = key.strip_prefix("xmlns:") {
-            scope.local.push((p.to_string(), value));
+            scope.local.push((p.into(), ns::interned(&value)));
         } else {
-            attrs.push((key.to_string(), value));
+            attrs.push((key.into(), value));
         }
     }
     // Namespace declarations and plain attributes were split above, so a
@@ -1197,7 +1396,7 @@ fn open_element(
     let qname = start.name();
     let (prefix, local) = split_qname(qname.as_ref());
     let ns = match scope.lookup(prefix.unwrap_or("")) {
-        Some(u) => u.to_string(),
+        Some(u) => u.clone(),
         None => {
             return Err(ParseError::UnboundPrefix {
                 prefix: prefix.unwrap_or("").to_string(),
@@ -1214,7 +1413,7 @@ fn open_element(
         }
     }
     Ok(Element {
-        name: local.to_string(),
+        name: local.into(),
         ns,
         attrs,
         children: Vec::new(),
@@ -1248,16 +1447,16 @@ fn has_duplicate<'a>(names: impl Iterator<Item = &'a str> + Clone) -> bool {
 fn attr_value(
     a: &quick_xml::events::attributes::Attribute<'_>,
     offset: u64,
-) -> Result<String, ParseError> {
+) -> Result<CompactString, ParseError> {
     if !a
         .value
         .bytes()
         .any(|b| matches!(b, b'&' | b'\t' | b'\n' | b'\r'))
     {
-        return Ok(a.value.to_string());
+        return Ok(CompactString::new(&a.value));
     }
     a.normalized_value(XmlVersion::Implicit1_0)
-        .map(std::borrow::Cow::into_owned)
+        .map(CompactString::from)
         .map_err(|e| xml_error(offset, e))
 }
 
@@ -1447,6 +1646,61 @@ mod tests {
         // And on good input, in lenient mode too.
         let [a, b] = both_ways(fixture().as_bytes(), || StreamParser::new(Mode::Lenient));
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn both_element_builders_agree() {
+        // `build_tagged` (tags from `whole_element`) against `build_element`
+        // (quick-xml's reader): the same element, or an error from both.
+        let cases = [
+            "<message to='a@b' type=\"chat\"><body>hi &amp; &lt;bye&gt; &#x263A;&#65;</body></message>",
+            "<m>line\r\nnext\rlast &#13;</m>",
+            "<a:x xmlns:a='urn:a'><a:y/><z/></a:x>",
+            "<a:x xmlns:a='urn:u' xmlns:b='urn:u'></b:x>",
+            "<a></a >",
+            "<a></ a>",
+            "<a><b></a></b>",
+            "<m>&nbsp;</m>",
+            "<m>&#0;</m>",
+            "<m>&#xD800;</m>",
+            "<m>&amp</m>",
+            "<m>& x</m>",
+            "<a b>",
+            "<a b/>",
+            "<a b='1'c='2'/>",
+            "<a b='1' b='2'/>",
+            "<a p:b='1'/>",
+            "<p:a/>",
+            "<a:/>",
+            "<:a/>",
+            "<m>]]> and > </m>",
+            "<a x=\"&lt;&apos;\" y='\t\n'/>",
+            "<a x='&bogus;'/>",
+            "<m xml:lang='fr'>caf\u{e9} \u{1F600}</m>",
+            "<a xmlns='urn:d'><b xmlns=''/></a>",
+            "<a><b/>text<c>more</c>tail</a>",
+            "<a\n\tx\r='1'\n></a\n>",
+            "<a =''/>",
+            "<a x=''/>",
+            "<a x='1'></a>",
+            "<a><a><a></a></a></a>",
+        ];
+        let mut compared = 0;
+        for case in cases {
+            let Some((tagged, reader)) = both_builders(case.as_bytes()) else {
+                continue;
+            };
+            compared += 1;
+            match (&tagged, &reader) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{case}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!("{case}: tagged {tagged:?}, reader {reader:?}"),
+            }
+        }
+        assert!(
+            compared >= 25,
+            "only {compared} cases reached both builders"
+        );
     }
 
     #[test]

@@ -75,7 +75,7 @@ fn expect(el: &Element, name: &'static str) -> Result<(), StanzaError> {
     if el.name != name || (el.ns != ns::CLIENT && el.ns != ns::SERVER) {
         return Err(StanzaError::WrongElement {
             expected: name,
-            found: el.name.clone(),
+            found: el.name.to_string(),
         });
     }
     Ok(())

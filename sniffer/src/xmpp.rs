@@ -188,11 +188,11 @@ impl XmppConn {
             if let Some(body) = el.take_child_text("body", &stanza_ns) {
                 let stamp = el
                     .get_child_mut("delay", ns::DELAY)
-                    .and_then(|d| d.remove_attr("stamp"));
+                    .and_then(|d| d.take_attr("stamp"));
                 out(Finding::Message {
-                    from: el.remove_attr("from"),
-                    to: el.remove_attr("to"),
-                    kind: el.remove_attr("type").unwrap_or_else(|| "normal".into()),
+                    from: el.take_attr("from"),
+                    to: el.take_attr("to"),
+                    kind: el.take_attr("type").unwrap_or_else(|| "normal".into()),
                     body,
                     stamp,
                 });
@@ -218,7 +218,7 @@ impl XmppConn {
                 let condition = el
                     .elements()
                     .find(|c| c.ns == ns::STREAM_ERRORS && c.name != "text")
-                    .map_or("undefined-condition".to_string(), |c| c.name.clone());
+                    .map_or("undefined-condition".to_string(), |c| c.name.to_string());
                 out(Finding::StreamError { dir, condition });
             }
             ("auth", ns::SASL) => self.auth(el, out),
