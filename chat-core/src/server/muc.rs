@@ -174,16 +174,13 @@ impl Session {
     }
 
     async fn deliver(&self, out: Outbox) {
-        for (to, el) in out {
-            let (Some(user), Some(res)) = (to.local(), to.resource()) else {
-                continue;
-            };
-            let xml: Arc<str> = Arc::from(el.to_xml());
-            self.shared
-                .router
-                .send_to_resource_wait(user, res, &xml)
-                .await;
-        }
+        // All occupants at once: one who stopped reading costs the sender
+        // one STALL_TIMEOUT at most, not one per stuck occupant in turn.
+        let items: Vec<(&str, &str, Arc<str>)> = out
+            .iter()
+            .filter_map(|(to, el)| Some((to.local()?, to.resource()?, Arc::from(el.to_xml()))))
+            .collect();
+        self.shared.router.send_to_resources_wait(&items).await;
     }
 
     /// A stanza addressed to the MUC service or one of its rooms.

@@ -260,13 +260,73 @@ impl Router {
                 })
                 .unwrap_or_default()
         };
-        let mut n = 0;
-        for (tx, kill) in targets {
-            if Self::push_wait(&tx, &kill, xml).await == Delivery::Queued {
-                n += 1;
+        let items = targets
+            .into_iter()
+            .map(|(tx, kill)| (tx, kill, xml.clone()))
+            .collect();
+        Self::push_all_wait(items)
+            .await
+            .iter()
+            .filter(|d| **d == Delivery::Queued)
+            .count()
+    }
+
+    /// [`Router::send_to_resource_wait`] for many recipients at once (a
+    /// room's occupants, each with its own copy of the stanza). Full queues
+    /// are waited for together, against one deadline: however many occupants
+    /// have stopped reading, the sender waits [`STALL_TIMEOUT`] at most, not
+    /// that long for each of them in turn (a room with a few stuck clients
+    /// would otherwise stall its every speaker for a minute per message).
+    /// Returns each recipient's delivery, in order.
+    pub async fn send_to_resources_wait(&self, items: &[(&str, &str, Arc<str>)]) -> Vec<Delivery> {
+        let targets: Vec<_> = {
+            let users = self.lock();
+            items
+                .iter()
+                .map(|(user, resource, xml)| {
+                    users
+                        .get(*user)
+                        .and_then(|l| l.iter().find(|r| r.resource == *resource))
+                        .map(|r| (r.tx.clone(), r.kill.clone(), xml.clone()))
+                })
+                .collect()
+        };
+        let found: Vec<_> = targets.iter().flatten().cloned().collect();
+        let mut delivered = Self::push_all_wait(found).await.into_iter();
+        targets
+            .iter()
+            .map(|t| match t {
+                Some(_) => delivered.next().unwrap_or(Delivery::Offline),
+                None => Delivery::Offline,
+            })
+            .collect()
+    }
+
+    /// Queues each item, then waits for the full queues concurrently until
+    /// one shared deadline; whoever is still full then is cut off.
+    async fn push_all_wait(
+        items: Vec<(mpsc::Sender<Outbound>, Arc<Notify>, Arc<str>)>,
+    ) -> Vec<Delivery> {
+        let deadline = tokio::time::Instant::now() + STALL_TIMEOUT;
+        let mut out = vec![Delivery::Queued; items.len()];
+        let mut waiting = tokio::task::JoinSet::new();
+        for (i, (tx, kill, xml)) in items.into_iter().enumerate() {
+            match tx.try_send(Outbound::Xml(xml)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => out[i] = Delivery::Offline,
+                Err(mpsc::error::TrySendError::Full(item)) => {
+                    waiting.spawn(async move {
+                        (i, Self::wait_for_room(&tx, &kill, item, deadline).await)
+                    });
+                }
             }
         }
-        n
+        while let Some(done) = waiting.join_next().await {
+            if let Ok((i, d)) = done {
+                out[i] = d;
+            }
+        }
+        out
     }
 
     async fn push_wait(tx: &mpsc::Sender<Outbound>, kill: &Notify, xml: &Arc<str>) -> Delivery {
@@ -274,18 +334,30 @@ impl Router {
             Ok(()) => Delivery::Queued,
             Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Offline,
             Err(mpsc::error::TrySendError::Full(item)) => {
-                match tokio::time::timeout(STALL_TIMEOUT, tx.send(item)).await {
-                    Ok(Ok(())) => Delivery::Queued,
-                    Ok(Err(_)) => Delivery::Offline,
-                    Err(_) => {
-                        tracing::warn!(
-                            "outbound queue full for {} s: disconnecting a client that does not read",
-                            STALL_TIMEOUT.as_secs()
-                        );
-                        kill.notify_one();
-                        Delivery::Overflow
-                    }
-                }
+                let deadline = tokio::time::Instant::now() + STALL_TIMEOUT;
+                Self::wait_for_room(tx, kill, item, deadline).await
+            }
+        }
+    }
+
+    /// Waits until `deadline` for room in a full queue; a recipient still
+    /// full then has stopped reading and is told to end its session.
+    async fn wait_for_room(
+        tx: &mpsc::Sender<Outbound>,
+        kill: &Notify,
+        item: Outbound,
+        deadline: tokio::time::Instant,
+    ) -> Delivery {
+        match tokio::time::timeout_at(deadline, tx.send(item)).await {
+            Ok(Ok(())) => Delivery::Queued,
+            Ok(Err(_)) => Delivery::Offline,
+            Err(_) => {
+                tracing::warn!(
+                    "outbound queue full for {} s: disconnecting a client that does not read",
+                    STALL_TIMEOUT.as_secs()
+                );
+                kill.notify_one();
+                Delivery::Overflow
             }
         }
     }
@@ -412,6 +484,59 @@ mod tests {
         tokio::time::timeout(Duration::from_millis(1), killed)
             .await
             .expect("the stuck session was told to end");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_room_waits_for_all_stuck_occupants_together() {
+        let r = Router::default();
+        // Two occupants whose queues are full and who never read, one who
+        // reads, and one who left.
+        let (tx1, _rx1) = mpsc::channel(1);
+        let (tx2, _rx2) = mpsc::channel(1);
+        let (tx3, mut rx3) = mpsc::channel(1);
+        let (_, h1) = r.bind("ann", "r".into(), 1, tx1.clone());
+        let (_, h2) = r.bind("ben", "r".into(), 2, tx2.clone());
+        r.bind("cat", "r".into(), 3, tx3.clone());
+        for tx in [&tx1, &tx2, &tx3] {
+            tx.try_send(Outbound::Xml(xml("<old/>"))).unwrap();
+        }
+        let reader = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let old = rx3.recv().await;
+            let new = rx3.recv().await;
+            (old, new)
+        });
+        let (k1, k2) = (h1.kill.notified(), h2.kill.notified());
+        let started = tokio::time::Instant::now();
+        let items = [
+            ("ann", "r", xml("<m n='1'/>")),
+            ("ben", "r", xml("<m n='2'/>")),
+            ("cat", "r", xml("<m n='3'/>")),
+            ("dan", "r", xml("<m n='4'/>")),
+        ];
+        let got = r.send_to_resources_wait(&items).await;
+        let waited = started.elapsed();
+        assert_eq!(
+            got,
+            [
+                Delivery::Overflow,
+                Delivery::Overflow,
+                Delivery::Queued,
+                Delivery::Offline
+            ]
+        );
+        // One deadline for everyone, not one per stuck occupant.
+        assert!(
+            waited >= STALL_TIMEOUT && waited < STALL_TIMEOUT * 2,
+            "{waited:?}"
+        );
+        let (_, new) = reader.await.unwrap();
+        assert!(matches!(new, Some(Outbound::Xml(x)) if &*x == "<m n='3'/>"));
+        for killed in [k1, k2] {
+            tokio::time::timeout(Duration::from_millis(1), killed)
+                .await
+                .expect("each stuck occupant was told to end");
+        }
     }
 
     #[test]
