@@ -14,6 +14,14 @@
 //! The scanner rejects an oversized element while it grows, so a peer can never
 //! make us buffer more than the stanza limit plus one read.
 //!
+//! Most stanzas arrive whole in one read. For them the scanner takes a fast
+//! path that jumps from tag to tag with memchr and records where each tag is;
+//! the tree is then built from those tags, with quick-xml parsing each start
+//! tag and resolving entities. Anything unusual takes the byte-by-byte path and
+//! quick-xml's own reader. Unit tests and two fuzz targets check that the two
+//! routes give the same events: a server or sniffer must never see different
+//! stanzas depending on how TCP cut the bytes.
+//!
 //! [`Mode::Lenient`] is for the sniffer: it accepts a capture that starts in
 //! the middle of a stream, reports damage as an error, and resynchronises on
 //! the next top-level element instead of giving up.
