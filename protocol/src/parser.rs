@@ -846,10 +846,17 @@ impl StreamParser {
                     || whole_element(&self.buf[..end], s, &self.limits, &mut self.tags)
                         == Some(end);
                 let el = if tagged {
-                    build_tagged(text, s, &self.tags, &self.scope, offset, &mut self.open)?
+                    build_tagged(text, s, &self.tags, &self.scope, offset, &mut self.open)
                 } else {
-                    build_element(text, &self.scope, offset, &mut self.open)?
+                    build_element(text, &self.scope, offset, &mut self.open)
                 };
+                // One stanza of thousands of tiny tags must not leave every
+                // connection holding a tag list several times the stanza
+                // limit for the rest of its life; a usual stanza has a few.
+                if self.tags.capacity() > RETAINED_TAGS {
+                    self.tags = Vec::new();
+                }
+                let el = el?;
                 (end, Some(Event::Element(el)))
             }
             Found::Close(end) => {
@@ -1176,9 +1183,8 @@ fn build_element(
                 let mark = scope.local.len();
                 let el = open_element(&start, &mut scope, offset)?;
                 scope.local.truncate(mark);
-                match stack.last_mut() {
-                    Some(parent) => parent.el.children.push(Node::Element(el)),
-                    None => return Ok(el),
+                if let Some(root) = attach(stack, el) {
+                    return Ok(root);
                 }
             }
             XmlEvent::End(_) => {
@@ -1189,9 +1195,8 @@ fn build_element(
                     });
                 };
                 scope.local.truncate(mark);
-                match stack.last_mut() {
-                    Some(parent) => parent.el.children.push(Node::Element(el)),
-                    None => return Ok(el),
+                if let Some(root) = attach(stack, el) {
+                    return Ok(root);
                 }
             }
             XmlEvent::Text(t) => push_text(stack, &t.xml10_content()),
@@ -1253,6 +1258,18 @@ fn push_text(stack: &mut [OpenElement], text: &str) {
     }
 }
 
+/// Adds a finished element to the one open around it; returns it when it is
+/// the stanza itself (nothing open around it), which ends the build.
+fn attach(stack: &mut [OpenElement], el: Element) -> Option<Element> {
+    match stack.last_mut() {
+        Some(parent) => {
+            parent.el.children.push(Node::Element(el));
+            None
+        }
+        None => Some(el),
+    }
+}
+
 /// An element being built: the element, the length of the namespace scope
 /// before its own declarations, and where its qualified name is in the
 /// stanza's text (to match its end tag against).
@@ -1262,6 +1279,9 @@ struct OpenElement {
     mark: usize,
     qname: std::ops::Range<usize>,
 }
+
+/// How many tags' room a parser keeps between stanzas.
+const RETAINED_TAGS: usize = 256;
 
 /// A tag [`whole_element`] found: `buf[at..end]` runs from `<` to `>`.
 #[derive(Debug, Clone, Copy)]
@@ -1329,9 +1349,8 @@ fn build_tagged(
                 let el = open_element(&start, &mut scope, offset)?;
                 if t.kind == TagKind::Empty {
                     scope.local.truncate(mark);
-                    match stack.last_mut() {
-                        Some(parent) => parent.el.children.push(Node::Element(el)),
-                        None => return Ok(el),
+                    if let Some(root) = attach(stack, el) {
+                        return Ok(root);
                     }
                 } else {
                     stack.push(OpenElement {
@@ -1357,9 +1376,8 @@ fn build_tagged(
                     });
                 }
                 scope.local.truncate(mark);
-                match stack.last_mut() {
-                    Some(parent) => parent.el.children.push(Node::Element(el)),
-                    None => return Ok(el),
+                if let Some(root) = attach(stack, el) {
+                    return Ok(root);
                 }
             }
         }

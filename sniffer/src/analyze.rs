@@ -65,10 +65,7 @@ struct Conn {
 
 impl Conn {
     fn side(&mut self, dir: Dir) -> &mut Side {
-        match dir {
-            Dir::ToServer => &mut self.to_server,
-            Dir::ToClient => &mut self.to_client,
-        }
+        dir.pick(&mut self.to_server, &mut self.to_client)
     }
 
     fn protocol(&self) -> String {

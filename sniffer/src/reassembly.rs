@@ -63,6 +63,17 @@ pub enum Dir {
     ToClient,
 }
 
+impl Dir {
+    /// The one of a pair of per-direction values that belongs to this
+    /// direction: `dir.pick(&mut self.to_server, &mut self.to_client)`.
+    pub fn pick<T>(self, to_server: T, to_client: T) -> T {
+        match self {
+            Dir::ToServer => to_server,
+            Dir::ToClient => to_client,
+        }
+    }
+}
+
 /// How a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
@@ -202,10 +213,7 @@ struct Flow {
 
 impl Flow {
     fn half(&mut self, dir: Dir) -> &mut Half {
-        match dir {
-            Dir::ToServer => &mut self.to_server,
-            Dir::ToClient => &mut self.to_client,
-        }
+        dir.pick(&mut self.to_server, &mut self.to_client)
     }
 }
 

@@ -103,10 +103,7 @@ pub struct TlsConn {
 impl TlsConn {
     /// Feeds bytes of one direction.
     pub fn feed(&mut self, dir: Dir, data: &[u8], ts: f64, out: &mut impl FnMut(Finding)) {
-        let half = match dir {
-            Dir::ToServer => &mut self.to_server,
-            Dir::ToClient => &mut self.to_client,
-        };
+        let half = dir.pick(&mut self.to_server, &mut self.to_client);
         if half.broken {
             return;
         }

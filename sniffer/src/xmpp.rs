@@ -160,10 +160,7 @@ impl XmppConn {
     }
 
     fn parser(&mut self, dir: Dir) -> &mut StreamParser {
-        match dir {
-            Dir::ToServer => &mut self.to_server,
-            Dir::ToClient => &mut self.to_client,
-        }
+        dir.pick(&mut self.to_server, &mut self.to_client)
     }
 
     /// After `<proceed/>`: both directions are TLS from here on.
@@ -184,7 +181,7 @@ impl XmppConn {
         if el.name == "message" && (el.ns == ns::CLIENT || el.ns == ns::SERVER) {
             // Most of a busy capture: the element is not needed afterwards,
             // so its strings move into the finding instead of being copied.
-            let stanza_ns = std::mem::take(&mut el.ns);
+            let stanza_ns = el.ns.clone();
             if let Some(body) = el.take_child_text("body", &stanza_ns) {
                 let stamp = el
                     .get_child_mut("delay", ns::DELAY)

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tests::{bin, free_port};
+use tests::{Sniffer, bin, free_port};
 
 fn labs(args: &[&str]) -> (i32, String, String) {
     tests::run_bin("labs", args)
@@ -91,23 +91,7 @@ fn ctrl_c_stops_every_process_and_removes_every_file() {
 /// returns the sniffer's JSON findings.
 fn sniff_lab(n: u8, student: &str) -> Vec<Value> {
     let port = free_port();
-    let mut sniffer = Command::new(bin("sniffer"))
-        .args([
-            "live",
-            "--interface",
-            "lo",
-            "--json",
-            "--filter",
-            &format!("tcp port {port}"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(sniffer.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(line.contains("capturing on"), "{line}");
+    let sniffer = Sniffer::on_ports(&[port]);
     let (code, out, e) = labs(&[
         "run",
         &n.to_string(),
@@ -121,16 +105,7 @@ fn sniff_lab(n: u8, student: &str) -> Vec<Value> {
     ]);
     assert_eq!(code, 0, "{out}\n{e}");
     assert!(out.contains(&format!("labs check {n} --student")), "{out}");
-    std::thread::sleep(Duration::from_millis(300));
-    Command::new("kill")
-        .args(["-INT", &sniffer.id().to_string()])
-        .status()
-        .unwrap();
-    let out = sniffer.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    sniffer.stop().0
 }
 
 fn check(n: u8, student: &str, answers: &[String], progress: &std::path::Path) -> (i32, String) {

@@ -698,12 +698,21 @@ impl Sniffer {
     /// Starts capturing the server's ports; returns once capture is on.
     /// Live capture needs root or CAP_NET_RAW (CI runs as root).
     pub fn start(server: &Server) -> Sniffer {
+        let mut ports = vec![server.addr.port()];
+        ports.extend(server.direct.map(|d| d.port()));
+        Sniffer::on_ports(&ports)
+    }
+
+    /// Starts capturing these TCP ports on `lo` (a server this harness did
+    /// not start: a lab's, say); returns once capture is on.
+    pub fn on_ports(ports: &[u16]) -> Sniffer {
         let dir = tempfile::tempdir().unwrap();
         let pcap = dir.path().join("capture.pcap");
-        let mut filter = format!("tcp port {}", server.addr.port());
-        if let Some(d) = server.direct {
-            filter.push_str(&format!(" or tcp port {}", d.port()));
-        }
+        let filter = ports
+            .iter()
+            .map(|p| format!("tcp port {p}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
         let mut child = Command::new(bin("sniffer"))
             .args([
                 "live",

@@ -24,6 +24,9 @@ pub const STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 /// sign-in), shallow enough that a stuck client holds little memory.
 pub const OUTBOUND_QUEUE: usize = 4096;
 
+/// One delivery to make: the session's queue, its kill switch, the XML.
+type Recipient = (mpsc::Sender<Outbound>, Arc<Notify>, Arc<str>);
+
 /// What a session's writer task is asked to do.
 #[derive(Debug, Clone)]
 pub enum Outbound {
@@ -255,16 +258,12 @@ impl Router {
                 .map(|l| {
                     l.iter()
                         .filter(|r| r.available && min_priority.is_none_or(|p| r.priority >= p))
-                        .map(|r| (r.tx.clone(), r.kill.clone()))
+                        .map(|r| Some((r.tx.clone(), r.kill.clone(), xml.clone())))
                         .collect()
                 })
                 .unwrap_or_default()
         };
-        let items = targets
-            .into_iter()
-            .map(|(tx, kill)| (tx, kill, xml.clone()))
-            .collect();
-        Self::push_all_wait(items)
+        Self::push_all_wait(targets)
             .await
             .iter()
             .filter(|d| **d == Delivery::Queued)
@@ -279,7 +278,7 @@ impl Router {
     /// would otherwise stall its every speaker for a minute per message).
     /// Returns each recipient's delivery, in order.
     pub async fn send_to_resources_wait(&self, items: &[(&str, &str, Arc<str>)]) -> Vec<Delivery> {
-        let targets: Vec<_> = {
+        let targets = {
             let users = self.lock();
             items
                 .iter()
@@ -291,26 +290,21 @@ impl Router {
                 })
                 .collect()
         };
-        let found: Vec<_> = targets.iter().flatten().cloned().collect();
-        let mut delivered = Self::push_all_wait(found).await.into_iter();
-        targets
-            .iter()
-            .map(|t| match t {
-                Some(_) => delivered.next().unwrap_or(Delivery::Offline),
-                None => Delivery::Offline,
-            })
-            .collect()
+        Self::push_all_wait(targets).await
     }
 
     /// Queues each item, then waits for the full queues concurrently until
     /// one shared deadline; whoever is still full then is cut off.
-    async fn push_all_wait(
-        items: Vec<(mpsc::Sender<Outbound>, Arc<Notify>, Arc<str>)>,
-    ) -> Vec<Delivery> {
+    /// `None` stands for a recipient who is not online.
+    async fn push_all_wait(items: Vec<Option<Recipient>>) -> Vec<Delivery> {
         let deadline = tokio::time::Instant::now() + STALL_TIMEOUT;
         let mut out = vec![Delivery::Queued; items.len()];
         let mut waiting = tokio::task::JoinSet::new();
-        for (i, (tx, kill, xml)) in items.into_iter().enumerate() {
+        for (i, item) in items.into_iter().enumerate() {
+            let Some((tx, kill, xml)) = item else {
+                out[i] = Delivery::Offline;
+                continue;
+            };
             match tx.try_send(Outbound::Xml(xml)) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Closed(_)) => out[i] = Delivery::Offline,
