@@ -1730,6 +1730,16 @@ mod tests {
     }
 
     #[test]
+    fn a_stanza_of_many_tags_does_not_leave_its_tag_list_behind() {
+        let mut p = StreamParser::new(Mode::Strict);
+        let many = format!("{HEADER}<m>{}</m><m/>", "<a/>".repeat(4000));
+        p.feed(many.as_bytes());
+        let evs = all(&mut p).expect("parses");
+        assert_eq!(evs.len(), 3);
+        assert!(p.tags.capacity() <= RETAINED_TAGS, "{}", p.tags.capacity());
+    }
+
+    #[test]
     fn one_byte_at_a_time_parses_the_same_as_whole() {
         let input = fixture();
         let whole = parse_whole(input.as_bytes()).expect("parses");
