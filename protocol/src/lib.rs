@@ -18,9 +18,11 @@
 //! - [`sasl`]: SASL PLAIN and SCRAM-SHA-1/SHA-256, client and server sides.
 //! - [`ns`]: namespace constants.
 //! - [`datetime`]: XMPP date-times (XEP-0082).
+//! - [`display`]: peer-supplied text made safe to print on a terminal.
 #![forbid(unsafe_code)]
 
 pub mod datetime;
+pub mod display;
 pub mod element;
 pub mod error;
 pub mod jid;
