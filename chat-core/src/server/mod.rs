@@ -18,10 +18,11 @@ pub mod presence;
 pub mod router;
 pub mod session;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protocol::{Limits, StreamErrorCondition};
@@ -124,6 +125,9 @@ pub struct Shared {
     pub rooms: muc::Rooms,
     next_id: AtomicU64,
     connections: Arc<Semaphore>,
+    /// Offline messages queued to a session and not yet deleted: each goes
+    /// to one session of its account at a time.
+    offline_in_flight: Mutex<HashSet<i64>>,
 }
 
 impl Shared {
@@ -137,12 +141,35 @@ impl Shared {
             router: Router::default(),
             rooms: muc::Rooms::default(),
             next_id: AtomicU64::new(1),
+            offline_in_flight: Mutex::default(),
         }))
     }
 
     /// A fresh session id.
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Takes the stored messages no other session is delivering, and marks
+    /// them as being delivered.
+    pub(crate) fn claim_offline(&self, msgs: Vec<(i64, String, i64)>) -> Vec<(i64, String, i64)> {
+        let mut busy = self
+            .offline_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        msgs.into_iter().filter(|m| busy.insert(m.0)).collect()
+    }
+
+    /// Marks messages as no longer being delivered (deleted, or kept for
+    /// the next session).
+    pub(crate) fn release_offline(&self, ids: &[i64]) {
+        let mut busy = self
+            .offline_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            busy.remove(id);
+        }
     }
 
     /// Connections currently open.

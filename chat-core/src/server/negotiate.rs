@@ -15,9 +15,8 @@ use protocol::{
     Element, Jid, StanzaErrorCondition, StreamErrorCondition, StreamHeader, ns, stream,
 };
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 
-use super::router::{OUTBOUND_QUEUE, Outbound, SessionHandle};
+use super::router::{BindError, MAX_SESSIONS_PER_ACCOUNT, OutboundRx, OutboundTx, SessionHandle};
 use super::{MAX_AUTH_ATTEMPTS, Shared};
 use crate::storage::{self, AccountCredentials};
 use crate::transport::{BoxStream, ServerTransport, StartTls};
@@ -37,9 +36,9 @@ pub struct Bound {
     /// Lets the router end this session.
     pub handle: SessionHandle,
     /// The session's outbound queue.
-    pub tx: mpsc::Sender<Outbound>,
+    pub tx: OutboundTx,
     /// Its receiving end, for the writer task.
-    pub rx: mpsc::Receiver<Outbound>,
+    pub rx: OutboundRx,
     /// Whether the stream is encrypted.
     pub secure: bool,
 }
@@ -77,12 +76,7 @@ struct Neg<'a, T> {
     header_sent: bool,
     user: Option<String>,
     auth_failures: u32,
-    bound: Option<(
-        Jid,
-        SessionHandle,
-        mpsc::Sender<Outbound>,
-        mpsc::Receiver<Outbound>,
-    )>,
+    bound: Option<(Jid, SessionHandle, OutboundTx, OutboundRx)>,
 }
 
 /// Negotiates a stream; `None` when the connection ended before binding.
@@ -605,9 +599,24 @@ impl<T: ServerTransport> Neg<'_, T> {
                 .await?;
             return Ok(false);
         }
-        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let (tx, rx) = super::router::outbound_queue(&self.shared.config.limits);
         let id = self.shared.next_id();
-        let (resource, handle) = self.shared.router.bind(&user, wanted, id, tx.clone());
+        let (resource, handle) = match self.shared.router.bind(&user, wanted, id, tx.clone()) {
+            Ok(bound) => bound,
+            Err(BindError::TooManySessions) => {
+                // RFC 6120 7.6.2.1: the account has reached its limit.
+                tracing::info!(peer = %self.peer, user, "bind refused: {MAX_SESSIONS_PER_ACCOUNT} sessions already");
+                self.reply_error(
+                    iq,
+                    StanzaErrorCondition::ResourceConstraint,
+                    &format!(
+                        "this account already has {MAX_SESSIONS_PER_ACCOUNT} sessions: sign out of one first"
+                    ),
+                )
+                .await?;
+                return Ok(false);
+            }
+        };
         let jid = match bare.with_resource(&resource) {
             Ok(j) => j,
             Err(_) => {

@@ -1,17 +1,27 @@
 //! Who is online: bound resources per account, their presence, and the queue
 //! that feeds each session's socket.
 //!
-//! Each session has a bounded outbound queue. A recipient that stops reading
-//! (a slow or malicious client) fills its queue; instead of making every
-//! sender wait for it, or buffering without bound, the router disconnects it
-//! (`policy-violation`) and reports the stanza as undelivered, so the caller
-//! can fall back to offline storage.
+//! Each session has an outbound queue bounded in bytes, not in stanzas: a
+//! count bound lets 4,096 stanzas of 64 KiB pin 256 MiB for one client that
+//! stops reading (measured: four such clients grew the server to 970 MB).
+//! A sender facing a full queue waits up to [`STALL_TIMEOUT`] (TCP's own
+//! backpressure, carried through the server); a recipient still full then has
+//! stopped reading and is cut off with a `policy-violation` stream error.
+//!
+//! The queue is also where the server keeps its promise about size: no
+//! stanza longer than the stanza limit it enforces on clients ever enters a
+//! queue. Re-serialisation can grow a stanza (a `>` in a body becomes
+//! `&gt;`, the server stamps a 3 KB `from`), and a stanza the recipient's
+//! parser must reject would disconnect the recipient: any user could cut off
+//! any other with one message. The caller gets [`Delivery::TooLarge`] and
+//! bounces the stanza to its sender instead.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use protocol::StreamErrorCondition;
-use tokio::sync::{Notify, mpsc};
+use protocol::{Limits, StreamErrorCondition};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// How long a sender waits for room in a recipient's full queue before the
 /// recipient counts as stuck and is disconnected. A burst (a fast sender, a
@@ -19,21 +29,168 @@ use tokio::sync::{Notify, mpsc};
 /// carried through the server; a client that stops reading is still cut off.
 pub const STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Stanzas queued for one session before it counts as stuck. Deep enough for
-/// bursts (a room message fan-out, offline delivery of the whole store at
-/// sign-in), shallow enough that a stuck client holds little memory.
-pub const OUTBOUND_QUEUE: usize = 4096;
+/// Bytes queued for one session before it counts as full. 512 KiB holds
+/// thousands of chat messages (a burst, a room's fan-out, the whole offline
+/// store at sign-in drains through it with the writer) and eight stanzas of
+/// the default maximum size; a client that never reads pins at most this
+/// much, plus its kernel socket buffer, until it is cut off. A server raised
+/// to a larger `--max-stanza` gets room for two of those instead (see
+/// [`queue_budget`]). Production servers bound the same thing (ejabberd's
+/// `max_fsm_queue`, Prosody's `max_send_buffer_size`).
+pub const OUTBOUND_QUEUE_BYTES: usize = 512 * 1024;
+
+/// What one queued stanza costs beyond its text: the queue slot, the
+/// `Arc` header and the allocator's rounding. Charged so that a flood of tiny
+/// stanzas is bounded as surely as a few big ones.
+pub const QUEUED_STANZA_OVERHEAD: usize = 64;
+
+/// The byte budget of one session's queue for these limits: at least
+/// [`OUTBOUND_QUEUE_BYTES`], and always room for two stanzas of the largest
+/// size the server allows.
+pub fn queue_budget(limits: &Limits) -> usize {
+    OUTBOUND_QUEUE_BYTES.max(2 * (limits.max_stanza_bytes + QUEUED_STANZA_OVERHEAD))
+}
 
 /// One delivery to make: the session's queue, its kill switch, the XML.
-type Recipient = (mpsc::Sender<Outbound>, Arc<Notify>, Arc<str>);
+type Recipient = (OutboundTx, Arc<Notify>, Arc<str>);
 
 /// What a session's writer task is asked to do.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Outbound {
-    /// Write this serialized XML.
-    Xml(Arc<str>),
+    /// Write this serialized XML. The permit is its share of the queue's
+    /// byte budget, given back when the writer drops it after writing.
+    Xml(Arc<str>, OwnedSemaphorePermit),
     /// Send a stream error (if any), close the stream, end the connection.
     Close(Option<StreamErrorCondition>, Option<String>),
+}
+
+/// The sending half of a session's outbound queue (see the module docs).
+#[derive(Debug, Clone)]
+pub struct OutboundTx {
+    tx: mpsc::UnboundedSender<Outbound>,
+    budget: Arc<Semaphore>,
+    max_stanza: usize,
+    discard: Arc<AtomicBool>,
+}
+
+/// The receiving half, owned by the session's writer task.
+#[derive(Debug)]
+pub struct OutboundRx {
+    rx: mpsc::UnboundedReceiver<Outbound>,
+    discard: Arc<AtomicBool>,
+}
+
+/// A new outbound queue for a session, bounded for these limits.
+pub fn outbound_queue(limits: &Limits) -> (OutboundTx, OutboundRx) {
+    queue(limits.max_stanza_bytes, queue_budget(limits))
+}
+
+fn queue(max_stanza: usize, budget: usize) -> (OutboundTx, OutboundRx) {
+    // The budget is channel-wide, in bytes; the channel itself needs no
+    // bound of its own because every stanza in it holds part of the budget.
+    let (tx, rx) = mpsc::unbounded_channel();
+    let discard = Arc::new(AtomicBool::new(false));
+    (
+        OutboundTx {
+            tx,
+            budget: Arc::new(Semaphore::new(budget)),
+            max_stanza,
+            discard: discard.clone(),
+        },
+        OutboundRx { rx, discard },
+    )
+}
+
+impl OutboundTx {
+    /// The budget `xml` takes, or why it can never be queued.
+    fn cost(&self, xml: &str) -> Result<u32, Delivery> {
+        if xml.len() > self.max_stanza {
+            return Err(Delivery::TooLarge);
+        }
+        u32::try_from(xml.len() + QUEUED_STANZA_OVERHEAD).map_err(|_| Delivery::TooLarge)
+    }
+
+    fn enqueue(&self, xml: Arc<str>, permit: OwnedSemaphorePermit) -> Delivery {
+        match self.tx.send(Outbound::Xml(xml, permit)) {
+            Ok(()) => Delivery::Queued,
+            Err(_) => Delivery::Offline,
+        }
+    }
+
+    /// Queues `xml` if there is room now. `Overflow` means the queue is
+    /// full; what to do about that is the caller's choice.
+    pub fn try_send(&self, xml: Arc<str>) -> Delivery {
+        if self.tx.is_closed() {
+            return Delivery::Offline;
+        }
+        let cost = match self.cost(&xml) {
+            Ok(c) => c,
+            Err(d) => return d,
+        };
+        match self.budget.clone().try_acquire_many_owned(cost) {
+            Ok(permit) => self.enqueue(xml, permit),
+            Err(_) => Delivery::Overflow,
+        }
+    }
+
+    /// Queues `xml`, waiting until `deadline` for room. `Overflow` when the
+    /// deadline passed first.
+    pub async fn send_until(&self, xml: Arc<str>, deadline: tokio::time::Instant) -> Delivery {
+        if self.tx.is_closed() {
+            return Delivery::Offline;
+        }
+        let cost = match self.cost(&xml) {
+            Ok(c) => c,
+            Err(d) => return d,
+        };
+        let acquire = self.budget.clone().acquire_many_owned(cost);
+        let closed = self.tx.closed();
+        tokio::select! {
+            got = tokio::time::timeout_at(deadline, acquire) => match got {
+                Ok(Ok(permit)) => self.enqueue(xml, permit),
+                Ok(Err(_)) => Delivery::Offline,
+                Err(_) => Delivery::Overflow,
+            },
+            // The session ended while we waited: nobody will read it.
+            () = closed => Delivery::Offline,
+        }
+    }
+
+    /// Asks the writer to send a stream error (if any) and close. This never
+    /// waits and never fails for lack of room. With `discard`, stanzas still
+    /// queued are dropped so the error goes out next: a client cut off for
+    /// not reading must not be made to read 512 KiB first to learn why. A
+    /// clean close (`discard` false) writes everything queued first.
+    pub fn close(&self, cond: Option<StreamErrorCondition>, text: Option<String>, discard: bool) {
+        if discard {
+            self.discard.store(true, Ordering::Relaxed);
+        }
+        let _ = self.tx.send(Outbound::Close(cond, text));
+    }
+
+    /// Whether the writer has gone (the session ended).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+impl OutboundRx {
+    /// The next thing to write; stanzas are skipped once the session is
+    /// being cut off (see [`OutboundTx::close`]).
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        loop {
+            let item = self.rx.recv().await?;
+            if matches!(item, Outbound::Xml(..)) && self.discard.load(Ordering::Relaxed) {
+                continue;
+            }
+            return Some(item);
+        }
+    }
+
+    /// Whether nothing is waiting (the writer flushes then).
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
 }
 
 /// One bound resource.
@@ -41,7 +198,7 @@ pub enum Outbound {
 struct Resource {
     id: u64,
     resource: String,
-    tx: mpsc::Sender<Outbound>,
+    tx: OutboundTx,
     kill: Arc<Notify>,
     /// Sent initial presence and not yet unavailable.
     available: bool,
@@ -61,6 +218,9 @@ pub enum Delivery {
     Offline,
     /// The session's queue was full; the session is being disconnected.
     Overflow,
+    /// Longer than the stanza limit once serialized: never sent to anyone,
+    /// to be bounced to its sender.
+    TooLarge,
 }
 
 /// A handle a session keeps to be woken when the router disconnects it.
@@ -71,6 +231,20 @@ pub struct SessionHandle {
     /// Notified when the session must end (queue overflow, account removed).
     pub kill: Arc<Notify>,
 }
+
+/// Why a session could not be bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindError {
+    /// The account already has [`MAX_SESSIONS_PER_ACCOUNT`] sessions.
+    TooManySessions,
+}
+
+/// Sessions one account may have bound at once. People sign in from a
+/// phone, a laptop and a few more; without a bound, one account can take
+/// every connection slot of the server and lock everyone else out with
+/// `resource-constraint` (measured before this limit: one account held all
+/// 10,000). It also bounds the per-account work of every bare-JID delivery.
+pub const MAX_SESSIONS_PER_ACCOUNT: usize = 10;
 
 /// The online sessions, keyed by user name (the localpart).
 #[derive(Debug, Default)]
@@ -97,22 +271,28 @@ impl Router {
     }
 
     /// Binds a session. If `wanted` is taken by another session of the same
-    /// account, a suffix makes it unique (RFC 6120 7.7.2.2 allows the server
-    /// to override). Returns the bound resource.
+    /// account, a random suffix makes it unique (RFC 6120 7.7.2.2 lets the
+    /// server override the resource). Counting up `-2`, `-3`... until a free
+    /// one turned up made n binds of one name cost O(n^2) under the lock
+    /// every session shares; one random suffix is one more scan. Returns the
+    /// bound resource.
     pub fn bind(
         &self,
         user: &str,
         wanted: String,
         id: u64,
-        tx: mpsc::Sender<Outbound>,
-    ) -> (String, SessionHandle) {
+        tx: OutboundTx,
+    ) -> Result<(String, SessionHandle), BindError> {
         let mut users = self.lock();
         let list = users.entry(user.to_string()).or_default();
-        let mut resource = wanted.clone();
-        let mut n = 1;
+        if list.len() >= MAX_SESSIONS_PER_ACCOUNT {
+            return Err(BindError::TooManySessions);
+        }
+        let mut resource = wanted;
         while list.iter().any(|r| r.resource == resource) {
-            n += 1;
-            resource = format!("{wanted}-{n}");
+            // 48 random bits: a clash is astronomically rare, and a clash
+            // only costs another pass of this loop.
+            resource = format!("{resource}-{}", crate::util::random_id(6));
         }
         let kill = Arc::new(Notify::new());
         list.push(Resource {
@@ -125,7 +305,7 @@ impl Router {
             presence: None,
             interested: false,
         });
-        (resource, SessionHandle { id, kill })
+        Ok((resource, SessionHandle { id, kill }))
     }
 
     /// Removes a session. Returns whether it was available (so the caller
@@ -209,15 +389,18 @@ impl Router {
             .collect()
     }
 
-    fn push(r: &Resource, out: Outbound) -> Delivery {
-        match r.tx.try_send(out) {
-            Ok(()) => Delivery::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+    fn push(r: &Resource, xml: Arc<str>) -> Delivery {
+        match r.tx.try_send(xml) {
+            Delivery::Overflow => {
                 tracing::warn!(resource = %r.resource, "outbound queue full: disconnecting a client that does not read");
                 r.kill.notify_one();
                 Delivery::Overflow
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Offline,
+            Delivery::TooLarge => {
+                tracing::warn!(resource = %r.resource, "not sent: a stanza longer than the stanza limit");
+                Delivery::TooLarge
+            }
+            d => d,
         }
     }
 
@@ -235,22 +418,23 @@ impl Router {
             users
                 .get(user)
                 .and_then(|l| l.iter().find(|r| r.resource == resource))
-                .map(|r| (r.tx.clone(), r.kill.clone()))
+                .map(|r| (r.tx.clone(), r.kill.clone(), xml.clone()))
         };
-        match target {
-            Some((tx, kill)) => Self::push_wait(&tx, &kill, xml).await,
-            None => Delivery::Offline,
-        }
+        Self::push_all_wait(vec![target])
+            .await
+            .pop()
+            .unwrap_or(Delivery::Offline)
     }
 
     /// [`Router::send_to_available`] that waits for room like
-    /// [`Router::send_to_resource_wait`]. Returns how many got it.
+    /// [`Router::send_to_resource_wait`]. Returns each available resource's
+    /// delivery.
     pub async fn send_to_available_wait(
         &self,
         user: &str,
         xml: &Arc<str>,
         min_priority: Option<i8>,
-    ) -> usize {
+    ) -> Vec<Delivery> {
         let targets: Vec<_> = {
             let users = self.lock();
             users
@@ -263,11 +447,7 @@ impl Router {
                 })
                 .unwrap_or_default()
         };
-        Self::push_all_wait(targets)
-            .await
-            .iter()
-            .filter(|d| **d == Delivery::Queued)
-            .count()
+        Self::push_all_wait(targets).await
     }
 
     /// [`Router::send_to_resource_wait`] for many recipients at once (a
@@ -305,14 +485,17 @@ impl Router {
                 out[i] = Delivery::Offline;
                 continue;
             };
-            match tx.try_send(Outbound::Xml(xml)) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Closed(_)) => out[i] = Delivery::Offline,
-                Err(mpsc::error::TrySendError::Full(item)) => {
+            match tx.try_send(xml.clone()) {
+                Delivery::Overflow => {
                     waiting.spawn(async move {
-                        (i, Self::wait_for_room(&tx, &kill, item, deadline).await)
+                        (i, Self::wait_for_room(&tx, &kill, xml, deadline).await)
                     });
                 }
+                Delivery::TooLarge => {
+                    tracing::warn!("not sent: a stanza longer than the stanza limit");
+                    out[i] = Delivery::TooLarge;
+                }
+                d => out[i] = d,
             }
         }
         while let Some(done) = waiting.join_next().await {
@@ -323,37 +506,23 @@ impl Router {
         out
     }
 
-    async fn push_wait(tx: &mpsc::Sender<Outbound>, kill: &Notify, xml: &Arc<str>) -> Delivery {
-        match tx.try_send(Outbound::Xml(xml.clone())) {
-            Ok(()) => Delivery::Queued,
-            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Offline,
-            Err(mpsc::error::TrySendError::Full(item)) => {
-                let deadline = tokio::time::Instant::now() + STALL_TIMEOUT;
-                Self::wait_for_room(tx, kill, item, deadline).await
-            }
-        }
-    }
-
     /// Waits until `deadline` for room in a full queue; a recipient still
     /// full then has stopped reading and is told to end its session.
     async fn wait_for_room(
-        tx: &mpsc::Sender<Outbound>,
+        tx: &OutboundTx,
         kill: &Notify,
-        item: Outbound,
+        xml: Arc<str>,
         deadline: tokio::time::Instant,
     ) -> Delivery {
-        match tokio::time::timeout_at(deadline, tx.send(item)).await {
-            Ok(Ok(())) => Delivery::Queued,
-            Ok(Err(_)) => Delivery::Offline,
-            Err(_) => {
-                tracing::warn!(
-                    "outbound queue full for {} s: disconnecting a client that does not read",
-                    STALL_TIMEOUT.as_secs()
-                );
-                kill.notify_one();
-                Delivery::Overflow
-            }
+        let d = tx.send_until(xml, deadline).await;
+        if d == Delivery::Overflow {
+            tracing::warn!(
+                "outbound queue full for {} s: disconnecting a client that does not read",
+                STALL_TIMEOUT.as_secs()
+            );
+            kill.notify_one();
         }
+        d
     }
 
     /// Queues XML for one resource.
@@ -363,7 +532,7 @@ impl Router {
             .get(user)
             .and_then(|l| l.iter().find(|r| r.resource == resource))
         {
-            Some(r) => Self::push(r, Outbound::Xml(xml.clone())),
+            Some(r) => Self::push(r, xml.clone()),
             None => Delivery::Offline,
         }
     }
@@ -385,7 +554,7 @@ impl Router {
         list.iter()
             .filter(|r| r.available && min_priority.is_none_or(|p| r.priority >= p))
             .filter(|r| Some(r.id) != skip)
-            .filter(|r| Self::push(r, Outbound::Xml(xml.clone())) == Delivery::Queued)
+            .filter(|r| Self::push(r, xml.clone()) == Delivery::Queued)
             .count()
     }
 
@@ -402,7 +571,7 @@ impl Router {
         if let Some(list) = users.get(user) {
             for r in list {
                 if (!interested_only || r.interested) && Some(r.id) != skip {
-                    Self::push(r, Outbound::Xml(xml.clone()));
+                    Self::push(r, xml.clone());
                 }
             }
         }
@@ -413,11 +582,7 @@ impl Router {
         let users = self.lock();
         if let Some(list) = users.get(user) {
             for r in list.iter().filter(|r| r.id != skip) {
-                if Self::push(r, Outbound::Close(Some(cond), Some(text.to_string())))
-                    != Delivery::Queued
-                {
-                    r.kill.notify_one();
-                }
+                r.tx.close(Some(cond), Some(text.to_string()), false);
             }
         }
     }
@@ -426,9 +591,7 @@ impl Router {
     pub fn close_all(&self, cond: StreamErrorCondition) {
         let users = self.lock();
         for r in users.values().flatten() {
-            if Self::push(r, Outbound::Close(Some(cond), None)) != Delivery::Queued {
-                r.kill.notify_one();
-            }
+            r.tx.close(Some(cond), None, false);
         }
     }
 
@@ -448,11 +611,23 @@ mod tests {
         Arc::from(s)
     }
 
+    /// A queue with room for exactly one of the small stanzas below.
+    fn one_stanza_queue() -> (OutboundTx, OutboundRx) {
+        queue(1024, 16 + QUEUED_STANZA_OVERHEAD)
+    }
+
+    fn text(item: Option<Outbound>) -> Option<String> {
+        match item {
+            Some(Outbound::Xml(x, _)) => Some(x.to_string()),
+            _ => None,
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_burst_waits_for_room_and_a_reader_that_never_reads_is_cut_off() {
         let r = Router::default();
-        let (tx, mut rx) = mpsc::channel(1);
-        let (_, handle) = r.bind("dave", "x".into(), 7, tx);
+        let (tx, mut rx) = one_stanza_queue();
+        let (_, handle) = r.bind("dave", "x".into(), 7, tx).unwrap();
         assert_eq!(
             r.send_to_resource_wait("dave", "x", &xml("<a/>")).await,
             Delivery::Queued
@@ -460,7 +635,8 @@ mod tests {
         // The queue is full: the second send waits until the reader reads.
         let reader = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let first = rx.recv().await;
+            // Written: the item, and its share of the budget, is gone.
+            let first = text(rx.recv().await);
             (first, rx)
         });
         assert_eq!(
@@ -468,7 +644,7 @@ mod tests {
             Delivery::Queued
         );
         let (first, _rx) = reader.await.unwrap();
-        assert!(matches!(first, Some(Outbound::Xml(x)) if &*x == "<a/>"));
+        assert_eq!(first.as_deref(), Some("<a/>"));
         // Nobody reads any more: after STALL_TIMEOUT the session is killed.
         let killed = handle.kill.notified();
         assert_eq!(
@@ -485,19 +661,19 @@ mod tests {
         let r = Router::default();
         // Two occupants whose queues are full and who never read, one who
         // reads, and one who left.
-        let (tx1, _rx1) = mpsc::channel(1);
-        let (tx2, _rx2) = mpsc::channel(1);
-        let (tx3, mut rx3) = mpsc::channel(1);
-        let (_, h1) = r.bind("ann", "r".into(), 1, tx1.clone());
-        let (_, h2) = r.bind("ben", "r".into(), 2, tx2.clone());
-        r.bind("cat", "r".into(), 3, tx3.clone());
+        let (tx1, _rx1) = one_stanza_queue();
+        let (tx2, _rx2) = one_stanza_queue();
+        let (tx3, mut rx3) = one_stanza_queue();
+        let (_, h1) = r.bind("ann", "r".into(), 1, tx1.clone()).unwrap();
+        let (_, h2) = r.bind("ben", "r".into(), 2, tx2.clone()).unwrap();
+        r.bind("cat", "r".into(), 3, tx3.clone()).unwrap();
         for tx in [&tx1, &tx2, &tx3] {
-            tx.try_send(Outbound::Xml(xml("<old/>"))).unwrap();
+            assert_eq!(tx.try_send(xml("<old/>")), Delivery::Queued);
         }
         let reader = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(3)).await;
-            let old = rx3.recv().await;
-            let new = rx3.recv().await;
+            let old = text(rx3.recv().await);
+            let new = text(rx3.recv().await);
             (old, new)
         });
         let (k1, k2) = (h1.kill.notified(), h2.kill.notified());
@@ -525,7 +701,7 @@ mod tests {
             "{waited:?}"
         );
         let (_, new) = reader.await.unwrap();
-        assert!(matches!(new, Some(Outbound::Xml(x)) if &*x == "<m n='3'/>"));
+        assert_eq!(new.as_deref(), Some("<m n='3'/>"));
         for killed in [k1, k2] {
             tokio::time::timeout(Duration::from_millis(1), killed)
                 .await
@@ -536,28 +712,86 @@ mod tests {
     #[test]
     fn resources_are_unique_per_account() {
         let r = Router::default();
-        let (tx, _rx) = mpsc::channel(4);
-        let (a, _) = r.bind("alice", "phone".into(), 1, tx.clone());
-        let (b, _) = r.bind("alice", "phone".into(), 2, tx.clone());
-        let (c, _) = r.bind("bob", "phone".into(), 3, tx);
-        assert_eq!(
-            (a.as_str(), b.as_str(), c.as_str()),
-            ("phone", "phone-2", "phone")
-        );
+        let (tx, _rx) = outbound_queue(&Limits::default());
+        let (a, _) = r.bind("alice", "phone".into(), 1, tx.clone()).unwrap();
+        let (b, _) = r.bind("alice", "phone".into(), 2, tx.clone()).unwrap();
+        let (c, _) = r.bind("bob", "phone".into(), 3, tx.clone()).unwrap();
+        assert_eq!((a.as_str(), c.as_str()), ("phone", "phone"));
+        assert!(b.starts_with("phone-") && b != a, "{b}");
         assert_eq!(r.session_count(), 3);
         assert!(!r.unbind("alice", 1));
         assert_eq!(r.session_count(), 2);
+        // One account cannot take every connection slot.
+        for id in 10..(10 + MAX_SESSIONS_PER_ACCOUNT as u64 - 1) {
+            r.bind("alice", "phone".into(), id, tx.clone()).unwrap();
+        }
+        assert_eq!(
+            r.bind("alice", "other".into(), 99, tx.clone()).err(),
+            Some(BindError::TooManySessions)
+        );
+        assert!(r.bind("bob", "laptop".into(), 100, tx).is_ok());
+    }
+
+    #[test]
+    fn binding_one_resource_many_times_is_not_quadratic() {
+        // Before: the n-th bind of one name tried "-2" to "-n" in turn, each
+        // a scan of the list, under the lock every session shares.
+        let r = Router::default();
+        let (tx, _rx) = outbound_queue(&Limits::default());
+        let mut seen = std::collections::HashSet::new();
+        for id in 0..MAX_SESSIONS_PER_ACCOUNT as u64 {
+            let (res, _) = r.bind("eve", "same".into(), id, tx.clone()).unwrap();
+            // At most one suffix: never "same-x-y".
+            assert!(res.matches('-').count() <= 1, "{res}");
+            assert!(seen.insert(res));
+        }
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_and_refuses_oversized_stanzas() {
+        let limits = Limits {
+            max_stanza_bytes: 1000,
+            ..Limits::default()
+        };
+        let (tx, mut rx) = outbound_queue(&limits);
+        let big: Arc<str> = Arc::from("x".repeat(1000));
+        let over: Arc<str> = Arc::from("x".repeat(1001));
+        assert_eq!(tx.try_send(over), Delivery::TooLarge);
+        // The budget fills by bytes: OUTBOUND_QUEUE_BYTES of 1000-byte
+        // stanzas, not a fixed count of them.
+        let fit = OUTBOUND_QUEUE_BYTES / (1000 + QUEUED_STANZA_OVERHEAD);
+        for _ in 0..fit {
+            assert_eq!(tx.try_send(big.clone()), Delivery::Queued);
+        }
+        assert_eq!(tx.try_send(big.clone()), Delivery::Overflow);
+        // Writing one gives its bytes back.
+        drop(rx.rx.try_recv().unwrap());
+        assert_eq!(tx.try_send(big), Delivery::Queued);
+    }
+
+    #[tokio::test]
+    async fn a_client_cut_off_gets_its_stream_error_before_the_backlog() {
+        let (tx, mut rx) = one_stanza_queue();
+        assert_eq!(tx.try_send(xml("<a/>")), Delivery::Queued);
+        tx.close(Some(StreamErrorCondition::PolicyViolation), None, true);
+        assert!(matches!(
+            rx.recv().await,
+            Some(Outbound::Close(
+                Some(StreamErrorCondition::PolicyViolation),
+                _
+            ))
+        ));
     }
 
     #[test]
     fn bare_delivery_goes_to_available_non_negative_resources() {
         let r = Router::default();
-        let (tx1, mut rx1) = mpsc::channel(4);
-        let (tx2, mut rx2) = mpsc::channel(4);
-        let (tx3, mut rx3) = mpsc::channel(4);
-        r.bind("bob", "a".into(), 1, tx1);
-        r.bind("bob", "b".into(), 2, tx2);
-        r.bind("bob", "c".into(), 3, tx3);
+        let (tx1, mut rx1) = outbound_queue(&Limits::default());
+        let (tx2, mut rx2) = outbound_queue(&Limits::default());
+        let (tx3, mut rx3) = outbound_queue(&Limits::default());
+        r.bind("bob", "a".into(), 1, tx1).unwrap();
+        r.bind("bob", "b".into(), 2, tx2).unwrap();
+        r.bind("bob", "c".into(), 3, tx3).unwrap();
         assert!(r.set_presence("bob", 1, true, 0, None));
         assert!(
             !r.set_presence("bob", 1, true, 5, None),
@@ -566,9 +800,9 @@ mod tests {
         r.set_presence("bob", 2, true, -1, None);
         // 3 never sent presence.
         assert_eq!(r.send_to_available("bob", &xml("<m/>"), Some(0), None), 1);
-        assert!(rx1.try_recv().is_ok());
-        assert!(rx2.try_recv().is_err());
-        assert!(rx3.try_recv().is_err());
+        assert!(rx1.rx.try_recv().is_ok());
+        assert!(rx2.rx.try_recv().is_err());
+        assert!(rx3.rx.try_recv().is_err());
         assert_eq!(
             r.send_to_available("nobody", &xml("<m/>"), Some(0), None),
             0
@@ -578,8 +812,8 @@ mod tests {
     #[test]
     fn a_full_queue_disconnects_the_stuck_reader() {
         let r = Router::default();
-        let (tx, _rx) = mpsc::channel(2);
-        let (_, handle) = r.bind("carol", "x".into(), 9, tx);
+        let (tx, _rx) = queue(1024, 2 * ("<a/>".len() + QUEUED_STANZA_OVERHEAD));
+        let (_, handle) = r.bind("carol", "x".into(), 9, tx).unwrap();
         let notified = handle.kill.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();

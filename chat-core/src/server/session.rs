@@ -12,11 +12,10 @@ use protocol::parser::Event;
 use protocol::stanza::{Iq, IqType, error_reply};
 use protocol::{Element, Jid, StanzaErrorCondition, StreamErrorCondition, ns, stream};
 use tokio::io::{AsyncWriteExt, BufWriter, WriteHalf};
-use tokio::sync::mpsc;
 
 use super::Shared;
 use super::negotiate::Bound;
-use super::router::{Delivery, Outbound, SessionHandle};
+use super::router::{Delivery, Outbound, OutboundRx, OutboundTx, SessionHandle};
 use crate::storage;
 use crate::transport::BoxStream;
 use crate::util::{random_id, unix_now, xmpp_datetime};
@@ -40,7 +39,10 @@ pub(super) struct Session {
     /// The account's bare JID.
     pub(super) bare: Jid,
     pub(super) handle: SessionHandle,
-    tx: mpsc::Sender<Outbound>,
+    tx: OutboundTx,
+    /// Offline messages queued to this session, deleted from storage once
+    /// it ends cleanly.
+    offline_delivered: Vec<i64>,
 }
 
 /// Runs a bound session until it ends.
@@ -64,7 +66,12 @@ pub async fn run(shared: Arc<Shared>, bound: Bound, peer: SocketAddr) {
         jid,
         handle: handle.clone(),
         tx: tx.clone(),
+        offline_delivered: Vec::new(),
     };
+    // Whether the client closed its stream itself (RFC 6120 4.4): a client
+    // that does so has read everything sent before our closing tag.
+    let mut clean_close = false;
+    let mut cut_off = false;
     let end: End = loop {
         tokio::select! {
             ev = reader.next(&mut rd) => match ev {
@@ -73,7 +80,10 @@ pub async fn run(shared: Arc<Shared>, bound: Bound, peer: SocketAddr) {
                         break end;
                     }
                 }
-                Ok(Event::StreamClose) => break None,
+                Ok(Event::StreamClose) => {
+                    clean_close = true;
+                    break None;
+                }
                 Ok(Event::StreamOpen(_)) => {
                     break Some((StreamErrorCondition::NotWellFormed, "unexpected stream header".into()))
                 }
@@ -84,7 +94,8 @@ pub async fn run(shared: Arc<Shared>, bound: Bound, peer: SocketAddr) {
                 Err(_) => break None,
             },
             _ = handle.kill.notified() => {
-                break Some((StreamErrorCondition::PolicyViolation, "too many stanzas waiting: the client does not read".into()))
+                cut_off = true;
+                break Some((StreamErrorCondition::PolicyViolation, "too much data waiting: the client does not read".into()))
             }
         }
     };
@@ -92,30 +103,52 @@ pub async fn run(shared: Arc<Shared>, bound: Bound, peer: SocketAddr) {
     if shared.router.unbind(&s.user, s.handle.id) {
         s.broadcast_unavailable().await;
     }
-    // Ask the writer to finish; give a stuck socket a bounded time.
+    // Ask the writer to finish; give a stuck socket a bounded time. A
+    // client cut off for not reading gets its stream error before the
+    // backlog (which is dropped), so a slow reader still learns why.
     let (cond, text) = end.unzip();
-    let _ =
-        tokio::time::timeout(Duration::from_secs(2), tx.send(Outbound::Close(cond, text))).await;
+    tx.close(cond, text, cut_off);
     drop(tx);
+    let delivered = std::mem::take(&mut s.offline_delivered);
     drop(s);
-    if tokio::time::timeout(Duration::from_secs(5), &mut writer)
-        .await
-        .is_err()
-    {
-        writer.abort();
+    let written = match tokio::time::timeout(Duration::from_secs(5), &mut writer).await {
+        Ok(Ok(all_written)) => all_written,
+        _ => {
+            writer.abort();
+            false
+        }
+    };
+    if !delivered.is_empty() {
+        if clean_close && written {
+            let ids = delivered.clone();
+            if let Err(e) = shared
+                .storage
+                .run(move |c| storage::delete_offline(c, &ids))
+                .await
+            {
+                // Kept, so delivered again next time: a duplicate, not a loss.
+                tracing::error!("{e}");
+            }
+        } else {
+            tracing::info!(%peer, kept = delivered.len(), "session ended uncleanly: its offline messages stay stored");
+        }
+        shared.release_offline(&delivered);
     }
     tracing::info!(%peer, "session ended");
 }
 
 /// Writes queued XML to the socket, flushing whenever the queue is empty so
-/// bursts go out in few packets and single stanzas go out at once.
-async fn writer_task(wr: WriteHalf<BoxStream>, mut rx: mpsc::Receiver<Outbound>) {
+/// bursts go out in few packets and single stanzas go out at once. Returns
+/// whether everything queued, and the closing tag, reached the socket.
+async fn writer_task(wr: WriteHalf<BoxStream>, mut rx: OutboundRx) -> bool {
     let mut w = BufWriter::with_capacity(16 * 1024, wr);
     while let Some(item) = rx.recv().await {
         match item {
-            Outbound::Xml(xml) => {
+            // The permit goes back to the queue's budget once the bytes
+            // are in the socket's buffer.
+            Outbound::Xml(xml, _permit) => {
                 if w.write_all(xml.as_bytes()).await.is_err() {
-                    return;
+                    return false;
                 }
             }
             Outbound::Close(cond, text) => {
@@ -124,19 +157,21 @@ async fn writer_task(wr: WriteHalf<BoxStream>, mut rx: mpsc::Receiver<Outbound>)
                         .write_all(c.to_element(text.as_deref()).to_xml().as_bytes())
                         .await;
                 }
-                let _ = w.write_all(stream::CLOSE.as_bytes()).await;
-                let _ = w.flush().await;
-                let _ = w.shutdown().await;
-                return;
+                return finish(&mut w).await;
             }
         }
         if rx.is_empty() && w.flush().await.is_err() {
-            return;
+            return false;
         }
     }
-    let _ = w.write_all(stream::CLOSE.as_bytes()).await;
-    let _ = w.flush().await;
+    finish(&mut w).await
+}
+
+/// Writes the closing tag, flushes and shuts the socket's sending side.
+async fn finish(w: &mut BufWriter<WriteHalf<BoxStream>>) -> bool {
+    let ok = w.write_all(stream::CLOSE.as_bytes()).await.is_ok() && w.flush().await.is_ok();
     let _ = w.shutdown().await;
+    ok
 }
 
 impl Session {
@@ -144,30 +179,78 @@ impl Session {
         &self.shared.config.domain
     }
 
-    /// Queues XML for this session itself.
-    pub(super) fn to_self(&self, xml: Arc<str>) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(Outbound::Xml(xml)) {
-            self.handle.kill.notify_one();
+    /// Queues XML for this session itself. A client whose own answers do
+    /// not fit in its queue is not reading: it is cut off.
+    pub(super) fn to_self(&self, xml: Arc<str>) -> Delivery {
+        let d = self.tx.try_send(xml);
+        match d {
+            Delivery::Overflow => self.handle.kill.notify_one(),
+            Delivery::TooLarge => {
+                tracing::error!(jid = %self.jid, "not sent: an answer longer than the stanza limit")
+            }
+            _ => {}
         }
+        d
     }
 
-    pub(super) fn to_self_el(&self, el: &Element) {
-        self.to_self(Arc::from(el.to_xml()));
+    pub(super) fn to_self_el(&self, el: &Element) -> Delivery {
+        self.to_self(Arc::from(el.to_xml()))
     }
 
-    /// Answers a stanza with an error (never an error with an error).
+    /// The stanza limit: the largest stanza the server accepts, and so the
+    /// largest it ever sends (a client must be able to read what it gets).
+    pub(super) fn max_stanza(&self) -> usize {
+        self.shared.config.limits.max_stanza_bytes
+    }
+
+    /// Answers a stanza with an error (never an error with an error). The
+    /// reply echoes the stanza (RFC 6120 8.3.1), unless that would make the
+    /// error itself too large to send: then it carries only the error.
     pub(super) fn bounce(&self, el: &Element, cond: StanzaErrorCondition, text: &str) {
-        if let Some(e) = error_reply(el, cond, Some(text)) {
-            self.to_self_el(&e);
+        if let Some(mut e) = error_reply(el, cond, Some(text)) {
+            let mut xml = e.to_xml();
+            if xml.len() > self.max_stanza() {
+                e.children
+                    .retain(|n| matches!(n, protocol::Node::Element(c) if c.name == "error"));
+                xml = e.to_xml();
+            }
+            self.to_self(Arc::from(xml));
         }
     }
 
-    fn iq_result(&self, iq: &Iq, payload: Option<Element>) {
-        self.to_self_el(&iq.result(payload).to_element());
+    /// Bounces a stanza that would be longer than the stanza limit once
+    /// delivered. The sender hears why; the recipient, whose parser would
+    /// have to drop the connection over it, never sees it.
+    pub(super) fn bounce_too_large(&self, el: &Element, size: usize) {
+        self.bounce(
+            el,
+            StanzaErrorCondition::PolicyViolation,
+            &format!(
+                "not delivered: {size} bytes as delivered, over the {}-byte stanza limit",
+                self.max_stanza()
+            ),
+        );
     }
 
-    fn iq_error(&self, iq: &Iq, cond: StanzaErrorCondition, text: &str) {
-        self.to_self_el(&iq.error_reply(cond, Some(text)).to_element());
+    /// Sends an iq result, or a `resource-constraint` error if the result
+    /// would be too large to send.
+    pub(super) fn iq_result(&self, iq: &Iq, payload: Option<Element>) {
+        if self.to_self_el(&iq.result(payload).to_element()) == Delivery::TooLarge {
+            self.iq_error(
+                iq,
+                StanzaErrorCondition::ResourceConstraint,
+                "the answer is larger than the stanza limit",
+            );
+        }
+    }
+
+    pub(super) fn iq_error(&self, iq: &Iq, cond: StanzaErrorCondition, text: &str) {
+        let mut reply = iq.error_reply(cond, Some(text));
+        // An error need not echo a payload that would not fit.
+        if reply.to_element().to_xml().len() > self.max_stanza() {
+            reply.payload = None;
+        }
+        self.to_self_el(&reply.to_element());
     }
 
     /// The user name of a JID served here, or `None` for another domain or
@@ -258,6 +341,13 @@ impl Session {
             return Ok(());
         };
         let xml: Arc<str> = Arc::from(el.to_xml());
+        if xml.len() > self.max_stanza() {
+            // Measured as it will be delivered: the client's bytes were
+            // within the limit, but the server stamped a `from` and
+            // re-escaped the text (an 11 KB body of `>` is 44 KB of `&gt;`).
+            self.bounce_too_large(&el, xml.len());
+            return Ok(());
+        }
         let router = &self.shared.router;
         if let Some(res) = to.resource()
             && router.send_to_resource_wait(&user, res, &xml).await == Delivery::Queued
@@ -273,7 +363,8 @@ impl Session {
                 router.send_to_available(&user, &xml, Some(0), None);
             }
             _ => {
-                if router.send_to_available_wait(&user, &xml, Some(0)).await == 0 {
+                let got = router.send_to_available_wait(&user, &xml, Some(0)).await;
+                if !got.contains(&Delivery::Queued) {
                     self.store_offline(el, user).await?;
                 }
             }
@@ -299,6 +390,12 @@ impl Session {
                 .attr("stamp", xmpp_datetime(unix_now())),
         ));
         let xml = el.to_xml();
+        if xml.len() > self.max_stanza() {
+            // Stored, it would be a poison message: undeliverable at every
+            // sign-in. Refuse it now, while the sender can hear why.
+            self.bounce_too_large(&el, xml.len());
+            return Ok(());
+        }
         let stored = self
             .db(move |c| storage::store_offline(c, &user, &xml))
             .await?;
@@ -312,25 +409,48 @@ impl Session {
         Ok(())
     }
 
-    /// Delivers stored messages at initial presence, deleting those queued.
-    pub(super) async fn deliver_offline(&self) -> Result<(), End> {
+    /// Delivers stored messages at initial presence. They stay stored
+    /// until this session ends cleanly (see [`run`]): a message queued is
+    /// not a message read, and a client that drops halfway through a
+    /// thousand messages must get the rest next time (measured before: 983
+    /// of 1,000 lost). Stream management acks (XEP-0198) would let the
+    /// server delete each one as soon as the client confirms it.
+    pub(super) async fn deliver_offline(&mut self) -> Result<(), End> {
         let user = self.user.clone();
         let msgs = self
             .db(move |c| storage::offline_messages(c, &user))
             .await?;
-        if msgs.is_empty() {
-            return Ok(());
-        }
-        let mut delivered = Vec::with_capacity(msgs.len());
-        for (id, xml, _) in msgs {
-            let item = Outbound::Xml(Arc::from(xml));
-            if self.tx.try_send(item).is_err() {
-                break;
+        // Another session of the account may be delivering some of them
+        // right now: each goes to one session at a time.
+        let msgs = self.shared.claim_offline(msgs);
+        let mut unsendable = Vec::new();
+        let mut msgs = msgs.into_iter();
+        while let Some((id, xml, _)) = msgs.next() {
+            let deadline = tokio::time::Instant::now() + super::router::STALL_TIMEOUT;
+            match self.tx.send_until(Arc::from(xml), deadline).await {
+                Delivery::Queued => self.offline_delivered.push(id),
+                // Stored before the stanza limit was lowered: it can never
+                // be delivered, and it must not hold back the ones behind it.
+                Delivery::TooLarge => {
+                    tracing::warn!(jid = %self.jid, id, "dropped a stored message longer than the stanza limit");
+                    unsendable.push(id);
+                }
+                Delivery::Offline | Delivery::Overflow => {
+                    // The client stopped reading or left: the rest stays
+                    // stored for its next session.
+                    let mut left = vec![id];
+                    left.extend(msgs.map(|m| m.0));
+                    self.shared.release_offline(&left);
+                    self.handle.kill.notify_one();
+                    break;
+                }
             }
-            delivered.push(id);
         }
-        self.db(move |c| storage::delete_offline(c, &delivered))
-            .await?;
+        if !unsendable.is_empty() {
+            self.shared.release_offline(&unsendable);
+            self.db(move |c| storage::delete_offline(c, &unsendable))
+                .await?;
+        }
         Ok(())
     }
 
