@@ -204,6 +204,7 @@ CREATE TABLE IF NOT EXISTS room_history (
     stamp INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS room_history_by_room ON room_history(room, id);
+CREATE INDEX IF NOT EXISTS rooms_by_owner ON rooms(owner);
 ";
 
 impl Storage {
@@ -562,10 +563,12 @@ pub struct SearchQuery {
 }
 
 /// Accounts matching `q` (case-insensitive substrings), by user name, at
-/// most `limit`; and how many matched in all.
+/// most `limit` of those after the user name `after`; and how many matched
+/// in all.
 pub fn search_users(
     c: &Connection,
     q: &SearchQuery,
+    after: Option<&str>,
     limit: usize,
 ) -> rusqlite::Result<(Vec<(String, Profile)>, usize)> {
     // LIKE patterns are built from user input, so the wildcards in it are
@@ -588,18 +591,22 @@ pub fn search_users(
     let args = params![pattern(&q.user), pattern(&q.name), pattern(&q.email)];
     let total: i64 = c.query_row(&format!("SELECT COUNT(*) {filter}"), args, |r| r.get(0))?;
     let mut st = c.prepare_cached(&format!(
-        "SELECT a.username, p.name, p.email {filter} ORDER BY a.username LIMIT {limit}"
+        "SELECT a.username, p.name, p.email {filter} AND (?4 IS NULL OR a.username > ?4)
+         ORDER BY a.username LIMIT {limit}"
     ))?;
     let rows = st
-        .query_map(args, |r| {
-            Ok((
-                r.get(0)?,
-                Profile {
-                    name: r.get(1)?,
-                    email: r.get(2)?,
-                },
-            ))
-        })?
+        .query_map(
+            params![pattern(&q.user), pattern(&q.name), pattern(&q.email), after],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    Profile {
+                        name: r.get(1)?,
+                        email: r.get(2)?,
+                    },
+                ))
+            },
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok((rows, usize::try_from(total).unwrap_or(0)))
 }
@@ -667,17 +674,62 @@ pub fn load_room(c: &Connection, name: &str, history: usize) -> rusqlite::Result
     }))
 }
 
-/// Creates a room unless `max` rooms exist already. `Ok(false)` when full.
-pub fn create_room(c: &Connection, name: &str, owner: &str, max: usize) -> rusqlite::Result<bool> {
+/// What [`create_room`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreatedRoom {
+    /// A new room, owned by the caller.
+    Created,
+    /// The room existed already (someone else made it meanwhile).
+    Exists,
+    /// The server holds its maximum of rooms.
+    ServerFull,
+    /// The caller owns its maximum of rooms.
+    OwnerFull,
+}
+
+/// Creates a room unless `max` rooms exist already or `owner` owns
+/// `max_per_owner` of them.
+pub fn create_room(
+    c: &Connection,
+    name: &str,
+    owner: &str,
+    max: usize,
+    max_per_owner: usize,
+) -> rusqlite::Result<CreatedRoom> {
+    let exists: bool = c
+        .query_row("SELECT 1 FROM rooms WHERE name=?1", params![name], |_| {
+            Ok(())
+        })
+        .optional()?
+        .is_some();
+    if exists {
+        return Ok(CreatedRoom::Exists);
+    }
     let count: i64 = c.query_row("SELECT COUNT(*) FROM rooms", [], |r| r.get(0))?;
     if count >= max as i64 {
-        return Ok(false);
+        return Ok(CreatedRoom::ServerFull);
+    }
+    let owned: i64 = c.query_row(
+        "SELECT COUNT(*) FROM rooms WHERE owner=?1",
+        params![owner],
+        |r| r.get(0),
+    )?;
+    if owned >= max_per_owner as i64 {
+        return Ok(CreatedRoom::OwnerFull);
     }
     c.execute(
         "INSERT OR IGNORE INTO rooms (name, owner, created) VALUES (?1, ?2, ?3)",
         params![name, owner, crate::util::unix_now()],
     )?;
-    Ok(true)
+    Ok(CreatedRoom::Created)
+}
+
+/// Deletes a room and its history (the owner destroyed it).
+pub fn delete_room(c: &mut Connection, name: &str) -> rusqlite::Result<()> {
+    let tx = c.transaction()?;
+    tx.execute("DELETE FROM room_history WHERE room=?1", params![name])?;
+    tx.execute("DELETE FROM rooms WHERE name=?1", params![name])?;
+    tx.commit()
 }
 
 /// Names of every room, sorted.
@@ -836,7 +888,7 @@ mod tests {
         )
         .unwrap();
         let find = |q: SearchQuery| {
-            search_users(&c, &q, 10)
+            search_users(&c, &q, None, 10)
                 .unwrap()
                 .0
                 .into_iter()
@@ -853,8 +905,12 @@ mod tests {
         assert_eq!(find(by(Some("car"), None)), ["carol"]);
         assert_eq!(find(by(None, Some("example.org"))), ["bob"]);
         assert!(find(by(Some("%"), None)).is_empty(), "% is literal");
-        let (rows, total) = search_users(&c, &SearchQuery::default(), 2).unwrap();
+        let (rows, total) = search_users(&c, &SearchQuery::default(), None, 2).unwrap();
         assert_eq!((rows.len(), total), (2, 3));
+        // The next page starts after the last user name of this one.
+        let (rows, total) = search_users(&c, &SearchQuery::default(), Some(&rows[1].0), 2).unwrap();
+        assert_eq!((rows.len(), total), (1, 3));
+        assert_eq!(rows[0].0, "carol");
         // A partial update keeps the other field; "" clears.
         set_profile(
             &c,
@@ -877,7 +933,10 @@ mod tests {
     #[test]
     fn rooms_keep_only_recent_history() {
         let (_d, mut c) = db();
-        assert!(create_room(&c, "lab", "alice@localhost", 10).unwrap());
+        assert_eq!(
+            create_room(&c, "lab", "alice@localhost", 10, 2).unwrap(),
+            CreatedRoom::Created
+        );
         for i in 0..30 {
             let row = HistoryRow {
                 nick: "alice".into(),
@@ -897,10 +956,34 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM room_history", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 20, "older rows are deleted, not just hidden");
-        assert!(
-            !create_room(&c, "other", "bob@localhost", 1).unwrap(),
-            "room cap"
+        assert_eq!(
+            create_room(&c, "other", "bob@localhost", 1, 2).unwrap(),
+            CreatedRoom::ServerFull
+        );
+        assert_eq!(
+            create_room(&c, "lab", "bob@localhost", 1, 2).unwrap(),
+            CreatedRoom::Exists
         );
         assert_eq!(room_names(&c).unwrap(), ["lab"]);
+        // One owner's cap leaves room for others.
+        assert_eq!(
+            create_room(&c, "lab2", "alice@localhost", 10, 2).unwrap(),
+            CreatedRoom::Created
+        );
+        assert_eq!(
+            create_room(&c, "lab3", "alice@localhost", 10, 2).unwrap(),
+            CreatedRoom::OwnerFull
+        );
+        assert_eq!(
+            create_room(&c, "lab3", "bob@localhost", 10, 2).unwrap(),
+            CreatedRoom::Created
+        );
+        // Destroyed: gone with its history.
+        delete_room(&mut c, "lab").unwrap();
+        assert_eq!(load_room(&c, "lab", 20).unwrap(), None);
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM room_history", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
     }
 }

@@ -14,6 +14,13 @@ use std::fmt;
 /// Longest part of a JID, in bytes (RFC 7622 3.2, 3.3, 3.4).
 pub const MAX_PART_BYTES: usize = 1023;
 
+/// The longest a full JID can be once escaped into XML: a localpart and a
+/// domain of [`MAX_PART_BYTES`] (neither may hold a character that needs
+/// escaping) and a resource of as many `'` or `"` (6 bytes each escaped),
+/// plus `@` and `/`. A server sizing a stanza it will send to *some* JID it
+/// does not know yet (a room's future joiners) must assume this one.
+pub const MAX_ESCAPED_JID_BYTES: usize = 2 * MAX_PART_BYTES + 2 + 6 * MAX_PART_BYTES;
+
 /// Characters RFC 7622 3.3.1 forbids in a localpart.
 const LOCAL_FORBIDDEN: &[char] = &['"', '&', '\'', '/', ':', '<', '>', '@'];
 

@@ -15,6 +15,7 @@
 //!   characters, case folding).
 //! - [`stanza`]: typed views of `<message/>`, `<presence/>` and `<iq/>`.
 //! - [`error`]: stream and stanza error conditions (RFC 6120 4.9.3, 8.3.3).
+//! - [`rsm`]: Result Set Management (XEP-0059), paging through long lists.
 //! - [`sasl`]: SASL PLAIN and SCRAM-SHA-1/SHA-256, client and server sides.
 //! - [`ns`]: namespace constants.
 //! - [`datetime`]: XMPP date-times (XEP-0082).
@@ -29,6 +30,7 @@ pub mod jid;
 pub mod limits;
 pub mod ns;
 pub mod parser;
+pub mod rsm;
 pub mod sasl;
 pub mod stanza;
 pub mod stream;

@@ -106,3 +106,6 @@ pub fn interned(uri: &str) -> crate::element::CompactString {
     }
     CompactString::new(uri)
 }
+
+/// Result Set Management (XEP-0059): paging through long lists.
+pub const RSM: &str = "http://jabber.org/protocol/rsm";

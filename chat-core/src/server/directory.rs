@@ -15,16 +15,15 @@
 use std::sync::Arc;
 
 use protocol::stanza::Iq;
-use protocol::{Element, Jid, StanzaErrorCondition, ns};
+use protocol::{Element, Jid, StanzaErrorCondition, ns, rsm};
 
 use super::session::{End, Session};
 use crate::storage::{self, Profile, SearchQuery};
 
-/// Most users one search returns (the rest are counted, not listed).
-pub const MAX_SEARCH_RESULTS: usize = 500;
-
-/// Most users `online users` lists.
-pub const MAX_ONLINE_LISTED: usize = 100;
+/// Most users one page of search results lists (XEP-0059 pages through
+/// the rest). Pages are also cut to fit the stanza limit: 60 users with
+/// 1,000-character names made a reply that disconnected the asker.
+pub const MAX_SEARCH_RESULTS: usize = rsm::MAX_PAGE_ITEMS;
 
 /// Longest display name or email stored, in bytes.
 pub const MAX_PROFILE_FIELD: usize = 256;
@@ -72,6 +71,67 @@ fn vcard(p: &Profile) -> Element {
 }
 
 impl Session {
+    /// Answers `iq` with one page of a list: `items` are the candidates
+    /// after the requester's `<after/>` key, in key order; `count` is the
+    /// whole list's length and `index` the position of the first candidate
+    /// in it, when known. The page ends at the requested size or where the
+    /// next item would push the answer past the stanza limit, and its
+    /// `<set/>` says where it ended, so the requester asks for the next.
+    pub(super) fn send_page(
+        &self,
+        iq: &Iq,
+        query: Element,
+        items: Vec<(String, Element)>,
+        count: usize,
+        index: Option<usize>,
+    ) {
+        let request = iq
+            .payload
+            .as_ref()
+            .map(rsm::Request::from_query)
+            .unwrap_or_default();
+        // What the answer costs without its items: the envelope and the
+        // largest `<set/>` this page could carry.
+        let longest_key = items
+            .iter()
+            .take(request.max)
+            .map(|(k, _)| protocol::element::escape(k).len())
+            .max()
+            .unwrap_or(0);
+        let envelope = iq
+            .result(Some(query.clone().child(rsm::reply_set(
+                Some(("", usize::MAX)),
+                Some(""),
+                count,
+            ))))
+            .to_element()
+            .to_xml()
+            .len()
+            + 2 * longest_key;
+        let mut size = envelope;
+        let mut page = query.clone();
+        let mut first: Option<String> = None;
+        let mut last: Option<String> = None;
+        for (key, item) in items.into_iter().take(request.max) {
+            let len = item.to_xml_in(&query.ns).len();
+            if size + len > self.max_stanza() {
+                break;
+            }
+            size += len;
+            first.get_or_insert_with(|| key.clone());
+            last = Some(key);
+            page = page.child(item);
+        }
+        let first = first.as_deref().map(|k| (k, index.unwrap_or(0)));
+        let mut set = rsm::reply_set(first, last.as_deref(), count);
+        if index.is_none()
+            && let Some(f) = set.get_child_mut("first", ns::RSM)
+        {
+            f.remove_attr("index");
+        }
+        self.iq_result(iq, Some(page.child(set)));
+    }
+
     /// vCard get for `user` (ourselves or anyone registered here).
     pub(super) async fn vcard_get(&self, iq: &Iq, user: String) -> Result<(), End> {
         let p = self.db(move |c| storage::profile(c, &user)).await?;
@@ -121,10 +181,13 @@ impl Session {
                     name: text("first").or_else(|| text("last")),
                     email: text("email"),
                 };
+                let after = rsm::Request::from_query(&q).after;
                 let (rows, total) = self
-                    .db(move |c| storage::search_users(c, &query, MAX_SEARCH_RESULTS))
+                    .db(move |c| {
+                        storage::search_users(c, &query, after.as_deref(), MAX_SEARCH_RESULTS)
+                    })
                     .await?;
-                let mut out = Element::new("query", ns::SEARCH);
+                let mut items = Vec::with_capacity(rows.len());
                 for (user, p) in rows {
                     let mut item = Element::new("item", ns::SEARCH)
                         .attr("jid", format!("{user}@{}", self.domain()))
@@ -135,17 +198,10 @@ impl Session {
                     if let Some(e) = p.email {
                         item = item.text_child("email", ns::SEARCH, e);
                     }
-                    out = out.child(item);
+                    items.push((user, item));
                 }
-                if total > MAX_SEARCH_RESULTS {
-                    // Result Set Management's count says how many matched
-                    // in all (XEP-0059), so a client can say "500 of 812".
-                    out = out.child(
-                        Element::new("set", "http://jabber.org/protocol/rsm")
-                            .text_child("count", "http://jabber.org/protocol/rsm", total.to_string()),
-                    );
-                }
-                iq.result(Some(out))
+                self.send_page(iq, Element::new("query", ns::SEARCH), items, total, None);
+                return Ok(());
             }
             _ => return Ok(()),
         };
@@ -154,17 +210,27 @@ impl Session {
     }
 
     /// `disco#items` on the node `online users`: bare JIDs of users with an
-    /// available resource, at most [`MAX_ONLINE_LISTED`].
+    /// available resource, a page at a time (XEP-0059).
     pub(super) fn online_items(&self, iq: &Iq) {
         let mut users = self.shared.router.online_users();
         users.sort();
-        let mut q = Element::new("query", ns::DISCO_ITEMS).attr("node", ONLINE_NODE);
-        for u in users.into_iter().take(MAX_ONLINE_LISTED) {
-            q = q.child(
-                Element::new("item", ns::DISCO_ITEMS).attr("jid", format!("{u}@{}", self.domain())),
-            );
-        }
-        self.to_self_el(&iq.result(Some(q)).to_element());
+        let count = users.len();
+        let after = iq
+            .payload
+            .as_ref()
+            .and_then(|q| rsm::Request::from_query(q).after);
+        let start = after.map_or(0, |a| users.partition_point(|u| u.as_str() <= a.as_str()));
+        let items = users
+            .into_iter()
+            .skip(start)
+            .map(|u| {
+                let item = Element::new("item", ns::DISCO_ITEMS)
+                    .attr("jid", format!("{u}@{}", self.domain()));
+                (u, item)
+            })
+            .collect();
+        let q = Element::new("query", ns::DISCO_ITEMS).attr("node", ONLINE_NODE);
+        self.send_page(iq, q, items, count, Some(start));
     }
 
     /// A message to `<domain>/announce/online`: from an admin, it goes to

@@ -22,7 +22,7 @@ use protocol::stanza::{Presence, PresenceType};
 use protocol::{Element, Jid, StanzaErrorCondition, ns};
 
 use super::session::{End, Session};
-use crate::storage::{self, HistoryRow};
+use crate::storage::{self, CreatedRoom, HistoryRow};
 use crate::util::{unix_now, xmpp_datetime};
 
 /// Messages a room keeps and replays to whoever joins.
@@ -35,6 +35,11 @@ pub const MAX_OCCUPANTS: usize = 1000;
 /// Rooms on the server. Rooms persist, so without a cap anyone could fill
 /// the database by joining rooms with fresh names.
 pub const MAX_ROOMS: usize = 10_000;
+
+/// Rooms one user may own (create). Without it one user created 9,905
+/// rooms in 14 s, reached [`MAX_ROOMS`], and nobody else could create one.
+/// Owners destroy rooms they no longer need (XEP-0045 10.9) to make room.
+pub const MAX_ROOMS_PER_USER: usize = 20;
 
 /// One person in a room.
 #[derive(Debug, Clone)]
@@ -195,11 +200,35 @@ impl Session {
         }
     }
 
+    /// Unloads `room` if nobody is in it (a failed join, a disco query):
+    /// only rooms with occupants stay in memory.
+    fn unload_if_empty(&self, room: &str) {
+        let mut rooms = self.shared.rooms.lock();
+        if rooms.get(room).is_some_and(|r| r.occupants.is_empty()) {
+            rooms.remove(room);
+        }
+    }
+
+    /// Whether `el`, addressed to this session, would still fit the stanza
+    /// limit addressed to the longest JID there can be: the size check for
+    /// what a room keeps and replays to joiners nobody knows yet (history,
+    /// subject, occupants' presence). `Err(size)` with that worst size.
+    fn fits_any_joiner(&self, el: &Element) -> Result<(), usize> {
+        let mine = protocol::element::escape(&self.jid.to_string()).len();
+        let worst = el.to_xml().len() - mine + protocol::jid::MAX_ESCAPED_JID_BYTES;
+        if worst > self.max_stanza() {
+            Err(worst)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Makes sure `room` is loaded, from the database or, when `create`,
-    /// by creating it. Returns whether it was created.
-    async fn load_room(&self, room: &str, create: bool) -> Result<Option<bool>, End> {
+    /// by creating it. Returns whether it was created; `Err(text)` says why
+    /// it could not be.
+    async fn load_room(&self, room: &str, create: bool) -> Result<Result<bool, &'static str>, End> {
         if self.shared.rooms.lock().contains_key(room) {
-            return Ok(Some(false));
+            return Ok(Ok(false));
         }
         let name = room.to_string();
         let mut row = self
@@ -208,14 +237,20 @@ impl Session {
         let mut created = false;
         if row.is_none() {
             if !create {
-                return Ok(None);
+                return Ok(Err("no such room"));
             }
             let (name, owner) = (room.to_string(), self.bare.to_string());
-            if !self
-                .db(move |c| storage::create_room(c, &name, &owner, MAX_ROOMS))
+            match self
+                .db(move |c| storage::create_room(c, &name, &owner, MAX_ROOMS, MAX_ROOMS_PER_USER))
                 .await?
             {
-                return Ok(None);
+                CreatedRoom::Created | CreatedRoom::Exists => {}
+                CreatedRoom::ServerFull => return Ok(Err("no more rooms can be created")),
+                CreatedRoom::OwnerFull => {
+                    return Ok(Err(
+                        "you own as many rooms as one user may: destroy one first",
+                    ));
+                }
             }
             let name = room.to_string();
             row = self
@@ -225,14 +260,16 @@ impl Session {
                 .as_ref()
                 .is_some_and(|r| r.owner == self.bare.to_string());
         }
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else {
+            return Ok(Err("no such room"));
+        };
         let Ok(jid) = Jid::parse(&format!("{room}@{}", self.muc_domain())) else {
-            return Ok(None);
+            return Ok(Err("not a valid room name"));
         };
         let mut rooms = self.shared.rooms.lock();
         // Another session may have loaded it meanwhile: keep theirs.
         if rooms.contains_key(room) {
-            return Ok(Some(false));
+            return Ok(Ok(false));
         }
         rooms.insert(
             room.to_string(),
@@ -244,8 +281,8 @@ impl Session {
                 occupants: Vec::new(),
             },
         );
-        tracing::info!(room, created, "room loaded");
-        Ok(Some(created))
+        tracing::debug!(room, created, "room loaded");
+        Ok(Ok(created))
     }
 
     async fn muc_presence(&mut self, el: Element, room: String, to: Jid) -> Result<(), End> {
@@ -269,33 +306,53 @@ impl Session {
             );
             return Ok(());
         };
-        let Some(created) = self.load_room(&room, true).await? else {
-            self.bounce(
-                &el,
-                StanzaErrorCondition::ResourceConstraint,
-                "no more rooms can be created",
-            );
-            return Ok(());
+        let created = match self.load_room(&room, true).await? {
+            Ok(created) => created,
+            Err(why) => {
+                self.bounce(&el, StanzaErrorCondition::ResourceConstraint, why);
+                return Ok(());
+            }
         };
         let mut out: Outbox = Vec::new();
+        let mut refused: Option<(StanzaErrorCondition, String)> = None;
         {
             let mut rooms = self.shared.rooms.lock();
             let Some(r) = rooms.get_mut(&room) else {
                 return Ok(());
             };
-            if let Some(me) = r.occupant_by_jid(&self.jid) {
+            // Everyone who joins later gets this presence: it must fit
+            // whoever they are, or every later join would be refused it.
+            let probe = Occupant {
+                nick: nick.clone(),
+                jid: self.jid.clone(),
+                owner: false,
+                show: p.show,
+                status: p.status.clone(),
+            };
+            if let Err(size) = self.fits_any_joiner(&r.presence_of(
+                &probe,
+                &self.jid,
+                PresenceType::Available,
+                &[110, 201],
+            )) {
+                refused = Some((
+                    StanzaErrorCondition::PolicyViolation,
+                    format!(
+                        "not accepted: this presence would be {size} bytes for some occupants, over the {}-byte stanza limit",
+                        self.max_stanza()
+                    ),
+                ));
+            }
+            if refused.is_some() {
+                // Bounced below, once the lock is released.
+            } else if let Some(me) = r.occupant_by_jid(&self.jid) {
                 if me.nick != nick {
-                    drop(rooms);
-                    self.bounce(
-                        &el,
+                    refused = Some((
                         StanzaErrorCondition::NotAcceptable,
-                        "nickname changes are not supported: leave and join again",
-                    );
-                    return Ok(());
-                }
-                // A presence update from an occupant: show and status.
-                let i = r.occupants.iter().position(|o| o.jid == self.jid);
-                if let Some(i) = i {
+                        "nickname changes are not supported: leave and join again".into(),
+                    ));
+                } else if let Some(i) = r.occupants.iter().position(|o| o.jid == self.jid) {
+                    // A presence update from an occupant: show and status.
                     r.occupants[i].show = p.show;
                     r.occupants[i].status = p.status.clone();
                     let me = r.occupants[i].clone();
@@ -307,27 +364,19 @@ impl Session {
                         ));
                     }
                 }
-            } else {
+            } else if r.occupant(&nick).is_some() {
                 // Nicknames are unique in a room: otherwise one person could
                 // take another's name and speak as them (impersonation).
-                if r.occupant(&nick).is_some() {
-                    drop(rooms);
-                    self.bounce(
-                        &el,
-                        StanzaErrorCondition::Conflict,
-                        "that nickname is in use in this room",
-                    );
-                    return Ok(());
-                }
-                if r.occupants.len() >= MAX_OCCUPANTS {
-                    drop(rooms);
-                    self.bounce(
-                        &el,
-                        StanzaErrorCondition::ServiceUnavailable,
-                        "the room is full",
-                    );
-                    return Ok(());
-                }
+                refused = Some((
+                    StanzaErrorCondition::Conflict,
+                    "that nickname is in use in this room".into(),
+                ));
+            } else if r.occupants.len() >= MAX_OCCUPANTS {
+                refused = Some((
+                    StanzaErrorCondition::ServiceUnavailable,
+                    "the room is full".into(),
+                ));
+            } else {
                 let me = Occupant {
                     nick,
                     jid: self.jid.clone(),
@@ -363,6 +412,11 @@ impl Session {
                 r.occupants.push(me);
             }
         }
+        if let Some((cond, text)) = refused {
+            self.bounce(&el, cond, &text);
+            self.unload_if_empty(&room);
+            return Ok(());
+        }
         self.deliver(out).await;
         Ok(())
     }
@@ -386,6 +440,11 @@ impl Session {
                     o.jid.clone(),
                     r.presence_of(&me, &o.jid, PresenceType::Unavailable, &[]),
                 ));
+            }
+            if r.occupants.is_empty() {
+                // Everything an empty room holds is in the database; kept in
+                // memory, 10,000 empty rooms and their history were 12 GB.
+                rooms.remove(room);
             }
         }
         self.deliver(out).await;
@@ -449,6 +508,12 @@ impl Session {
                 m.set_attr("to", target.jid.to_string());
                 m.children
                     .push(protocol::Node::Element(Element::new("x", ns::MUC_USER)));
+                let size = m.to_xml().len();
+                if size > self.max_stanza() {
+                    drop(rooms);
+                    self.bounce_too_large(&el, size);
+                    return Ok(());
+                }
                 out.push((target.jid.clone(), m));
             } else if kind != "groupchat" {
                 drop(rooms);
@@ -462,6 +527,31 @@ impl Session {
                 // Chat states and the like: nothing to keep, nothing to relay.
                 return Ok(());
             } else {
+                // Sized before anyone gets it: the copies differ only in
+                // `to`, and the room replays it (with a delay stamp) to
+                // joiners nobody knows yet. One too large for some of them
+                // would disconnect each, at every join (measured before:
+                // a 66 KB history entry locked everyone out of the room).
+                let mut mine = el.clone();
+                mine.set_attr("from", from.clone());
+                mine.set_attr("to", self.jid.to_string());
+                let mut fits = self.fits_any_joiner(&mine);
+                if fits.is_ok()
+                    && let Some(b) = &body
+                {
+                    let row = HistoryRow {
+                        nick: me.nick.clone(),
+                        body: b.clone(),
+                        id: id.clone(),
+                        stamp: unix_now(),
+                    };
+                    fits = self.fits_any_joiner(&r.history_message(&row, &self.jid));
+                }
+                if let Err(size) = fits {
+                    drop(rooms);
+                    self.bounce_too_large(&el, size);
+                    return Ok(());
+                }
                 // Exactly one copy per occupant, the sender included (that
                 // echo is how a client knows the room accepted it).
                 for o in &r.occupants {
@@ -525,12 +615,18 @@ impl Session {
         }
         let get = iq.kind == protocol::stanza::IqType::Get;
         let payload = |name: &str, ns: &str| iq.payload.as_ref().is_some_and(|p| p.is(name, ns));
-        if self.load_room(&room, false).await?.is_none() {
-            self.to_self_el(
-                &iq.error_reply(StanzaErrorCondition::ItemNotFound, Some("no such room"))
-                    .to_element(),
-            );
+        if let Err(why) = self.load_room(&room, false).await? {
+            self.iq_error(&iq, StanzaErrorCondition::ItemNotFound, why);
             return Ok(());
+        }
+        let destroy = iq
+            .payload
+            .as_ref()
+            .filter(|p| !get && p.is("query", ns::MUC_OWNER))
+            .and_then(|p| p.get_child("destroy", ns::MUC_OWNER))
+            .cloned();
+        if let Some(destroy) = destroy {
+            return self.destroy_room(&iq, &room, destroy).await;
         }
         let reply = {
             let rooms = self.shared.rooms.lock();
@@ -606,6 +702,57 @@ impl Session {
             }
         };
         self.to_self_el(&reply.to_element());
+        self.unload_if_empty(&room);
+        Ok(())
+    }
+
+    /// The owner destroys a room (XEP-0045 10.9): everyone in it is told,
+    /// with the owner's reason, and the room and its history are deleted.
+    async fn destroy_room(
+        &mut self,
+        iq: &protocol::stanza::Iq,
+        room: &str,
+        destroy: Element,
+    ) -> Result<(), End> {
+        let owner = self
+            .shared
+            .rooms
+            .lock()
+            .get(room)
+            .map(|r| r.owner == self.bare.to_string());
+        if owner != Some(true) {
+            self.iq_error(
+                iq,
+                StanzaErrorCondition::Forbidden,
+                "only the room's owner destroys it",
+            );
+            return Ok(());
+        }
+        let name = room.to_string();
+        self.db(move |c| storage::delete_room(c, &name)).await?;
+        let mut out: Outbox = Vec::new();
+        if let Some(r) = self.shared.rooms.lock().remove(room) {
+            // The destroy element as the owner sent it, in the user
+            // namespace: an alternate venue (`jid`) and a reason.
+            let mut notice = Element::new("destroy", ns::MUC_USER)
+                .attr_opt("jid", destroy.get_attr("jid").map(str::to_string));
+            if let Some(reason) = destroy.child_text("reason", ns::MUC_OWNER) {
+                notice = notice.text_child("reason", ns::MUC_USER, reason);
+            }
+            for o in &r.occupants {
+                let mut p = r.presence_of(o, &o.jid, PresenceType::Unavailable, &[]);
+                if let Some(x) = p.get_child_mut("x", ns::MUC_USER) {
+                    if let Some(item) = x.get_child_mut("item", ns::MUC_USER) {
+                        item.set_attr("affiliation", "none");
+                    }
+                    x.children.push(protocol::Node::Element(notice.clone()));
+                }
+                out.push((o.jid.clone(), p));
+            }
+        }
+        tracing::info!(room, by = %self.jid, "room destroyed");
+        self.iq_result(iq, None);
+        self.deliver(out).await;
         Ok(())
     }
 
@@ -636,18 +783,35 @@ impl Session {
                 .child(Element::new("feature", ns::DISCO_INFO).attr("var", ns::DISCO_ITEMS));
             iq.result(Some(q))
         } else if get && payload("query", ns::DISCO_ITEMS) {
+            // A page at a time (XEP-0059): 40 rooms with 1,000-character
+            // names made one answer too large for any client to read.
             let names = self.db(|c| storage::room_names(c)).await?;
             let occupancy = self.shared.rooms.occupancy();
-            let mut q = Element::new("query", ns::DISCO_ITEMS);
-            for n in names {
-                let count = occupancy.get(&n).copied().unwrap_or(0);
-                q = q.child(
-                    Element::new("item", ns::DISCO_ITEMS)
+            let count = names.len();
+            let after = iq
+                .payload
+                .as_ref()
+                .and_then(|q| protocol::rsm::Request::from_query(q).after);
+            let start = after.map_or(0, |a| names.partition_point(|n| n.as_str() <= a.as_str()));
+            let items = names
+                .into_iter()
+                .skip(start)
+                .map(|n| {
+                    let people = occupancy.get(&n).copied().unwrap_or(0);
+                    let item = Element::new("item", ns::DISCO_ITEMS)
                         .attr("jid", format!("{n}@{}", self.muc_domain()))
-                        .attr("name", format!("{n} ({count})")),
-                );
-            }
-            iq.result(Some(q))
+                        .attr("name", format!("{n} ({people})"));
+                    (n, item)
+                })
+                .collect();
+            self.send_page(
+                &iq,
+                Element::new("query", ns::DISCO_ITEMS),
+                items,
+                count,
+                Some(start),
+            );
+            return Ok(());
         } else if matches!(
             iq.kind,
             protocol::stanza::IqType::Get | protocol::stanza::IqType::Set

@@ -1,0 +1,269 @@
+//! What a hostile user of the server can do to everyone else, and why it
+//! no longer works. Each test is one case of an adversarial run against the
+//! real `chat-plain server`, through raw sockets ([`XmppRaw`]) where the
+//! attacker must misbehave in ways a real client never would, and through
+//! the real client where the victim is a real user.
+
+use std::time::{Duration, Instant};
+
+use protocol::Element;
+use tests::{Client, RawEvent, Server, Twin, XmppRaw};
+
+fn message(to: &str, id: &str, body: &str) -> String {
+    format!(
+        "<message to='{to}' id='{id}' type='chat'><body>{}</body></message>",
+        protocol::element::escape(body)
+    )
+}
+
+fn is_error_for(e: &Element, id: &str, condition: &str) -> bool {
+    e.get_attr("id") == Some(id)
+        && e.get_attr("type") == Some("error")
+        && e.to_xml().contains(&format!("<{condition} "))
+}
+
+/// Case 1: a stanza that passes the server's limit but grows past it once
+/// re-serialised (each `>` becomes `&gt;`) used to disconnect its recipient.
+/// Now the sender gets `policy-violation` and the recipient never notices.
+#[test]
+fn a_stanza_that_grows_past_the_limit_is_bounced_and_the_recipient_stays() {
+    let server = Server::start(Twin::Plain, &[]);
+    let mut bob = Client::start(&server, "bob@localhost", "bob-pw", &["--register"]);
+    bob.expect("connected", |v| v["type"] == "connected");
+    XmppRaw::register(&server, "mallory", "pw");
+    let mut mallory = XmppRaw::login(&server, "mallory", "pw", "m");
+    // 17,000 raw `>` are 17 KB on the wire, 68 KB as the server writes them.
+    let bomb = format!(
+        "<message to='bob@localhost/{}' id='bomb' type='chat'><body>{}</body></message>",
+        "x",
+        ">".repeat(17_000)
+    );
+    assert!(bomb.len() < 65_536);
+    // To bob's bare JID (every resource) and to a made-up full JID that
+    // falls back to the bare one.
+    mallory.send(&bomb.replace("bob@localhost/x", "bob@localhost"));
+    let e = mallory.expect("bounce", |e| e.get_attr("id") == Some("bomb"));
+    assert!(
+        is_error_for(&e, "bomb", "policy-violation"),
+        "{}",
+        e.to_xml()
+    );
+    assert!(e.to_xml().len() <= 65_536);
+    // Bob is still connected and gets the next message.
+    mallory.send(&message("bob@localhost", "ok", "still there?"));
+    let m = bob.expect_event("message", "from", "mallory@localhost");
+    assert_eq!(m["body"], "still there?", "{}", bob.transcript());
+}
+
+/// Case 1 for rooms: a subject that grows past the limit once stamped
+/// would have disconnected every later joiner. It is refused.
+#[test]
+fn a_room_subject_too_large_to_replay_is_refused() {
+    let server = Server::start(Twin::Plain, &[]);
+    XmppRaw::register(&server, "mallory", "pw");
+    let mut mallory = XmppRaw::login(&server, "mallory", "pw", "m");
+    mallory.send("<presence to='trap@conference.localhost/m'><x xmlns='http://jabber.org/protocol/muc'/></presence>");
+    mallory.expect("subject", |e| e.to_xml().contains("<subject"));
+    mallory.send(&format!(
+        "<message to='trap@conference.localhost' id='subj' type='groupchat'><subject>{}</subject></message>",
+        ">".repeat(16_000)
+    ));
+    let e = mallory.expect("bounce", |e| e.get_attr("id") == Some("subj"));
+    assert!(
+        is_error_for(&e, "subj", "policy-violation"),
+        "{}",
+        e.to_xml()
+    );
+    // A joiner gets the room as it was and stays connected.
+    let mut bob = Client::start(&server, "bob@localhost", "bob-pw", &["--register"]);
+    bob.expect("connected", |v| v["type"] == "connected");
+    bob.send("/join trap@conference.localhost bob");
+    bob.expect("joined", |v| v["type"] == "room-joined");
+    bob.send("after the trap");
+    mallory.expect("bob's message", |e| e.to_xml().contains("after the trap"));
+}
+
+/// Case 1 for lists: 40 rooms with 1,000-character names made the room
+/// list 85 KB, and asking for it disconnected the asker. The list is now
+/// paged (XEP-0059) within the limit, and the pages add up to every room.
+/// Case 10 on the way: one user owns at most 20 rooms.
+#[test]
+fn the_room_list_is_paged_within_the_stanza_limit() {
+    let server = Server::start(Twin::Plain, &[]);
+    let mut names = Vec::new();
+    let mut users = Vec::new();
+    for (u, user) in ["mallory", "trudy"].into_iter().enumerate() {
+        XmppRaw::register(&server, user, "pw");
+        let mut raw = XmppRaw::login(&server, user, "pw", "m");
+        for i in 0..20 {
+            let name = format!("{u}{i:02}{}", "r".repeat(997));
+            raw.send(&format!("<presence to='{name}@conference.localhost/m'/>"));
+            raw.expect("joined", |e| {
+                e.name == "message" && e.to_xml().contains("<subject")
+            });
+            names.push(name);
+        }
+        // The 21st room of one owner is refused, with the reason.
+        raw.send("<presence id='21st' to='one-too-many@conference.localhost/m'/>");
+        let e = raw.expect("refusal", |e| e.get_attr("id") == Some("21st"));
+        assert!(
+            is_error_for(&e, "21st", "resource-constraint"),
+            "{}",
+            e.to_xml()
+        );
+        users.push(raw);
+    }
+    let mut mallory = users.remove(0);
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    for page in 0..40 {
+        let set = match &after {
+            None => String::new(),
+            Some(a) => {
+                format!("<set xmlns='http://jabber.org/protocol/rsm'><after>{a}</after></set>")
+            }
+        };
+        mallory.send(&format!(
+            "<iq type='get' id='p{page}' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'>{set}</query></iq>"
+        ));
+        let r = mallory.expect("room list", |e| {
+            e.get_attr("id") == Some(&format!("p{page}"))
+        });
+        assert!(r.to_xml().len() <= 65_536);
+        let q = r.elements().next().expect("a query");
+        for item in q.elements().filter(|i| i.name == "item") {
+            seen.push(item.get_attr("jid").unwrap().to_string());
+        }
+        let set = q.get_child("set", "http://jabber.org/protocol/rsm");
+        let last = set.and_then(|s| s.child_text("last", "http://jabber.org/protocol/rsm"));
+        let count = set.and_then(|s| s.child_text("count", "http://jabber.org/protocol/rsm"));
+        assert_eq!(count.as_deref(), Some("40"), "{}", r.to_xml());
+        if seen.len() >= 40 {
+            break;
+        }
+        assert!(page < 39, "no progress: {seen:?}");
+        after = last;
+    }
+    let expected: Vec<String> = names
+        .iter()
+        .map(|n| format!("{n}@conference.localhost"))
+        .collect();
+    assert_eq!(seen, expected);
+}
+
+/// Case 2: offline messages used to be deleted once queued. A client that
+/// dropped after reading part of them lost the rest (983 of 1,000). Now
+/// they stay stored until a session that received them ends cleanly.
+#[test]
+fn offline_messages_survive_a_client_that_drops_halfway() {
+    let server = Server::start(Twin::Plain, &[]);
+    XmppRaw::register(&server, "alice", "pw");
+    XmppRaw::register(&server, "bob", "pw");
+    let mut alice = XmppRaw::login(&server, "alice", "pw", "a");
+    let body = "m".repeat(1000);
+    for i in 0..1000 {
+        alice.send(&message("bob@localhost", &format!("o{i}"), &body));
+    }
+    // Everything is stored before bob comes: a ping answered after the
+    // last message means the server handled them all.
+    alice.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>");
+    alice.expect("pong", |e| e.get_attr("id") == Some("sync"));
+
+    // Bob reads a few and vanishes without closing his stream.
+    let mut bob = XmppRaw::login(&server, "bob", "pw", "b");
+    bob.send("<presence/>");
+    bob.expect("a first offline message", |e| e.name == "message");
+    drop(bob);
+
+    // Next time, all 1,000 are there; this time bob closes cleanly.
+    let mut bob = XmppRaw::login(&server, "bob", "pw", "b");
+    bob.send("<presence/>");
+    let mut ids = std::collections::BTreeSet::new();
+    while ids.len() < 1000 {
+        match bob.read(Duration::from_secs(15)) {
+            RawEvent::Element(e) if e.name == "message" => {
+                ids.insert(e.get_attr("id").unwrap_or_default().to_string());
+            }
+            RawEvent::Element(_) => {}
+            other => panic!("after {} messages: {other:?}", ids.len()),
+        }
+    }
+    bob.send("</stream:stream>");
+    bob.read_to_close();
+
+    // Received and closed cleanly: now they are gone.
+    let mut bob = XmppRaw::login(&server, "bob", "pw", "b");
+    bob.send("<presence/>");
+    bob.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>");
+    let mut again = 0;
+    loop {
+        match bob.read(Duration::from_secs(15)) {
+            RawEvent::Element(e) if e.get_attr("id") == Some("sync") => break,
+            RawEvent::Element(e) if e.name == "message" => again += 1,
+            RawEvent::Element(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(again, 0, "delivered twice after a clean close");
+}
+
+/// Case 3: a recipient that never reads used to grow the server without
+/// bound (one such client: 8 to 252 MB). The queue is bounded in bytes, and
+/// the stuck client is cut off.
+#[test]
+fn a_recipient_that_never_reads_costs_bounded_memory_and_is_cut_off() {
+    let server = Server::start(Twin::Plain, &[]);
+    XmppRaw::register(&server, "alice", "pw");
+    XmppRaw::register(&server, "stuck", "pw");
+    let mut stuck = XmppRaw::login(&server, "stuck", "pw", "s");
+    stuck.send("<presence/>");
+    let mut alice = XmppRaw::login(&server, "alice", "pw", "a");
+    let (_, before) = server.memory_kib();
+    // 200 messages of 60 KB: 12 MB for someone who never reads.
+    let body = "x".repeat(60_000);
+    let t0 = Instant::now();
+    for i in 0..200 {
+        alice.send(&message("stuck@localhost/s", &format!("s{i}"), &body));
+    }
+    alice.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>");
+    alice.expect("pong", |e| e.get_attr("id") == Some("sync"));
+    let (_, after) = server.memory_kib();
+    let grown_mb = after.saturating_sub(before) / 1024;
+    assert!(
+        grown_mb < 48,
+        "the server grew by {grown_mb} MB for one client that never reads\n{}",
+        server.log()
+    );
+    // The stuck client was cut off: its session is gone from the log's
+    // point of view and a fresh sign-in of the same resource gets it back.
+    let log = server.log();
+    assert!(
+        log.contains("does not read"),
+        "no cut-off after {:?}:\n{log}",
+        t0.elapsed()
+    );
+}
+
+/// Case 9: one account used to be able to hold every connection slot. Now
+/// it gets at most ten sessions, and the eleventh bind says why.
+#[test]
+fn one_account_cannot_hold_every_session() {
+    let server = Server::start(Twin::Plain, &[]);
+    XmppRaw::register(&server, "hog", "pw");
+    // The same resource every time: the server makes each unique, without
+    // counting up through every taken name.
+    let hogs: Vec<XmppRaw> = (0..10)
+        .map(|_| XmppRaw::login(&server, "hog", "pw", "same"))
+        .collect();
+    let jids: std::collections::HashSet<&str> = hogs.iter().map(|h| h.jid.as_str()).collect();
+    assert_eq!(jids.len(), 10);
+    let answer = XmppRaw::login_unbound(&server, "hog", "pw").bind("same");
+    assert!(
+        is_error_for(&answer, "bind", "resource-constraint"),
+        "{}",
+        answer.to_xml()
+    );
+    // Someone else still gets in.
+    let mut carol = Client::start(&server, "carol@localhost", "pw", &["--register"]);
+    carol.expect("connected", |v| v["type"] == "connected");
+}
