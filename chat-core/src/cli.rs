@@ -46,6 +46,10 @@ pub struct ServerArgs {
     /// Turn off in-band registration (accounts must already exist).
     #[arg(long)]
     pub no_registration: bool,
+    /// Registrations one address may make per hour, after a first burst of
+    /// 100 (0: no limit, for benchmarks).
+    #[arg(long, default_value_t = server::throttle::DEFAULT_REGISTRATIONS_PER_HOUR)]
+    pub max_registrations_per_hour: u32,
     /// A user allowed to send announcements to everyone online (repeat the
     /// flag for several admins).
     #[arg(long = "admin", value_name = "JID")]
@@ -70,6 +74,7 @@ impl ServerArgs {
         c.auth_timeout = Duration::from_secs(self.auth_timeout.max(1));
         c.max_connections = self.max_connections.max(1);
         c.registration = !self.no_registration;
+        c.registrations_per_hour = self.max_registrations_per_hour;
         for a in &self.admins {
             let j = Jid::parse(a)
                 .ok()

@@ -155,6 +155,7 @@ impl RosterRow {
 pub struct Storage {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
+    secret: [u8; 32],
 }
 
 const SCHEMA: &str = "
@@ -205,6 +206,10 @@ CREATE TABLE IF NOT EXISTS room_history (
 );
 CREATE INDEX IF NOT EXISTS room_history_by_room ON room_history(room, id);
 CREATE INDEX IF NOT EXISTS rooms_by_owner ON rooms(owner);
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 ";
 
 impl Storage {
@@ -229,10 +234,19 @@ impl Storage {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        let secret = server_secret(&conn).map_err(err)?;
         Ok(Storage {
             conn: Arc::new(Mutex::new(conn)),
             path,
+            secret,
         })
+    }
+
+    /// The server's own secret: 32 random bytes made when the database was,
+    /// kept with the accounts (it keys the decoy SCRAM salts of unknown
+    /// users, which must stay the same across restarts as real ones do).
+    pub fn server_secret(&self) -> &[u8; 32] {
+        &self.secret
     }
 
     /// The database file.
@@ -257,6 +271,23 @@ impl Storage {
         .await
         .map_err(|e| StorageError::Task(e.to_string()))?
     }
+}
+
+/// Loads the server secret, making it on first use.
+fn server_secret(c: &Connection) -> rusqlite::Result<[u8; 32]> {
+    let mut fresh = [0u8; 32];
+    getrandom::fill(&mut fresh)
+        .unwrap_or_else(|e| panic!("the OS random number generator failed: {e}"));
+    // INSERT OR IGNORE: a second server on the same folder keeps the first's.
+    c.execute(
+        "INSERT OR IGNORE INTO secrets (name, value) VALUES ('server', ?1)",
+        params![fresh.to_vec()],
+    )?;
+    let stored: Vec<u8> =
+        c.query_row("SELECT value FROM secrets WHERE name='server'", [], |r| {
+            r.get(0)
+        })?;
+    Ok(stored.try_into().unwrap_or(fresh))
 }
 
 /// Stored credentials of one account, for both SCRAM hashes.
@@ -928,6 +959,16 @@ mod tests {
                 email: Some("bob@example.org".into())
             }
         );
+    }
+
+    #[test]
+    fn the_server_secret_is_made_once_and_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let first = *Storage::open(d.path()).unwrap().server_secret();
+        let again = *Storage::open(d.path()).unwrap().server_secret();
+        assert_eq!(first, again, "kept across restarts");
+        let e = tempfile::tempdir().unwrap();
+        assert_ne!(first, *Storage::open(e.path()).unwrap().server_secret());
     }
 
     #[test]

@@ -458,14 +458,19 @@ enum ServerState {
 pub struct ScramServer {
     hash: ScramHash,
     state: ServerState,
+    decoy_key: Vec<u8>,
 }
 
 impl ScramServer {
-    /// A new exchange for the given hash.
-    pub fn new(hash: ScramHash) -> Self {
+    /// A new exchange for the given hash. `decoy_key` is a secret the
+    /// server keeps for as long as its accounts (see
+    /// [`ScramServer::server_first`]): the decoy salts of unknown users are
+    /// keyed with it.
+    pub fn new(hash: ScramHash, decoy_key: &[u8]) -> Self {
         ScramServer {
             hash,
             state: ServerState::Initial,
+            decoy_key: decoy_key.to_vec(),
         }
     }
 
@@ -537,9 +542,16 @@ impl ScramServer {
         };
         let known_user = creds.is_some();
         let creds = creds.unwrap_or_else(|| {
-            // A salt derived from the user name stays the same across
-            // attempts, as a real account's would.
-            let salt = self.hash.h(format!("unknown:{username}").as_bytes());
+            // The decoy salt stays the same across attempts (and restarts),
+            // as a real account's would, and nobody without the server's
+            // key can compute it. An unkeyed hash of the user name was
+            // computable by anyone: an attacker compared the salt it got
+            // with SHA-256("unknown:" + name) and knew the account did not
+            // exist (account probing).
+            let salt = self.hash.hmac(
+                &self.decoy_key,
+                format!("scram-decoy-salt:{:?}:{username}", self.hash).as_bytes(),
+            );
             ScramCredentials {
                 salt: salt[..SALT_BYTES].to_vec(),
                 iterations: DEFAULT_ITERATIONS,
@@ -610,6 +622,8 @@ impl ScramServer {
 mod tests {
     use super::*;
 
+    const TEST_DECOY_KEY: &[u8] = b"a server's secret, for tests only";
+
     /// RFC 5802 section 5.
     #[test]
     fn rfc5802_scram_sha1_vector() {
@@ -632,7 +646,7 @@ mod tests {
         // The server side produces the same messages from stored credentials.
         let salt = B64.decode("QSXCR+Q6sek8bf92").unwrap();
         let creds = ScramCredentials::derive(ScramHash::Sha1, "pencil", &salt, 4096);
-        let mut s = ScramServer::new(ScramHash::Sha1);
+        let mut s = ScramServer::new(ScramHash::Sha1, TEST_DECOY_KEY);
         assert_eq!(
             s.handle_client_first(c.client_first().as_bytes()).unwrap(),
             "user"
@@ -663,7 +677,7 @@ mod tests {
 
         let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
         let creds = ScramCredentials::derive(ScramHash::Sha256, "pencil", &salt, 4096);
-        let mut s = ScramServer::new(ScramHash::Sha256);
+        let mut s = ScramServer::new(ScramHash::Sha256, TEST_DECOY_KEY);
         s.handle_client_first(c.client_first().as_bytes()).unwrap();
         let sf = s
             .server_first_with_nonce(Some(creds), "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0")
@@ -678,13 +692,36 @@ mod tests {
 
     fn exchange(hash: ScramHash, stored: Option<&str>, tried: &str) -> Result<(), SaslError> {
         let mut c = ScramClient::new(hash, "alice", tried);
-        let mut s = ScramServer::new(hash);
+        let mut s = ScramServer::new(hash, TEST_DECOY_KEY);
         s.handle_client_first(c.client_first().as_bytes())?;
         let creds = stored.map(|p| ScramCredentials::new_random(hash, p));
         let sf = s.server_first(creds)?;
         let cf = c.handle_server_first(sf.as_bytes())?;
         let (fin, _) = s.handle_client_final(cf.as_bytes())?;
         c.verify_server_final(fin.as_bytes())
+    }
+
+    fn decoy_salt(key: &[u8], user: &str) -> String {
+        let mut c = ScramClient::new(ScramHash::Sha256, user, "x");
+        let mut s = ScramServer::new(ScramHash::Sha256, key);
+        s.handle_client_first(c.client_first().as_bytes()).unwrap();
+        let sf = s.server_first(None).unwrap();
+        let _ = c.handle_server_first(sf.as_bytes());
+        sf.split(',')
+            .find_map(|f| f.strip_prefix("s="))
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn an_unknown_users_salt_is_stable_and_keyed() {
+        // Stable, like a real account's, so repeated probes learn nothing.
+        assert_eq!(decoy_salt(b"k1", "ghost"), decoy_salt(b"k1", "ghost"));
+        // Not computable without the key (before: SHA-256 of the name).
+        assert_ne!(decoy_salt(b"k1", "ghost"), decoy_salt(b"k2", "ghost"));
+        let unkeyed = B64.encode(&ScramHash::Sha256.h(b"unknown:ghost")[..SALT_BYTES]);
+        assert_ne!(decoy_salt(b"k1", "ghost"), unkeyed);
+        assert_ne!(decoy_salt(b"k1", "ghost"), decoy_salt(b"k1", "ghost2"));
     }
 
     #[test]
@@ -739,13 +776,13 @@ mod tests {
             b"n,,n=a=5,r=x",
             b"\xff",
         ] {
-            let mut s = ScramServer::new(ScramHash::Sha1);
+            let mut s = ScramServer::new(ScramHash::Sha1, TEST_DECOY_KEY);
             assert!(
                 matches!(s.handle_client_first(bad), Err(SaslError::Malformed { .. })),
                 "{bad:?}"
             );
         }
-        let mut s = ScramServer::new(ScramHash::Sha1);
+        let mut s = ScramServer::new(ScramHash::Sha1, TEST_DECOY_KEY);
         assert_eq!(
             s.handle_client_first(b"p=tls-unique,,n=u,r=a"),
             Err(SaslError::ChannelBindingUnsupported)
@@ -756,7 +793,7 @@ mod tests {
     fn user_names_with_comma_and_equals_are_escaped() {
         let c = ScramClient::with_nonce(ScramHash::Sha1, "a,b=c", "p", "n1");
         assert_eq!(c.client_first(), "n,,n=a=2Cb=3Dc,r=n1");
-        let mut s = ScramServer::new(ScramHash::Sha1);
+        let mut s = ScramServer::new(ScramHash::Sha1, TEST_DECOY_KEY);
         assert_eq!(
             s.handle_client_first(c.client_first().as_bytes()).unwrap(),
             "a,b=c"

@@ -267,3 +267,120 @@ fn one_account_cannot_hold_every_session() {
     let mut carol = Client::start(&server, "carol@localhost", "pw", &["--register"]);
     carol.expect("connected", |v| v["type"] == "connected");
 }
+
+/// The salt the server offers in SCRAM for `user`.
+fn scram_salt(server: &Server, user: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut raw = XmppRaw::connect(server);
+    let first = b64.encode(format!("n,,n={user},r=probe-nonce"));
+    raw.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>{first}</auth>"
+    ));
+    let challenge = raw.expect("challenge", |e| e.name == "challenge");
+    let text = String::from_utf8(b64.decode(challenge.text_content().trim()).unwrap()).unwrap();
+    text.split(',')
+        .find_map(|f| f.strip_prefix("s="))
+        .unwrap()
+        .to_string()
+}
+
+/// Case 11: the decoy SCRAM salt of an unknown user was SHA-256 of the
+/// name, so anyone could tell whether an account exists. It is keyed with a
+/// server secret now, and stays the same across restarts like a real one.
+#[test]
+fn an_unknown_account_cannot_be_told_from_a_real_one_by_its_salt() {
+    use base64::Engine;
+    use sha2::Digest;
+    let server = Server::start(Twin::Plain, &[]);
+    let ghost = scram_salt(&server, "ghost");
+    assert_eq!(
+        ghost,
+        scram_salt(&server, "ghost"),
+        "stable, like a real salt"
+    );
+    let unkeyed = base64::engine::general_purpose::STANDARD
+        .encode(&sha2::Sha256::digest(b"unknown:ghost")[..16]);
+    assert_ne!(ghost, unkeyed, "computable without the server's secret");
+    let server = server.kill9_and_restart();
+    assert_eq!(
+        ghost,
+        scram_salt(&server, "ghost"),
+        "stable across restarts"
+    );
+}
+
+/// Case 8: three failures closed a connection, but reconnecting allowed
+/// about 1,700 guesses a second against one account. Now one address gets a
+/// few free mistakes, then waits longer and longer, in turn; the account's
+/// owner, elsewhere, still signs in at once.
+#[test]
+fn password_guessing_is_slowed_and_the_owner_still_gets_in() {
+    let server = Server::start(Twin::Plain, &[]);
+    XmppRaw::register(&server, "victim", "right-password");
+    let t0 = Instant::now();
+    let mut guesses = 0;
+    while t0.elapsed() < Duration::from_secs(4) {
+        let mut attacker = XmppRaw::connect(&server);
+        let answer = attacker.auth_plain("victim", &format!("guess{guesses}"));
+        assert!(
+            answer.as_ref().is_some_and(|e| e.name == "failure"),
+            "{answer:?}"
+        );
+        guesses += 1;
+    }
+    assert!(
+        guesses <= 15,
+        "{guesses} guesses in {:?}: not throttled",
+        t0.elapsed()
+    );
+    // The owner, from another address, is not slowed by the attack.
+    let t1 = Instant::now();
+    let owner = std::net::IpAddr::from([127, 0, 0, 2]);
+    let mut raw = XmppRaw::login_unbound_from(&server, Some(owner), "victim", "right-password");
+    assert_eq!(raw.bind("desk").get_attr("type"), Some("result"));
+    assert!(t1.elapsed() < Duration::from_secs(3), "{:?}", t1.elapsed());
+}
+
+/// Case 9: registration was unlimited (690 accounts a second). One address
+/// now registers a burst of 100, then at the hourly rate; another address
+/// is not affected.
+#[test]
+fn registration_is_limited_per_address() {
+    let server = Server::start(Twin::Plain, &["--max-registrations-per-hour", "1"]);
+    let made: Vec<bool> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let server = &server;
+                s.spawn(move || {
+                    (0..25)
+                        .map(|i| {
+                            let answer = XmppRaw::register(server, &format!("u{w}x{i}"), "pw");
+                            answer.get_attr("type") == Some("result")
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    assert!(made.iter().all(|ok| *ok), "the burst of 100 is allowed");
+    let refused = XmppRaw::register(&server, "one-more", "pw");
+    assert!(
+        is_error_for(&refused, "reg", "resource-constraint"),
+        "{}",
+        refused.to_xml()
+    );
+    let mut other = XmppRaw::connect_from(&server, Some(std::net::IpAddr::from([127, 0, 0, 3])));
+    other.send("<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>elsewhere</username><password>pw</password></query></iq>");
+    let answer = other.expect("registration", |e| e.get_attr("id") == Some("reg"));
+    assert_eq!(
+        answer.get_attr("type"),
+        Some("result"),
+        "{}",
+        answer.to_xml()
+    );
+}

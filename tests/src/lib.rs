@@ -917,7 +917,17 @@ impl XmppRaw {
 
     /// Signs in (SASL PLAIN and the stream restart), without binding.
     pub fn login_unbound(server: &Server, user: &str, password: &str) -> XmppRaw {
-        let mut raw = Self::connect(server);
+        Self::login_unbound_from(server, None, user, password)
+    }
+
+    /// [`XmppRaw::login_unbound`] from a chosen source address.
+    pub fn login_unbound_from(
+        server: &Server,
+        source: Option<std::net::IpAddr>,
+        user: &str,
+        password: &str,
+    ) -> XmppRaw {
+        let mut raw = Self::connect_from(server, source);
         let answer = raw.auth_plain(user, password);
         assert!(
             answer.as_ref().is_some_and(|e| e.name == "success"),

@@ -10,6 +10,7 @@
 //! - [`directory`]: profiles, user search, who is online, announcements.
 //! - [`muc`]: group rooms on `conference.<domain>` (XEP-0045 subset).
 //! - [`router`]: who is online and the per-session outbound queues.
+//! - [`throttle`]: slowing down password guessing and mass registration.
 
 pub mod directory;
 pub mod muc;
@@ -17,6 +18,7 @@ pub mod negotiate;
 pub mod presence;
 pub mod router;
 pub mod session;
+pub mod throttle;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -93,6 +95,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Whether in-band registration (XEP-0077) is open.
     pub registration: bool,
+    /// Registrations per source address per hour (0: unlimited); see
+    /// [`throttle`].
+    pub registrations_per_hour: u32,
     /// Bare JIDs allowed to send announcements to everyone online.
     pub admins: Vec<protocol::Jid>,
 }
@@ -108,6 +113,7 @@ impl ServerConfig {
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             registration: true,
+            registrations_per_hour: throttle::DEFAULT_REGISTRATIONS_PER_HOUR,
             admins: Vec::new(),
         }
     }
@@ -123,6 +129,8 @@ pub struct Shared {
     pub router: Router,
     /// Group rooms in memory.
     pub rooms: muc::Rooms,
+    /// Sign-in and registration throttles.
+    pub throttle: throttle::Throttle,
     next_id: AtomicU64,
     connections: Arc<Semaphore>,
     /// Offline messages queued to a session and not yet deleted: each goes
@@ -136,6 +144,7 @@ impl Shared {
         let storage = Storage::open(&config.data_dir)?;
         Ok(Arc::new(Shared {
             connections: Arc::new(Semaphore::new(config.max_connections)),
+            throttle: throttle::Throttle::new(config.registrations_per_hour),
             config,
             storage,
             router: Router::default(),

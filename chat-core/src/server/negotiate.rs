@@ -75,6 +75,8 @@ struct Neg<'a, T> {
     peer: SocketAddr,
     header_sent: bool,
     user: Option<String>,
+    /// The account the current SASL attempt names, for the throttle.
+    attempted: Option<String>,
     auth_failures: u32,
     bound: Option<(Jid, SessionHandle, OutboundTx, OutboundRx)>,
 }
@@ -96,6 +98,7 @@ pub async fn negotiate<T: ServerTransport>(
         peer,
         header_sent: false,
         user: None,
+        attempted: None,
         auth_failures: 0,
         bound: None,
     };
@@ -355,6 +358,14 @@ impl<T: ServerTransport> Neg<'_, T> {
 
     /// Runs one SASL exchange. `Ok(true)` on success.
     async fn sasl(&mut self, auth: Element) -> Result<bool, End> {
+        // Online password guessing: an address that keeps failing waits
+        // its turn, however many connections it opens (see throttle).
+        let wait = self.shared.throttle.attempt_wait(self.peer.ip());
+        if !wait.is_zero() {
+            tracing::debug!(peer = %self.peer, ?wait, "sign-in attempt throttled");
+            tokio::time::sleep(wait).await;
+        }
+        self.attempted = None;
         if self.starttls_required_now() {
             return self
                 .sasl_failure("encryption-required", "use STARTTLS first")
@@ -381,6 +392,7 @@ impl<T: ServerTransport> Neg<'_, T> {
                     self.send(&Element::new("success", ns::SASL)).await?;
                 }
                 tracing::info!(peer = %self.peer, user, mechanism = mech.name(), "authenticated");
+                self.shared.throttle.succeeded(&user);
                 self.user = Some(user);
                 Ok(true)
             }
@@ -389,7 +401,14 @@ impl<T: ServerTransport> Neg<'_, T> {
             }
             Err(e) => {
                 self.auth_failures += 1;
+                let hold = self
+                    .shared
+                    .throttle
+                    .failed(self.peer.ip(), self.attempted.as_deref());
                 tracing::info!(peer = %self.peer, mechanism = mech.name(), "authentication failed: {e}");
+                // The answer to a failed guess is held back; a correct
+                // password never waits for the account's count.
+                tokio::time::sleep(hold).await;
                 self.sasl_failure("not-authorized", &e.to_string()).await?;
                 if self.auth_failures >= MAX_AUTH_ATTEMPTS {
                     return Err(End::Error(
@@ -430,6 +449,7 @@ impl<T: ServerTransport> Neg<'_, T> {
         let Some(user) = normalize_user(&creds.username, self.domain()) else {
             return Ok(Err(SaslError::NotAuthorized));
         };
+        self.attempted = Some(user.clone());
         if !creds.authzid.is_empty() && creds.authzid != format!("{user}@{}", self.domain()) {
             return Ok(Err(SaslError::NotAuthorized));
         }
@@ -465,12 +485,13 @@ impl<T: ServerTransport> Neg<'_, T> {
                 }
             }
         }
-        let mut server = ScramServer::new(hash);
+        let mut server = ScramServer::new(hash, self.shared.storage.server_secret());
         let username = match server.handle_client_first(&initial) {
             Ok(u) => u,
             Err(e) => return Ok(Err(e)),
         };
         let user = normalize_user(&username, self.domain());
+        self.attempted.clone_from(&user);
         let stored = match &user {
             Some(u) => Self::credentials(self.shared, u).await?,
             None => None,
@@ -651,6 +672,17 @@ impl<T: ServerTransport> Neg<'_, T> {
                     iq,
                     StanzaErrorCondition::NotAuthorized,
                     "use STARTTLS first",
+                )
+                .await;
+        }
+        if iq.kind == IqType::Set && !self.shared.throttle.may_register(self.peer.ip()) {
+            // Mass registration (690 accounts a second before this limit).
+            tracing::warn!(peer = %self.peer, "registration refused: too many from this address");
+            return self
+                .reply_error(
+                    iq,
+                    StanzaErrorCondition::ResourceConstraint,
+                    "too many registrations from your address: try again later",
                 )
                 .await;
         }
