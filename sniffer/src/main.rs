@@ -232,6 +232,8 @@ fn run(cmd: Command) -> anyhow::Result<u8> {
                 common.export.clone(),
                 Box::new(print_finding(common.printer())),
             );
+            // Files of which no frame could be decoded (link type).
+            let mut undecodable = 0;
             for f in &files {
                 let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
                 let bar = (size > 16 << 20 && std::io::stderr().is_terminal()).then(|| {
@@ -244,7 +246,7 @@ fn run(cmd: Command) -> anyhow::Result<u8> {
                     );
                     b
                 });
-                let report = capture::read_file(
+                let read = capture::read_file(
                     f,
                     filter.as_deref(),
                     |link, ts, data| a.frame(link, ts, data),
@@ -253,13 +255,39 @@ fn run(cmd: Command) -> anyhow::Result<u8> {
                             b.set_position(n);
                         }
                     },
-                )?;
+                );
                 if let Some(b) = bar {
                     b.finish_and_clear();
+                }
+                let report = match read {
+                    Ok(r) => r,
+                    // Among several files, one of a link type we cannot
+                    // decode is skipped with a warning; see below.
+                    Err(e @ capture::CaptureError::UnsupportedLink { .. }) if files.len() > 1 => {
+                        eprintln!("sniffer: warning: {e}; skipped");
+                        undecodable += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if report.mixed_link && report.frames == 0 {
+                    undecodable += 1;
                 }
                 if let Some(d) = report.damaged {
                     eprintln!("sniffer: warning: {d}");
                 }
+            }
+            if undecodable == files.len() {
+                // Exit 2, not an empty summary: "0 connections" would read
+                // as "nothing leaked" when the sniffer could not look.
+                anyhow::bail!(
+                    "no frame of {} could be decoded (see the warnings above)",
+                    if files.len() == 1 {
+                        "the capture"
+                    } else {
+                        "any of the captures"
+                    }
+                );
             }
             a.finish();
             print_summary(&a, common.json);
