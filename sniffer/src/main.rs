@@ -101,7 +101,9 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Print the reassembled bytes of one TCP connection, both directions.
+    /// Print the reassembled bytes of one TCP connection, both directions:
+    /// as text, each line marked `>` (to the server) or `<` (to the client),
+    /// with control characters escaped.
     Follow {
         /// Capture file.
         file: PathBuf,
@@ -111,7 +113,8 @@ enum Command {
         /// Hex dump.
         #[arg(long, conflicts_with = "raw")]
         hex: bool,
-        /// The raw bytes, as they came.
+        /// The raw bytes, as they came, unescaped: for a file or a pipe, not
+        /// a terminal (the peer's escape sequences reach it as they are).
         #[arg(long)]
         raw: bool,
         #[command(flatten)]
@@ -399,15 +402,16 @@ fn follow(
                 out(&format!("===== {name} (from byte {offset}) ====="));
                 last_dir = Some(dir);
             }
-            let text: String = data
-                .iter()
-                .map(|&b| match b {
-                    b'\n' | b'\r' | b'\t' => (b as char).to_string(),
-                    b if b.is_ascii_graphic() || b == b' ' => (b as char).to_string(),
-                    b => format!("\\x{b:02x}"),
-                })
-                .collect();
-            out(&text);
+            // The stream's own lines are kept, but each starts with its
+            // direction's mark and everything else is escaped: the peer's
+            // bytes can neither drive the terminal (escape sequences, CR
+            // overwriting a line, bidi overrides) nor forge a `=====`
+            // direction banner or the other side's data with a newline.
+            let mark = if dir == Dir::ToServer { ">" } else { "<" };
+            let body = data.strip_suffix(b"\n").unwrap_or(data);
+            for line in body.split(|&b| b == b'\n') {
+                out(&format!("{mark} {}", report::escape_bytes(line)));
+            }
         }
     });
     {
