@@ -174,10 +174,20 @@ pub enum Finding {
         offered_size: Option<u64>,
         /// SHA-256 of what was recovered, hex.
         sha256: String,
+        /// The SHA-256 the sender offered (XEP-0300), hex.
+        offered_sha256: Option<String>,
+        /// Whether `sha256` is the offered one (`None`: none offered).
+        sha256_matches: Option<bool>,
         /// Where it was exported.
         path: Option<String>,
-        /// All offered bytes arrived.
+        /// All offered bytes arrived, every block in order.
         complete: bool,
+        /// Blocks that never arrived before later ones.
+        missing_blocks: u64,
+        /// Blocks that arrived more than once (the first copy is kept).
+        duplicate_blocks: u64,
+        /// Blocks that arrived early and were put back in `seq` order.
+        reordered_blocks: u64,
     },
     /// The connection switched to TLS after `<proceed/>`.
     TlsSwitch {
@@ -433,16 +443,46 @@ pub fn text(conn: ConnId, ts: f64, f: &Finding) -> String {
             name,
             size,
             sha256,
+            offered_sha256,
+            sha256_matches,
             path,
             complete,
+            missing_blocks,
+            duplicate_blocks,
+            reordered_blocks,
             ..
-        } => format!(
-            "FILE {name} {size} bytes sha256 {sha256}{}{}",
-            if *complete { "" } else { " (incomplete)" },
-            path.as_ref()
-                .map(|p| format!(" exported to {p}"))
-                .unwrap_or_default()
-        ),
+        } => {
+            let mut notes = Vec::new();
+            match (sha256_matches, offered_sha256) {
+                (Some(true), _) => notes.push("matches the offered hash".to_string()),
+                (Some(false), Some(o)) => notes.push(format!("MISMATCH: offered sha256 {o}")),
+                _ => {}
+            }
+            if !complete {
+                notes.push("incomplete".into());
+            }
+            for (n, what) in [
+                (missing_blocks, "missing"),
+                (duplicate_blocks, "duplicate, ignored"),
+                (reordered_blocks, "out of order, put back in order"),
+            ] {
+                if *n > 0 {
+                    let s = if *n == 1 { "" } else { "s" };
+                    notes.push(format!("{n} block{s} {what}"));
+                }
+            }
+            format!(
+                "FILE {name} {size} bytes sha256 {sha256}{}{}",
+                if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", notes.join("; "))
+                },
+                path.as_ref()
+                    .map(|p| format!(" exported to {p}"))
+                    .unwrap_or_default()
+            )
+        }
         Finding::TlsSwitch {
             to_server_offset,
             to_client_offset,
@@ -556,10 +596,18 @@ pub fn json(conn: ConnId, ts: f64, f: &Finding) -> Value {
             size,
             offered_size,
             sha256,
+            offered_sha256,
+            sha256_matches,
             path,
             complete,
+            missing_blocks,
+            duplicate_blocks,
+            reordered_blocks,
         } => json!({"sid": sid, "name": name, "size": size, "offered_size": offered_size,
-                    "sha256": sha256, "path": path, "complete": complete}),
+                    "sha256": sha256, "offered_sha256": offered_sha256,
+                    "sha256_matches": sha256_matches, "path": path, "complete": complete,
+                    "missing_blocks": missing_blocks, "duplicate_blocks": duplicate_blocks,
+                    "reordered_blocks": reordered_blocks}),
         Finding::TlsSwitch {
             to_server_offset,
             to_client_offset,
@@ -665,8 +713,13 @@ mod tests {
                 size: 1,
                 offered_size: None,
                 sha256: e(),
+                offered_sha256: o(),
+                sha256_matches: Some(false),
                 path: o(),
                 complete: true,
+                missing_blocks: 0,
+                duplicate_blocks: 0,
+                reordered_blocks: 0,
             },
             Finding::ClientHello {
                 sni: o(),
