@@ -11,7 +11,7 @@ use crate::decode::{self, DecodeError, LinkType};
 use crate::findings::Finding;
 use crate::reassembly::{ConnId, Dir, Event, Limits, Reassembler};
 use crate::tls::TlsConn;
-use crate::xmpp::{CarriedFile, XmppConn, sha256_hex};
+use crate::xmpp::{CarriedFile, XmppConn, hex};
 
 /// Bytes looked at before a direction that is neither XMPP nor TLS is
 /// given up on.
@@ -347,7 +347,7 @@ impl<'a> Analyzer<'a> {
     }
 
     fn file(&self, conn: ConnId, f: CarriedFile) -> Finding {
-        let sha256 = sha256_hex(&f.data);
+        let (sha256, sha256_matches) = f.sha256();
         let path = self.export.as_ref().and_then(|dir| export(dir, conn, &f));
         Finding::File {
             sid: f.sid,
@@ -355,8 +355,13 @@ impl<'a> Analyzer<'a> {
             size: f.data.len() as u64,
             offered_size: f.offered_size,
             sha256,
+            offered_sha256: f.offered_sha256.as_deref().map(hex),
+            sha256_matches,
             path,
             complete: f.complete,
+            missing_blocks: f.missing_blocks,
+            duplicate_blocks: f.duplicate_blocks,
+            reordered_blocks: f.reordered_blocks,
         }
     }
 

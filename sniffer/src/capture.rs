@@ -1,5 +1,18 @@
 //! Where frames come from: pcap and pcapng files, or a live interface, both
 //! through libpcap. Errors are one line saying what to do.
+//!
+//! A capture whose link type the decoder does not read (802.11, USER0, ...)
+//! is refused at once with [`CaptureError::UnsupportedLink`], naming the
+//! type and what is supported, instead of counting every frame as
+//! malformed: a sniffer that silently sees nothing looks like a capture with
+//! nothing in it.
+//!
+//! pcapng files may hold several interfaces with different link types.
+//! libpcap reads one link type per file, the first interface's: that one
+//! decides whether the file is supported, and when a later interface of
+//! another type begins, libpcap stops there. The frames before it are
+//! analysed and [`FileReport::damaged`] says, in one line, why the rest was
+//! not read and how to split the file ([`FileReport::mixed_link`] is set).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,6 +56,19 @@ pub enum CaptureError {
         /// libpcap's words.
         msg: String,
     },
+    /// The capture's link type is not one [`crate::decode`] reads.
+    #[error(
+        "{input}: link type {linktype} ({name}) is not supported; the sniffer reads {}",
+        crate::decode::SUPPORTED_LINK_TYPES
+    )]
+    UnsupportedLink {
+        /// The file, or `interface NAME`.
+        input: String,
+        /// The pcap link-type number.
+        linktype: i32,
+        /// libpcap's name and description of it.
+        name: String,
+    },
     /// Any other libpcap failure.
     #[error("capture failed on {iface}: {msg}")]
     Live {
@@ -53,6 +79,36 @@ pub enum CaptureError {
     },
 }
 
+/// libpcap's name for a link type (`IEEE802_11, 802.11`). libpcap leaves
+/// the private-use types 147 to 162 unnamed; they are named here.
+fn link_name(n: i32) -> String {
+    let l = pcap::Linktype(n);
+    match (l.get_name(), l.get_description()) {
+        (Ok(name), Ok(d)) if d != name => format!("{name}, {d}"),
+        (Ok(name), _) => name,
+        _ if (147..=162).contains(&n) => format!("USER{}, private use", n - 147),
+        _ => "unknown to libpcap".into(),
+    }
+}
+
+/// Refuses a capture whose link type cannot be decoded.
+fn check_link(input: impl FnOnce() -> String, dlt: i32) -> Result<LinkType, CaptureError> {
+    let link = LinkType::from_linktype(dlt);
+    if link.is_supported() {
+        Ok(link)
+    } else {
+        Err(CaptureError::UnsupportedLink {
+            input: input(),
+            linktype: dlt,
+            name: link_name(dlt),
+        })
+    }
+}
+
+/// The words libpcap (1.x, `sf-pcapng.c`) stops a pcapng file with when an
+/// interface's link type differs from the first interface's.
+const PCAPNG_MIXED_LINK: &str = "different from the type of the first interface";
+
 fn ts_of(h: &pcap::PacketHeader) -> f64 {
     h.ts.tv_sec as f64 + h.ts.tv_usec as f64 / 1e6
 }
@@ -62,9 +118,12 @@ fn ts_of(h: &pcap::PacketHeader) -> f64 {
 pub struct FileReport {
     /// Frames read.
     pub frames: u64,
-    /// Set when the file ended in the middle of a frame or was damaged:
-    /// what was read before still counts.
+    /// Set when the file ended in the middle of a frame or was damaged, or
+    /// a pcapng interface of another link type began: what was read before
+    /// still counts.
     pub damaged: Option<String>,
+    /// Reading stopped at a pcapng interface of another link type.
+    pub mixed_link: bool,
 }
 
 /// Reads every frame of a pcap or pcapng file, in order, calling `f` with
@@ -87,7 +146,8 @@ pub fn read_file(
             msg: e.to_string(),
         })?;
     }
-    let link = LinkType::from_linktype(cap.get_datalink().0);
+    let dlt = cap.get_datalink().0;
+    let link = check_link(|| path.display().to_string(), dlt)?;
     let mut report = FileReport::default();
     let mut read = 24u64;
     loop {
@@ -101,6 +161,16 @@ pub fn read_file(
                 }
             }
             Err(pcap::Error::NoMorePackets) => break,
+            Err(e) if e.to_string().contains(PCAPNG_MIXED_LINK) => {
+                report.mixed_link = true;
+                report.damaged = Some(format!(
+                    "{}: read stopped after {} frames, where an interface of another link type begins ({e}): libpcap reads only the first interface's type, {dlt} ({}); split the file per interface (tshark -r FILE -Y 'frame.interface_id == N' -w PART.pcapng) to read the rest",
+                    path.display(),
+                    report.frames,
+                    link_name(dlt),
+                ));
+                break;
+            }
             Err(e) => {
                 report.damaged = Some(format!(
                     "{}: damaged or cut short after {} frames ({e}); the frames before were analysed",
@@ -175,7 +245,9 @@ pub fn open_live(
         })?),
         None => None,
     };
-    let link = LinkType::from_linktype(cap.get_datalink().0);
+    // Before any frame: a monitor-mode Wi-Fi interface (802.11, radiotap)
+    // would otherwise show nothing but malformed frames.
+    let link = check_link(|| format!("interface {iface}"), cap.get_datalink().0)?;
     Ok(Live {
         cap,
         save,
@@ -278,5 +350,100 @@ mod tests {
         let r = read_file(&cut, None, |_, _, _| seen += 1, |_| {}).unwrap();
         assert_eq!((r.frames, seen), (1, 1));
         assert!(r.damaged.unwrap().contains("cut short after 1 frames"));
+    }
+
+    /// A pcapng block: type, body padded to 4 bytes, length at both ends.
+    fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+        let mut body = body.to_vec();
+        body.resize(body.len().next_multiple_of(4), 0);
+        let len = (12 + body.len()) as u32;
+        let mut b = kind.to_le_bytes().to_vec();
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(&body);
+        b.extend_from_slice(&len.to_le_bytes());
+        b
+    }
+
+    /// A pcapng file: for each `(frames, link type)` of `links`, an
+    /// interface of that type followed by that many copies of `frame`.
+    fn pcapng(links: &[(usize, u16)], frame: &[u8]) -> Vec<u8> {
+        // Section header: byte-order magic, version 1.0, unknown length.
+        let mut shb = 0x1a2b_3c4d_u32.to_le_bytes().to_vec();
+        shb.extend_from_slice(&[1, 0, 0, 0]);
+        shb.extend_from_slice(&(-1i64).to_le_bytes());
+        let mut f = block(0x0a0d_0d0a, &shb);
+        for (interface, &(frames, link)) in (0u32..).zip(links) {
+            let mut idb = link.to_le_bytes().to_vec();
+            idb.extend_from_slice(&[0, 0, 0xff, 0xff, 0, 0]);
+            f.extend(block(1, &idb));
+            for _ in 0..frames {
+                let mut epb = interface.to_le_bytes().to_vec();
+                epb.extend_from_slice(&[0; 8]);
+                epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+                epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+                epb.extend_from_slice(frame);
+                f.extend(block(6, &epb));
+            }
+        }
+        f
+    }
+
+    #[test]
+    fn an_unsupported_link_type_is_one_clear_error_naming_it() {
+        let d = tempfile::tempdir().unwrap();
+        let frame = [0u8; 40];
+        // Classic pcap, link type 147 (USER0).
+        let mut pcap = vec![
+            0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 147, 0,
+            0, 0,
+        ];
+        pcap.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 40, 0, 0, 0, 40, 0, 0, 0]);
+        pcap.extend_from_slice(&frame);
+        let user0 = d.path().join("user0.pcap");
+        std::fs::write(&user0, &pcap).unwrap();
+        // pcapng, 802.11 (105), then an Ethernet interface it never reaches.
+        let wifi = d.path().join("wifi.pcapng");
+        std::fs::write(&wifi, pcapng(&[(2, 105), (1, 1)], &frame)).unwrap();
+        for (file, n, name) in [(&user0, 147, "USER0"), (&wifi, 105, "802.11")] {
+            let mut seen = 0;
+            let e = read_file(file, None, |_, _, _| seen += 1, |_| {}).unwrap_err();
+            assert!(
+                matches!(e, CaptureError::UnsupportedLink { linktype, .. } if linktype == n),
+                "{e:?}"
+            );
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("link type {n} (")) && msg.contains(name),
+                "{msg}"
+            );
+            assert!(msg.contains("Ethernet (1)") && !msg.contains('\n'), "{msg}");
+            assert_eq!(seen, 0, "no frame is handed on");
+        }
+    }
+
+    #[test]
+    fn a_pcapng_interface_of_another_link_type_stops_reading_with_a_clear_line() {
+        let d = tempfile::tempdir().unwrap();
+        let frame = crate::decode::build::ethernet_tcp(
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            1,
+            Default::default(),
+            b"x",
+        );
+        let mixed = d.path().join("mixed.pcapng");
+        // Two Ethernet frames, then a USER0 interface and its frame.
+        std::fs::write(&mixed, pcapng(&[(2, 1), (1, 147)], &frame)).unwrap();
+        let mut seen = 0;
+        let r = read_file(&mixed, None, |_, _, _| seen += 1, |_| {}).unwrap();
+        assert_eq!((r.frames, seen), (2, 2));
+        assert!(r.mixed_link);
+        let msg = r.damaged.unwrap();
+        assert!(
+            msg.contains("after 2 frames")
+                && msg.contains("another link type")
+                && msg.contains("type 147"),
+            "{msg}"
+        );
     }
 }

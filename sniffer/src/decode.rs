@@ -30,7 +30,17 @@ pub enum LinkType {
     Unknown(i32),
 }
 
+/// The link types [`decode`] reads, for people: named in the one-line
+/// error a capture of any other type gets (see `capture`), which is better
+/// than counting each of its frames as malformed.
+pub const SUPPORTED_LINK_TYPES: &str = "Ethernet (1), BSD loopback (0), OpenBSD loopback (108), raw IP (101, 12, 14, 228, 229), Linux cooked capture (113, 276)";
+
 impl LinkType {
+    /// Whether [`decode`] reads frames of this type.
+    pub fn is_supported(self) -> bool {
+        !matches!(self, LinkType::Unknown(_))
+    }
+
     /// From the pcap link-type number.
     pub fn from_linktype(n: i32) -> Self {
         match n {
@@ -280,6 +290,21 @@ mod tests {
         let s = decode(LinkType::Ethernet, &f).unwrap();
         assert_eq!(s.src, addr("[::1]:40000"));
         assert_eq!((s.seq, s.fin, s.payload), (7, true, &b"hi"[..]));
+    }
+
+    #[test]
+    fn the_supported_list_names_exactly_the_decoded_link_types() {
+        let listed: Vec<i32> = SUPPORTED_LINK_TYPES
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        for n in 0..=300 {
+            assert_eq!(
+                LinkType::from_linktype(n).is_supported(),
+                listed.contains(&n),
+                "link type {n}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,14 @@
 //! What the sniffer learned, one [`Finding`] at a time, and how each is
 //! shown: one line of text for the projector, one JSON object for scripts.
+//!
+//! Nearly every string in a finding was written by someone on the network
+//! (bodies, statuses, JIDs, roster names, file names, SNI, error texts), so
+//! the text form escapes the whole line with [`protocol::display`]: a peer
+//! cannot clear the projector's screen, write its clipboard (OSC 52), retitle
+//! its window, flip text with a bidi override, or forge a finding line with a
+//! newline. The JSON form keeps every string exact; JSON escapes controls.
 
+use protocol::display::Safe;
 use serde_json::{Value, json};
 
 use crate::reassembly::{ConnId, Dir};
@@ -166,10 +174,20 @@ pub enum Finding {
         offered_size: Option<u64>,
         /// SHA-256 of what was recovered, hex.
         sha256: String,
+        /// The SHA-256 the sender offered (XEP-0300), hex.
+        offered_sha256: Option<String>,
+        /// Whether `sha256` is the offered one (`None`: none offered).
+        sha256_matches: Option<bool>,
         /// Where it was exported.
         path: Option<String>,
-        /// All offered bytes arrived.
+        /// All offered bytes arrived, every block in order.
         complete: bool,
+        /// Blocks that never arrived before later ones.
+        missing_blocks: u64,
+        /// Blocks that arrived more than once (the first copy is kept).
+        duplicate_blocks: u64,
+        /// Blocks that arrived early and were put back in `seq` order.
+        reordered_blocks: u64,
     },
     /// The connection switched to TLS after `<proceed/>`.
     TlsSwitch {
@@ -318,7 +336,8 @@ fn when(stamp: &Option<String>, ts: f64) -> String {
         .unwrap_or_else(|| protocol::datetime::xmpp_datetime(ts as i64))
 }
 
-/// A finding of connection `conn` captured at `ts`, as one line of text.
+/// A finding of connection `conn` captured at `ts`, as one line of text,
+/// safe to print on a terminal.
 pub fn text(conn: ConnId, ts: f64, f: &Finding) -> String {
     let body = match f {
         Finding::Connection {
@@ -424,16 +443,46 @@ pub fn text(conn: ConnId, ts: f64, f: &Finding) -> String {
             name,
             size,
             sha256,
+            offered_sha256,
+            sha256_matches,
             path,
             complete,
+            missing_blocks,
+            duplicate_blocks,
+            reordered_blocks,
             ..
-        } => format!(
-            "FILE {name} {size} bytes sha256 {sha256}{}{}",
-            if *complete { "" } else { " (incomplete)" },
-            path.as_ref()
-                .map(|p| format!(" exported to {p}"))
-                .unwrap_or_default()
-        ),
+        } => {
+            let mut notes = Vec::new();
+            match (sha256_matches, offered_sha256) {
+                (Some(true), _) => notes.push("matches the offered hash".to_string()),
+                (Some(false), Some(o)) => notes.push(format!("MISMATCH: offered sha256 {o}")),
+                _ => {}
+            }
+            if !complete {
+                notes.push("incomplete".into());
+            }
+            for (n, what) in [
+                (missing_blocks, "missing"),
+                (duplicate_blocks, "duplicate, ignored"),
+                (reordered_blocks, "out of order, put back in order"),
+            ] {
+                if *n > 0 {
+                    let s = if *n == 1 { "" } else { "s" };
+                    notes.push(format!("{n} block{s} {what}"));
+                }
+            }
+            format!(
+                "FILE {name} {size} bytes sha256 {sha256}{}{}",
+                if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", notes.join("; "))
+                },
+                path.as_ref()
+                    .map(|p| format!(" exported to {p}"))
+                    .unwrap_or_default()
+            )
+        }
         Finding::TlsSwitch {
             to_server_offset,
             to_client_offset,
@@ -479,7 +528,11 @@ pub fn text(conn: ConnId, ts: f64, f: &Finding) -> String {
             format!("{} stream error {condition}", arrow(*dir))
         }
     };
-    format!("#{conn} {body}")
+    // Escaped once, here, for every field at once: the fixed words hold no
+    // control character or backslash, so only peer text changes, and a
+    // field added later cannot be forgotten. Stops terminal injection (escape
+    // sequences, OSC 52, bidi overrides) and forged lines (embedded newlines).
+    format!("#{conn} {}", Safe(&body))
 }
 
 /// A finding of connection `conn`, as one JSON object with a `type`.
@@ -543,10 +596,18 @@ pub fn json(conn: ConnId, ts: f64, f: &Finding) -> Value {
             size,
             offered_size,
             sha256,
+            offered_sha256,
+            sha256_matches,
             path,
             complete,
+            missing_blocks,
+            duplicate_blocks,
+            reordered_blocks,
         } => json!({"sid": sid, "name": name, "size": size, "offered_size": offered_size,
-                    "sha256": sha256, "path": path, "complete": complete}),
+                    "sha256": sha256, "offered_sha256": offered_sha256,
+                    "sha256_matches": sha256_matches, "path": path, "complete": complete,
+                    "missing_blocks": missing_blocks, "duplicate_blocks": duplicate_blocks,
+                    "reordered_blocks": reordered_blocks}),
         Finding::TlsSwitch {
             to_server_offset,
             to_client_offset,
@@ -588,4 +649,152 @@ pub fn json(conn: ConnId, ts: f64, f: &Finding) -> Value {
         m.insert("ts".into(), json!(ts));
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::display::is_unsafe_char;
+
+    /// Clear screen, OSC 52 clipboard write, window title, BEL, backspace,
+    /// a C1 CSI, a bidi override, and a forged finding line.
+    const EVIL: &str = "\x1b[2J\x1b]52;c;cGF5\x07\x1b]0;pwned\x07\x08\u{9b}\u{202e}txt.exe\r\n#0 CREDENTIAL sasl-plain user=admin password=forged";
+
+    fn every_string_finding() -> Vec<Finding> {
+        let e = || EVIL.to_string();
+        let o = || Some(EVIL.to_string());
+        vec![
+            Finding::Stream {
+                dir: Dir::ToServer,
+                to: o(),
+                from: o(),
+            },
+            Finding::Features {
+                starttls: false,
+                starttls_required: false,
+                mechanisms: vec![e()],
+                registration: false,
+            },
+            Finding::Credential {
+                kind: "sasl-plain",
+                user: e(),
+                password: o(),
+                detail: o(),
+                note: "n",
+            },
+            Finding::BoundJid { jid: e() },
+            Finding::Contact {
+                jid: e(),
+                subscription: o(),
+                name: o(),
+            },
+            Finding::Subscription {
+                from: o(),
+                to: o(),
+                kind: e(),
+            },
+            Finding::Presence {
+                from: o(),
+                to: o(),
+                available: true,
+                show: o(),
+                status: o(),
+            },
+            Finding::Message {
+                from: o(),
+                to: o(),
+                kind: e(),
+                body: e(),
+                stamp: o(),
+            },
+            Finding::File {
+                sid: e(),
+                name: e(),
+                size: 1,
+                offered_size: None,
+                sha256: e(),
+                offered_sha256: o(),
+                sha256_matches: Some(false),
+                path: o(),
+                complete: true,
+                missing_blocks: 0,
+                duplicate_blocks: 0,
+                reordered_blocks: 0,
+            },
+            Finding::ClientHello {
+                sni: o(),
+                alpn: vec![e()],
+                versions: vec![e()],
+                ciphers: vec![e()],
+                groups: vec![e()],
+            },
+            Finding::ServerHello {
+                version: e(),
+                cipher: e(),
+            },
+            Finding::Alert {
+                dir: Dir::ToClient,
+                text: e(),
+            },
+            Finding::Malformed {
+                dir: Dir::ToClient,
+                what: e(),
+            },
+            Finding::StreamError {
+                dir: Dir::ToClient,
+                condition: e(),
+            },
+        ]
+    }
+
+    #[test]
+    fn text_lines_escape_every_peer_string() {
+        for f in every_string_finding() {
+            let line = text(7, 0.0, &f);
+            assert!(
+                !line.chars().any(is_unsafe_char),
+                "{} printed a control character: {line:?}",
+                f.kind()
+            );
+            assert!(line.starts_with("#7 "), "{line:?}");
+            // The forged line stays inside this one, visibly escaped.
+            if line.contains("CREDENTIAL sasl-plain user=admin") {
+                assert!(line.contains("\\r\\n#0 CREDENTIAL"), "{line:?}");
+            }
+        }
+        let m = text(
+            0,
+            0.0,
+            &Finding::Message {
+                from: None,
+                to: None,
+                kind: "chat".into(),
+                body: "a\x1b[2Jb".into(),
+                stamp: Some("s".into()),
+            },
+        );
+        assert_eq!(m, "#0 MESSAGE chat ? -> ? at s: a\\u{1b}[2Jb");
+    }
+
+    #[test]
+    fn json_keeps_peer_strings_exact() {
+        for f in every_string_finding() {
+            let v = json(1, 0.0, &f);
+            let back: Value = serde_json::from_str(&v.to_string()).unwrap();
+            assert_eq!(back, v);
+            assert!(v.to_string().contains("\\u001b[2J"), "{v}");
+        }
+        let v = json(
+            1,
+            0.0,
+            &Finding::Message {
+                from: None,
+                to: None,
+                kind: "chat".into(),
+                body: EVIL.into(),
+                stamp: None,
+            },
+        );
+        assert_eq!(v["body"], EVIL);
+    }
 }

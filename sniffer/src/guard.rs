@@ -77,6 +77,9 @@ pub struct Guard {
     pub bytes: u64,
 }
 
+/// The context around a hit, as printable ASCII: it is peer bytes, and it
+/// goes to a terminal or a CI log, where an escape sequence or a newline in
+/// it would rewrite the screen or forge a log line (terminal injection).
 fn printable(b: &[u8]) -> String {
     b.iter()
         .map(|&c| {

@@ -101,7 +101,9 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Print the reassembled bytes of one TCP connection, both directions.
+    /// Print the reassembled bytes of one TCP connection, both directions:
+    /// as text, each line marked `>` (to the server) or `<` (to the client),
+    /// with control characters escaped.
     Follow {
         /// Capture file.
         file: PathBuf,
@@ -111,7 +113,8 @@ enum Command {
         /// Hex dump.
         #[arg(long, conflicts_with = "raw")]
         hex: bool,
-        /// The raw bytes, as they came.
+        /// The raw bytes, as they came, unescaped: for a file or a pipe, not
+        /// a terminal (the peer's escape sequences reach it as they are).
         #[arg(long)]
         raw: bool,
         #[command(flatten)]
@@ -232,6 +235,8 @@ fn run(cmd: Command) -> anyhow::Result<u8> {
                 common.export.clone(),
                 Box::new(print_finding(common.printer())),
             );
+            // Files of which no frame could be decoded (link type).
+            let mut undecodable = 0;
             for f in &files {
                 let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
                 let bar = (size > 16 << 20 && std::io::stderr().is_terminal()).then(|| {
@@ -244,7 +249,7 @@ fn run(cmd: Command) -> anyhow::Result<u8> {
                     );
                     b
                 });
-                let report = capture::read_file(
+                let read = capture::read_file(
                     f,
                     filter.as_deref(),
                     |link, ts, data| a.frame(link, ts, data),
@@ -253,13 +258,39 @@ fn run(cmd: Command) -> anyhow::Result<u8> {
                             b.set_position(n);
                         }
                     },
-                )?;
+                );
                 if let Some(b) = bar {
                     b.finish_and_clear();
+                }
+                let report = match read {
+                    Ok(r) => r,
+                    // Among several files, one of a link type we cannot
+                    // decode is skipped with a warning; see below.
+                    Err(e @ capture::CaptureError::UnsupportedLink { .. }) if files.len() > 1 => {
+                        eprintln!("sniffer: warning: {e}; skipped");
+                        undecodable += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if report.mixed_link && report.frames == 0 {
+                    undecodable += 1;
                 }
                 if let Some(d) = report.damaged {
                     eprintln!("sniffer: warning: {d}");
                 }
+            }
+            if undecodable == files.len() {
+                // Exit 2, not an empty summary: "0 connections" would read
+                // as "nothing leaked" when the sniffer could not look.
+                anyhow::bail!(
+                    "no frame of {} could be decoded (see the warnings above)",
+                    if files.len() == 1 {
+                        "the capture"
+                    } else {
+                        "any of the captures"
+                    }
+                );
             }
             a.finish();
             print_summary(&a, common.json);
@@ -371,15 +402,16 @@ fn follow(
                 out(&format!("===== {name} (from byte {offset}) ====="));
                 last_dir = Some(dir);
             }
-            let text: String = data
-                .iter()
-                .map(|&b| match b {
-                    b'\n' | b'\r' | b'\t' => (b as char).to_string(),
-                    b if b.is_ascii_graphic() || b == b' ' => (b as char).to_string(),
-                    b => format!("\\x{b:02x}"),
-                })
-                .collect();
-            out(&text);
+            // The stream's own lines are kept, but each starts with its
+            // direction's mark and everything else is escaped: the peer's
+            // bytes can neither drive the terminal (escape sequences, CR
+            // overwriting a line, bidi overrides) nor forge a `=====`
+            // direction banner or the other side's data with a newline.
+            let mark = if dir == Dir::ToServer { ">" } else { "<" };
+            let body = data.strip_suffix(b"\n").unwrap_or(data);
+            for line in body.split(|&b| b == b'\n') {
+                out(&format!("{mark} {}", report::escape_bytes(line)));
+            }
         }
     });
     {

@@ -1,8 +1,17 @@
-//! Output: findings as they come (a line each, or JSON lines), and the
-//! summary table of what leaked, per connection.
+//! Output: findings as they come (a line each, or JSON lines), the summary
+//! table of what leaked, per connection, and a connection's bytes made safe
+//! to print ([`escape_bytes`], for `follow`).
+//!
+//! Text output escapes whatever came from the network with
+//! [`protocol::display`] (see [`crate::findings`]): the table's cells too,
+//! since a cell with a newline or an escape sequence would break or rewrite
+//! the table on the projector.
+
+use std::fmt::Write as _;
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Table};
+use protocol::display::Safe;
 use serde_json::json;
 
 use crate::analyze::{ConnSummary, Stats};
@@ -30,6 +39,27 @@ impl Printer {
             println!("{}", findings::text(conn, ts, f));
         }
     }
+}
+
+/// A table cell of text that may come from the network, escaped.
+fn cell(text: &str) -> Cell {
+    Cell::new(Safe(text))
+}
+
+/// `data` (a run of a TCP stream, any bytes) as terminal-safe text: valid
+/// UTF-8 shown as text with [`Safe`] escapes for controls and bidi
+/// characters, each invalid byte as `\xNN`. A backslash in the data is
+/// doubled, so every escape on screen is unambiguous. Line feeds are
+/// escaped too; a caller that keeps the stream's lines splits on them first.
+pub fn escape_bytes(data: &[u8]) -> String {
+    let mut s = String::with_capacity(data.len());
+    for chunk in data.utf8_chunks() {
+        let _ = write!(s, "{}", Safe(chunk.valid()));
+        for b in chunk.invalid() {
+            let _ = write!(s, "\\x{b:02x}");
+        }
+    }
+    s
 }
 
 /// The summary: one row per connection, then the totals; as JSON, one
@@ -72,8 +102,8 @@ pub fn summary(
     for r in &rows {
         let mut row = vec![
             Cell::new(r.id),
-            Cell::new(format!("{} -> {}", r.client, r.server)),
-            Cell::new(&r.protocol),
+            cell(&format!("{} -> {}", r.client, r.server)),
+            cell(&r.protocol),
             Cell::new(if r.tls { "yes" } else { "NO" }),
         ];
         for (i, c) in Category::ALL.iter().enumerate() {
@@ -108,4 +138,44 @@ pub fn summary(
             .join(", ")
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::display::is_unsafe_char;
+
+    #[test]
+    fn table_cells_are_escaped() {
+        let row = ConnSummary {
+            id: 0,
+            client: "127.0.0.1:1".parse().unwrap(),
+            server: "127.0.0.1:2".parse().unwrap(),
+            protocol: "XMPP\x1b[2J\n\u{202e}forged row".into(),
+            tls: false,
+            counts: [0; 6],
+            bytes: 0,
+        };
+        let t = summary(&[row], &[0; 6], &Stats::default(), 1, 0, false);
+        assert!(!t.chars().any(|c| c != '\n' && is_unsafe_char(c)), "{t}");
+        // Header, one row, the frame, the totals line: no extra line.
+        assert_eq!(t.lines().count(), 6, "{t}");
+        assert!(t.contains("XMPP\\u{1b}[2J\\n\\u{202e}forged row"), "{t}");
+    }
+
+    #[test]
+    fn stream_bytes_are_escaped_and_invalid_utf8_shown_as_hex() {
+        assert_eq!(escape_bytes(b"<body>hi</body>"), "<body>hi</body>");
+        assert_eq!(
+            escape_bytes(b"a\x1b]52;c;x\x07\r\n\\n\xff\x16\x03"),
+            "a\\u{1b}]52;c;x\\u{7}\\r\\n\\\\n\\xff\\u{16}\\u{3}"
+        );
+        // U+202E and U+009B arrive as UTF-8: escaped as characters.
+        assert_eq!(
+            escape_bytes("w\u{f6}rld \u{202e}txt \u{9b}".as_bytes()),
+            "w\u{f6}rld \\u{202e}txt \\u{9b}"
+        );
+        // A multibyte character cut by a segment boundary: its bytes.
+        assert_eq!(escape_bytes(&"\u{f6}".as_bytes()[..1]), "\\xc3");
+    }
 }

@@ -4,8 +4,15 @@
 //!
 //! Nothing here needs our chat: any XMPP client and server (Prosody,
 //! slixmpp, ...) leak the same things when they talk without TLS.
+//!
+//! Files sent in-band (XEP-0047 blocks, offered with XEP-0096 and an
+//! XEP-0300 hash) are rebuilt in `seq` order, not arrival order: a block
+//! that arrives early waits for the ones before it, missing and duplicate
+//! blocks are counted, and the caller compares the result with the offered
+//! SHA-256. Otherwise a sender (or someone injecting stanzas) could have the
+//! sniffer report a file it never sent as complete.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -24,6 +31,12 @@ pub const MAX_FILE_BYTES: usize = 64 * 1024 * 1024;
 /// stream of offers (or data for made-up stream ids) would grow the table
 /// without end.
 pub const MAX_OPEN_FILES: usize = 16;
+
+/// Bytes charged against [`MAX_FILE_BYTES`] for each in-band block held
+/// back because it came before its turn, on top of its data: its map entry
+/// and allocation. Without it, a flood of empty blocks with distinct `seq`
+/// numbers would cost memory while counting as nothing.
+pub const EARLY_BLOCK_COST: usize = 64;
 
 /// Where a connection switched to TLS: what each direction's parser had
 /// consumed, and the bytes already fed that belong to TLS.
@@ -44,9 +57,110 @@ pub struct Switch {
 struct File {
     name: String,
     offered_size: Option<u64>,
+    /// The SHA-256 offered (XEP-0300), decoded; empty if it was not base64.
+    offered_sha256: Option<Vec<u8>>,
+    /// The blocks taken so far, in `seq` order.
     data: Vec<u8>,
+    /// Number of the next block due, counted from 0 without wrapping: its
+    /// `seq` is this modulo 65536.
+    next: u64,
+    /// Blocks that came before their turn, by number.
+    early: BTreeMap<u64, Vec<u8>>,
+    /// What `early` costs, [`EARLY_BLOCK_COST`] included.
+    early_cost: usize,
+    /// Block numbers never seen (known once the transfer is over).
+    missing: u64,
+    /// Blocks seen again after they were taken or while they waited.
+    duplicates: u64,
+    /// Blocks that came before one they follow.
+    reordered: u64,
     truncated: bool,
     done: bool,
+}
+
+impl File {
+    /// Bytes held, as charged against [`MAX_FILE_BYTES`].
+    fn held(&self) -> usize {
+        self.data.len() + self.early_cost
+    }
+
+    /// Takes the block numbered `seq`, holding at most `room` more bytes.
+    fn block(&mut self, seq: u16, bytes: Vec<u8>, room: usize) {
+        // Distance from the block due, in a sequence space that wraps from
+        // 65535 to 0 (XEP-0047 2.2): behind it is a block already taken.
+        let ahead = seq.wrapping_sub(self.next as u16) as i16;
+        if ahead < 0 {
+            self.duplicates += 1;
+            return;
+        }
+        if ahead == 0 {
+            if bytes.len() <= room {
+                self.data.extend_from_slice(&bytes);
+            } else {
+                self.truncated = true;
+            }
+            self.next += 1;
+            // The blocks it was holding up.
+            while let Some(e) = self.early.first_entry()
+                && *e.key() == self.next
+            {
+                let b = e.remove();
+                self.early_cost -= b.len() + EARLY_BLOCK_COST;
+                self.data.extend_from_slice(&b);
+                self.next += 1;
+            }
+            return;
+        }
+        let at = self.next + ahead as u64;
+        if self.early.contains_key(&at) {
+            // Keep the first copy, as a receiver that takes a block once.
+            self.duplicates += 1;
+            return;
+        }
+        // Held back within the same bound as the file itself: a sender
+        // that never sends block 0 cannot make the sniffer buffer more.
+        let cost = bytes.len() + EARLY_BLOCK_COST;
+        if cost > room {
+            self.truncated = true;
+            return;
+        }
+        self.reordered += 1;
+        self.early_cost += cost;
+        self.early.insert(at, bytes);
+    }
+
+    /// The transfer is over: blocks still waiting are taken in order, and
+    /// the numbers before them that never came are counted missing.
+    fn finish(&mut self) {
+        for (at, b) in std::mem::take(&mut self.early) {
+            self.missing += at - self.next;
+            self.data.extend_from_slice(&b);
+            self.next = at + 1;
+        }
+        self.early_cost = 0;
+    }
+
+    /// What the caller reports.
+    fn carried(mut self, sid: String, closed: bool) -> CarriedFile {
+        self.finish();
+        let complete = closed
+            && !self.truncated
+            && self.missing == 0
+            && self
+                .offered_size
+                .is_none_or(|s| s == self.data.len() as u64);
+        CarriedFile {
+            sid,
+            name: self.name,
+            offered_size: self.offered_size,
+            offered_sha256: self.offered_sha256,
+            data: self.data,
+            complete,
+            missing_blocks: self.missing,
+            duplicate_blocks: self.duplicates,
+            reordered_blocks: self.reordered,
+        }
+    }
 }
 
 /// A file recovered from In-Band Bytestreams.
@@ -58,10 +172,20 @@ pub struct CarriedFile {
     pub name: String,
     /// The size the sender offered.
     pub offered_size: Option<u64>,
-    /// The bytes recovered.
+    /// The SHA-256 the sender offered (XEP-0300), decoded; empty when it
+    /// was not valid base64.
+    pub offered_sha256: Option<Vec<u8>>,
+    /// The bytes recovered, in block order.
     pub data: Vec<u8>,
-    /// Every offered byte arrived and the stream was closed.
+    /// The stream was closed, no block was missing or dropped, and the
+    /// offered size (if any) matches.
     pub complete: bool,
+    /// Block numbers that never arrived before later ones.
+    pub missing_blocks: u64,
+    /// Blocks that arrived more than once (the first copy is kept).
+    pub duplicate_blocks: u64,
+    /// Blocks that arrived before one they follow, and were put in order.
+    pub reordered_blocks: u64,
 }
 
 /// A SCRAM exchange being watched.
@@ -114,12 +238,27 @@ fn scram_attr<'a>(msg: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
 }
 
+/// Bytes as lowercase hex.
+pub fn hex(data: &[u8]) -> String {
+    data.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// SHA-256 as hex.
 pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(data))
+}
+
+impl CarriedFile {
+    /// SHA-256 of the recovered bytes, hex, and whether it is the one
+    /// offered (`None`: no SHA-256 was offered).
+    pub fn sha256(&self) -> (String, Option<bool>) {
+        let digest = Sha256::digest(&self.data);
+        let matches = self
+            .offered_sha256
+            .as_deref()
+            .map(|o| o == digest.as_slice());
+        (hex(&digest), matches)
+    }
 }
 
 impl XmppConn {
@@ -346,11 +485,18 @@ impl XmppConn {
                         if self.files.len() >= MAX_OPEN_FILES {
                             continue;
                         }
+                        let offered_sha256 = file
+                            .elements()
+                            .find(|h| {
+                                h.is("hash", ns::HASHES) && h.get_attr("algo") == Some("sha-256")
+                            })
+                            .map(|h| B64.decode(h.text_content().trim()).unwrap_or_default());
                         self.files.insert(
                             sid.to_string(),
                             File {
                                 name: file.get_attr("name").unwrap_or("file").to_string(),
                                 offered_size: file.get_attr("size").and_then(|s| s.parse().ok()),
+                                offered_sha256,
                                 ..Default::default()
                             },
                         );
@@ -361,17 +507,17 @@ impl XmppConn {
                     if !self.files.contains_key(&sid) && self.files.len() >= MAX_OPEN_FILES {
                         continue;
                     }
-                    let held: usize = self.files.values().map(|f| f.data.len()).sum();
+                    let room = MAX_FILE_BYTES.saturating_sub(self.held());
                     let f = self.files.entry(sid).or_insert_with(|| File {
                         name: "unnamed".into(),
                         ..Default::default()
                     });
-                    if let Ok(bytes) = B64.decode(q.text_content().trim()) {
-                        if held + bytes.len() <= MAX_FILE_BYTES {
-                            f.data.extend_from_slice(&bytes);
-                        } else {
-                            f.truncated = true;
-                        }
+                    // A block without a valid seq or base64 is not taken;
+                    // its number shows as missing, so the file is not
+                    // reported complete.
+                    let seq = q.get_attr("seq").and_then(|s| s.parse::<u16>().ok());
+                    if let (Some(seq), Ok(bytes)) = (seq, B64.decode(q.text_content().trim())) {
+                        f.block(seq, bytes, room);
                     }
                 }
                 ("close", ns::IBB) => {
@@ -380,15 +526,7 @@ impl XmppConn {
                         && !f.done
                     {
                         f.done = true;
-                        let complete =
-                            !f.truncated && f.offered_size.is_none_or(|s| s == f.data.len() as u64);
-                        self.finished.push(CarriedFile {
-                            sid,
-                            name: f.name,
-                            offered_size: f.offered_size,
-                            data: f.data,
-                            complete,
-                        });
+                        self.finished.push(f.carried(sid, true));
                     }
                 }
                 _ => {}
@@ -399,16 +537,15 @@ impl XmppConn {
     /// Files whose transfer never closed (the capture ended first).
     pub fn unfinished(&mut self) {
         for (sid, f) in self.files.drain() {
-            if !f.data.is_empty() {
-                self.finished.push(CarriedFile {
-                    sid,
-                    name: f.name,
-                    offered_size: f.offered_size,
-                    data: f.data,
-                    complete: false,
-                });
+            if !f.data.is_empty() || !f.early.is_empty() {
+                self.finished.push(f.carried(sid, false));
             }
         }
+    }
+
+    /// Bytes of in-band files held, as charged against [`MAX_FILE_BYTES`].
+    fn held(&self) -> usize {
+        self.files.values().map(File::held).sum()
     }
 }
 
@@ -551,10 +688,134 @@ mod tests {
                 sid: "s1".into(),
                 name: "notes.txt".into(),
                 offered_size: Some(11),
+                offered_sha256: None,
                 data: b"hello world".to_vec(),
-                complete: true
+                complete: true,
+                missing_blocks: 0,
+                duplicate_blocks: 0,
+                reordered_blocks: 0,
             }
         );
+    }
+
+    /// An offer of `size` bytes with this SHA-256, then IBB blocks as
+    /// `(seq, bytes)` in the order given, then the close.
+    fn ibb(size: usize, sha256: &[u8], blocks: &[(u16, &str)]) -> XmppConn {
+        let mut c = XmppConn::default();
+        let mut sink = |_f: Finding| {};
+        let mut parts = vec![
+            HDR.to_string(),
+            format!(
+                "<iq type='set' id='o'><si xmlns='http://jabber.org/protocol/si' id='s1' profile='http://jabber.org/protocol/si/profile/file-transfer'><file xmlns='http://jabber.org/protocol/si/profile/file-transfer' name='f.txt' size='{size}'><hash xmlns='urn:xmpp:hashes:2' algo='sha-256'>{}</hash></file></si></iq>",
+                B64.encode(sha256)
+            ),
+        ];
+        for (i, (seq, b)) in blocks.iter().enumerate() {
+            parts.push(format!("<iq type='set' id='{i}'><data xmlns='http://jabber.org/protocol/ibb' sid='s1' seq='{seq}'>{}</data></iq>", B64.encode(b)));
+        }
+        parts.push(
+            "<iq type='set' id='c'><close xmlns='http://jabber.org/protocol/ibb' sid='s1'/></iq>"
+                .into(),
+        );
+        for p in &parts {
+            c.feed(Dir::ToServer, p.as_bytes(), 0.0, &mut sink);
+        }
+        c
+    }
+
+    #[test]
+    fn ibb_blocks_are_taken_in_seq_order_and_checked_against_the_offered_hash() {
+        let sha = Sha256::digest(b"hello world");
+        // Blocks 0, 2, 1: in arrival order this would be "hel" "world" "lo ".
+        let c = ibb(11, &sha, &[(0, "hel"), (2, "world"), (1, "lo ")]);
+        let f = &c.finished[0];
+        assert_eq!(f.data, b"hello world");
+        assert!(f.complete);
+        assert_eq!(
+            (f.missing_blocks, f.duplicate_blocks, f.reordered_blocks),
+            (0, 0, 1)
+        );
+        assert_eq!(f.offered_sha256.as_deref(), Some(sha.as_slice()));
+        assert_eq!(f.sha256(), (hex(&sha), Some(true)));
+
+        // The same blocks, but the offer promised other bytes.
+        let other = Sha256::digest(b"hello WORLD");
+        let c = ibb(11, &other, &[(0, "hel"), (1, "lo "), (2, "world")]);
+        assert_eq!(c.finished[0].sha256(), (hex(&sha), Some(false)));
+    }
+
+    #[test]
+    fn missing_and_duplicate_blocks_are_reported_and_the_file_is_incomplete() {
+        let sha = Sha256::digest(b"hello world");
+        // 0, 0 again (with other bytes: the first copy stays), 2; 1 never came.
+        let c = ibb(11, &sha, &[(0, "hel"), (0, "XXX"), (2, "world")]);
+        let f = &c.finished[0];
+        assert_eq!(f.data, b"helworld");
+        assert!(!f.complete);
+        assert_eq!(
+            (f.missing_blocks, f.duplicate_blocks, f.reordered_blocks),
+            (1, 1, 1)
+        );
+        assert_eq!(f.sha256().1, Some(false));
+        // A duplicate of a block still waiting for its turn is caught too.
+        let c = ibb(
+            11,
+            &sha,
+            &[(2, "world"), (2, "WORLD"), (0, "hel"), (1, "lo ")],
+        );
+        let f = &c.finished[0];
+        assert_eq!((f.data.as_slice(), f.complete), (&b"hello world"[..], true));
+        assert_eq!(f.duplicate_blocks, 1);
+    }
+
+    #[test]
+    fn seq_wraps_from_65535_to_0() {
+        let mut f = File {
+            next: 65_534,
+            ..Default::default()
+        };
+        for (seq, b) in [
+            (65_535, "b"),
+            (65_534, "a"),
+            (1, "d"),
+            (0, "c"),
+            (65_535, "B"),
+        ] {
+            f.block(seq, b.as_bytes().to_vec(), MAX_FILE_BYTES);
+        }
+        assert_eq!(f.data, b"abcd");
+        assert_eq!((f.next, f.reordered, f.duplicates), (65_538, 2, 1));
+        assert!(f.early.is_empty());
+    }
+
+    #[test]
+    fn blocks_held_back_count_against_the_memory_bound() {
+        let mut c = XmppConn::default();
+        let mut sink = |_f: Finding| {};
+        c.feed(Dir::ToServer, HDR.as_bytes(), 0.0, &mut sink);
+        // Block 0 never comes: block 1 waits, and what it holds is charged.
+        let d = format!(
+            "<iq type='set' id='1'><data xmlns='http://jabber.org/protocol/ibb' sid='s' seq='1'>{}</data></iq>",
+            B64.encode([7u8; 100])
+        );
+        c.feed(Dir::ToServer, d.as_bytes(), 0.0, &mut sink);
+        assert_eq!(c.held(), 100 + EARLY_BLOCK_COST);
+        // Within a bound: a block that does not fit is dropped, not held.
+        let mut f = File::default();
+        f.block(1, vec![1; 100], 300);
+        assert_eq!(f.held(), 100 + EARLY_BLOCK_COST);
+        f.block(2, vec![2; 100], 300 - f.held());
+        assert_eq!((f.held(), f.truncated), (100 + EARLY_BLOCK_COST, true));
+        // Even an empty block costs its entry.
+        f.block(3, Vec::new(), 300 - f.held());
+        assert_eq!(f.held(), 100 + 2 * EARLY_BLOCK_COST);
+        // Block 0 releases block 1 and what its waiting cost; 3 still waits
+        // for the dropped 2.
+        f.block(0, vec![0; 10], 300 - f.held());
+        assert_eq!(f.held(), 110 + EARLY_BLOCK_COST);
+        let done = f.carried("s".into(), true);
+        assert_eq!((done.data.len(), done.missing_blocks), (110, 1));
+        assert!(!done.complete, "a dropped block makes it incomplete");
     }
 
     #[test]

@@ -9,6 +9,15 @@
 //!
 //! It prints how many message bodies it wrote: the number the sniffer and
 //! tshark must both find.
+//!
+//! `--one-packet-flows N` writes something else: N connections of one SYN
+//! each, from N different client addresses, the shape of a SYN scan or flood.
+//! It measures the flow table, not the dissectors: past `--max-flows` every
+//! new connection evicts the least recently active one.
+//!
+//! ```text
+//! xmpp-capgen --out target/bench/flows.pcap --one-packet-flows 130000
+//! ```
 #![forbid(unsafe_code)]
 
 use std::io::{BufWriter, Write};
@@ -35,6 +44,10 @@ struct Cli {
     /// Messages per connection before it closes and a new one opens.
     #[arg(long, default_value_t = 2000)]
     messages: u64,
+    /// Instead of chat: this many one-packet connections (a SYN each, from
+    /// distinct client addresses), to measure the flow table's eviction.
+    #[arg(long, value_name = "N")]
+    one_packet_flows: Option<u64>,
 }
 
 /// One simulated client connection.
@@ -182,6 +195,9 @@ fn main() -> anyhow::Result<()> {
     out.w.write_all(&[
         0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0,
     ])?;
+    if let Some(n) = cli.one_packet_flows {
+        return one_packet_flows(out, n, &cli.out);
+    }
     let target = cli.megabytes * 1024 * 1024;
     let server: SocketAddr = "127.0.0.1:5222".parse()?;
     let mut next_port = 20_000u16;
@@ -230,6 +246,33 @@ fn main() -> anyhow::Result<()> {
     println!(
         "wrote {} ({} bytes): {connections} connections, {bodies} message bodies",
         cli.out.display(),
+        out.bytes
+    );
+    Ok(())
+}
+
+/// `n` connections of one SYN each: client 10.a.b.c, port 1024 + i % 60000,
+/// to 127.0.0.1:5222; distinct endpoints, so each SYN is a new flow.
+fn one_packet_flows<W: Write>(
+    mut out: Writer<W>,
+    n: u64,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let server: SocketAddr = "127.0.0.1:5222".parse()?;
+    let syn = Flags {
+        syn: true,
+        ..Default::default()
+    };
+    for i in 0..n {
+        let host = (i / 60_000) as u32;
+        let ip = std::net::Ipv4Addr::from(0x0a00_0001 + host);
+        let client = SocketAddr::new(ip.into(), 1024 + (i % 60_000) as u16);
+        out.frame(&ethernet_tcp(client, server, i as u32, syn, b""))?;
+    }
+    out.w.flush()?;
+    println!(
+        "wrote {} ({} bytes): {n} one-packet connections",
+        path.display(),
         out.bytes
     );
     Ok(())
