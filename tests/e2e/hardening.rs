@@ -384,3 +384,47 @@ fn registration_is_limited_per_address() {
         answer.to_xml()
     );
 }
+
+/// Case 9: a roster had no size limit (100,000 items in 94 s), and a 5 MB
+/// roster then disconnected its owner's own client. Adding past what fits
+/// in one stanza is refused, and the owner still signs in.
+#[test]
+fn a_roster_stays_small_enough_to_send() {
+    let server = Server::start(Twin::Plain, &[]);
+    XmppRaw::register(&server, "hoarder", "pw");
+    let mut raw = XmppRaw::login(&server, "hoarder", "pw", "r");
+    let name = "n".repeat(2000);
+    let mut added = 0;
+    for i in 0..60 {
+        raw.send(&format!(
+            "<iq type='set' id='add{i}'><query xmlns='jabber:iq:roster'><item jid='c{i}@localhost' name='{name}'/></query></iq>"
+        ));
+        let id = format!("add{i}");
+        let answer = raw.expect("roster answer", |e| e.get_attr("id") == Some(id.as_str()));
+        if answer.get_attr("type") == Some("result") {
+            added += 1;
+        } else {
+            assert!(
+                is_error_for(&answer, &id, "resource-constraint"),
+                "{}",
+                answer.to_xml()
+            );
+            break;
+        }
+    }
+    assert!(
+        (20..60).contains(&added),
+        "{added} items of 2 KB were added"
+    );
+    raw.send("<iq type='get' id='all'><query xmlns='jabber:iq:roster'/></iq>");
+    let roster = raw.expect("roster", |e| e.get_attr("id") == Some("all"));
+    assert_eq!(roster.get_attr("type"), Some("result"));
+    assert!(roster.to_xml().len() <= 65_536);
+    // The owner's real client signs in and gets the whole roster.
+    let mut client = Client::start(&server, "hoarder@localhost", "pw", &[]);
+    client.expect("connected", |v| v["type"] == "connected");
+    client.send("/roster");
+    client.expect("the last contact", |v| {
+        v["type"] == "roster" && v["jid"] == format!("c{}@localhost", added - 1)
+    });
+}
