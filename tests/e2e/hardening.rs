@@ -428,3 +428,99 @@ fn a_roster_stays_small_enough_to_send() {
         v["type"] == "roster" && v["jid"] == format!("c{}@localhost", added - 1)
     });
 }
+
+/// A small tmpfs, unmounted on drop.
+struct SmallDisk {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { path, _dir: dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// Case 12: a full disk closed the sender's whole session. Now that one
+/// stanza is bounced (`resource-constraint`) and the session goes on; once
+/// there is space again, messages are stored as before.
+#[test]
+fn a_full_disk_bounces_the_stanza_and_keeps_the_session() {
+    let Some(disk) = SmallDisk::mount("4m") else {
+        // Mounting needs root (CI runs as root).
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let server = Server::start_plain_in(&disk.path, &[]);
+    XmppRaw::register(&server, "alice", "pw");
+    XmppRaw::register(&server, "bob", "pw");
+    let mut alice = XmppRaw::login(&server, "alice", "pw", "a");
+    // Fill the disk.
+    let filler = disk.path.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 16 * 1024];
+        while f.write_all(&chunk).and_then(|()| f.sync_all()).is_ok() {}
+    }
+    let body = "x".repeat(8_000);
+    let mut refused = None;
+    for i in 0..40 {
+        let id = format!("full{i}");
+        alice.send(&message("bob@localhost", &id, &body));
+        alice.send(&format!(
+            "<iq type='get' id='p{i}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ));
+        let pong = format!("p{i}");
+        loop {
+            match alice.read(Duration::from_secs(15)) {
+                RawEvent::Element(e) if e.get_attr("id") == Some(id.as_str()) => {
+                    assert!(
+                        is_error_for(&e, &id, "resource-constraint"),
+                        "{}",
+                        e.to_xml()
+                    );
+                    refused = Some(i);
+                }
+                RawEvent::Element(e) if e.get_attr("id") == Some(pong.as_str()) => break,
+                RawEvent::Element(_) => {}
+                other => panic!(
+                    "alice's session ended at message {i}: {other:?}\n{}",
+                    server.log()
+                ),
+            }
+        }
+        if refused.is_some() {
+            break;
+        }
+    }
+    assert!(refused.is_some(), "the disk never filled up");
+    // Space again: the next message is kept and reaches bob.
+    std::fs::remove_file(&filler).unwrap();
+    alice.send(&message("bob@localhost", "after", "space again"));
+    alice.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>");
+    let e = alice.expect("pong", |e| {
+        e.get_attr("id") == Some("sync") || e.get_attr("id") == Some("after")
+    });
+    assert_eq!(e.get_attr("id"), Some("sync"), "{}", e.to_xml());
+    let mut bob = XmppRaw::login(&server, "bob", "pw", "b");
+    bob.send("<presence/>");
+    bob.expect("the message after", |e| e.get_attr("id") == Some("after"));
+}

@@ -246,6 +246,26 @@ impl Server {
         s
     }
 
+    /// A plaintext server on a data folder the test made (a small tmpfs,
+    /// say), with `extra` flags.
+    pub fn start_plain_in(data: &Path, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut flags: Vec<String> = vec!["--domain".into(), "localhost".into()];
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut s = Self::spawn(
+            Twin::Plain,
+            data,
+            addr,
+            None,
+            None,
+            flags,
+            dir.path().join("server.log"),
+        );
+        s._dir = Some(dir);
+        s
+    }
+
     fn spawn(
         twin: Twin,
         data: &Path,

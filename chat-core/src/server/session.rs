@@ -24,6 +24,20 @@ use crate::xmpp_io::ReadError;
 /// Why a session ends: a stream error to send, or a plain close.
 pub(super) type End = Option<(StreamErrorCondition, String)>;
 
+/// The text of the [`End`] a failed storage call returns; the session
+/// turns it into a stanza error for the stanza being handled.
+const STORAGE_FAILURE: &str = "storage failure";
+
+/// A stanza without its content: enough to address an error reply to its
+/// sender, and cheap to keep for every stanza.
+fn skeleton(el: &Element) -> Element {
+    let mut s = Element::new(el.name.as_str(), el.ns.as_str());
+    for (k, v) in &el.attrs {
+        s.set_attr(k, v.as_str());
+    }
+    s
+}
+
 /// Server software name reported by XEP-0092. The OS is deliberately not
 /// reported: version and OS details help an attacker pick an exploit.
 const SOFTWARE_NAME: &str = "chat-core";
@@ -76,8 +90,22 @@ pub async fn run(shared: Arc<Shared>, bound: Bound, peer: SocketAddr) {
         tokio::select! {
             ev = reader.next(&mut rd) => match ev {
                 Ok(Event::Element(el)) => {
-                    if let Err(end) = s.handle(el).await {
-                        break end;
+                    // What an error reply needs, kept in case storage fails.
+                    let mut skeleton = skeleton(&el);
+                    skeleton.set_attr("from", s.jid.to_string());
+                    match s.handle(el).await {
+                        Ok(()) => {}
+                        Err(Some((_, text))) if text == STORAGE_FAILURE => {
+                            // A full disk (or any database failure) costs
+                            // this stanza, not the session: the sender
+                            // hears it was not kept and can try again.
+                            s.bounce(
+                                &skeleton,
+                                StanzaErrorCondition::ResourceConstraint,
+                                "the server could not store this: try again later",
+                            );
+                        }
+                        Err(end) => break end,
                     }
                 }
                 Ok(Event::StreamClose) => {
@@ -274,7 +302,7 @@ impl Session {
             tracing::error!("{e}");
             Some((
                 StreamErrorCondition::InternalServerError,
-                "storage failure".to_string(),
+                STORAGE_FAILURE.to_string(),
             ))
         })
     }
