@@ -8,6 +8,7 @@ mod bench;
 mod chat;
 mod directory;
 mod files;
+mod hostile_server;
 mod interop;
 mod labs;
 mod leak_check;
