@@ -258,7 +258,10 @@ async fn run_phase(
                     tokio::task::yield_now().await;
                 }
                 if Instant::now() > deadline
-                    || tx.send_xml(stanza(&to, kind, start, k).to_xml()).is_err()
+                    || tx
+                        .send_xml(stanza(&to, kind, start, k).to_xml())
+                        .await
+                        .is_err()
                 {
                     break;
                 }

@@ -72,6 +72,21 @@ impl XmppReader {
         }
     }
 
+    /// Skips a top-level element over the stanza limit instead of failing:
+    /// [`XmppReader::next`] then returns that [`ParseError::TooLarge`] once
+    /// and goes on with the next element (see
+    /// [`StreamParser::skip_oversized`]). For the client only: a server
+    /// keeps the default and closes the stream with `policy-violation`.
+    pub fn skip_oversized(&mut self) {
+        self.parser.skip_oversized(true);
+    }
+
+    /// Whether reading can go on after an error [`XmppReader::next`]
+    /// returned: true only for a skipped oversized element.
+    pub fn can_go_on(&self) -> bool {
+        !self.parser.has_failed()
+    }
+
     /// Starts a new stream after a restart (keeps buffered bytes).
     pub fn reset(&mut self) {
         self.parser.reset();

@@ -25,6 +25,13 @@
 //! [`Mode::Lenient`] is for the sniffer: it accepts a capture that starts in
 //! the middle of a stream, reports damage as an error, and resynchronises on
 //! the next top-level element instead of giving up.
+//!
+//! [`StreamParser::skip_oversized`] is an opt-in for a client: a top-level
+//! element over the stanza limit is reported once ([`ParseError::TooLarge`])
+//! and then skipped to its end, byte by byte and without buffering it, so the
+//! stream goes on with the next element. A server keeps the default (the
+//! error is final, and it closes the stream with `policy-violation`); a
+//! client cannot make its server behave, so it survives one bad stanza.
 
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event as XmlEvent};
@@ -305,6 +312,11 @@ pub struct StreamParser {
     tags: Vec<Tag>,
     /// The element `tags` describes: its start and end in `buf`.
     tagged: Option<(usize, usize)>,
+    /// Whether an over-limit element is skipped instead of ending the parse.
+    skip_oversized: bool,
+    /// Inside an over-limit element being skipped: its bytes are scanned
+    /// (to find where it ends) and dropped, never kept.
+    skipping: bool,
 }
 
 impl StreamParser {
@@ -332,7 +344,23 @@ impl StreamParser {
             open: Vec::new(),
             tags: Vec::new(),
             tagged: None,
+            skip_oversized: false,
+            skipping: false,
         }
+    }
+
+    /// With `on`, a top-level element larger than the stanza limit is not
+    /// final: [`StreamParser::next_event`] returns [`ParseError::TooLarge`]
+    /// once, then skips the rest of that element without buffering it and
+    /// goes on with the next one. Every other error stays final in
+    /// [`Mode::Strict`]. Off by default: a server closes the stream instead.
+    pub fn skip_oversized(&mut self, on: bool) {
+        self.skip_oversized = on;
+    }
+
+    /// True once a strict parser met an error it cannot go on after.
+    pub fn has_failed(&self) -> bool {
+        self.failed.is_some()
     }
 
     /// Appends bytes read from the peer.
@@ -372,6 +400,7 @@ impl StreamParser {
         self.elem_start = None;
         self.lex = Lex::Text;
         self.depth = 0;
+        self.skipping = false;
         rest
     }
 
@@ -386,6 +415,7 @@ impl StreamParser {
         self.scope = default_scope();
         self.stream_qname = "stream:stream".into();
         self.failed = None;
+        self.skipping = false;
     }
 
     /// True once `</stream:stream>` was seen.
@@ -402,9 +432,36 @@ impl StreamParser {
         loop {
             let found = match self.scan() {
                 Ok(Some(f)) => f,
-                Ok(None) => return Ok(None),
+                Ok(None) => {
+                    if self.skipping {
+                        // Nothing of a skipped element is kept: the next
+                        // `feed` drops what was scanned.
+                        self.start = self.pos;
+                    }
+                    return Ok(None);
+                }
+                Err(e @ ParseError::TooLarge { .. })
+                    if self.skip_oversized && self.phase == Phase::Stream =>
+                {
+                    // Go on scanning from where the limit was reached, with
+                    // no element start: no limit applies and nothing is kept.
+                    self.skipping = true;
+                    self.elem_start = None;
+                    self.tagged = None;
+                    self.start = self.pos;
+                    return Err(e);
+                }
                 Err(e) => return self.fail(e),
             };
+            if self.skipping {
+                if let Found::Element(end) = found {
+                    // The end of the skipped element: back to normal.
+                    self.skipping = false;
+                    self.start = end;
+                    self.elem_start = None;
+                    continue;
+                }
+            }
             match self.complete(found) {
                 Ok(Some(p)) => return Ok(Some(p)),
                 Ok(None) => continue,
@@ -543,6 +600,9 @@ impl StreamParser {
             if let Some(s) = self.elem_start
                 && i - s >= limits.max_stanza_bytes
             {
+                // Not looked at yet: a parser that skips the element goes
+                // on from this byte.
+                self.pos = i;
                 return Err(ParseError::TooLarge {
                     limit: limits.max_stanza_bytes,
                 });
@@ -1915,6 +1975,155 @@ mod tests {
         assert_eq!(e.condition(), StreamErrorCondition::PolicyViolation);
         // Strict: the error is final.
         assert_eq!(p.next_event(), Err(e));
+    }
+
+    /// Every result `p` gives until it needs more bytes, errors included
+    /// (a skipping parser goes on after one).
+    fn results(p: &mut StreamParser) -> Vec<Result<Parsed, ParseError>> {
+        let mut out = Vec::new();
+        loop {
+            match p.next_event() {
+                Ok(None) => return out,
+                r => {
+                    let failed = r.is_err() && p.has_failed();
+                    out.push(r.map(|o| o.expect("some")));
+                    if failed {
+                        return out;
+                    }
+                }
+            }
+        }
+    }
+
+    fn skipping_parser() -> StreamParser {
+        let mut p = StreamParser::with_limits(
+            Mode::Strict,
+            Limits {
+                max_stanza_bytes: 1024,
+                ..Limits::default()
+            },
+        );
+        p.skip_oversized(true);
+        p
+    }
+
+    /// Over-limit elements of every shape: a long body, markup inside that
+    /// looks like an end (quoted `>`, CDATA holding `</message>`), and one
+    /// whose start tag alone is over the limit.
+    fn oversized_fixture() -> String {
+        let body = "&quot;".repeat(400);
+        let attr = "v".repeat(1500);
+        format!(
+            "{HEADER}<message id='1'><body>small</body></message>\
+             <message id='2' x='a>b'><body>{body}</body><x><![CDATA[</message><y>]]></x></message>\
+             <presence id='3'/>\
+             <iq id='4' a='{attr}' b='>'/>\
+             <message id='5'><body>after</body></message>"
+        )
+    }
+
+    #[test]
+    fn a_skipping_parser_reports_an_oversized_element_once_and_goes_on() {
+        let input = oversized_fixture();
+        let mut p = skipping_parser();
+        p.feed(input.as_bytes());
+        let got = results(&mut p);
+        let summary: Vec<String> = got
+            .iter()
+            .map(|r| match r {
+                Ok(Parsed {
+                    event: Event::Element(e),
+                    ..
+                }) => e.get_attr("id").unwrap_or("?").to_string(),
+                Ok(Parsed {
+                    event: Event::StreamOpen(_),
+                    ..
+                }) => "open".into(),
+                Ok(other) => format!("{other:?}"),
+                Err(e) => format!("{e}"),
+            })
+            .collect();
+        let too_large = "element larger than the 1024-byte limit".to_string();
+        assert_eq!(
+            summary,
+            ["open", "1", &too_large, "3", &too_large, "5"],
+            "{got:?}"
+        );
+        assert!(!p.has_failed());
+        // The byte counts still add up to the offset: nothing is counted
+        // twice and the skipped bytes are simply not part of any event.
+        let counted: usize = got.iter().flatten().map(|p| p.bytes).sum();
+        assert!(counted < input.len());
+        assert_eq!(p.offset(), input.len() as u64);
+    }
+
+    #[test]
+    fn skipping_gives_the_same_results_however_the_bytes_are_cut() {
+        let input = oversized_fixture();
+        let mut whole = skipping_parser();
+        whole.feed(input.as_bytes());
+        let want = results(&mut whole);
+        for chunk in [1, 2, 7, 64, 1000, 1025] {
+            let mut p = skipping_parser();
+            let mut got = Vec::new();
+            for c in input.as_bytes().chunks(chunk) {
+                p.feed(c);
+                got.extend(results(&mut p));
+            }
+            assert_eq!(got, want, "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn skipping_does_not_buffer_the_skipped_bytes() {
+        let mut p = skipping_parser();
+        p.feed(HEADER.as_bytes());
+        assert!(p.next_event().unwrap().is_some());
+        p.feed(b"<message><body>");
+        let chunk = vec![b'a'; 4096];
+        let mut errors = 0;
+        for _ in 0..256 {
+            // 1 MiB in all, far over the 1 KiB limit.
+            p.feed(&chunk);
+            errors += results(&mut p).iter().filter(|r| r.is_err()).count();
+            assert!(
+                p.buf.len() <= 1024 + chunk.len(),
+                "{} bytes kept",
+                p.buf.len()
+            );
+        }
+        assert_eq!(errors, 1);
+        p.feed(b"</body></message><presence/>");
+        let r = results(&mut p);
+        assert!(
+            matches!(&r[..], [Ok(Parsed { event: Event::Element(e), .. })] if e.name == "presence"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn skipping_is_opt_in_and_only_for_size() {
+        // The default stays final, as a server needs.
+        let mut p = StreamParser::with_limits(
+            Mode::Strict,
+            Limits {
+                max_stanza_bytes: 1024,
+                ..Limits::default()
+            },
+        );
+        p.feed(oversized_fixture().as_bytes());
+        let r = results(&mut p);
+        assert!(matches!(r.last(), Some(Err(ParseError::TooLarge { .. }))));
+        assert!(p.has_failed());
+        // A skipping parser still stops at anything else.
+        let mut p = skipping_parser();
+        p.feed(format!("{HEADER}<message><body>&xxe;</body></message><presence/>").as_bytes());
+        let r = results(&mut p);
+        assert!(
+            matches!(r.last(), Some(Err(ParseError::UndefinedEntity { .. }))),
+            "{r:?}"
+        );
+        assert!(p.has_failed());
     }
 
     #[test]

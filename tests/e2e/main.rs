@@ -9,6 +9,7 @@ mod chat;
 mod directory;
 mod files;
 mod hardening;
+mod hostile_server;
 mod interop;
 mod labs;
 mod leak_check;

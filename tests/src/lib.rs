@@ -619,6 +619,36 @@ impl Client {
         }
     }
 
+    /// Reads output lines (text mode or JSON alike) until one satisfies
+    /// `pred`; panics with the transcript after `WAIT`.
+    pub fn expect_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("{}: no line with {what}\n{}", self.name, self.transcript()),
+            }
+        }
+    }
+
+    /// The output lines seen so far (without the `< ` marker), commands
+    /// excluded.
+    pub fn output(&self) -> Vec<String> {
+        self.transcript
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.strip_prefix("< ").map(str::to_string))
+            .collect()
+    }
+
+    /// The process id, to read its memory from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for an event of `kind` whose `field` equals `value`.
     pub fn expect_event(&mut self, kind: &str, field: &str, value: &str) -> Value {
         self.expect(&format!("{kind} with {field}={value}"), |v| {

@@ -5,12 +5,21 @@
 //! line as they happen (`--json`: one JSON object per line, with a `type` field). When
 //! stdin ends, the client waits for its outstanding requests, signs out, and
 //! exits 0, or 1 if any command failed. Connection failures exit 2.
+//!
+//! Every text line goes through [`protocol::display::Safe`]: bodies,
+//! statuses, nicknames, subjects, file names, error texts and JIDs all come
+//! from the network, and a terminal obeys the escape sequences in them
+//! (clear the screen, write the clipboard with OSC 52, set the window
+//! title), and a newline in a body forges a whole event line such as
+//! `message from bank@localhost/web: …`. `--json` output is left exact: JSON
+//! escapes control characters itself.
 
 use std::collections::VecDeque;
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use protocol::Jid;
+use protocol::display::Safe;
 use protocol::stanza::{PresenceType, Show};
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
@@ -21,8 +30,12 @@ use super::rooms::{muc_domain, room_jid};
 use super::{Client, ClientError, ClientEvent, ConnectOptions, RosterItem, connect};
 use crate::transport::ClientTransport;
 
-/// Events kept for `/wait` to match later.
-const BACKLOG: usize = 10_000;
+/// Events kept for `/wait` to match later (only their type and sender, not
+/// their text). At the bound the oldest is forgotten. A JID is at most about
+/// 3 KiB, so this is at most about 12 MiB even when a hostile server sends
+/// the longest JIDs it can; it used to hold 10,000 whole events, bodies
+/// included, up to 640 MiB.
+const BACKLOG: usize = 4096;
 
 /// How long `/wait` waits by default.
 const WAIT_DEFAULT: Duration = Duration::from_secs(10);
@@ -64,265 +77,18 @@ struct Out {
 }
 
 impl Out {
+    /// Prints one line: in text mode made safe for a terminal, since the
+    /// text holds peer-supplied strings.
     fn line(&self, text: String, value: serde_json::Value) {
         if self.json {
             println!("{value}");
         } else {
-            println!("{text}");
+            println!("{}", Safe(&text));
         }
     }
 
     fn event(&self, ev: &ClientEvent) {
-        let kind = ev.kind();
-        let (text, value) = match ev {
-            ClientEvent::Message {
-                from,
-                body,
-                id,
-                kind: mk,
-                delayed,
-            } => (
-                match delayed {
-                    Some(t) => format!(
-                        "message from {from} (sent {t}, kept while you were offline): {body}"
-                    ),
-                    None => format!("message from {from}: {body}"),
-                },
-                json!({"type": kind, "from": from.to_string(), "body": body, "id": id,
-                       "message_type": mk.as_str(), "delayed": delayed}),
-            ),
-            ClientEvent::Receipt { from, id } => (
-                format!("receipt from {from}: message {id} was delivered"),
-                json!({"type": kind, "from": from.to_string(), "id": id}),
-            ),
-            ClientEvent::Presence {
-                from,
-                available,
-                show,
-                status,
-            } => {
-                let show_s = show.map(Show::as_str);
-                let mut t = format!(
-                    "presence {from} {}",
-                    if *available { "online" } else { "offline" }
-                );
-                if let Some(s) = show_s {
-                    t.push_str(&format!(" [{s}]"));
-                }
-                if let Some(s) = status {
-                    t.push_str(&format!(": {s}"));
-                }
-                (
-                    t,
-                    json!({"type": kind, "from": from.to_string(), "available": available,
-                           "show": show_s, "status": status}),
-                )
-            }
-            ClientEvent::SubscriptionRequest {
-                from,
-                auto_approved,
-            } => (
-                if *auto_approved {
-                    format!("subscription request from {from}: approved (you added them too)")
-                } else {
-                    format!("subscription request from {from}: type /add {from} to accept")
-                },
-                json!({"type": kind, "from": from.to_string(), "auto_approved": auto_approved}),
-            ),
-            ClientEvent::Subscription { from, kind: pk } => (
-                match pk {
-                    PresenceType::Subscribed => {
-                        format!("subscription: {from} accepted your request")
-                    }
-                    PresenceType::Unsubscribed => {
-                        format!("subscription: {from} cancelled your subscription")
-                    }
-                    _ => format!("subscription: {from} unsubscribed from you"),
-                },
-                json!({"type": kind, "from": from.to_string(), "subscription": pk.as_str()}),
-            ),
-            ClientEvent::RosterPush(item) => {
-                (format!("roster {}", roster_text(item)), roster_json(item))
-            }
-            ClientEvent::RosterRemoved(jid) => (
-                format!("roster {jid} removed"),
-                json!({"type": kind, "jid": jid.to_string(), "subscription": "remove"}),
-            ),
-            ClientEvent::MessageError {
-                from,
-                id,
-                condition,
-                text,
-            } => (
-                format!(
-                    "error: message {} to {} failed: {condition}{}",
-                    id.as_deref().unwrap_or("?"),
-                    from.as_ref().map_or("?".to_string(), Jid::to_string),
-                    text.as_ref().map(|t| format!(" ({t})")).unwrap_or_default()
-                ),
-                json!({"type": kind, "to": from.as_ref().map(Jid::to_string), "id": id,
-                       "condition": condition, "text": text}),
-            ),
-            ClientEvent::FileOffer {
-                from,
-                sid,
-                name,
-                size,
-            } => (
-                format!(
-                    "file offer from {from}: {name} ({size} bytes); /accept {sid} or /reject {sid}"
-                ),
-                json!({"type": kind, "from": from.to_string(), "sid": sid, "name": name, "size": size}),
-            ),
-            ClientEvent::FileProgress {
-                sid,
-                name,
-                sending,
-                bytes,
-                total,
-            } => (
-                format!(
-                    "file {name}: {} {bytes} of {total} bytes ({}%)",
-                    if *sending { "sent" } else { "received" },
-                    bytes * 100 / (*total).max(1)
-                ),
-                json!({"type": kind, "sid": sid, "name": name, "sending": sending,
-                       "bytes": bytes, "total": total}),
-            ),
-            ClientEvent::FileReceived(d) => (
-                format!(
-                    "file received from {}: {} ({} bytes, sha256 {}) saved as {}",
-                    d.peer,
-                    d.name,
-                    d.size,
-                    d.sha256,
-                    d.path
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default()
-                ),
-                json!({"type": kind, "from": d.peer.to_string(), "sid": d.sid, "name": d.name,
-                       "size": d.size, "sha256": d.sha256,
-                       "path": d.path.as_ref().map(|p| p.display().to_string())}),
-            ),
-            ClientEvent::FileFailed {
-                sid,
-                name,
-                sending,
-                reason,
-            } => (
-                format!(
-                    "file {name} {}: {reason}",
-                    if *sending { "not sent" } else { "not received" }
-                ),
-                json!({"type": kind, "sid": sid, "name": name, "sending": sending, "reason": reason}),
-            ),
-            ClientEvent::Announcement { subject, body } => (
-                format!(
-                    "announcement{}: {body}",
-                    subject
-                        .as_ref()
-                        .map(|s| format!(" ({s})"))
-                        .unwrap_or_default()
-                ),
-                json!({"type": kind, "subject": subject, "body": body}),
-            ),
-            ClientEvent::RoomJoined {
-                room,
-                nick,
-                created,
-                occupants,
-            } => (
-                format!(
-                    "joined {room} as {nick}{}; here: {}",
-                    if *created {
-                        " (new room: you own it)"
-                    } else {
-                        ""
-                    },
-                    occupants.join(", ")
-                ),
-                json!({"type": kind, "room": room.to_string(), "nick": nick,
-                       "created": created, "occupants": occupants}),
-            ),
-            ClientEvent::RoomPresence {
-                room,
-                nick,
-                joined,
-                available,
-                show,
-                status,
-            } => {
-                let show_s = show.map(Show::as_str);
-                let what = if !available {
-                    "left".to_string()
-                } else if *joined {
-                    "joined".to_string()
-                } else {
-                    format!("is now {}", show_s.unwrap_or("available"))
-                };
-                (
-                    format!(
-                        "{room}: {nick} {what}{}",
-                        status
-                            .as_ref()
-                            .map(|s| format!(": {s}"))
-                            .unwrap_or_default()
-                    ),
-                    json!({"type": kind, "room": room.to_string(), "nick": nick, "joined": joined,
-                           "available": available, "show": show_s, "status": status}),
-                )
-            }
-            ClientEvent::RoomMessage {
-                room,
-                nick,
-                body,
-                id,
-                delayed,
-            } => (
-                format!(
-                    "[{room}] {}{}: {body}",
-                    nick.as_deref().unwrap_or("(room)"),
-                    delayed
-                        .as_ref()
-                        .map(|t| format!(" (at {t})"))
-                        .unwrap_or_default()
-                ),
-                json!({"type": kind, "room": room.to_string(), "nick": nick, "body": body,
-                       "id": id, "delayed": delayed}),
-            ),
-            ClientEvent::RoomSubject {
-                room,
-                nick,
-                subject,
-            } => (
-                if subject.is_empty() {
-                    format!("{room}: no subject")
-                } else {
-                    format!(
-                        "{room}: subject: {subject}{}",
-                        nick.as_ref()
-                            .map(|n| format!(" (set by {n})"))
-                            .unwrap_or_default()
-                    )
-                },
-                json!({"type": kind, "room": room.to_string(), "nick": nick, "subject": subject}),
-            ),
-            ClientEvent::RoomLeft { room } => (
-                format!("left {room}"),
-                json!({"type": kind, "room": room.to_string()}),
-            ),
-            ClientEvent::Disconnected { reason } => (
-                format!(
-                    "disconnected{}",
-                    reason
-                        .as_ref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                ),
-                json!({"type": kind, "reason": reason}),
-            ),
-        };
+        let (text, value) = render(ev);
         self.line(text, value);
     }
 
@@ -340,8 +106,274 @@ impl Out {
                 json!({"type": "error", "command": command, "error": text})
             );
         } else {
-            println!("error: {text}");
+            println!("error: {}", Safe(&text));
         }
+    }
+}
+
+/// An event as a text line (not yet made terminal-safe) and as JSON.
+fn render(ev: &ClientEvent) -> (String, serde_json::Value) {
+    let kind = ev.kind();
+    match ev {
+        ClientEvent::Message {
+            from,
+            body,
+            id,
+            kind: mk,
+            delayed,
+        } => (
+            match delayed {
+                Some(t) => {
+                    format!("message from {from} (sent {t}, kept while you were offline): {body}")
+                }
+                None => format!("message from {from}: {body}"),
+            },
+            json!({"type": kind, "from": from.to_string(), "body": body, "id": id,
+                       "message_type": mk.as_str(), "delayed": delayed}),
+        ),
+        ClientEvent::Receipt { from, id } => (
+            format!("receipt from {from}: message {id} was delivered"),
+            json!({"type": kind, "from": from.to_string(), "id": id}),
+        ),
+        ClientEvent::Presence {
+            from,
+            available,
+            show,
+            status,
+        } => {
+            let show_s = show.map(Show::as_str);
+            let mut t = format!(
+                "presence {from} {}",
+                if *available { "online" } else { "offline" }
+            );
+            if let Some(s) = show_s {
+                t.push_str(&format!(" [{s}]"));
+            }
+            if let Some(s) = status {
+                t.push_str(&format!(": {s}"));
+            }
+            (
+                t,
+                json!({"type": kind, "from": from.to_string(), "available": available,
+                           "show": show_s, "status": status}),
+            )
+        }
+        ClientEvent::SubscriptionRequest {
+            from,
+            auto_approved,
+        } => (
+            if *auto_approved {
+                format!("subscription request from {from}: approved (you added them too)")
+            } else {
+                format!("subscription request from {from}: type /add {from} to accept")
+            },
+            json!({"type": kind, "from": from.to_string(), "auto_approved": auto_approved}),
+        ),
+        ClientEvent::Subscription { from, kind: pk } => (
+            match pk {
+                PresenceType::Subscribed => {
+                    format!("subscription: {from} accepted your request")
+                }
+                PresenceType::Unsubscribed => {
+                    format!("subscription: {from} cancelled your subscription")
+                }
+                _ => format!("subscription: {from} unsubscribed from you"),
+            },
+            json!({"type": kind, "from": from.to_string(), "subscription": pk.as_str()}),
+        ),
+        ClientEvent::RosterPush(item) => {
+            (format!("roster {}", roster_text(item)), roster_json(item))
+        }
+        ClientEvent::RosterRemoved(jid) => (
+            format!("roster {jid} removed"),
+            json!({"type": kind, "jid": jid.to_string(), "subscription": "remove"}),
+        ),
+        ClientEvent::MessageError {
+            from,
+            id,
+            condition,
+            text,
+        } => (
+            format!(
+                "error: message {} to {} failed: {condition}{}",
+                id.as_deref().unwrap_or("?"),
+                from.as_ref().map_or("?".to_string(), Jid::to_string),
+                text.as_ref().map(|t| format!(" ({t})")).unwrap_or_default()
+            ),
+            json!({"type": kind, "to": from.as_ref().map(Jid::to_string), "id": id,
+                       "condition": condition, "text": text}),
+        ),
+        ClientEvent::FileOffer {
+            from,
+            sid,
+            name,
+            size,
+        } => (
+            format!(
+                "file offer from {from}: {name} ({size} bytes); /accept {sid} or /reject {sid}"
+            ),
+            json!({"type": kind, "from": from.to_string(), "sid": sid, "name": name, "size": size}),
+        ),
+        ClientEvent::FileProgress {
+            sid,
+            name,
+            sending,
+            bytes,
+            total,
+        } => (
+            format!(
+                "file {name}: {} {bytes} of {total} bytes ({}%)",
+                if *sending { "sent" } else { "received" },
+                bytes * 100 / (*total).max(1)
+            ),
+            json!({"type": kind, "sid": sid, "name": name, "sending": sending,
+                       "bytes": bytes, "total": total}),
+        ),
+        ClientEvent::FileReceived(d) => (
+            format!(
+                "file received from {}: {} ({} bytes, sha256 {}) saved as {}",
+                d.peer,
+                d.name,
+                d.size,
+                d.sha256,
+                d.path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            ),
+            json!({"type": kind, "from": d.peer.to_string(), "sid": d.sid, "name": d.name,
+                       "size": d.size, "sha256": d.sha256,
+                       "path": d.path.as_ref().map(|p| p.display().to_string())}),
+        ),
+        ClientEvent::FileFailed {
+            sid,
+            name,
+            sending,
+            reason,
+        } => (
+            format!(
+                "file {name} {}: {reason}",
+                if *sending { "not sent" } else { "not received" }
+            ),
+            json!({"type": kind, "sid": sid, "name": name, "sending": sending, "reason": reason}),
+        ),
+        ClientEvent::Announcement { subject, body } => (
+            format!(
+                "announcement{}: {body}",
+                subject
+                    .as_ref()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default()
+            ),
+            json!({"type": kind, "subject": subject, "body": body}),
+        ),
+        ClientEvent::RoomJoined {
+            room,
+            nick,
+            created,
+            occupants,
+        } => (
+            format!(
+                "joined {room} as {nick}{}; here: {}",
+                if *created {
+                    " (new room: you own it)"
+                } else {
+                    ""
+                },
+                occupants.join(", ")
+            ),
+            json!({"type": kind, "room": room.to_string(), "nick": nick,
+                       "created": created, "occupants": occupants}),
+        ),
+        ClientEvent::RoomPresence {
+            room,
+            nick,
+            joined,
+            available,
+            show,
+            status,
+        } => {
+            let show_s = show.map(Show::as_str);
+            let what = if !available {
+                "left".to_string()
+            } else if *joined {
+                "joined".to_string()
+            } else {
+                format!("is now {}", show_s.unwrap_or("available"))
+            };
+            (
+                format!(
+                    "{room}: {nick} {what}{}",
+                    status
+                        .as_ref()
+                        .map(|s| format!(": {s}"))
+                        .unwrap_or_default()
+                ),
+                json!({"type": kind, "room": room.to_string(), "nick": nick, "joined": joined,
+                           "available": available, "show": show_s, "status": status}),
+            )
+        }
+        ClientEvent::RoomMessage {
+            room,
+            nick,
+            body,
+            id,
+            delayed,
+        } => (
+            format!(
+                "[{room}] {}{}: {body}",
+                nick.as_deref().unwrap_or("(room)"),
+                delayed
+                    .as_ref()
+                    .map(|t| format!(" (at {t})"))
+                    .unwrap_or_default()
+            ),
+            json!({"type": kind, "room": room.to_string(), "nick": nick, "body": body,
+                       "id": id, "delayed": delayed}),
+        ),
+        ClientEvent::RoomSubject {
+            room,
+            nick,
+            subject,
+        } => (
+            if subject.is_empty() {
+                format!("{room}: no subject")
+            } else {
+                format!(
+                    "{room}: subject: {subject}{}",
+                    nick.as_ref()
+                        .map(|n| format!(" (set by {n})"))
+                        .unwrap_or_default()
+                )
+            },
+            json!({"type": kind, "room": room.to_string(), "nick": nick, "subject": subject}),
+        ),
+        ClientEvent::RoomLeft { room } => (
+            format!("left {room}"),
+            json!({"type": kind, "room": room.to_string()}),
+        ),
+        ClientEvent::StanzaTooLarge { limit } => (
+            format!(
+                "error: the server sent a stanza larger than the {limit}-byte limit; it was skipped"
+            ),
+            json!({"type": kind, "limit": limit}),
+        ),
+        ClientEvent::EventsDropped { count } => (
+            format!(
+                "warning: {count} event(s) dropped: the server sent them faster than they could be shown"
+            ),
+            json!({"type": kind, "count": count}),
+        ),
+        ClientEvent::Disconnected { reason } => (
+            format!(
+                "disconnected{}",
+                reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+            json!({"type": kind, "reason": reason}),
+        ),
     }
 }
 
@@ -379,10 +411,16 @@ struct Wait {
 }
 
 fn matches(ev: &ClientEvent, kind: &str, from: &Option<Jid>) -> bool {
-    if ev.kind() != kind {
+    matches_kind(ev.kind(), ev.from(), kind, from)
+}
+
+/// Whether an event of type `ev_kind` from `ev_from` is what a `/wait` for
+/// `kind` from `from` waits for.
+fn matches_kind(ev_kind: &str, ev_from: Option<&Jid>, kind: &str, from: &Option<Jid>) -> bool {
+    if ev_kind != kind {
         return false;
     }
-    match (from, ev.from()) {
+    match (from, ev_from) {
         (None, _) => true,
         (Some(want), Some(got)) => {
             if want.is_bare() {
@@ -406,7 +444,8 @@ pub async fn run<T: ClientTransport>(
     let mut client = match connect(&transport, &opts).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{name}: {e}");
+            // The error can quote the server (a stream error's text).
+            eprintln!("{name}: {}", Safe(&e.to_string()));
             return crate::cli::EXIT_ERROR;
         }
     };
@@ -440,11 +479,11 @@ pub async fn run<T: ClientTransport>(
     // subscription requests arrive; then initial presence, which also
     // releases offline messages.
     if let Err(e) = client.roster().await {
-        eprintln!("{name}: {e}");
+        eprintln!("{name}: {}", Safe(&e.to_string()));
         return crate::cli::EXIT_ERROR;
     }
     if let Err(e) = client.set_presence(None, None) {
-        eprintln!("{name}: {e}");
+        eprintln!("{name}: {}", Safe(&e.to_string()));
         return crate::cli::EXIT_ERROR;
     }
     let interactive = std::io::stdin().is_terminal();
@@ -460,7 +499,7 @@ pub async fn run<T: ClientTransport>(
     let mut lost = false;
     let mut unregistering = false;
     let mut current: Option<Jid> = None;
-    let mut backlog: VecDeque<ClientEvent> = VecDeque::new();
+    let mut backlog: VecDeque<(&'static str, Option<Jid>)> = VecDeque::new();
     let mut wait: Option<Wait> = None;
     loop {
         if (!stdin_open || quitting) && in_flight == 0 && wait.is_none() {
@@ -491,7 +530,7 @@ pub async fn run<T: ClientTransport>(
                                     break 'wait;
                                 }
                             };
-                            if let Some(pos) = backlog.iter().position(|e| matches(e, &kind, &from)) {
+                            if let Some(pos) = backlog.iter().position(|(k, f)| matches_kind(k, f.as_ref(), &kind, &from)) {
                                 backlog.remove(pos);
                             } else {
                                 wait = Some(Wait { kind, from, deadline: tokio::time::Instant::now() + seconds });
@@ -557,7 +596,7 @@ pub async fn run<T: ClientTransport>(
                 }
                 Some(ev) => {
                     out.event(&ev);
-                    if matches!(ev, ClientEvent::MessageError { .. } | ClientEvent::FileFailed { .. }) {
+                    if matches!(ev, ClientEvent::MessageError { .. } | ClientEvent::FileFailed { .. } | ClientEvent::StanzaTooLarge { .. }) {
                         failed = true;
                     }
                     let consumed = wait.as_ref().is_some_and(|w| matches(&ev, &w.kind, &w.from));
@@ -567,7 +606,7 @@ pub async fn run<T: ClientTransport>(
                         if backlog.len() >= BACKLOG {
                             backlog.pop_front();
                         }
-                        backlog.push_back(ev);
+                        backlog.push_back((ev.kind(), ev.from().cloned()));
                     }
                 }
                 None => { lost = !quitting; break; }
@@ -595,7 +634,9 @@ pub async fn run<T: ClientTransport>(
             }
             if matches!(
                 ev,
-                ClientEvent::MessageError { .. } | ClientEvent::FileFailed { .. }
+                ClientEvent::MessageError { .. }
+                    | ClientEvent::FileFailed { .. }
+                    | ClientEvent::StanzaTooLarge { .. }
             ) {
                 failed = true;
             }
@@ -898,7 +939,7 @@ fn execute(
                         if json {
                             println!("{}", roster_json(i));
                         } else {
-                            println!("contact {}", roster_text(i));
+                            println!("contact {}", Safe(&roster_text(i)));
                         }
                     }
                     Ok(format!("{} contact(s)", items.len()))
@@ -965,10 +1006,11 @@ fn execute(
                                 json!({"type": "room", "room": jid.to_string(), "name": label})
                             );
                         } else {
-                            println!(
+                            let line = format!(
                                 "room {jid}{}",
                                 label.as_ref().map(|l| format!(" {l}")).unwrap_or_default()
                             );
+                            println!("{}", Safe(&line));
                         }
                     }
                     Ok(format!("{} room(s)", rooms.len()))
@@ -1007,7 +1049,7 @@ fn execute(
                                 "show": o.show.map(Show::as_str), "status": o.status})
                             );
                         } else {
-                            println!(
+                            let line = format!(
                                 "occupant {} {}{}",
                                 room,
                                 o.nick,
@@ -1017,6 +1059,7 @@ fn execute(
                                     format!(" ({}, {})", o.role, o.affiliation)
                                 }
                             );
+                            println!("{}", Safe(&line));
                         }
                     }
                     Ok(format!("{} occupant(s) in {room}", list.len()))
@@ -1081,7 +1124,7 @@ fn execute(
                         if json {
                             println!("{}", json!({"type": "online-user", "jid": u.to_string()}));
                         } else {
-                            println!("online {u}");
+                            println!("{}", Safe(&format!("online {u}")));
                         }
                     }
                     Ok(format!("{} user(s) online", users.len()))
@@ -1169,12 +1212,13 @@ fn users_step(
                         json!({"type": "user", "jid": u.jid.to_string(), "name": u.name, "email": u.email})
                     );
                 } else {
-                    println!(
+                    let line = format!(
                         "user {}{}{}",
                         u.jid,
                         u.name.as_ref().map(|n| format!(" name={n}")).unwrap_or_default(),
                         u.email.as_ref().map(|e| format!(" email={e}")).unwrap_or_default()
                     );
+                    println!("{}", Safe(&line));
                 }
             }
             if total > users.len() {

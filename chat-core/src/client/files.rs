@@ -7,6 +7,9 @@
 //! - saves only under its downloads folder, with the offered name reduced to
 //!   one safe file name (a name like `../../etc/passwd` would otherwise write
 //!   outside it: path traversal);
+//! - never builds a path from the sender's stream id (`sid`): the partial
+//!   file is named by a local counter, so a sid like `../../x` cannot steer
+//!   it anywhere (path traversal again, through another field);
 //! - never overwrites a file (`name (1)`, `name (2)`, ...);
 //! - refuses files over its size limit before any byte arrives, and stops a
 //!   sender that sends more than it announced (disk filling);
@@ -19,6 +22,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
@@ -29,7 +33,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::{Client, ClientError, ClientEvent, State, lock};
+use super::{Client, ClientError, ClientEvent, EventSender, State, auto_reply, lock};
 use crate::util::random_id;
 
 /// Largest file accepted by default (the client's `--max-file-size`).
@@ -54,6 +58,13 @@ pub const OFFER_TIMEOUT: Duration = Duration::from_secs(300);
 /// answer, accepted, arriving); more offers are refused, so a peer cannot
 /// pile them up.
 pub const MAX_PENDING_OFFERS: usize = 16;
+
+/// Blocks of one incoming file waiting to be written. A sender that keeps
+/// to the window (as ours does, [`IBB_WINDOW`]) never has more unanswered;
+/// one that sends without waiting for acknowledgements has the extra blocks
+/// refused, which fails its transfer, instead of queueing them in memory
+/// faster than the disk takes them.
+pub const MAX_QUEUED_BLOCKS: usize = 4 * IBB_WINDOW;
 
 /// Files at least this big get progress events (every 10%).
 pub const PROGRESS_MIN_SIZE: u64 = 256 * 1024;
@@ -105,7 +116,7 @@ pub(super) struct Files {
     /// Accepted, waiting for the IBB open: (from, sid) → offer.
     accepted: HashMap<(Jid, String), Offer>,
     /// Receiving: (from, sid) → the task writing the file.
-    receiving: HashMap<(Jid, String), mpsc::UnboundedSender<Ibb>>,
+    receiving: HashMap<(Jid, String), mpsc::Sender<Ibb>>,
 }
 
 impl std::fmt::Debug for Ibb {
@@ -119,7 +130,10 @@ impl std::fmt::Debug for Ibb {
 
 /// Reduces an offered file name to one safe name inside the downloads
 /// folder: the last path component only (no `..`, no `/`, no `\`), no
-/// control characters, no leading dots (no hidden files), at most 200 bytes.
+/// control characters and no bidi controls or line separators (which make
+/// `txt.exe` read as `exe.txt`: see [`protocol::display`]), no leading dots
+/// (no hidden files, and never the name of a partial file, which starts with
+/// a dot), at most 200 bytes.
 pub fn safe_file_name(offered: &str) -> String {
     let last = offered
         .rsplit(['/', '\\'])
@@ -127,7 +141,7 @@ pub fn safe_file_name(offered: &str) -> String {
         .unwrap_or("");
     let cleaned: String = last
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|&c| !protocol::display::is_unsafe_char(c))
         .collect::<String>()
         .trim()
         .trim_start_matches('.')
@@ -142,6 +156,19 @@ pub fn safe_file_name(offered: &str) -> String {
     } else {
         name
     }
+}
+
+/// The name of a new partial file: a dot (so that no safe file name, which
+/// never starts with one, can be the same), this process and a counter.
+/// Nothing the sender chose is in it: its `sid` once was, and `../../x`
+/// then put the partial file outside the downloads folder.
+fn part_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        ".incoming-{}-{}.part",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The first `name`, `name (1)`, `name (2)`... that does not exist in `dir`.
@@ -201,13 +228,13 @@ impl Progress {
             next_tenth: 1,
         }
     }
-    fn update(&mut self, done: u64, events: &mpsc::UnboundedSender<ClientEvent>) {
+    fn update(&mut self, done: u64, events: &EventSender) {
         if self.total < PROGRESS_MIN_SIZE {
             return;
         }
         while self.next_tenth < 10 && done * 10 >= self.total * self.next_tenth {
             self.next_tenth += 1;
-            let _ = events.send(ClientEvent::FileProgress {
+            events.send(ClientEvent::FileProgress {
                 sid: self.sid.clone(),
                 name: self.name.clone(),
                 sending: self.sending,
@@ -488,8 +515,8 @@ fn result_to(iq: &Iq) -> String {
 pub(super) fn handle_file_iq(
     iq: &Iq,
     state: &std::sync::Mutex<State>,
-    out: &mpsc::UnboundedSender<String>,
-    events: &mpsc::UnboundedSender<ClientEvent>,
+    out: &mpsc::Sender<String>,
+    events: &EventSender,
 ) -> bool {
     let Some(payload) = iq.payload.as_ref() else {
         return false;
@@ -498,7 +525,7 @@ pub(super) fn handle_file_iq(
         return false;
     };
     let send = |xml: String| {
-        let _ = out.send(xml);
+        auto_reply(out, xml);
     };
     let refuse = |cond, text: &str| send(refusal(&from, &iq.id, cond, text).to_xml());
     if iq.kind != IqType::Set {
@@ -564,7 +591,7 @@ pub(super) fn handle_file_iq(
         if let Some((cond, text)) = reason {
             drop(st);
             refuse(cond, &text);
-            let _ = events.send(ClientEvent::FileFailed {
+            events.send(ClientEvent::FileFailed {
                 sid,
                 name,
                 sending: false,
@@ -580,7 +607,7 @@ pub(super) fn handle_file_iq(
             size: size.unwrap_or(0),
             sha256,
         };
-        let _ = events.send(ClientEvent::FileOffer {
+        events.send(ClientEvent::FileOffer {
             from: from.clone(),
             sid: sid.clone(),
             name,
@@ -627,7 +654,7 @@ pub(super) fn handle_file_iq(
             );
             return true;
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(MAX_QUEUED_BLOCKS);
         st.files.receiving.insert((from.clone(), sid.clone()), tx);
         let downloads = st.files.policy.downloads.clone();
         drop(st);
@@ -664,13 +691,20 @@ pub(super) fn handle_file_iq(
             }
         };
         drop(st);
-        if tx.send(msg).is_err() {
-            // The transfer already failed: free its slot.
-            lock(state).files.receiving.remove(&key);
-            refuse(
-                StanzaErrorCondition::ItemNotFound,
-                "the transfer was abandoned",
-            );
+        match tx.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => refuse(
+                StanzaErrorCondition::ResourceConstraint,
+                "too many blocks sent without waiting for their acknowledgements",
+            ),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                // The transfer already failed: free its slot.
+                lock(state).files.receiving.remove(&key);
+                refuse(
+                    StanzaErrorCondition::ItemNotFound,
+                    "the transfer was abandoned",
+                );
+            }
         }
         return true;
     }
@@ -682,12 +716,12 @@ pub(super) fn handle_file_iq(
 async fn receive(
     offer: Offer,
     downloads: PathBuf,
-    mut rx: mpsc::UnboundedReceiver<Ibb>,
-    out: mpsc::UnboundedSender<String>,
-    events: mpsc::UnboundedSender<ClientEvent>,
+    mut rx: mpsc::Receiver<Ibb>,
+    out: mpsc::Sender<String>,
+    events: EventSender,
 ) {
     let fail = |reason: String| {
-        let _ = events.send(ClientEvent::FileFailed {
+        events.send(ClientEvent::FileFailed {
             sid: offer.sid.clone(),
             name: offer.name.clone(),
             sending: false,
@@ -695,13 +729,13 @@ async fn receive(
         });
     };
     let refuse = |iq: &Iq, cond: StanzaErrorCondition, text: &str| {
-        let _ = out.send(refusal(&offer.from, &iq.id, cond, text).to_xml());
+        auto_reply(&out, refusal(&offer.from, &iq.id, cond, text).to_xml());
     };
     if let Err(e) = tokio::fs::create_dir_all(&downloads).await {
         fail(format!("cannot create {}: {e}", downloads.display()));
         return;
     }
-    let part = downloads.join(format!(".{}.{}.part", offer.name, offer.sid));
+    let part = downloads.join(part_name());
     let mut file = match tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -754,7 +788,7 @@ async fn receive(
                 }
                 hash.update(&bytes);
                 expect_seq = expect_seq.wrapping_add(1);
-                let _ = out.send(result_to(&iq));
+                auto_reply(&out, result_to(&iq));
                 progress.update(got, &events);
             }
             Ibb::Close { iq } => {
@@ -798,7 +832,7 @@ async fn receive(
                     );
                     break Err(format!("cannot save {}: {e}", dest.display()));
                 }
-                let _ = out.send(result_to(&iq));
+                auto_reply(&out, result_to(&iq));
                 break Ok(FileDone {
                     sid: offer.sid.clone(),
                     peer: offer.from.clone(),
@@ -816,9 +850,7 @@ async fn receive(
     drop(file);
     let _ = tokio::fs::remove_file(&part).await;
     match outcome {
-        Ok(done) => {
-            let _ = events.send(ClientEvent::FileReceived(done));
-        }
+        Ok(done) => events.send(ClientEvent::FileReceived(done)),
         Err(reason) => fail(reason),
     }
 }
@@ -836,10 +868,27 @@ mod tests {
         assert_eq!(safe_file_name(".."), "file");
         assert_eq!(safe_file_name(".bashrc"), "bashrc");
         assert_eq!(safe_file_name("a\u{0}b\nc.txt"), "abc.txt");
+        // Bidi overrides and line separators go too: `\u{202e}txt.exe`
+        // would read as `exe.txt`.
+        assert_eq!(safe_file_name("\u{202e}txt.exe"), "txt.exe");
+        assert_eq!(safe_file_name("a\u{2028}b\u{9b}"), "ab");
+        assert_eq!(safe_file_name("..."), "file");
         assert_eq!(safe_file_name(""), "file");
         let long = "é".repeat(300);
         let s = safe_file_name(&long);
         assert!(s.len() <= 200 && s.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn partial_files_are_named_locally_and_never_clash_with_a_saved_name() {
+        let a = part_name();
+        let b = part_name();
+        assert_ne!(a, b);
+        for p in [&a, &b] {
+            assert!(p.starts_with('.') && p.ends_with(".part"), "{p}");
+            assert!(!p.contains(['/', '\\']), "{p}");
+            assert_ne!(safe_file_name(p), *p);
+        }
     }
 
     #[test]

@@ -7,13 +7,20 @@
 //!   stanzas into [`ClientEvent`]s and answers what a client must answer on
 //!   its own (pings, receipt requests, roster pushes, unknown iqs).
 //! - [`cli`] is the interactive and scripted line client.
+//!
+//! The server is not trusted to be kind. Every queue and map that peer input
+//! can grow is bounded (see the `MAX_*` constants below and the choice each
+//! makes at its bound), so that a hostile or broken server cannot exhaust the
+//! client's memory with floods of presence, pings or receipt requests, and an
+//! oversized stanza is skipped with one error instead of ending the session.
 
 pub mod cli;
 pub mod directory;
 pub mod files;
 pub mod rooms;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,7 +33,7 @@ use protocol::{
     Element, Jid, Limits, StanzaErrorCondition, StreamErrorCondition, StreamHeader, ns, stream,
 };
 use tokio::io::{AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::transport::{BoxStream, ClientTransport, StartTls};
 use crate::util::random_id;
@@ -37,6 +44,73 @@ pub const IQ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long the whole sign-in may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Events waiting for the front end to take them. At the bound, new events
+/// are dropped and counted, and the front end gets one
+/// [`ClientEvent::EventsDropped`] saying how many once it has caught up.
+/// Without a bound, a server flooding presence while the user's terminal is
+/// paused (or a script stops reading our stdout) grew the client to 1.25 GB.
+/// 4096 is far more than any burst a person reads, and the reader never
+/// waits on the front end, so pings and iq answers keep flowing. Dropping,
+/// not waiting, is the choice: a stuck front end must not stop the
+/// connection.
+pub const MAX_QUEUED_EVENTS: usize = 4096;
+
+/// Bytes of peer text (bodies, statuses, names) the waiting events may hold
+/// together; beyond it events are dropped as at [`MAX_QUEUED_EVENTS`]. A
+/// stanza can carry up to 64 KiB, so the count alone would allow 256 MiB.
+pub const MAX_QUEUED_EVENT_BYTES: usize = 8 * 1024 * 1024;
+
+/// Stanzas waiting to be written to the server. A user who sends more than
+/// this while the server is not reading gets an error
+/// ([`ClientError::Congested`]) instead of an ever-growing queue; the load
+/// generator waits for room instead ([`RawSender::send_xml`]).
+pub const MAX_QUEUED_STANZAS: usize = 1024;
+
+/// Queued stanzas above which the client stops answering on its own
+/// (pongs, receipts, roster push results, error replies, file transfer
+/// acknowledgements): those answers are dropped while the queue is this
+/// full. Pings or receipt requests sent to a client whose server never
+/// reads grew its reply queue to 701 MB; now the answers stop at this many,
+/// and the rest of the queue stays free for what the user sends.
+pub const MAX_QUEUED_AUTO_REPLIES: usize = MAX_QUEUED_STANZAS / 2;
+
+/// How long a write to the server may make no progress before the client
+/// gives up on the connection. A server that takes nothing we send for this
+/// long is dead or hostile (it can make us queue forever otherwise); ours
+/// pauses a reader for at most 10 s (its `STALL_TIMEOUT`), so 20 s never
+/// cuts off a server that is merely busy.
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Contacts' online resources remembered (for `/who` and for sending files
+/// to a bare JID). At the bound, the resource that has been online longest
+/// without news is forgotten. A flood of presence from distinct JIDs grew
+/// this map without end; real rosters have hundreds of resources.
+pub const MAX_ONLINE_RESOURCES: usize = 4096;
+
+/// Roster items kept from roster pushes. At the bound, pushes of new items
+/// are still shown but not kept: the roster is the server's record, so the
+/// client does not invent an order to forget in; `/roster` fetches it whole
+/// (one stanza, so bounded by the stanza limit).
+pub const MAX_ROSTER_ITEMS: usize = 4096;
+
+/// Subscription requests remembered (to approve them on `/add`). At the
+/// bound the oldest request is forgotten; the request itself was shown.
+pub const MAX_PENDING_REQUESTS: usize = 1024;
+
+/// Longest status or display name the client keeps in its maps, in bytes
+/// (events carry the whole text). Without it, each of the thousands of
+/// remembered entries could hold a 64 KiB status.
+pub const MAX_KEPT_TEXT_BYTES: usize = 1024;
+
+/// `s` cut at [`MAX_KEPT_TEXT_BYTES`] (on a character boundary).
+pub(crate) fn kept_text(s: &str) -> String {
+    let mut end = s.len().min(MAX_KEPT_TEXT_BYTES);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
 
 /// Why connecting or a request failed. Each variant says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +186,12 @@ pub enum ClientError {
     /// unreadable file...); nothing was sent.
     #[error("{0}")]
     Invalid(String),
+    /// The queue to the server is full: the server is not reading what we
+    /// send. Nothing was sent.
+    #[error(
+        "not sent: {MAX_QUEUED_STANZAS} stanzas are already waiting because the server is not reading; try again later"
+    )]
+    Congested,
 }
 
 impl From<ReadError> for ClientError {
@@ -333,6 +413,18 @@ pub enum ClientEvent {
         /// The room.
         room: Jid,
     },
+    /// The server sent a stanza larger than the client's limit; it was
+    /// skipped and the connection goes on.
+    StanzaTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// Events were dropped because the front end did not take them fast
+    /// enough (see [`MAX_QUEUED_EVENTS`]).
+    EventsDropped {
+        /// How many since the last such event.
+        count: u64,
+    },
     /// The connection ended.
     Disconnected {
         /// Why, if it was not a normal close.
@@ -362,6 +454,8 @@ impl ClientEvent {
             ClientEvent::RoomMessage { .. } => "room-message",
             ClientEvent::RoomSubject { .. } => "room-subject",
             ClientEvent::RoomLeft { .. } => "room-left",
+            ClientEvent::StanzaTooLarge { .. } => "stanza-too-large",
+            ClientEvent::EventsDropped { .. } => "events-dropped",
             ClientEvent::Disconnected { .. } => "disconnected",
         }
     }
@@ -387,8 +481,191 @@ impl ClientEvent {
             ClientEvent::Announcement { .. }
             | ClientEvent::FileProgress { .. }
             | ClientEvent::FileFailed { .. }
+            | ClientEvent::StanzaTooLarge { .. }
+            | ClientEvent::EventsDropped { .. }
             | ClientEvent::Disconnected { .. } => None,
         }
+    }
+
+    /// Roughly the bytes of peer text the event holds, for
+    /// [`MAX_QUEUED_EVENT_BYTES`].
+    fn text_bytes(&self) -> usize {
+        fn o(s: &Option<String>) -> usize {
+            s.as_ref().map_or(0, String::len)
+        }
+        let jid = self.from().map_or(0, |j| j.to_string().len());
+        jid + match self {
+            ClientEvent::Message {
+                body, id, delayed, ..
+            } => body.len() + o(id) + o(delayed),
+            ClientEvent::Receipt { id, .. } => id.len(),
+            ClientEvent::Presence { status, .. } => o(status),
+            ClientEvent::RosterPush(i) => o(&i.name) + i.subscription.len(),
+            ClientEvent::MessageError {
+                id,
+                condition,
+                text,
+                ..
+            } => o(id) + condition.len() + o(text),
+            ClientEvent::Announcement { subject, body } => o(subject) + body.len(),
+            ClientEvent::FileOffer { sid, name, .. } => sid.len() + name.len(),
+            ClientEvent::FileProgress { sid, name, .. } => sid.len() + name.len(),
+            ClientEvent::FileReceived(d) => d.sid.len() + d.name.len() + d.sha256.len(),
+            ClientEvent::FileFailed {
+                sid, name, reason, ..
+            } => sid.len() + name.len() + reason.len(),
+            ClientEvent::RoomJoined {
+                nick, occupants, ..
+            } => nick.len() + occupants.iter().map(String::len).sum::<usize>(),
+            ClientEvent::RoomPresence { nick, status, .. } => nick.len() + o(status),
+            ClientEvent::RoomMessage {
+                nick,
+                body,
+                id,
+                delayed,
+                ..
+            } => o(nick) + body.len() + o(id) + o(delayed),
+            ClientEvent::RoomSubject { nick, subject, .. } => o(nick) + subject.len(),
+            ClientEvent::Disconnected { reason } => o(reason),
+            ClientEvent::SubscriptionRequest { .. }
+            | ClientEvent::Subscription { .. }
+            | ClientEvent::RosterRemoved(_)
+            | ClientEvent::RoomLeft { .. }
+            | ClientEvent::StanzaTooLarge { .. }
+            | ClientEvent::EventsDropped { .. } => 0,
+        }
+    }
+}
+
+/// What the event queue holds and what it dropped, shared by its senders and
+/// its receiver.
+#[derive(Debug, Default)]
+struct EventMeter {
+    bytes: AtomicUsize,
+    dropped: AtomicU64,
+}
+
+/// The sending side of the bounded event queue (see [`MAX_QUEUED_EVENTS`]):
+/// never waits, drops and counts at the bound.
+#[derive(Debug, Clone)]
+pub(crate) struct EventSender {
+    tx: mpsc::Sender<ClientEvent>,
+    meter: Arc<EventMeter>,
+}
+
+impl EventSender {
+    /// Queues `ev`, or drops and counts it when the queue is full.
+    pub(crate) fn send(&self, ev: ClientEvent) {
+        let size = ev.text_bytes();
+        let held = self.meter.bytes.fetch_add(size, Ordering::Relaxed);
+        if held + size > MAX_QUEUED_EVENT_BYTES {
+            self.meter.bytes.fetch_sub(size, Ordering::Relaxed);
+            self.meter.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Err(e) = self.tx.try_send(ev) {
+            self.meter.bytes.fetch_sub(size, Ordering::Relaxed);
+            if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                self.meter.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn downgrade(&self) -> WeakEventSender {
+        WeakEventSender {
+            tx: self.tx.downgrade(),
+            meter: self.meter.clone(),
+        }
+    }
+}
+
+/// An [`EventSender`] that does not keep the event stream open.
+#[derive(Debug, Clone)]
+pub(crate) struct WeakEventSender {
+    tx: mpsc::WeakSender<ClientEvent>,
+    meter: Arc<EventMeter>,
+}
+
+impl WeakEventSender {
+    pub(crate) fn upgrade(&self) -> Option<EventSender> {
+        Some(EventSender {
+            tx: self.tx.upgrade()?,
+            meter: self.meter.clone(),
+        })
+    }
+}
+
+/// The bounded event queue: a sender for the reader, a receiver for the
+/// front end.
+fn event_queue() -> (EventSender, mpsc::Receiver<ClientEvent>, Arc<EventMeter>) {
+    let (tx, rx) = mpsc::channel(MAX_QUEUED_EVENTS);
+    let meter = Arc::new(EventMeter::default());
+    (
+        EventSender {
+            tx,
+            meter: meter.clone(),
+        },
+        rx,
+        meter,
+    )
+}
+
+/// Queues an answer the client sends on its own (a pong, a receipt, an
+/// acknowledgement), unless [`MAX_QUEUED_AUTO_REPLIES`] stanzas already
+/// wait: then the answer is dropped. Returns whether it was queued.
+pub(crate) fn auto_reply(out: &mpsc::Sender<String>, xml: String) -> bool {
+    let queued = out.max_capacity() - out.capacity();
+    if queued >= MAX_QUEUED_AUTO_REPLIES {
+        return false;
+    }
+    out.try_send(xml).is_ok()
+}
+
+/// Contacts' online resources, forgetting the one longest without news at
+/// [`MAX_ONLINE_RESOURCES`].
+#[derive(Debug, Default)]
+struct Online {
+    /// Full JID → (when last heard of, show, status).
+    by_jid: HashMap<Jid, (u64, Option<Show>, Option<String>)>,
+    /// When last heard of → full JID: the oldest first.
+    by_age: BTreeMap<u64, Jid>,
+    clock: u64,
+}
+
+impl Online {
+    fn insert(&mut self, jid: Jid, show: Option<Show>, status: Option<&str>) {
+        self.clock += 1;
+        let status = status.map(kept_text);
+        if let Some((old, _, _)) = self.by_jid.insert(jid.clone(), (self.clock, show, status)) {
+            self.by_age.remove(&old);
+        }
+        self.by_age.insert(self.clock, jid);
+        while self.by_jid.len() > MAX_ONLINE_RESOURCES {
+            let Some((_, oldest)) = self.by_age.pop_first() else {
+                break;
+            };
+            self.by_jid.remove(&oldest);
+        }
+    }
+
+    fn remove(&mut self, jid: &Jid) {
+        if let Some((at, _, _)) = self.by_jid.remove(jid) {
+            self.by_age.remove(&at);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.by_jid.len()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &Jid> {
+        self.by_jid.keys()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Jid, Option<Show>, Option<&String>)> {
+        self.by_jid
+            .iter()
+            .map(|(j, (_, show, status))| (j, *show, status.as_ref()))
     }
 }
 
@@ -398,8 +675,8 @@ type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Element>>>>;
 #[derive(Debug, Default)]
 struct State {
     roster: HashMap<Jid, RosterItem>,
-    /// Available resources of contacts: full JID → (show, status).
-    online: HashMap<Jid, (Option<Show>, Option<String>)>,
+    /// Available resources of contacts, with show and status.
+    online: Online,
     /// Subscription requests not yet answered.
     requests: Vec<Jid>,
     /// The condition of the stream error that ended the connection.
@@ -415,13 +692,15 @@ pub struct Client {
     jid: Jid,
     mechanism: Mechanism,
     secure: bool,
-    out: mpsc::UnboundedSender<String>,
+    out: mpsc::Sender<String>,
     pending: Pending,
     state: Arc<Mutex<State>>,
-    events: mpsc::UnboundedReceiver<ClientEvent>,
+    events: mpsc::Receiver<ClientEvent>,
+    /// What the event queue holds and dropped.
+    meter: Arc<EventMeter>,
     /// For events that API calls produce (file progress); weak, so the
     /// event stream still ends when the reader does.
-    events_tx: mpsc::WeakUnboundedSender<ClientEvent>,
+    events_tx: WeakEventSender,
     writer: tokio::task::JoinHandle<()>,
     closed: Option<oneshot::Receiver<()>>,
 }
@@ -716,21 +995,34 @@ async fn bind(
 /// Sends serialized stanzas on a client's connection from any task (the
 /// load generator's senders); cheap to clone.
 #[derive(Clone)]
-pub struct RawSender(mpsc::UnboundedSender<String>);
+pub struct RawSender(mpsc::Sender<String>);
 
 impl RawSender {
-    /// Queues one serialized stanza.
-    pub fn send_xml(&self, xml: String) -> Result<(), ClientError> {
+    /// Queues one serialized stanza, waiting while the queue to the server
+    /// is full (a load generator measures the server, so it waits for it).
+    pub async fn send_xml(&self, xml: String) -> Result<(), ClientError> {
         self.0
             .send(xml)
+            .await
             .map_err(|_| ClientError::ConnectionLost("the connection is closed".into()))
     }
+}
+
+/// Queues a stanza the user asked for: [`ClientError::Congested`] when the
+/// queue is full.
+fn queue(out: &mpsc::Sender<String>, xml: String) -> Result<(), ClientError> {
+    out.try_send(xml).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => ClientError::Congested,
+        mpsc::error::TrySendError::Closed(_) => {
+            ClientError::ConnectionLost("the connection is closed".into())
+        }
+    })
 }
 
 /// Sends iq requests and matches their answers; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct IqSender {
-    out: mpsc::UnboundedSender<String>,
+    out: mpsc::Sender<String>,
     pending: Pending,
 }
 
@@ -759,10 +1051,7 @@ impl IqSender {
         let iq = Iq::request(kind, id.clone(), to, payload);
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(id.clone(), tx);
-        let sent = self
-            .out
-            .send(iq.to_element().to_xml())
-            .map_err(|_| ClientError::ConnectionLost("the connection is closed".into()));
+        let sent = queue(&self.out, iq.to_element().to_xml());
         let pending = self.pending.clone();
         let what = what.to_string();
         async move {
@@ -794,19 +1083,26 @@ impl IqSender {
 impl Client {
     fn start(n: Negotiated) -> Client {
         let (rd, wr) = tokio::io::split(n.stream);
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
-        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (out_tx, out_rx) = mpsc::channel(MAX_QUEUED_STANZAS);
+        let (ev_tx, ev_rx, meter) = event_queue();
         let (closed_tx, closed_rx) = oneshot::channel();
         let pending: Pending = Arc::default();
         let state: Arc<Mutex<State>> = Arc::default();
-        let writer = tokio::spawn(client_writer(wr, out_rx));
+        let stalled = Arc::new(Notify::new());
+        let writer = tokio::spawn(client_writer(wr, out_rx, stalled.clone()));
         let events_tx = ev_tx.downgrade();
+        let mut reader = n.reader;
+        // Signed in: from now on one oversized stanza is skipped, not fatal.
+        reader.skip_oversized();
         tokio::spawn(client_reader(
             rd,
-            n.reader,
+            reader,
             n.jid.clone(),
-            out_tx.clone(),
-            ev_tx,
+            Outputs {
+                out: out_tx.clone(),
+                events: ev_tx,
+                stalled,
+            },
             pending.clone(),
             state.clone(),
             closed_tx,
@@ -819,6 +1115,7 @@ impl Client {
             pending,
             state,
             events: ev_rx,
+            meter,
             events_tx,
             writer,
             closed: Some(closed_rx),
@@ -842,9 +1139,7 @@ impl Client {
 
     /// Sends a stanza.
     pub fn send(&self, el: &Element) -> Result<(), ClientError> {
-        self.out
-            .send(el.to_xml())
-            .map_err(|_| ClientError::ConnectionLost("the connection is closed".into()))
+        queue(&self.out, el.to_xml())
     }
 
     /// Sends an iq request and waits for its answer. An error answer becomes
@@ -1011,7 +1306,7 @@ impl Client {
         let mut v: Vec<_> = st
             .online
             .iter()
-            .map(|(j, (s, t))| (j.clone(), *s, t.clone()))
+            .map(|(j, s, t)| (j.clone(), s, t.cloned()))
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
@@ -1020,7 +1315,24 @@ impl Client {
     /// The next event; `None` once the connection is gone and every event
     /// was taken.
     pub async fn next_event(&mut self) -> Option<ClientEvent> {
-        self.events.recv().await
+        // Drops are reported once the front end has caught up with what was
+        // queued before them: one event for a whole burst.
+        let ev = match self.events.try_recv() {
+            Ok(ev) => Some(ev),
+            Err(_) => {
+                let count = self.meter.dropped.swap(0, Ordering::Relaxed);
+                if count > 0 {
+                    return Some(ClientEvent::EventsDropped { count });
+                }
+                self.events.recv().await
+            }
+        };
+        if let Some(ev) = &ev {
+            self.meter
+                .bytes
+                .fetch_sub(ev.text_bytes(), Ordering::Relaxed);
+        }
+        ev
     }
 
     /// Sends unavailable presence and closes our side of the stream. Events
@@ -1028,7 +1340,7 @@ impl Client {
     /// ([`ClientEvent::Disconnected`]).
     pub fn start_close(&self) {
         let _ = self.send(&Presence::new(PresenceType::Unavailable).to_element());
-        let _ = self.out.send(stream::CLOSE.to_string());
+        let _ = self.out.try_send(stream::CLOSE.to_string());
     }
 
     /// Signs out: unavailable presence, close the stream, and wait (bounded)
@@ -1044,11 +1356,23 @@ impl Client {
     }
 }
 
-async fn client_writer(wr: WriteHalf<BoxStream>, mut rx: mpsc::UnboundedReceiver<String>) {
+/// Writes queued stanzas. A write that makes no progress for
+/// [`WRITE_STALL_TIMEOUT`] wakes `stalled`: the reader then ends the
+/// connection with an error saying the server does not read.
+async fn client_writer(
+    wr: WriteHalf<BoxStream>,
+    mut rx: mpsc::Receiver<String>,
+    stalled: Arc<Notify>,
+) {
     let mut w = BufWriter::new(wr);
     while let Some(xml) = rx.recv().await {
-        if w.write_all(xml.as_bytes()).await.is_err() {
-            return;
+        match tokio::time::timeout(WRITE_STALL_TIMEOUT, w.write_all(xml.as_bytes())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                stalled.notify_one();
+                return;
+            }
         }
         if xml == stream::CLOSE {
             // Nothing may follow the end of the stream (RFC 6120 4.4): an
@@ -1056,31 +1380,66 @@ async fn client_writer(wr: WriteHalf<BoxStream>, mut rx: mpsc::UnboundedReceiver
             // dropped, not sent into a closed stream.
             break;
         }
-        if rx.is_empty() && w.flush().await.is_err() {
-            return;
+        if rx.is_empty() {
+            match tokio::time::timeout(WRITE_STALL_TIMEOUT, w.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    stalled.notify_one();
+                    return;
+                }
+            }
         }
     }
     let _ = w.flush().await;
     let _ = w.shutdown().await;
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where the reader sends what it produces.
+struct Outputs {
+    /// Stanzas to the server.
+    out: mpsc::Sender<String>,
+    /// Events to the front end.
+    events: EventSender,
+    /// Woken by the writer when the server stopped reading.
+    stalled: Arc<Notify>,
+}
+
 async fn client_reader(
     mut rd: ReadHalf<BoxStream>,
     mut reader: XmppReader,
     me: Jid,
-    out: mpsc::UnboundedSender<String>,
-    events: mpsc::UnboundedSender<ClientEvent>,
+    outputs: Outputs,
     pending: Pending,
     state: Arc<Mutex<State>>,
     closed: oneshot::Sender<()>,
 ) {
+    let Outputs {
+        out,
+        events,
+        stalled,
+    } = outputs;
     let reason = loop {
-        let el = match reader.next(&mut rd).await {
+        let next = tokio::select! {
+            next = reader.next(&mut rd) => next,
+            _ = stalled.notified() => break Some(format!(
+                "the server has not read anything we sent for {} seconds; disconnected",
+                WRITE_STALL_TIMEOUT.as_secs()
+            )),
+        };
+        let el = match next {
             Ok(Event::Element(el)) => el,
             Ok(Event::StreamClose) => break None,
             Ok(Event::StreamOpen(_)) => break Some("the server restarted the stream".to_string()),
             Err(ReadError::Eof) => break Some("the server closed the connection".to_string()),
+            Err(ReadError::Parse(protocol::ParseError::TooLarge { limit }))
+                if reader.can_go_on() =>
+            {
+                // A hostile or broken server cannot end our session with one
+                // huge stanza: it was skipped, unread, and we go on.
+                events.send(ClientEvent::StanzaTooLarge { limit });
+                continue;
+            }
             Err(e) => break Some(e.to_string()),
         };
         if el.is("error", ns::STREAM) {
@@ -1096,24 +1455,33 @@ async fn client_reader(
         }
         handle_incoming(&el, &me, &out, &events, &pending, &state);
     };
-    let _ = events.send(ClientEvent::Disconnected { reason });
     lock(&pending).clear();
     // Pending joins fail with the connection.
     lock(&state).rooms.clear();
     let _ = closed.send(());
+    // The last event is never dropped: it waits for room (the front end
+    // takes events until this one).
+    let size = reason.as_ref().map_or(0, String::len);
+    events.meter.bytes.fetch_add(size, Ordering::Relaxed);
+    if events
+        .tx
+        .send(ClientEvent::Disconnected { reason })
+        .await
+        .is_err()
+    {
+        events.meter.bytes.fetch_sub(size, Ordering::Relaxed);
+    }
 }
 
 fn handle_incoming(
     el: &Element,
     me: &Jid,
-    out: &mpsc::UnboundedSender<String>,
-    events: &mpsc::UnboundedSender<ClientEvent>,
+    out: &mpsc::Sender<String>,
+    events: &EventSender,
     pending: &Pending,
     state: &Arc<Mutex<State>>,
 ) {
-    let emit = |e| {
-        let _ = events.send(e);
-    };
+    let emit = |e| events.send(e);
     let from_room = el
         .get_attr("from")
         .and_then(|f| Jid::parse(f).ok())
@@ -1155,7 +1523,14 @@ fn handle_incoming(
                         st.roster.remove(&ri.jid);
                         emit(ClientEvent::RosterRemoved(ri.jid));
                     } else {
-                        st.roster.insert(ri.jid.clone(), ri.clone());
+                        if st.roster.len() < MAX_ROSTER_ITEMS || st.roster.contains_key(&ri.jid) {
+                            let kept = RosterItem {
+                                name: ri.name.as_deref().map(kept_text),
+                                subscription: kept_text(&ri.subscription),
+                                ..ri.clone()
+                            };
+                            st.roster.insert(ri.jid.clone(), kept);
+                        }
                         emit(ClientEvent::RosterPush(ri));
                     }
                 }
@@ -1167,7 +1542,11 @@ fn handle_incoming(
             };
             let mut r = reply;
             r.from = None;
-            let _ = out.send(r.to_element().to_xml());
+            // The error reply need not echo the request (RFC 6120 8.3.1
+            // allows leaving it out): a peer cannot make each answer as big
+            // as its request.
+            r.payload = None;
+            auto_reply(out, r.to_element().to_xml());
         }
         "message" => {
             let Ok(m) = Message::from_element(el) else {
@@ -1201,7 +1580,7 @@ fn handle_incoming(
                     .attr("to", from.to_string())
                     .attr("id", format!("r-{}", random_id(4)))
                     .child(Element::new("received", ns::RECEIPTS).attr("id", id.clone()));
-                let _ = out.send(ack.to_xml());
+                auto_reply(out, ack.to_xml());
             }
             if from.local().is_none() && from.domain() == me.domain() {
                 // From the server itself: an announcement to everyone.
@@ -1239,7 +1618,7 @@ fn handle_incoming(
                     }
                     let mut st = lock(state);
                     if available {
-                        st.online.insert(from.clone(), (p.show, p.status.clone()));
+                        st.online.insert(from.clone(), p.show, p.status.as_deref());
                     } else {
                         st.online.remove(&from);
                     }
@@ -1260,8 +1639,11 @@ fn handle_incoming(
                             to: Some(bare.clone()),
                             ..Presence::new(PresenceType::Subscribed)
                         };
-                        let _ = out.send(ok.to_element().to_xml());
+                        auto_reply(out, ok.to_element().to_xml());
                     } else if !st.requests.contains(&bare) {
+                        if st.requests.len() >= MAX_PENDING_REQUESTS {
+                            st.requests.remove(0);
+                        }
                         st.requests.push(bare.clone());
                     }
                     emit(ClientEvent::SubscriptionRequest {

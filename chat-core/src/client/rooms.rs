@@ -6,11 +6,17 @@ use std::future::Future;
 
 use protocol::stanza::{IqType, Message, MessageType, Presence, PresenceType, Show};
 use protocol::{Element, Jid, StanzaErrorCondition, ns};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use super::{Client, ClientError, ClientEvent, IQ_TIMEOUT, State, lock};
+use super::{Client, ClientError, ClientEvent, EventSender, IQ_TIMEOUT, State, kept_text, lock};
 use crate::server::muc::MAX_ROOM_HISTORY;
 use crate::util::random_id;
+
+/// Occupants remembered per room (for `/occupants` and the join event). At
+/// the bound, newcomers are still shown but not remembered: a room service
+/// that invents occupants without end cannot grow the client without end.
+/// Real rooms of this toolkit hold a class, tens of people.
+pub const MAX_ROOM_OCCUPANTS: usize = 4096;
 
 /// One occupant as the client sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,11 +308,9 @@ fn muc_user(p: &Presence) -> MucUser {
 pub(super) fn handle_room_stanza(
     el: &Element,
     state: &std::sync::Mutex<State>,
-    events: &mpsc::UnboundedSender<ClientEvent>,
+    events: &EventSender,
 ) -> bool {
-    let emit = |e| {
-        let _ = events.send(e);
-    };
+    let emit = |e| events.send(e);
     match el.name.as_str() {
         "presence" => {
             let Ok(p) = Presence::from_element(el) else {
@@ -342,12 +346,15 @@ pub(super) fn handle_room_stanza(
                     let mu = muc_user(&p);
                     let occupant = Occupant {
                         nick: nick.clone(),
-                        role: mu.role,
-                        affiliation: mu.affiliation,
+                        role: kept_text(&mu.role),
+                        affiliation: kept_text(&mu.affiliation),
                         show: p.show,
-                        status: p.status.clone(),
+                        status: p.status.as_deref().map(kept_text),
                     };
-                    let is_new = r.occupants.insert(nick.clone(), occupant.clone()).is_none();
+                    let is_new = !r.occupants.contains_key(&nick);
+                    if !is_new || r.occupants.len() < MAX_ROOM_OCCUPANTS {
+                        r.occupants.insert(nick.clone(), occupant);
+                    }
                     if mu.codes.contains(&110) && !r.joined {
                         r.joined = true;
                         let created = mu.codes.contains(&201);
