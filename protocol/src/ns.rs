@@ -109,3 +109,7 @@ pub fn interned(uri: &str) -> crate::element::CompactString {
 
 /// Result Set Management (XEP-0059): paging through long lists.
 pub const RSM: &str = "http://jabber.org/protocol/rsm";
+
+/// Stream Limits Advertisement (XEP-0478): the stanza size a server accepts,
+/// announced in its stream features.
+pub const STREAM_LIMITS: &str = "urn:xmpp:stream-limits:0";

@@ -32,6 +32,13 @@ fn a_stanza_that_grows_past_the_limit_is_bounced_and_the_recipient_stays() {
     bob.expect("connected", |v| v["type"] == "connected");
     XmppRaw::register(&server, "mallory", "pw");
     let mut mallory = XmppRaw::login(&server, "mallory", "pw", "m");
+    // The limit is announced (XEP-0478), and it is the one kept below.
+    let limits = mallory
+        .features
+        .as_ref()
+        .and_then(|f| f.get_child("limits", protocol::ns::STREAM_LIMITS))
+        .and_then(|l| l.child_text("max-bytes", protocol::ns::STREAM_LIMITS));
+    assert_eq!(limits.as_deref(), Some("65536"));
     // 17,000 raw `>` are 17 KB on the wire, 68 KB as the server writes them.
     let bomb = format!(
         "<message to='bob@localhost/{}' id='bomb' type='chat'><body>{}</body></message>",
@@ -53,6 +60,15 @@ fn a_stanza_that_grows_past_the_limit_is_bounced_and_the_recipient_stays() {
     mallory.send(&message("bob@localhost", "ok", "still there?"));
     let m = bob.expect_event("message", "from", "mallory@localhost");
     assert_eq!(m["body"], "still there?", "{}", bob.transcript());
+    // The case from the adversarial run: 11 KB of `"` used to be relayed
+    // as 66 KB of `&quot;`. Quotes need no escaping in text: it arrives as
+    // it was sent.
+    let quotes = "\"".repeat(11_000);
+    mallory.send(&format!(
+        "<message to='bob@localhost' id='q' type='chat'><body>{quotes}</body></message>"
+    ));
+    let m = bob.expect_event("message", "from", "mallory@localhost");
+    assert_eq!(m["body"].as_str().map(str::len), Some(11_000));
 }
 
 /// Case 1 for rooms: a subject that grows past the limit once stamped

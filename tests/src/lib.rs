@@ -879,6 +879,8 @@ pub struct XmppRaw {
     parser: protocol::StreamParser,
     /// The bound full JID, once bound.
     pub jid: String,
+    /// The stream features the server sent last.
+    pub features: Option<protocol::Element>,
 }
 
 /// What a raw read returned.
@@ -920,19 +922,23 @@ impl XmppRaw {
             stream,
             parser: protocol::StreamParser::new(protocol::Mode::Strict),
             jid: String::new(),
+            features: None,
         };
         raw.open();
         raw
     }
 
     /// Sends a stream header and reads the server's header and features.
-    fn open(&mut self) -> protocol::Element {
+    fn open(&mut self) {
         self.parser.reset();
         self.send(&header("localhost"));
         loop {
             match self.next_event(WAIT) {
                 Some(protocol::Event::StreamOpen(_)) => {}
-                Some(protocol::Event::Element(e)) if e.name == "features" => return e,
+                Some(protocol::Event::Element(e)) if e.name == "features" => {
+                    self.features = Some(e);
+                    return;
+                }
                 other => panic!("expected stream features, got {other:?}"),
             }
         }

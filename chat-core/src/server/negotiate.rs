@@ -244,7 +244,15 @@ impl<T: ServerTransport> Neg<'_, T> {
     }
 
     fn features(&self) -> Element {
-        let mut f = Element::new("features", ns::STREAM);
+        // The limit the server enforces, announced (XEP-0478) so a client
+        // can refuse to send what would cost it its connection. It is also
+        // the limit the server keeps for what it sends (see router).
+        let limits = Element::new("limits", ns::STREAM_LIMITS).text_child(
+            "max-bytes",
+            ns::STREAM_LIMITS,
+            self.shared.config.limits.max_stanza_bytes.to_string(),
+        );
+        let mut f = Element::new("features", ns::STREAM).child(limits);
         let starttls = self.transport.starttls();
         if !self.secure && starttls != StartTls::Unavailable {
             let mut tls = Element::new("starttls", ns::TLS);
