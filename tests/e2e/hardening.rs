@@ -32,13 +32,6 @@ fn a_stanza_that_grows_past_the_limit_is_bounced_and_the_recipient_stays() {
     bob.expect("connected", |v| v["type"] == "connected");
     XmppRaw::register(&server, "mallory", "pw");
     let mut mallory = XmppRaw::login(&server, "mallory", "pw", "m");
-    // The limit is announced (XEP-0478), and it is the one kept below.
-    let limits = mallory
-        .features
-        .as_ref()
-        .and_then(|f| f.get_child("limits", protocol::ns::STREAM_LIMITS))
-        .and_then(|l| l.child_text("max-bytes", protocol::ns::STREAM_LIMITS));
-    assert_eq!(limits.as_deref(), Some("65536"));
     // 17,000 raw `>` are 17 KB on the wire, 68 KB as the server writes them.
     let bomb = format!(
         "<message to='bob@localhost/{}' id='bomb' type='chat'><body>{}</body></message>",
@@ -69,6 +62,13 @@ fn a_stanza_that_grows_past_the_limit_is_bounced_and_the_recipient_stays() {
     ));
     let m = bob.expect_event("message", "from", "mallory@localhost");
     assert_eq!(m["body"].as_str().map(str::len), Some(11_000));
+    // The limit kept is the one announced (XEP-0478).
+    let limits = mallory
+        .features
+        .as_ref()
+        .and_then(|f| f.get_child("limits", protocol::ns::STREAM_LIMITS))
+        .and_then(|l| l.child_text("max-bytes", protocol::ns::STREAM_LIMITS));
+    assert_eq!(limits.as_deref(), Some("65536"));
 }
 
 /// Case 1 for rooms: a subject that grows past the limit once stamped
@@ -235,18 +235,19 @@ fn a_recipient_that_never_reads_costs_bounded_memory_and_is_cut_off() {
     stuck.send("<presence/>");
     let mut alice = XmppRaw::login(&server, "alice", "pw", "a");
     let (_, before) = server.memory_kib();
-    // 200 messages of 60 KB: 12 MB for someone who never reads.
+    // 1,000 messages of 60 KB: 60 MB for someone who never reads.
     let body = "x".repeat(60_000);
     let t0 = Instant::now();
-    for i in 0..200 {
+    for i in 0..1000 {
         alice.send(&message("stuck@localhost/s", &format!("s{i}"), &body));
     }
     alice.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>");
     alice.expect("pong", |e| e.get_attr("id") == Some("sync"));
     let (_, after) = server.memory_kib();
     let grown_mb = after.saturating_sub(before) / 1024;
+    eprintln!("peak server memory grew by {grown_mb} MB ({before} KiB before)");
     assert!(
-        grown_mb < 48,
+        grown_mb < 32,
         "the server grew by {grown_mb} MB for one client that never reads\n{}",
         server.log()
     );
@@ -363,7 +364,9 @@ fn password_guessing_is_slowed_and_the_owner_still_gets_in() {
 /// is not affected.
 #[test]
 fn registration_is_limited_per_address() {
-    let server = Server::start(Twin::Plain, &["--max-registrations-per-hour", "1"]);
+    // The default rate (100 an hour) refills one registration every 36 s:
+    // none comes back during the test.
+    let server = Server::start(Twin::Plain, &[]);
     let made: Vec<bool> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..4)
             .map(|w| {
