@@ -543,3 +543,66 @@ fn a_full_disk_bounces_the_stanza_and_keeps_the_session() {
     bob.send("<presence/>");
     bob.expect("the message after", |e| e.get_attr("id") == Some("after"));
 }
+
+/// Case 10: rooms could not be deleted, and an empty room stayed in memory
+/// with its history (12 GB at the room cap). Now an empty room is unloaded
+/// (and loaded again, history and all, from the database at the next
+/// join), and its owner can destroy it (XEP-0045 10.9): occupants are told,
+/// and the name is free again.
+#[test]
+fn empty_rooms_leave_memory_and_owners_destroy_rooms() {
+    let server = Server::start(Twin::Plain, &["-v"]);
+    XmppRaw::register(&server, "owner", "pw");
+    XmppRaw::register(&server, "guest", "pw");
+    let mut owner = XmppRaw::login(&server, "owner", "pw", "o");
+    let join = |raw: &mut XmppRaw, nick: &str| {
+        raw.send(&format!(
+            "<presence to='lab@conference.localhost/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        ));
+        raw.expect("the subject that ends the join", |e| {
+            e.name == "message" && e.to_xml().contains("<subject")
+        });
+    };
+    join(&mut owner, "o");
+    owner.send("<message to='lab@conference.localhost' type='groupchat' id='h1'><body>kept in the database</body></message>");
+    owner.expect("echo", |e| e.get_attr("id") == Some("h1"));
+    owner.send("<presence to='lab@conference.localhost/o' type='unavailable'/>");
+    owner.expect("left", |e| e.get_attr("type") == Some("unavailable"));
+    // Empty: unloaded. The next join loads it again, history included.
+    join(&mut owner, "o");
+    let loads = server.log().matches("room loaded").count();
+    assert_eq!(
+        loads,
+        2,
+        "an empty room stayed in memory:\n{}",
+        server.log()
+    );
+
+    let mut guest = XmppRaw::login(&server, "guest", "pw", "g");
+    guest.send("<presence to='lab@conference.localhost/g'/>");
+    guest.expect("history", |e| e.to_xml().contains("kept in the database"));
+    // Only the owner destroys.
+    let destroy = |id: &str| {
+        format!(
+            "<iq type='set' id='{id}' to='lab@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><destroy><reason>course over</reason></destroy></query></iq>"
+        )
+    };
+    guest.send(&destroy("g1"));
+    let e = guest.expect("refusal", |e| e.get_attr("id") == Some("g1"));
+    assert!(is_error_for(&e, "g1", "forbidden"), "{}", e.to_xml());
+    owner.send(&destroy("d1"));
+    let r = owner.expect("destroyed", |e| e.get_attr("id") == Some("d1"));
+    assert_eq!(r.get_attr("type"), Some("result"), "{}", r.to_xml());
+    let gone = guest.expect("told", |e| {
+        e.name == "presence" && e.to_xml().contains("<destroy")
+    });
+    assert!(gone.to_xml().contains("course over"), "{}", gone.to_xml());
+    // Gone from the list, and the name is free: a new join creates it anew
+    // (status 201) without the old history.
+    owner.send("<iq type='get' id='list' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>");
+    let list = owner.expect("list", |e| e.get_attr("id") == Some("list"));
+    assert!(!list.to_xml().contains("lab@"), "{}", list.to_xml());
+    guest.send("<presence to='lab@conference.localhost/g'/>");
+    let created = guest.expect("new room", |e| e.to_xml().contains("code='201'"));
+    assert_eq!(created.name, "presence");
+}
