@@ -346,7 +346,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         let n = a.len().max(b.len()).clamp(1, 4);
         // Line i of one side's column.
         let cell = |list: &Vec<String>, i: usize| match list.get(i) {
-            Some(s) => format!("  {}", clip(s, W - 2)),
+            // What the sniffer recovered is whatever was on the wire: escape
+            // control characters before they reach the projector's terminal.
+            Some(s) => format!("  {}", clip(&protocol::display::terminal_safe(s), W - 2)),
             None if i == 0 => "  (nothing)".to_string(),
             None => String::new(),
         };
