@@ -453,14 +453,14 @@ impl StreamParser {
                 }
                 Err(e) => return self.fail(e),
             };
-            if self.skipping {
-                if let Found::Element(end) = found {
-                    // The end of the skipped element: back to normal.
-                    self.skipping = false;
-                    self.start = end;
-                    self.elem_start = None;
-                    continue;
-                }
+            if self.skipping
+                && let Found::Element(end) = found
+            {
+                // The end of the skipped element: back to normal.
+                self.skipping = false;
+                self.start = end;
+                self.elem_start = None;
+                continue;
             }
             match self.complete(found) {
                 Ok(Some(p)) => return Ok(Some(p)),

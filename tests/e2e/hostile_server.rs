@@ -285,9 +285,12 @@ fn a_ping_flood_to_a_client_whose_server_never_reads_keeps_memory_bounded_then_d
         "peak {} KiB after {sent} pings (before: {before:?})",
         after.1
     );
-    // A server that reads nothing for long is dead or hostile: the client
-    // says so and leaves.
+    // A server that keeps sending but reads nothing is dead or hostile: the
+    // client says so and leaves. (The flood above fills the client's queue
+    // faster than it writes, but the kernel's send buffer may still have
+    // room; the pings go on until it is full and a write stalls.)
     let t0 = Instant::now();
+    let mut i = 0;
     let gone = loop {
         match alice
             .output()
@@ -296,7 +299,16 @@ fn a_ping_flood_to_a_client_whose_server_never_reads_keeps_memory_bounded_then_d
         {
             Some(l) => break l,
             None if t0.elapsed() < Duration::from_secs(60) => {
-                std::thread::sleep(Duration::from_millis(200))
+                let batch: String = (0..50)
+                    .map(|k| {
+                        format!(
+                            "<iq type='get' id='late{i}-{k}-{PAD}'><ping xmlns='urn:xmpp:ping'/></iq>"
+                        )
+                    })
+                    .collect();
+                i += 1;
+                let _ = h.stream.write_all(batch.as_bytes());
+                std::thread::sleep(Duration::from_millis(100))
             }
             None => panic!("the client never gave up\n{}", alice.transcript()),
         }

@@ -654,6 +654,7 @@ impl Online {
         }
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.by_jid.len()
     }
@@ -1660,5 +1661,124 @@ fn handle_incoming(
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, DuplexStream};
+
+    const HEADER: &str =
+        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+
+    /// A signed-in client on one end of an in-memory pipe of `room` bytes;
+    /// the test plays the server on the other end.
+    async fn client_on_pipe(room: usize) -> (Client, DuplexStream) {
+        let (client_side, mut server) = tokio::io::duplex(room);
+        let mut stream: BoxStream = Box::new(client_side);
+        server.write_all(HEADER.as_bytes()).await.unwrap();
+        let mut reader = XmppReader::new(Limits::default());
+        assert!(matches!(
+            reader.next(&mut stream).await,
+            Ok(Event::StreamOpen(_))
+        ));
+        let c = Client::start(Negotiated {
+            stream,
+            reader,
+            jid: Jid::parse("alice@localhost/r").unwrap(),
+            mechanism: Mechanism::Plain,
+            secure: false,
+        });
+        (c, server)
+    }
+
+    #[tokio::test]
+    async fn pings_to_a_client_whose_server_never_reads_queue_a_bounded_number_of_pongs() {
+        let (c, mut server) = client_on_pipe(1024).await;
+        for i in 0..5000 {
+            let ping = format!("<iq type='get' id='p{i}'><ping xmlns='urn:xmpp:ping'/></iq>");
+            server.write_all(ping.as_bytes()).await.unwrap();
+        }
+        // Let the reader take them all.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let queued = c.out.max_capacity() - c.out.capacity();
+        assert!(queued <= MAX_QUEUED_AUTO_REPLIES, "{queued} pongs queued");
+        // The user can still send: the rest of the queue is theirs.
+        c.send_message(&Jid::parse("bob@localhost").unwrap(), "hi")
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_that_never_reads_is_left_with_a_clear_error() {
+        let (mut c, mut server) = client_on_pipe(256).await;
+        let body = "x".repeat(1000);
+        for _ in 0..100 {
+            let _ = c.send_message(&Jid::parse("bob@localhost").unwrap(), &body);
+        }
+        let ev = tokio::time::timeout(WRITE_STALL_TIMEOUT * 2, async {
+            loop {
+                match c.next_event().await {
+                    Some(ClientEvent::Disconnected { reason }) => break reason,
+                    Some(_) => {}
+                    None => break None,
+                }
+            }
+        })
+        .await
+        .expect("disconnected in time");
+        let reason = ev.expect("a reason");
+        assert!(reason.contains("not read"), "{reason}");
+        let mut sink = Vec::new();
+        let _ = server.read_to_end(&mut sink).await;
+    }
+
+    #[test]
+    fn event_queue_drops_and_counts_at_its_bound() {
+        let (tx, mut rx, meter) = event_queue();
+        for i in 0..MAX_QUEUED_EVENTS + 10 {
+            tx.send(ClientEvent::Receipt {
+                from: Jid::parse("bob@localhost").unwrap(),
+                id: i.to_string(),
+            });
+        }
+        assert_eq!(meter.dropped.load(Ordering::Relaxed), 10);
+        let mut n = 0;
+        while rx.try_recv().is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, MAX_QUEUED_EVENTS);
+        // A few huge events hit the byte bound long before the count.
+        let (tx, _rx, meter) = event_queue();
+        for _ in 0..200 {
+            tx.send(ClientEvent::Announcement {
+                subject: None,
+                body: "x".repeat(64 * 1024),
+            });
+        }
+        assert!(meter.bytes.load(Ordering::Relaxed) <= MAX_QUEUED_EVENT_BYTES);
+        assert!(meter.dropped.load(Ordering::Relaxed) >= 200 - 128);
+    }
+
+    #[test]
+    fn online_resources_forget_the_oldest_at_the_bound() {
+        let mut o = Online::default();
+        let jid = |i: usize| Jid::parse(&format!("u{i}@localhost/r")).unwrap();
+        for i in 0..MAX_ONLINE_RESOURCES + 5 {
+            o.insert(jid(i), None, Some(&"s".repeat(5000)));
+        }
+        assert_eq!(o.len(), MAX_ONLINE_RESOURCES);
+        assert!(!o.keys().any(|j| *j == jid(0) || *j == jid(4)));
+        assert!(o.keys().any(|j| *j == jid(5)));
+        assert!(
+            o.iter()
+                .all(|(_, _, s)| s.is_some_and(|s| s.len() == MAX_KEPT_TEXT_BYTES))
+        );
+        // News about an old entry makes it young again.
+        o.insert(jid(5), None, None);
+        o.insert(jid(999_999), None, None);
+        assert!(o.keys().any(|j| *j == jid(5)));
+        o.remove(&jid(5));
+        assert_eq!(o.len(), MAX_ONLINE_RESOURCES - 1);
     }
 }
