@@ -346,6 +346,7 @@ fn password_guessing_is_slowed_and_the_owner_still_gets_in() {
         );
         guesses += 1;
     }
+    eprintln!("{guesses} guesses in {:?}", t0.elapsed());
     assert!(
         guesses <= 15,
         "{guesses} guesses in {:?}: not throttled",
@@ -605,4 +606,100 @@ fn empty_rooms_leave_memory_and_owners_destroy_rooms() {
     guest.send("<presence to='lab@conference.localhost/g'/>");
     let created = guest.expect("new room", |e| e.to_xml().contains("code='201'"));
     assert_eq!(created.name, "presence");
+}
+
+/// TCP memory in use on this machine, in KiB (`/proc/net/sockstat`, pages).
+fn kernel_tcp_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("TCP:"))
+        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "mem").nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4)
+}
+
+/// Case 3 for rooms: 50 occupants who do not read, sent 200 messages of
+/// 60 KB (12 MB in all; 50 KB here), grew the server by 411 MB plus 184 MB of kernel
+/// send queues. Each queue is bounded in bytes, each socket's kernel buffer
+/// is fixed, and the stuck occupants are cut off.
+#[test]
+fn a_room_of_readers_who_never_read_costs_bounded_memory() {
+    let server = Server::start(Twin::Plain, &[]);
+    let join = |raw: &mut XmppRaw, nick: &str| {
+        raw.send(&format!(
+            "<presence to='busy@conference.localhost/{nick}'/>"
+        ));
+        raw.expect("joined", |e| {
+            e.name == "message" && e.to_xml().contains("<subject")
+        });
+    };
+    // Signing up 50 users costs 100 password hashes: on both cores.
+    let stuck: Vec<XmppRaw> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let server = &server;
+                scope.spawn(move || {
+                    (0..50)
+                        .filter(|i| i % 4 == w)
+                        .map(|i| {
+                            let user = format!("stuck{i}");
+                            XmppRaw::register(server, &user, "pw");
+                            let mut raw = XmppRaw::login(server, &user, "pw", "s");
+                            join(&mut raw, &user);
+                            raw
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    XmppRaw::register(&server, "speaker", "pw");
+    let mut speaker = XmppRaw::login(&server, "speaker", "pw", "s");
+    join(&mut speaker, "speaker");
+    // The speaker reads her own echoes, as a real client does.
+    let mut echoes = speaker.stream.try_clone().unwrap();
+    let drain = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while matches!(std::io::Read::read(&mut echoes, &mut buf), Ok(n) if n > 0) {}
+    });
+    let (_, before) = server.memory_kib();
+    let kernel_before = kernel_tcp_kib();
+    // 50 KB: a room refuses messages it could not replay to every future
+    // joiner (about 57 KB at most, see the subject test), so the run's
+    // 60 KB messages would now be bounced before anyone's queue saw them.
+    let body = "y".repeat(50_000);
+    let mut kernel_peak = 0;
+    for i in 0..100 {
+        speaker.send(&format!(
+            "<message to='busy@conference.localhost' type='groupchat' id='r{i}'><body>{body}</body></message>"
+        ));
+        kernel_peak = kernel_peak.max(kernel_tcp_kib());
+    }
+    // Everyone who never read is cut off.
+    let t0 = Instant::now();
+    while server.log().matches("does not read").count() < 50
+        && t0.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, after) = server.memory_kib();
+    let grown_mb = after.saturating_sub(before) / 1024;
+    let kernel_mb = kernel_peak.saturating_sub(kernel_before) / 1024;
+    eprintln!(
+        "peak server memory grew by {grown_mb} MB; kernel TCP memory by {kernel_mb} MB (whole machine)"
+    );
+    assert_eq!(
+        server.log().matches("does not read").count(),
+        50,
+        "{}",
+        server.log()
+    );
+    assert!(grown_mb < 100, "the server grew by {grown_mb} MB");
+    drop(stuck);
+    let _ = speaker.stream.shutdown(std::net::Shutdown::Both);
+    let _ = drain.join();
 }
