@@ -703,3 +703,57 @@ fn a_room_of_readers_who_never_read_costs_bounded_memory() {
     let _ = speaker.stream.shutdown(std::net::Shutdown::Both);
     let _ = drain.join();
 }
+
+/// Case 1 for the client: `/rooms` and `/users` over lists longer than one
+/// stanza may be. The server pages them (XEP-0059) and the client follows
+/// the pages, so the user sees every room and every user, and nobody is
+/// disconnected.
+#[test]
+fn the_client_lists_every_room_and_user_across_pages() {
+    let server = Server::start(Twin::Plain, &[]);
+    // 60 users with 1,000-character names: 62 KB of user names alone.
+    let users: Vec<String> = (0..60)
+        .map(|i| format!("{i:02}{}", "u".repeat(998)))
+        .collect();
+    std::thread::scope(|scope| {
+        for chunk in users.chunks(15) {
+            let server = &server;
+            scope.spawn(move || {
+                for u in chunk {
+                    XmppRaw::register(server, u, "pw");
+                }
+            });
+        }
+    });
+    // 20 rooms with 1,000-character names, made by one of them.
+    let mut maker = XmppRaw::login(&server, &users[0], "pw", "m");
+    for i in 0..20 {
+        let name = format!("{i:02}{}", "r".repeat(998));
+        maker.send(&format!("<presence to='{name}@conference.localhost/m'/>"));
+        maker.expect("joined", |e| {
+            e.name == "message" && e.to_xml().contains("<subject")
+        });
+    }
+    let mut reader = Client::start(&server, "reader@localhost", "pw", &["--register"]);
+    reader.expect("connected", |v| v["type"] == "connected");
+    reader.send("/users");
+    let done = reader.expect("users listed", |v| {
+        v["type"] == "ok" && v["command"] == "/users"
+    });
+    let listed = reader
+        .transcript()
+        .lines()
+        .filter(|l| l.contains("\"type\":\"user\""))
+        .count();
+    assert_eq!(listed, 61, "{done}\n{}", reader.transcript());
+    reader.send("/rooms");
+    reader.expect("rooms listed", |v| {
+        v["type"] == "ok" && v["command"] == "/rooms"
+    });
+    let rooms = reader
+        .transcript()
+        .lines()
+        .filter(|l| l.contains("\"type\":\"room\""))
+        .count();
+    assert_eq!(rooms, 20, "{}", reader.transcript());
+}

@@ -55,16 +55,16 @@ impl Client {
             };
             q = q.text_child(name, ns::SEARCH, text);
         }
-        let fut = self
-            .domain_jid(None)
-            .map(|to| self.iq(IqType::Set, Some(to), q, "searching the directory"));
+        // Every page of the answer (XEP-0059): a server cuts a long list
+        // into pages that each fit its stanza limit.
+        let fut = self.domain_jid(None).map(|to| {
+            self.iq_sender()
+                .iq_pages(IqType::Set, Some(to), q, "searching the directory")
+        });
         async move {
-            let iq = fut?.await?;
-            let Some(q) = iq.payload else {
-                return Ok((Vec::new(), 0));
-            };
-            let users: Vec<UserEntry> = q
-                .elements()
+            let (items, total) = fut?.await?;
+            let users: Vec<UserEntry> = items
+                .iter()
                 .filter(|i| i.is("item", ns::SEARCH))
                 .filter_map(|i| {
                     Some(UserEntry {
@@ -74,11 +74,7 @@ impl Client {
                     })
                 })
                 .collect();
-            let total = q
-                .get_child("set", "http://jabber.org/protocol/rsm")
-                .and_then(|s| s.child_text("count", "http://jabber.org/protocol/rsm"))
-                .and_then(|c| c.trim().parse().ok())
-                .unwrap_or(users.len());
+            let total = total.unwrap_or(users.len()).max(users.len());
             Ok((users, total))
         }
     }
@@ -161,7 +157,7 @@ impl Client {
         &self,
     ) -> impl Future<Output = Result<Vec<Jid>, ClientError>> + Send + 'static {
         let fut = self.domain_jid(None).map(|to| {
-            self.iq(
+            self.iq_sender().iq_pages(
                 IqType::Get,
                 Some(to),
                 Element::new("query", ns::DISCO_ITEMS).attr("node", ONLINE_NODE),
@@ -169,11 +165,9 @@ impl Client {
             )
         });
         async move {
-            let iq = fut?.await?;
-            Ok(iq
-                .payload
+            let (items, _) = fut?.await?;
+            Ok(items
                 .iter()
-                .flat_map(|q| q.elements())
                 .filter_map(|i| Jid::parse(i.get_attr("jid")?).ok())
                 .collect())
         }

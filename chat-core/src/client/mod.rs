@@ -1027,7 +1027,60 @@ pub(crate) struct IqSender {
     pending: Pending,
 }
 
+/// Most pages one list request follows (XEP-0059), and so at most
+/// `MAX_PAGES * rsm::MAX_PAGE_ITEMS` items: a server that pages forever
+/// cannot grow the client without bound.
+pub const MAX_PAGES: usize = 100;
+
 impl IqSender {
+    /// Gets a whole list a page at a time (Result Set Management,
+    /// XEP-0059): `query` is asked for again with `<after/>` the last key
+    /// of each page, until a page comes back empty, without a `<last/>`, or
+    /// the count the server gave is reached. Returns the items (every child
+    /// of the answers' queries but `<set/>`) and the count, if given. A
+    /// server without paging answers once, with everything.
+    pub(crate) fn iq_pages(
+        &self,
+        kind: IqType,
+        to: Option<Jid>,
+        query: Element,
+        what: &str,
+    ) -> impl Future<Output = Result<(Vec<Element>, Option<usize>), ClientError>> + Send + 'static + use<>
+    {
+        let this = self.clone();
+        let what = what.to_string();
+        async move {
+            let mut items = Vec::new();
+            let mut count = None;
+            let mut after: Option<String> = None;
+            for _ in 0..MAX_PAGES {
+                let mut q = query.clone();
+                if let Some(a) = &after {
+                    q = q.child(
+                        Element::new("set", ns::RSM)
+                            .text_child("max", ns::RSM, protocol::rsm::MAX_PAGE_ITEMS.to_string())
+                            .text_child("after", ns::RSM, a.clone()),
+                    );
+                }
+                let iq = this.iq(kind, to.clone(), q, &what).await?;
+                let Some(page) = iq.payload else { break };
+                let (last, total) = protocol::rsm::parse_reply(&page);
+                count = total.or(count);
+                let before = items.len();
+                items.extend(page.elements().filter(|e| !e.is("set", ns::RSM)).cloned());
+                let done = items.len() == before
+                    || last.is_none()
+                    || last == after
+                    || count.is_some_and(|c| items.len() >= c);
+                if done {
+                    break;
+                }
+                after = last;
+            }
+            Ok((items, count))
+        }
+    }
+
     /// See [`Client::iq`].
     pub(crate) fn iq(
         &self,

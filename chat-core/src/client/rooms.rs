@@ -193,7 +193,7 @@ impl Client {
     {
         let service = Jid::parse(&muc_domain(&self.jid));
         let fut = service.map(|s| {
-            self.iq(
+            self.iq_sender().iq_pages(
                 IqType::Get,
                 Some(s),
                 Element::new("query", ns::DISCO_ITEMS),
@@ -201,13 +201,11 @@ impl Client {
             )
         });
         async move {
-            let iq = fut
+            let (items, _) = fut
                 .map_err(|e| ClientError::Invalid(e.to_string()))?
                 .await?;
-            Ok(iq
-                .payload
+            Ok(items
                 .iter()
-                .flat_map(|q| q.elements())
                 .filter(|i| i.is("item", ns::DISCO_ITEMS))
                 .filter_map(|i| {
                     let jid = Jid::parse(i.get_attr("jid")?).ok()?;
