@@ -757,3 +757,48 @@ fn the_client_lists_every_room_and_user_across_pages() {
         .count();
     assert_eq!(rooms, 20, "{}", reader.transcript());
 }
+
+/// The server announces its limit (XEP-0478) and the client keeps to it:
+/// a message too large for the server is refused by the client with one
+/// clear line, instead of costing the sender its connection.
+#[test]
+fn the_client_keeps_to_the_limit_the_server_announces() {
+    let server = Server::start(Twin::Plain, &["--max-stanza", "4096"]);
+    let mut alice = Client::start(&server, "alice@localhost", "pw", &["--register"]);
+    alice.expect("connected", |v| v["type"] == "connected");
+    alice.send(&format!("/msg alice@localhost {}", "z".repeat(5000)));
+    let e = alice.expect("refusal", |v| v["type"] == "error");
+    assert!(
+        e.to_string().contains("4096-byte stanza limit"),
+        "{e}\n{}",
+        alice.transcript()
+    );
+    alice.send("/msg alice@localhost still connected");
+    let m = alice.expect("message to self", |v| v["type"] == "message");
+    assert_eq!(m["body"], "still connected", "{}", alice.transcript());
+}
+
+/// Case 10 through the real client: `/destroy` by the owner; the member is
+/// told why the room went away; nobody else may destroy it.
+#[test]
+fn owners_destroy_rooms_from_the_client() {
+    let server = Server::start(Twin::Plain, &[]);
+    let mut owner = Client::start(&server, "owner@localhost", "pw", &["--register"]);
+    owner.expect("connected", |v| v["type"] == "connected");
+    let mut member = Client::start(&server, "member@localhost", "pw", &["--register"]);
+    member.expect("connected", |v| v["type"] == "connected");
+    owner.send("/join lab@conference.localhost owner");
+    owner.expect("joined", |v| v["type"] == "room-joined");
+    member.send("/join lab@conference.localhost member");
+    member.expect("joined", |v| v["type"] == "room-joined");
+    member.send("/destroy lab@conference.localhost mine now");
+    let e = member.expect("refused", |v| v["type"] == "error");
+    assert!(e.to_string().contains("forbidden"), "{e}");
+    owner.send("/destroy lab@conference.localhost course over");
+    owner.expect("destroyed", |v| {
+        v["type"] == "ok" && v["command"] == "/destroy"
+    });
+    let left = member.expect("told", |v| v["type"] == "room-left");
+    assert_eq!(left["destroyed"], true, "{left}");
+    assert_eq!(left["reason"], "course over", "{left}");
+}

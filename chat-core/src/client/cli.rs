@@ -55,6 +55,7 @@ commands:
   /subject ROOM TEXT     set a room's subject
   /occupants ROOM        who is in a room
   /leave ROOM            leave a room
+  /destroy ROOM [REASON] destroy a room you own (everyone in it is told)
   /users                 list every registered user
   /search TERM           find users by user name, display name or email
   /profile [name NAME] [email EMAIL]  set (or show) your public profile
@@ -348,9 +349,14 @@ fn render(ev: &ClientEvent) -> (String, serde_json::Value) {
             },
             json!({"type": kind, "room": room.to_string(), "nick": nick, "subject": subject}),
         ),
-        ClientEvent::RoomLeft { room } => (
-            format!("left {room}"),
-            json!({"type": kind, "room": room.to_string()}),
+        ClientEvent::RoomLeft { room, destroyed } => (
+            match &destroyed {
+                None => format!("left {room}"),
+                Some(r) if r.is_empty() => format!("left {room}: its owner destroyed it"),
+                Some(r) => format!("left {room}: its owner destroyed it ({r})"),
+            },
+            json!({"type": kind, "room": room.to_string(), "destroyed": destroyed.is_some(),
+                   "reason": destroyed}),
         ),
         ClientEvent::StanzaTooLarge { limit } => (
             format!(
@@ -675,6 +681,7 @@ enum Command {
     Subject(String, String),
     Occupants(String),
     Leave(String),
+    Destroy(String, Option<String>),
     Users,
     Search(String),
     Profile(Option<String>, Option<String>),
@@ -763,6 +770,13 @@ impl Command {
             },
             "/occupants" => one_arg(Command::Occupants, "/occupants ROOM"),
             "/leave" => one_arg(Command::Leave, "/leave ROOM"),
+            "/destroy" if !rest.is_empty() => match rest.split_once(' ') {
+                Some((room, reason)) => {
+                    Command::Destroy(room.to_string(), Some(reason.trim().to_string()))
+                }
+                None => Command::Destroy(rest.to_string(), None),
+            },
+            "/destroy" => Command::Bad("usage: /destroy ROOM [REASON]".into()),
             "/users" => Command::Users,
             "/search" if !rest.is_empty() => Command::Search(rest.to_string()),
             "/search" => Command::Bad("usage: /search TERM".into()),
@@ -1079,6 +1093,21 @@ fn execute(
                 }
                 Err(e) => fail_sync(out, &name, e.to_string()),
             }
+        }
+        Command::Destroy(room, reason) => {
+            let room = room!(room);
+            if current.as_ref() == Some(&room) {
+                *current = None;
+            }
+            let fut = client.destroy_room(&room, reason.as_deref());
+            done(
+                name,
+                Box::pin(async move {
+                    fut.await?;
+                    Ok(format!("{room} destroyed"))
+                }),
+                false,
+            )
         }
         Command::Users => users_step(name, out.json, client.search(None)),
         Command::Search(term) => {

@@ -192,6 +192,15 @@ pub enum ClientError {
         "not sent: {MAX_QUEUED_STANZAS} stanzas are already waiting because the server is not reading; try again later"
     )]
     Congested,
+    /// Longer than the stanza limit the server announced (XEP-0478):
+    /// sending it would only get us disconnected. Nothing was sent.
+    #[error("not sent: {size} bytes, over the server's {limit}-byte stanza limit")]
+    TooLarge {
+        /// The stanza's size.
+        size: usize,
+        /// The server's limit.
+        limit: usize,
+    },
 }
 
 impl From<ReadError> for ClientError {
@@ -412,6 +421,9 @@ pub enum ClientEvent {
     RoomLeft {
         /// The room.
         room: Jid,
+        /// Set when the owner destroyed the room: the reason they gave
+        /// (XEP-0045 10.9), possibly empty.
+        destroyed: Option<String>,
     },
     /// The server sent a stanza larger than the client's limit; it was
     /// skipped and the connection goes on.
@@ -475,7 +487,7 @@ impl ClientEvent {
             | ClientEvent::RoomPresence { room, .. }
             | ClientEvent::RoomMessage { room, .. }
             | ClientEvent::RoomSubject { room, .. }
-            | ClientEvent::RoomLeft { room } => Some(room),
+            | ClientEvent::RoomLeft { room, .. } => Some(room),
             ClientEvent::FileOffer { from, .. } => Some(from),
             ClientEvent::FileReceived(d) => Some(&d.peer),
             ClientEvent::Announcement { .. }
@@ -693,6 +705,8 @@ pub struct Client {
     jid: Jid,
     mechanism: Mechanism,
     secure: bool,
+    /// The server's stanza limit: nothing larger is sent.
+    max_stanza: usize,
     out: mpsc::Sender<String>,
     pending: Pending,
     state: Arc<Mutex<State>>,
@@ -717,6 +731,22 @@ struct Negotiated {
     jid: Jid,
     mechanism: Mechanism,
     secure: bool,
+    /// The largest stanza the server accepts (see [`server_limit`]).
+    max_stanza: usize,
+}
+
+/// The stanza limit a server announces in its features (XEP-0478), or our
+/// own parser's limit when it announces none (RFC 6120 13.12 asks servers
+/// for at least 10,000 bytes; ours and most accept 64 KiB or more). A
+/// client that knows the limit refuses an oversized stanza itself, with a
+/// clear error, instead of being disconnected for it by the server.
+fn server_limit(features: &Element) -> usize {
+    features
+        .get_child("limits", ns::STREAM_LIMITS)
+        .and_then(|l| l.child_text("max-bytes", ns::STREAM_LIMITS))
+        .and_then(|m| m.trim().parse::<usize>().ok())
+        .filter(|m| *m >= 1024)
+        .unwrap_or(protocol::limits::MAX_STANZA_BYTES)
 }
 
 /// Connects, optionally registers, signs in and binds a resource.
@@ -854,6 +884,7 @@ async fn negotiate<T: ClientTransport>(
             ));
         }
         let jid = bind(&mut stream, &mut reader, opts.jid.resource()).await?;
+        let max_stanza = server_limit(&features);
         let session = features.get_child("session", ns::SESSION);
         if session.is_some_and(|s| !s.has_child("optional", ns::SESSION)) {
             let iq = Iq::request(
@@ -871,6 +902,7 @@ async fn negotiate<T: ClientTransport>(
             jid,
             mechanism: mechanism.unwrap_or(Mechanism::Plain),
             secure,
+            max_stanza,
         });
     }
 }
@@ -1011,7 +1043,13 @@ impl RawSender {
 
 /// Queues a stanza the user asked for: [`ClientError::Congested`] when the
 /// queue is full.
-fn queue(out: &mpsc::Sender<String>, xml: String) -> Result<(), ClientError> {
+fn queue(out: &mpsc::Sender<String>, xml: String, limit: usize) -> Result<(), ClientError> {
+    if xml.len() > limit {
+        return Err(ClientError::TooLarge {
+            size: xml.len(),
+            limit,
+        });
+    }
     out.try_send(xml).map_err(|e| match e {
         mpsc::error::TrySendError::Full(_) => ClientError::Congested,
         mpsc::error::TrySendError::Closed(_) => {
@@ -1025,6 +1063,7 @@ fn queue(out: &mpsc::Sender<String>, xml: String) -> Result<(), ClientError> {
 pub(crate) struct IqSender {
     out: mpsc::Sender<String>,
     pending: Pending,
+    max_stanza: usize,
 }
 
 /// Most pages one list request follows (XEP-0059), and so at most
@@ -1105,7 +1144,7 @@ impl IqSender {
         let iq = Iq::request(kind, id.clone(), to, payload);
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(id.clone(), tx);
-        let sent = queue(&self.out, iq.to_element().to_xml());
+        let sent = queue(&self.out, iq.to_element().to_xml(), self.max_stanza);
         let pending = self.pending.clone();
         let what = what.to_string();
         async move {
@@ -1165,6 +1204,7 @@ impl Client {
             jid: n.jid,
             mechanism: n.mechanism,
             secure: n.secure,
+            max_stanza: n.max_stanza,
             out: out_tx,
             pending,
             state,
@@ -1193,7 +1233,7 @@ impl Client {
 
     /// Sends a stanza.
     pub fn send(&self, el: &Element) -> Result<(), ClientError> {
-        queue(&self.out, el.to_xml())
+        queue(&self.out, el.to_xml(), self.max_stanza)
     }
 
     /// Sends an iq request and waits for its answer. An error answer becomes
@@ -1219,6 +1259,7 @@ impl Client {
         IqSender {
             out: self.out.clone(),
             pending: self.pending.clone(),
+            max_stanza: self.max_stanza,
         }
     }
 
@@ -1742,8 +1783,31 @@ mod tests {
             jid: Jid::parse("alice@localhost/r").unwrap(),
             mechanism: Mechanism::Plain,
             secure: false,
+            max_stanza: 1024,
         });
         (c, server)
+    }
+
+    #[tokio::test]
+    async fn nothing_over_the_servers_announced_limit_is_sent() {
+        let (c, _server) = client_on_pipe(1 << 20).await;
+        let bob = Jid::parse("bob@localhost").unwrap();
+        let err = c.send_message(&bob, &"x".repeat(2000)).unwrap_err();
+        assert!(
+            matches!(err, ClientError::TooLarge { limit: 1024, .. }),
+            "{err}"
+        );
+        assert!(c.send_message(&bob, "short").is_ok());
+        let features = Element::new("features", ns::STREAM).child(
+            Element::new("limits", ns::STREAM_LIMITS).text_child(
+                "max-bytes",
+                ns::STREAM_LIMITS,
+                "262144",
+            ),
+        );
+        assert_eq!(server_limit(&features), 262_144);
+        let none = Element::new("features", ns::STREAM);
+        assert_eq!(server_limit(&none), protocol::limits::MAX_STANZA_BYTES);
     }
 
     #[tokio::test]

@@ -151,6 +151,29 @@ impl Client {
         self.send(&p.to_element())
     }
 
+    /// Destroys a room we own (XEP-0045 10.9): everyone in it is told, with
+    /// the reason, and the room and its history are deleted.
+    pub fn destroy_room(
+        &self,
+        room: &Jid,
+        reason: Option<&str>,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
+        let mut destroy = Element::new("destroy", ns::MUC_OWNER);
+        if let Some(r) = reason {
+            destroy = destroy.text_child("reason", ns::MUC_OWNER, r);
+        }
+        let fut = self.iq(
+            IqType::Set,
+            Some(room.to_bare()),
+            Element::new("query", ns::MUC_OWNER).child(destroy),
+            "destroying the room",
+        );
+        async move {
+            fut.await?;
+            Ok(())
+        }
+    }
+
     /// Says something in a room; returns the message id.
     pub fn say(&self, room: &Jid, body: &str) -> Result<String, ClientError> {
         if !lock(&self.state).rooms.get(room).is_some_and(|r| r.joined) {
@@ -275,6 +298,8 @@ struct MucUser {
     role: String,
     affiliation: String,
     codes: Vec<u16>,
+    /// The room was destroyed, with this reason (XEP-0045 10.9).
+    destroyed: Option<String>,
 }
 
 fn muc_user(p: &Presence) -> MucUser {
@@ -297,6 +322,9 @@ fn muc_user(p: &Presence) -> MucUser {
                     .collect()
             })
             .unwrap_or_default(),
+        destroyed: x
+            .and_then(|x| x.get_child("destroy", ns::MUC_USER))
+            .map(|d| d.child_text("reason", ns::MUC_USER).unwrap_or_default()),
     }
 }
 
@@ -382,7 +410,10 @@ pub(super) fn handle_room_stanza(
                     let mu = muc_user(&p);
                     if mu.codes.contains(&110) || nick == r.nick {
                         st.rooms.remove(&room);
-                        emit(ClientEvent::RoomLeft { room });
+                        emit(ClientEvent::RoomLeft {
+                            room,
+                            destroyed: mu.destroyed,
+                        });
                     } else {
                         r.occupants.remove(&nick);
                         if r.joined {
