@@ -237,19 +237,7 @@ impl Element {
 /// safe in every context; control characters that XML 1.0 cannot carry at all
 /// are dropped rather than emitted as a document the peer must reject.
 pub fn escape_into(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\'' => out.push_str("&apos;"),
-            '"' => out.push_str("&quot;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 => {}
-            '\u{FFFE}' | '\u{FFFF}' => {}
-            c => out.push(c),
-        }
-    }
+    escape_chars(out, s, true);
 }
 
 /// Escapes character data (text between tags): only `&`, `<` and `>` need
@@ -258,11 +246,17 @@ pub fn escape_into(out: &mut String, s: &str) {
 /// `&quot;`), past the recipient's stanza limit. Characters XML cannot carry
 /// are dropped as in [`escape_into`].
 pub fn escape_text_into(out: &mut String, s: &str) {
+    escape_chars(out, s, false);
+}
+
+fn escape_chars(out: &mut String, s: &str, quotes: bool) {
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
+            '\'' if quotes => out.push_str("&apos;"),
+            '"' if quotes => out.push_str("&quot;"),
             '\t' | '\n' | '\r' => out.push(c),
             c if (c as u32) < 0x20 => {}
             '\u{FFFE}' | '\u{FFFF}' => {}

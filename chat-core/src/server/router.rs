@@ -420,10 +420,22 @@ impl Router {
                 .and_then(|l| l.iter().find(|r| r.resource == resource))
                 .map(|r| (r.tx.clone(), r.kill.clone(), xml.clone()))
         };
-        Self::push_all_wait(vec![target])
-            .await
-            .pop()
-            .unwrap_or(Delivery::Offline)
+        // One recipient, the hot path of every chat message: no lists, no
+        // tasks unless its queue is full.
+        let Some((tx, kill, xml)) = target else {
+            return Delivery::Offline;
+        };
+        match tx.try_send(xml.clone()) {
+            Delivery::Overflow => {
+                let deadline = tokio::time::Instant::now() + STALL_TIMEOUT;
+                Self::wait_for_room(&tx, &kill, xml, deadline).await
+            }
+            Delivery::TooLarge => {
+                tracing::warn!("not sent: a stanza longer than the stanza limit");
+                Delivery::TooLarge
+            }
+            d => d,
+        }
     }
 
     /// [`Router::send_to_available`] that waits for room like

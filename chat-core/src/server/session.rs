@@ -28,14 +28,36 @@ pub(super) type End = Option<(StreamErrorCondition, String)>;
 /// turns it into a stanza error for the stanza being handled.
 const STORAGE_FAILURE: &str = "storage failure";
 
-/// A stanza without its content: enough to address an error reply to its
-/// sender, and cheap to keep for every stanza.
-fn skeleton(el: &Element) -> Element {
-    let mut s = Element::new(el.name.as_str(), el.ns.as_str());
-    for (k, v) in &el.attrs {
-        s.set_attr(k, v.as_str());
+/// What an error reply to a stanza needs, kept while the stanza is handled
+/// in case storage fails: its name, id, type and `to`. Short strings stay
+/// inline (no allocation), so keeping it for every stanza costs next to
+/// nothing; the reply itself is only built on failure.
+struct Origin {
+    name: protocol::CompactString,
+    id: Option<protocol::CompactString>,
+    kind: Option<protocol::CompactString>,
+    to: Option<protocol::CompactString>,
+}
+
+impl Origin {
+    fn of(el: &Element) -> Origin {
+        let attr = |n: &str| el.get_attr(n).map(protocol::CompactString::from);
+        Origin {
+            name: el.name.clone(),
+            id: attr("id"),
+            kind: attr("type"),
+            to: attr("to"),
+        }
     }
-    s
+
+    /// The stanza, without its content, as `from` sent it.
+    fn element(&self, from: &Jid) -> Element {
+        Element::new(self.name.as_str(), ns::CLIENT)
+            .attr("from", from.to_string())
+            .attr_opt("to", self.to.as_deref())
+            .attr_opt("id", self.id.as_deref())
+            .attr_opt("type", self.kind.as_deref())
+    }
 }
 
 /// Server software name reported by XEP-0092. The OS is deliberately not
@@ -91,8 +113,7 @@ pub async fn run(shared: Arc<Shared>, bound: Bound, peer: SocketAddr) {
             ev = reader.next(&mut rd) => match ev {
                 Ok(Event::Element(el)) => {
                     // What an error reply needs, kept in case storage fails.
-                    let mut skeleton = skeleton(&el);
-                    skeleton.set_attr("from", s.jid.to_string());
+                    let origin = Origin::of(&el);
                     match s.handle(el).await {
                         Ok(()) => {}
                         Err(Some((_, text))) if text == STORAGE_FAILURE => {
@@ -100,7 +121,7 @@ pub async fn run(shared: Arc<Shared>, bound: Bound, peer: SocketAddr) {
                             // this stanza, not the session: the sender
                             // hears it was not kept and can try again.
                             s.bounce(
-                                &skeleton,
+                                &origin.element(&s.jid),
                                 StanzaErrorCondition::ResourceConstraint,
                                 "the server could not store this: try again later",
                             );
