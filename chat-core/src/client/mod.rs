@@ -1783,7 +1783,7 @@ mod tests {
             jid: Jid::parse("alice@localhost/r").unwrap(),
             mechanism: Mechanism::Plain,
             secure: false,
-            max_stanza: 1024,
+            max_stanza: protocol::limits::MAX_STANZA_BYTES,
         });
         (c, server)
     }
@@ -1792,9 +1792,9 @@ mod tests {
     async fn nothing_over_the_servers_announced_limit_is_sent() {
         let (c, _server) = client_on_pipe(1 << 20).await;
         let bob = Jid::parse("bob@localhost").unwrap();
-        let err = c.send_message(&bob, &"x".repeat(2000)).unwrap_err();
+        let err = c.send_message(&bob, &"x".repeat(70_000)).unwrap_err();
         assert!(
-            matches!(err, ClientError::TooLarge { limit: 1024, .. }),
+            matches!(err, ClientError::TooLarge { limit: 65_536, .. }),
             "{err}"
         );
         assert!(c.send_message(&bob, "short").is_ok());
