@@ -10,7 +10,12 @@
 //!   spoke, so one occupant cannot speak as another.
 //! - Rooms are semi-anonymous: occupants see nicknames, never real JIDs.
 //! - Rooms, subjects and history are in SQLite and survive restarts;
-//!   occupants are sessions and do not.
+//!   occupants are sessions and do not. Only rooms with occupants are in
+//!   memory.
+//! - Limits: [`MAX_ROOMS`] on the server and [`MAX_ROOMS_PER_USER`] per
+//!   owner; owners destroy rooms (XEP-0045 10.9). What a room keeps and
+//!   replays (history, subject, presence) must fit the stanza limit for any
+//!   joiner, or it is refused when sent.
 //!
 //! Everything sent to occupants is plaintext on the wire in `chat-plain`:
 //! a sniffer on the path reads every room's conversation.
@@ -147,8 +152,8 @@ impl Room {
     }
 }
 
-/// Every room loaded in memory (those with occupants, and those touched
-/// since the server started).
+/// The rooms loaded in memory: those with occupants. A room that empties is
+/// unloaded; its next join loads it from the database again.
 #[derive(Debug, Default)]
 pub struct Rooms {
     rooms: Mutex<HashMap<String, Room>>,
