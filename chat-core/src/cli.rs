@@ -157,6 +157,7 @@ impl ClientArgs {
                 max_size: self.max_file_size,
                 auto_accept: self.accept_files,
             },
+            events: Default::default(),
         })
     }
 }

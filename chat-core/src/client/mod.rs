@@ -236,6 +236,29 @@ pub struct ConnectOptions {
     pub force_plain: bool,
     /// Which files to accept and where they go.
     pub files: files::FilePolicy,
+    /// How many events may wait for the front end before new ones are
+    /// dropped: [`MAX_QUEUED_EVENTS`] for people; the load generator, which
+    /// must count every message and reads as fast as it can, asks for more
+    /// (see [`EventLimits`]).
+    pub events: EventLimits,
+}
+
+/// Bounds of the queue of events waiting for the front end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventLimits {
+    /// Events.
+    pub count: usize,
+    /// Bytes of peer text in them.
+    pub bytes: usize,
+}
+
+impl Default for EventLimits {
+    fn default() -> Self {
+        EventLimits {
+            count: MAX_QUEUED_EVENTS,
+            bytes: MAX_QUEUED_EVENT_BYTES,
+        }
+    }
 }
 
 /// A roster item as the client sees it.
@@ -563,6 +586,7 @@ struct EventMeter {
 pub(crate) struct EventSender {
     tx: mpsc::Sender<ClientEvent>,
     meter: Arc<EventMeter>,
+    max_bytes: usize,
 }
 
 impl EventSender {
@@ -570,7 +594,7 @@ impl EventSender {
     pub(crate) fn send(&self, ev: ClientEvent) {
         let size = ev.text_bytes();
         let held = self.meter.bytes.fetch_add(size, Ordering::Relaxed);
-        if held + size > MAX_QUEUED_EVENT_BYTES {
+        if held + size > self.max_bytes {
             self.meter.bytes.fetch_sub(size, Ordering::Relaxed);
             self.meter.dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -587,6 +611,7 @@ impl EventSender {
         WeakEventSender {
             tx: self.tx.downgrade(),
             meter: self.meter.clone(),
+            max_bytes: self.max_bytes,
         }
     }
 }
@@ -596,6 +621,7 @@ impl EventSender {
 pub(crate) struct WeakEventSender {
     tx: mpsc::WeakSender<ClientEvent>,
     meter: Arc<EventMeter>,
+    max_bytes: usize,
 }
 
 impl WeakEventSender {
@@ -603,19 +629,21 @@ impl WeakEventSender {
         Some(EventSender {
             tx: self.tx.upgrade()?,
             meter: self.meter.clone(),
+            max_bytes: self.max_bytes,
         })
     }
 }
 
 /// The bounded event queue: a sender for the reader, a receiver for the
 /// front end.
-fn event_queue() -> (EventSender, mpsc::Receiver<ClientEvent>, Arc<EventMeter>) {
-    let (tx, rx) = mpsc::channel(MAX_QUEUED_EVENTS);
+fn event_queue(limits: EventLimits) -> (EventSender, mpsc::Receiver<ClientEvent>, Arc<EventMeter>) {
+    let (tx, rx) = mpsc::channel(limits.count.max(1));
     let meter = Arc::new(EventMeter::default());
     (
         EventSender {
             tx,
             meter: meter.clone(),
+            max_bytes: limits.bytes,
         },
         rx,
         meter,
@@ -757,7 +785,7 @@ pub async fn connect<T: ClientTransport>(
     let n = tokio::time::timeout(CONNECT_TIMEOUT, negotiate(transport, opts))
         .await
         .map_err(|_| ClientError::Timeout("signing in".into()))??;
-    let client = Client::start(n);
+    let client = Client::start(n, opts.events);
     client.set_file_policy(opts.files.clone());
     Ok(client)
 }
@@ -1174,10 +1202,10 @@ impl IqSender {
 }
 
 impl Client {
-    fn start(n: Negotiated) -> Client {
+    fn start(n: Negotiated, events: EventLimits) -> Client {
         let (rd, wr) = tokio::io::split(n.stream);
         let (out_tx, out_rx) = mpsc::channel(MAX_QUEUED_STANZAS);
-        let (ev_tx, ev_rx, meter) = event_queue();
+        let (ev_tx, ev_rx, meter) = event_queue(events);
         let (closed_tx, closed_rx) = oneshot::channel();
         let pending: Pending = Arc::default();
         let state: Arc<Mutex<State>> = Arc::default();
@@ -1777,14 +1805,17 @@ mod tests {
             reader.next(&mut stream).await,
             Ok(Event::StreamOpen(_))
         ));
-        let c = Client::start(Negotiated {
-            stream,
-            reader,
-            jid: Jid::parse("alice@localhost/r").unwrap(),
-            mechanism: Mechanism::Plain,
-            secure: false,
-            max_stanza: protocol::limits::MAX_STANZA_BYTES,
-        });
+        let c = Client::start(
+            Negotiated {
+                stream,
+                reader,
+                jid: Jid::parse("alice@localhost/r").unwrap(),
+                mechanism: Mechanism::Plain,
+                secure: false,
+                max_stanza: protocol::limits::MAX_STANZA_BYTES,
+            },
+            EventLimits::default(),
+        );
         (c, server)
     }
 
@@ -1852,7 +1883,7 @@ mod tests {
 
     #[test]
     fn event_queue_drops_and_counts_at_its_bound() {
-        let (tx, mut rx, meter) = event_queue();
+        let (tx, mut rx, meter) = event_queue(EventLimits::default());
         for i in 0..MAX_QUEUED_EVENTS + 10 {
             tx.send(ClientEvent::Receipt {
                 from: Jid::parse("bob@localhost").unwrap(),
@@ -1866,7 +1897,7 @@ mod tests {
         }
         assert_eq!(n, MAX_QUEUED_EVENTS);
         // A few huge events hit the byte bound long before the count.
-        let (tx, _rx, meter) = event_queue();
+        let (tx, _rx, meter) = event_queue(EventLimits::default());
         for _ in 0..200 {
             tx.send(ClientEvent::Announcement {
                 subject: None,
