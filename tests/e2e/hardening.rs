@@ -802,3 +802,36 @@ fn owners_destroy_rooms_from_the_client() {
     assert_eq!(left["destroyed"], true, "{left}");
     assert_eq!(left["reason"], "course over", "{left}");
 }
+
+/// Case 2, the poison message: one stored message too large to deliver
+/// used to disconnect its recipient at every sign-in, and every message
+/// stored after it vanished unseen. It is refused when sent (the sender
+/// hears why), and the ones behind it arrive.
+#[test]
+fn a_poison_message_never_blocks_the_ones_behind_it() {
+    let server = Server::start(Twin::Plain, &[]);
+    XmppRaw::register(&server, "bob", "pw");
+    XmppRaw::register(&server, "mallory", "pw");
+    let mut mallory = XmppRaw::login(&server, "mallory", "pw", "m");
+    mallory.send(&format!(
+        "<message to='bob@localhost' id='poison' type='chat'><body>{}</body></message>",
+        ">".repeat(17_000)
+    ));
+    let e = mallory.expect("bounce", |e| e.get_attr("id") == Some("poison"));
+    assert!(
+        is_error_for(&e, "poison", "policy-violation"),
+        "{}",
+        e.to_xml()
+    );
+    for i in 0..3 {
+        mallory.send(&message("bob@localhost", &format!("after{i}"), "behind it"));
+    }
+    mallory.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>");
+    mallory.expect("pong", |e| e.get_attr("id") == Some("sync"));
+    let mut bob = Client::start(&server, "bob@localhost", "pw", &[]);
+    bob.expect("connected", |v| v["type"] == "connected");
+    for i in 0..3 {
+        let m = bob.expect("a message behind the poison", |v| v["type"] == "message");
+        assert_eq!(m["id"], format!("after{i}"), "{}", bob.transcript());
+    }
+}

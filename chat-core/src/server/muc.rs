@@ -220,7 +220,7 @@ impl Session {
     /// subject, occupants' presence). `Err(size)` with that worst size.
     fn fits_any_joiner(&self, el: &Element) -> Result<(), usize> {
         let mine = protocol::element::escape(&self.jid.to_string()).len();
-        let worst = el.to_xml().len() - mine + protocol::jid::MAX_ESCAPED_JID_BYTES;
+        let worst = el.to_xml().len().saturating_sub(mine) + protocol::jid::MAX_ESCAPED_JID_BYTES;
         if worst > self.max_stanza() {
             Err(worst)
         } else {
