@@ -530,6 +530,28 @@ pub fn offline_messages(c: &Connection, owner: &str) -> rusqlite::Result<Vec<(i6
         .collect()
 }
 
+/// The ids of an account's offline messages, oldest first (cheap: no
+/// stanza text is read).
+pub fn offline_ids(c: &Connection, owner: &str) -> rusqlite::Result<Vec<i64>> {
+    let mut st = c.prepare_cached("SELECT id FROM offline WHERE owner=?1 ORDER BY id")?;
+    st.query_map(params![owner], |r| r.get(0))?.collect()
+}
+
+/// The stanzas of some offline messages, by id, in id order.
+pub fn offline_stanzas(c: &Connection, ids: &[i64]) -> rusqlite::Result<Vec<(i64, String)>> {
+    let mut st = c.prepare_cached("SELECT id, stanza FROM offline WHERE id=?1")?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(row) = st
+            .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+        {
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
 /// Deletes delivered offline messages.
 pub fn delete_offline(c: &mut Connection, ids: &[i64]) -> rusqlite::Result<()> {
     let tx = c.transaction()?;

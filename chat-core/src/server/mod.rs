@@ -166,14 +166,17 @@ impl Shared {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Takes the stored messages no other session is delivering, and marks
-    /// them as being delivered.
-    pub(crate) fn claim_offline(&self, msgs: Vec<(i64, String, i64)>) -> Vec<(i64, String, i64)> {
+    /// Takes the stored messages (ids) no other session is delivering, and
+    /// marks them as being delivered. Called inside the same storage call
+    /// that read the ids, and [`Shared::release_offline`] inside the one
+    /// that deletes them: storage calls run one at a time, so a message is
+    /// never read by one session after another deleted and released it.
+    pub(crate) fn claim_offline(&self, ids: Vec<i64>) -> Vec<i64> {
         let mut busy = self
             .offline_in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        msgs.into_iter().filter(|m| busy.insert(m.0)).collect()
+        ids.into_iter().filter(|id| busy.insert(*id)).collect()
     }
 
     /// Marks messages as no longer being delivered (deleted, or kept for

@@ -41,6 +41,23 @@ pub const MAX_OCCUPANTS: usize = 1000;
 /// the database by joining rooms with fresh names.
 pub const MAX_ROOMS: usize = 10_000;
 
+/// Longest reason for destroying a room that occupants are shown, in bytes.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// Longest status an occupant's room presence carries, in bytes. Every
+/// joiner receives every occupant's presence at once: with 1,000 occupants
+/// and statuses near the stanza limit, one join would build 64 MB.
+pub const MAX_ROOM_STATUS_BYTES: usize = 1024;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn clip(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
 /// Rooms one user may own (create). Without it one user created 9,905
 /// rooms in 14 s, reached [`MAX_ROOMS`], and nobody else could create one.
 /// Owners destroy rooms they no longer need (XEP-0045 10.9) to make room.
@@ -291,9 +308,11 @@ impl Session {
     }
 
     async fn muc_presence(&mut self, el: Element, room: String, to: Jid) -> Result<(), End> {
-        let Ok(p) = Presence::from_element(&el) else {
+        let Ok(mut p) = Presence::from_element(&el) else {
             return Ok(());
         };
+        // Bounded: every joiner gets every occupant's presence at once.
+        p.status = p.status.map(|s| clip(&s, MAX_ROOM_STATUS_BYTES));
         match p.kind {
             PresenceType::Available => {}
             PresenceType::Unavailable => {
@@ -631,7 +650,12 @@ impl Session {
             .and_then(|p| p.get_child("destroy", ns::MUC_OWNER))
             .cloned();
         if let Some(destroy) = destroy {
-            return self.destroy_room(&iq, &room, destroy).await;
+            let done = self.destroy_room(&iq, &room, destroy).await;
+            // Refused or failed, a room loaded just for this leaves again:
+            // otherwise anyone could load all 10,000 rooms with their
+            // history by asking to destroy each.
+            self.unload_if_empty(&room);
+            return done;
         }
         let reply = {
             let rooms = self.shared.rooms.lock();
@@ -742,7 +766,10 @@ impl Session {
             let mut notice = Element::new("destroy", ns::MUC_USER)
                 .attr_opt("jid", destroy.get_attr("jid").map(str::to_string));
             if let Some(reason) = destroy.child_text("reason", ns::MUC_OWNER) {
-                notice = notice.text_child("reason", ns::MUC_USER, reason);
+                // Clipped, so the notice always fits: a reason near the
+                // stanza limit would make every copy too large to send,
+                // and nobody would learn the room had gone.
+                notice = notice.text_child("reason", ns::MUC_USER, clip(&reason, MAX_REASON_BYTES));
             }
             for o in &r.occupants {
                 let mut p = r.presence_of(o, &o.jid, PresenceType::Unavailable, &[]);

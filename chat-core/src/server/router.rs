@@ -17,7 +17,7 @@
 //! bounces the stanza to its sender instead.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use protocol::{Limits, StreamErrorCondition};
@@ -44,6 +44,14 @@ pub const OUTBOUND_QUEUE_BYTES: usize = 512 * 1024;
 /// stanzas is bounded as surely as a few big ones.
 pub const QUEUED_STANZA_OVERHEAD: usize = 64;
 
+/// Bytes of each queue kept for what the server sends without waiting:
+/// presence, roster pushes, the session's own answers. Messages wait for
+/// room and never take from it, so a queue kept full by a flood of messages
+/// (a hostile sender simply waits) still has room for a pong; otherwise
+/// one `<presence/>` sent at the right moment could get a reading client
+/// cut off as "not reading".
+pub const CONTROL_RESERVE_BYTES: usize = 128 * 1024;
+
 /// The byte budget of one session's queue for these limits: at least
 /// [`OUTBOUND_QUEUE_BYTES`], and always room for two stanzas of the largest
 /// size the server allows.
@@ -69,8 +77,12 @@ pub enum Outbound {
 pub struct OutboundTx {
     tx: mpsc::UnboundedSender<Outbound>,
     budget: Arc<Semaphore>,
+    /// See [`CONTROL_RESERVE_BYTES`].
+    reserve: Arc<Semaphore>,
     max_stanza: usize,
     discard: Arc<AtomicBool>,
+    /// When the writer last finished writing something (see [`now_ms`]).
+    progress: Arc<AtomicU64>,
 }
 
 /// The receiving half, owned by the session's writer task.
@@ -78,26 +90,46 @@ pub struct OutboundTx {
 pub struct OutboundRx {
     rx: mpsc::UnboundedReceiver<Outbound>,
     discard: Arc<AtomicBool>,
+    progress: Arc<AtomicU64>,
+}
+
+/// Milliseconds on a monotonic clock (tokio's, so paused-clock tests see
+/// it move), for the writers' progress stamps.
+fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(tokio::time::Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A new outbound queue for a session, bounded for these limits.
 pub fn outbound_queue(limits: &Limits) -> (OutboundTx, OutboundRx) {
-    queue(limits.max_stanza_bytes, queue_budget(limits))
+    queue(
+        limits.max_stanza_bytes,
+        queue_budget(limits),
+        CONTROL_RESERVE_BYTES.max(limits.max_stanza_bytes + QUEUED_STANZA_OVERHEAD),
+    )
 }
 
-fn queue(max_stanza: usize, budget: usize) -> (OutboundTx, OutboundRx) {
+fn queue(max_stanza: usize, budget: usize, reserve: usize) -> (OutboundTx, OutboundRx) {
     // The budget is channel-wide, in bytes; the channel itself needs no
     // bound of its own because every stanza in it holds part of the budget.
     let (tx, rx) = mpsc::unbounded_channel();
     let discard = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicU64::new(now_ms()));
     (
         OutboundTx {
             tx,
             budget: Arc::new(Semaphore::new(budget)),
+            reserve: Arc::new(Semaphore::new(reserve)),
             max_stanza,
             discard: discard.clone(),
+            progress: progress.clone(),
         },
-        OutboundRx { rx, discard },
+        OutboundRx {
+            rx,
+            discard,
+            progress,
+        },
     )
 }
 
@@ -117,9 +149,31 @@ impl OutboundTx {
         }
     }
 
-    /// Queues `xml` if there is room now. `Overflow` means the queue is
-    /// full; what to do about that is the caller's choice.
+    /// Queues `xml` if there is room now, in the shared budget or else in
+    /// the reserve. `Overflow` means both are full; what to do about that
+    /// is the caller's choice (see [`OutboundTx::stalled`]).
     pub fn try_send(&self, xml: Arc<str>) -> Delivery {
+        if self.tx.is_closed() {
+            return Delivery::Offline;
+        }
+        let cost = match self.cost(&xml) {
+            Ok(c) => c,
+            Err(d) => return d,
+        };
+        let permit = self
+            .budget
+            .clone()
+            .try_acquire_many_owned(cost)
+            .or_else(|_| self.reserve.clone().try_acquire_many_owned(cost));
+        match permit {
+            Ok(permit) => self.enqueue(xml, permit),
+            Err(_) => Delivery::Overflow,
+        }
+    }
+
+    /// Queues `xml` if the shared budget has room now, never taking from
+    /// the reserve: the first try of a sender that will wait for room.
+    fn try_send_budget(&self, xml: Arc<str>) -> Delivery {
         if self.tx.is_closed() {
             return Delivery::Offline;
         }
@@ -131,6 +185,20 @@ impl OutboundTx {
             Ok(permit) => self.enqueue(xml, permit),
             Err(_) => Delivery::Overflow,
         }
+    }
+
+    /// Identifies the queue (its sessions' handles share it).
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.budget) as usize
+    }
+
+    /// Whether the writer has written nothing for [`STALL_TIMEOUT`] while
+    /// there was something to write: the client has stopped reading. A full
+    /// queue alone does not say so (a flood can keep a reader's queue full),
+    /// and only a stalled client is cut off.
+    pub fn stalled(&self) -> bool {
+        let quiet = now_ms().saturating_sub(self.progress.load(Ordering::Relaxed));
+        quiet >= u64::try_from(STALL_TIMEOUT.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Queues `xml`, waiting until `deadline` for room. `Overflow` when the
@@ -185,6 +253,11 @@ impl OutboundRx {
             }
             return Some(item);
         }
+    }
+
+    /// The writer finished writing an item: the client is reading.
+    pub fn wrote(&self) {
+        self.progress.store(now_ms(), Ordering::Relaxed);
     }
 
     /// Whether nothing is waiting (the writer flushes then).
@@ -392,8 +465,7 @@ impl Router {
     fn push(r: &Resource, xml: Arc<str>) -> Delivery {
         match r.tx.try_send(xml) {
             Delivery::Overflow => {
-                tracing::warn!(resource = %r.resource, "outbound queue full: disconnecting a client that does not read");
-                r.kill.notify_one();
+                Self::overflowed(&r.tx, &r.kill);
                 Delivery::Overflow
             }
             Delivery::TooLarge => {
@@ -425,7 +497,7 @@ impl Router {
         let Some((tx, kill, xml)) = target else {
             return Delivery::Offline;
         };
-        match tx.try_send(xml.clone()) {
+        match tx.try_send_budget(xml.clone()) {
             Delivery::Overflow => {
                 let deadline = tokio::time::Instant::now() + STALL_TIMEOUT;
                 Self::wait_for_room(&tx, &kill, xml, deadline).await
@@ -486,22 +558,30 @@ impl Router {
     }
 
     /// Queues each item, then waits for the full queues concurrently until
-    /// one shared deadline; whoever is still full then is cut off.
-    /// `None` stands for a recipient who is not online.
+    /// one shared deadline; whoever is still full then is not delivered (and
+    /// cut off if it stopped reading). `None` stands for a recipient who is
+    /// not online. Once one stanza to a recipient has to wait, every later
+    /// one to that recipient waits behind it, in order, in one task: a
+    /// joiner gets the occupants, itself, the history and the subject in
+    /// the order XEP-0045 gives, and what waits for one recipient is one
+    /// list, not a task per stanza.
     async fn push_all_wait(items: Vec<Option<Recipient>>) -> Vec<Delivery> {
         let deadline = tokio::time::Instant::now() + STALL_TIMEOUT;
         let mut out = vec![Delivery::Queued; items.len()];
-        let mut waiting = tokio::task::JoinSet::new();
+        type Waiting = (OutboundTx, Arc<Notify>, Vec<(usize, Arc<str>)>);
+        let mut waiting: HashMap<usize, Waiting> = HashMap::new();
         for (i, item) in items.into_iter().enumerate() {
             let Some((tx, kill, xml)) = item else {
                 out[i] = Delivery::Offline;
                 continue;
             };
-            match tx.try_send(xml.clone()) {
+            if let Some(w) = waiting.get_mut(&tx.id()) {
+                w.2.push((i, xml));
+                continue;
+            }
+            match tx.try_send_budget(xml.clone()) {
                 Delivery::Overflow => {
-                    waiting.spawn(async move {
-                        (i, Self::wait_for_room(&tx, &kill, xml, deadline).await)
-                    });
+                    waiting.insert(tx.id(), (tx, kill, vec![(i, xml)]));
                 }
                 Delivery::TooLarge => {
                     tracing::warn!("not sent: a stanza longer than the stanza limit");
@@ -510,16 +590,34 @@ impl Router {
                 d => out[i] = d,
             }
         }
-        while let Some(done) = waiting.join_next().await {
-            if let Ok((i, d)) = done {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (_, (tx, kill, list)) in waiting {
+            tasks.spawn(async move {
+                let mut done = Vec::with_capacity(list.len());
+                let mut gave_up = false;
+                for (i, xml) in list {
+                    if gave_up {
+                        done.push((i, Delivery::Overflow));
+                        continue;
+                    }
+                    let d = Self::wait_for_room(&tx, &kill, xml, deadline).await;
+                    gave_up = d != Delivery::Queued && d != Delivery::TooLarge;
+                    done.push((i, d));
+                }
+                done
+            });
+        }
+        while let Some(finished) = tasks.join_next().await {
+            for (i, d) in finished.unwrap_or_default() {
                 out[i] = d;
             }
         }
         out
     }
 
-    /// Waits until `deadline` for room in a full queue; a recipient still
-    /// full then has stopped reading and is told to end its session.
+    /// Waits until `deadline` for room in a full queue. Still full then:
+    /// not delivered, and the recipient is cut off if it has stopped
+    /// reading (see [`Router::overflowed`]).
     async fn wait_for_room(
         tx: &OutboundTx,
         kill: &Notify,
@@ -528,13 +626,27 @@ impl Router {
     ) -> Delivery {
         let d = tx.send_until(xml, deadline).await;
         if d == Delivery::Overflow {
+            Self::overflowed(tx, kill);
+        }
+        d
+    }
+
+    /// A stanza did not fit in a recipient's queue. A recipient whose writer
+    /// has made no progress for [`STALL_TIMEOUT`] has stopped reading and is
+    /// told to end its session; one that reads, only slower than it is sent
+    /// to, keeps its session and misses this stanza (a message then goes to
+    /// offline storage). Cutting off on a full queue alone would let anyone
+    /// disconnect anyone: flood them, then send one presence.
+    pub fn overflowed(tx: &OutboundTx, kill: &Notify) {
+        if tx.stalled() {
             tracing::warn!(
-                "outbound queue full for {} s: disconnecting a client that does not read",
+                "nothing written for {} s with a full queue: disconnecting a client that does not read",
                 STALL_TIMEOUT.as_secs()
             );
             kill.notify_one();
+        } else {
+            tracing::debug!("queue full: a stanza to a slow reader was not sent");
         }
-        d
     }
 
     /// Queues XML for one resource.
@@ -623,9 +735,10 @@ mod tests {
         Arc::from(s)
     }
 
-    /// A queue with room for exactly one of the small stanzas below.
+    /// A queue with room for exactly one of the small stanzas below, and
+    /// no reserve.
     fn one_stanza_queue() -> (OutboundTx, OutboundRx) {
-        queue(1024, 16 + QUEUED_STANZA_OVERHEAD)
+        queue(1024, 16 + QUEUED_STANZA_OVERHEAD, 0)
     }
 
     fn text(item: Option<Outbound>) -> Option<String> {
@@ -770,8 +883,9 @@ mod tests {
         let over: Arc<str> = Arc::from("x".repeat(1001));
         assert_eq!(tx.try_send(over), Delivery::TooLarge);
         // The budget fills by bytes: OUTBOUND_QUEUE_BYTES of 1000-byte
-        // stanzas, not a fixed count of them.
-        let fit = OUTBOUND_QUEUE_BYTES / (1000 + QUEUED_STANZA_OVERHEAD);
+        // stanzas, not a fixed count of them, then the reserve.
+        let each = 1000 + QUEUED_STANZA_OVERHEAD;
+        let fit = OUTBOUND_QUEUE_BYTES / each + CONTROL_RESERVE_BYTES / each;
         for _ in 0..fit {
             assert_eq!(tx.try_send(big.clone()), Delivery::Queued);
         }
@@ -821,38 +935,70 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_full_queue_disconnects_the_stuck_reader() {
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_cuts_off_a_reader_that_stopped_not_one_that_is_slow() {
         let r = Router::default();
-        let (tx, _rx) = queue(1024, 2 * ("<a/>".len() + QUEUED_STANZA_OVERHEAD));
+        let small = 2 * ("<a/>".len() + QUEUED_STANZA_OVERHEAD);
+        let (tx, rx) = queue(1024, small, 0);
         let (_, handle) = r.bind("carol", "x".into(), 9, tx).unwrap();
         let notified = handle.kill.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        assert_eq!(
-            r.send_to_resource("carol", "x", &xml("<a/>")),
-            Delivery::Queued
-        );
-        assert_eq!(
-            r.send_to_resource("carol", "x", &xml("<a/>")),
-            Delivery::Queued
-        );
+        for _ in 0..2 {
+            assert_eq!(
+                r.send_to_resource("carol", "x", &xml("<a/>")),
+                Delivery::Queued
+            );
+        }
+        // Full, but the writer wrote a moment ago: a slow reader, not a
+        // stuck one. The stanza is not sent and the session stays.
+        tokio::time::advance(STALL_TIMEOUT / 2).await;
+        rx.wrote();
+        tokio::time::advance(STALL_TIMEOUT / 2).await;
         assert_eq!(
             r.send_to_resource("carol", "x", &xml("<a/>")),
             Delivery::Overflow
         );
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            tokio::time::timeout(std::time::Duration::from_secs(1), notified)
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1), notified.as_mut())
                 .await
-                .expect("the stuck session is told to close");
-        });
+                .is_err(),
+            "a reader that reads is not cut off"
+        );
+        // Nothing written for STALL_TIMEOUT: stuck, cut off.
+        tokio::time::advance(STALL_TIMEOUT).await;
+        assert_eq!(
+            r.send_to_resource("carol", "x", &xml("<a/>")),
+            Delivery::Overflow
+        );
+        tokio::time::timeout(Duration::from_millis(1), notified)
+            .await
+            .expect("the stuck session is told to close");
         assert_eq!(
             r.send_to_resource("carol", "nope", &xml("<a/>")),
             Delivery::Offline
         );
+    }
+
+    #[test]
+    fn waiting_senders_leave_the_reserve_to_presence_and_answers() {
+        let (tx, _rx) = queue(1024, 100, 100);
+        let big: Arc<str> = Arc::from("x".repeat(100 - QUEUED_STANZA_OVERHEAD));
+        assert_eq!(tx.try_send(big.clone()), Delivery::Queued, "budget");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(10);
+            assert_eq!(
+                tx.send_until(big.clone(), deadline).await,
+                Delivery::Overflow,
+                "a waiting sender never takes the reserve"
+            );
+        });
+        assert_eq!(tx.try_send(big.clone()), Delivery::Queued, "reserve");
+        assert_eq!(tx.try_send(big), Delivery::Overflow);
     }
 }

@@ -28,6 +28,10 @@ pub(super) type End = Option<(StreamErrorCondition, String)>;
 /// turns it into a stanza error for the stanza being handled.
 const STORAGE_FAILURE: &str = "storage failure";
 
+/// Offline messages read from storage at a time at sign-in: up to 1,000
+/// of 64 KB are stored per account, and all at once would be 64 MB.
+const OFFLINE_BATCH: usize = 32;
+
 /// What an error reply to a stanza needs, kept while the stanza is handled
 /// in case storage fails: its name, id, type and `to`. Short strings stay
 /// inline (no allocation), so keeping it for every stanza costs next to
@@ -168,20 +172,29 @@ pub async fn run(shared: Arc<Shared>, bound: Bound, peer: SocketAddr) {
         }
     };
     if !delivered.is_empty() {
-        if clean_close && written {
-            let ids = delivered.clone();
-            if let Err(e) = shared
-                .storage
-                .run(move |c| storage::delete_offline(c, &ids))
-                .await
-            {
-                // Kept, so delivered again next time: a duplicate, not a loss.
-                tracing::error!("{e}");
-            }
-        } else {
+        let ids = delivered.clone();
+        let delete = clean_close && written;
+        let sh = shared.clone();
+        // Deleted and released in one storage call (see claim_offline).
+        let done = shared
+            .storage
+            .run(move |c| {
+                let deleted = if delete {
+                    storage::delete_offline(c, &ids)
+                } else {
+                    Ok(())
+                };
+                sh.release_offline(&ids);
+                deleted
+            })
+            .await;
+        if let Err(e) = done {
+            // Kept, so delivered again next time: a duplicate, not a loss.
+            tracing::error!("{e}");
+            shared.release_offline(&delivered);
+        } else if !delete {
             tracing::info!(%peer, kept = delivered.len(), "session ended uncleanly: its offline messages stay stored");
         }
-        shared.release_offline(&delivered);
     }
     tracing::info!(%peer, "session ended");
 }
@@ -199,6 +212,7 @@ async fn writer_task(wr: WriteHalf<BoxStream>, mut rx: OutboundRx) -> bool {
                 if w.write_all(xml.as_bytes()).await.is_err() {
                     return false;
                 }
+                rx.wrote();
             }
             Outbound::Close(cond, text) => {
                 if let Some(c) = cond {
@@ -233,7 +247,7 @@ impl Session {
     pub(super) fn to_self(&self, xml: Arc<str>) -> Delivery {
         let d = self.tx.try_send(xml);
         match d {
-            Delivery::Overflow => self.handle.kill.notify_one(),
+            Delivery::Overflow => super::router::Router::overflowed(&self.tx, &self.handle.kill),
             Delivery::TooLarge => {
                 tracing::error!(jid = %self.jid, "not sent: an answer longer than the stanza limit")
             }
@@ -466,39 +480,60 @@ impl Session {
     /// server delete each one as soon as the client confirms it.
     pub(super) async fn deliver_offline(&mut self) -> Result<(), End> {
         let user = self.user.clone();
-        let msgs = self
-            .db(move |c| storage::offline_messages(c, &user))
+        let shared = self.shared.clone();
+        // Ids only, claimed in the same storage call: another session of
+        // the account may be delivering some right now, and each goes to one
+        // session at a time. A session that goes unavailable and available
+        // again finds its own claimed and reads no stanza twice (reading a
+        // thousand 64 KB messages at every presence would stall the one
+        // database connection for everyone).
+        let ids = self
+            .db(move |c| Ok(shared.claim_offline(storage::offline_ids(c, &user)?)))
             .await?;
-        // Another session of the account may be delivering some of them
-        // right now: each goes to one session at a time.
-        let msgs = self.shared.claim_offline(msgs);
         let mut unsendable = Vec::new();
-        let mut msgs = msgs.into_iter();
-        while let Some((id, xml, _)) = msgs.next() {
-            let deadline = tokio::time::Instant::now() + super::router::STALL_TIMEOUT;
-            match self.tx.send_until(Arc::from(xml), deadline).await {
-                Delivery::Queued => self.offline_delivered.push(id),
-                // Stored before the stanza limit was lowered: it can never
-                // be delivered, and it must not hold back the ones behind it.
-                Delivery::TooLarge => {
-                    tracing::warn!(jid = %self.jid, id, "dropped a stored message longer than the stanza limit");
-                    unsendable.push(id);
+        let mut left: &[i64] = &ids;
+        'batches: while !left.is_empty() {
+            let (batch, rest) = left.split_at(left.len().min(OFFLINE_BATCH));
+            left = rest;
+            let wanted = batch.to_vec();
+            let msgs = match self.db(move |c| storage::offline_stanzas(c, &wanted)).await {
+                Ok(m) => m,
+                Err(end) => {
+                    // Not delivered: free for the next session.
+                    let from = ids.len() - left.len() - batch.len();
+                    self.shared.release_offline(&ids[from..]);
+                    return Err(end);
                 }
-                Delivery::Offline | Delivery::Overflow => {
-                    // The client stopped reading or left: the rest stays
-                    // stored for its next session.
-                    let mut left = vec![id];
-                    left.extend(msgs.map(|m| m.0));
-                    self.shared.release_offline(&left);
-                    self.handle.kill.notify_one();
-                    break;
+            };
+            for (id, xml) in msgs {
+                let deadline = tokio::time::Instant::now() + super::router::STALL_TIMEOUT;
+                match self.tx.send_until(Arc::from(xml), deadline).await {
+                    Delivery::Queued => self.offline_delivered.push(id),
+                    // Stored before the stanza limit was lowered: it can
+                    // never be delivered, and must not hold back the rest.
+                    Delivery::TooLarge => {
+                        tracing::warn!(jid = %self.jid, id, "dropped a stored message longer than the stanza limit");
+                        unsendable.push(id);
+                    }
+                    Delivery::Offline | Delivery::Overflow => {
+                        // The client stopped reading or left: the rest stays
+                        // stored for its next session.
+                        let pos = ids.iter().position(|x| *x == id).unwrap_or(0);
+                        self.shared.release_offline(&ids[pos..]);
+                        super::router::Router::overflowed(&self.tx, &self.handle.kill);
+                        break 'batches;
+                    }
                 }
             }
         }
         if !unsendable.is_empty() {
-            self.shared.release_offline(&unsendable);
-            self.db(move |c| storage::delete_offline(c, &unsendable))
-                .await?;
+            let shared = self.shared.clone();
+            self.db(move |c| {
+                storage::delete_offline(c, &unsendable)?;
+                shared.release_offline(&unsendable);
+                Ok(())
+            })
+            .await?;
         }
         Ok(())
     }
