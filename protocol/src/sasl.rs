@@ -459,6 +459,7 @@ pub struct ScramServer {
     hash: ScramHash,
     state: ServerState,
     decoy_key: Vec<u8>,
+    decoy_name: Option<String>,
 }
 
 impl ScramServer {
@@ -471,7 +472,17 @@ impl ScramServer {
             hash,
             state: ServerState::Initial,
             decoy_key: decoy_key.to_vec(),
+            decoy_name: None,
         }
+    }
+
+    /// The account name the server looked up, after its own normalisation
+    /// (case folding). The decoy salt of an unknown user must be derived
+    /// from it, not from the name as sent: otherwise `ALICE` and `alice`
+    /// get the same salt for a real account and different ones for a made
+    /// up one, and the difference gives the account away.
+    pub fn set_decoy_name(&mut self, name: &str) {
+        self.decoy_name = Some(name.to_string());
     }
 
     /// Takes the client-first message; returns the user name to look up.
@@ -550,7 +561,12 @@ impl ScramServer {
             // exist (account probing).
             let salt = self.hash.hmac(
                 &self.decoy_key,
-                format!("scram-decoy-salt:{:?}:{username}", self.hash).as_bytes(),
+                format!(
+                    "scram-decoy-salt:{:?}:{}",
+                    self.hash,
+                    self.decoy_name.as_deref().unwrap_or(&username)
+                )
+                .as_bytes(),
             );
             ScramCredentials {
                 salt: salt[..SALT_BYTES].to_vec(),

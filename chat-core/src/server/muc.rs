@@ -561,6 +561,18 @@ impl Session {
                 mine.set_attr("to", self.jid.to_string());
                 let mut fits = self.fits_any_joiner(&mine);
                 if fits.is_ok()
+                    && let Some(text) = &subject
+                {
+                    // As joiners will get it: with the room's own id.
+                    let replay = Element::new("message", ns::CLIENT)
+                        .attr("from", from.clone())
+                        .attr("to", self.jid.to_string())
+                        .attr("type", "groupchat")
+                        .attr("id", "subject-00000000")
+                        .text_child("subject", ns::CLIENT, text.clone());
+                    fits = self.fits_any_joiner(&replay);
+                }
+                if fits.is_ok()
                     && let Some(b) = &body
                 {
                     let row = HistoryRow {

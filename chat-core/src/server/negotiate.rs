@@ -368,10 +368,21 @@ impl<T: ServerTransport> Neg<'_, T> {
     async fn sasl(&mut self, auth: Element) -> Result<bool, End> {
         // Online password guessing: an address that keeps failing waits
         // its turn, however many connections it opens (see throttle).
-        let wait = self.shared.throttle.attempt_wait(self.peer.ip());
-        if !wait.is_zero() {
-            tracing::debug!(peer = %self.peer, ?wait, "sign-in attempt throttled");
-            tokio::time::sleep(wait).await;
+        match self.shared.throttle.attempt_wait(self.peer.ip()) {
+            Some(wait) if !wait.is_zero() => {
+                tracing::debug!(peer = %self.peer, ?wait, "sign-in attempt throttled");
+                tokio::time::sleep(wait).await;
+            }
+            Some(_) => {}
+            None => {
+                tracing::info!(peer = %self.peer, "sign-in refused: too many failures from this address");
+                return self
+                    .sasl_failure(
+                        "temporary-auth-failure",
+                        "too many failed sign-ins from your address: try again in a minute",
+                    )
+                    .await;
+            }
         }
         self.attempted = None;
         if self.starttls_required_now() {
@@ -409,14 +420,10 @@ impl<T: ServerTransport> Neg<'_, T> {
             }
             Err(e) => {
                 self.auth_failures += 1;
-                let hold = self
-                    .shared
+                self.shared
                     .throttle
                     .failed(self.peer.ip(), self.attempted.as_deref());
                 tracing::info!(peer = %self.peer, mechanism = mech.name(), "authentication failed: {e}");
-                // The answer to a failed guess is held back; a correct
-                // password never waits for the account's count.
-                tokio::time::sleep(hold).await;
                 self.sasl_failure("not-authorized", &e.to_string()).await?;
                 if self.auth_failures >= MAX_AUTH_ATTEMPTS {
                     return Err(End::Error(
@@ -458,6 +465,8 @@ impl<T: ServerTransport> Neg<'_, T> {
             return Ok(Err(SaslError::NotAuthorized));
         };
         self.attempted = Some(user.clone());
+        // An account under attack answers every attempt slowly (throttle).
+        tokio::time::sleep(self.shared.throttle.account_wait(&user)).await;
         if !creds.authzid.is_empty() && creds.authzid != format!("{user}@{}", self.domain()) {
             return Ok(Err(SaslError::NotAuthorized));
         }
@@ -500,6 +509,10 @@ impl<T: ServerTransport> Neg<'_, T> {
         };
         let user = normalize_user(&username, self.domain());
         self.attempted.clone_from(&user);
+        if let Some(u) = &user {
+            server.set_decoy_name(u);
+            tokio::time::sleep(self.shared.throttle.account_wait(u)).await;
+        }
         let stored = match &user {
             Some(u) => Self::credentials(self.shared, u).await?,
             None => None,

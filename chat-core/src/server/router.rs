@@ -361,11 +361,16 @@ impl Router {
         if list.len() >= MAX_SESSIONS_PER_ACCOUNT {
             return Err(BindError::TooManySessions);
         }
-        let mut resource = wanted;
+        let mut resource = wanted.clone();
         while list.iter().any(|r| r.resource == resource) {
             // 48 random bits: a clash is astronomically rare, and a clash
-            // only costs another pass of this loop.
-            resource = format!("{resource}-{}", crate::util::random_id(6));
+            // only costs another pass of this loop. The wanted name is cut
+            // so the suffix still fits a resource's 1,023 bytes.
+            let mut end = wanted.len().min(protocol::jid::MAX_PART_BYTES - 13);
+            while !wanted.is_char_boundary(end) {
+                end -= 1;
+            }
+            resource = format!("{}-{}", &wanted[..end], crate::util::random_id(6));
         }
         let kill = Arc::new(Notify::new());
         list.push(Resource {

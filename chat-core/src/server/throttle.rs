@@ -4,17 +4,19 @@
 //! before this module an attacker made about 1,700 guesses a second against
 //! one account, and registered 690 accounts a second. Two defences:
 //!
-//! - **Password guessing.** Each source address has a failure count. Past a
-//!   few free failures (people mistype), every sign-in attempt from that
-//!   address waits for its turn, one at a time, spaced by a delay that
-//!   doubles with each failure up to [`MAX_ADDRESS_DELAY`]: one address gets
-//!   a handful of guesses a minute however many connections it opens. Each
-//!   account has a failure count too, which delays the answer to a *failed*
-//!   attempt (up to [`MAX_ACCOUNT_DELAY`]), to slow guessing spread over
-//!   many addresses. A correct password is never delayed by the account's
-//!   count, and a success clears it: an attacker who fails on purpose cannot
-//!   lock the real owner out, which a lockout after N failures would let
-//!   anyone do to anyone.
+//! - **Password guessing.** Each source address (an IPv6 /64 counts as one)
+//!   has a failure count. Past a few free failures (people mistype), every
+//!   sign-in attempt from that address waits for its turn, one at a time,
+//!   spaced by a delay that doubles with each failure up to
+//!   [`MAX_ADDRESS_DELAY`]: one address gets a handful of guesses a minute
+//!   however many connections it opens. A turn more than [`MAX_TURN_WAIT`]
+//!   away is refused at once, so nobody can book an address's turns hours
+//!   ahead. Each account has a failure count too; while it is high, every
+//!   attempt on the account waits up to [`MAX_ACCOUNT_DELAY`] before it is
+//!   checked, which slows guessing spread over many addresses. The owner
+//!   waits that long at most, and a success clears the count: an attacker
+//!   who fails on purpose cannot lock the real owner out, which a lockout
+//!   after N failures would let anyone do to anyone.
 //! - **Registration.** Each address holds a bucket of
 //!   [`REGISTRATION_BURST`] registrations that refills at
 //!   `--max-registrations-per-hour` (a class behind one NAT can all sign up
@@ -46,7 +48,8 @@ pub const BASE_DELAY: Duration = Duration::from_millis(250);
 /// minute from one address, and a student who shares it still gets in.
 pub const MAX_ADDRESS_DELAY: Duration = Duration::from_secs(5);
 
-/// The longest a failed attempt on one account waits for its answer.
+/// The longest an attempt on an account under attack waits before it is
+/// checked.
 pub const MAX_ACCOUNT_DELAY: Duration = Duration::from_secs(2);
 
 /// How long a count is kept after its last failure.
@@ -63,6 +66,27 @@ pub const REGISTRATION_BURST: u32 = 100;
 /// Registrations per address per hour after the burst (the default of
 /// `--max-registrations-per-hour`; 0 turns the limit off, for benchmarks).
 pub const DEFAULT_REGISTRATIONS_PER_HOUR: u32 = 100;
+
+/// The longest an attempt waits for its address's turn; beyond it the
+/// attempt is refused at once (`temporary-auth-failure`). Well under the 30 s
+/// sign-in deadline, so a waiting client never times out instead.
+pub const MAX_TURN_WAIT: Duration = Duration::from_secs(10);
+
+/// What counts as one address: an IPv4 address, or an IPv6 /64. One IPv6
+/// host usually holds a whole /64, 2^64 addresses: keyed by full address,
+/// it could take a fresh one for every guess or registration.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Failures {
@@ -131,28 +155,53 @@ impl Throttle {
 
     /// How long a sign-in attempt from `ip` must wait before it starts;
     /// reserves its turn, so parallel connections from one address queue
-    /// up instead of guessing side by side.
-    pub fn attempt_wait(&self, ip: IpAddr) -> Duration {
+    /// up instead of guessing side by side. `None` when its turn is more
+    /// than [`MAX_TURN_WAIT`] away: the attempt is refused at once, without
+    /// taking a turn, so connections that queue up and vanish cannot push
+    /// an address's turns hours ahead (and lock out everyone behind it).
+    pub fn attempt_wait(&self, ip: IpAddr) -> Option<Duration> {
+        let ip = address_key(ip);
         let now = Instant::now();
         let mut map = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
         let Some(f) = map.get_mut(&ip) else {
-            return Duration::ZERO;
+            return Some(Duration::ZERO);
         };
         if now.duration_since(f.last) >= FORGET_AFTER {
             map.remove(&ip);
-            return Duration::ZERO;
+            return Some(Duration::ZERO);
         }
         let step = delay(f.count, FREE_FAILURES, MAX_ADDRESS_DELAY);
         if step.is_zero() {
-            return Duration::ZERO;
+            return Some(Duration::ZERO);
         }
         let start = f.next_slot.max(now);
+        if start - now > MAX_TURN_WAIT {
+            return None;
+        }
         f.next_slot = start + step;
-        start - now
+        Some(start - now)
     }
 
-    /// Records a failed sign-in; returns how long to hold back the answer.
-    pub fn failed(&self, ip: IpAddr, account: Option<&str>) -> Duration {
+    /// How long to hold a sign-in to `account` before checking it, however
+    /// it turns out: an account under attack answers slowly. Holding only
+    /// failed answers let an attacker read "no answer yet" as a failure and
+    /// move on; holding every answer costs the owner at most
+    /// [`MAX_ACCOUNT_DELAY`], never a lockout.
+    pub fn account_wait(&self, account: &str) -> Duration {
+        let now = Instant::now();
+        let map = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(account) {
+            Some(f) if now.duration_since(f.last) < FORGET_AFTER => {
+                delay(f.count, FREE_FAILURES, MAX_ACCOUNT_DELAY)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Records a failed sign-in from `ip`, naming `account` if it got that
+    /// far.
+    pub fn failed(&self, ip: IpAddr, account: Option<&str>) {
+        let ip = address_key(ip);
         let now = Instant::now();
         let bump = |f: &mut Failures| {
             if now.duration_since(f.last) >= FORGET_AFTER {
@@ -171,16 +220,11 @@ impl Throttle {
             prune(&mut map, now, |f| f.last);
             bump(map.entry(ip).or_insert(fresh));
         }
-        let Some(account) = account else {
-            return Duration::ZERO;
-        };
-        let mut map = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
-        prune(&mut map, now, |f| f.last);
-        let f = map.entry(account.to_string()).or_insert(fresh);
-        bump(f);
-        // Accounts get no free failures beyond the first few the address
-        // already allows; the delay is on this failed answer only.
-        delay(f.count, FREE_FAILURES, MAX_ACCOUNT_DELAY)
+        if let Some(account) = account {
+            let mut map = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+            prune(&mut map, now, |f| f.last);
+            bump(map.entry(account.to_string()).or_insert(fresh));
+        }
     }
 
     /// Records a successful sign-in: the account's count is cleared (the
@@ -198,6 +242,7 @@ impl Throttle {
         if self.registrations_per_hour == 0 {
             return true;
         }
+        let ip = address_key(ip);
         let now = Instant::now();
         let mut map = self.registrations.lock().unwrap_or_else(|p| p.into_inner());
         prune(&mut map, now, |b| b.refilled);
@@ -228,40 +273,54 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_address_that_keeps_failing_waits_longer_and_longer_in_turn() {
         let t = Throttle::new(0);
+        let now = Some(Duration::ZERO);
         for _ in 0..FREE_FAILURES {
-            assert_eq!(t.attempt_wait(A), Duration::ZERO);
+            assert_eq!(t.attempt_wait(A), now);
             t.failed(A, Some("alice"));
         }
-        assert_eq!(t.attempt_wait(A), Duration::ZERO, "mistakes are free");
+        assert_eq!(t.attempt_wait(A), now, "mistakes are free");
         t.failed(A, Some("alice"));
         // Two attempts in parallel: the second waits for the first's turn.
-        let first = t.attempt_wait(A);
-        let second = t.attempt_wait(A);
-        assert_eq!(first, Duration::ZERO);
-        assert_eq!(second, BASE_DELAY);
+        assert_eq!(t.attempt_wait(A), now);
+        assert_eq!(t.attempt_wait(A), Some(BASE_DELAY));
         for _ in 0..20 {
             t.failed(A, None);
         }
         tokio::time::advance(Duration::from_secs(60)).await;
-        let capped = t.attempt_wait(A);
-        assert_eq!(t.attempt_wait(A) - capped, MAX_ADDRESS_DELAY);
-        // Another address is not slowed down.
-        assert_eq!(t.attempt_wait(B), Duration::ZERO);
+        assert_eq!(t.attempt_wait(A), now);
+        assert_eq!(t.attempt_wait(A), Some(MAX_ADDRESS_DELAY));
+        assert_eq!(t.attempt_wait(A), Some(2 * MAX_ADDRESS_DELAY));
+        // Turns are never booked further ahead than MAX_TURN_WAIT: connections
+        // that queue up and vanish cannot lock the address out for hours.
+        assert_eq!(t.attempt_wait(A), None);
+        assert_eq!(t.attempt_wait(A), None);
+        tokio::time::advance(MAX_ADDRESS_DELAY).await;
+        assert!(t.attempt_wait(A).is_some());
+        // Another address is not slowed down; an IPv6 /64 is one address.
+        assert_eq!(t.attempt_wait(B), now);
+        let v6 =
+            |last: u16| IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, last));
+        for i in 0..(FREE_FAILURES as u16 + 1) {
+            t.failed(v6(i), None);
+        }
+        assert_eq!(t.attempt_wait(v6(999)), now);
+        assert_eq!(t.attempt_wait(v6(1000)), Some(BASE_DELAY), "same /64");
         // Forgotten after a quiet while.
-        tokio::time::advance(FORGET_AFTER).await;
-        assert_eq!(t.attempt_wait(A), Duration::ZERO);
+        tokio::time::advance(FORGET_AFTER * 2).await;
+        assert_eq!(t.attempt_wait(A), now);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_account_under_attack_delays_failures_only_and_success_clears_it() {
+    async fn an_account_under_attack_answers_slowly_and_success_clears_it() {
         let t = Throttle::new(0);
-        let mut last = Duration::ZERO;
+        assert_eq!(t.account_wait("victim"), Duration::ZERO);
         for _ in 0..30 {
-            last = t.failed(B, Some("victim"));
+            t.failed(B, Some("victim"));
         }
-        assert_eq!(last, MAX_ACCOUNT_DELAY);
+        assert_eq!(t.account_wait("victim"), MAX_ACCOUNT_DELAY);
+        assert_eq!(t.account_wait("bystander"), Duration::ZERO);
         t.succeeded("victim");
-        assert_eq!(t.failed(A, Some("victim")), Duration::ZERO);
+        assert_eq!(t.account_wait("victim"), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
