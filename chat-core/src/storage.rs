@@ -429,6 +429,13 @@ pub fn delete_account(
     )?;
     tx.execute("DELETE FROM offline WHERE owner=?1", params![username])?;
     tx.execute("DELETE FROM profiles WHERE username=?1", params![username])?;
+    // The account's rooms go with it: whoever registers the name next must
+    // not inherit the right to configure or destroy them.
+    tx.execute(
+        "DELETE FROM room_history WHERE room IN (SELECT name FROM rooms WHERE owner=?1)",
+        params![bare_jid],
+    )?;
+    tx.execute("DELETE FROM rooms WHERE owner=?1", params![bare_jid])?;
     tx.execute("DELETE FROM accounts WHERE username=?1", params![username])?;
     tx.commit()?;
     Ok(owners)
@@ -815,7 +822,10 @@ pub fn add_room_history(
 ) -> rusqlite::Result<()> {
     let tx = c.transaction()?;
     tx.execute(
-        "INSERT INTO room_history (room, nick, body, msg_id, stamp) VALUES (?1, ?2, ?3, ?4, ?5)",
+        // Only into a room that still exists: a message racing the room's
+        // destruction must not leave history for a future room of that name.
+        "INSERT INTO room_history (room, nick, body, msg_id, stamp)
+         SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM rooms WHERE name=?1)",
         params![room, row.nick, row.body, row.id, row.stamp],
     )?;
     tx.execute(
@@ -908,7 +918,10 @@ mod tests {
         own.in_roster = true;
         put_roster_row(&c, &own).unwrap();
         store_offline(&c, "alice", "<x/>").unwrap();
+        create_room(&c, "hers", "alice@localhost", 10, 10).unwrap();
+        create_room(&c, "his", "bob@localhost", 10, 10).unwrap();
         let owners = delete_account(&mut c, "alice", "alice@localhost").unwrap();
+        assert_eq!(room_names(&c).unwrap(), ["his"], "her rooms go with her");
         assert_eq!(owners, ["bob"]);
         assert!(!account_exists(&c, "alice").unwrap());
         assert!(roster_rows(&c, "bob").unwrap().is_empty());
@@ -1041,8 +1054,21 @@ mod tests {
             create_room(&c, "lab3", "bob@localhost", 10, 2).unwrap(),
             CreatedRoom::Created
         );
-        // Destroyed: gone with its history.
+        // Destroyed: gone with its history, and a late message does not
+        // bring any back.
         delete_room(&mut c, "lab").unwrap();
+        add_room_history(
+            &mut c,
+            "lab",
+            &HistoryRow {
+                nick: "alice".into(),
+                body: "late".into(),
+                id: None,
+                stamp: 99,
+            },
+            20,
+        )
+        .unwrap();
         assert_eq!(load_room(&c, "lab", 20).unwrap(), None);
         let n: i64 = c
             .query_row("SELECT COUNT(*) FROM room_history", [], |r| r.get(0))
