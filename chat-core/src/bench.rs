@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use protocol::{Element, Jid, ns};
+use protocol::{Element, Jid, ns, outln};
 use serde_json::json;
 
 use crate::client::{Client, ClientEvent, ConnectOptions, connect};
@@ -380,17 +380,17 @@ pub async fn run<T: ClientTransport>(
     let mps = main.delivered as f64 / main.seconds;
     if args.json {
         for r in &rows {
-            println!("{r}");
+            outln!("{r}");
         }
         for p in &phases {
-            println!(
+            outln!(
                 "{}",
                 json!({"type": "phase", "phase": p.name, "sent": p.sent, "delivered": p.delivered,
                        "seconds": p.seconds, "messages_per_sec": p.delivered as f64 / p.seconds,
                        "p50_ms": p.p50, "p95_ms": p.p95, "p99_ms": p.p99})
             );
         }
-        println!(
+        outln!(
             "{}",
             json!({"type": "summary", "server": args.server, "clients": n,
                    "messages_per_sec": mps, "p50_ms": main.p50, "p95_ms": main.p95, "p99_ms": main.p99,
@@ -422,15 +422,15 @@ pub async fn run<T: ClientTransport>(
                 format!("{:.2}", p.p99),
             ]);
         }
-        println!("{name} bench against {} with {n} clients", args.server);
-        println!("{t}");
-        println!(
+        outln!("{name} bench against {} with {n} clients", args.server);
+        outln!("{t}");
+        outln!(
             "sign-in: {:.0}/s; again (TLS: resumed): {:.0}/s",
             n as f64 / setup,
             n as f64 / again
         );
         if let Some((kib, k)) = memory {
-            println!("server memory: {kib:.1} KiB per idle connection ({k} connections)");
+            outln!("server memory: {kib:.1} KiB per idle connection ({k} connections)");
         }
     }
     Ok(0)

@@ -4,6 +4,7 @@
 //! verdict per category. Every line of the verdict comes from what the
 //! sniffer actually found in this run.
 
+use protocol::outln;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::Command;
@@ -324,7 +325,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
             .iter()
             .map(|(cat, kind)| json!({"category": cat, "plaintext": verdict(p, cat, kind), "tls": verdict(t, cat, kind)}))
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({"type": "demo", "plaintext": side_json(p), "tls": side_json(t), "verdict": rows,
                    "seconds": t0.elapsed().as_secs_f64()})
@@ -332,17 +333,17 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     const W: usize = 58;
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<W$} | TLS (chat-tls, STARTTLS required)",
         "PLAINTEXT (chat-plain)"
     );
-    println!("{}-+-{}", "-".repeat(W), "-".repeat(W));
+    outln!("{}-+-{}", "-".repeat(W), "-".repeat(W));
     for (cat, _) in ROWS {
         let none = Vec::new();
         let a = p.categories.get(cat).unwrap_or(&none);
         let b = t.categories.get(cat).unwrap_or(&none);
-        println!("{:<W$} | {}", cat.to_uppercase(), cat.to_uppercase());
+        outln!("{:<W$} | {}", cat.to_uppercase(), cat.to_uppercase());
         let n = a.len().max(b.len()).clamp(1, 4);
         // Line i of one side's column.
         let cell = |list: &Vec<String>, i: usize| match list.get(i) {
@@ -354,7 +355,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         };
         for i in 0..n {
             let (left, right) = (cell(a, i), cell(b, i));
-            println!("{left:<W$} | {right}");
+            outln!("{left:<W$} | {right}");
         }
     }
     let mut table = Table::new();
@@ -367,8 +368,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
             Cell::new(verdict(t, cat, kind)),
         ]);
     }
-    println!("\n{table}");
-    println!(
+    outln!("\n{table}");
+    outln!(
         "TLS hid the content; the server name, who talked to whom and when, and the sizes stay visible. ({:.1} s)",
         t0.elapsed().as_secs_f64()
     );

@@ -2,6 +2,7 @@
 //! student's own secrets), `check` (answers verified, never stored) and
 //! `progress` (who solved what).
 
+use protocol::outln;
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -141,19 +142,19 @@ pub fn run(
     // are on the wire.
     server.run("teacher", &teacher_pw, &["--register"], "")?;
     server.run("careful", &careful_pw, &["--register"], "")?;
-    println!("Lab {n}: {} (student: {})", lab.title, s.student());
-    println!(
+    outln!("Lab {n}: {} (student: {})", lab.title, s.student());
+    outln!(
         "{} server for '{domain}' on {}",
         lab.twin.bin(),
         server.addr
     );
-    println!("In another terminal, start the sniffer:");
-    println!(
+    outln!("In another terminal, start the sniffer:");
+    outln!(
         "  sudo sniffer live --interface lo --filter \"tcp port {}\" --write lab{n}.pcap",
         server.addr.port()
     );
     if !once {
-        println!("then press Enter here to start the session.");
+        outln!("then press Enter here to start the session.");
         let mut line = String::new();
         let _ = std::io::stdin().lock().read_line(&mut line);
     }
@@ -176,8 +177,8 @@ pub fn run(
     )?;
     teacher.finish(Duration::from_secs(30))?;
     let keys: Vec<&str> = lab.keys.iter().map(|(k, _)| *k).collect();
-    println!("The session is over. Answer with:");
-    println!(
+    outln!("The session is over. Answer with:");
+    outln!(
         "  labs check {n} --student \"{student}\" {}",
         keys.iter()
             .map(|k| format!("--answer {k}=..."))
@@ -185,7 +186,7 @@ pub fn run(
             .join(" ")
     );
     if !once {
-        println!("(the server keeps running for you; Ctrl-C stops everything)");
+        outln!("(the server keeps running for you; Ctrl-C stops everything)");
         while check_interrupt().is_ok() {
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -252,10 +253,10 @@ pub fn check(
             );
         };
         if normalise(value) == normalise(&want) {
-            println!("{key}: right");
+            outln!("{key}: right");
             right.push(key.to_string());
         } else {
-            println!("{key}: wrong. Hint: {hint}");
+            outln!("{key}: wrong. Hint: {hint}");
             wrong += 1;
         }
     }
@@ -295,7 +296,7 @@ pub fn show_progress(progress: &Path) -> anyhow::Result<u8> {
         }
         table.add_row(row);
     }
-    println!("{table}");
+    outln!("{table}");
     Ok(0)
 }
 

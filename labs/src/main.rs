@@ -21,6 +21,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+// Like print! and println!, but a closed pipe ends the program quietly.
+use protocol::{out, outln};
 
 /// Lab sheets, their runner and checker, and the plaintext-versus-TLS demo.
 #[derive(Parser)]
@@ -93,12 +95,12 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(&a),
         Command::List => {
             for l in &lab::LABS {
-                println!("{}. {}", l.number, l.title);
+                outln!("{}. {}", l.number, l.title);
             }
             Ok(0)
         }
         Command::Show { n } => lab::lab(n).map(|l| {
-            print!("{}", l.sheet);
+            out!("{}", l.sheet);
             0
         }),
         Command::Run {

@@ -19,6 +19,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::io;
 
 /// Whether `c` must not reach a terminal as it is: every C0 and C1 control
 /// (which includes ESC, BEL, backspace, CR, LF and TAB), DEL, the Unicode line
@@ -68,6 +69,42 @@ impl fmt::Display for Safe<'_> {
         }
         f.write_str(rest)
     }
+}
+
+/// What every command of the kit does when writing to stdout fails: a
+/// closed pipe (`labs list | head`) is a normal end, exit 0, silently; any
+/// other failure (a full disk behind a redirect) is a runtime error, exit 2,
+/// with one line. Rust's `print!` panics instead.
+pub fn stdout_failed(e: io::Error) -> ! {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("cannot write to standard output: {e}");
+    std::process::exit(2);
+}
+
+/// `print!` that ends the program as [`stdout_failed`] says when stdout
+/// fails, instead of panicking.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($arg)*) {
+            $crate::display::stdout_failed(e);
+        }
+    }};
+}
+
+/// `println!` that ends the program as [`stdout_failed`] says when stdout
+/// fails, instead of panicking.
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::out!("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::out!("{}\n", format_args!($($arg)*))
+    };
 }
 
 #[cfg(test)]

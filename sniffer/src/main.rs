@@ -153,12 +153,11 @@ thread_local! {
         std::cell::RefCell::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()));
 }
 
-/// A closed pipe (`sniffer ... | head`) ends the program quietly.
+/// A closed pipe (`sniffer ... | head`) ends the program quietly; any
+/// other failure to write is one line and exit 2.
 fn quiet_on_broken_pipe(r: std::io::Result<()>) {
-    if let Err(e) = r
-        && e.kind() == std::io::ErrorKind::BrokenPipe
-    {
-        std::process::exit(0);
+    if let Err(e) = r {
+        protocol::display::stdout_failed(e);
     }
 }
 

@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Table};
 use protocol::display::Safe;
+use protocol::outln;
 use serde_json::json;
 
 use crate::analyze::{ConnSummary, Stats};
@@ -34,9 +35,9 @@ impl Printer {
             return;
         }
         if self.json {
-            println!("{}", findings::json(conn, ts, f));
+            outln!("{}", findings::json(conn, ts, f));
         } else {
-            println!("{}", findings::text(conn, ts, f));
+            outln!("{}", findings::text(conn, ts, f));
         }
     }
 }

@@ -18,9 +18,9 @@ use std::collections::VecDeque;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use protocol::Jid;
 use protocol::display::Safe;
 use protocol::stanza::{PresenceType, Show};
+use protocol::{Jid, outln};
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
@@ -82,9 +82,9 @@ impl Out {
     /// text holds peer-supplied strings.
     fn line(&self, text: String, value: serde_json::Value) {
         if self.json {
-            println!("{value}");
+            outln!("{value}");
         } else {
-            println!("{}", Safe(&text));
+            outln!("{}", Safe(&text));
         }
     }
 
@@ -102,12 +102,12 @@ impl Out {
 
     fn error(&self, command: &str, text: String) {
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 json!({"type": "error", "command": command, "error": text})
             );
         } else {
-            println!("error: {}", Safe(&text));
+            outln!("error: {}", Safe(&text));
         }
     }
 }
@@ -494,7 +494,7 @@ pub async fn run<T: ClientTransport>(
     }
     let interactive = std::io::stdin().is_terminal();
     if interactive {
-        println!("type /help for commands");
+        outln!("type /help for commands");
     }
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
@@ -896,7 +896,7 @@ fn execute(
     match cmd {
         Command::Empty | Command::Quit | Command::Wait { .. } => Step::Done,
         Command::Help => {
-            println!("{HELP}");
+            outln!("{HELP}");
             Step::Done
         }
         Command::Bad(text) => fail_sync(out, &name, text),
@@ -951,9 +951,9 @@ fn execute(
                     let items = fut.await?;
                     for i in &items {
                         if json {
-                            println!("{}", roster_json(i));
+                            outln!("{}", roster_json(i));
                         } else {
-                            println!("contact {}", Safe(&roster_text(i)));
+                            outln!("contact {}", Safe(&roster_text(i)));
                         }
                     }
                     Ok(format!("{} contact(s)", items.len()))
@@ -1015,7 +1015,7 @@ fn execute(
                     let rooms = fut.await?;
                     for (jid, label) in &rooms {
                         if json {
-                            println!(
+                            outln!(
                                 "{}",
                                 json!({"type": "room", "room": jid.to_string(), "name": label})
                             );
@@ -1024,7 +1024,7 @@ fn execute(
                                 "room {jid}{}",
                                 label.as_ref().map(|l| format!(" {l}")).unwrap_or_default()
                             );
-                            println!("{}", Safe(&line));
+                            outln!("{}", Safe(&line));
                         }
                     }
                     Ok(format!("{} room(s)", rooms.len()))
@@ -1056,7 +1056,7 @@ fn execute(
                     let list = fut.await?;
                     for o in &list {
                         if json {
-                            println!(
+                            outln!(
                                 "{}",
                                 json!({"type": "occupant", "room": room.to_string(), "nick": o.nick,
                                 "role": o.role, "affiliation": o.affiliation,
@@ -1073,7 +1073,7 @@ fn execute(
                                     format!(" ({}, {})", o.role, o.affiliation)
                                 }
                             );
-                            println!("{}", Safe(&line));
+                            outln!("{}", Safe(&line));
                         }
                     }
                     Ok(format!("{} occupant(s) in {room}", list.len()))
@@ -1151,9 +1151,9 @@ fn execute(
                     let users = fut.await?;
                     for u in &users {
                         if json {
-                            println!("{}", json!({"type": "online-user", "jid": u.to_string()}));
+                            outln!("{}", json!({"type": "online-user", "jid": u.to_string()}));
                         } else {
-                            println!("{}", Safe(&format!("online {u}")));
+                            outln!("{}", Safe(&format!("online {u}")));
                         }
                     }
                     Ok(format!("{} user(s) online", users.len()))
@@ -1236,7 +1236,7 @@ fn users_step(
         let result = fut.await.map(|(users, total)| {
             for u in &users {
                 if json {
-                    println!(
+                    outln!(
                         "{}",
                         json!({"type": "user", "jid": u.jid.to_string(), "name": u.name, "email": u.email})
                     );
@@ -1247,7 +1247,7 @@ fn users_step(
                         u.name.as_ref().map(|n| format!(" name={n}")).unwrap_or_default(),
                         u.email.as_ref().map(|e| format!(" email={e}")).unwrap_or_default()
                     );
-                    println!("{}", Safe(&line));
+                    outln!("{}", Safe(&line));
                 }
             }
             if total > users.len() {

@@ -6,6 +6,7 @@
 //! sign a certificate for any name that these clients will accept: keep it
 //! away from the server, and never install it in a browser or system store.
 
+use protocol::outln;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -168,11 +169,11 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<u8> {
 
     let der: &CertificateDer<'_> = server_cert.der();
     let pin = spki_sha256(der).map_err(anyhow::Error::msg)?;
-    println!(
+    outln!(
         "wrote {}/{{ca.pem, ca.key, server.pem, server.key}}",
         out.display()
     );
-    println!(
+    outln!(
         "server certificate for {} and 127.0.0.1, ::1; {}",
         names.join(", "),
         if args.expired {
@@ -181,12 +182,12 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<u8> {
             format!("valid {} days", args.days.max(1))
         }
     );
-    println!(
+    outln!(
         "clients trust it with: --ca {}",
         out.join("ca.pem").display()
     );
-    println!("server key pin:        --pin {}", pin_text(&pin));
-    println!("keep ca.key secret: whoever has it can impersonate any server to these clients");
+    outln!("server key pin:        --pin {}", pin_text(&pin));
+    outln!("keep ca.key secret: whoever has it can impersonate any server to these clients");
     Ok(0)
 }
 

@@ -20,6 +20,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+use protocol::outln;
 use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -243,7 +244,7 @@ fn main() -> anyhow::Result<()> {
         c.close(&mut out)?;
     }
     out.w.flush()?;
-    println!(
+    outln!(
         "wrote {} ({} bytes): {connections} connections, {bodies} message bodies",
         cli.out.display(),
         out.bytes
@@ -270,7 +271,7 @@ fn one_packet_flows<W: Write>(
         out.frame(&ethernet_tcp(client, server, i as u32, syn, b""))?;
     }
     out.w.flush()?;
-    println!(
+    outln!(
         "wrote {} ({} bytes): {n} one-packet connections",
         path.display(),
         out.bytes
