@@ -799,17 +799,7 @@ mod tests {
         });
         let mut evicted = 0;
         for port in 0..10u16 {
-            let s = Segment {
-                src: SocketAddr::new([127, 0, 0, 1].into(), 40000 + port),
-                dst: a(S),
-                seq: 1,
-                syn: true,
-                fin: false,
-                rst: false,
-                ack: false,
-                payload: b"",
-            };
-            r.push(&s, f64::from(port), &mut |e| {
+            r.push(&syn_from(40000 + port, 1), f64::from(port), &mut |e| {
                 if matches!(
                     e,
                     Event::Close {

@@ -78,8 +78,7 @@ fn a_room_subject_too_large_to_replay_is_refused() {
     let server = Server::start(Twin::Plain, &[]);
     XmppRaw::register(&server, "mallory", "pw");
     let mut mallory = XmppRaw::login(&server, "mallory", "pw", "m");
-    mallory.send("<presence to='trap@conference.localhost/m'><x xmlns='http://jabber.org/protocol/muc'/></presence>");
-    mallory.expect("subject", |e| e.to_xml().contains("<subject"));
+    mallory.join_room("trap", "m");
     mallory.send(&format!(
         "<message to='trap@conference.localhost' id='subj' type='groupchat'><subject>{}</subject></message>",
         ">".repeat(16_000)
@@ -113,10 +112,7 @@ fn the_room_list_is_paged_within_the_stanza_limit() {
         let mut raw = XmppRaw::login(&server, user, "pw", "m");
         for i in 0..20 {
             let name = format!("{u}{i:02}{}", "r".repeat(997));
-            raw.send(&format!("<presence to='{name}@conference.localhost/m'/>"));
-            raw.expect("joined", |e| {
-                e.name == "message" && e.to_xml().contains("<subject")
-            });
+            raw.join_room(&name, "m");
             names.push(name);
         }
         // The 21st room of one owner is refused, with the reason.
@@ -562,21 +558,13 @@ fn empty_rooms_leave_memory_and_owners_destroy_rooms() {
     XmppRaw::register(&server, "owner", "pw");
     XmppRaw::register(&server, "guest", "pw");
     let mut owner = XmppRaw::login(&server, "owner", "pw", "o");
-    let join = |raw: &mut XmppRaw, nick: &str| {
-        raw.send(&format!(
-            "<presence to='lab@conference.localhost/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
-        ));
-        raw.expect("the subject that ends the join", |e| {
-            e.name == "message" && e.to_xml().contains("<subject")
-        });
-    };
-    join(&mut owner, "o");
+    owner.join_room("lab", "o");
     owner.send("<message to='lab@conference.localhost' type='groupchat' id='h1'><body>kept in the database</body></message>");
     owner.expect("echo", |e| e.get_attr("id") == Some("h1"));
     owner.send("<presence to='lab@conference.localhost/o' type='unavailable'/>");
     owner.expect("left", |e| e.get_attr("type") == Some("unavailable"));
     // Empty: unloaded. The next join loads it again, history included.
-    join(&mut owner, "o");
+    owner.join_room("lab", "o");
     let loads = server.log().matches("room loaded").count();
     assert_eq!(
         loads,
@@ -631,14 +619,6 @@ fn kernel_tcp_kib() -> u64 {
 #[test]
 fn a_room_of_readers_who_never_read_costs_bounded_memory() {
     let server = Server::start(Twin::Plain, &[]);
-    let join = |raw: &mut XmppRaw, nick: &str| {
-        raw.send(&format!(
-            "<presence to='busy@conference.localhost/{nick}'/>"
-        ));
-        raw.expect("joined", |e| {
-            e.name == "message" && e.to_xml().contains("<subject")
-        });
-    };
     // Signing up 50 users costs 100 password hashes: on both cores.
     let stuck: Vec<XmppRaw> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..4)
@@ -651,7 +631,7 @@ fn a_room_of_readers_who_never_read_costs_bounded_memory() {
                             let user = format!("stuck{i}");
                             XmppRaw::register(server, &user, "pw");
                             let mut raw = XmppRaw::login(server, &user, "pw", "s");
-                            join(&mut raw, &user);
+                            raw.join_room("busy", &user);
                             raw
                         })
                         .collect::<Vec<_>>()
@@ -665,7 +645,7 @@ fn a_room_of_readers_who_never_read_costs_bounded_memory() {
     });
     XmppRaw::register(&server, "speaker", "pw");
     let mut speaker = XmppRaw::login(&server, "speaker", "pw", "s");
-    join(&mut speaker, "speaker");
+    speaker.join_room("busy", "speaker");
     // The speaker reads her own echoes, as a real client does.
     let mut echoes = speaker.stream.try_clone().unwrap();
     let drain = std::thread::spawn(move || {
@@ -735,10 +715,7 @@ fn the_client_lists_every_room_and_user_across_pages() {
     let mut maker = XmppRaw::login(&server, &users[0], "pw", "m");
     for i in 0..20 {
         let name = format!("{i:02}{}", "r".repeat(998));
-        maker.send(&format!("<presence to='{name}@conference.localhost/m'/>"));
-        maker.expect("joined", |e| {
-            e.name == "message" && e.to_xml().contains("<subject")
-        });
+        maker.join_room(&name, "m");
     }
     let mut reader = Client::start(&server, "reader@localhost", "pw", &["--register"]);
     reader.expect("connected", |v| v["type"] == "connected");

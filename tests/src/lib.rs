@@ -1023,6 +1023,17 @@ impl XmppRaw {
         answer
     }
 
+    /// Joins (or creates) `room` on `conference.localhost` as `nick` and
+    /// reads up to the subject message, which ends a join (XEP-0045 7.2).
+    pub fn join_room(&mut self, room: &str, nick: &str) {
+        self.send(&format!(
+            "<presence to='{room}@conference.localhost/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        ));
+        self.expect("the subject that ends the join", |e| {
+            e.name == "message" && e.to_xml().contains("<subject")
+        });
+    }
+
     /// Writes text; a reset by the server part-way is not an error here.
     pub fn send(&mut self, xml: &str) {
         let _ = self.stream.write_all(xml.as_bytes());
