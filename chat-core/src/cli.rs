@@ -195,10 +195,22 @@ where
     match rt.block_on(f()) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            if verbose {
-                eprintln!("{name}: {e:?}");
+            // Errors can carry the server's own words (a stream error's
+            // text, a SASL failure): escaped like everything else the
+            // network sends to a terminal.
+            let text = if verbose {
+                format!("{e:?}")
             } else {
-                eprintln!("{name}: {e:#}");
+                format!("{e:#}")
+            };
+            // Line by line: --verbose keeps anyhow's "Caused by" layout.
+            for (i, line) in text.lines().enumerate() {
+                let safe = protocol::display::Safe(line);
+                if i == 0 {
+                    eprintln!("{name}: {safe}");
+                } else {
+                    eprintln!("{safe}");
+                }
             }
             ExitCode::from(EXIT_ERROR)
         }

@@ -235,11 +235,6 @@ impl OutboundTx {
         }
         let _ = self.tx.send(Outbound::Close(cond, text));
     }
-
-    /// Whether the writer has gone (the session ended).
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
 }
 
 impl OutboundRx {
