@@ -18,6 +18,8 @@
 //! - [`rsm`]: Result Set Management (XEP-0059), paging through long lists.
 //! - [`sasl`]: SASL PLAIN and SCRAM-SHA-1/SHA-256, client and server sides.
 //! - [`ns`]: namespace constants.
+//! - [`service`]: the node, resource and history length this chat's
+//!   client and server agree on.
 //! - [`datetime`]: XMPP date-times (XEP-0082).
 //! - [`display`]: peer-supplied text made safe to print on a terminal.
 #![forbid(unsafe_code)]
@@ -32,6 +34,7 @@ pub mod ns;
 pub mod parser;
 pub mod rsm;
 pub mod sasl;
+pub mod service;
 pub mod stanza;
 pub mod stream;
 

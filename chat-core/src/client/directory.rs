@@ -8,7 +8,7 @@ use protocol::stanza::IqType;
 use protocol::{Element, Jid, ns};
 
 use super::{Client, ClientError};
-use crate::server::directory::{ANNOUNCE_RESOURCE, ONLINE_NODE};
+use protocol::service::{ANNOUNCE_RESOURCE, ONLINE_NODE};
 
 /// One user of the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use protocol::{Element, Jid, StanzaErrorCondition, ns};
 use tokio::sync::oneshot;
 
 use super::{Client, ClientError, ClientEvent, EventSender, IQ_TIMEOUT, State, kept_text, lock};
-use crate::server::muc::MAX_ROOM_HISTORY;
 use crate::util::random_id;
+use protocol::service::MAX_ROOM_HISTORY;
 
 /// Occupants remembered per room (for `/occupants` and the join event). At
 /// the bound, newcomers are still shown but not remembered: a room service

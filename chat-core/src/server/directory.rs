@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+use protocol::service::{ANNOUNCE_RESOURCE, ONLINE_NODE};
 use protocol::stanza::Iq;
 use protocol::{Element, Jid, StanzaErrorCondition, ns, rsm};
 
@@ -27,12 +28,6 @@ pub const MAX_SEARCH_RESULTS: usize = rsm::MAX_PAGE_ITEMS;
 
 /// Longest display name or email stored, in bytes.
 pub const MAX_PROFILE_FIELD: usize = 256;
-
-/// The disco node that lists online users.
-pub const ONLINE_NODE: &str = "online users";
-
-/// The resource of the server's domain that announcements go to.
-pub const ANNOUNCE_RESOURCE: &str = "announce/online";
 
 /// A profile field as stored: trimmed, cut to [`MAX_PROFILE_FIELD`] bytes.
 fn clip(v: &str) -> String {

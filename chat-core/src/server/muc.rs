@@ -23,15 +23,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use protocol::service::MAX_ROOM_HISTORY;
 use protocol::stanza::{Presence, PresenceType};
 use protocol::{Element, Jid, StanzaErrorCondition, ns};
 
 use super::session::{End, Session};
 use crate::storage::{self, CreatedRoom, HistoryRow};
 use crate::util::{unix_now, xmpp_datetime};
-
-/// Messages a room keeps and replays to whoever joins.
-pub const MAX_ROOM_HISTORY: usize = 20;
 
 /// Occupants in one room. Each message costs one write per occupant, so the
 /// cap bounds the work one sender can cause with one stanza.

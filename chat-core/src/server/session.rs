@@ -625,7 +625,7 @@ impl Session {
         } else if get
             && Self::payload_is(iq, "query", ns::DISCO_ITEMS)
             && iq.payload.as_ref().and_then(|p| p.get_attr("node"))
-                == Some(super::directory::ONLINE_NODE)
+                == Some(protocol::service::ONLINE_NODE)
         {
             self.online_items(iq);
         } else if Self::payload_is(iq, "query", ns::SEARCH) {
