@@ -16,10 +16,7 @@ use crate::client::files::FilePolicy;
 use crate::server::{self, ServerConfig, Shared};
 use crate::transport::{ClientTransport, ServerTransport};
 
-/// Exit code: a check found something or a command failed.
-pub const EXIT_FAILED: u8 = 1;
-/// Exit code: usage or runtime error.
-pub const EXIT_ERROR: u8 = 2;
+pub use crate::exit::{EXIT_ERROR, EXIT_FAILED};
 
 /// Flags of `server`, the same in both twins.
 #[derive(Debug, Clone, clap::Args)]

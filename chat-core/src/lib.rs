@@ -12,6 +12,7 @@
 //! - [`transport`]: the trait a binary implements to supply TCP or TLS.
 //! - [`xmpp_io`]: the protocol parser fed from an async socket.
 //! - [`cli`]: command-line arguments and entry points shared by the twins.
+//! - [`exit`]: the exit codes every command uses.
 //! - [`bench`]: the load generator behind `bench`.
 //! - [`util`]: ids and timestamps.
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod exit;
 pub mod server;
 pub mod storage;
 pub mod transport;

@@ -168,6 +168,17 @@ string_enum! {
     }
 }
 
+impl MessageType {
+    /// The type of a `<message/>` element. A missing or unknown `type` is
+    /// `normal` (RFC 6121 5.2.2: a receiver that does not understand the
+    /// value "MUST consider the message to be of type normal").
+    pub fn of(el: &Element) -> MessageType {
+        el.get_attr("type")
+            .and_then(|t| MessageType::parse(t).ok())
+            .unwrap_or(MessageType::Normal)
+    }
+}
+
 /// A `<message/>` stanza.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {

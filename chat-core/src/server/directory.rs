@@ -18,7 +18,7 @@ use protocol::service::{ANNOUNCE_RESOURCE, ONLINE_NODE};
 use protocol::stanza::Iq;
 use protocol::{Element, Jid, StanzaErrorCondition, ns, rsm};
 
-use super::session::{End, Session};
+use super::context::{Handled, Session};
 use crate::storage::{self, Profile, SearchQuery};
 
 /// Most users one page of search results lists (XEP-0059 pages through
@@ -65,210 +65,147 @@ fn vcard(p: &Profile) -> Element {
     v
 }
 
-impl Session {
-    /// Answers `iq` with one page of a list: `items` are the candidates
-    /// after the requester's `<after/>` key, in key order; `count` is the
-    /// whole list's length and `index` the position of the first candidate
-    /// in it, when known. The page ends at the requested size or where the
-    /// next item would push the answer past the stanza limit, and its
-    /// `<set/>` says where it ended, so the requester asks for the next.
-    pub(super) fn send_page(
-        &self,
-        iq: &Iq,
-        query: Element,
-        items: Vec<(String, Element)>,
-        count: usize,
-        index: Option<usize>,
-    ) {
-        let request = iq
-            .payload
-            .as_ref()
-            .map(rsm::Request::from_query)
-            .unwrap_or_default();
-        // What the answer costs without its items: the envelope and the
-        // largest `<set/>` this page could carry.
-        let longest_key = items
-            .iter()
-            .take(request.max)
-            .map(|(k, _)| protocol::element::escape(k).len())
-            .max()
-            .unwrap_or(0);
-        let envelope = iq
-            .result(Some(query.clone().child(rsm::reply_set(
-                Some(("", usize::MAX)),
-                Some(""),
-                count,
-            ))))
-            .to_element()
-            .to_xml()
-            .len()
-            + 2 * longest_key;
-        let mut size = envelope;
-        let mut page = query.clone();
-        let mut first: Option<String> = None;
-        let mut last: Option<String> = None;
-        for (key, item) in items.into_iter().take(request.max) {
-            let len = item.to_xml_in(&query.ns).len();
-            if size + len > self.max_stanza() {
-                break;
-            }
-            size += len;
-            first.get_or_insert_with(|| key.clone());
-            last = Some(key);
-            page = page.child(item);
-        }
-        let first = first.as_deref().map(|k| (k, index.unwrap_or(0)));
-        let mut set = rsm::reply_set(first, last.as_deref(), count);
-        if index.is_none()
-            && let Some(f) = set.get_child_mut("first", ns::RSM)
-        {
-            f.remove_attr("index");
-        }
-        self.iq_result(iq, Some(page.child(set)));
-    }
+/// vCard get for `user` (ourselves or anyone registered here).
+pub(crate) async fn vcard_get(s: &Session, iq: &Iq, user: String) -> Handled {
+    let p = s.db(move |c| storage::profile(c, &user)).await?;
+    s.to_self_el(&iq.result(Some(vcard(&p))).to_element());
+    Ok(())
+}
 
-    /// vCard get for `user` (ourselves or anyone registered here).
-    pub(super) async fn vcard_get(&self, iq: &Iq, user: String) -> Result<(), End> {
-        let p = self.db(move |c| storage::profile(c, &user)).await?;
-        self.to_self_el(&iq.result(Some(vcard(&p))).to_element());
-        Ok(())
-    }
+/// vCard set of our own profile: only FN and EMAIL/USERID are kept.
+pub(crate) async fn vcard_set(s: &Session, iq: &Iq) -> Handled {
+    let Some(v) = iq.payload.as_ref() else {
+        return Ok(());
+    };
+    // A vCard set replaces the whole vCard: a missing field clears it.
+    let p = Profile {
+        name: Some(clip(&v.child_text("FN", ns::VCARD).unwrap_or_default())),
+        email: Some(clip(
+            &v.get_child("EMAIL", ns::VCARD)
+                .and_then(|e| e.child_text("USERID", ns::VCARD))
+                .unwrap_or_default(),
+        )),
+    };
+    let user = s.user.clone();
+    s.db(move |c| storage::set_profile(c, &user, &p)).await?;
+    s.to_self_el(&iq.result(None).to_element());
+    Ok(())
+}
 
-    /// vCard set of our own profile: only FN and EMAIL/USERID are kept.
-    pub(super) async fn vcard_set(&self, iq: &Iq) -> Result<(), End> {
-        let Some(v) = iq.payload.as_ref() else {
-            return Ok(());
-        };
-        // A vCard set replaces the whole vCard: a missing field clears it.
-        let p = Profile {
-            name: Some(clip(&v.child_text("FN", ns::VCARD).unwrap_or_default())),
-            email: Some(clip(
-                &v.get_child("EMAIL", ns::VCARD)
-                    .and_then(|e| e.child_text("USERID", ns::VCARD))
-                    .unwrap_or_default(),
-            )),
-        };
-        let user = self.user.clone();
-        self.db(move |c| storage::set_profile(c, &user, &p)).await?;
-        self.to_self_el(&iq.result(None).to_element());
-        Ok(())
-    }
-
-    /// Jabber Search on the domain: the form, or the results.
-    pub(super) async fn search_iq(&self, iq: &Iq) -> Result<(), End> {
-        let reply = match iq.kind {
-            protocol::stanza::IqType::Get => iq.result(Some(
-                Element::new("query", ns::SEARCH)
-                    .text_child(
-                        "instructions",
-                        ns::SEARCH,
-                        "Fill in any field; an empty search lists every user. nick matches the user name or the display name.",
-                    )
-                    .child(Element::new("first", ns::SEARCH))
-                    .child(Element::new("nick", ns::SEARCH))
-                    .child(Element::new("email", ns::SEARCH)),
-            )),
-            protocol::stanza::IqType::Set => {
-                let q = iq.payload.clone().unwrap_or_else(|| Element::new("query", ns::SEARCH));
-                let text = |n: &str| q.child_text(n, ns::SEARCH).filter(|s| !s.trim().is_empty());
-                let query = SearchQuery {
-                    user: text("nick"),
-                    name: text("first").or_else(|| text("last")),
-                    email: text("email"),
-                };
-                let after = rsm::Request::from_query(&q).after;
-                let (rows, total) = self
-                    .db(move |c| {
-                        storage::search_users(c, &query, after.as_deref(), MAX_SEARCH_RESULTS)
-                    })
-                    .await?;
-                let mut items = Vec::with_capacity(rows.len());
-                for (user, p) in rows {
-                    let mut item = Element::new("item", ns::SEARCH)
-                        .attr("jid", format!("{user}@{}", self.domain()))
-                        .text_child("nick", ns::SEARCH, user.clone());
-                    if let Some(n) = p.name {
-                        item = item.text_child("first", ns::SEARCH, n);
-                    }
-                    if let Some(e) = p.email {
-                        item = item.text_child("email", ns::SEARCH, e);
-                    }
-                    items.push((user, item));
-                }
-                self.send_page(iq, Element::new("query", ns::SEARCH), items, total, None);
-                return Ok(());
-            }
-            _ => return Ok(()),
-        };
-        self.to_self_el(&reply.to_element());
-        Ok(())
-    }
-
-    /// `disco#items` on the node `online users`: bare JIDs of users with an
-    /// available resource, a page at a time (XEP-0059).
-    pub(super) fn online_items(&self, iq: &Iq) {
-        let mut users = self.shared.router.online_users();
-        users.sort();
-        let count = users.len();
-        let after = iq
-            .payload
-            .as_ref()
-            .and_then(|q| rsm::Request::from_query(q).after);
-        let start = after.map_or(0, |a| users.partition_point(|u| u.as_str() <= a.as_str()));
-        let items = users
-            .into_iter()
-            .skip(start)
-            .map(|u| {
-                let item = Element::new("item", ns::DISCO_ITEMS)
-                    .attr("jid", format!("{u}@{}", self.domain()));
-                (u, item)
-            })
-            .collect();
-        let q = Element::new("query", ns::DISCO_ITEMS).attr("node", ONLINE_NODE);
-        self.send_page(iq, q, items, count, Some(start));
-    }
-
-    /// A message to `<domain>/announce/online`: from an admin, it goes to
-    /// every available resource of every user; from anyone else it is
-    /// refused, or every user could be spammed at once.
-    pub(super) fn announce(&self, el: &Element) {
-        let admin = self.shared.config.admins.contains(&self.bare);
-        if !admin {
-            tracing::warn!(jid = %self.jid, "announcement refused: not an admin");
-            self.bounce(
-                el,
-                StanzaErrorCondition::Forbidden,
-                "only the server's admins may announce",
-            );
-            return;
-        }
-        let Some(body) = el.child_text("body", ns::CLIENT) else {
-            self.bounce(
-                el,
-                StanzaErrorCondition::BadRequest,
-                "an announcement needs a body",
-            );
-            return;
-        };
-        let users = self.shared.router.online_users();
-        tracing::info!(jid = %self.jid, users = users.len(), "announcement sent");
-        for u in users {
-            // From the server itself, so clients show it as the server's
-            // word; the admin is named in the text.
-            let m = Element::new("message", ns::CLIENT)
-                .attr("from", self.domain())
-                .attr("to", format!("{u}@{}", self.domain()))
-                .attr("type", "headline")
-                .attr("id", format!("ann-{}", crate::util::random_id(4)))
+/// Jabber Search on the domain: the form, or the results.
+pub(crate) async fn search(s: &Session, iq: &Iq) -> Handled {
+    let reply = match iq.kind {
+        protocol::stanza::IqType::Get => iq.result(Some(
+            Element::new("query", ns::SEARCH)
                 .text_child(
-                    "subject",
-                    ns::CLIENT,
-                    format!("Announcement from {}", self.bare),
+                    "instructions",
+                    ns::SEARCH,
+                    "Fill in any field; an empty search lists every user. nick matches the user name or the display name.",
                 )
-                .text_child("body", ns::CLIENT, body.clone());
-            let xml: Arc<str> = Arc::from(m.to_xml());
-            self.shared.router.send_to_available(&u, &xml, None, None);
+                .child(Element::new("first", ns::SEARCH))
+                .child(Element::new("nick", ns::SEARCH))
+                .child(Element::new("email", ns::SEARCH)),
+        )),
+        protocol::stanza::IqType::Set => {
+            let q = iq.payload.clone().unwrap_or_else(|| Element::new("query", ns::SEARCH));
+            let text = |n: &str| q.child_text(n, ns::SEARCH).filter(|s| !s.trim().is_empty());
+            let query = SearchQuery {
+                user: text("nick"),
+                name: text("first").or_else(|| text("last")),
+                email: text("email"),
+            };
+            let after = rsm::Request::from_query(&q).after;
+            let (rows, total) = s
+                .db(move |c| {
+                    storage::search_users(c, &query, after.as_deref(), MAX_SEARCH_RESULTS)
+                })
+                .await?;
+            let mut items = Vec::with_capacity(rows.len());
+            for (user, p) in rows {
+                let mut item = Element::new("item", ns::SEARCH)
+                    .attr("jid", format!("{user}@{}", s.domain()))
+                    .text_child("nick", ns::SEARCH, user.clone());
+                if let Some(n) = p.name {
+                    item = item.text_child("first", ns::SEARCH, n);
+                }
+                if let Some(e) = p.email {
+                    item = item.text_child("email", ns::SEARCH, e);
+                }
+                items.push((user, item));
+            }
+            s.send_page(iq, Element::new("query", ns::SEARCH), items, total, None);
+            return Ok(());
         }
+        _ => return Ok(()),
+    };
+    s.to_self_el(&reply.to_element());
+    Ok(())
+}
+
+/// `disco#items` on the node `online users`: bare JIDs of users with an
+/// available resource, a page at a time (XEP-0059).
+pub(crate) fn online_items(s: &Session, iq: &Iq) {
+    let mut users = s.shared.router.online_users();
+    users.sort();
+    let count = users.len();
+    let after = iq
+        .payload
+        .as_ref()
+        .and_then(|q| rsm::Request::from_query(q).after);
+    let start = after.map_or(0, |a| users.partition_point(|u| u.as_str() <= a.as_str()));
+    let items = users
+        .into_iter()
+        .skip(start)
+        .map(|u| {
+            let item =
+                Element::new("item", ns::DISCO_ITEMS).attr("jid", format!("{u}@{}", s.domain()));
+            (u, item)
+        })
+        .collect();
+    let q = Element::new("query", ns::DISCO_ITEMS).attr("node", ONLINE_NODE);
+    s.send_page(iq, q, items, count, Some(start));
+}
+
+/// A message to `<domain>/announce/online`: from an admin, it goes to
+/// every available resource of every user; from anyone else it is
+/// refused, or every user could be spammed at once.
+pub(crate) fn announce(s: &Session, el: &Element) {
+    let admin = s.shared.config.admins.contains(&s.bare);
+    if !admin {
+        tracing::warn!(jid = %s.jid, "announcement refused: not an admin");
+        s.bounce(
+            el,
+            StanzaErrorCondition::Forbidden,
+            "only the server's admins may announce",
+        );
+        return;
+    }
+    let Some(body) = el.child_text("body", ns::CLIENT) else {
+        s.bounce(
+            el,
+            StanzaErrorCondition::BadRequest,
+            "an announcement needs a body",
+        );
+        return;
+    };
+    let users = s.shared.router.online_users();
+    tracing::info!(jid = %s.jid, users = users.len(), "announcement sent");
+    for u in users {
+        // From the server itself, so clients show it as the server's
+        // word; the admin is named in the text.
+        let m = Element::new("message", ns::CLIENT)
+            .attr("from", s.domain())
+            .attr("to", format!("{u}@{}", s.domain()))
+            .attr("type", "headline")
+            .attr("id", format!("ann-{}", crate::util::random_id(4)))
+            .text_child(
+                "subject",
+                ns::CLIENT,
+                format!("Announcement from {}", s.bare),
+            )
+            .text_child("body", ns::CLIENT, body.clone());
+        let xml: Arc<str> = Arc::from(m.to_xml());
+        s.shared.router.send_to_available(&u, &xml, None, None);
     }
 }
 

@@ -16,8 +16,12 @@ use protocol::{
 };
 use tokio::io::AsyncWriteExt;
 
-use super::router::{BindError, MAX_SESSIONS_PER_ACCOUNT, OutboundRx, OutboundTx, SessionHandle};
-use super::{MAX_AUTH_ATTEMPTS, Shared};
+use super::account::{self, NewPasswordError, PASSWORD_RULE, normalize_user};
+use super::config::MAX_AUTH_ATTEMPTS;
+use super::directory;
+use super::outbound::{self, OutboundRx, OutboundTx};
+use super::router::{BindError, MAX_SESSIONS_PER_ACCOUNT, SessionHandle};
+use super::shared::Shared;
 use crate::storage::{self, AccountCredentials};
 use crate::transport::{BoxStream, ServerTransport, StartTls};
 use crate::util::random_id;
@@ -39,30 +43,28 @@ pub struct Bound {
     pub tx: OutboundTx,
     /// Its receiving end, for the writer task.
     pub rx: OutboundRx,
-    /// Whether the stream is encrypted.
-    pub secure: bool,
 }
 
 /// Why negotiation ended without a bound session.
-enum End {
+enum Unbound {
     /// The peer closed the stream or the connection.
     Closed,
     /// Send this stream error and close.
     Error(StreamErrorCondition, String),
 }
 
-impl From<ReadError> for End {
-    fn from(e: ReadError) -> End {
+impl From<ReadError> for Unbound {
+    fn from(e: ReadError) -> Unbound {
         match e {
-            ReadError::Eof | ReadError::Io(_) => End::Closed,
-            ReadError::Parse(p) => End::Error(p.condition(), p.to_string()),
+            ReadError::Eof | ReadError::Io(_) => Unbound::Closed,
+            ReadError::Parse(p) => Unbound::Error(p.condition(), p.to_string()),
         }
     }
 }
 
-impl From<std::io::Error> for End {
-    fn from(_: std::io::Error) -> End {
-        End::Closed
+impl From<std::io::Error> for Unbound {
+    fn from(_: std::io::Error) -> Unbound {
+        Unbound::Closed
     }
 }
 
@@ -114,11 +116,10 @@ pub async fn negotiate<T: ServerTransport>(
                 handle,
                 tx,
                 rx,
-                secure: n.secure,
             });
         }
         Ok(Err(end)) => end,
-        Err(_) => End::Error(
+        Err(_) => Unbound::Error(
             StreamErrorCondition::ConnectionTimeout,
             format!(
                 "not authenticated within {} seconds",
@@ -127,10 +128,10 @@ pub async fn negotiate<T: ServerTransport>(
         ),
     };
     match end {
-        End::Closed => {
+        Unbound::Closed => {
             let _ = write_str(&mut n.stream, stream::CLOSE).await;
         }
-        End::Error(cond, text) => {
+        Unbound::Error(cond, text) => {
             tracing::info!(peer = %n.peer, "stream error {cond}: {text}");
             n.send_error(cond, &text).await;
         }
@@ -188,15 +189,15 @@ impl<T: ServerTransport> Neg<'_, T> {
         let _ = write_str(&mut self.stream, &xml).await;
     }
 
-    async fn send(&mut self, el: &Element) -> Result<(), End> {
+    async fn send(&mut self, el: &Element) -> Result<(), Unbound> {
         write_element(&mut self.stream, el).await?;
         Ok(())
     }
 
-    async fn read_element(&mut self) -> Result<Element, End> {
+    async fn read_element(&mut self) -> Result<Element, Unbound> {
         match self.reader.next_element(&mut self.stream).await? {
             Some(e) => Ok(e),
-            None => Err(End::Closed),
+            None => Err(Unbound::Closed),
         }
     }
 
@@ -204,12 +205,12 @@ impl<T: ServerTransport> Neg<'_, T> {
         !self.secure && self.transport.starttls() == StartTls::Required
     }
 
-    async fn run(&mut self) -> Result<(), End> {
+    async fn run(&mut self) -> Result<(), Unbound> {
         loop {
             let header = match self.reader.next(&mut self.stream).await? {
                 Event::StreamOpen(h) => h,
                 _ => {
-                    return Err(End::Error(
+                    return Err(Unbound::Error(
                         StreamErrorCondition::NotWellFormed,
                         "expected a stream header".into(),
                     ));
@@ -219,14 +220,14 @@ impl<T: ServerTransport> Neg<'_, T> {
             write_str(&mut self.stream, &reply).await?;
             self.header_sent = true;
             if header.default_ns != ns::CLIENT {
-                return Err(End::Error(
+                return Err(Unbound::Error(
                     StreamErrorCondition::InvalidNamespace,
                     "this server only accepts client streams (jabber:client)".into(),
                 ));
             }
             let to = header.to.as_deref().map(str::to_lowercase);
             if to.as_deref() != Some(self.domain()) {
-                return Err(End::Error(
+                return Err(Unbound::Error(
                     StreamErrorCondition::HostUnknown,
                     format!(
                         "this server hosts '{}', not '{}'",
@@ -289,7 +290,7 @@ impl<T: ServerTransport> Neg<'_, T> {
 
     /// Handles elements until a restart (`Ok(false)`) or a bound resource
     /// (`Ok(true)`).
-    async fn stream_loop(&mut self) -> Result<bool, End> {
+    async fn stream_loop(&mut self) -> Result<bool, Unbound> {
         loop {
             let el = self.read_element().await?;
             if el.is("starttls", ns::TLS) {
@@ -299,7 +300,7 @@ impl<T: ServerTransport> Neg<'_, T> {
             if el.is("auth", ns::SASL) {
                 if self.user.is_some() {
                     // RFC 6120 6.4.1: no second authentication on a stream.
-                    return Err(End::Error(
+                    return Err(Unbound::Error(
                         StreamErrorCondition::PolicyViolation,
                         "already authenticated".into(),
                     ));
@@ -316,7 +317,7 @@ impl<T: ServerTransport> Neg<'_, T> {
                 }
                 continue;
             }
-            return Err(End::Error(
+            return Err(Unbound::Error(
                 StreamErrorCondition::NotAuthorized,
                 format!(
                     "<{}> is not allowed before authentication and binding",
@@ -326,11 +327,11 @@ impl<T: ServerTransport> Neg<'_, T> {
         }
     }
 
-    async fn starttls(&mut self) -> Result<(), End> {
+    async fn starttls(&mut self) -> Result<(), Unbound> {
         if self.secure || self.transport.starttls() == StartTls::Unavailable {
             let failure = Element::new("failure", ns::TLS);
             self.send(&failure).await?;
-            return Err(End::Closed);
+            return Err(Unbound::Closed);
         }
         self.send(&Element::new("proceed", ns::TLS)).await?;
         let dropped = self.reader.reset_discarding();
@@ -347,12 +348,12 @@ impl<T: ServerTransport> Neg<'_, T> {
             }
             Err(e) => {
                 tracing::info!(peer = %self.peer, "TLS handshake failed: {e}");
-                Err(End::Closed)
+                Err(Unbound::Closed)
             }
         }
     }
 
-    async fn sasl_failure(&mut self, condition: &str, text: &str) -> Result<bool, End> {
+    async fn sasl_failure(&mut self, condition: &str, text: &str) -> Result<bool, Unbound> {
         let el = Element::new("failure", ns::SASL)
             .child(Element::new(condition, ns::SASL))
             .child(
@@ -365,7 +366,7 @@ impl<T: ServerTransport> Neg<'_, T> {
     }
 
     /// Runs one SASL exchange. `Ok(true)` on success.
-    async fn sasl(&mut self, auth: Element) -> Result<bool, End> {
+    async fn sasl(&mut self, auth: Element) -> Result<bool, Unbound> {
         // Online password guessing: an address that keeps failing waits
         // its turn, however many connections it opens (see throttle).
         match self.shared.throttle.attempt_wait(self.peer.ip()) {
@@ -426,7 +427,7 @@ impl<T: ServerTransport> Neg<'_, T> {
                 tracing::info!(peer = %self.peer, mechanism = mech.name(), "authentication failed: {e}");
                 self.sasl_failure("not-authorized", &e.to_string()).await?;
                 if self.auth_failures >= MAX_AUTH_ATTEMPTS {
-                    return Err(End::Error(
+                    return Err(Unbound::Error(
                         StreamErrorCondition::PolicyViolation,
                         "too many failed authentication attempts".into(),
                     ));
@@ -441,7 +442,7 @@ impl<T: ServerTransport> Neg<'_, T> {
     async fn credentials(
         shared: &Shared,
         username: &str,
-    ) -> Result<Option<AccountCredentials>, End> {
+    ) -> Result<Option<AccountCredentials>, Unbound> {
         let user = username.to_string();
         shared
             .storage
@@ -449,14 +450,14 @@ impl<T: ServerTransport> Neg<'_, T> {
             .await
             .map_err(|e| {
                 tracing::error!("{e}");
-                End::Error(
+                Unbound::Error(
                     StreamErrorCondition::InternalServerError,
                     "storage failure".into(),
                 )
             })
     }
 
-    async fn sasl_plain(&mut self, initial: &[u8]) -> Result<Result<String, SaslError>, End> {
+    async fn sasl_plain(&mut self, initial: &[u8]) -> Result<Result<String, SaslError>, Unbound> {
         let creds = match sasl::parse_plain(initial) {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
@@ -489,7 +490,7 @@ impl<T: ServerTransport> Neg<'_, T> {
         &mut self,
         hash: sasl::ScramHash,
         mut initial: Vec<u8>,
-    ) -> Result<Result<String, SaslError>, End> {
+    ) -> Result<Result<String, SaslError>, Unbound> {
         if initial.is_empty() {
             // No initial response: ask for it with an empty challenge.
             self.send(&Element::new("challenge", ns::SASL)).await?;
@@ -540,7 +541,7 @@ impl<T: ServerTransport> Neg<'_, T> {
 
     /// Reads a `<response/>`; `None` for a malformed one. An `<abort/>` ends
     /// the exchange with `aborted`.
-    async fn sasl_response(&mut self) -> Result<Option<Vec<u8>>, End> {
+    async fn sasl_response(&mut self) -> Result<Option<Vec<u8>>, Unbound> {
         let el = self.read_element().await?;
         if el.is("abort", ns::SASL) {
             self.sasl_failure("aborted", "aborted by the client")
@@ -548,7 +549,7 @@ impl<T: ServerTransport> Neg<'_, T> {
             return Ok(None);
         }
         if !el.is("response", ns::SASL) {
-            return Err(End::Error(
+            return Err(Unbound::Error(
                 StreamErrorCondition::NotAuthorized,
                 "expected a SASL response".into(),
             ));
@@ -556,7 +557,7 @@ impl<T: ServerTransport> Neg<'_, T> {
         Ok(decode_sasl(&el.text_content()))
     }
 
-    async fn reply(&mut self, iq: &Iq, payload: Option<Element>) -> Result<(), End> {
+    async fn reply(&mut self, iq: &Iq, payload: Option<Element>) -> Result<(), Unbound> {
         let mut r = iq.result(payload);
         r.from = None;
         self.send(&r.to_element()).await
@@ -567,14 +568,14 @@ impl<T: ServerTransport> Neg<'_, T> {
         iq: &Iq,
         cond: StanzaErrorCondition,
         text: &str,
-    ) -> Result<(), End> {
+    ) -> Result<(), Unbound> {
         let mut r = iq.error_reply(cond, Some(text));
         r.from = None;
         self.send(&r.to_element()).await
     }
 
     /// Handles an iq before binding. `Ok(true)` once a resource is bound.
-    async fn pre_bind_iq(&mut self, el: Element) -> Result<bool, End> {
+    async fn pre_bind_iq(&mut self, el: Element) -> Result<bool, Unbound> {
         let iq = match Iq::from_element(&el) {
             Ok(iq) => iq,
             Err(e) => {
@@ -618,7 +619,7 @@ impl<T: ServerTransport> Neg<'_, T> {
         Ok(false)
     }
 
-    async fn bind(&mut self, iq: &Iq) -> Result<bool, End> {
+    async fn bind(&mut self, iq: &Iq) -> Result<bool, Unbound> {
         let user = self.user.clone().unwrap_or_default();
         let wanted = iq
             .payload
@@ -630,7 +631,7 @@ impl<T: ServerTransport> Neg<'_, T> {
         let bare = match Jid::bare_from_parts(&user, self.domain()) {
             Ok(j) => j,
             Err(_) => {
-                return Err(End::Error(
+                return Err(Unbound::Error(
                     StreamErrorCondition::InternalServerError,
                     "bad account name".into(),
                 ));
@@ -641,7 +642,7 @@ impl<T: ServerTransport> Neg<'_, T> {
                 .await?;
             return Ok(false);
         }
-        let (tx, rx) = super::router::outbound_queue(&self.shared.config.limits);
+        let (tx, rx) = outbound::outbound_queue(&self.shared.config.limits);
         let id = self.shared.next_id();
         let (resource, handle) = match self.shared.router.bind(&user, wanted, id, tx.clone()) {
             Ok(bound) => bound,
@@ -663,7 +664,7 @@ impl<T: ServerTransport> Neg<'_, T> {
             Ok(j) => j,
             Err(_) => {
                 self.shared.router.unbind(&user, id);
-                return Err(End::Error(
+                return Err(Unbound::Error(
                     StreamErrorCondition::InternalServerError,
                     "bad resource".into(),
                 ));
@@ -677,7 +678,7 @@ impl<T: ServerTransport> Neg<'_, T> {
     }
 
     /// In-band registration before authentication (XEP-0077 3.1).
-    async fn register(&mut self, iq: &Iq) -> Result<(), End> {
+    async fn register(&mut self, iq: &Iq) -> Result<(), Unbound> {
         if !self.shared.config.registration {
             return self
                 .reply_error(
@@ -746,26 +747,22 @@ impl<T: ServerTransport> Neg<'_, T> {
                         .reply_error(iq, StanzaErrorCondition::NotAcceptable, "invalid user name")
                         .await;
                 };
-                let creds = match super::new_credentials(password).await {
+                let creds = match account::new_credentials(password).await {
                     Ok(c) => c,
-                    Err(super::NewPasswordError::Unacceptable) => {
+                    Err(NewPasswordError::Unacceptable) => {
                         return self
-                            .reply_error(
-                                iq,
-                                StanzaErrorCondition::NotAcceptable,
-                                super::PASSWORD_RULE,
-                            )
+                            .reply_error(iq, StanzaErrorCondition::NotAcceptable, PASSWORD_RULE)
                             .await;
                     }
-                    Err(super::NewPasswordError::HashingFailed) => {
-                        return Err(End::Error(
+                    Err(NewPasswordError::HashingFailed) => {
+                        return Err(Unbound::Error(
                             StreamErrorCondition::InternalServerError,
                             "hashing failed".into(),
                         ));
                     }
                 };
                 let u = user.clone();
-                let profile = super::directory::registration_profile(&query);
+                let profile = directory::registration_profile(&query);
                 let created = self
                     .shared
                     .storage
@@ -815,20 +812,6 @@ fn decode_sasl(text: &str) -> Option<Vec<u8>> {
         return Some(Vec::new());
     }
     B64.decode(t).ok()
-}
-
-/// The normalised localpart for a user name, or `None` if it cannot be one.
-///
-/// The raw name is checked for `@` and `/` first: otherwise `alice/x` would
-/// parse as the JID `alice@domain` plus a resource, and a login for one name
-/// would authenticate as another.
-pub fn normalize_user(username: &str, domain: &str) -> Option<String> {
-    if username.is_empty() || username.contains(['@', '/']) {
-        return None;
-    }
-    Jid::bare_from_parts(username, domain)
-        .ok()
-        .and_then(|j| j.local().map(str::to_string))
 }
 
 #[cfg(test)]

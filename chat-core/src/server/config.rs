@@ -1,0 +1,70 @@
+//! Server settings and their defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use protocol::Limits;
+
+use super::throttle;
+
+/// How long a connection may take to authenticate and bind before it is
+/// closed. Idle unauthenticated connections are the cheapest way to exhaust a
+/// server's sockets (slowloris); a deadline frees them.
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most simultaneous connections. Each costs a socket and a few tens of KiB;
+/// the bound keeps a connection flood from exhausting file descriptors and
+/// memory. Beyond it, new connections get a `resource-constraint` error.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// The kernel send buffer of each client connection, in bytes (Linux
+/// doubles the figure for its bookkeeping). 256 KiB keeps a loopback or LAN
+/// connection at full speed and caps what a client that never reads can
+/// pin in the kernel, on top of the server's own queue
+/// ([`super::outbound::OUTBOUND_QUEUE_BYTES`]).
+pub const KERNEL_SEND_BUFFER: usize = 256 * 1024;
+
+/// Failed authentication attempts allowed on one connection before it is
+/// closed, to slow down online password guessing.
+pub const MAX_AUTH_ATTEMPTS: u32 = 3;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The domain this server hosts (`localhost`).
+    pub domain: String,
+    /// The group-room service, `conference.<domain>`.
+    pub muc_domain: String,
+    /// Folder holding the database.
+    pub data_dir: PathBuf,
+    /// Parser limits (the stanza size is configurable).
+    pub limits: Limits,
+    /// See [`DEFAULT_AUTH_TIMEOUT`].
+    pub auth_timeout: Duration,
+    /// See [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// Whether in-band registration (XEP-0077) is open.
+    pub registration: bool,
+    /// Registrations per source address per hour (0: unlimited); see
+    /// [`throttle`].
+    pub registrations_per_hour: u32,
+    /// Bare JIDs allowed to send announcements to everyone online.
+    pub admins: Vec<protocol::Jid>,
+}
+
+impl ServerConfig {
+    /// Defaults for a domain and data folder.
+    pub fn new(domain: &str, data_dir: PathBuf) -> Self {
+        ServerConfig {
+            domain: domain.to_lowercase(),
+            muc_domain: format!("conference.{}", domain.to_lowercase()),
+            data_dir,
+            limits: Limits::default(),
+            auth_timeout: DEFAULT_AUTH_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            registration: true,
+            registrations_per_hour: throttle::DEFAULT_REGISTRATIONS_PER_HOUR,
+            admins: Vec::new(),
+        }
+    }
+}

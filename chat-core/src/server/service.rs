@@ -1,0 +1,59 @@
+//! What the server says about itself: service discovery (XEP-0030) of the
+//! server and of accounts, and its software version (XEP-0092).
+
+use protocol::{Element, ns};
+
+/// Server software name reported by XEP-0092. The OS is deliberately not
+/// reported: version and OS details help an attacker pick an exploit.
+const SOFTWARE_NAME: &str = "chat-core";
+
+/// The server's features and identity (`disco#info` to the domain).
+pub(crate) fn server_info() -> Element {
+    let mut q = Element::new("query", ns::DISCO_INFO).child(
+        Element::new("identity", ns::DISCO_INFO)
+            .attr("category", "server")
+            .attr("type", "im")
+            .attr("name", SOFTWARE_NAME),
+    );
+    for f in [
+        ns::DISCO_INFO,
+        ns::DISCO_ITEMS,
+        ns::PING,
+        ns::VERSION,
+        ns::REGISTER,
+        ns::ROSTER,
+        ns::SEARCH,
+        ns::VCARD,
+        "msgoffline",
+    ] {
+        q = q.child(Element::new("feature", ns::DISCO_INFO).attr("var", f));
+    }
+    q
+}
+
+/// The services next to the server (`disco#items` to the domain): the
+/// room service.
+pub(crate) fn server_items(muc_domain: &str) -> Element {
+    Element::new("query", ns::DISCO_ITEMS).child(
+        Element::new("item", ns::DISCO_ITEMS)
+            .attr("jid", muc_domain)
+            .attr("name", "Chat rooms"),
+    )
+}
+
+/// The software version answer (XEP-0092).
+pub(crate) fn version() -> Element {
+    Element::new("query", ns::VERSION)
+        .text_child("name", ns::VERSION, SOFTWARE_NAME)
+        .text_child("version", ns::VERSION, env!("CARGO_PKG_VERSION"))
+}
+
+/// An account's identity (`disco#info` to a bare JID, answered by the
+/// server on the account's behalf).
+pub(crate) fn account_info() -> Element {
+    Element::new("query", ns::DISCO_INFO).child(
+        Element::new("identity", ns::DISCO_INFO)
+            .attr("category", "account")
+            .attr("type", "registered"),
+    )
+}
