@@ -59,6 +59,9 @@ mod session;
 mod shared;
 pub mod throttle;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,9 +146,23 @@ async fn handle_connection<T: ServerTransport>(
             return;
         }
     };
-    let negotiated = negotiate::negotiate(&shared, transport.as_ref(), stream, secure, peer).await;
+    serve_stream(shared, transport.as_ref(), stream, secure, peer).await;
+    tracing::debug!(%peer, "connection closed");
+}
+
+/// Serves one connection's stream, already set up by the transport, from
+/// negotiation to the end of its session. Any byte stream will do: the
+/// in-memory tests ([`tests`]) hand it one end of a `tokio::io::duplex`
+/// pipe and play the client on the other.
+async fn serve_stream<T: ServerTransport>(
+    shared: Arc<Shared>,
+    transport: &T,
+    stream: crate::transport::BoxStream,
+    secure: bool,
+    peer: SocketAddr,
+) {
+    let negotiated = negotiate::negotiate(&shared, transport, stream, secure, peer).await;
     if let Some(bound) = negotiated {
         session::run(shared, bound, peer).await;
     }
-    tracing::debug!(%peer, "connection closed");
 }
