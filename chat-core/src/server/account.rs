@@ -135,3 +135,19 @@ async fn remove(s: &mut Session, iq: &Iq) -> Handled {
     // The session itself has nothing left to be: close the stream.
     Err(Failure::Close(Close::Clean))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_are_folded_and_cannot_smuggle_jid_parts() {
+        assert_eq!(
+            normalize_user("Alice", "localhost").as_deref(),
+            Some("alice")
+        );
+        for bad in ["", "alice/x", "alice@evil", "a b", "a:b"] {
+            assert_eq!(normalize_user(bad, "localhost"), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! Durable state in one SQLite file: accounts, profiles, rosters, offline
+//! messages, rooms and their recent history.
+//!
+//! - WAL mode with `synchronous=FULL`: a write the server has acknowledged
+//!   (a registration, a stored offline message) is on disk before the
+//!   acknowledgement leaves, so it survives `kill -9` and a power cut.
+//! - Accounts hold SCRAM credentials only (salt, iterations, StoredKey,
+//!   ServerKey for SHA-1 and SHA-256), never the password: a stolen database
+//!   does not hand out passwords, only material for a slow dictionary attack.
+//! - Every statement takes parameters; no SQL is ever built from peer input
+//!   (SQL injection).
+//!
+//! rusqlite is synchronous, so async callers go through [`Storage::run`],
+//! which runs the closure on tokio's blocking pool.
+//!
+//! - [`mod@self`]: the connection, the schema, errors, the server secret.
+//! - [`accounts`]: credentials, creation, password change, removal.
+//! - [`roster`]: roster rows and subscription states.
+//! - [`offline`]: offline messages.
+//! - [`directory`]: profiles and user search.
+//! - [`rooms`]: rooms, subjects and history.
+
+mod accounts;
+mod directory;
+mod offline;
+mod rooms;
+mod roster;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, params};
+
+pub use accounts::*;
+pub use directory::*;
+pub use offline::*;
+pub use rooms::*;
+pub use roster::*;
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The data folder could not be created.
+    #[error("cannot create the data folder {path}: {source}")]
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// SQLite failed (locked file, disk full, corrupt database...).
+    #[error("database error in {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// The blocking task running the query panicked or was cancelled.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+/// The database handle, cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+    secret: [u8; 32],
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS accounts (
+    username TEXT PRIMARY KEY,
+    salt1 BLOB NOT NULL, iter1 INTEGER NOT NULL, stored1 BLOB NOT NULL, server1 BLOB NOT NULL,
+    salt256 BLOB NOT NULL, iter256 INTEGER NOT NULL, stored256 BLOB NOT NULL, server256 BLOB NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS roster (
+    owner TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    name TEXT,
+    groups TEXT NOT NULL DEFAULT '',
+    subscription TEXT NOT NULL DEFAULT 'none',
+    ask INTEGER NOT NULL DEFAULT 0,
+    pending_in INTEGER NOT NULL DEFAULT 0,
+    in_roster INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (owner, contact)
+);
+CREATE INDEX IF NOT EXISTS roster_by_contact ON roster(contact);
+CREATE TABLE IF NOT EXISTS offline (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner TEXT NOT NULL,
+    stanza TEXT NOT NULL,
+    stamp INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS offline_by_owner ON offline(owner, id);
+CREATE TABLE IF NOT EXISTS profiles (
+    username TEXT PRIMARY KEY,
+    name TEXT,
+    email TEXT
+);
+CREATE TABLE IF NOT EXISTS rooms (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    subject TEXT,
+    subject_by TEXT,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS room_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    room TEXT NOT NULL,
+    nick TEXT NOT NULL,
+    body TEXT NOT NULL,
+    msg_id TEXT,
+    stamp INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS room_history_by_room ON room_history(room, id);
+CREATE INDEX IF NOT EXISTS rooms_by_owner ON rooms(owner);
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+";
+
+impl Storage {
+    /// Opens (creating if needed) `chat.db` in `dir`.
+    pub fn open(dir: &Path) -> Result<Storage, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join("chat.db");
+        let err = |source| StorageError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        let secret = server_secret(&conn).map_err(err)?;
+        Ok(Storage {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+            secret,
+        })
+    }
+
+    /// The server's own secret: 32 random bytes made when the database was,
+    /// kept with the accounts (it keys the decoy SCRAM salts of unknown
+    /// users, which must stay the same across restarts as real ones do).
+    pub fn server_secret(&self) -> &[u8; 32] {
+        &self.secret
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on the blocking thread pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock poisons it; the connection
+            // itself is still consistent (SQLite rolled back), so go on.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard).map_err(|source| StorageError::Sqlite { path, source })
+        })
+        .await
+        .map_err(|e| StorageError::Task(e.to_string()))?
+    }
+}
+
+/// Loads the server secret, making it on first use.
+fn server_secret(c: &Connection) -> rusqlite::Result<[u8; 32]> {
+    let mut fresh = [0u8; 32];
+    getrandom::fill(&mut fresh)
+        .unwrap_or_else(|e| panic!("the OS random number generator failed: {e}"));
+    // INSERT OR IGNORE: a second server on the same folder keeps the first's.
+    c.execute(
+        "INSERT OR IGNORE INTO secrets (name, value) VALUES ('server', ?1)",
+        params![fresh.to_vec()],
+    )?;
+    let stored: Vec<u8> =
+        c.query_row("SELECT value FROM secrets WHERE name='server'", [], |r| {
+            r.get(0)
+        })?;
+    Ok(stored.try_into().unwrap_or(fresh))
+}
+
+#[cfg(test)]
+mod tests {
+    use protocol::sasl::ScramHash;
+
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path()).unwrap();
+        drop(s);
+        let c = Connection::open(dir.path().join("chat.db")).unwrap();
+        (dir, c)
+    }
+
+    #[test]
+    fn accounts_store_no_password() {
+        let (dir, c) = db();
+        let creds = AccountCredentials::from_password("hunter2-unique-canary");
+        assert!(create_account(&c, "alice", &creds).unwrap());
+        assert!(!create_account(&c, "alice", &creds).unwrap(), "taken name");
+        let got = credentials(&c, "alice").unwrap().unwrap();
+        assert!(
+            got.sha256
+                .verify_password(ScramHash::Sha256, "hunter2-unique-canary")
+        );
+        assert!(
+            got.sha1
+                .verify_password(ScramHash::Sha1, "hunter2-unique-canary")
+        );
+        drop(c);
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            assert!(
+                !bytes.windows(21).any(|w| w == b"hunter2-unique-canary"),
+                "password found in the data folder"
+            );
+        }
+    }
+
+    #[test]
+    fn roster_rows_round_trip_and_empty_rows_vanish() {
+        let (_d, c) = db();
+        let mut r = RosterRow::new("alice", "bob@localhost");
+        r.name = Some("Bob".into());
+        r.groups = vec!["Friends".into(), "Work".into()];
+        r.subscription = Subscription::To;
+        r.in_roster = true;
+        put_roster_row(&c, &r).unwrap();
+        assert_eq!(
+            roster_row(&c, "alice", "bob@localhost").unwrap(),
+            Some(r.clone())
+        );
+        let empty = RosterRow::new("alice", "bob@localhost");
+        put_roster_row(&c, &empty).unwrap();
+        assert_eq!(roster_row(&c, "alice", "bob@localhost").unwrap(), None);
+    }
+
+    #[test]
+    fn offline_store_is_bounded_and_ordered() {
+        let (_d, mut c) = db();
+        for i in 0..MAX_OFFLINE_PER_USER {
+            assert!(store_offline(&c, "bob", &format!("<m{i}/>")).unwrap());
+        }
+        assert!(!store_offline(&c, "bob", "<over/>").unwrap());
+        let ids = offline_ids(&c, "bob").unwrap();
+        assert_eq!(ids.len() as i64, MAX_OFFLINE_PER_USER);
+        let first = offline_stanzas(&c, &ids[..2]).unwrap();
+        assert_eq!(first[0].1, "<m0/>");
+        assert_eq!(first[1].1, "<m1/>");
+        delete_offline(&mut c, &ids).unwrap();
+        assert!(offline_ids(&c, "bob").unwrap().is_empty());
+    }
+
+    #[test]
+    fn deleting_an_account_removes_it_everywhere() {
+        let (_d, mut c) = db();
+        let creds = AccountCredentials::from_password("pw");
+        create_account(&c, "alice", &creds).unwrap();
+        let mut in_bob = RosterRow::new("bob", "alice@localhost");
+        in_bob.in_roster = true;
+        put_roster_row(&c, &in_bob).unwrap();
+        let mut own = RosterRow::new("alice", "bob@localhost");
+        own.in_roster = true;
+        put_roster_row(&c, &own).unwrap();
+        store_offline(&c, "alice", "<x/>").unwrap();
+        create_room(&c, "hers", "alice@localhost", 10, 10).unwrap();
+        create_room(&c, "his", "bob@localhost", 10, 10).unwrap();
+        let owners = delete_account(&mut c, "alice", "alice@localhost").unwrap();
+        assert_eq!(room_names(&c).unwrap(), ["his"], "her rooms go with her");
+        assert_eq!(owners, ["bob"]);
+        assert!(!account_exists(&c, "alice").unwrap());
+        assert!(roster_rows(&c, "bob").unwrap().is_empty());
+        assert!(roster_rows(&c, "alice").unwrap().is_empty());
+        assert!(offline_ids(&c, "alice").unwrap().is_empty());
+    }
+
+    #[test]
+    fn subscription_halves() {
+        assert_eq!(Subscription::None.with_to(true), Subscription::To);
+        assert_eq!(Subscription::To.with_from(true), Subscription::Both);
+        assert_eq!(Subscription::Both.with_to(false), Subscription::From);
+        assert!(Subscription::Both.has_from() && Subscription::Both.has_to());
+    }
+
+    #[test]
+    fn search_matches_user_name_display_name_and_email_without_wildcards() {
+        let (_d, c) = db();
+        let creds = AccountCredentials::from_password("pw");
+        for u in ["alice", "bob", "carol"] {
+            create_account(&c, u, &creds).unwrap();
+        }
+        set_profile(
+            &c,
+            "bob",
+            &Profile {
+                name: Some("Robert Tables".into()),
+                email: Some("bob@example.org".into()),
+            },
+        )
+        .unwrap();
+        let find = |q: SearchQuery| {
+            search_users(&c, &q, None, 10)
+                .unwrap()
+                .0
+                .into_iter()
+                .map(|(u, _)| u)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(find(SearchQuery::default()), ["alice", "bob", "carol"]);
+        let by = |user: Option<&str>, email: Option<&str>| SearchQuery {
+            user: user.map(Into::into),
+            name: None,
+            email: email.map(Into::into),
+        };
+        assert_eq!(find(by(Some("ROBERT"), None)), ["bob"]);
+        assert_eq!(find(by(Some("car"), None)), ["carol"]);
+        assert_eq!(find(by(None, Some("example.org"))), ["bob"]);
+        assert!(find(by(Some("%"), None)).is_empty(), "% is literal");
+        let (rows, total) = search_users(&c, &SearchQuery::default(), None, 2).unwrap();
+        assert_eq!((rows.len(), total), (2, 3));
+        // The next page starts after the last user name of this one.
+        let (rows, total) = search_users(&c, &SearchQuery::default(), Some(&rows[1].0), 2).unwrap();
+        assert_eq!((rows.len(), total), (1, 3));
+        assert_eq!(rows[0].0, "carol");
+        // A partial update keeps the other field; "" clears.
+        set_profile(
+            &c,
+            "bob",
+            &Profile {
+                name: Some(String::new()),
+                email: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            profile(&c, "bob").unwrap(),
+            Profile {
+                name: None,
+                email: Some("bob@example.org".into())
+            }
+        );
+    }
+
+    #[test]
+    fn the_server_secret_is_made_once_and_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let first = *Storage::open(d.path()).unwrap().server_secret();
+        let again = *Storage::open(d.path()).unwrap().server_secret();
+        assert_eq!(first, again, "kept across restarts");
+        let e = tempfile::tempdir().unwrap();
+        assert_ne!(first, *Storage::open(e.path()).unwrap().server_secret());
+    }
+
+    #[test]
+    fn rooms_keep_only_recent_history() {
+        let (_d, mut c) = db();
+        assert_eq!(
+            create_room(&c, "lab", "alice@localhost", 10, 2).unwrap(),
+            CreatedRoom::Created
+        );
+        for i in 0..30 {
+            let row = HistoryRow {
+                nick: "alice".into(),
+                body: format!("m{i}"),
+                id: None,
+                stamp: i,
+            };
+            add_room_history(&mut c, "lab", &row, 20).unwrap();
+        }
+        set_room_subject(&c, "lab", "alice", "Week 3").unwrap();
+        let room = load_room(&c, "lab", 20).unwrap().unwrap();
+        assert_eq!(room.history.len(), 20);
+        assert_eq!(room.history[0].body, "m10");
+        assert_eq!(room.history[19].body, "m29");
+        assert_eq!(room.subject, Some(("alice".into(), "Week 3".into())));
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM room_history", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 20, "older rows are deleted, not just hidden");
+        assert_eq!(
+            create_room(&c, "other", "bob@localhost", 1, 2).unwrap(),
+            CreatedRoom::ServerFull
+        );
+        assert_eq!(
+            create_room(&c, "lab", "bob@localhost", 1, 2).unwrap(),
+            CreatedRoom::Exists
+        );
+        assert_eq!(room_names(&c).unwrap(), ["lab"]);
+        // One owner's cap leaves room for others.
+        assert_eq!(
+            create_room(&c, "lab2", "alice@localhost", 10, 2).unwrap(),
+            CreatedRoom::Created
+        );
+        assert_eq!(
+            create_room(&c, "lab3", "alice@localhost", 10, 2).unwrap(),
+            CreatedRoom::OwnerFull
+        );
+        assert_eq!(
+            create_room(&c, "lab3", "bob@localhost", 10, 2).unwrap(),
+            CreatedRoom::Created
+        );
+        // Destroyed: gone with its history, and a late message does not
+        // bring any back.
+        delete_room(&mut c, "lab").unwrap();
+        add_room_history(
+            &mut c,
+            "lab",
+            &HistoryRow {
+                nick: "alice".into(),
+                body: "late".into(),
+                id: None,
+                stamp: 99,
+            },
+            20,
+        )
+        .unwrap();
+        assert_eq!(load_room(&c, "lab", 20).unwrap(), None);
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM room_history", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+}
