@@ -2,12 +2,11 @@
 //! changes and account removal; and the password rules registration before
 //! sign-in shares (see [`super::negotiate`]).
 
-use std::sync::Arc;
-
-use protocol::stanza::{Iq, IqType};
+use protocol::stanza::{Iq, IqType, PresenceType};
 use protocol::{Element, Jid, StanzaErrorCondition, StreamErrorCondition, ns};
 
 use super::context::{Close, Failure, Handled, Session};
+use super::presence::presence_xml;
 use super::roster;
 use crate::storage;
 
@@ -114,12 +113,7 @@ async fn remove(s: &mut Session, iq: &Iq) -> Handled {
     tracing::info!(jid = %s.jid, "account removed");
     s.iq_result(iq, None);
     // Everyone who had us in their roster sees us go.
-    let unavailable: Arc<str> = Arc::from(
-        Element::new("presence", ns::CLIENT)
-            .attr("from", s.jid.to_string())
-            .attr("type", "unavailable")
-            .to_xml(),
-    );
+    let unavailable = presence_xml(&s.jid.to_string(), None, PresenceType::Unavailable);
     for owner in owners {
         roster::push_removal(s, &owner, &s.bare.to_string());
         s.shared
