@@ -25,6 +25,23 @@ fn the_demo_shows_what_leaks_in_plaintext_and_what_tls_hides() {
     );
     let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     let rows = v["verdict"].as_array().unwrap();
+    // Every row of the verdict is there: an empty verdict would pass the
+    // loop below.
+    let cats: Vec<&str> = rows.iter().filter_map(|r| r["category"].as_str()).collect();
+    assert_eq!(
+        cats,
+        [
+            "credentials",
+            "messages",
+            "contacts",
+            "presence",
+            "file",
+            "server name",
+            "who talks to whom, when",
+            "sizes"
+        ],
+        "{v}"
+    );
     for r in rows {
         let cat = r["category"].as_str().unwrap();
         let content = ["credentials", "messages", "contacts", "presence", "file"].contains(&cat);

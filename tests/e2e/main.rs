@@ -13,6 +13,7 @@ mod hostile_server;
 mod interop;
 mod labs;
 mod leak_check;
+mod pipes;
 mod rooms;
 mod sniffer;
 mod tls;

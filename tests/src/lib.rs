@@ -630,6 +630,20 @@ impl Raw {
         let _ = self.stream.write_all(bytes);
     }
 
+    /// Whether the server has closed (or reset) the connection, without
+    /// consuming anything or waiting: a peek that finds the end of stream.
+    pub fn is_closed(&self) -> bool {
+        self.stream.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        let closed = match self.stream.peek(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        };
+        self.stream.set_nonblocking(false).unwrap();
+        closed
+    }
+
     /// Reads until the server closes the connection (or `WAIT` passes).
     pub fn read_to_close(&mut self) -> String {
         let mut all = Vec::new();
