@@ -55,6 +55,22 @@ pub fn cargo_built(name: &str) -> Result<PathBuf, Error> {
     Ok(path)
 }
 
+/// The variables (or prefixes) cargo sets for a test process about the
+/// package under test, not about the build: none of them may reach a build.
+const TEST_PACKAGE_VARS: &[&str] = &[
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_MANIFEST_LINKS",
+    "CARGO_PKG_",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_BIN_EXE_",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "OUT_DIR",
+];
+
 /// Runs `$CARGO build --workspace --bins --locked` for the running test
 /// binary's profile; returns the folder the binaries are in, or the command
 /// and its output.
@@ -93,6 +109,16 @@ fn build_workspace_bins() -> Result<PathBuf, (String, String)> {
         .args(["--workspace", "--bins", "--locked", "--profile", profile])
         .arg("--target-dir")
         .arg(target);
+    // cargo also gives the test process the test package's own variables
+    // (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, ...). Passed on, build scripts
+    // that watch them (ring's watches CARGO_MANIFEST_DIR) would see a change,
+    // and every other `cargo build` would rebuild the TLS stack.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if TEST_PACKAGE_VARS.iter().any(|p| key.starts_with(p)) {
+            cmd.env_remove(key);
+        }
+    }
     let shown = format!("{cmd:?}");
     match cmd.output() {
         Ok(out) if out.status.success() => Ok(profile_dir.to_path_buf()),
