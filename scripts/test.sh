@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --interop
-# The end-to-end tests run the binaries, so build them first.
-cargo build --workspace --bins --locked
+# No separate build step: the end-to-end tests build the binaries they run
+# on first use (the `harness` crate runs `cargo build --workspace --bins
+# --locked` once per test process), so they never run a stale build.
 cargo test --workspace --locked "$@"

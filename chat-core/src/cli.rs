@@ -22,7 +22,8 @@ pub use crate::exit::{EXIT_ERROR, EXIT_FAILED};
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
     /// Address to listen on. Loopback by default: the lab server is not meant
-    /// to be reachable from other machines.
+    /// to be reachable from other machines. Port 0 lets the system pick a free
+    /// port; the `ready` line on stderr says which.
     #[arg(long, default_value = "127.0.0.1:5222")]
     pub listen: SocketAddr,
     /// The XMPP domain this server hosts.
@@ -278,6 +279,8 @@ pub async fn run_server<T: ServerTransport, D: ServerTransport>(
                 .with_context(|| {
                     format!("cannot listen on {daddr} (is another server running there?)")
                 })?;
+            // With port 0 the kernel picks: report the port we got.
+            let daddr = l.local_addr().unwrap_or(daddr);
             eprintln!("{name} server: direct TLS on {daddr}");
             Some((l, daddr, d))
         }
@@ -290,6 +293,17 @@ pub async fn run_server<T: ServerTransport, D: ServerTransport>(
             );
         }
     }
+    // One machine-readable line once every listener is bound, for scripts
+    // and the test harness (harness/src/chat.rs reads it): with `--listen
+    // 127.0.0.1:0` the kernel picks a free port as it binds, so nothing can
+    // take the port between choosing it and using it, as it could when a
+    // caller picked a "free" port first. Connections that arrive before
+    // `serve` runs wait in the listen backlog.
+    let mut ready = format!("{name} server: ready listen={addr}");
+    if let Some((_, daddr, _)) = &direct {
+        ready.push_str(&format!(" direct-tls={daddr}"));
+    }
+    eprintln!("{ready}");
     let main = server::serve(
         shared.clone(),
         listener,

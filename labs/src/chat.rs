@@ -1,14 +1,21 @@
 //! The chat side of labs and the demo: a `chat-plain` or `chat-tls` server
 //! on loopback, and scripted users driven through the real client binary.
+//! The processes themselves are run by the `harness` crate (shared with the
+//! end-to-end tests): each in its own process group, stopped when its handle
+//! drops, whatever happens (error, Ctrl-C), so nothing is left running
+//! behind a class.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::Context;
+use harness::{Input, Proc};
 
-use crate::procs::{Proc, bin, free_port, make_certs, wait_port};
+/// One of the toolkit's binaries, next to this one.
+pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
+    Ok(harness::bins::beside_current_exe(name)?)
+}
 
 /// Which twin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,24 +50,21 @@ pub struct ChatServer {
     pub ca: Option<PathBuf>,
 }
 
-/// Starts a server of `twin` for `domain` on `port` (a free one if
-/// `None`), with data (and certificates) under `dir`.
+/// Starts a server of `twin` for `domain` on `port` (one the system picks
+/// if `None`: the server reports it, see `harness::chat`), with data (and
+/// certificates) under `dir`.
 pub fn start_server(
     twin: Twin,
     dir: &Path,
     domain: &str,
     port: Option<u16>,
 ) -> anyhow::Result<ChatServer> {
-    let port = match port {
-        Some(p) => p,
-        None => free_port()?,
-    };
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let listen = SocketAddr::from(([127, 0, 0, 1], port.unwrap_or(0)));
     let mut cmd = Command::new(bin(twin.bin())?);
     cmd.args([
         "server",
         "--listen",
-        &addr.to_string(),
+        &listen.to_string(),
         "--domain",
         domain,
         "--data",
@@ -69,7 +73,7 @@ pub fn start_server(
     let mut ca = None;
     if twin == Twin::Tls {
         let certs = dir.join("certs");
-        make_certs(&certs, domain)?;
+        harness::chat::make_certs(&bin("chat-tls")?, &certs, &["--domain", domain])?;
         cmd.arg("--cert")
             .arg(certs.join("server.pem"))
             .arg("--key")
@@ -77,11 +81,11 @@ pub fn start_server(
             .args(["--starttls", "required"]);
         ca = Some(certs.join("ca.pem"));
     }
-    let proc = Proc::spawn(&format!("{} server", twin.bin()), cmd, None)?;
-    wait_port(addr).with_context(|| format!("{} server: {}", twin.bin(), proc.stderr()))?;
+    let proc = Proc::spawn(&format!("{} server", twin.bin()), cmd, Input::Null)?;
+    let ports = harness::chat::wait_ready(&proc)?;
     Ok(ChatServer {
         _proc: proc,
-        addr,
+        addr: ports.listen,
         twin,
         domain: domain.to_string(),
         ca,
@@ -118,7 +122,7 @@ impl ChatServer {
         script: &str,
     ) -> anyhow::Result<Vec<String>> {
         let cmd = self.client(user, password, extra)?;
-        Proc::spawn(user, cmd, Some(script))?.finish(Duration::from_secs(60))
+        Ok(Proc::spawn(user, cmd, Input::Text(script.into()))?.finish(Duration::from_secs(60))?)
     }
 
     /// Starts `user` with `script`, returning once it is signed in.
@@ -130,7 +134,7 @@ impl ChatServer {
         script: &str,
     ) -> anyhow::Result<Proc> {
         let cmd = self.client(user, password, extra)?;
-        let mut p = Proc::spawn(user, cmd, Some(script))?;
+        let mut p = Proc::spawn(user, cmd, Input::Text(script.into()))?;
         p.wait_line("\"type\":\"connected\"", Duration::from_secs(20))?;
         Ok(p)
     }

@@ -14,8 +14,10 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, Table};
 use serde_json::{Value, json};
 
-use crate::chat::{ChatServer, Twin, start_server};
-use crate::procs::{Proc, bin, check_interrupt};
+use harness::signals::check_interrupt;
+use harness::{Input, Proc};
+
+use crate::chat::{ChatServer, Twin, bin, start_server};
 
 /// The conversation's secrets: what must leak in plaintext and stay hidden
 /// under TLS.
@@ -278,13 +280,14 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
             plain.addr.port(),
             tls.addr.port()
         ));
-    let sniffer = Proc::spawn("sniffer", cmd, None)?;
+    let mut sniffer = Proc::spawn("sniffer", cmd, Input::Null)?;
     sniffer
         .wait_stderr("capturing on", Duration::from_secs(10))
-        .map_err(|e| {
-            anyhow::anyhow!(
+        .map_err(|e| match e {
+            harness::Error::Interrupted => e.into(),
+            e => anyhow::anyhow!(
                 "{e}\n(the demo captures live traffic: run it as root, e.g. sudo scripts/demo.sh)"
-            )
+            ),
         })?;
     step(
         args.json,
@@ -307,7 +310,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         "stopping the sniffer and reading what it saw",
     )?;
     std::thread::sleep(Duration::from_millis(300));
-    let lines = sniffer.interrupt(Duration::from_secs(10))?;
+    let (_, lines) = sniffer.interrupt(Duration::from_secs(10))?;
     let ports: HashMap<u16, Twin> = [
         (plain.addr.port(), Twin::Plain),
         (tls.addr.port(), Twin::Tls),

@@ -12,9 +12,22 @@ use anyhow::{Context, bail};
 use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 
+use harness::signals::check_interrupt;
+
+use crate::StdoutFailed;
 use crate::chat::{Twin, start_server};
-use crate::procs::check_interrupt;
 use crate::secrets::Secrets;
+
+/// `outln!` for `labs run`, whose lines are written while the lab's server
+/// runs: a failed write (a closed pipe: `labs run 1 | head -1`) returns
+/// [`StdoutFailed`], so the drops on the way out stop the server first.
+/// `outln!` would end the program on the spot and leave the server running.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*).map_err(StdoutFailed)?;
+    }};
+}
 
 /// A lab: its sheet and what `check` asks.
 pub struct Lab {
@@ -142,19 +155,19 @@ pub fn run(
     // are on the wire.
     server.run("teacher", &teacher_pw, &["--register"], "")?;
     server.run("careful", &careful_pw, &["--register"], "")?;
-    outln!("Lab {n}: {} (student: {})", lab.title, s.student());
-    outln!(
+    say!("Lab {n}: {} (student: {})", lab.title, s.student());
+    say!(
         "{} server for '{domain}' on {}",
         lab.twin.bin(),
         server.addr
     );
-    outln!("In another terminal, start the sniffer:");
-    outln!(
+    say!("In another terminal, start the sniffer:");
+    say!(
         "  sudo sniffer live --interface lo --filter \"tcp port {}\" --write lab{n}.pcap",
         server.addr.port()
     );
     if !once {
-        outln!("then press Enter here to start the session.");
+        say!("then press Enter here to start the session.");
         let mut line = String::new();
         let _ = std::io::stdin().lock().read_line(&mut line);
     }
@@ -177,8 +190,8 @@ pub fn run(
     )?;
     teacher.finish(Duration::from_secs(30))?;
     let keys: Vec<&str> = lab.keys.iter().map(|(k, _)| *k).collect();
-    outln!("The session is over. Answer with:");
-    outln!(
+    say!("The session is over. Answer with:");
+    say!(
         "  labs check {n} --student \"{student}\" {}",
         keys.iter()
             .map(|k| format!("--answer {k}=..."))
@@ -186,7 +199,7 @@ pub fn run(
             .join(" ")
     );
     if !once {
-        outln!("(the server keeps running for you; Ctrl-C stops everything)");
+        say!("(the server keeps running for you; Ctrl-C stops everything)");
         while check_interrupt().is_ok() {
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -234,6 +247,9 @@ pub fn check(
     }
     let mut right = Vec::new();
     let mut wrong = 0;
+    // Printed after the progress is saved: a student piping the verdicts
+    // into a closed pipe (`| head -0`) still gets the labs they solved.
+    let mut verdicts = Vec::new();
     for a in answers {
         let Some((key, value)) = a.split_once('=') else {
             bail!("'{a}' is not KEY=VALUE");
@@ -253,10 +269,10 @@ pub fn check(
             );
         };
         if normalise(value) == normalise(&want) {
-            outln!("{key}: right");
+            verdicts.push(format!("{key}: right"));
             right.push(key.to_string());
         } else {
-            outln!("{key}: wrong. Hint: {hint}");
+            verdicts.push(format!("{key}: wrong. Hint: {hint}"));
             wrong += 1;
         }
     }
@@ -276,6 +292,9 @@ pub fn check(
         let text = serde_json::to_string_pretty(&p)?;
         std::fs::write(progress, text)
             .with_context(|| format!("cannot write {}", progress.display()))?;
+    }
+    for v in verdicts {
+        outln!("{v}");
     }
     Ok(if wrong == 0 { 0 } else { 1 })
 }

@@ -14,7 +14,6 @@
 mod chat;
 mod demo;
 mod lab;
-mod procs;
 mod secrets;
 
 use std::path::PathBuf;
@@ -56,7 +55,7 @@ enum Command {
         /// Run the session at once and exit (no Enter, no waiting).
         #[arg(long)]
         once: bool,
-        /// The server's port (default: a free one).
+        /// The server's port (default: one the system picks).
         #[arg(long)]
         port: Option<u16>,
     },
@@ -87,8 +86,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = procs::catch_signals() {
-        eprintln!("labs: {e:#}");
+    if let Err(e) = harness::signals::catch_signals() {
+        eprintln!("labs: cannot handle signals: {e}");
         return ExitCode::from(2);
     }
     let result = match cli.command {
@@ -127,9 +126,47 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("labs: {e:#}");
-            ExitCode::from(2)
-        }
+        // Only now, with every process of the lab stopped by the drops on
+        // the way here: a closed pipe ends quietly (exit 0), any other
+        // failure to write is one line and exit 2.
+        Err(e) => match e.downcast::<StdoutFailed>() {
+            Ok(StdoutFailed(io)) => protocol::display::stdout_failed(io),
+            Err(e) if interrupted(&e) => {
+                eprintln!("labs: interrupted: every process the lab started was stopped");
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("labs: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+/// Whether `e` is Ctrl-C (or SIGTERM) arriving during a wait.
+fn interrupted(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<harness::Error>(),
+            Some(harness::Error::Interrupted)
+        )
+    })
+}
+
+/// Writing to stdout failed while the lab's processes were running (see
+/// `say!` in `lab.rs`): an error that unwinds through their drops, where
+/// `outln!` would end the program at once and leave them running.
+#[derive(Debug)]
+struct StdoutFailed(std::io::Error);
+
+impl std::fmt::Display for StdoutFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot write to standard output: {}", self.0)
+    }
+}
+
+impl std::error::Error for StdoutFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
     }
 }

@@ -125,7 +125,11 @@ fn hundreds_of_idle_connections_do_not_stop_a_new_client() {
     carol.expect("connected", |v| v["type"] == "connected");
     let (code, t) = carol.finish();
     assert_eq!(code, 0, "{t}");
-    assert_eq!(idle.len(), 300);
+    // The idle connections were really held open all along (the server did
+    // not make room for carol by dropping them): a peek finds no end of
+    // stream on any of them.
+    let closed = idle.iter().filter(|r| r.is_closed()).count();
+    assert_eq!(closed, 0, "{closed} of 300 idle connections were closed");
 }
 
 #[test]
@@ -161,38 +165,4 @@ fn a_spoofed_from_is_replaced_by_the_real_sender() {
         "{m}"
     );
     let _ = raw.read_to_close();
-}
-
-/// A command whose output goes into a closed pipe (`labs list | head -c 0`)
-/// ends quietly with exit 0: no panic, no backtrace. The pipe is closed
-/// before the command starts, so every write it makes fails.
-#[test]
-fn output_into_a_closed_pipe_ends_quietly() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs").display().to_string();
-    let cases: [(&str, &[&str]); 4] = [
-        ("labs", &["list"]),
-        ("labs", &["show", "1"]),
-        ("chat-tls", &["certs", "--out", &certs]),
-        ("chat-plain", &["--help"]),
-    ];
-    for (bin, args) in cases {
-        let (reader, writer) = std::io::pipe().unwrap();
-        drop(reader);
-        let child = std::process::Command::new(tests::bin(bin))
-            .args(args)
-            .stdout(writer)
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{bin} {args:?} into a closed pipe: {}\n{stderr}",
-            out.status
-        );
-        assert!(!stderr.contains("panicked"), "{bin} {args:?}: {stderr}");
-    }
 }

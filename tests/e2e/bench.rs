@@ -29,12 +29,16 @@ fn the_load_generator_delivers_everything_and_reports(twin: Twin) {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    for p in lines.iter().filter(|v| v["type"] == "phase") {
-        let expect = if p["phase"] == "room" {
-            p["sent"].as_u64().unwrap() * 6
-        } else {
-            p["sent"].as_u64().unwrap()
-        };
+    let phases: Vec<&Value> = lines.iter().filter(|v| v["type"] == "phase").collect();
+    // Both phases ran, in order: a run that printed none would otherwise
+    // pass the checks below without checking anything.
+    let names: Vec<&str> = phases.iter().filter_map(|p| p["phase"].as_str()).collect();
+    assert_eq!(names, ["pairs", "room"], "{stdout}");
+    for p in phases {
+        let sent = p["sent"].as_u64().unwrap();
+        assert!(sent > 0, "the phase sent messages: {p}");
+        // A room message reaches all six clients.
+        let expect = if p["phase"] == "room" { sent * 6 } else { sent };
         assert_eq!(p["delivered"].as_u64().unwrap(), expect, "{p}");
     }
     let s = lines.iter().find(|v| v["type"] == "summary").unwrap();

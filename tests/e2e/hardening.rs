@@ -596,6 +596,8 @@ fn empty_rooms_leave_memory_and_owners_destroy_rooms() {
     // (status 201) without the old history.
     owner.send("<iq type='get' id='list' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>");
     let list = owner.expect("list", |e| e.get_attr("id") == Some("list"));
+    // A list, not an error: an error also lacks `lab@`.
+    assert_eq!(list.get_attr("type"), Some("result"), "{}", list.to_xml());
     assert!(!list.to_xml().contains("lab@"), "{}", list.to_xml());
     guest.send("<presence to='lab@conference.localhost/g'/>");
     let created = guest.expect("new room", |e| e.to_xml().contains("code='201'"));

@@ -161,6 +161,9 @@ fn our_client_against_prosody(twin: Twin) {
     let Some(prosody) = interop_tool("prosody") else {
         return;
     };
+    // The one server the suite starts on ports found free beforehand
+    // (a small race with parallel tests): Prosody cannot report the port it
+    // bound, as ours do (see `Server::prosody`).
     let server = Server::prosody(&prosody, twin);
     two_users_chat(&server);
     // The mechanism the labs force, and the errors a user sees, hold against

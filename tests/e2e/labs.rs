@@ -6,8 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::{Input, Proc};
 use serde_json::Value;
-use tests::{Sniffer, bin, free_port};
+use tests::{Sniffer, WAIT, bin, chain};
 
 fn labs(args: &[&str]) -> (i32, String, String) {
     tests::run_bin("labs", args)
@@ -24,6 +25,23 @@ fn the_demo_shows_what_leaks_in_plaintext_and_what_tls_hides() {
     );
     let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     let rows = v["verdict"].as_array().unwrap();
+    // Every row of the verdict is there: an empty verdict would pass the
+    // loop below.
+    let cats: Vec<&str> = rows.iter().filter_map(|r| r["category"].as_str()).collect();
+    assert_eq!(
+        cats,
+        [
+            "credentials",
+            "messages",
+            "contacts",
+            "presence",
+            "file",
+            "server name",
+            "who talks to whom, when",
+            "sizes"
+        ],
+        "{v}"
+    );
     for r in rows {
         let cat = r["category"].as_str().unwrap();
         let content = ["credentials", "messages", "contacts", "presence", "file"].contains(&cat);
@@ -87,24 +105,48 @@ fn ctrl_c_stops_every_process_and_removes_every_file() {
     assert!(left.is_empty(), "processes left behind: {left:?}");
 }
 
-/// Runs `labs run N --once` on a fixed port under `sniffer live`, and
-/// returns the sniffer's JSON findings.
+/// Runs `labs run N` as a student does: it starts the lab's server (on a
+/// port the system picks) and says which port to capture; the sniffer
+/// starts on that port; Enter starts the session; Ctrl-C ends it. Returns
+/// the sniffer's JSON findings.
 fn sniff_lab(n: u8, student: &str) -> Vec<Value> {
-    let port = free_port();
-    let sniffer = Sniffer::on_ports(&[port]);
-    let (code, out, e) = labs(&[
+    let mut cmd = Command::new(bin("labs"));
+    cmd.args([
         "run",
         &n.to_string(),
         "--student",
         student,
         "--course-secret",
         "test-course",
-        "--once",
-        "--port",
-        &port.to_string(),
     ]);
-    assert_eq!(code, 0, "{out}\n{e}");
-    assert!(out.contains(&format!("labs check {n} --student")), "{out}");
+    let mut lab = Proc::spawn("labs run", cmd, Input::Piped).unwrap();
+    let fail =
+        |e: harness::Error, lab: &Proc| -> ! { panic!("{}\n{}", chain(&e), lab.transcript()) };
+    // "chat-plain server for 'localhost' on 127.0.0.1:40123"
+    let line = lab
+        .wait_line(" server for '", WAIT)
+        .unwrap_or_else(|e| fail(e, &lab));
+    let port: u16 = line
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in: {line}"));
+    assert_ne!(port, 0, "the port the server got, not the one asked for");
+    lab.wait_line("press Enter", WAIT)
+        .unwrap_or_else(|e| fail(e, &lab));
+    let sniffer = Sniffer::on_ports(&[port]);
+    lab.send_line("").unwrap();
+    let line = lab
+        .wait_line(
+            &format!("labs check {n} --student"),
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| fail(e, &lab));
+    assert!(line.contains("--answer"), "{line}");
+    lab.wait_line("the server keeps running", WAIT)
+        .unwrap_or_else(|e| fail(e, &lab));
+    let (status, _) = lab.interrupt(WAIT).unwrap_or_else(|e| fail(e, &lab));
+    assert_eq!(status.code(), Some(0), "{}", lab.transcript());
     sniffer.stop().0
 }
 

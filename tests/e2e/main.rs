@@ -1,6 +1,7 @@
 //! End-to-end tests through the real binaries, one test binary for the whole
-//! suite. Each module is one area; every test starts its own server on a free
-//! loopback port with its own data folder.
+//! suite. Each module is one area; every test starts its own server with its
+//! own data folder, on loopback ports the server picks and reports (see
+//! `tests/src/lib.rs` and the `harness` crate).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod bad_input;
@@ -13,6 +14,7 @@ mod hostile_server;
 mod interop;
 mod labs;
 mod leak_check;
+mod pipes;
 mod rooms;
 mod sniffer;
 mod tls;

@@ -144,10 +144,10 @@ fn a_whole_session_is_sniffed(twin: Twin) {
             !hello.is_empty() && !of_type(&found, "server-hello").is_empty(),
             "{all}"
         );
+        let traffic = of_type(&found, "tls-traffic");
         assert!(
-            of_type(&found, "tls-traffic")
-                .iter()
-                .all(|t| t["plaintext_recovered"] == false)
+            !traffic.is_empty() && traffic.iter().all(|t| t["plaintext_recovered"] == false),
+            "{all}"
         );
         if twin == Twin::StartTls {
             assert!(!of_type(&found, "tls-switch").is_empty(), "{all}");

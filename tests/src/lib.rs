@@ -2,17 +2,21 @@
 //! to them over pipes and raw sockets, and on failure prints what it ran and
 //! everything that came back.
 //!
-//! The binaries must be built first (`cargo build --workspace --bins`, which
-//! `scripts/test.sh` does); the harness finds them next to the test binary.
+//! The processes themselves are run by the `harness` crate, shared with
+//! `labs`: each in its own process group, killed on drop. [`bin`] builds the
+//! binaries on first use (`cargo build --workspace --bins`, once per test
+//! process), so a test always runs the code as it is now. Our servers bind
+//! port 0 and say which port they got ([`harness::chat`]); only Prosody, which
+//! cannot, still gets a port found free beforehand.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use harness::{Input, Proc};
 
 use serde_json::Value;
 
@@ -76,36 +80,26 @@ macro_rules! twin_tests {
 /// with extra flags such as `--domain` or `--expired`; returns the server
 /// key's pin (`sha256:...`).
 pub fn make_certs(dir: &Path, extra: &[&str]) -> String {
-    let out = Command::new(bin("chat-tls"))
-        .args(["certs", "--out"])
-        .arg(dir)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "chat-tls certs failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .find(|w| w.starts_with("sha256:"))
-        .expect("certs prints the pin")
-        .to_string()
+    harness::chat::make_certs(&bin("chat-tls"), dir, extra)
+        .unwrap_or_else(|e| panic!("{}", chain(&e)))
 }
 
-/// Path of a workspace binary, built beside the test binary.
+/// Path of a workspace binary, as built for this test process: the first
+/// call runs `cargo build --workspace --bins` (see [`harness::bins`]), so a
+/// test never runs a binary older than the code.
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/e2e-<hash> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
-        path.display()
-    );
-    path
+    harness::bins::cargo_built(name).unwrap_or_else(|e| panic!("{}", chain(&e)))
+}
+
+/// A harness error with its causes, for a panic message.
+pub fn chain(e: &harness::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
 /// True for a `presence` event from a resource of the bare JID `bare`.
@@ -169,8 +163,11 @@ pub fn run_bin(name: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// A free loopback port (bound then released).
-pub fn free_port() -> u16 {
+/// A free loopback port, bound then released. Only for Prosody, which
+/// cannot report the port it bound: between the release and Prosody's bind
+/// another process may take the port (the race our own servers avoid by
+/// binding port 0 and reporting it, see [`harness::chat`]).
+fn prosody_free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -178,8 +175,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A running server, killed on drop. Its stderr goes to a log file that
-/// failures print.
+/// A running server, killed (with its process group) on drop. Failures
+/// print its log.
 pub struct Server {
     /// The plaintext or STARTTLS port.
     pub addr: SocketAddr,
@@ -192,15 +189,16 @@ pub struct Server {
     /// The server key's pin, `sha256:...` (TLS twins).
     pub pin: Option<String>,
     pub data: PathBuf,
-    child: Child,
-    log: PathBuf,
+    proc: Proc,
+    /// The log of the runs before a [`Server::kill9_and_restart`].
+    earlier_log: String,
     _dir: Option<tempfile::TempDir>,
     /// Our server's flags, to restart it; `None` for Prosody.
     restart: Option<Vec<String>>,
 }
 
 impl Server {
-    /// Starts the twin's server on free loopback ports with a fresh data
+    /// Starts the twin's server on ports the system picks, with a fresh data
     /// folder (and, for TLS, fresh lab certificates and a direct TLS port).
     pub fn start(twin: Twin, extra: &[&str]) -> Server {
         Self::start_custom(twin, "localhost", &[], extra)
@@ -214,33 +212,21 @@ impl Server {
         let mut flags: Vec<String> = vec!["--domain".into(), domain.into()];
         flags.extend(extra.iter().map(|s| s.to_string()));
         let mut certs = None;
-        let mut direct = None;
         let mut pin = None;
         if twin.tls() {
             let c = dir.path().join("certs");
             pin = Some(make_certs(&c, cert_flags));
-            let d: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             flags.extend([
                 "--cert".to_string(),
                 c.join("server.pem").display().to_string(),
                 "--key".to_string(),
                 c.join("server.key").display().to_string(),
                 "--direct-tls".to_string(),
-                d.to_string(),
+                "127.0.0.1:0".to_string(),
             ]);
             certs = Some(c);
-            direct = Some(d);
         }
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut s = Self::spawn(
-            twin,
-            &data,
-            addr,
-            direct,
-            certs,
-            flags,
-            dir.path().join("server.log"),
-        );
+        let mut s = Self::spawn(twin, &data, certs, flags);
         s.pin = pin;
         s._dir = Some(dir);
         s
@@ -249,60 +235,38 @@ impl Server {
     /// A plaintext server on a data folder the test made (a small tmpfs,
     /// say), with `extra` flags.
     pub fn start_plain_in(data: &Path, extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
         let mut flags: Vec<String> = vec!["--domain".into(), "localhost".into()];
         flags.extend(extra.iter().map(|s| s.to_string()));
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut s = Self::spawn(
-            Twin::Plain,
-            data,
-            addr,
-            None,
-            None,
-            flags,
-            dir.path().join("server.log"),
-        );
-        s._dir = Some(dir);
-        s
+        Self::spawn(Twin::Plain, data, None, flags)
     }
 
-    fn spawn(
-        twin: Twin,
-        data: &Path,
-        addr: SocketAddr,
-        direct: Option<SocketAddr>,
-        certs: Option<PathBuf>,
-        flags: Vec<String>,
-        log: PathBuf,
-    ) -> Server {
-        let logf = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let child = Command::new(bin(twin.bin()))
-            .args(["server", "--listen", &addr.to_string(), "--data"])
+    /// Starts our server on `127.0.0.1:0` and waits for the readiness line
+    /// that says which ports it got.
+    fn spawn(twin: Twin, data: &Path, certs: Option<PathBuf>, flags: Vec<String>) -> Server {
+        let mut cmd = Command::new(bin(twin.bin()));
+        cmd.args(["server", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
-            .args(&flags)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(logf)
-            .spawn()
-            .unwrap();
-        let s = Server {
-            addr,
-            direct,
+            .args(&flags);
+        let proc = Proc::spawn(&format!("{} server", twin.bin()), cmd, Input::Null)
+            .unwrap_or_else(|e| panic!("{}", chain(&e)));
+        let ports = harness::chat::wait_ready(&proc).unwrap_or_else(|e| panic!("{}", chain(&e)));
+        assert_eq!(
+            ports.direct_tls.is_some(),
+            twin.tls(),
+            "a direct TLS port exactly for the TLS twin: {ports:?}"
+        );
+        Server {
+            addr: ports.listen,
+            direct: ports.direct_tls,
             twin,
             certs,
             pin: None,
             data: data.to_path_buf(),
-            child,
-            log,
+            proc,
+            earlier_log: String::new(),
             _dir: None,
             restart: Some(flags),
-        };
-        s.wait_ready();
-        s
+        }
     }
 
     /// The flags a client needs to reach this server the twin's way:
@@ -331,7 +295,8 @@ impl Server {
         }
     }
 
-    fn wait_ready(&self) {
+    /// Prosody's readiness: its ports accept connections.
+    fn wait_listening(&self) {
         let t0 = Instant::now();
         while t0.elapsed() < WAIT {
             if TcpStream::connect(self.addr).is_ok()
@@ -359,10 +324,16 @@ impl Server {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
         let certs_dir = dir.path().join("certs");
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // The documented exception to "servers report their ports":
+        // Prosody cannot, so it gets ports found free a moment before.
+        let addr: SocketAddr = format!("127.0.0.1:{}", prosody_free_port())
+            .parse()
+            .unwrap();
         let (direct, certs, tls) = if twin.tls() {
             make_certs(&certs_dir, &[]);
-            let d: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let d: SocketAddr = format!("127.0.0.1:{}", prosody_free_port())
+                .parse()
+                .unwrap();
             let tls = format!(
                 r#"c2s_direct_tls_ports = {{ {dport} }}
 c2s_require_encryption = true
@@ -414,17 +385,10 @@ VirtualHost "localhost"
             ),
         )
         .unwrap();
-        let log = dir.path().join("server.log");
-        let logf = std::fs::File::create(&log).unwrap();
-        let child = Command::new(prosody)
-            .arg("-F")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone().unwrap())
-            .stderr(logf)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", prosody.display()));
+        let mut cmd = Command::new(prosody);
+        cmd.arg("-F").arg("--config").arg(&config);
+        let proc =
+            Proc::spawn("prosody", cmd, Input::Null).unwrap_or_else(|e| panic!("{}", chain(&e)));
         let s = Server {
             addr,
             direct,
@@ -432,23 +396,28 @@ VirtualHost "localhost"
             certs,
             pin: None,
             data,
-            child,
-            log,
+            proc,
+            earlier_log: String::new(),
             _dir: Some(dir),
             restart: None,
         };
-        s.wait_ready();
+        s.wait_listening();
         s
     }
 
-    /// The server's log so far.
+    /// The server's log so far (stderr, then stdout), every run.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        format!(
+            "{}{}{}",
+            self.earlier_log,
+            self.proc.stderr(),
+            self.proc.output().join("\n")
+        )
     }
 
     /// The server process's id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     /// The server's resident memory now and at its peak, in KiB (VmRSS and
@@ -465,126 +434,93 @@ VirtualHost "localhost"
         (field("VmRSS:"), field("VmHWM:"))
     }
 
-    /// `kill -9`, then start again on the same ports, data folder and
-    /// certificates.
+    /// `kill -9`, then start again on the same data folder and certificates
+    /// (on new ports, which [`Server::addr`] and the client flags follow).
     pub fn kill9_and_restart(mut self) -> Server {
         let flags = self.restart.take().expect("only our servers restart");
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        let mut s = Self::spawn(
-            self.twin,
-            &self.data,
-            self.addr,
-            self.direct,
-            self.certs.clone(),
-            flags,
-            self.log.clone(),
-        );
+        self.proc.kill();
+        let mut s = Self::spawn(self.twin, &self.data, self.certs.clone(), flags);
+        s.earlier_log = self.log();
         s._dir = self._dir.take();
         s.pin = self.pin.take();
         s
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Spawns the twin's `client --json` for `jid` with every pipe captured.
-fn client_command(server: &Server, jid: &str, password: &str, extra: &[&str]) -> Child {
-    Command::new(bin(server.twin.bin()))
-        .args(["client", "--json", "--jid", jid])
+/// The twin's `client --json` command for `jid`, connected the twin's way.
+fn client_command(server: &Server, jid: &str, password: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(bin(server.twin.bin()));
+    cmd.args(["client", "--json", "--jid", jid])
         .args(server.client_flags())
         .args(extra)
-        .env("CHAT_PASSWORD", password)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        .env("CHAT_PASSWORD", password);
+    cmd
 }
 
-/// A client process driven through stdin, reading its JSON lines.
+/// A client process driven through stdin, reading its JSON lines; killed
+/// on drop.
 pub struct Client {
     pub name: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    transcript: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<String>>,
+    proc: Proc,
 }
 
 impl Client {
     /// Starts the server's twin's `client --json` for `jid` with
     /// `password`, connected the twin's way.
     pub fn start(server: &Server, jid: &str, password: &str, extra: &[&str]) -> Client {
-        let child = client_command(server, jid, password, extra);
-        Client::attach(jid, child)
+        Client::spawn(jid, client_command(server, jid, password, extra))
     }
 
     /// Runs any program that speaks the same JSON lines (the third-party
     /// peers of the interoperability tests do).
-    pub fn spawn(name: &str, mut command: Command) -> Client {
-        let child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
-        Client::attach(name, child)
-    }
-
-    fn attach(name: &str, mut child: Child) -> Client {
-        let (tx, rx) = channel();
-        let transcript = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let t = transcript.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                t.lock().unwrap().push(format!("< {line}"));
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().unwrap();
-        let e = stderr.clone();
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            e.lock().unwrap().push_str(&s);
-        });
+    pub fn spawn(name: &str, command: Command) -> Client {
+        let shown = format!("{command:?}");
+        let proc = Proc::spawn(name, command, Input::Piped)
+            .unwrap_or_else(|e| panic!("{} ({shown})", chain(&e)));
         Client {
             name: name.to_string(),
-            stdin: child.stdin.take(),
-            child,
-            lines: rx,
-            transcript,
-            stderr,
+            proc,
         }
     }
 
     /// Sends one command line.
     pub fn send(&mut self, line: &str) {
-        self.transcript.lock().unwrap().push(format!("> {line}"));
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
+        if let Err(e) = self.proc.send_line(line) {
+            panic!(
+                "{}: cannot send {line}: {e}\n{}",
+                self.name,
+                self.transcript()
+            );
+        }
     }
 
     /// What went in and came out, for failure messages.
     pub fn transcript(&self) -> String {
-        format!(
-            "--- {} ---\n{}\n--- {} stderr ---\n{}",
-            self.name,
-            self.transcript.lock().unwrap().join("\n"),
-            self.name,
-            self.stderr.lock().unwrap()
-        )
+        self.proc.transcript()
+    }
+
+    /// The next output line within what is left until `deadline`; panics
+    /// with the transcript, naming `what` it waited for, when the time is
+    /// up or the program ended.
+    fn next_line(&mut self, what: &str, deadline: Instant) -> String {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.proc.line(left) {
+            Ok(Some(line)) => line,
+            Ok(None) => {
+                // Let its last words reach the transcript.
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "{}: exited while waiting for {what}\n{}",
+                    self.name,
+                    self.transcript()
+                )
+            }
+            Err(_) => panic!(
+                "{}: timed out waiting for {what}\n{}",
+                self.name,
+                self.transcript()
+            ),
+        }
     }
 
     /// Reads JSON lines until one satisfies `pred`; panics with the
@@ -592,29 +528,11 @@ impl Client {
     pub fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-                        panic!("not JSON ({e}): {line}\n{}", self.transcript())
-                    });
-                    if pred(&v) {
-                        return v;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "{}: timed out waiting for {what}\n{}",
-                    self.name,
-                    self.transcript()
-                ),
-                Err(RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(Duration::from_millis(100));
-                    panic!(
-                        "{}: exited while waiting for {what}\n{}",
-                        self.name,
-                        self.transcript()
-                    )
-                }
+            let line = self.next_line(what, deadline);
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {line}\n{}", self.transcript()));
+            if pred(&v) {
+                return v;
             }
         }
     }
@@ -624,29 +542,21 @@ impl Client {
     pub fn expect_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if pred(&line) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("{}: no line with {what}\n{}", self.name, self.transcript()),
+            let line = self.next_line(what, deadline);
+            if pred(&line) {
+                return line;
             }
         }
     }
 
-    /// The output lines seen so far (without the `< ` marker), commands
-    /// excluded.
+    /// The output lines seen so far, commands excluded.
     pub fn output(&self) -> Vec<String> {
-        self.transcript
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| l.strip_prefix("< ").map(str::to_string))
-            .collect()
+        self.proc.output()
     }
 
     /// The process id, to read its memory from `/proc`.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     /// Waits for an event of `kind` whose `field` equals `value`.
@@ -661,32 +571,21 @@ impl Client {
 
     /// Closes stdin and waits for the exit code (bounded).
     pub fn finish(mut self) -> (i32, String) {
-        drop(self.stdin.take());
-        let t0 = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(50));
-                return (status.code().unwrap_or(-1), self.transcript());
-            }
-            if t0.elapsed() > WAIT {
-                let _ = self.child.kill();
-                panic!(
-                    "{} did not exit after stdin closed\n{}",
-                    self.name,
-                    self.transcript()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        self.proc.close_stdin();
+        match self.proc.wait_exit(WAIT) {
+            Ok((status, _)) => (status.code().unwrap_or(-1), self.transcript()),
+            Err(e) => panic!(
+                "{} did not exit after stdin closed ({e})\n{}",
+                self.name,
+                self.transcript()
+            ),
         }
     }
 }
 
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// How long a scripted client may run: its script's own `/wait`s are
+/// bounded, so this only catches a hang.
+const SCRIPT_LIMIT: Duration = Duration::from_secs(120);
 
 /// Runs a client with a fixed script and no interaction; returns exit code,
 /// stdout and stderr.
@@ -697,19 +596,14 @@ pub fn run_client(
     extra: &[&str],
     script: &str,
 ) -> (i32, String, String) {
-    let mut child = client_command(server, jid, password, extra);
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let cmd = client_command(server, jid, password, extra);
+    let mut proc = Proc::spawn(jid, cmd, Input::Text(script.into()))
+        .unwrap_or_else(|e| panic!("{}", chain(&e)));
+    let (status, lines) = proc
+        .wait_exit(SCRIPT_LIMIT)
+        .unwrap_or_else(|e| panic!("{e}\n{}", proc.transcript()));
+    let stdout: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    (status.code().unwrap_or(-1), stdout, proc.stderr())
 }
 
 /// A raw TCP connection for sending hostile bytes.
@@ -736,6 +630,20 @@ impl Raw {
         let _ = self.stream.write_all(bytes);
     }
 
+    /// Whether the server has closed (or reset) the connection, without
+    /// consuming anything or waiting: a peek that finds the end of stream.
+    pub fn is_closed(&self) -> bool {
+        self.stream.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        let closed = match self.stream.peek(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        };
+        self.stream.set_nonblocking(false).unwrap();
+        closed
+    }
+
     /// Reads until the server closes the connection (or `WAIT` passes).
     pub fn read_to_close(&mut self) -> String {
         let mut all = Vec::new();
@@ -756,10 +664,9 @@ impl Raw {
 /// `sniffer live` on `lo` for one server's ports, saving a pcap; stopped
 /// with SIGINT like a user's Ctrl-C.
 pub struct Sniffer {
-    child: Child,
+    proc: Proc,
     /// The capture it writes.
     pub pcap: PathBuf,
-    stderr: Arc<Mutex<String>>,
     _dir: tempfile::TempDir,
 }
 
@@ -782,47 +689,27 @@ impl Sniffer {
             .map(|p| format!("tcp port {p}"))
             .collect::<Vec<_>>()
             .join(" or ");
-        let mut child = Command::new(bin("sniffer"))
-            .args([
-                "live",
-                "--interface",
-                "lo",
-                "--json",
-                "--filter",
-                &filter,
-                "--write",
-            ])
-            .arg(&pcap)
-            .arg("--export")
-            .arg(dir.path().join("export"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let err = child.stderr.take().unwrap();
-        let e = stderr.clone();
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if line.contains("capturing on") {
-                    let _ = tx.send(());
-                }
-                e.lock().unwrap().push_str(&format!("{line}\n"));
-            }
-        });
-        if rx.recv_timeout(WAIT).is_err() {
-            let _ = child.kill();
-            panic!(
-                "sniffer live did not start (live capture needs root or CAP_NET_RAW):\n{}",
-                stderr.lock().unwrap()
-            );
+        let mut cmd = Command::new(bin("sniffer"));
+        cmd.args([
+            "live",
+            "--interface",
+            "lo",
+            "--json",
+            "--filter",
+            &filter,
+            "--write",
+        ])
+        .arg(&pcap)
+        .arg("--export")
+        .arg(dir.path().join("export"));
+        let proc = Proc::spawn("sniffer live", cmd, Input::Null)
+            .unwrap_or_else(|e| panic!("{}", chain(&e)));
+        if let Err(e) = proc.wait_stderr("capturing on", WAIT) {
+            panic!("{e}\n(live capture needs root or CAP_NET_RAW)");
         }
         Sniffer {
-            child,
+            proc,
             pcap,
-            stderr,
             _dir: dir,
         }
     }
@@ -836,37 +723,23 @@ impl Sniffer {
     pub fn stop(mut self) -> (Vec<Value>, Sniffer) {
         // Let the last packets through the capture before stopping.
         std::thread::sleep(Duration::from_millis(300));
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let mut out = String::new();
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        let status = self.child.wait().unwrap();
+        let (status, lines) = self
+            .proc
+            .interrupt(WAIT)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.proc.stderr()));
         assert!(
             status.success(),
             "sniffer exit {status}: {}",
-            self.stderr.lock().unwrap()
+            self.proc.stderr()
         );
-        let lines = out
-            .lines()
+        let lines = lines
+            .iter()
             .map(|l| {
                 serde_json::from_str(l)
                     .unwrap_or_else(|e| panic!("sniffer printed non-JSON ({e}): {l}"))
             })
             .collect();
         (lines, self)
-    }
-}
-
-impl Drop for Sniffer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
