@@ -1,7 +1,7 @@
 //! Standard output: one buffered writer for every line the sniffer prints
 //! (findings, summaries, followed streams, guard verdicts), a closed pipe
-//! ending the program quietly, and the two printers the commands hand to
-//! the analyzer.
+//! ending the program quietly, the finding printer the commands hand to the
+//! analyzer, and the summary printed when it is done.
 
 use std::io::Write;
 
