@@ -1,5 +1,7 @@
 //! Namespace URIs of the protocols this kit speaks.
 
+use compact_str::CompactString;
+
 /// The stream element and stream errors (RFC 6120 4.8.1).
 pub const STREAM: &str = "http://etherx.jabber.org/streams";
 /// Default namespace of client-to-server streams.
@@ -61,11 +63,14 @@ pub const IBB: &str = "http://jabber.org/protocol/ibb";
 /// Hashes of files (XEP-0300).
 pub const HASHES: &str = "urn:xmpp:hashes:2";
 
-/// The namespace as a [`CompactString`](crate::element::CompactString) that
-/// does not allocate when it is one of the constants above (most of them are
-/// longer than a compact string holds inline): it points at the constant.
-pub fn interned(uri: &str) -> crate::element::CompactString {
-    use crate::element::CompactString;
+/// The namespace as a [`CompactString`] that does not allocate when it is
+/// one of the constants above (most of them are longer than a compact string
+/// holds inline): it points at the constant.
+///
+/// The type is named from `compact_str` itself, the same type
+/// [`crate::element`] re-exports, so that this leaf module of constants does
+/// not depend on the element tree that depends on it.
+pub fn interned(uri: &str) -> CompactString {
     const KNOWN: &[&str] = &[
         STREAM,
         CLIENT,

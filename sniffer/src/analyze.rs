@@ -31,10 +31,13 @@ enum Side {
     Other,
 }
 
-/// How a connection turned out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a connection turned out. As JSON, one `summary` object: `conn`
+/// (the number), the addresses as `IP:PORT`, and one key per [`Category`](crate::findings::Category).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "type", rename = "summary")]
 pub struct ConnSummary {
     /// Its number.
+    #[serde(rename = "conn")]
     pub id: ConnId,
     /// Client address.
     pub client: SocketAddr,
@@ -44,7 +47,8 @@ pub struct ConnSummary {
     pub protocol: String,
     /// Whether the content was protected by TLS (all of it after a switch).
     pub tls: bool,
-    /// Findings per [`Category`], in [`Category::ALL`] order.
+    /// Findings per [`Category`](crate::findings::Category), in [`Category::ALL`](crate::findings::Category::ALL) order.
+    #[serde(flatten, serialize_with = "crate::findings::by_category")]
     pub counts: [u64; 6],
     /// Bytes reassembled, both directions.
     pub bytes: u64,

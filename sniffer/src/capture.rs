@@ -25,12 +25,12 @@ use crate::decode::LinkType;
 #[non_exhaustive]
 pub enum CaptureError {
     /// The file could not be opened or is not a capture.
-    #[error("cannot read {path}: {msg}")]
+    #[error("cannot read {path}")]
     File {
         /// The file.
         path: PathBuf,
-        /// libpcap's words.
-        msg: String,
+        /// libpcap's error (shown after this one's words, as its cause).
+        source: pcap::Error,
     },
     /// Live capture is not allowed for this user.
     #[error(
@@ -49,12 +49,12 @@ pub enum CaptureError {
         iface: String,
     },
     /// The BPF filter does not compile.
-    #[error("bad capture filter '{filter}': {msg}")]
+    #[error("bad capture filter '{filter}'")]
     Filter {
         /// The filter.
         filter: String,
-        /// libpcap's words.
-        msg: String,
+        /// libpcap's error (shown after this one's words, as its cause).
+        source: pcap::Error,
     },
     /// The capture's link type is not one [`crate::decode`] reads.
     #[error(
@@ -69,13 +69,13 @@ pub enum CaptureError {
         /// libpcap's name and description of it.
         name: String,
     },
-    /// Any other libpcap failure.
-    #[error("capture failed on {iface}: {msg}")]
+    /// A libpcap failure on a live interface other than the two above.
+    #[error("capture failed on {iface}")]
     Live {
         /// The interface.
         iface: String,
-        /// libpcap's words.
-        msg: String,
+        /// libpcap's error (shown after this one's words, as its cause).
+        source: pcap::Error,
     },
 }
 
@@ -135,16 +135,16 @@ pub fn read_file(
     mut f: impl FnMut(LinkType, f64, &[u8]),
     mut progress: impl FnMut(u64),
 ) -> Result<FileReport, CaptureError> {
-    let file_err = |msg: String| CaptureError::File {
+    let mut cap = pcap::Capture::from_file(path).map_err(|source| CaptureError::File {
         path: path.to_path_buf(),
-        msg,
-    };
-    let mut cap = pcap::Capture::from_file(path).map_err(|e| file_err(e.to_string()))?;
+        source,
+    })?;
     if let Some(bpf) = filter {
-        cap.filter(bpf, true).map_err(|e| CaptureError::Filter {
-            filter: bpf.into(),
-            msg: e.to_string(),
-        })?;
+        cap.filter(bpf, true)
+            .map_err(|source| CaptureError::Filter {
+                filter: bpf.into(),
+                source,
+            })?;
     }
     let dlt = cap.get_datalink().0;
     let link = check_link(|| path.display().to_string(), dlt)?;
@@ -200,8 +200,10 @@ pub fn open_live(
     filter: Option<&str>,
     write: Option<&Path>,
 ) -> Result<Live, CaptureError> {
-    let live_err = |msg: String| {
-        let lower = msg.to_lowercase();
+    // libpcap tells these failures apart only in its words (one error
+    // code for all of them), so the words pick the variant.
+    let live_err = |source: pcap::Error| {
+        let lower = source.to_string().to_lowercase();
         if lower.contains("permission") || lower.contains("not permitted") {
             CaptureError::Permission {
                 iface: iface.into(),
@@ -216,7 +218,7 @@ pub fn open_live(
         } else {
             CaptureError::Live {
                 iface: iface.into(),
-                msg,
+                source,
             }
         }
     };
@@ -224,24 +226,25 @@ pub fn open_live(
     // and block until the next packet, and then Ctrl-C would wait for
     // traffic. The loop below sleeps briefly when nothing is there.
     let mut cap = pcap::Capture::from_device(iface)
-        .map_err(|e| live_err(e.to_string()))?
+        .map_err(live_err)?
         .immediate_mode(true)
         .snaplen(262_144)
         .timeout(100)
         .open()
-        .map_err(|e| live_err(e.to_string()))?
+        .map_err(live_err)?
         .setnonblock()
-        .map_err(|e| live_err(e.to_string()))?;
+        .map_err(live_err)?;
     if let Some(bpf) = filter {
-        cap.filter(bpf, true).map_err(|e| CaptureError::Filter {
-            filter: bpf.into(),
-            msg: e.to_string(),
-        })?;
+        cap.filter(bpf, true)
+            .map_err(|source| CaptureError::Filter {
+                filter: bpf.into(),
+                source,
+            })?;
     }
     let save = match write {
-        Some(p) => Some(cap.savefile(p).map_err(|e| CaptureError::File {
+        Some(p) => Some(cap.savefile(p).map_err(|source| CaptureError::File {
             path: p.to_path_buf(),
-            msg: e.to_string(),
+            source,
         })?),
         None => None,
     };
@@ -276,10 +279,10 @@ impl Live {
                 Err(pcap::Error::TimeoutExpired) => {
                     std::thread::sleep(std::time::Duration::from_millis(2));
                 }
-                Err(e) => {
+                Err(source) => {
                     return Err(CaptureError::Live {
                         iface: self.iface.clone(),
-                        msg: e.to_string(),
+                        source,
                     });
                 }
             }

@@ -83,9 +83,20 @@ pub enum DecodeError {
     /// The link type is not one this decoder reads.
     #[error("link type {0} is not supported")]
     UnsupportedLink(i32),
-    /// The frame is damaged or cut short.
-    #[error("malformed frame: {0}")]
-    Malformed(String),
+    /// The link-layer header is shorter than its fixed size.
+    #[error("malformed frame: {link} header cut short ({got} of {need} bytes)")]
+    LinkHeaderShort {
+        /// Which header: `SLL`, `SLL2` or `loopback`.
+        link: &'static str,
+        /// Its fixed size.
+        need: usize,
+        /// The bytes the frame had.
+        got: usize,
+    },
+    /// etherparse refused the frame's headers (Ethernet, IP, IP extension
+    /// or TCP): damaged, or cut short by the capture's snap length.
+    #[error("malformed frame headers")]
+    Headers(#[from] etherparse::err::packet::SliceError),
     /// A fragment of a fragmented IP packet (not reassembled).
     #[error("IP fragment")]
     Fragment,
@@ -96,35 +107,33 @@ pub enum DecodeError {
 
 /// Decodes one frame of `link` into a TCP segment.
 pub fn decode(link: LinkType, frame: &[u8]) -> Result<Segment<'_>, DecodeError> {
-    let bad = |e: &dyn std::fmt::Display| DecodeError::Malformed(e.to_string());
+    // The fixed-size link header before the IP packet, or why there is none.
+    let after = |link: &'static str, need: usize| {
+        frame.get(need..).ok_or(DecodeError::LinkHeaderShort {
+            link,
+            need,
+            got: frame.len(),
+        })
+    };
     let sliced = match link {
-        LinkType::Ethernet => SlicedPacket::from_ethernet(frame).map_err(|e| bad(&e))?,
+        LinkType::Ethernet => SlicedPacket::from_ethernet(frame)?,
         LinkType::LinuxSll => {
             // 16-byte header. Parsed by hand: etherparse refuses the ARP
             // hardware type of loopback (772), which is what `-i any` gives
             // for every packet of a lab on `lo`.
-            let ip = frame
-                .get(16..)
-                .ok_or_else(|| DecodeError::Malformed("SLL header cut short".into()))?;
-            SlicedPacket::from_ip(ip).map_err(|e| bad(&e))?
+            SlicedPacket::from_ip(after("SLL", 16)?)?
         }
-        LinkType::Raw => SlicedPacket::from_ip(frame).map_err(|e| bad(&e))?,
+        LinkType::Raw => SlicedPacket::from_ip(frame)?,
         LinkType::Null | LinkType::Loop => {
             // 4 bytes of address family, then the IP packet; the family's
             // byte order differs between the two, the IP version nibble
             // does not, so that is what decides.
-            let ip = frame
-                .get(4..)
-                .ok_or_else(|| DecodeError::Malformed("loopback header cut short".into()))?;
-            SlicedPacket::from_ip(ip).map_err(|e| bad(&e))?
+            SlicedPacket::from_ip(after("loopback", 4)?)?
         }
         LinkType::LinuxSll2 => {
             // 20-byte header; the payload is IP for the protocol types we
             // care about, which from_ip checks by the version nibble.
-            let ip = frame
-                .get(20..)
-                .ok_or_else(|| DecodeError::Malformed("SLL2 header cut short".into()))?;
-            SlicedPacket::from_ip(ip).map_err(|e| bad(&e))?
+            SlicedPacket::from_ip(after("SLL2", 20)?)?
         }
         LinkType::Unknown(n) => return Err(DecodeError::UnsupportedLink(n)),
     };
@@ -315,8 +324,21 @@ mod tests {
         }
         assert!(matches!(
             decode(LinkType::Ethernet, &LO_FRAME[..20]),
-            Err(DecodeError::Malformed(_))
+            Err(DecodeError::Headers(_))
         ));
+        for (link, need) in [
+            (LinkType::LinuxSll, 16),
+            (LinkType::LinuxSll2, 20),
+            (LinkType::Null, 4),
+        ] {
+            assert!(
+                matches!(
+                    decode(link, &LO_FRAME[..need - 1]),
+                    Err(DecodeError::LinkHeaderShort { got, .. }) if got == need - 1
+                ),
+                "{link:?}"
+            );
+        }
         assert_eq!(
             decode(LinkType::Unknown(147), &LO_FRAME),
             Err(DecodeError::UnsupportedLink(147))

@@ -1,6 +1,12 @@
 //! What the sniffer learned, one [`Finding`] at a time, and how each is
 //! shown: one line of text for the projector, one JSON object for scripts.
 //!
+//! Both come from one value, a [`Record`] (a finding with its connection and
+//! capture time): its `Display` is the text line and its derived `Serialize`
+//! the JSON object (printed by [`crate::jsonl`]), so the two cannot drift
+//! apart, and a field added to a finding reaches the JSON without being
+//! copied into it by hand.
+//!
 //! Nearly every string in a finding was written by someone on the network
 //! (bodies, statuses, JIDs, roster names, file names, SNI, error texts), so
 //! the text form escapes the whole line with [`protocol::display`]: a peer
@@ -8,8 +14,11 @@
 //! its window, flip text with a bidi override, or forge a finding line with a
 //! newline. The JSON form keeps every string exact; JSON escapes controls.
 
+use std::fmt;
+
 use protocol::display::Safe;
-use serde_json::{Value, json};
+use serde::ser::{SerializeMap, SerializeStruct};
+use serde::{Serialize, Serializer};
 
 use crate::reassembly::{ConnId, Dir};
 
@@ -59,8 +68,25 @@ impl Category {
     }
 }
 
+/// Serializes per-category counters (in [`Category::ALL`] order) as one key
+/// per category, `{"credentials": 2, "messages": 5, ...}`. With
+/// `#[serde(flatten)]` the keys join the object around them, as the summary
+/// and totals lines have them.
+pub fn by_category<S: Serializer>(counts: &[u64; 6], s: S) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(counts.len()))?;
+    for c in Category::ALL {
+        m.serialize_entry(c.name(), &counts[c.index()])?;
+    }
+    m.end()
+}
+
 /// One thing recovered from the traffic.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// As JSON, a finding is an object whose `type` is [`Finding::kind`] and
+/// whose other keys are the variant's fields (a direction is `to-server` or
+/// `to-client`); [`Record`] adds the connection and the time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Finding {
     /// A TCP connection began.
@@ -159,7 +185,9 @@ pub enum Finding {
         /// The text.
         body: String,
         /// When it was first sent, if it carries a delay stamp (offline
-        /// delivery, room history); otherwise the capture time tells.
+        /// delivery, room history); otherwise the capture time tells. Shown
+        /// as the record's `time`, which needs the capture time.
+        #[serde(skip)]
         stamp: Option<String>,
     },
     /// A file offered or carried in-band.
@@ -221,9 +249,12 @@ pub enum Finding {
         /// Direction.
         dir: Dir,
         /// Readable, or encrypted (only its size shows).
+        #[serde(rename = "alert")]
         text: String,
     },
-    /// Encrypted traffic: records and bytes each way, and when.
+    /// Encrypted traffic: records and bytes each way, and when. Its JSON
+    /// also says `"plaintext_recovered": false`, for scripts that check.
+    #[serde(serialize_with = "tls_traffic")]
     TlsTraffic {
         /// Records client to server.
         records_to_server: u64,
@@ -318,11 +349,27 @@ fn arrow(dir: Dir) -> &'static str {
     }
 }
 
-fn dir_name(dir: Dir) -> &'static str {
-    match dir {
-        Dir::ToServer => "to-server",
-        Dir::ToClient => "to-client",
-    }
+/// [`Finding::TlsTraffic`] as JSON: its fields, and the statement the
+/// text line ends with, that no plaintext was recovered (a derive cannot add
+/// a key that is not a field). The `type` key is added around it.
+fn tls_traffic<S: Serializer>(
+    records_to_server: &u64,
+    bytes_to_server: &u64,
+    records_to_client: &u64,
+    bytes_to_client: &u64,
+    sizes: &[i64],
+    duration: &f64,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let mut st = s.serialize_struct("TlsTraffic", 7)?;
+    st.serialize_field("records_to_server", records_to_server)?;
+    st.serialize_field("bytes_to_server", bytes_to_server)?;
+    st.serialize_field("records_to_client", records_to_client)?;
+    st.serialize_field("bytes_to_client", bytes_to_client)?;
+    st.serialize_field("sizes", sizes)?;
+    st.serialize_field("duration", duration)?;
+    st.serialize_field("plaintext_recovered", &false)?;
+    st.end()
 }
 
 fn opt(s: &Option<String>) -> &str {
@@ -336,325 +383,255 @@ fn when(stamp: &Option<String>, ts: f64) -> String {
         .unwrap_or_else(|| protocol::datetime::xmpp_datetime(ts as i64))
 }
 
-/// A finding of connection `conn` captured at `ts`, as one line of text,
-/// safe to print on a terminal.
-pub fn text(conn: ConnId, ts: f64, f: &Finding) -> String {
-    let body = match f {
-        Finding::Connection {
-            client,
-            server,
-            mid_stream,
-        } => format!(
-            "connection {client} -> {server}{}",
-            if *mid_stream {
-                " (already open when the capture started)"
-            } else {
-                ""
-            }
-        ),
-        Finding::Protocol { dir, protocol } => format!("{} speaks {protocol}", arrow(*dir)),
-        Finding::Stream { dir, to, from } => {
-            format!("{} stream to={} from={}", arrow(*dir), opt(to), opt(from))
-        }
-        Finding::Features {
-            starttls,
-            starttls_required,
-            mechanisms,
-            registration,
-        } => format!(
-            "features: STARTTLS {}; SASL {}; registration {}",
-            match (starttls, starttls_required) {
-                (true, true) => "offered and required",
-                (true, false) => "offered (optional: can be stripped)",
-                _ => "NOT offered",
-            },
-            if mechanisms.is_empty() {
-                "none yet".to_string()
-            } else {
-                mechanisms.join(" ")
-            },
-            if *registration { "open" } else { "closed" }
-        ),
-        Finding::Credential {
-            kind,
-            user,
-            password,
-            detail,
-            note,
-        } => format!(
-            "CREDENTIAL {kind} user={user}{}{} ({note})",
-            password
-                .as_ref()
-                .map(|p| format!(" password={p}"))
-                .unwrap_or_default(),
-            detail.as_ref().map(|d| format!(" {d}")).unwrap_or_default()
-        ),
-        Finding::BoundJid { jid } => format!("bound JID {jid}"),
-        Finding::Contact {
-            jid,
-            subscription,
-            name,
-        } => format!(
-            "contact {jid} subscription={}{}",
-            opt(subscription),
-            name.as_ref()
-                .map(|n| format!(" name={n}"))
-                .unwrap_or_default()
-        ),
-        Finding::Subscription { from, to, kind } => {
-            format!("subscription {kind} {} -> {}", opt(from), opt(to))
-        }
-        Finding::Presence {
-            from,
-            to,
-            available,
-            show,
-            status,
-        } => format!(
-            "presence {} {}{}{}{}",
-            opt(from),
-            if *available {
-                "available"
-            } else {
-                "unavailable"
-            },
-            show.as_ref().map(|s| format!(" [{s}]")).unwrap_or_default(),
-            status
-                .as_ref()
-                .map(|s| format!(": {s}"))
-                .unwrap_or_default(),
-            to.as_ref()
-                .map(|t| format!(" (to {t})"))
-                .unwrap_or_default()
-        ),
-        Finding::Message {
-            from,
-            to,
-            kind,
-            body,
-            stamp,
-        } => format!(
-            "MESSAGE {kind} {} -> {} at {}: {body}",
-            opt(from),
-            opt(to),
-            when(stamp, ts)
-        ),
-        Finding::File {
-            name,
-            size,
-            sha256,
-            offered_sha256,
-            sha256_matches,
-            path,
-            complete,
-            missing_blocks,
-            duplicate_blocks,
-            reordered_blocks,
-            ..
-        } => {
-            let mut notes = Vec::new();
-            match (sha256_matches, offered_sha256) {
-                (Some(true), _) => notes.push("matches the offered hash".to_string()),
-                (Some(false), Some(o)) => notes.push(format!("MISMATCH: offered sha256 {o}")),
-                _ => {}
-            }
-            if !complete {
-                notes.push("incomplete".into());
-            }
-            for (n, what) in [
-                (missing_blocks, "missing"),
-                (duplicate_blocks, "duplicate, ignored"),
-                (reordered_blocks, "out of order, put back in order"),
-            ] {
-                if *n > 0 {
-                    let s = if *n == 1 { "" } else { "s" };
-                    notes.push(format!("{n} block{s} {what}"));
-                }
-            }
-            format!(
-                "FILE {name} {size} bytes sha256 {sha256}{}{}",
-                if notes.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", notes.join("; "))
-                },
-                path.as_ref()
-                    .map(|p| format!(" exported to {p}"))
-                    .unwrap_or_default()
-            )
-        }
-        Finding::TlsSwitch {
-            to_server_offset,
-            to_client_offset,
-        } => format!(
-            "switches to TLS after <proceed/>: client->server at byte {to_server_offset}, server->client at byte {to_client_offset}"
-        ),
-        Finding::ClientHello {
-            sni,
-            alpn,
-            versions,
-            ciphers,
-            groups,
-        } => format!(
-            "TLS ClientHello SNI={} ALPN=[{}] versions=[{}] {} cipher suites, key shares [{}]",
-            opt(sni),
-            alpn.join(","),
-            versions.join(","),
-            ciphers.len(),
-            groups.join(",")
-        ),
-        Finding::ServerHello { version, cipher } => {
-            format!("TLS ServerHello {version} {cipher}")
-        }
-        Finding::Alert { dir, text } => format!("{} TLS alert {text}", arrow(*dir)),
-        Finding::TlsTraffic {
-            records_to_server,
-            bytes_to_server,
-            records_to_client,
-            bytes_to_client,
-            duration,
-            ..
-        } => format!(
-            "TLS application data: {records_to_server} records / {bytes_to_server} bytes to the server, {records_to_client} / {bytes_to_client} to the client, over {duration:.3} s; no plaintext recovered"
-        ),
-        Finding::Gap { dir, offset, len } => {
-            format!(
-                "{} {len} bytes missing at byte {offset} (not captured)",
-                arrow(*dir)
-            )
-        }
-        Finding::Malformed { dir, what } => format!("{} malformed: {what}", arrow(*dir)),
-        Finding::StreamError { dir, condition } => {
-            format!("{} stream error {condition}", arrow(*dir))
-        }
-    };
-    // Escaped once, here, for every field at once: the fixed words hold no
-    // control character or backslash, so only peer text changes, and a
-    // field added later cannot be forgotten. Stops terminal injection (escape
-    // sequences, OSC 52, bidi overrides) and forged lines (embedded newlines).
-    format!("#{conn} {}", Safe(&body))
+/// One finding as the sniffer shows it: the connection it was seen on, the
+/// capture time, and the finding. Its `Display` is the text line for the
+/// projector, its `Serialize` the JSON object for scripts (`type`, `conn`,
+/// `ts`, the finding's fields, and `time` for a message): two views of this
+/// one value.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record<'a> {
+    conn: ConnId,
+    ts: f64,
+    #[serde(flatten)]
+    finding: &'a Finding,
+    /// A message's time: its delay stamp, else the capture time. Computed
+    /// once here, since both views show it and it needs `ts`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<String>,
 }
 
-/// A finding of connection `conn`, as one JSON object with a `type`.
-pub fn json(conn: ConnId, ts: f64, f: &Finding) -> Value {
-    let mut v = match f {
-        Finding::Connection {
-            client,
-            server,
-            mid_stream,
-        } => json!({"client": client, "server": server, "mid_stream": mid_stream}),
-        Finding::Protocol { dir, protocol } => {
-            json!({"dir": dir_name(*dir), "protocol": protocol})
+impl<'a> Record<'a> {
+    /// `finding`, seen on connection `conn` at capture time `ts` (seconds
+    /// since the Unix epoch).
+    pub fn new(conn: ConnId, ts: f64, finding: &'a Finding) -> Self {
+        let time = match finding {
+            Finding::Message { stamp, .. } => Some(when(stamp, ts)),
+            _ => None,
+        };
+        Record {
+            conn,
+            ts,
+            finding,
+            time,
         }
-        Finding::Stream { dir, to, from } => {
-            json!({"dir": dir_name(*dir), "to": to, "from": from})
-        }
-        Finding::Features {
-            starttls,
-            starttls_required,
-            mechanisms,
-            registration,
-        } => json!({"starttls": starttls, "starttls_required": starttls_required,
-                    "mechanisms": mechanisms, "registration": registration}),
-        Finding::Credential {
-            kind,
-            user,
-            password,
-            detail,
-            note,
-        } => {
-            json!({"kind": kind, "user": user, "password": password, "detail": detail, "note": note})
-        }
-        Finding::BoundJid { jid } => json!({ "jid": jid }),
-        Finding::Contact {
-            jid,
-            subscription,
-            name,
-        } => json!({"jid": jid, "subscription": subscription, "name": name}),
-        Finding::Subscription { from, to, kind } => {
-            json!({"from": from, "to": to, "kind": kind})
-        }
-        Finding::Presence {
-            from,
-            to,
-            available,
-            show,
-            status,
-        } => {
-            json!({"from": from, "to": to, "available": available, "show": show, "status": status})
-        }
-        Finding::Message {
-            from,
-            to,
-            kind,
-            body,
-            stamp,
-        } => json!({"from": from, "to": to, "kind": kind, "body": body, "time": when(stamp, ts)}),
-        Finding::File {
-            sid,
-            name,
-            size,
-            offered_size,
-            sha256,
-            offered_sha256,
-            sha256_matches,
-            path,
-            complete,
-            missing_blocks,
-            duplicate_blocks,
-            reordered_blocks,
-        } => json!({"sid": sid, "name": name, "size": size, "offered_size": offered_size,
-                    "sha256": sha256, "offered_sha256": offered_sha256,
-                    "sha256_matches": sha256_matches, "path": path, "complete": complete,
-                    "missing_blocks": missing_blocks, "duplicate_blocks": duplicate_blocks,
-                    "reordered_blocks": reordered_blocks}),
-        Finding::TlsSwitch {
-            to_server_offset,
-            to_client_offset,
-        } => json!({"to_server_offset": to_server_offset, "to_client_offset": to_client_offset}),
-        Finding::ClientHello {
-            sni,
-            alpn,
-            versions,
-            ciphers,
-            groups,
-        } => {
-            json!({"sni": sni, "alpn": alpn, "versions": versions, "ciphers": ciphers, "groups": groups})
-        }
-        Finding::ServerHello { version, cipher } => {
-            json!({"version": version, "cipher": cipher})
-        }
-        Finding::Alert { dir, text } => json!({"dir": dir_name(*dir), "alert": text}),
-        Finding::TlsTraffic {
-            records_to_server,
-            bytes_to_server,
-            records_to_client,
-            bytes_to_client,
-            sizes,
-            duration,
-        } => json!({"records_to_server": records_to_server, "bytes_to_server": bytes_to_server,
-                    "records_to_client": records_to_client, "bytes_to_client": bytes_to_client,
-                    "sizes": sizes, "duration": duration, "plaintext_recovered": false}),
-        Finding::Gap { dir, offset, len } => {
-            json!({"dir": dir_name(*dir), "offset": offset, "len": len})
-        }
-        Finding::Malformed { dir, what } => json!({"dir": dir_name(*dir), "what": what}),
-        Finding::StreamError { dir, condition } => {
-            json!({"dir": dir_name(*dir), "condition": condition})
-        }
-    };
-    if let Value::Object(m) = &mut v {
-        m.insert("type".into(), json!(f.kind()));
-        m.insert("conn".into(), json!(conn));
-        m.insert("ts".into(), json!(ts));
     }
-    v
+}
+
+/// The text line, safe to print on a terminal: `#CONN what was found`.
+impl fmt::Display for Record<'_> {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let body = match self.finding {
+            Finding::Connection {
+                client,
+                server,
+                mid_stream,
+            } => format!(
+                "connection {client} -> {server}{}",
+                if *mid_stream {
+                    " (already open when the capture started)"
+                } else {
+                    ""
+                }
+            ),
+            Finding::Protocol { dir, protocol } => format!("{} speaks {protocol}", arrow(*dir)),
+            Finding::Stream { dir, to, from } => {
+                format!("{} stream to={} from={}", arrow(*dir), opt(to), opt(from))
+            }
+            Finding::Features {
+                starttls,
+                starttls_required,
+                mechanisms,
+                registration,
+            } => format!(
+                "features: STARTTLS {}; SASL {}; registration {}",
+                match (starttls, starttls_required) {
+                    (true, true) => "offered and required",
+                    (true, false) => "offered (optional: can be stripped)",
+                    _ => "NOT offered",
+                },
+                if mechanisms.is_empty() {
+                    "none yet".to_string()
+                } else {
+                    mechanisms.join(" ")
+                },
+                if *registration { "open" } else { "closed" }
+            ),
+            Finding::Credential {
+                kind,
+                user,
+                password,
+                detail,
+                note,
+            } => format!(
+                "CREDENTIAL {kind} user={user}{}{} ({note})",
+                password
+                    .as_ref()
+                    .map(|p| format!(" password={p}"))
+                    .unwrap_or_default(),
+                detail.as_ref().map(|d| format!(" {d}")).unwrap_or_default()
+            ),
+            Finding::BoundJid { jid } => format!("bound JID {jid}"),
+            Finding::Contact {
+                jid,
+                subscription,
+                name,
+            } => format!(
+                "contact {jid} subscription={}{}",
+                opt(subscription),
+                name.as_ref()
+                    .map(|n| format!(" name={n}"))
+                    .unwrap_or_default()
+            ),
+            Finding::Subscription { from, to, kind } => {
+                format!("subscription {kind} {} -> {}", opt(from), opt(to))
+            }
+            Finding::Presence {
+                from,
+                to,
+                available,
+                show,
+                status,
+            } => format!(
+                "presence {} {}{}{}{}",
+                opt(from),
+                if *available {
+                    "available"
+                } else {
+                    "unavailable"
+                },
+                show.as_ref().map(|s| format!(" [{s}]")).unwrap_or_default(),
+                status
+                    .as_ref()
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default(),
+                to.as_ref()
+                    .map(|t| format!(" (to {t})"))
+                    .unwrap_or_default()
+            ),
+            Finding::Message {
+                from,
+                to,
+                kind,
+                body,
+                ..
+            } => format!(
+                "MESSAGE {kind} {} -> {} at {}: {body}",
+                opt(from),
+                opt(to),
+                self.time.as_deref().unwrap_or_default()
+            ),
+            Finding::File {
+                name,
+                size,
+                sha256,
+                offered_sha256,
+                sha256_matches,
+                path,
+                complete,
+                missing_blocks,
+                duplicate_blocks,
+                reordered_blocks,
+                ..
+            } => {
+                let mut notes = Vec::new();
+                match (sha256_matches, offered_sha256) {
+                    (Some(true), _) => notes.push("matches the offered hash".to_string()),
+                    (Some(false), Some(o)) => notes.push(format!("MISMATCH: offered sha256 {o}")),
+                    _ => {}
+                }
+                if !complete {
+                    notes.push("incomplete".into());
+                }
+                for (n, what) in [
+                    (missing_blocks, "missing"),
+                    (duplicate_blocks, "duplicate, ignored"),
+                    (reordered_blocks, "out of order, put back in order"),
+                ] {
+                    if *n > 0 {
+                        let s = if *n == 1 { "" } else { "s" };
+                        notes.push(format!("{n} block{s} {what}"));
+                    }
+                }
+                format!(
+                    "FILE {name} {size} bytes sha256 {sha256}{}{}",
+                    if notes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", notes.join("; "))
+                    },
+                    path.as_ref()
+                        .map(|p| format!(" exported to {p}"))
+                        .unwrap_or_default()
+                )
+            }
+            Finding::TlsSwitch {
+                to_server_offset,
+                to_client_offset,
+            } => format!(
+                "switches to TLS after <proceed/>: client->server at byte {to_server_offset}, server->client at byte {to_client_offset}"
+            ),
+            Finding::ClientHello {
+                sni,
+                alpn,
+                versions,
+                ciphers,
+                groups,
+            } => format!(
+                "TLS ClientHello SNI={} ALPN=[{}] versions=[{}] {} cipher suites, key shares [{}]",
+                opt(sni),
+                alpn.join(","),
+                versions.join(","),
+                ciphers.len(),
+                groups.join(",")
+            ),
+            Finding::ServerHello { version, cipher } => {
+                format!("TLS ServerHello {version} {cipher}")
+            }
+            Finding::Alert { dir, text } => format!("{} TLS alert {text}", arrow(*dir)),
+            Finding::TlsTraffic {
+                records_to_server,
+                bytes_to_server,
+                records_to_client,
+                bytes_to_client,
+                duration,
+                ..
+            } => format!(
+                "TLS application data: {records_to_server} records / {bytes_to_server} bytes to the server, {records_to_client} / {bytes_to_client} to the client, over {duration:.3} s; no plaintext recovered"
+            ),
+            Finding::Gap { dir, offset, len } => {
+                format!(
+                    "{} {len} bytes missing at byte {offset} (not captured)",
+                    arrow(*dir)
+                )
+            }
+            Finding::Malformed { dir, what } => format!("{} malformed: {what}", arrow(*dir)),
+            Finding::StreamError { dir, condition } => {
+                format!("{} stream error {condition}", arrow(*dir))
+            }
+        };
+        // Escaped once, here, for every field at once: the fixed words hold no
+        // control character or backslash, so only peer text changes, and a
+        // field added later cannot be forgotten. Stops terminal injection
+        // (escape sequences, OSC 52, bidi overrides) and forged lines
+        // (embedded newlines).
+        write!(out, "#{} {}", self.conn, Safe(&body))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use protocol::display::is_unsafe_char;
+    use serde_json::Value;
+
+    fn text(conn: ConnId, ts: f64, f: &Finding) -> String {
+        Record::new(conn, ts, f).to_string()
+    }
+
+    fn json(conn: ConnId, ts: f64, f: &Finding) -> Value {
+        let line = crate::jsonl::line(&Record::new(conn, ts, f));
+        serde_json::from_str(&line).unwrap()
+    }
 
     /// Clear screen, OSC 52 clipboard write, window title, BEL, backspace,
     /// a C1 CSI, a bidi override, and a forged finding line.
@@ -779,10 +756,11 @@ mod tests {
     #[test]
     fn json_keeps_peer_strings_exact() {
         for f in every_string_finding() {
+            let line = crate::jsonl::line(&Record::new(1, 0.0, &f));
             let v = json(1, 0.0, &f);
             let back: Value = serde_json::from_str(&v.to_string()).unwrap();
             assert_eq!(back, v);
-            assert!(v.to_string().contains("\\u001b[2J"), "{v}");
+            assert!(line.contains("\\u001b[2J"), "{line}");
         }
         let v = json(
             1,
@@ -796,5 +774,185 @@ mod tests {
             },
         );
         assert_eq!(v["body"], EVIL);
+    }
+
+    /// One finding of every kind, with peer strings that need escaping.
+    fn one_of_each() -> Vec<Finding> {
+        let s = |x: &str| x.to_string();
+        vec![
+            Finding::Connection {
+                client: s("127.0.0.1:40000"),
+                server: s("127.0.0.1:5222"),
+                mid_stream: true,
+            },
+            Finding::Protocol {
+                dir: Dir::ToServer,
+                protocol: "xmpp",
+            },
+            Finding::Stream {
+                dir: Dir::ToClient,
+                to: None,
+                from: Some(s("localhost")),
+            },
+            Finding::Features {
+                starttls: true,
+                starttls_required: false,
+                mechanisms: vec![s("PLAIN"), s("SCRAM-SHA-1")],
+                registration: true,
+            },
+            Finding::Credential {
+                kind: "scram",
+                user: s("alice"),
+                password: None,
+                detail: Some(s("SCRAM-SHA-1 salt=x i=4096")),
+                note: "offline attack",
+            },
+            Finding::BoundJid { jid: s("a@b/c") },
+            Finding::Contact {
+                jid: s("bob@b"),
+                subscription: Some(s("both")),
+                name: None,
+            },
+            Finding::Subscription {
+                from: Some(s("a@b")),
+                to: None,
+                kind: s("subscribe"),
+            },
+            Finding::Presence {
+                from: None,
+                to: Some(s("x@y")),
+                available: false,
+                show: Some(s("away")),
+                status: None,
+            },
+            Finding::Message {
+                from: Some(s("a@b")),
+                to: Some(s("c@d")),
+                kind: s("chat"),
+                body: s("hi \"there\"\n\u{1b}"),
+                stamp: None,
+            },
+            Finding::Message {
+                from: None,
+                to: None,
+                kind: s("groupchat"),
+                body: s("old"),
+                stamp: Some(s("2020-01-01T00:00:00Z")),
+            },
+            Finding::File {
+                sid: s("s1"),
+                name: s("f.txt"),
+                size: 10,
+                offered_size: Some(12),
+                sha256: s("ab"),
+                offered_sha256: None,
+                sha256_matches: None,
+                path: Some(s("/tmp/x")),
+                complete: false,
+                missing_blocks: 1,
+                duplicate_blocks: 2,
+                reordered_blocks: 3,
+            },
+            Finding::TlsSwitch {
+                to_server_offset: 100,
+                to_client_offset: 200,
+            },
+            Finding::ClientHello {
+                sni: Some(s("localhost")),
+                alpn: vec![s("xmpp-client")],
+                versions: vec![s("TLS1.3")],
+                ciphers: vec![s("A"), s("B")],
+                groups: vec![],
+            },
+            Finding::ServerHello {
+                version: s("TLS1.3"),
+                cipher: s("TLS_AES_128_GCM_SHA256"),
+            },
+            Finding::Alert {
+                dir: Dir::ToClient,
+                text: s("encrypted (2 bytes)"),
+            },
+            Finding::TlsTraffic {
+                records_to_server: 1,
+                bytes_to_server: 2,
+                records_to_client: 3,
+                bytes_to_client: 4,
+                sizes: vec![5, -6],
+                duration: 1.5,
+            },
+            Finding::Gap {
+                dir: Dir::ToServer,
+                offset: 7,
+                len: 8,
+            },
+            Finding::Malformed {
+                dir: Dir::ToClient,
+                what: s("bad"),
+            },
+            Finding::StreamError {
+                dir: Dir::ToServer,
+                condition: s("host-unknown"),
+            },
+        ]
+    }
+
+    /// The exact lines scripts, labs and tests read: the JSON keys, their
+    /// order (sorted) and values, and the text, for every kind of finding.
+    /// Taken from the hand-built `json!` objects these types replaced.
+    #[test]
+    fn every_finding_prints_the_lines_it_always_printed() {
+        let want_json = [
+            r#"{"client":"127.0.0.1:40000","conn":0,"mid_stream":true,"server":"127.0.0.1:5222","ts":1700000000.25,"type":"connection"}"#,
+            r#"{"conn":1,"dir":"to-server","protocol":"xmpp","ts":1700000000.25,"type":"protocol"}"#,
+            r#"{"conn":2,"dir":"to-client","from":"localhost","to":null,"ts":1700000000.25,"type":"stream"}"#,
+            r#"{"conn":3,"mechanisms":["PLAIN","SCRAM-SHA-1"],"registration":true,"starttls":true,"starttls_required":false,"ts":1700000000.25,"type":"features"}"#,
+            r#"{"conn":4,"detail":"SCRAM-SHA-1 salt=x i=4096","kind":"scram","note":"offline attack","password":null,"ts":1700000000.25,"type":"credential","user":"alice"}"#,
+            r#"{"conn":5,"jid":"a@b/c","ts":1700000000.25,"type":"bound-jid"}"#,
+            r#"{"conn":6,"jid":"bob@b","name":null,"subscription":"both","ts":1700000000.25,"type":"contact"}"#,
+            r#"{"conn":7,"from":"a@b","kind":"subscribe","to":null,"ts":1700000000.25,"type":"subscription"}"#,
+            r#"{"available":false,"conn":8,"from":null,"show":"away","status":null,"to":"x@y","ts":1700000000.25,"type":"presence"}"#,
+            r#"{"body":"hi \"there\"\n\u001b","conn":9,"from":"a@b","kind":"chat","time":"2023-11-14T22:13:20Z","to":"c@d","ts":1700000000.25,"type":"message"}"#,
+            r#"{"body":"old","conn":10,"from":null,"kind":"groupchat","time":"2020-01-01T00:00:00Z","to":null,"ts":1700000000.25,"type":"message"}"#,
+            r#"{"complete":false,"conn":11,"duplicate_blocks":2,"missing_blocks":1,"name":"f.txt","offered_sha256":null,"offered_size":12,"path":"/tmp/x","reordered_blocks":3,"sha256":"ab","sha256_matches":null,"sid":"s1","size":10,"ts":1700000000.25,"type":"file"}"#,
+            r#"{"conn":12,"to_client_offset":200,"to_server_offset":100,"ts":1700000000.25,"type":"tls-switch"}"#,
+            r#"{"alpn":["xmpp-client"],"ciphers":["A","B"],"conn":13,"groups":[],"sni":"localhost","ts":1700000000.25,"type":"client-hello","versions":["TLS1.3"]}"#,
+            r#"{"cipher":"TLS_AES_128_GCM_SHA256","conn":14,"ts":1700000000.25,"type":"server-hello","version":"TLS1.3"}"#,
+            r#"{"alert":"encrypted (2 bytes)","conn":15,"dir":"to-client","ts":1700000000.25,"type":"alert"}"#,
+            r#"{"bytes_to_client":4,"bytes_to_server":2,"conn":16,"duration":1.5,"plaintext_recovered":false,"records_to_client":3,"records_to_server":1,"sizes":[5,-6],"ts":1700000000.25,"type":"tls-traffic"}"#,
+            r#"{"conn":17,"dir":"to-server","len":8,"offset":7,"ts":1700000000.25,"type":"gap"}"#,
+            r#"{"conn":18,"dir":"to-client","ts":1700000000.25,"type":"malformed","what":"bad"}"#,
+            r#"{"condition":"host-unknown","conn":19,"dir":"to-server","ts":1700000000.25,"type":"stream-error"}"#,
+        ];
+        let want_text = [
+            r#"#0 connection 127.0.0.1:40000 -> 127.0.0.1:5222 (already open when the capture started)"#,
+            r#"#1 C->S speaks xmpp"#,
+            r#"#2 S->C stream to=? from=localhost"#,
+            r#"#3 features: STARTTLS offered (optional: can be stripped); SASL PLAIN SCRAM-SHA-1; registration open"#,
+            r#"#4 CREDENTIAL scram user=alice SCRAM-SHA-1 salt=x i=4096 (offline attack)"#,
+            r#"#5 bound JID a@b/c"#,
+            r#"#6 contact bob@b subscription=both"#,
+            r#"#7 subscription subscribe a@b -> ?"#,
+            r#"#8 presence ? unavailable [away] (to x@y)"#,
+            r#"#9 MESSAGE chat a@b -> c@d at 2023-11-14T22:13:20Z: hi "there"\n\u{1b}"#,
+            r#"#10 MESSAGE groupchat ? -> ? at 2020-01-01T00:00:00Z: old"#,
+            r#"#11 FILE f.txt 10 bytes sha256 ab (incomplete; 1 block missing; 2 blocks duplicate, ignored; 3 blocks out of order, put back in order) exported to /tmp/x"#,
+            r#"#12 switches to TLS after <proceed/>: client->server at byte 100, server->client at byte 200"#,
+            r#"#13 TLS ClientHello SNI=localhost ALPN=[xmpp-client] versions=[TLS1.3] 2 cipher suites, key shares []"#,
+            r#"#14 TLS ServerHello TLS1.3 TLS_AES_128_GCM_SHA256"#,
+            r#"#15 S->C TLS alert encrypted (2 bytes)"#,
+            r#"#16 TLS application data: 1 records / 2 bytes to the server, 3 / 4 to the client, over 1.500 s; no plaintext recovered"#,
+            r#"#17 C->S 8 bytes missing at byte 7 (not captured)"#,
+            r#"#18 S->C malformed: bad"#,
+            r#"#19 C->S stream error host-unknown"#,
+        ];
+        let all = one_of_each();
+        assert_eq!(all.len(), want_json.len());
+        for (i, f) in all.iter().enumerate() {
+            let r = Record::new(i as ConnId, 1700000000.25, f);
+            assert_eq!(crate::jsonl::line(&r), want_json[i], "{}", f.kind());
+            assert_eq!(r.to_string(), want_text[i], "{}", f.kind());
+            // `kind()` names the JSON `type`: the two cannot disagree.
+            assert_eq!(json(0, 0.0, f)["type"], f.kind());
+        }
     }
 }

@@ -9,10 +9,16 @@
 //!
 //! Search is streaming: each direction keeps only the last few bytes of the
 //! previous chunk, so memory stays bounded whatever the capture's size.
+//!
+//! The verdict is a [`NoLeak`] or one [`Leak`] per needle found: each a text
+//! line or a JSON object from the same value, and neither shows the secret.
+
+use std::collections::HashMap;
+use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use std::collections::HashMap;
+use serde::{Serialize, Serializer};
 
 use crate::reassembly::{ConnId, Dir};
 
@@ -62,6 +68,119 @@ pub struct Hit {
     pub offset: u64,
     /// A little text around it, made printable.
     pub context: String,
+}
+
+/// The guard's verdict when no needle was found: one line of text, or one
+/// `guard` JSON object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename = "guard")]
+pub struct NoLeak {
+    /// Always false: this verdict is the one for "nothing found" (each
+    /// needle found is a [`Leak`] instead). Scripts read it.
+    found: bool,
+    /// Connections checked.
+    pub connections: u64,
+    /// Bytes checked.
+    pub bytes: u64,
+}
+
+impl NoLeak {
+    /// Nothing found in `connections` connections carrying `bytes` bytes.
+    pub fn new(connections: u64, bytes: u64) -> Self {
+        NoLeak {
+            found: false,
+            connections,
+            bytes,
+        }
+    }
+}
+
+impl fmt::Display for NoLeak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no needle found in {} connections, {} bytes",
+            self.connections, self.bytes
+        )
+    }
+}
+
+/// One needle found, as the guard reports it: one `LEAK:` line of text, or
+/// one `leak` JSON object. The needle is a secret, so neither says what it
+/// is: the text names it by number, length and first two characters, the
+/// JSON by number only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename = "leak")]
+pub struct Leak<'a> {
+    /// Which needle, counted from 1 as the user gave them.
+    pub needle: usize,
+    /// Found as: `plain`, `base64`, `hex`.
+    pub how: &'static str,
+    /// The connection.
+    pub conn: ConnId,
+    /// Its `client -> server` addresses, if known.
+    pub endpoints: String,
+    /// The direction, in words (`client to server`).
+    #[serde(serialize_with = "dir_words")]
+    pub dir: Dir,
+    /// Stream offset of the first byte of the match.
+    pub offset: u64,
+    /// A little text around it, made printable.
+    pub context: &'a str,
+    /// How the text line names the needle.
+    #[serde(skip)]
+    label: String,
+}
+
+impl<'a> Leak<'a> {
+    /// The report of `hit`, whose needle is `needle` (the secret itself,
+    /// used only for its length and first two characters), found on the
+    /// connection between `endpoints`.
+    pub fn new(hit: &'a Hit, needle: &str, endpoints: String) -> Self {
+        let shown: String = needle.chars().take(2).collect();
+        Leak {
+            needle: hit.needle + 1,
+            how: hit.how,
+            conn: hit.conn,
+            endpoints,
+            dir: hit.dir,
+            offset: hit.offset,
+            context: &hit.context,
+            label: format!(
+                "needle #{} ({} chars, starts '{shown}')",
+                hit.needle + 1,
+                needle.chars().count()
+            ),
+        }
+    }
+}
+
+/// A direction in the words of a leak report.
+fn words(dir: Dir) -> &'static str {
+    match dir {
+        Dir::ToServer => "client to server",
+        Dir::ToClient => "server to client",
+    }
+}
+
+fn dir_words<S: Serializer>(dir: &Dir, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(words(*dir))
+}
+
+impl fmt::Display for Leak<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "LEAK: {} found as {} in connection #{} ({}), {}, at byte {}: ...{}...",
+            self.label,
+            self.how,
+            self.conn,
+            self.endpoints,
+            words(self.dir),
+            self.offset,
+            self.context
+        )
+    }
 }
 
 /// The needle searcher.
@@ -257,5 +376,41 @@ mod tests {
         g.feed(4, Dir::ToServer, 12, b"her");
         assert_eq!(g.hits.len(), 1);
         assert_eq!(g.bytes, 32);
+    }
+
+    /// The guard's lines as scripts and CI read them, exactly as the
+    /// hand-built objects and format strings these types replaced printed.
+    #[test]
+    fn verdict_lines_keep_their_shape() {
+        let none = NoLeak::new(92, 692319);
+        assert_eq!(
+            crate::jsonl::line(&none),
+            r#"{"bytes":692319,"connections":92,"found":false,"type":"guard"}"#
+        );
+        assert_eq!(
+            none.to_string(),
+            "no needle found in 92 connections, 692319 bytes"
+        );
+        let hit = Hit {
+            needle: 0,
+            how: "base64",
+            conn: 4,
+            dir: Dir::ToClient,
+            offset: 373,
+            context: "x[needle #1]y".into(),
+        };
+        let leak = Leak::new(&hit, "alice", "127.0.0.1:1 -> 127.0.0.1:2".into());
+        assert_eq!(
+            crate::jsonl::line(&leak),
+            r#"{"conn":4,"context":"x[needle #1]y","dir":"server to client","endpoints":"127.0.0.1:1 -> 127.0.0.1:2","how":"base64","needle":1,"offset":373,"type":"leak"}"#
+        );
+        assert_eq!(
+            leak.to_string(),
+            "LEAK: needle #1 (5 chars, starts 'al') found as base64 in connection #4 (127.0.0.1:1 -> 127.0.0.1:2), server to client, at byte 373: ...x[needle #1]y..."
+        );
+        // The secret itself is in neither.
+        assert!(
+            !crate::jsonl::line(&leak).contains("alice") && !leak.to_string().contains("alice")
+        );
     }
 }

@@ -13,9 +13,12 @@
 //! - [`analyze`]: the pipeline: frames in, findings and per-connection
 //!   summaries out, protocols recognised by content on any port.
 //! - [`guard`]: the leak check's needle search (plain, hex, base64 at every
-//!   alignment), streaming.
-//! - [`findings`]: what was learned, as text lines and JSON objects.
-//! - [`report`]: the summary table of what leaked, per connection.
+//!   alignment), streaming, and its verdict lines.
+//! - [`findings`]: what was learned, one [`findings::Record`] per finding,
+//!   shown as a text line or a JSON object from the same value.
+//! - [`report`]: the summary table of what leaked, per connection (and its
+//!   JSON lines), and a followed stream's bytes made safe to print.
+//! - [`jsonl`]: `--json` output, one line of JSON per serialized value.
 #![forbid(unsafe_code)]
 
 pub mod analyze;
@@ -23,6 +26,7 @@ pub mod capture;
 pub mod decode;
 pub mod findings;
 pub mod guard;
+pub mod jsonl;
 pub mod reassembly;
 pub mod report;
 pub mod tls;

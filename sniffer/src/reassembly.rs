@@ -59,8 +59,9 @@ impl Default for Limits {
 /// index, counted from 0).
 pub type ConnId = u64;
 
-/// Which way bytes flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which way bytes flow. As JSON: `to-server` or `to-client`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Dir {
     /// From the side that opened the connection.
     ToServer,

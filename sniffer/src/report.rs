@@ -2,22 +2,27 @@
 //! table of what leaked, per connection, and a connection's bytes made safe
 //! to print ([`escape_bytes`], for `follow`).
 //!
+//! Each JSON line is a value that derives `Serialize` ([`ConnSummary`] for a
+//! summary row, [`Totals`], [`StreamData`]); the text forms read the same
+//! values.
+//!
 //! Text output escapes whatever came from the network with
 //! [`protocol::display`] (see [`crate::findings`]): the table's cells too,
 //! since a cell with a newline or an escape sequence would break or rewrite
 //! the table on the projector.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, Table};
 use protocol::display::Safe;
-use protocol::outln;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::analyze::{ConnSummary, Stats};
-use crate::findings::{self, Category, Finding};
-use crate::reassembly::ConnId;
+use crate::findings::{Category, Finding, Record};
+use crate::jsonl;
+use crate::reassembly::{ConnId, Dir};
 
 /// Prints findings as text or JSON lines.
 #[derive(Debug, Clone, Copy)]
@@ -29,15 +34,65 @@ pub struct Printer {
 }
 
 impl Printer {
-    /// Prints one finding (unless quiet).
-    pub fn finding(&self, conn: ConnId, ts: f64, f: &Finding) {
+    /// The line to print for one finding (`None` when quiet): the text line
+    /// or the JSON object of the same [`Record`].
+    pub fn line(&self, conn: ConnId, ts: f64, f: &Finding) -> Option<String> {
         if self.quiet {
-            return;
+            return None;
         }
-        if self.json {
-            outln!("{}", findings::json(conn, ts, f));
+        let record = Record::new(conn, ts, f);
+        Some(if self.json {
+            jsonl::line(&record)
         } else {
-            outln!("{}", findings::text(conn, ts, f));
+            record.to_string()
+        })
+    }
+}
+
+/// The totals under the summary: connections, bytes, frames, and findings
+/// per category. As JSON, one `totals` object.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename = "totals")]
+pub struct Totals {
+    /// Connections seen.
+    pub connections: u64,
+    /// Bytes reassembled.
+    pub bytes: u64,
+    /// Frames read.
+    pub frames: u64,
+    /// Of those, TCP.
+    pub tcp_frames: u64,
+    /// Of those, damaged.
+    pub malformed_frames: u64,
+    /// Findings per [`Category`], in [`Category::ALL`] order; as JSON, one
+    /// key per category.
+    #[serde(flatten, serialize_with = "crate::findings::by_category")]
+    pub found: [u64; 6],
+}
+
+/// A run of one connection's bytes, as `follow --json` prints it: the text
+/// is the bytes as UTF-8, each invalid sequence replaced by U+FFFD.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename = "data")]
+pub struct StreamData<'a> {
+    /// The connection.
+    pub conn: ConnId,
+    /// Which way the bytes went.
+    pub dir: Dir,
+    /// Stream offset of the first byte.
+    pub offset: u64,
+    /// The bytes, as text.
+    pub text: Cow<'a, str>,
+}
+
+impl<'a> StreamData<'a> {
+    /// `data`, seen on `conn` going `dir` at stream offset `offset`.
+    pub fn new(conn: ConnId, dir: Dir, offset: u64, data: &'a [u8]) -> Self {
+        StreamData {
+            conn,
+            dir,
+            offset,
+            text: String::from_utf8_lossy(data),
         }
     }
 }
@@ -75,23 +130,21 @@ pub fn summary(
 ) -> String {
     let mut rows: Vec<&ConnSummary> = rows.iter().collect();
     rows.sort_by_key(|r| r.id);
+    let totals = Totals {
+        connections,
+        bytes,
+        frames: stats.frames,
+        tcp_frames: stats.tcp,
+        malformed_frames: stats.malformed,
+        found: *totals,
+    };
     if json {
         let mut out = String::new();
         for r in &rows {
-            let mut v = json!({"type": "summary", "conn": r.id, "client": r.client.to_string(),
-                "server": r.server.to_string(), "protocol": r.protocol, "tls": r.tls, "bytes": r.bytes});
-            for (i, c) in Category::ALL.iter().enumerate() {
-                v[c.name()] = json!(r.counts[i]);
-            }
-            out.push_str(&v.to_string());
+            out.push_str(&jsonl::line(r));
             out.push('\n');
         }
-        let mut t = json!({"type": "totals", "connections": connections, "bytes": bytes,
-            "frames": stats.frames, "tcp_frames": stats.tcp, "malformed_frames": stats.malformed});
-        for (i, c) in Category::ALL.iter().enumerate() {
-            t[c.name()] = json!(totals[i]);
-        }
-        out.push_str(&t.to_string());
+        out.push_str(&jsonl::line(&totals));
         out.push('\n');
         return out;
     }
@@ -126,15 +179,19 @@ pub fn summary(
         table.add_row(row);
     }
     let mut out = table.to_string();
+    let Totals {
+        connections,
+        bytes,
+        frames,
+        tcp_frames,
+        malformed_frames,
+        found,
+    } = totals;
     out.push_str(&format!(
-        "\n{connections} connection(s), {bytes} bytes reassembled from {} frames ({} TCP, {} malformed); found: {}",
-        stats.frames,
-        stats.tcp,
-        stats.malformed,
+        "\n{connections} connection(s), {bytes} bytes reassembled from {frames} frames ({tcp_frames} TCP, {malformed_frames} malformed); found: {}",
         Category::ALL
             .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{} {}", totals[i], c.name()))
+            .map(|c| format!("{} {}", found[c.index()], c.name()))
             .collect::<Vec<_>>()
             .join(", ")
     ));
@@ -178,5 +235,60 @@ mod tests {
         );
         // A multibyte character cut by a segment boundary: its bytes.
         assert_eq!(escape_bytes(&"\u{f6}".as_bytes()[..1]), "\\xc3");
+    }
+
+    /// The summary and totals lines scripts and labs read, exactly as the
+    /// hand-built objects these types replaced printed them (sorted keys).
+    #[test]
+    fn summary_json_lines_keep_their_shape() {
+        let row = ConnSummary {
+            id: 0,
+            client: "127.0.0.1:20001".parse().unwrap(),
+            server: "[::1]:5222".parse().unwrap(),
+            protocol: "XMPP".into(),
+            tls: false,
+            counts: [1, 40, 2, 1, 0, 6],
+            bytes: 7517,
+        };
+        let stats = Stats {
+            frames: 5112,
+            tcp: 5110,
+            malformed: 2,
+            ..Stats::default()
+        };
+        let out = summary(
+            &[row],
+            &[92, 3640, 184, 92, 3, 552],
+            &stats,
+            92,
+            692319,
+            true,
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                r#"{"bytes":7517,"client":"127.0.0.1:20001","conn":0,"contacts":2,"credentials":1,"files":0,"messages":40,"metadata":6,"presence":1,"protocol":"XMPP","server":"[::1]:5222","tls":false,"type":"summary"}"#,
+                r#"{"bytes":692319,"connections":92,"contacts":184,"credentials":92,"files":3,"frames":5112,"malformed_frames":2,"messages":3640,"metadata":552,"presence":92,"tcp_frames":5110,"type":"totals"}"#,
+            ]
+        );
+        // The text form reads the same totals.
+        let text = summary(&[], &[92, 3640, 184, 92, 3, 552], &stats, 92, 692319, false);
+        assert!(
+            text.ends_with(
+                "92 connection(s), 692319 bytes reassembled from 5112 frames (5110 TCP, 2 malformed); found: 92 credentials, 3640 messages, 184 contacts, 92 presence, 3 files, 552 metadata"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn followed_data_json_keeps_its_shape() {
+        let line = jsonl::line(&StreamData::new(3, Dir::ToClient, 17, b"<a>\xff\n"));
+        // The invalid byte is U+FFFD, the line feed JSON's `\n`.
+        assert_eq!(
+            line,
+            "{\"conn\":3,\"dir\":\"to-client\",\"offset\":17,\"text\":\"<a>\u{fffd}\\n\",\"type\":\"data\"}"
+        );
     }
 }

@@ -1,0 +1,72 @@
+//! Incremental XMPP stream parser: bytes in, stream events out.
+//!
+//! Feed it byte chunks of any size with [`StreamParser::feed`] (one byte at a
+//! time works as well as a megabyte at once), then call
+//! [`StreamParser::next_event`] until it returns `Ok(None)` ("need more bytes").
+//! Each [`Parsed`] event says how many input bytes it consumed, so a caller
+//! knows the exact offset where `<proceed/>` ends and TLS begins
+//! ([`StreamParser::take_unconsumed`] hands back what follows).
+//!
+//! Decoding is two-phase, as in mini-redis: a resumable byte scanner finds the
+//! end of the next top-level element while enforcing the [`Limits`] and the
+//! RFC 6120 restrictions (no DTD, no comments, no processing instructions);
+//! only a complete element is then parsed by quick-xml into an [`Element`].
+//! The scanner rejects an oversized element while it grows, so a peer can never
+//! make us buffer more than the stanza limit plus one read.
+//!
+//! Most stanzas arrive whole in one read. For them the scanner takes a fast
+//! path that jumps from tag to tag with memchr and records where each tag is;
+//! the tree is then built from those tags, with quick-xml parsing each start
+//! tag and resolving entities. Anything unusual takes the byte-by-byte path and
+//! quick-xml's own reader. Unit tests and two fuzz targets check that the two
+//! routes give the same events: a server or sniffer must never see different
+//! stanzas depending on how TCP cut the bytes.
+//!
+//! [`Mode::Lenient`] is for the sniffer: it accepts a capture that starts in
+//! the middle of a stream, reports damage as an error, and resynchronises on
+//! the next top-level element instead of giving up.
+//!
+//! [`StreamParser::skip_oversized`] is an opt-in for a client: a top-level
+//! element over the stanza limit is reported once ([`ParseError::TooLarge`])
+//! and then skipped to its end, byte by byte and without buffering it, so the
+//! stream goes on with the next element. A server keeps the default (the
+//! error is final, and it closes the stream with `policy-violation`); a
+//! client cannot make its server behave, so it survives one bad stanza.
+//!
+//! # The files, in reading order
+//!
+//! - `event.rs`: what the parser yields ([`Event`], [`Parsed`]) and how it
+//!   treats damage ([`Mode`]).
+//! - `error.rs`: why bytes could not be parsed ([`ParseError`],
+//!   [`Restricted`]) and the stream error a server answers with.
+//! - `simple.rs`: **the simple path**, enough on its own to parse XMPP
+//!   correctly: [`StreamParser`] with its resumable byte-by-byte scanner
+//!   (limits, stream restarts, lenient resynchronisation, skipping an
+//!   oversized element) and the builder that hands one complete element to
+//!   quick-xml's reader. Read this first.
+//! - `tree.rs`: the steps both builders share: a start tag becomes an
+//!   [`Element`] (namespaces, attributes, entities), text and finished
+//!   children are attached to the element that is open.
+//! - `fast.rs`: **an optimisation**: the whole-stanza fast path (tag to tag
+//!   with memchr) and the builder that works from the tags it found. It must
+//!   give exactly what the simple path gives; its header names the tests and
+//!   fuzz targets that check this.
+//! - `fixtures.rs` (tests only): the stream the unit tests of both paths use.
+//!
+//! The dependencies run one way: `simple` → `fast` → `tree`, and every file
+//! → `event`/`error`.
+//!
+//! [`Limits`]: crate::limits::Limits
+//! [`Element`]: crate::element::Element
+
+mod error;
+mod event;
+mod fast;
+#[cfg(test)]
+mod fixtures;
+mod simple;
+mod tree;
+
+pub use error::{ParseError, Restricted};
+pub use event::{Event, Mode, Parsed};
+pub use simple::{StreamParser, both_builders};

@@ -1,0 +1,127 @@
+//! The command line: [`Cli`] and its subcommands, parsed by clap. Nothing
+//! here runs anything; `commands.rs` does.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use sniffer::reassembly::{ConnId, Limits};
+use sniffer::report::Printer;
+
+/// What an attacker on the wire can read of XMPP, with and without TLS.
+#[derive(Parser)]
+#[command(name = "sniffer", version, about)]
+pub(crate) struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The options every subcommand takes.
+#[derive(Args, Clone)]
+pub(crate) struct Common {
+    /// Print JSON lines instead of text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Only the summary, not each finding.
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
+    /// Write files recovered from In-Band Bytestreams to this folder.
+    #[arg(long, value_name = "DIR", global = true)]
+    pub(crate) export: Option<PathBuf>,
+    /// Out-of-order bytes held per connection direction before a hole is
+    /// given up on.
+    #[arg(long, default_value_t = sniffer::reassembly::DEFAULT_MAX_BUFFER, global = true)]
+    pub(crate) max_flow_buffer: usize,
+    /// Connections tracked at once (the least recently active is dropped).
+    #[arg(long, default_value_t = sniffer::reassembly::DEFAULT_MAX_FLOWS, global = true)]
+    pub(crate) max_flows: usize,
+}
+
+impl Common {
+    /// The reassembly limits the flags set.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            max_buffer: self.max_flow_buffer,
+            max_flows: self.max_flows.max(1),
+        }
+    }
+    /// How findings are printed.
+    pub(crate) fn printer(&self) -> Printer {
+        Printer {
+            json: self.json,
+            quiet: self.quiet,
+        }
+    }
+}
+
+/// The subcommands.
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Capture live and show each finding as it happens; Ctrl-C for the summary.
+    Live {
+        /// Interface to capture on.
+        #[arg(long, default_value = "lo")]
+        interface: String,
+        /// BPF filter (as tcpdump takes it).
+        #[arg(long)]
+        filter: Option<String>,
+        /// Also save the capture to this pcap file.
+        #[arg(long, value_name = "FILE")]
+        write: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Read pcap or pcapng files: the same findings and summary as live.
+    Read {
+        /// Capture files, read in order as one capture.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// BPF filter.
+        #[arg(long)]
+        filter: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print the reassembled bytes of one TCP connection, both directions:
+    /// as text, each line marked `>` (to the server) or `<` (to the client),
+    /// with control characters escaped.
+    Follow {
+        /// Capture file.
+        file: PathBuf,
+        /// The connection's number (as the other commands print it, #N).
+        #[arg(long)]
+        stream: ConnId,
+        /// Hex dump.
+        #[arg(long, conflicts_with = "raw")]
+        hex: bool,
+        /// The raw bytes, as they came, unescaped: for a file or a pipe, not
+        /// a terminal (the peer's escape sequences reach it as they are).
+        #[arg(long)]
+        raw: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Fail (exit 1) if any needle crosses the wire readable while COMMAND runs.
+    Guard {
+        /// Interface to capture on.
+        #[arg(long, default_value = "lo")]
+        interface: String,
+        /// A secret that must not appear (repeatable).
+        #[arg(long)]
+        needle: Vec<String>,
+        /// A file of secrets, one per line.
+        #[arg(long, value_name = "FILE")]
+        needle_file: Option<PathBuf>,
+        /// Check this capture instead of running a command.
+        #[arg(long, value_name = "FILE", conflicts_with = "command")]
+        pcap: Option<PathBuf>,
+        /// Also save the capture.
+        #[arg(long, value_name = "FILE")]
+        write: Option<PathBuf>,
+        /// The command to run under capture.
+        #[arg(last = true)]
+        command: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+}
