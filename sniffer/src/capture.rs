@@ -193,6 +193,19 @@ pub struct Live {
     iface: String,
 }
 
+/// The kernel's buffer for packets captured and not yet read, in bytes.
+/// libpcap's default is 2 MiB: on loopback, whose packets reach 64 KiB,
+/// that is about 32 packets, and a busy machine that leaves the sniffer
+/// unscheduled for a moment loses the rest (seen: the leak check's
+/// plaintext run missed a message it had sent). 32 MiB rides out such
+/// pauses; what is dropped anyway is counted (see [`Live::dropped`]).
+pub const CAPTURE_BUFFER_BYTES: i32 = 32 * 1024 * 1024;
+
+/// How long a stopped capture keeps reading what the kernel already holds,
+/// at most: enough to empty a full buffer, bounded for a link that never
+/// goes quiet.
+const DRAIN_AFTER_STOP: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Opens `iface` in immediate mode (each packet as it arrives, not in
 /// batches: the projector shows events as they happen).
 pub fn open_live(
@@ -227,6 +240,7 @@ pub fn open_live(
     // traffic. The loop below sleeps briefly when nothing is there.
     let mut cap = pcap::Capture::from_device(iface)
         .map_err(live_err)?
+        .buffer_size(CAPTURE_BUFFER_BYTES)
         .immediate_mode(true)
         .snaplen(262_144)
         .timeout(100)
@@ -267,7 +281,17 @@ impl Live {
         mut f: impl FnMut(LinkType, f64, &[u8]),
     ) -> Result<u64, CaptureError> {
         let mut n = 0u64;
-        while !stop.load(Ordering::Relaxed) {
+        // Once stopped, what the kernel already holds is still read: the
+        // packets of a command that has exited are all in the buffer, and
+        // stopping at the flag would leave the last of them unjudged.
+        let mut drain_until: Option<std::time::Instant> = None;
+        loop {
+            if drain_until.is_none() && stop.load(Ordering::Relaxed) {
+                drain_until = Some(std::time::Instant::now() + DRAIN_AFTER_STOP);
+            }
+            if drain_until.is_some_and(|t| std::time::Instant::now() >= t) {
+                break;
+            }
             match self.cap.next_packet() {
                 Ok(p) => {
                     n += 1;
@@ -276,6 +300,8 @@ impl Live {
                     }
                     f(self.link, ts_of(p.header), p.data);
                 }
+                // Nothing waiting: done if stopping, else look again soon.
+                Err(pcap::Error::TimeoutExpired) if drain_until.is_some() => break,
                 Err(pcap::Error::TimeoutExpired) => {
                     std::thread::sleep(std::time::Duration::from_millis(2));
                 }
@@ -291,6 +317,16 @@ impl Live {
             let _ = s.flush();
         }
         Ok(n)
+    }
+
+    /// Packets the kernel dropped since the capture opened because the
+    /// sniffer did not read them in time (or the interface dropped them).
+    /// Anything above zero means some traffic was never seen.
+    pub fn dropped(&mut self) -> u64 {
+        self.cap
+            .stats()
+            .map(|st| u64::from(st.dropped) + u64::from(st.if_dropped))
+            .unwrap_or(0)
     }
 
     /// Reads what is already captured, for up to `for_ms` milliseconds
