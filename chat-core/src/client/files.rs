@@ -19,9 +19,9 @@
 //! In `chat-plain`, every block crosses the network readable: the sniffer
 //! reassembles whole files from the base64.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -33,11 +33,15 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::{Client, ClientError, ClientEvent, EventSender, State, auto_reply, lock};
+use super::api::Client;
+use super::error::ClientError;
+pub use super::event::FileDone;
+use super::event::{ClientEvent, EventSender};
+pub use super::limits::DEFAULT_MAX_FILE_SIZE;
+use super::outbound::auto_reply;
+pub use super::state::FilePolicy;
+use super::state::{Ibb, Offer, State, lock};
 use crate::util::random_id;
-
-/// Largest file accepted by default (the client's `--max-file-size`).
-pub const DEFAULT_MAX_FILE_SIZE: u64 = 10 * 1024 * 1024;
 
 /// IBB block size we send (XEP-0047 suggests 4096): 4 KiB of data is about
 /// 5.5 KiB of base64, well under the server's stanza limit.
@@ -68,65 +72,6 @@ pub const MAX_QUEUED_BLOCKS: usize = 4 * IBB_WINDOW;
 
 /// Files at least this big get progress events (every 10%).
 pub const PROGRESS_MIN_SIZE: u64 = 256 * 1024;
-
-/// What the receiving side allows.
-#[derive(Debug, Clone)]
-pub struct FilePolicy {
-    /// Where received files go.
-    pub downloads: PathBuf,
-    /// Largest file accepted.
-    pub max_size: u64,
-    /// Accept every offer without asking (for scripts).
-    pub auto_accept: bool,
-}
-
-impl Default for FilePolicy {
-    fn default() -> Self {
-        FilePolicy {
-            downloads: PathBuf::from("downloads"),
-            max_size: DEFAULT_MAX_FILE_SIZE,
-            auto_accept: false,
-        }
-    }
-}
-
-/// A file offered to us, waiting for `/accept` or `/reject`.
-#[derive(Debug, Clone)]
-struct Offer {
-    from: Jid,
-    iq_id: String,
-    sid: String,
-    name: String,
-    size: u64,
-    /// SHA-256 the sender announced, raw bytes.
-    sha256: Option<Vec<u8>>,
-}
-
-/// An incoming IBB message for a receive task.
-enum Ibb {
-    Data { seq: u16, bytes: Vec<u8>, iq: Iq },
-    Close { iq: Iq },
-}
-
-/// The receiving side's state, kept in the client's [`State`].
-#[derive(Debug, Default)]
-pub(super) struct Files {
-    pub(super) policy: FilePolicy,
-    offers: Vec<Offer>,
-    /// Accepted, waiting for the IBB open: (from, sid) → offer.
-    accepted: HashMap<(Jid, String), Offer>,
-    /// Receiving: (from, sid) → the task writing the file.
-    receiving: HashMap<(Jid, String), mpsc::Sender<Ibb>>,
-}
-
-impl std::fmt::Debug for Ibb {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Ibb::Data { seq, bytes, .. } => write!(f, "Data({seq}, {} bytes)", bytes.len()),
-            Ibb::Close { .. } => write!(f, "Close"),
-        }
-    }
-}
 
 /// Reduces an offered file name to one safe name inside the downloads
 /// folder: the last path component only (no `..`, no `/`, no `\`), no
@@ -245,23 +190,6 @@ impl Progress {
     }
 }
 
-/// A sent or received file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileDone {
-    /// The stream id.
-    pub sid: String,
-    /// The other side.
-    pub peer: Jid,
-    /// The file name (as saved, for a received file).
-    pub name: String,
-    /// Where it was saved (received files).
-    pub path: Option<PathBuf>,
-    /// Size in bytes.
-    pub size: u64,
-    /// SHA-256, hex.
-    pub sha256: String,
-}
-
 impl Client {
     /// Sets what this client accepts and where files go.
     pub fn set_file_policy(&self, policy: FilePolicy) {
@@ -283,11 +211,10 @@ impl Client {
             let st = lock(&self.state);
             let mut online: Vec<&Jid> = st.online.keys().filter(|j| j.to_bare() == *to).collect();
             online.sort();
-            online.first().map(|j| (*j).clone()).ok_or_else(|| {
-                ClientError::Invalid(format!(
-                    "{to} is not online (files go to an online contact; use a full JID otherwise)"
-                ))
-            })
+            online
+                .first()
+                .map(|j| (*j).clone())
+                .ok_or_else(|| ClientError::NotOnline(to.clone()))
         } else {
             Ok(to.clone())
         };
@@ -297,15 +224,13 @@ impl Client {
         let path = path.to_path_buf();
         async move {
             let to = target?;
-            let cant = |e: std::io::Error| {
-                ClientError::Invalid(format!("cannot read {}: {e}", path.display()))
+            let cant = |source: std::io::Error| ClientError::ReadFile {
+                path: path.clone(),
+                source,
             };
             let meta = tokio::fs::metadata(&path).await.map_err(cant)?;
             if !meta.is_file() {
-                return Err(ClientError::Invalid(format!(
-                    "{} is not a file",
-                    path.display()
-                )));
+                return Err(ClientError::NotAFile(path));
             }
             let (sha, size) = hash_file(&path).await.map_err(cant)?;
             let name = offered_name.unwrap_or_else(|| {
@@ -473,8 +398,7 @@ fn take_offer(st: &mut State, sid: Option<&str>) -> Result<Offer, ClientError> {
         Some(s) => offers.iter().position(|o| o.sid == s),
         None => offers.len().checked_sub(1),
     };
-    i.map(|i| offers.remove(i))
-        .ok_or_else(|| ClientError::Invalid("no such file offer".into()))
+    i.map(|i| offers.remove(i)).ok_or(ClientError::NoSuchOffer)
 }
 
 fn accept_reply(offer: &Offer) -> Element {
@@ -512,9 +436,9 @@ fn result_to(iq: &Iq) -> String {
 }
 
 /// Handles an incoming SI or IBB request; `false` when `iq` is neither.
-pub(super) fn handle_file_iq(
+pub(crate) fn handle_file_iq(
     iq: &Iq,
-    state: &std::sync::Mutex<State>,
+    state: &Mutex<State>,
     out: &mpsc::Sender<String>,
     events: &EventSender,
 ) -> bool {
