@@ -246,12 +246,7 @@ impl ServerTransport for TlsServer {
 
 fn tls_client(name: &str, flags: &ClientFlags) -> anyhow::Result<TlsClient> {
     let provider = provider();
-    let pin = flags
-        .pin
-        .as_deref()
-        .map(verify::parse_pin)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let pin = flags.pin.as_deref().map(verify::parse_pin).transpose()?;
     let webpki = if flags.insecure {
         eprintln!(
             "{name}: WARNING: --insecure: the server's certificate is NOT checked; anyone in the middle can pose as the server and read everything"
