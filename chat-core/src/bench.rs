@@ -428,6 +428,20 @@ pub async fn run<T: ClientTransport>(
     for c in &clients {
         c.start_close();
     }
+    print_report(name, &args, n, &phases, (first, second), memory)?;
+    Ok(0)
+}
+
+/// Prints the results: a table, or with `--json` one JSON line per rate and
+/// phase and a summary.
+fn print_report(
+    name: &str,
+    args: &BenchArgs,
+    n: usize,
+    phases: &[Phase],
+    (first, second): (Rate, Rate),
+    memory: Option<(f64, usize)>,
+) -> anyhow::Result<()> {
     let main = &phases[0];
     let mps = main.delivered as f64 / main.seconds;
     if args.json {
@@ -474,7 +488,7 @@ pub async fn run<T: ClientTransport>(
             "p95 ms",
             "p99 ms",
         ]);
-        for p in &phases {
+        for p in phases {
             t.add_row(vec![
                 p.name.to_string(),
                 p.sent.to_string(),
@@ -497,5 +511,5 @@ pub async fn run<T: ClientTransport>(
             outln!("server memory: {kib:.1} KiB per idle connection ({k} connections)");
         }
     }
-    Ok(0)
+    Ok(())
 }

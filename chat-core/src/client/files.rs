@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::api::Client;
+use super::api::{Client, IqSender};
 use super::error::ClientError;
 pub use super::event::FileDone;
 use super::event::{ClientEvent, EventSender};
@@ -239,55 +239,18 @@ impl Client {
                     .unwrap_or_else(|| "file".into())
             });
             let sid = format!("s{}", random_id(8));
-            let offer = Element::new("si", ns::SI)
-                .attr("id", sid.clone())
-                .attr("profile", ns::SI_FILE)
-                .attr("mime-type", "application/octet-stream")
-                .child(
-                    Element::new("file", ns::SI_FILE)
-                        .attr("name", name.clone())
-                        .attr("size", size.to_string())
-                        .child(
-                            Element::new("hash", ns::HASHES)
-                                .attr("algo", "sha-256")
-                                .text(B64.encode(&sha)),
-                        ),
-                )
-                .child(
-                    Element::new("feature", ns::FEATURE_NEG).child(
-                        Element::new("x", ns::DATA_FORMS)
-                            .attr("type", "form")
-                            .child(
-                                Element::new("field", ns::DATA_FORMS)
-                                    .attr("var", "stream-method")
-                                    .attr("type", "list-single")
-                                    .child(Element::new("option", ns::DATA_FORMS).text_child(
-                                        "value",
-                                        ns::DATA_FORMS,
-                                        ns::IBB,
-                                    )),
-                            ),
-                    ),
-                );
             // The receiver may take a while to decide: a longer wait than
             // other requests get.
             let answer = iq
                 .iq_timeout(
                     IqType::Set,
                     Some(to.clone()),
-                    offer,
+                    offer_element(&sid, &name, size, &sha),
                     "offering the file",
                     OFFER_TIMEOUT,
                 )
                 .await?;
-            let method = answer
-                .payload
-                .as_ref()
-                .and_then(|si| si.get_child("feature", ns::FEATURE_NEG))
-                .and_then(|f| f.get_child("x", ns::DATA_FORMS))
-                .and_then(|x| x.get_child("field", ns::DATA_FORMS))
-                .and_then(|f| f.child_text("value", ns::DATA_FORMS));
-            if method.as_deref() != Some(ns::IBB) {
+            if !accepts_ibb(&answer) {
                 return Err(ClientError::Unexpected(
                     "an acceptance without In-Band Bytestreams".into(),
                 ));
@@ -303,36 +266,11 @@ impl Client {
                 "opening the bytestream",
             )
             .await?;
-            let mut file = tokio::fs::File::open(&path).await.map_err(cant)?;
-            let mut buf = vec![0u8; IBB_BLOCK_SIZE];
-            let mut seq: u16 = 0;
-            let mut sent = 0u64;
-            let mut in_flight = std::collections::VecDeque::new();
-            let mut progress = Progress::new(&sid, &name, true, size);
-            loop {
-                let k = read_full(&mut file, &mut buf).await.map_err(cant)?;
-                if k == 0 {
-                    break;
-                }
-                let data = Element::new("data", ns::IBB)
-                    .attr("sid", sid.clone())
-                    .attr("seq", seq.to_string())
-                    .text(B64.encode(&buf[..k]));
-                in_flight.push_back(iq.iq(IqType::Set, Some(to.clone()), data, "sending a block"));
-                seq = seq.wrapping_add(1);
-                sent += k as u64;
-                if in_flight.len() >= IBB_WINDOW
-                    && let Some(f) = in_flight.pop_front()
-                {
-                    f.await?;
-                }
-                if let Some(ev) = &events {
-                    progress.update(sent, ev);
-                }
-            }
-            for f in in_flight {
-                f.await?;
-            }
+            let file = tokio::fs::File::open(&path).await.map_err(cant)?;
+            let progress = events.map(|ev| (Progress::new(&sid, &name, true, size), ev));
+            let sent = send_blocks(&iq, &to, &sid, file, progress)
+                .await
+                .map_err(|e| e.or_read_error(&path))?;
             let close = Element::new("close", ns::IBB).attr("sid", sid.clone());
             iq.iq(
                 IqType::Set,
@@ -377,6 +315,115 @@ impl Client {
         ))?;
         Ok(offer.name)
     }
+}
+
+/// The file-transfer offer (XEP-0096): name, size and SHA-256, and In-Band
+/// Bytestreams as the one stream method.
+fn offer_element(sid: &str, name: &str, size: u64, sha: &[u8]) -> Element {
+    let method = Element::new("field", ns::DATA_FORMS)
+        .attr("var", "stream-method")
+        .attr("type", "list-single")
+        .child(Element::new("option", ns::DATA_FORMS).text_child("value", ns::DATA_FORMS, ns::IBB));
+    Element::new("si", ns::SI)
+        .attr("id", sid)
+        .attr("profile", ns::SI_FILE)
+        .attr("mime-type", "application/octet-stream")
+        .child(
+            Element::new("file", ns::SI_FILE)
+                .attr("name", name)
+                .attr("size", size.to_string())
+                .child(
+                    Element::new("hash", ns::HASHES)
+                        .attr("algo", "sha-256")
+                        .text(B64.encode(sha)),
+                ),
+        )
+        .child(
+            Element::new("feature", ns::FEATURE_NEG).child(
+                Element::new("x", ns::DATA_FORMS)
+                    .attr("type", "form")
+                    .child(method),
+            ),
+        )
+}
+
+/// Whether the receiver's acceptance chose In-Band Bytestreams.
+fn accepts_ibb(answer: &Iq) -> bool {
+    let method = answer
+        .payload
+        .as_ref()
+        .and_then(|si| si.get_child("feature", ns::FEATURE_NEG))
+        .and_then(|f| f.get_child("x", ns::DATA_FORMS))
+        .and_then(|x| x.get_child("field", ns::DATA_FORMS))
+        .and_then(|f| f.child_text("value", ns::DATA_FORMS));
+    method.as_deref() == Some(ns::IBB)
+}
+
+/// Why sending the blocks stopped: the file could not be read, or the
+/// receiver (or the connection) failed a block.
+enum SendError {
+    Read(std::io::Error),
+    Client(ClientError),
+}
+
+impl SendError {
+    fn or_read_error(self, path: &Path) -> ClientError {
+        match self {
+            SendError::Read(source) => ClientError::ReadFile {
+                path: path.to_path_buf(),
+                source,
+            },
+            SendError::Client(e) => e,
+        }
+    }
+}
+
+impl From<ClientError> for SendError {
+    fn from(e: ClientError) -> Self {
+        SendError::Client(e)
+    }
+}
+
+/// Sends the file in IBB blocks, at most [`IBB_WINDOW`] unacknowledged;
+/// returns the bytes sent.
+async fn send_blocks(
+    iq: &IqSender,
+    to: &Jid,
+    sid: &str,
+    mut file: tokio::fs::File,
+    mut progress: Option<(Progress, EventSender)>,
+) -> Result<u64, SendError> {
+    let mut buf = vec![0u8; IBB_BLOCK_SIZE];
+    let mut seq: u16 = 0;
+    let mut sent = 0u64;
+    let mut in_flight = std::collections::VecDeque::new();
+    loop {
+        let k = read_full(&mut file, &mut buf)
+            .await
+            .map_err(SendError::Read)?;
+        if k == 0 {
+            break;
+        }
+        let data = Element::new("data", ns::IBB)
+            .attr("sid", sid)
+            .attr("seq", seq.to_string())
+            .text(B64.encode(&buf[..k]));
+        in_flight.push_back(iq.iq(IqType::Set, Some(to.clone()), data, "sending a block"));
+        seq = seq.wrapping_add(1);
+        sent += k as u64;
+        if in_flight.len() >= IBB_WINDOW
+            && let Some(f) = in_flight.pop_front()
+        {
+            f.await?;
+        }
+        if let Some((p, events)) = &mut progress {
+            p.update(sent, events);
+        }
+    }
+    for f in in_flight {
+        f.await?;
+    }
+    Ok(sent)
 }
 
 /// Reads until `buf` is full or the file ends.
@@ -442,197 +489,303 @@ pub(crate) fn handle_file_iq(
     out: &mpsc::Sender<String>,
     events: &EventSender,
 ) -> bool {
-    let Some(payload) = iq.payload.as_ref() else {
+    let (Some(payload), Some(from)) = (iq.payload.as_ref(), iq.from.clone()) else {
         return false;
     };
-    let Some(from) = iq.from.clone() else {
-        return false;
-    };
-    let send = |xml: String| {
-        auto_reply(out, xml);
-    };
-    let refuse = |cond, text: &str| send(refusal(&from, &iq.id, cond, text).to_xml());
     if iq.kind != IqType::Set {
         return false;
     }
+    let request = Request {
+        iq,
+        from,
+        state,
+        out,
+        events,
+    };
     if payload.is("si", ns::SI) {
-        let Some(file) = payload.get_child("file", ns::SI_FILE) else {
-            refuse(
+        request.offer(payload);
+    } else if payload.is("open", ns::IBB) {
+        request.open(payload);
+    } else if payload.is("data", ns::IBB) || payload.is("close", ns::IBB) {
+        request.block(payload);
+    } else {
+        return false;
+    }
+    true
+}
+
+/// One incoming SI or IBB request, with what answering it needs.
+struct Request<'a> {
+    iq: &'a Iq,
+    from: Jid,
+    state: &'a Mutex<State>,
+    out: &'a mpsc::Sender<String>,
+    events: &'a EventSender,
+}
+
+impl Request<'_> {
+    /// Answers with an error.
+    fn refuse(&self, cond: StanzaErrorCondition, text: &str) {
+        auto_reply(
+            self.out,
+            refusal(&self.from, &self.iq.id, cond, text).to_xml(),
+        );
+    }
+
+    /// A file offer (XEP-0096): refused at once when we cannot take it,
+    /// otherwise shown, and accepted at once with `--accept-files`.
+    fn offer(&self, si: &Element) {
+        let Some(file) = si.get_child("file", ns::SI_FILE) else {
+            self.refuse(
                 StanzaErrorCondition::BadRequest,
                 "only the file-transfer profile is supported",
             );
-            return true;
+            return;
         };
-        let offers_ibb = payload
-            .get_child("feature", ns::FEATURE_NEG)
-            .and_then(|f| f.get_child("x", ns::DATA_FORMS))
-            .and_then(|x| x.get_child("field", ns::DATA_FORMS))
-            .is_some_and(|f| {
-                f.elements()
-                    .filter(|o| o.is("option", ns::DATA_FORMS))
-                    .any(|o| o.child_text("value", ns::DATA_FORMS).as_deref() == Some(ns::IBB))
-            });
-        let sid = payload.get_attr("id").unwrap_or_default().to_string();
+        let sid = si.get_attr("id").unwrap_or_default().to_string();
         let name = safe_file_name(file.get_attr("name").unwrap_or(""));
         let size: Option<u64> = file.get_attr("size").and_then(|s| s.parse().ok());
         let sha256 = file
             .elements()
             .find(|h| h.is("hash", ns::HASHES) && h.get_attr("algo") == Some("sha-256"))
             .and_then(|h| B64.decode(h.text_content().trim()).ok());
-        let mut st = lock(state);
+        let mut st = lock(self.state);
         let policy = st.files.policy.clone();
-        let reason = if !offers_ibb {
-            Some((
-                StanzaErrorCondition::BadRequest,
-                "no stream method we support (we take In-Band Bytestreams)".to_string(),
-            ))
-        } else if sid.is_empty() || size.is_none() {
-            Some((
-                StanzaErrorCondition::BadRequest,
-                "an offer needs an id and a size".to_string(),
-            ))
-        } else if size.unwrap_or(0) > policy.max_size {
-            Some((
-                StanzaErrorCondition::NotAcceptable,
-                format!(
-                    "the file is larger than the {} bytes this client accepts",
-                    policy.max_size
-                ),
-            ))
-        } else if st.files.offers.len() + st.files.accepted.len() + st.files.receiving.len()
-            >= MAX_PENDING_OFFERS
-        {
-            // Waiting, accepted and arriving files together: with
-            // --accept-files, a peer could otherwise start transfers without
-            // end and fill the disk one maximum-size file at a time.
-            Some((
-                StanzaErrorCondition::ResourceConstraint,
-                "too many file transfers at once".to_string(),
-            ))
-        } else {
-            None
+        let (size, reason) = match (size, offer_refusal(si, &sid, size, &st)) {
+            (Some(size), None) => (size, None),
+            (_, reason) => (0, reason),
         };
         if let Some((cond, text)) = reason {
             drop(st);
-            refuse(cond, &text);
-            events.send(ClientEvent::FileFailed {
+            self.refuse(cond, &text);
+            self.events.send(ClientEvent::FileFailed {
                 sid,
                 name,
                 sending: false,
-                reason: format!("refused an offer from {from}: {text}"),
+                reason: format!("refused an offer from {}: {text}", self.from),
             });
-            return true;
+            return;
         }
         let offer = Offer {
-            from: from.clone(),
-            iq_id: iq.id.clone(),
+            from: self.from.clone(),
+            iq_id: self.iq.id.clone(),
             sid: sid.clone(),
             name: name.clone(),
-            size: size.unwrap_or(0),
+            size,
             sha256,
         };
-        events.send(ClientEvent::FileOffer {
-            from: from.clone(),
+        self.events.send(ClientEvent::FileOffer {
+            from: self.from.clone(),
             sid: sid.clone(),
             name,
-            size: offer.size,
+            size,
         });
         if policy.auto_accept {
-            send(accept_reply(&offer).to_xml());
-            st.files.accepted.insert((from, sid), offer);
+            auto_reply(self.out, accept_reply(&offer).to_xml());
+            st.files.accepted.insert((self.from.clone(), sid), offer);
         } else {
             st.files.offers.push(offer);
         }
-        return true;
     }
-    if payload.is("open", ns::IBB) {
-        let sid = payload.get_attr("sid").unwrap_or_default().to_string();
-        let block: usize = payload
+
+    /// The sender opens the bytestream of an offer we accepted: a task
+    /// starts writing the file.
+    fn open(&self, open: &Element) {
+        let sid = open.get_attr("sid").unwrap_or_default().to_string();
+        let block: usize = open
             .get_attr("block-size")
             .and_then(|b| b.parse().ok())
             .unwrap_or(0);
-        let mut st = lock(state);
-        let Some(offer) = st.files.accepted.remove(&(from.clone(), sid.clone())) else {
+        let mut st = lock(self.state);
+        let Some(offer) = st.files.accepted.remove(&(self.from.clone(), sid.clone())) else {
             drop(st);
             // Only streams we accepted: anything else is someone pushing
             // bytes at us uninvited.
-            refuse(
+            self.refuse(
                 StanzaErrorCondition::NotAcceptable,
                 "no accepted offer with that sid",
             );
-            return true;
+            return;
         };
-        if payload.get_attr("stanza").is_some_and(|s| s != "iq") {
+        if open.get_attr("stanza").is_some_and(|s| s != "iq") {
             drop(st);
-            refuse(
+            self.refuse(
                 StanzaErrorCondition::FeatureNotImplemented,
                 "only stanza='iq' is supported",
             );
-            return true;
+            return;
         }
         if block == 0 || block > MAX_IBB_BLOCK_SIZE {
             drop(st);
-            refuse(
+            self.refuse(
                 StanzaErrorCondition::ResourceConstraint,
                 "block size too large",
             );
-            return true;
+            return;
         }
         let (tx, rx) = mpsc::channel(MAX_QUEUED_BLOCKS);
-        st.files.receiving.insert((from.clone(), sid.clone()), tx);
+        st.files.receiving.insert((self.from.clone(), sid), tx);
         let downloads = st.files.policy.downloads.clone();
         drop(st);
-        send(result_to(iq));
-        tokio::spawn(receive(offer, downloads, rx, out.clone(), events.clone()));
-        return true;
+        auto_reply(self.out, result_to(self.iq));
+        tokio::spawn(receive(
+            offer,
+            downloads,
+            rx,
+            self.out.clone(),
+            self.events.clone(),
+        ));
     }
-    if payload.is("data", ns::IBB) || payload.is("close", ns::IBB) {
+
+    /// A block of an open bytestream, or its end: handed to the task
+    /// writing the file.
+    fn block(&self, payload: &Element) {
         let sid = payload.get_attr("sid").unwrap_or_default().to_string();
-        let key = (from.clone(), sid);
-        let mut st = lock(state);
+        let key = (self.from.clone(), sid);
+        let mut st = lock(self.state);
         let Some(tx) = st.files.receiving.get(&key).cloned() else {
             drop(st);
-            refuse(StanzaErrorCondition::ItemNotFound, "no such bytestream");
-            return true;
+            self.refuse(StanzaErrorCondition::ItemNotFound, "no such bytestream");
+            return;
         };
+        let iq = self.iq.clone();
         let msg = if payload.name == "close" {
             st.files.receiving.remove(&key);
-            Ibb::Close { iq: iq.clone() }
+            Ibb::Close { iq }
         } else {
             let seq = payload.get_attr("seq").and_then(|s| s.parse().ok());
             let bytes = B64.decode(payload.text_content().trim()).ok();
-            match (seq, bytes) {
-                (Some(seq), Some(bytes)) => Ibb::Data {
-                    seq,
-                    bytes,
-                    iq: iq.clone(),
-                },
-                _ => {
-                    drop(st);
-                    refuse(StanzaErrorCondition::BadRequest, "bad seq or base64");
-                    return true;
-                }
-            }
+            let (Some(seq), Some(bytes)) = (seq, bytes) else {
+                drop(st);
+                self.refuse(StanzaErrorCondition::BadRequest, "bad seq or base64");
+                return;
+            };
+            Ibb::Data { seq, bytes, iq }
         };
         drop(st);
         match tx.try_send(msg) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => refuse(
+            Err(mpsc::error::TrySendError::Full(_)) => self.refuse(
                 StanzaErrorCondition::ResourceConstraint,
                 "too many blocks sent without waiting for their acknowledgements",
             ),
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 // The transfer already failed: free its slot.
-                lock(state).files.receiving.remove(&key);
-                refuse(
+                lock(self.state).files.receiving.remove(&key);
+                self.refuse(
                     StanzaErrorCondition::ItemNotFound,
                     "the transfer was abandoned",
                 );
             }
         }
-        return true;
     }
-    false
+}
+
+/// Why an offer is refused before the user sees it, if it is.
+fn offer_refusal(
+    si: &Element,
+    sid: &str,
+    size: Option<u64>,
+    st: &State,
+) -> Option<(StanzaErrorCondition, String)> {
+    let offers_ibb = si
+        .get_child("feature", ns::FEATURE_NEG)
+        .and_then(|f| f.get_child("x", ns::DATA_FORMS))
+        .and_then(|x| x.get_child("field", ns::DATA_FORMS))
+        .is_some_and(|f| {
+            f.elements()
+                .filter(|o| o.is("option", ns::DATA_FORMS))
+                .any(|o| o.child_text("value", ns::DATA_FORMS).as_deref() == Some(ns::IBB))
+        });
+    let max = st.files.policy.max_size;
+    let busy = st.files.offers.len() + st.files.accepted.len() + st.files.receiving.len();
+    if !offers_ibb {
+        Some((
+            StanzaErrorCondition::BadRequest,
+            "no stream method we support (we take In-Band Bytestreams)".to_string(),
+        ))
+    } else if sid.is_empty() || size.is_none() {
+        Some((
+            StanzaErrorCondition::BadRequest,
+            "an offer needs an id and a size".to_string(),
+        ))
+    } else if size.unwrap_or(0) > max {
+        Some((
+            StanzaErrorCondition::NotAcceptable,
+            format!("the file is larger than the {max} bytes this client accepts"),
+        ))
+    } else if busy >= MAX_PENDING_OFFERS {
+        // Waiting, accepted and arriving files together: with
+        // --accept-files, a peer could otherwise start transfers without
+        // end and fill the disk one maximum-size file at a time.
+        Some((
+            StanzaErrorCondition::ResourceConstraint,
+            "too many file transfers at once".to_string(),
+        ))
+    } else {
+        None
+    }
+}
+
+/// Why an incoming file was not saved. The user reads the message (in
+/// [`ClientEvent::FileFailed`]); the sender gets [`ReceiveError::refusal`].
+#[derive(Debug, thiserror::Error)]
+enum ReceiveError {
+    /// The downloads folder or the partial file cannot be made.
+    #[error("cannot create {}: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The bytestream ended without a close.
+    #[error("the sender went away before finishing")]
+    SenderGone,
+    /// A block was lost or replayed.
+    #[error("block {got} arrived when {due} was due")]
+    OutOfOrder { got: u16, due: u16 },
+    /// More bytes than the offer said: the disk-filling defence.
+    #[error("the sender sent more than the {announced} bytes it announced")]
+    TooMuch { announced: u64 },
+    /// The partial file cannot be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Fewer bytes than the offer said.
+    #[error("got {got} bytes, the offer said {announced}")]
+    SizeMismatch { got: u64, announced: u64 },
+    /// The bytes are not the ones the offer's hash names.
+    #[error("the SHA-256 does not match the offer: the file was changed on the way")]
+    HashMismatch,
+    /// Every `name (N)` up to the limit exists.
+    #[error("no free name for {name} in {}", dir.display())]
+    NoFreeName { name: String, dir: PathBuf },
+    /// The checked file cannot be linked to its name.
+    #[error("cannot save {}: {source}", path.display())]
+    Save {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl ReceiveError {
+    /// The error the sender's block or close gets.
+    fn refusal(&self) -> (StanzaErrorCondition, &'static str) {
+        use StanzaErrorCondition as C;
+        match self {
+            ReceiveError::OutOfOrder { .. } => (C::UnexpectedRequest, "out-of-order block"),
+            ReceiveError::TooMuch { .. } => (C::NotAcceptable, "more data than announced"),
+            ReceiveError::SizeMismatch { .. } => (C::NotAcceptable, "size mismatch"),
+            ReceiveError::HashMismatch => (C::NotAcceptable, "SHA-256 mismatch"),
+            ReceiveError::NoFreeName { .. } => (C::ResourceConstraint, "no free file name"),
+            ReceiveError::Save { .. } => (C::ResourceConstraint, "cannot save the file"),
+            // (Create and SenderGone come with no request to answer.)
+            ReceiveError::Create { .. } | ReceiveError::SenderGone | ReceiveError::Write { .. } => {
+                (C::ResourceConstraint, "cannot write the file")
+            }
+        }
+    }
 }
 
 /// Writes one incoming file: a `.part` file first, checked, then linked to
@@ -644,138 +797,162 @@ async fn receive(
     out: mpsc::Sender<String>,
     events: EventSender,
 ) {
-    let fail = |reason: String| {
-        events.send(ClientEvent::FileFailed {
+    let outcome = match PartFile::create(&downloads, &offer).await {
+        Err(e) => Err(e),
+        Ok(mut part) => {
+            let outcome = loop {
+                let Some(msg) = rx.recv().await else {
+                    break Err(ReceiveError::SenderGone);
+                };
+                let (iq, step) = match msg {
+                    Ibb::Data { seq, bytes, iq } => {
+                        (iq, part.write(seq, &bytes).await.map(|_| None))
+                    }
+                    Ibb::Close { iq } => (iq, part.save(&downloads, &offer).await.map(Some)),
+                };
+                let answer = match &step {
+                    Ok(_) => result_to(&iq),
+                    Err(e) => {
+                        let (cond, text) = e.refusal();
+                        refusal(&offer.from, &iq.id, cond, text).to_xml()
+                    }
+                };
+                auto_reply(&out, answer);
+                match step {
+                    Ok(None) => part.progress.update(part.got, &events),
+                    Ok(Some(done)) => break Ok(done),
+                    Err(e) => break Err(e),
+                }
+            };
+            part.remove().await;
+            outcome
+        }
+    };
+    events.send(match outcome {
+        Ok(done) => ClientEvent::FileReceived(done),
+        Err(e) => ClientEvent::FileFailed {
             sid: offer.sid.clone(),
             name: offer.name.clone(),
             sending: false,
-            reason,
-        });
-    };
-    let refuse = |iq: &Iq, cond: StanzaErrorCondition, text: &str| {
-        auto_reply(&out, refusal(&offer.from, &iq.id, cond, text).to_xml());
-    };
-    if let Err(e) = tokio::fs::create_dir_all(&downloads).await {
-        fail(format!("cannot create {}: {e}", downloads.display()));
-        return;
+            reason: e.to_string(),
+        },
+    });
+}
+
+/// An incoming file while it arrives: written under a local name, hashed
+/// as it goes.
+struct PartFile {
+    path: PathBuf,
+    file: tokio::fs::File,
+    hash: Sha256,
+    /// Bytes so far.
+    got: u64,
+    /// The announced size.
+    size: u64,
+    expect_seq: u16,
+    progress: Progress,
+}
+
+impl PartFile {
+    /// Makes the downloads folder and a new partial file in it.
+    async fn create(downloads: &Path, offer: &Offer) -> Result<PartFile, ReceiveError> {
+        tokio::fs::create_dir_all(downloads)
+            .await
+            .map_err(|source| ReceiveError::Create {
+                path: downloads.to_path_buf(),
+                source,
+            })?;
+        let path = downloads.join(part_name());
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|source| ReceiveError::Create {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(PartFile {
+            path,
+            file,
+            hash: Sha256::new(),
+            got: 0,
+            size: offer.size,
+            expect_seq: 0,
+            progress: Progress::new(&offer.sid, &offer.name, false, offer.size),
+        })
     }
-    let part = downloads.join(part_name());
-    let mut file = match tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&part)
-        .await
-    {
-        Ok(f) => f,
-        Err(e) => {
-            fail(format!("cannot create {}: {e}", part.display()));
-            return;
+
+    /// Writes the next block, if it is the next one and within the size.
+    async fn write(&mut self, seq: u16, bytes: &[u8]) -> Result<(), ReceiveError> {
+        if seq != self.expect_seq {
+            return Err(ReceiveError::OutOfOrder {
+                got: seq,
+                due: self.expect_seq,
+            });
         }
-    };
-    let mut hash = Sha256::new();
-    let mut got = 0u64;
-    let mut expect_seq: u16 = 0;
-    let mut progress = Progress::new(&offer.sid, &offer.name, false, offer.size);
-    let outcome: Result<FileDone, String> = loop {
-        let Some(msg) = rx.recv().await else {
-            break Err("the sender went away before finishing".into());
-        };
-        match msg {
-            Ibb::Data { seq, bytes, iq } => {
-                if seq != expect_seq {
-                    refuse(
-                        &iq,
-                        StanzaErrorCondition::UnexpectedRequest,
-                        "out-of-order block",
-                    );
-                    break Err(format!("block {seq} arrived when {expect_seq} was due"));
-                }
-                got += bytes.len() as u64;
-                if got > offer.size {
-                    refuse(
-                        &iq,
-                        StanzaErrorCondition::NotAcceptable,
-                        "more data than announced",
-                    );
-                    break Err(format!(
-                        "the sender sent more than the {} bytes it announced",
-                        offer.size
-                    ));
-                }
-                if let Err(e) = file.write_all(&bytes).await {
-                    refuse(
-                        &iq,
-                        StanzaErrorCondition::ResourceConstraint,
-                        "cannot write the file",
-                    );
-                    break Err(format!("cannot write {}: {e}", part.display()));
-                }
-                hash.update(&bytes);
-                expect_seq = expect_seq.wrapping_add(1);
-                auto_reply(&out, result_to(&iq));
-                progress.update(got, &events);
-            }
-            Ibb::Close { iq } => {
-                if let Err(e) = file.flush().await.and(file.sync_all().await) {
-                    refuse(
-                        &iq,
-                        StanzaErrorCondition::ResourceConstraint,
-                        "cannot write the file",
-                    );
-                    break Err(format!("cannot write {}: {e}", part.display()));
-                }
-                let digest = hash.finalize().to_vec();
-                if got != offer.size {
-                    refuse(&iq, StanzaErrorCondition::NotAcceptable, "size mismatch");
-                    break Err(format!("got {got} bytes, the offer said {}", offer.size));
-                }
-                if offer.sha256.as_ref().is_some_and(|h| *h != digest) {
-                    refuse(&iq, StanzaErrorCondition::NotAcceptable, "SHA-256 mismatch");
-                    break Err(
-                        "the SHA-256 does not match the offer: the file was changed on the way"
-                            .into(),
-                    );
-                }
-                let Some(dest) = free_path(&downloads, &offer.name) else {
-                    refuse(
-                        &iq,
-                        StanzaErrorCondition::ResourceConstraint,
-                        "no free file name",
-                    );
-                    break Err(format!(
-                        "no free name for {} in {}",
-                        offer.name,
-                        downloads.display()
-                    ));
-                };
-                if let Err(e) = tokio::fs::hard_link(&part, &dest).await {
-                    refuse(
-                        &iq,
-                        StanzaErrorCondition::ResourceConstraint,
-                        "cannot save the file",
-                    );
-                    break Err(format!("cannot save {}: {e}", dest.display()));
-                }
-                auto_reply(&out, result_to(&iq));
-                break Ok(FileDone {
-                    sid: offer.sid.clone(),
-                    peer: offer.from.clone(),
-                    name: dest
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    path: Some(dest),
-                    size: got,
-                    sha256: hex(&digest),
-                });
-            }
+        self.got += bytes.len() as u64;
+        if self.got > self.size {
+            return Err(ReceiveError::TooMuch {
+                announced: self.size,
+            });
         }
-    };
-    drop(file);
-    let _ = tokio::fs::remove_file(&part).await;
-    match outcome {
-        Ok(done) => events.send(ClientEvent::FileReceived(done)),
-        Err(reason) => fail(reason),
+        self.file
+            .write_all(bytes)
+            .await
+            .map_err(|source| ReceiveError::Write {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.hash.update(bytes);
+        self.expect_seq = self.expect_seq.wrapping_add(1);
+        Ok(())
+    }
+
+    /// Checks size and hash, then links the file to a free name.
+    async fn save(&mut self, downloads: &Path, offer: &Offer) -> Result<FileDone, ReceiveError> {
+        let flushed = self.file.flush().await.and(self.file.sync_all().await);
+        flushed.map_err(|source| ReceiveError::Write {
+            path: self.path.clone(),
+            source,
+        })?;
+        let digest = self.hash.clone().finalize().to_vec();
+        if self.got != self.size {
+            return Err(ReceiveError::SizeMismatch {
+                got: self.got,
+                announced: self.size,
+            });
+        }
+        if offer.sha256.as_ref().is_some_and(|h| *h != digest) {
+            return Err(ReceiveError::HashMismatch);
+        }
+        let dest = free_path(downloads, &offer.name).ok_or_else(|| ReceiveError::NoFreeName {
+            name: offer.name.clone(),
+            dir: downloads.to_path_buf(),
+        })?;
+        tokio::fs::hard_link(&self.path, &dest)
+            .await
+            .map_err(|source| ReceiveError::Save {
+                path: dest.clone(),
+                source,
+            })?;
+        Ok(FileDone {
+            sid: offer.sid.clone(),
+            peer: offer.from.clone(),
+            name: dest
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            path: Some(dest),
+            size: self.got,
+            sha256: hex(&digest),
+        })
+    }
+
+    /// Deletes the partial file (saved files are linked under their name).
+    async fn remove(self) {
+        drop(self.file);
+        let _ = tokio::fs::remove_file(&self.path).await;
     }
 }
 

@@ -316,140 +316,154 @@ fn muc_user(p: &Presence) -> MucUser {
 /// stanza this module handles (private messages, iqs, errors to messages),
 /// so the caller treats it as usual.
 pub(crate) fn handle_room_stanza(el: &Element, state: &Mutex<State>, events: &EventSender) -> bool {
-    let emit = |e| events.send(e);
     match el.name.as_str() {
         "presence" => {
-            let Ok(p) = Presence::from_element(el) else {
-                return true;
-            };
-            let Some(from) = p.from.clone() else {
-                return true;
-            };
-            let room = from.to_bare();
-            let mut st = lock(state);
-            let Some(r) = st.rooms.get_mut(&room) else {
-                return true;
-            };
-            let nick = from.resource().unwrap_or_default().to_string();
-            match p.kind {
-                PresenceType::Error => {
-                    let err = el.get_child("error", ns::CLIENT);
-                    let refused = ClientError::Refused {
-                        what: format!("joining {room}"),
-                        condition: err
-                            .and_then(StanzaErrorCondition::from_error_element)
-                            .map_or("undefined-condition".into(), |c| c.to_string()),
-                        text: err.and_then(protocol::error::error_text),
-                    };
-                    if let Some(tx) = r.join.take() {
-                        let _ = tx.send(Err(refused));
-                    }
-                    if !r.joined {
-                        st.rooms.remove(&room);
-                    }
-                }
-                PresenceType::Available => {
-                    let mu = muc_user(&p);
-                    let occupant = Occupant {
-                        nick: nick.clone(),
-                        role: kept_text(&mu.role),
-                        affiliation: kept_text(&mu.affiliation),
-                        show: p.show,
-                        status: p.status.as_deref().map(kept_text),
-                    };
-                    let is_new = !r.occupants.contains_key(&nick);
-                    if !is_new || r.occupants.len() < MAX_ROOM_OCCUPANTS {
-                        r.occupants.insert(nick.clone(), occupant);
-                    }
-                    if mu.codes.contains(&110) && !r.joined {
-                        r.joined = true;
-                        let created = mu.codes.contains(&201);
-                        if let Some(tx) = r.join.take() {
-                            let _ = tx.send(Ok(created));
-                        }
-                        emit(ClientEvent::RoomJoined {
-                            room,
-                            nick,
-                            created,
-                            occupants: r.occupants.keys().cloned().collect(),
-                        });
-                    } else if r.joined {
-                        // Before our own presence comes the list of who is
-                        // there already: part of RoomJoined, not news.
-                        emit(ClientEvent::RoomPresence {
-                            room,
-                            nick,
-                            joined: is_new,
-                            available: true,
-                            show: p.show,
-                            status: p.status,
-                        });
-                    }
-                }
-                PresenceType::Unavailable => {
-                    let mu = muc_user(&p);
-                    if mu.codes.contains(&110) || nick == r.nick {
-                        st.rooms.remove(&room);
-                        emit(ClientEvent::RoomLeft {
-                            room,
-                            destroyed: mu.destroyed.is_some(),
-                            reason: mu.destroyed,
-                        });
-                    } else {
-                        r.occupants.remove(&nick);
-                        if r.joined {
-                            emit(ClientEvent::RoomPresence {
-                                room,
-                                nick,
-                                joined: false,
-                                available: false,
-                                show: None,
-                                status: p.status,
-                            });
-                        }
-                    }
-                }
-                _ => {}
+            if let Ok(p) = Presence::from_element(el) {
+                room_presence(el, p, state, events);
             }
             true
         }
-        "message" => {
-            let Ok(m) = Message::from_element(el) else {
-                return true;
-            };
-            if m.kind != MessageType::Groupchat {
-                return false;
+        "message" => match Message::from_element(el) {
+            Ok(m) if m.kind == MessageType::Groupchat => {
+                room_message(m, events);
+                true
             }
-            let Some(from) = m.from.clone() else {
-                return true;
-            };
-            let room = from.to_bare();
-            let nick = from.resource().map(str::to_string);
-            let subject = m
-                .payloads
-                .iter()
-                .find(|p| p.is("subject", ns::CLIENT))
-                .map(Element::text_content);
-            if let (Some(subject), None) = (&subject, &m.body) {
-                emit(ClientEvent::RoomSubject {
-                    room,
-                    nick,
-                    subject: subject.clone(),
-                });
-                return true;
-            }
-            if let Some(body) = m.body.clone() {
-                let delayed = m.delay_stamp().map(str::to_string);
-                emit(ClientEvent::RoomMessage {
-                    room,
-                    nick,
-                    body,
-                    id: m.id.clone(),
-                    delayed,
-                });
-            }
-            true
-        }
+            Ok(_) => false,
+            Err(_) => true,
+        },
         _ => false,
+    }
+}
+
+/// A presence from a room we are in (or joining): the answer to our join,
+/// a refusal, or an occupant arriving, changing or leaving.
+fn room_presence(el: &Element, p: Presence, state: &Mutex<State>, events: &EventSender) {
+    let Some(from) = p.from.clone() else { return };
+    let room = from.to_bare();
+    let mut st = lock(state);
+    let Some(r) = st.rooms.get_mut(&room) else {
+        return;
+    };
+    let nick = from.resource().unwrap_or_default().to_string();
+    match p.kind {
+        PresenceType::Error => {
+            let err = el.get_child("error", ns::CLIENT);
+            let refused = ClientError::Refused {
+                what: format!("joining {room}"),
+                condition: err
+                    .and_then(StanzaErrorCondition::from_error_element)
+                    .map_or("undefined-condition".into(), |c| c.to_string()),
+                text: err.and_then(protocol::error::error_text),
+            };
+            if let Some(tx) = r.join.take() {
+                let _ = tx.send(Err(refused));
+            }
+            if !r.joined {
+                st.rooms.remove(&room);
+            }
+        }
+        PresenceType::Available => occupant_available(r, room, nick, &p, events),
+        PresenceType::Unavailable => {
+            let mu = muc_user(&p);
+            if mu.codes.contains(&110) || nick == r.nick {
+                st.rooms.remove(&room);
+                events.send(ClientEvent::RoomLeft {
+                    room,
+                    destroyed: mu.destroyed.is_some(),
+                    reason: mu.destroyed,
+                });
+            } else {
+                r.occupants.remove(&nick);
+                if r.joined {
+                    events.send(ClientEvent::RoomPresence {
+                        room,
+                        nick,
+                        joined: false,
+                        available: false,
+                        show: None,
+                        status: p.status,
+                    });
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An occupant is there: remembered (up to [`MAX_ROOM_OCCUPANTS`]); our
+/// own presence (status 110) completes the join.
+fn occupant_available(
+    r: &mut RoomState,
+    room: Jid,
+    nick: String,
+    p: &Presence,
+    events: &EventSender,
+) {
+    let mu = muc_user(p);
+    let occupant = Occupant {
+        nick: nick.clone(),
+        role: kept_text(&mu.role),
+        affiliation: kept_text(&mu.affiliation),
+        show: p.show,
+        status: p.status.as_deref().map(kept_text),
+    };
+    let is_new = !r.occupants.contains_key(&nick);
+    if !is_new || r.occupants.len() < MAX_ROOM_OCCUPANTS {
+        r.occupants.insert(nick.clone(), occupant);
+    }
+    if mu.codes.contains(&110) && !r.joined {
+        r.joined = true;
+        let created = mu.codes.contains(&201);
+        if let Some(tx) = r.join.take() {
+            let _ = tx.send(Ok(created));
+        }
+        events.send(ClientEvent::RoomJoined {
+            room,
+            nick,
+            created,
+            occupants: r.occupants.keys().cloned().collect(),
+        });
+    } else if r.joined {
+        // Before our own presence comes the list of who is there already:
+        // part of RoomJoined, not news.
+        events.send(ClientEvent::RoomPresence {
+            room,
+            nick,
+            joined: is_new,
+            available: true,
+            show: p.show,
+            status: p.status.clone(),
+        });
+    }
+}
+
+/// A groupchat message: the subject (a subject without a body) or what
+/// someone said.
+fn room_message(m: Message, events: &EventSender) {
+    let Some(from) = m.from.clone() else { return };
+    let room = from.to_bare();
+    let nick = from.resource().map(str::to_string);
+    let subject = m
+        .payloads
+        .iter()
+        .find(|p| p.is("subject", ns::CLIENT))
+        .map(Element::text_content);
+    if let (Some(subject), None) = (subject, &m.body) {
+        events.send(ClientEvent::RoomSubject {
+            room,
+            nick,
+            subject,
+        });
+        return;
+    }
+    if let Some(body) = m.body.clone() {
+        let delayed = m.delay_stamp().map(str::to_string);
+        events.send(ClientEvent::RoomMessage {
+            room,
+            nick,
+            body,
+            id: m.id.clone(),
+            delayed,
+        });
     }
 }

@@ -257,75 +257,15 @@ impl Display for RosterText<'_> {
 impl Display for ClientEvent {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
-            ClientEvent::Message {
-                from,
-                body,
-                delayed,
-                ..
-            } => match delayed {
-                Some(t) => write!(
-                    f,
-                    "message from {from} (sent {t}, kept while you were offline): {body}"
-                ),
-                None => write!(f, "message from {from}: {body}"),
-            },
-            ClientEvent::Receipt { from, id } => {
-                write!(f, "receipt from {from}: message {id} was delivered")
-            }
-            ClientEvent::Presence {
-                from,
-                available,
-                show,
-                status,
-            } => {
-                let state = if *available { "online" } else { "offline" };
-                write!(
-                    f,
-                    "presence {from} {state}{}{}",
-                    show_text(*show),
-                    opt(": ", status.as_ref())
-                )
-            }
-            ClientEvent::SubscriptionRequest {
-                from,
-                auto_approved: true,
-            } => write!(
-                f,
-                "subscription request from {from}: approved (you added them too)"
-            ),
-            ClientEvent::SubscriptionRequest { from, .. } => write!(
-                f,
-                "subscription request from {from}: type /add {from} to accept"
-            ),
-            ClientEvent::Subscription { from, kind } => match kind {
-                PresenceType::Subscribed => write!(f, "subscription: {from} accepted your request"),
-                PresenceType::Unsubscribed => {
-                    write!(f, "subscription: {from} cancelled your subscription")
-                }
-                _ => write!(f, "subscription: {from} unsubscribed from you"),
-            },
-            ClientEvent::RosterPush(item) => write!(f, "roster {}", RosterText(item)),
-            ClientEvent::RosterRemoved(jid) => write!(f, "roster {jid} removed"),
-            ClientEvent::MessageError {
-                from,
-                id,
-                condition,
-                text,
-            } => write!(
-                f,
-                "error: message {} to {} failed: {condition}{}",
-                id.as_deref().unwrap_or("?"),
-                from.as_ref().map_or("?".to_string(), Jid::to_string),
-                text.as_ref().map(|t| format!(" ({t})")).unwrap_or_default()
-            ),
-            ClientEvent::Announcement { subject, body } => write!(
-                f,
-                "announcement{}: {body}",
-                subject
-                    .as_ref()
-                    .map(|s| format!(" ({s})"))
-                    .unwrap_or_default()
-            ),
+            ev @ (ClientEvent::Message { .. }
+            | ClientEvent::Receipt { .. }
+            | ClientEvent::MessageError { .. }
+            | ClientEvent::Announcement { .. }) => message_event(ev, f),
+            ev @ (ClientEvent::Presence { .. }
+            | ClientEvent::SubscriptionRequest { .. }
+            | ClientEvent::Subscription { .. }
+            | ClientEvent::RosterPush(_)
+            | ClientEvent::RosterRemoved(_)) => contact_event(ev, f),
             ev @ (ClientEvent::FileOffer { .. }
             | ClientEvent::FileProgress { .. }
             | ClientEvent::FileReceived(_)
@@ -339,6 +279,90 @@ impl Display for ClientEvent {
             | ClientEvent::EventsDropped { .. }
             | ClientEvent::Disconnected { .. }) => connection_event(ev, f),
         }
+    }
+}
+
+/// The text of a message event (the caller passes no other kind).
+fn message_event(ev: &ClientEvent, f: &mut Formatter<'_>) -> fmt::Result {
+    match ev {
+        ClientEvent::Message {
+            from,
+            body,
+            delayed,
+            ..
+        } => match delayed {
+            Some(t) => write!(
+                f,
+                "message from {from} (sent {t}, kept while you were offline): {body}"
+            ),
+            None => write!(f, "message from {from}: {body}"),
+        },
+        ClientEvent::Receipt { from, id } => {
+            write!(f, "receipt from {from}: message {id} was delivered")
+        }
+        ClientEvent::MessageError {
+            from,
+            id,
+            condition,
+            text,
+        } => write!(
+            f,
+            "error: message {} to {} failed: {condition}{}",
+            id.as_deref().unwrap_or("?"),
+            from.as_ref().map_or("?".to_string(), Jid::to_string),
+            text.as_ref().map(|t| format!(" ({t})")).unwrap_or_default()
+        ),
+        ClientEvent::Announcement { subject, body } => write!(
+            f,
+            "announcement{}: {body}",
+            subject
+                .as_ref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The text of a presence, subscription or roster event (the caller passes
+/// no other kind).
+fn contact_event(ev: &ClientEvent, f: &mut Formatter<'_>) -> fmt::Result {
+    match ev {
+        ClientEvent::Presence {
+            from,
+            available,
+            show,
+            status,
+        } => {
+            let state = if *available { "online" } else { "offline" };
+            write!(
+                f,
+                "presence {from} {state}{}{}",
+                show_text(*show),
+                opt(": ", status.as_ref())
+            )
+        }
+        ClientEvent::SubscriptionRequest {
+            from,
+            auto_approved: true,
+        } => write!(
+            f,
+            "subscription request from {from}: approved (you added them too)"
+        ),
+        ClientEvent::SubscriptionRequest { from, .. } => write!(
+            f,
+            "subscription request from {from}: type /add {from} to accept"
+        ),
+        ClientEvent::Subscription { from, kind } => match kind {
+            PresenceType::Subscribed => write!(f, "subscription: {from} accepted your request"),
+            PresenceType::Unsubscribed => {
+                write!(f, "subscription: {from} cancelled your subscription")
+            }
+            _ => write!(f, "subscription: {from} unsubscribed from you"),
+        },
+        ClientEvent::RosterPush(item) => write!(f, "roster {}", RosterText(item)),
+        ClientEvent::RosterRemoved(jid) => write!(f, "roster {jid} removed"),
+        _ => Ok(()),
     }
 }
 
