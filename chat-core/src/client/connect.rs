@@ -45,7 +45,7 @@ pub struct ConnectOptions {
     /// Which files to accept and where they go.
     pub files: FilePolicy,
     /// How many events may wait for the front end before new ones are
-    /// dropped: [`MAX_QUEUED_EVENTS`] for people; the load generator, which
+    /// dropped: [`MAX_QUEUED_EVENTS`](super::limits::MAX_QUEUED_EVENTS) for people; the load generator, which
     /// must count every message and reads as fast as it can, asks for more
     /// (see [`EventLimits`]).
     pub events: EventLimits,

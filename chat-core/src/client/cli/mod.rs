@@ -7,12 +7,12 @@
 //! signs out, and exits 0, or 1 if any command failed. Connection failures
 //! exit 2.
 //!
-//! - [`command`]: an input line as a typed `Command` (parsing only).
-//! - [`commands`]: running each command: one small function per command.
-//! - [`format`]: the output; each line is one value, printed as text or as
+//! - `command`: an input line as a typed `Command` (parsing only).
+//! - `commands`: running each command: one small function per command.
+//! - `format`: the output; each line is one value, printed as text or as
 //!   JSON, so the two cannot differ (peer text is made terminal-safe).
-//! - [`wait`]: `/wait` and the backlog of events it matches.
-//! - [`session`]: sign-in, the command loop, sign-out.
+//! - `wait`: `/wait` and the backlog of events it matches.
+//! - `session`: sign-in, the command loop, sign-out.
 
 mod command;
 mod commands;
