@@ -88,3 +88,33 @@ pub const MAX_PAGES: usize = 100;
 
 /// Largest file accepted by default (the client's `--max-file-size`).
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 10 * 1024 * 1024;
+
+/// IBB block size we send (XEP-0047 suggests 4096): 4 KiB of data is about
+/// 5.5 KiB of base64, well under the server's stanza limit.
+pub const IBB_BLOCK_SIZE: usize = 4096;
+
+/// Largest block size we accept from a sender. Bigger blocks would not fit
+/// in a stanza once base64-encoded.
+pub const MAX_IBB_BLOCK_SIZE: usize = 16 * 1024;
+
+/// Blocks sent before waiting for their acknowledgements: enough to keep
+/// the link busy, few enough that a slow receiver slows the sender down.
+pub const IBB_WINDOW: usize = 8;
+
+/// How long an offer waits for the receiver to accept or refuse.
+pub const OFFER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// File transfers one client has going at once (offers waiting for an
+/// answer, accepted, arriving); more offers are refused, so a peer cannot
+/// pile them up.
+pub const MAX_PENDING_OFFERS: usize = 16;
+
+/// Blocks of one incoming file waiting to be written. A sender that keeps
+/// to the window (as ours does, [`IBB_WINDOW`]) never has more unanswered;
+/// one that sends without waiting for acknowledgements has the extra blocks
+/// refused, which fails its transfer, instead of queueing them in memory
+/// faster than the disk takes them.
+pub const MAX_QUEUED_BLOCKS: usize = 4 * IBB_WINDOW;
+
+/// Files at least this big get progress events (every 10%).
+pub const PROGRESS_MIN_SIZE: u64 = 256 * 1024;
