@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use protocol::{Element, Jid, ns, outln};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::client::{Client, ClientEvent, ConnectOptions, connect};
 use crate::transport::ClientTransport;
@@ -90,6 +90,60 @@ struct Phase {
     p50: f64,
     p95: f64,
     p99: f64,
+}
+
+/// How fast clients signed in.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Rate {
+    /// Clients signed in.
+    connections: usize,
+    /// How long it took them all.
+    seconds: f64,
+    /// Sign-ins per second.
+    per_sec: f64,
+}
+
+impl Rate {
+    fn new(connections: usize, seconds: f64) -> Rate {
+        Rate {
+            connections,
+            seconds,
+            per_sec: connections as f64 / seconds,
+        }
+    }
+}
+
+/// One line of `bench --json`: the `type` field names the kind.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+enum Report<'a> {
+    /// The first sign-in of every client.
+    Setup(Rate),
+    /// Signing in again (TLS: resumed sessions).
+    SetupAgain(Rate),
+    /// One phase of messages.
+    Phase {
+        phase: &'static str,
+        sent: u64,
+        delivered: u64,
+        seconds: f64,
+        messages_per_sec: f64,
+        p50_ms: f64,
+        p95_ms: f64,
+        p99_ms: f64,
+    },
+    /// The headline figures: the first phase and both sign-in rates.
+    Summary {
+        server: &'a str,
+        clients: usize,
+        messages_per_sec: f64,
+        p50_ms: f64,
+        p95_ms: f64,
+        p99_ms: f64,
+        setup_per_sec: f64,
+        setup_again_per_sec: f64,
+        kib_per_idle_connection: Option<f64>,
+    },
 }
 
 /// The server's resident memory in KiB, from /proc.
@@ -319,9 +373,7 @@ pub async fn run<T: ClientTransport>(
     args.clients = n;
     // 1. Sign in (or register), measuring the setup rate.
     let (clients, setup) = connect_all(&transport, &args, 0, n, args.register).await?;
-    let mut rows = vec![
-        json!({"type": "setup", "connections": n, "seconds": setup, "per_sec": n as f64 / setup}),
-    ];
+    let first = Rate::new(n, setup);
     // Reconnecting reuses TLS sessions (resumption): the second rate.
     for c in &clients {
         c.start_close();
@@ -329,7 +381,7 @@ pub async fn run<T: ClientTransport>(
     drop(clients);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (clients, again) = connect_all(&transport, &args, 0, n, false).await?;
-    rows.push(json!({"type": "setup-again", "connections": n, "seconds": again, "per_sec": n as f64 / again}));
+    let second = Rate::new(n, again);
     for c in &clients {
         c.set_presence(None, None)?;
     }
@@ -376,27 +428,53 @@ pub async fn run<T: ClientTransport>(
     for c in &clients {
         c.start_close();
     }
+    print_report(name, &args, n, &phases, (first, second), memory)?;
+    Ok(0)
+}
+
+/// Prints the results: a table, or with `--json` one JSON line per rate and
+/// phase and a summary.
+fn print_report(
+    name: &str,
+    args: &BenchArgs,
+    n: usize,
+    phases: &[Phase],
+    (first, second): (Rate, Rate),
+    memory: Option<(f64, usize)>,
+) -> anyhow::Result<()> {
     let main = &phases[0];
     let mps = main.delivered as f64 / main.seconds;
     if args.json {
-        for r in &rows {
-            outln!("{r}");
+        let mut lines = vec![Report::Setup(first), Report::SetupAgain(second)];
+        lines.extend(phases.iter().map(|p| Report::Phase {
+            phase: p.name,
+            sent: p.sent,
+            delivered: p.delivered,
+            seconds: p.seconds,
+            messages_per_sec: p.delivered as f64 / p.seconds,
+            p50_ms: p.p50,
+            p95_ms: p.p95,
+            p99_ms: p.p99,
+        }));
+        lines.push(Report::Summary {
+            server: &args.server,
+            clients: n,
+            messages_per_sec: mps,
+            p50_ms: main.p50,
+            p95_ms: main.p95,
+            p99_ms: main.p99,
+            setup_per_sec: first.per_sec,
+            setup_again_per_sec: second.per_sec,
+            kib_per_idle_connection: memory.map(|m| m.0),
+        });
+        for line in &lines {
+            // Through a `Value`, whose keys are sorted, as every JSON line
+            // of the toolkit's client is.
+            match serde_json::to_value(line) {
+                Ok(v) => outln!("{v}"),
+                Err(e) => anyhow::bail!("cannot write the report as JSON: {e}"),
+            }
         }
-        for p in &phases {
-            outln!(
-                "{}",
-                json!({"type": "phase", "phase": p.name, "sent": p.sent, "delivered": p.delivered,
-                       "seconds": p.seconds, "messages_per_sec": p.delivered as f64 / p.seconds,
-                       "p50_ms": p.p50, "p95_ms": p.p95, "p99_ms": p.p99})
-            );
-        }
-        outln!(
-            "{}",
-            json!({"type": "summary", "server": args.server, "clients": n,
-                   "messages_per_sec": mps, "p50_ms": main.p50, "p95_ms": main.p95, "p99_ms": main.p99,
-                   "setup_per_sec": rows[0]["per_sec"], "setup_again_per_sec": rows[1]["per_sec"],
-                   "kib_per_idle_connection": memory.map(|m| m.0)})
-        );
     } else {
         let mut t = comfy_table::Table::new();
         t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
@@ -410,7 +488,7 @@ pub async fn run<T: ClientTransport>(
             "p95 ms",
             "p99 ms",
         ]);
-        for p in &phases {
+        for p in phases {
             t.add_row(vec![
                 p.name.to_string(),
                 p.sent.to_string(),
@@ -426,12 +504,12 @@ pub async fn run<T: ClientTransport>(
         outln!("{t}");
         outln!(
             "sign-in: {:.0}/s; again (TLS: resumed): {:.0}/s",
-            n as f64 / setup,
-            n as f64 / again
+            first.per_sec,
+            second.per_sec
         );
         if let Some((kib, k)) = memory {
             outln!("server memory: {kib:.1} KiB per idle connection ({k} connections)");
         }
     }
-    Ok(0)
+    Ok(())
 }

@@ -12,6 +12,7 @@ use anyhow::Context;
 use protocol::Jid;
 
 use crate::client::ConnectOptions;
+use crate::client::cli::Outcome;
 use crate::client::files::FilePolicy;
 use crate::server::{self, ServerConfig, Shared};
 use crate::transport::{ClientTransport, ServerTransport};
@@ -328,7 +329,13 @@ pub async fn run_client<T: ClientTransport>(
     transport: T,
 ) -> anyhow::Result<u8> {
     let opts = args.connect_options()?;
-    Ok(crate::client::cli::run(name, transport, opts, args.json).await)
+    Ok(
+        match crate::client::cli::run(name, transport, opts, args.json).await {
+            Outcome::Done => 0,
+            Outcome::Failed => EXIT_FAILED,
+            Outcome::Error => EXIT_ERROR,
+        },
+    )
 }
 
 /// No flags beyond the common ones (the plaintext twin's transport has none).

@@ -50,6 +50,43 @@ pub trait ServerTransport: Send + Sync + 'static {
     fn upgrade(&self, stream: BoxStream) -> impl Future<Output = io::Result<BoxStream>> + Send;
 }
 
+/// Why a client transport could not give the chat a stream.
+///
+/// The client tells its user different things for each: a refused TCP
+/// connection means the server is not running; a failed TLS handshake means
+/// the server is not who it claims to be (or speaks no TLS), which is the
+/// lesson of the interception labs and must never read as "try again".
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The TCP connection could not be made (refused, unreachable, timed
+    /// out) or broke.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The TLS handshake failed: a certificate that does not verify, a
+    /// wrong name or pin, no common protocol version, or a peer that does
+    /// not speak TLS.
+    #[error("{reason}")]
+    Tls {
+        /// The server name the handshake checked.
+        domain: String,
+        /// What went wrong, in words for the user (which check failed and
+        /// what to do about it).
+        reason: String,
+    },
+    /// The server name cannot be put in a TLS handshake (SNI) at all.
+    #[error("'{domain}': {reason}")]
+    BadServerName {
+        /// The name.
+        domain: String,
+        /// Why it is not a valid DNS name.
+        reason: String,
+    },
+    /// This transport cannot encrypt (the plaintext twin).
+    #[error("the plaintext twin cannot start TLS")]
+    CannotEncrypt,
+}
+
 /// What the client needs from its transport.
 pub trait ClientTransport: Send + Sync + 'static {
     /// Connects to the server; direct TLS performs its handshake here. Also
@@ -58,7 +95,7 @@ pub trait ClientTransport: Send + Sync + 'static {
         &self,
         addr: &str,
         domain: &str,
-    ) -> impl Future<Output = io::Result<(BoxStream, bool)>> + Send;
+    ) -> impl Future<Output = Result<(BoxStream, bool), TransportError>> + Send;
 
     /// Whether the client insists on STARTTLS, tries it, or cannot do it.
     fn starttls(&self) -> StartTls;
@@ -69,7 +106,7 @@ pub trait ClientTransport: Send + Sync + 'static {
         &self,
         stream: BoxStream,
         domain: &str,
-    ) -> impl Future<Output = io::Result<BoxStream>> + Send;
+    ) -> impl Future<Output = Result<BoxStream, TransportError>> + Send;
 }
 
 /// Connects a TCP socket with a bounded wait and a clear error.

@@ -8,7 +8,9 @@ use std::io;
 use std::net::SocketAddr;
 
 use chat_core::cli::{NoCommands, NoFlags, ServerArgs, Twin, run_server};
-use chat_core::transport::{BoxStream, ClientTransport, ServerTransport, StartTls, tcp_connect};
+use chat_core::transport::{
+    BoxStream, ClientTransport, ServerTransport, StartTls, TransportError, tcp_connect,
+};
 use tokio::net::TcpStream;
 
 /// The plaintext twin's transport: no flags, no subcommands, bare TCP.
@@ -67,7 +69,11 @@ impl ServerTransport for Plain {
 }
 
 impl ClientTransport for Plain {
-    async fn connect(&self, addr: &str, _domain: &str) -> io::Result<(BoxStream, bool)> {
+    async fn connect(
+        &self,
+        addr: &str,
+        _domain: &str,
+    ) -> Result<(BoxStream, bool), TransportError> {
         Ok((Box::new(tcp_connect(addr).await?), false))
     }
 
@@ -75,7 +81,11 @@ impl ClientTransport for Plain {
         StartTls::Unavailable
     }
 
-    async fn upgrade(&self, _stream: BoxStream, _domain: &str) -> io::Result<BoxStream> {
-        Err(cannot_upgrade())
+    async fn upgrade(
+        &self,
+        _stream: BoxStream,
+        _domain: &str,
+    ) -> Result<BoxStream, TransportError> {
+        Err(TransportError::CannotEncrypt)
     }
 }

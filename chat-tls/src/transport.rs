@@ -27,7 +27,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use chat_core::cli::{ServerArgs, Twin, run_server};
-use chat_core::transport::{BoxStream, ClientTransport, ServerTransport, StartTls, tcp_connect};
+use chat_core::transport::{
+    BoxStream, ClientTransport, ServerTransport, StartTls, TransportError, tcp_connect,
+};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -244,12 +246,7 @@ impl ServerTransport for TlsServer {
 
 fn tls_client(name: &str, flags: &ClientFlags) -> anyhow::Result<TlsClient> {
     let provider = provider();
-    let pin = flags
-        .pin
-        .as_deref()
-        .map(verify::parse_pin)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let pin = flags.pin.as_deref().map(verify::parse_pin).transpose()?;
     let webpki = if flags.insecure {
         eprintln!(
             "{name}: WARNING: --insecure: the server's certificate is NOT checked; anyone in the middle can pose as the server and read everything"
@@ -315,23 +312,31 @@ pub struct TlsClient {
 }
 
 impl TlsClient {
-    async fn handshake(&self, stream: BoxStream, domain: &str) -> io::Result<BoxStream> {
-        let name = ServerName::try_from(domain.to_string())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("'{domain}': {e}")))?;
+    async fn handshake(
+        &self,
+        stream: BoxStream,
+        domain: &str,
+    ) -> Result<BoxStream, TransportError> {
+        let name = ServerName::try_from(domain.to_string()).map_err(|e| {
+            TransportError::BadServerName {
+                domain: domain.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
         match self.connector.connect(name, stream).await {
             Ok(tls) => Ok(Box::new(tls)),
-            // InvalidData tells chat-core this is a TLS failure, not a
-            // connection failure.
-            Err(e) => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                verify::explain(&e, domain),
-            )),
+            // A TLS failure, not a connection failure: the client says the
+            // server could not prove who it is, not that it is down.
+            Err(e) => Err(TransportError::Tls {
+                domain: domain.to_string(),
+                reason: verify::explain(&e, domain),
+            }),
         }
     }
 }
 
 impl ClientTransport for TlsClient {
-    async fn connect(&self, addr: &str, domain: &str) -> io::Result<(BoxStream, bool)> {
+    async fn connect(&self, addr: &str, domain: &str) -> Result<(BoxStream, bool), TransportError> {
         let tcp: BoxStream = Box::new(tcp_connect(addr).await?);
         if self.direct {
             Ok((self.handshake(tcp, domain).await?, true))
@@ -344,7 +349,7 @@ impl ClientTransport for TlsClient {
         self.mode
     }
 
-    async fn upgrade(&self, stream: BoxStream, domain: &str) -> io::Result<BoxStream> {
+    async fn upgrade(&self, stream: BoxStream, domain: &str) -> Result<BoxStream, TransportError> {
         self.handshake(stream, domain).await
     }
 }

@@ -7,8 +7,11 @@ use std::future::Future;
 use protocol::stanza::IqType;
 use protocol::{Element, Jid, ns};
 
-use super::{Client, ClientError};
 use protocol::service::{ANNOUNCE_RESOURCE, ONLINE_NODE};
+
+use super::api::Client;
+use super::error::ClientError;
+use crate::util::random_id;
 
 /// One user of the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,11 +35,17 @@ pub enum SearchField {
 
 impl Client {
     fn domain_jid(&self, resource: Option<&str>) -> Result<Jid, ClientError> {
-        let d = Jid::parse(self.jid.domain()).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let domain = self.jid.domain();
+        let bad = |source| ClientError::BadJid {
+            jid: match resource {
+                Some(r) => format!("{domain}/{r}"),
+                None => domain.to_string(),
+            },
+            source,
+        };
+        let d = Jid::parse(domain).map_err(bad)?;
         match resource {
-            Some(r) => d
-                .with_resource(r)
-                .map_err(|e| ClientError::Invalid(e.to_string())),
+            Some(r) => d.with_resource(r).map_err(bad),
             None => Ok(d),
         }
     }
@@ -174,10 +183,10 @@ impl Client {
     }
 
     /// Sends an announcement to everyone online (admins only; others get a
-    /// `forbidden` error back as [`super::ClientEvent::MessageError`]).
+    /// `forbidden` error back as [`ClientEvent::MessageError`](super::ClientEvent::MessageError)).
     pub fn broadcast(&self, body: &str) -> Result<String, ClientError> {
         let to = self.domain_jid(Some(ANNOUNCE_RESOURCE))?;
-        let id = format!("b-{}", crate::util::random_id(6));
+        let id = format!("b-{}", random_id(6));
         let m = Element::new("message", ns::CLIENT)
             .attr("to", to.to_string())
             .attr("id", id.clone())

@@ -1,47 +1,27 @@
 //! Group rooms on the client side (XEP-0045 subset): join, leave, speak,
 //! list rooms and occupants, and turn the room's stanzas into events.
 
-use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Mutex;
 
-use protocol::stanza::{IqType, Message, MessageType, Presence, PresenceType, Show};
+use protocol::service::MAX_ROOM_HISTORY;
+use protocol::stanza::{IqType, Message, MessageType, Presence, PresenceType};
 use protocol::{Element, Jid, StanzaErrorCondition, ns};
 use tokio::sync::oneshot;
 
-use super::{Client, ClientError, ClientEvent, EventSender, IQ_TIMEOUT, State, kept_text, lock};
+use super::api::Client;
+use super::error::{ClientError, Lost};
+use super::event::{ClientEvent, EventSender};
+use super::limits::{IQ_TIMEOUT, kept_text};
+pub use super::state::Occupant;
+use super::state::{RoomState, State, lock};
 use crate::util::random_id;
-use protocol::service::MAX_ROOM_HISTORY;
 
 /// Occupants remembered per room (for `/occupants` and the join event). At
 /// the bound, newcomers are still shown but not remembered: a room service
 /// that invents occupants without end cannot grow the client without end.
 /// Real rooms of this toolkit hold a class, tens of people.
 pub const MAX_ROOM_OCCUPANTS: usize = 4096;
-
-/// One occupant as the client sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Occupant {
-    /// Room nickname.
-    pub nick: String,
-    /// moderator, participant, visitor.
-    pub role: String,
-    /// owner, admin, member, none.
-    pub affiliation: String,
-    /// away, dnd, xa, chat.
-    pub show: Option<Show>,
-    /// Status message.
-    pub status: Option<String>,
-}
-
-/// A room we joined or are joining.
-#[derive(Debug, Default)]
-pub(super) struct RoomState {
-    nick: String,
-    joined: bool,
-    occupants: BTreeMap<String, Occupant>,
-    /// Completes the pending `join_room` with "created?" or the refusal.
-    join: Option<oneshot::Sender<Result<bool, ClientError>>>,
-}
 
 /// The group-room service of our server: `conference.<domain>`.
 pub fn muc_domain(me: &Jid) -> String {
@@ -50,7 +30,7 @@ pub fn muc_domain(me: &Jid) -> String {
 
 /// A room JID from what a user typed: a bare name is a room on our server's
 /// room service; anything with an `@` is taken as a room JID.
-pub fn room_jid(me: &Jid, typed: &str) -> Result<Jid, String> {
+pub fn room_jid(me: &Jid, typed: &str) -> Result<Jid, ClientError> {
     let full = if typed.contains('@') {
         typed.to_string()
     } else {
@@ -58,7 +38,10 @@ pub fn room_jid(me: &Jid, typed: &str) -> Result<Jid, String> {
     };
     Jid::parse(&full)
         .map(|j| j.to_bare())
-        .map_err(|e| format!("invalid room '{typed}': {e}"))
+        .map_err(|source| ClientError::BadRoom {
+            room: typed.to_string(),
+            source,
+        })
 }
 
 impl Client {
@@ -77,15 +60,20 @@ impl Client {
             .get(&room)
             .map(|r| (r.nick.clone(), r.joined));
         let target = match already {
-            Some((n, true)) if n == nick => Err(ClientError::Invalid(format!(
-                "you are already in {room} as {n}"
-            ))),
-            Some((n, _)) => Err(ClientError::Invalid(format!(
-                "you are in {room} as {n} (or joining it): /leave it first"
-            ))),
+            Some((n, true)) if n == nick => Err(ClientError::AlreadyInRoom {
+                room: room.clone(),
+                nick: n,
+            }),
+            Some((n, _)) => Err(ClientError::InRoomAs {
+                room: room.clone(),
+                nick: n,
+            }),
             None => room
                 .with_resource(nick)
-                .map_err(|e| ClientError::Invalid(format!("invalid nickname '{nick}': {e}"))),
+                .map_err(|source| ClientError::BadNickname {
+                    nick: nick.to_string(),
+                    source,
+                }),
         };
         let sent = target.and_then(|to| {
             lock(&self.state).rooms.insert(
@@ -122,9 +110,7 @@ impl Client {
             sent?;
             let created = match tokio::time::timeout(IQ_TIMEOUT, rx).await {
                 Ok(Ok(r)) => r?,
-                Ok(Err(_)) => {
-                    return Err(ClientError::ConnectionLost("the connection closed".into()));
-                }
+                Ok(Err(_)) => return Err(Lost::ClosedWhileWaiting.into()),
                 Err(_) => return Err(ClientError::Timeout("joining the room".into())),
             };
             if created {
@@ -140,10 +126,10 @@ impl Client {
             .rooms
             .get(room)
             .map(|r| r.nick.clone())
-            .ok_or_else(|| ClientError::Invalid(format!("you are not in {room}")))?;
+            .ok_or_else(|| ClientError::NotInRoom(room.clone()))?;
         let to = room
             .with_resource(&nick)
-            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+            .map_err(|source| ClientError::BadNickname { nick, source })?;
         let p = Presence {
             to: Some(to),
             ..Presence::new(PresenceType::Unavailable)
@@ -177,9 +163,7 @@ impl Client {
     /// Says something in a room; returns the message id.
     pub fn say(&self, room: &Jid, body: &str) -> Result<String, ClientError> {
         if !lock(&self.state).rooms.get(room).is_some_and(|r| r.joined) {
-            return Err(ClientError::Invalid(format!(
-                "you are not in {room}: /join it first"
-            )));
+            return Err(ClientError::JoinFirst(room.clone()));
         }
         let id = format!("g-{}", random_id(6));
         let m = Message {
@@ -197,9 +181,7 @@ impl Client {
     /// Sets a room's subject (everyone in it sees the change).
     pub fn set_subject(&self, room: &Jid, subject: &str) -> Result<(), ClientError> {
         if !lock(&self.state).rooms.get(room).is_some_and(|r| r.joined) {
-            return Err(ClientError::Invalid(format!(
-                "you are not in {room}: /join it first"
-            )));
+            return Err(ClientError::JoinFirst(room.clone()));
         }
         let m = Element::new("message", ns::CLIENT)
             .attr("to", room.to_string())
@@ -214,7 +196,11 @@ impl Client {
         &self,
     ) -> impl Future<Output = Result<Vec<(Jid, Option<String>)>, ClientError>> + Send + 'static
     {
-        let service = Jid::parse(&muc_domain(&self.jid));
+        let domain = muc_domain(&self.jid);
+        let service = Jid::parse(&domain).map_err(|source| ClientError::BadJid {
+            jid: domain,
+            source,
+        });
         let fut = service.map(|s| {
             self.iq_sender().iq_pages(
                 IqType::Get,
@@ -224,9 +210,7 @@ impl Client {
             )
         });
         async move {
-            let (items, _) = fut
-                .map_err(|e| ClientError::Invalid(e.to_string()))?
-                .await?;
+            let (items, _) = fut?.await?;
             Ok(items
                 .iter()
                 .filter(|i| i.is("item", ns::DISCO_ITEMS))
@@ -331,144 +315,155 @@ fn muc_user(p: &Presence) -> MucUser {
 /// Handles a stanza from a room; returns `false` when it is not a room
 /// stanza this module handles (private messages, iqs, errors to messages),
 /// so the caller treats it as usual.
-pub(super) fn handle_room_stanza(
-    el: &Element,
-    state: &std::sync::Mutex<State>,
-    events: &EventSender,
-) -> bool {
-    let emit = |e| events.send(e);
+pub(crate) fn handle_room_stanza(el: &Element, state: &Mutex<State>, events: &EventSender) -> bool {
     match el.name.as_str() {
         "presence" => {
-            let Ok(p) = Presence::from_element(el) else {
-                return true;
-            };
-            let Some(from) = p.from.clone() else {
-                return true;
-            };
-            let room = from.to_bare();
-            let mut st = lock(state);
-            let Some(r) = st.rooms.get_mut(&room) else {
-                return true;
-            };
-            let nick = from.resource().unwrap_or_default().to_string();
-            match p.kind {
-                PresenceType::Error => {
-                    let err = el.get_child("error", ns::CLIENT);
-                    let refused = ClientError::Refused {
-                        what: format!("joining {room}"),
-                        condition: err
-                            .and_then(StanzaErrorCondition::from_error_element)
-                            .map_or("undefined-condition".into(), |c| c.to_string()),
-                        text: err.and_then(protocol::error::error_text),
-                    };
-                    if let Some(tx) = r.join.take() {
-                        let _ = tx.send(Err(refused));
-                    }
-                    if !r.joined {
-                        st.rooms.remove(&room);
-                    }
-                }
-                PresenceType::Available => {
-                    let mu = muc_user(&p);
-                    let occupant = Occupant {
-                        nick: nick.clone(),
-                        role: kept_text(&mu.role),
-                        affiliation: kept_text(&mu.affiliation),
-                        show: p.show,
-                        status: p.status.as_deref().map(kept_text),
-                    };
-                    let is_new = !r.occupants.contains_key(&nick);
-                    if !is_new || r.occupants.len() < MAX_ROOM_OCCUPANTS {
-                        r.occupants.insert(nick.clone(), occupant);
-                    }
-                    if mu.codes.contains(&110) && !r.joined {
-                        r.joined = true;
-                        let created = mu.codes.contains(&201);
-                        if let Some(tx) = r.join.take() {
-                            let _ = tx.send(Ok(created));
-                        }
-                        emit(ClientEvent::RoomJoined {
-                            room,
-                            nick,
-                            created,
-                            occupants: r.occupants.keys().cloned().collect(),
-                        });
-                    } else if r.joined {
-                        // Before our own presence comes the list of who is
-                        // there already: part of RoomJoined, not news.
-                        emit(ClientEvent::RoomPresence {
-                            room,
-                            nick,
-                            joined: is_new,
-                            available: true,
-                            show: p.show,
-                            status: p.status,
-                        });
-                    }
-                }
-                PresenceType::Unavailable => {
-                    let mu = muc_user(&p);
-                    if mu.codes.contains(&110) || nick == r.nick {
-                        st.rooms.remove(&room);
-                        emit(ClientEvent::RoomLeft {
-                            room,
-                            destroyed: mu.destroyed,
-                        });
-                    } else {
-                        r.occupants.remove(&nick);
-                        if r.joined {
-                            emit(ClientEvent::RoomPresence {
-                                room,
-                                nick,
-                                joined: false,
-                                available: false,
-                                show: None,
-                                status: p.status,
-                            });
-                        }
-                    }
-                }
-                _ => {}
+            if let Ok(p) = Presence::from_element(el) {
+                room_presence(el, p, state, events);
             }
             true
         }
-        "message" => {
-            let Ok(m) = Message::from_element(el) else {
-                return true;
-            };
-            if m.kind != MessageType::Groupchat {
-                return false;
+        "message" => match Message::from_element(el) {
+            Ok(m) if m.kind == MessageType::Groupchat => {
+                room_message(m, events);
+                true
             }
-            let Some(from) = m.from.clone() else {
-                return true;
-            };
-            let room = from.to_bare();
-            let nick = from.resource().map(str::to_string);
-            let subject = m
-                .payloads
-                .iter()
-                .find(|p| p.is("subject", ns::CLIENT))
-                .map(Element::text_content);
-            if let (Some(subject), None) = (&subject, &m.body) {
-                emit(ClientEvent::RoomSubject {
-                    room,
-                    nick,
-                    subject: subject.clone(),
-                });
-                return true;
-            }
-            if let Some(body) = m.body.clone() {
-                let delayed = m.delay_stamp().map(str::to_string);
-                emit(ClientEvent::RoomMessage {
-                    room,
-                    nick,
-                    body,
-                    id: m.id.clone(),
-                    delayed,
-                });
-            }
-            true
-        }
+            Ok(_) => false,
+            Err(_) => true,
+        },
         _ => false,
+    }
+}
+
+/// A presence from a room we are in (or joining): the answer to our join,
+/// a refusal, or an occupant arriving, changing or leaving.
+fn room_presence(el: &Element, p: Presence, state: &Mutex<State>, events: &EventSender) {
+    let Some(from) = p.from.clone() else { return };
+    let room = from.to_bare();
+    let mut st = lock(state);
+    let Some(r) = st.rooms.get_mut(&room) else {
+        return;
+    };
+    let nick = from.resource().unwrap_or_default().to_string();
+    match p.kind {
+        PresenceType::Error => {
+            let err = el.get_child("error", ns::CLIENT);
+            let refused = ClientError::Refused {
+                what: format!("joining {room}"),
+                condition: err
+                    .and_then(StanzaErrorCondition::from_error_element)
+                    .map_or("undefined-condition".into(), |c| c.to_string()),
+                text: err.and_then(protocol::error::error_text),
+            };
+            if let Some(tx) = r.join.take() {
+                let _ = tx.send(Err(refused));
+            }
+            if !r.joined {
+                st.rooms.remove(&room);
+            }
+        }
+        PresenceType::Available => occupant_available(r, room, nick, &p, events),
+        PresenceType::Unavailable => {
+            let mu = muc_user(&p);
+            if mu.codes.contains(&110) || nick == r.nick {
+                st.rooms.remove(&room);
+                events.send(ClientEvent::RoomLeft {
+                    room,
+                    destroyed: mu.destroyed.is_some(),
+                    reason: mu.destroyed,
+                });
+            } else {
+                r.occupants.remove(&nick);
+                if r.joined {
+                    events.send(ClientEvent::RoomPresence {
+                        room,
+                        nick,
+                        joined: false,
+                        available: false,
+                        show: None,
+                        status: p.status,
+                    });
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An occupant is there: remembered (up to [`MAX_ROOM_OCCUPANTS`]); our
+/// own presence (status 110) completes the join.
+fn occupant_available(
+    r: &mut RoomState,
+    room: Jid,
+    nick: String,
+    p: &Presence,
+    events: &EventSender,
+) {
+    let mu = muc_user(p);
+    let occupant = Occupant {
+        nick: nick.clone(),
+        role: kept_text(&mu.role),
+        affiliation: kept_text(&mu.affiliation),
+        show: p.show,
+        status: p.status.as_deref().map(kept_text),
+    };
+    let is_new = !r.occupants.contains_key(&nick);
+    if !is_new || r.occupants.len() < MAX_ROOM_OCCUPANTS {
+        r.occupants.insert(nick.clone(), occupant);
+    }
+    if mu.codes.contains(&110) && !r.joined {
+        r.joined = true;
+        let created = mu.codes.contains(&201);
+        if let Some(tx) = r.join.take() {
+            let _ = tx.send(Ok(created));
+        }
+        events.send(ClientEvent::RoomJoined {
+            room,
+            nick,
+            created,
+            occupants: r.occupants.keys().cloned().collect(),
+        });
+    } else if r.joined {
+        // Before our own presence comes the list of who is there already:
+        // part of RoomJoined, not news.
+        events.send(ClientEvent::RoomPresence {
+            room,
+            nick,
+            joined: is_new,
+            available: true,
+            show: p.show,
+            status: p.status.clone(),
+        });
+    }
+}
+
+/// A groupchat message: the subject (a subject without a body) or what
+/// someone said.
+fn room_message(m: Message, events: &EventSender) {
+    let Some(from) = m.from.clone() else { return };
+    let room = from.to_bare();
+    let nick = from.resource().map(str::to_string);
+    let subject = m
+        .payloads
+        .iter()
+        .find(|p| p.is("subject", ns::CLIENT))
+        .map(Element::text_content);
+    if let (Some(subject), None) = (subject, &m.body) {
+        events.send(ClientEvent::RoomSubject {
+            room,
+            nick,
+            subject,
+        });
+        return;
+    }
+    if let Some(body) = m.body.clone() {
+        let delayed = m.delay_stamp().map(str::to_string);
+        events.send(ClientEvent::RoomMessage {
+            room,
+            nick,
+            body,
+            id: m.id.clone(),
+            delayed,
+        });
     }
 }

@@ -168,7 +168,7 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<u8> {
     write_file(out, "server.pem", &server_cert.pem(), false, args.force)?;
 
     let der: &CertificateDer<'_> = server_cert.der();
-    let pin = spki_sha256(der).map_err(anyhow::Error::msg)?;
+    let pin = spki_sha256(der)?;
     outln!(
         "wrote {}/{{ca.pem, ca.key, server.pem, server.key}}",
         out.display()

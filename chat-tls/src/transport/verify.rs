@@ -19,10 +19,32 @@ use sha2::{Digest, Sha256};
 /// The SHA-256 of a certificate's SubjectPublicKeyInfo, the value a pin
 /// names (`sha256:BASE64`, as HPKP and curl's `--pinnedpubkey` use). The key
 /// survives certificate renewals; the certificate does not.
-pub fn spki_sha256(cert: &CertificateDer<'_>) -> Result<[u8; 32], String> {
+pub fn spki_sha256(cert: &CertificateDer<'_>) -> Result<[u8; 32], PinError> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
-        .map_err(|e| format!("cannot parse the certificate: {e}"))?;
+        .map_err(|e| PinError::BadCertificate(e.to_string()))?;
     Ok(Sha256::digest(parsed.tbs_certificate.subject_pki.raw).into())
+}
+
+/// Why a pin or the key it names cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PinError {
+    /// The pin does not start with `sha256:`.
+    #[error("--pin '{0}' must look like sha256:BASE64")]
+    NotSha256(String),
+    /// The part after `sha256:` is not base64.
+    #[error("--pin '{pin}': bad base64 ({reason})")]
+    BadBase64 {
+        /// The pin as given.
+        pin: String,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// The hash is not 32 bytes long.
+    #[error("--pin '{0}': a SHA-256 is 32 bytes")]
+    WrongLength(String),
+    /// The certificate whose key a pin would name is not X.509 DER.
+    #[error("cannot parse the certificate: {0}")]
+    BadCertificate(String),
 }
 
 /// A pin as written on the command line and in messages.
@@ -31,16 +53,17 @@ pub fn pin_text(hash: &[u8; 32]) -> String {
 }
 
 /// Parses `sha256:BASE64` into the hash.
-pub fn parse_pin(text: &str) -> Result<[u8; 32], String> {
+pub fn parse_pin(text: &str) -> Result<[u8; 32], PinError> {
     let b64 = text
         .strip_prefix("sha256:")
-        .ok_or_else(|| format!("--pin '{text}' must look like sha256:BASE64"))?;
-    let bytes = B64
-        .decode(b64.trim())
-        .map_err(|e| format!("--pin '{text}': bad base64 ({e})"))?;
+        .ok_or_else(|| PinError::NotSha256(text.to_string()))?;
+    let bytes = B64.decode(b64.trim()).map_err(|e| PinError::BadBase64 {
+        pin: text.to_string(),
+        reason: e.to_string(),
+    })?;
     bytes
         .try_into()
-        .map_err(|_| format!("--pin '{text}': a SHA-256 is 32 bytes"))
+        .map_err(|_| PinError::WrongLength(text.to_string()))
 }
 
 /// The server's key is not the pinned one.
@@ -184,8 +207,9 @@ mod tests {
     fn pins_round_trip_and_bad_pins_are_explained() {
         let h = [7u8; 32];
         assert_eq!(parse_pin(&pin_text(&h)).unwrap(), h);
-        assert!(parse_pin("md5:abcd").unwrap_err().contains("sha256:BASE64"));
-        assert!(parse_pin("sha256:!!!").unwrap_err().contains("base64"));
-        assert!(parse_pin("sha256:AAAA").unwrap_err().contains("32 bytes"));
+        let err = |p: &str| parse_pin(p).unwrap_err().to_string();
+        assert!(err("md5:abcd").contains("sha256:BASE64"));
+        assert!(err("sha256:!!!").contains("base64"));
+        assert!(err("sha256:AAAA").contains("32 bytes"));
     }
 }

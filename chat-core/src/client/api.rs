@@ -1,0 +1,385 @@
+//! The signed-in [`Client`]: what a front end calls to send stanzas and iq
+//! requests, manage contacts and presence, take events, and sign out.
+//!
+//! The feature APIs are further `impl Client` blocks, one file each:
+//! `rooms`, `files`, `directory`. A `Client` is built by `connect`, which
+//! starts the reader and writer tasks it talks to through queues.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use protocol::sasl::Mechanism;
+use protocol::stanza::{Iq, IqType, Message, Presence, PresenceType, Show};
+use protocol::{Element, Jid, ns, stream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::{ClientError, Lost};
+use super::event::{ClientEvent, EventReceiver, RosterItem, WeakEventSender};
+use super::limits::{IQ_TIMEOUT, MAX_PAGES};
+use super::outbound::queue;
+use super::state::{Pending, State, lock};
+use crate::util::random_id;
+
+/// A signed-in client.
+pub struct Client {
+    pub(super) jid: Jid,
+    pub(super) mechanism: Mechanism,
+    pub(super) secure: bool,
+    /// The server's stanza limit: nothing larger is sent.
+    pub(super) max_stanza: usize,
+    pub(super) out: mpsc::Sender<String>,
+    pub(super) pending: Pending,
+    pub(super) state: Arc<Mutex<State>>,
+    pub(super) events: EventReceiver,
+    /// For events that API calls produce (file progress); weak, so the
+    /// event stream still ends when the reader does.
+    pub(super) events_tx: WeakEventSender,
+    pub(super) writer: tokio::task::JoinHandle<()>,
+    pub(super) closed: Option<oneshot::Receiver<()>>,
+}
+
+/// Sends serialized stanzas on a client's connection from any task (the
+/// load generator's senders); cheap to clone.
+#[derive(Clone)]
+pub struct RawSender(pub(super) mpsc::Sender<String>);
+
+impl RawSender {
+    /// Queues one serialized stanza, waiting while the queue to the server
+    /// is full (a load generator measures the server, so it waits for it).
+    pub async fn send_xml(&self, xml: String) -> Result<(), ClientError> {
+        self.0
+            .send(xml)
+            .await
+            .map_err(|_| Lost::AlreadyClosed.into())
+    }
+}
+
+/// Sends iq requests and matches their answers; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct IqSender {
+    out: mpsc::Sender<String>,
+    pending: Pending,
+    max_stanza: usize,
+}
+
+impl IqSender {
+    /// Gets a whole list a page at a time (Result Set Management,
+    /// XEP-0059): `query` is asked for again with `<after/>` the last key
+    /// of each page, until a page comes back empty, without a `<last/>`, or
+    /// the count the server gave is reached. Returns the items (every child
+    /// of the answers' queries but `<set/>`) and the count, if given. A
+    /// server without paging answers once, with everything.
+    pub(crate) fn iq_pages(
+        &self,
+        kind: IqType,
+        to: Option<Jid>,
+        query: Element,
+        what: &str,
+    ) -> impl Future<Output = Result<(Vec<Element>, Option<usize>), ClientError>> + Send + 'static + use<>
+    {
+        let this = self.clone();
+        let what = what.to_string();
+        async move {
+            let mut items = Vec::new();
+            let mut count = None;
+            let mut after: Option<String> = None;
+            for _ in 0..MAX_PAGES {
+                let mut q = query.clone();
+                if let Some(a) = &after {
+                    q = q.child(
+                        Element::new("set", ns::RSM)
+                            .text_child("max", ns::RSM, protocol::rsm::MAX_PAGE_ITEMS.to_string())
+                            .text_child("after", ns::RSM, a.clone()),
+                    );
+                }
+                let iq = this.iq(kind, to.clone(), q, &what).await?;
+                let Some(page) = iq.payload else { break };
+                let (last, total) = protocol::rsm::parse_reply(&page);
+                count = total.or(count);
+                let before = items.len();
+                items.extend(page.elements().filter(|e| !e.is("set", ns::RSM)).cloned());
+                let done = items.len() == before
+                    || last.is_none()
+                    || last == after
+                    || count.is_some_and(|c| items.len() >= c);
+                if done {
+                    break;
+                }
+                after = last;
+            }
+            Ok((items, count))
+        }
+    }
+
+    /// See [`Client::iq`].
+    pub(crate) fn iq(
+        &self,
+        kind: IqType,
+        to: Option<Jid>,
+        payload: Element,
+        what: &str,
+    ) -> impl Future<Output = Result<Iq, ClientError>> + Send + 'static + use<> {
+        self.iq_timeout(kind, to, payload, what, IQ_TIMEOUT)
+    }
+
+    /// [`IqSender::iq`] with its own time limit.
+    pub(crate) fn iq_timeout(
+        &self,
+        kind: IqType,
+        to: Option<Jid>,
+        payload: Element,
+        what: &str,
+        limit: Duration,
+    ) -> impl Future<Output = Result<Iq, ClientError>> + Send + 'static + use<> {
+        let id = format!("{}-{}", payload.name, random_id(4));
+        let iq = Iq::request(kind, id.clone(), to, payload);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(id.clone(), tx);
+        let sent = queue(&self.out, iq.to_element().to_xml(), self.max_stanza);
+        let pending = self.pending.clone();
+        let what = what.to_string();
+        async move {
+            sent?;
+            let answer = tokio::time::timeout(limit, rx).await;
+            lock(&pending).remove(&id);
+            let el = match answer {
+                Ok(Ok(el)) => el,
+                Ok(Err(_)) => {
+                    return Err(Lost::ClosedWhileWaiting.into());
+                }
+                Err(_) => return Err(ClientError::Timeout(what)),
+            };
+            let iq = Iq::from_element(&el).map_err(|e| ClientError::Unexpected(e.to_string()))?;
+            if iq.kind == IqType::Error {
+                return Err(ClientError::Refused {
+                    what,
+                    condition: iq
+                        .error_condition()
+                        .map_or("undefined-condition".into(), |c| c.to_string()),
+                    text: iq.error.as_ref().and_then(protocol::error::error_text),
+                });
+            }
+            Ok(iq)
+        }
+    }
+}
+
+impl Client {
+    /// The bound full JID.
+    pub fn jid(&self) -> &Jid {
+        &self.jid
+    }
+
+    /// The SASL mechanism used to sign in.
+    pub fn mechanism(&self) -> Mechanism {
+        self.mechanism
+    }
+
+    /// Whether the stream is encrypted.
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// Sends a stanza.
+    pub fn send(&self, el: &Element) -> Result<(), ClientError> {
+        queue(&self.out, el.to_xml(), self.max_stanza)
+    }
+
+    /// Sends an iq request and waits for its answer. An error answer becomes
+    /// [`ClientError::Refused`] naming `what`.
+    pub fn iq(
+        &self,
+        kind: IqType,
+        to: Option<Jid>,
+        payload: Element,
+        what: &str,
+    ) -> impl Future<Output = Result<Iq, ClientError>> + Send + 'static {
+        self.iq_sender().iq(kind, to, payload, what)
+    }
+
+    /// A handle that sends stanzas from another task.
+    pub fn raw_sender(&self) -> RawSender {
+        RawSender(self.out.clone())
+    }
+
+    /// A handle that sends iq requests from inside a spawned future, after
+    /// the `&self` borrow has ended.
+    pub(crate) fn iq_sender(&self) -> IqSender {
+        IqSender {
+            out: self.out.clone(),
+            pending: self.pending.clone(),
+            max_stanza: self.max_stanza,
+        }
+    }
+
+    /// Sends a chat message asking for a delivery receipt; returns its id.
+    pub fn send_message(&self, to: &Jid, body: &str) -> Result<String, ClientError> {
+        let id = format!("m-{}", random_id(6));
+        let mut m = Message::chat(to.clone(), body);
+        m.id = Some(id.clone());
+        m.payloads.push(Element::new("request", ns::RECEIPTS));
+        self.send(&m.to_element())?;
+        Ok(id)
+    }
+
+    /// Sets our presence (available, with optional show and status).
+    pub fn set_presence(
+        &self,
+        show: Option<Show>,
+        status: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let mut p = Presence::new(PresenceType::Available);
+        p.show = show;
+        p.status = status.map(str::to_string);
+        self.send(&p.to_element())
+    }
+
+    fn send_subscription(&self, to: &Jid, kind: PresenceType) -> Result<(), ClientError> {
+        let mut p = Presence::new(kind);
+        p.to = Some(to.to_bare());
+        self.send(&p.to_element())
+    }
+
+    /// Fetches the roster.
+    pub fn roster(
+        &self,
+    ) -> impl Future<Output = Result<Vec<RosterItem>, ClientError>> + Send + 'static {
+        let fut = self.iq(
+            IqType::Get,
+            None,
+            Element::new("query", ns::ROSTER),
+            "roster request",
+        );
+        let state = self.state.clone();
+        async move {
+            let iq = fut.await?;
+            let items: Vec<RosterItem> = iq
+                .payload
+                .iter()
+                .flat_map(|q| q.elements())
+                .filter_map(RosterItem::from_element)
+                .collect();
+            let mut st = lock(&state);
+            st.roster = items.iter().map(|i| (i.jid.clone(), i.clone())).collect();
+            Ok(items)
+        }
+    }
+
+    /// Adds a contact: roster item, subscription request, and approval of
+    /// their request if they already asked (so two users who add each other
+    /// end up with a mutual subscription).
+    pub fn add_contact(
+        &self,
+        jid: &Jid,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
+        let bare = jid.to_bare();
+        let item = Element::new("item", ns::ROSTER).attr("jid", bare.to_string());
+        let fut = self.iq(
+            IqType::Set,
+            None,
+            Element::new("query", ns::ROSTER).child(item),
+            "adding a contact",
+        );
+        let sub = self.send_subscription(&bare, PresenceType::Subscribe);
+        let asked = {
+            let mut st = lock(&self.state);
+            let asked = st.requests.contains(&bare);
+            st.requests.retain(|r| r != &bare);
+            st.roster.entry(bare.clone()).or_insert(RosterItem {
+                jid: bare.clone(),
+                name: None,
+                subscription: "none".into(),
+                ask: true,
+            });
+            asked
+        };
+        let approve = if asked {
+            self.send_subscription(&bare, PresenceType::Subscribed)
+        } else {
+            Ok(())
+        };
+        async move {
+            sub?;
+            approve?;
+            fut.await.map(|_| ())
+        }
+    }
+
+    /// Removes a contact (and both subscriptions).
+    pub fn remove_contact(
+        &self,
+        jid: &Jid,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
+        let item = Element::new("item", ns::ROSTER)
+            .attr("jid", jid.to_bare().to_string())
+            .attr("subscription", "remove");
+        lock(&self.state).roster.remove(&jid.to_bare());
+        let fut = self.iq(
+            IqType::Set,
+            None,
+            Element::new("query", ns::ROSTER).child(item),
+            "removing a contact",
+        );
+        async move { fut.await.map(|_| ()) }
+    }
+
+    /// Deletes the account on the server (XEP-0077 remove).
+    pub fn unregister(&self) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
+        let q = Element::new("query", ns::REGISTER).child(Element::new("remove", ns::REGISTER));
+        let fut = self.iq(IqType::Set, None, q, "deleting the account");
+        let state = self.state.clone();
+        async move {
+            match fut.await {
+                Ok(_) => Ok(()),
+                // XEP-0077 §3.2 lets the server answer a removal by closing
+                // the stream with not-authorized (Prosody does) instead of,
+                // or before, the iq result.
+                Err(ClientError::ConnectionLost(_))
+                    if lock(&state).stream_error.as_deref() == Some("not-authorized") =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    /// Contacts' resources currently online, with show and status.
+    pub fn online_contacts(&self) -> Vec<(Jid, Option<Show>, Option<String>)> {
+        let st = lock(&self.state);
+        let mut v: Vec<_> = st
+            .online
+            .iter()
+            .map(|(j, s, t)| (j.clone(), s, t.cloned()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// The next event; `None` once the connection is gone and every event
+    /// was taken.
+    pub async fn next_event(&mut self) -> Option<ClientEvent> {
+        self.events.recv().await
+    }
+
+    /// Sends unavailable presence and closes our side of the stream. Events
+    /// keep arriving until the server closes its side
+    /// ([`ClientEvent::Disconnected`]).
+    pub fn start_close(&self) {
+        let _ = self.send(&Presence::new(PresenceType::Unavailable).to_element());
+        let _ = self.out.try_send(stream::CLOSE.to_string());
+    }
+
+    /// Signs out: unavailable presence, close the stream, and wait (bounded)
+    /// for the server to close its side, which means it has handled every
+    /// stanza we sent.
+    pub async fn close(mut self) {
+        self.start_close();
+        if let Some(closed) = self.closed.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), closed).await;
+        }
+        drop(self.out);
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.writer).await;
+    }
+}

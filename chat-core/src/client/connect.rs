@@ -1,0 +1,508 @@
+//! Signing in: [`connect`] opens the stream and negotiates it (STARTTLS when
+//! the transport can, in-band registration, SASL, resource binding), then
+//! starts the reader and writer tasks and hands back a [`Client`].
+//!
+//! Until the client is signed in, one task reads and writes the stream in
+//! turn (each step waits for the server's answer); afterwards the stream is
+//! split between the two tasks.
+
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use protocol::parser::Event;
+use protocol::sasl::{self, Mechanism, ScramClient};
+use protocol::stanza::{Iq, IqType};
+use protocol::{
+    Element, Jid, Limits, StanzaErrorCondition, StreamErrorCondition, StreamHeader, ns,
+};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::api::Client;
+use super::error::{ClientError, Lost};
+use super::event::{EventLimits, event_queue};
+use super::limits::{CONNECT_TIMEOUT, MAX_QUEUED_STANZAS};
+use super::outbound;
+use super::reader::{self, Reader};
+use super::state::{FilePolicy, Pending, State};
+use crate::transport::{BoxStream, ClientTransport, StartTls, TransportError};
+use crate::util::random_id;
+use crate::xmpp_io::{XmppReader, write_element, write_str};
+
+/// What to connect to and how.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `host:port` of the server.
+    pub server: String,
+    /// The account (a resource in it is requested at bind).
+    pub jid: Jid,
+    /// The password.
+    pub password: String,
+    /// Register the account first (XEP-0077).
+    pub register: bool,
+    /// Use SASL PLAIN even when SCRAM is offered (lab 1 sniffs it).
+    pub force_plain: bool,
+    /// Which files to accept and where they go.
+    pub files: FilePolicy,
+    /// How many events may wait for the front end before new ones are
+    /// dropped: [`MAX_QUEUED_EVENTS`](super::limits::MAX_QUEUED_EVENTS) for people; the load generator, which
+    /// must count every message and reads as fast as it can, asks for more
+    /// (see [`EventLimits`]).
+    pub events: EventLimits,
+}
+
+/// The result of stream negotiation.
+pub(super) struct Negotiated {
+    stream: BoxStream,
+    reader: XmppReader,
+    jid: Jid,
+    mechanism: Mechanism,
+    secure: bool,
+    /// The largest stanza the server accepts (see [`server_limit`]).
+    max_stanza: usize,
+}
+
+/// The stanza limit a server announces in its features (XEP-0478), or our
+/// own parser's limit when it announces none (RFC 6120 13.12 asks servers
+/// for at least 10,000 bytes; ours and most accept 64 KiB or more). A
+/// client that knows the limit refuses an oversized stanza itself, with a
+/// clear error, instead of being disconnected for it by the server.
+fn server_limit(features: &Element) -> usize {
+    features
+        .get_child("limits", ns::STREAM_LIMITS)
+        .and_then(|l| l.child_text("max-bytes", ns::STREAM_LIMITS))
+        .and_then(|m| m.trim().parse::<usize>().ok())
+        .filter(|m| *m >= 1024)
+        .unwrap_or(protocol::limits::MAX_STANZA_BYTES)
+}
+
+/// Connects, optionally registers, signs in and binds a resource.
+pub async fn connect<T: ClientTransport>(
+    transport: &T,
+    opts: &ConnectOptions,
+) -> Result<Client, ClientError> {
+    let n = tokio::time::timeout(CONNECT_TIMEOUT, negotiate(transport, opts))
+        .await
+        .map_err(|_| ClientError::Timeout("signing in".into()))??;
+    let client = start(n, opts.events);
+    client.set_file_policy(opts.files.clone());
+    Ok(client)
+}
+
+async fn read_features(
+    stream: &mut BoxStream,
+    reader: &mut XmppReader,
+) -> Result<Element, ClientError> {
+    match reader.next(stream).await? {
+        Event::StreamOpen(_) => {}
+        other => {
+            return Err(ClientError::Unexpected(format!(
+                "{other:?} instead of a stream header"
+            )));
+        }
+    }
+    let el = next_element(stream, reader).await?;
+    if !el.is("features", ns::STREAM) {
+        return Err(ClientError::Unexpected(format!(
+            "<{}> instead of stream features",
+            el.name
+        )));
+    }
+    Ok(el)
+}
+
+/// The next element; a stream error becomes [`ClientError::StreamError`].
+async fn next_element(
+    stream: &mut BoxStream,
+    reader: &mut XmppReader,
+) -> Result<Element, ClientError> {
+    match reader.next_element(stream).await? {
+        Some(el) if el.is("error", ns::STREAM) => {
+            let (cond, text) = StreamErrorCondition::from_error_element(&el);
+            Err(ClientError::StreamError {
+                condition: cond.map_or("undefined-condition".into(), |c| c.to_string()),
+                text,
+            })
+        }
+        Some(el) => Ok(el),
+        None => Err(Lost::ServerClosedStream.into()),
+    }
+}
+
+/// Signs in on a connected transport: repeats stream header and features
+/// until bound (each of STARTTLS, SASL and a stream restart begins a new
+/// round), registering first when asked.
+async fn negotiate<T: ClientTransport>(
+    transport: &T,
+    opts: &ConnectOptions,
+) -> Result<Negotiated, ClientError> {
+    let domain = opts.jid.domain().to_string();
+    let (mut stream, mut secure) = transport
+        .connect(&opts.server, &domain)
+        .await
+        .map_err(|e| match e {
+            TransportError::Io(source) => ClientError::Connect {
+                addr: opts.server.clone(),
+                source,
+            },
+            tls => ClientError::Tls(tls),
+        })?;
+    let mut reader = XmppReader::new(Limits::default());
+    let mut registered = !opts.register;
+    let mut mechanism = None;
+    let username = opts.jid.local().unwrap_or_default().to_string();
+    loop {
+        write_str(&mut stream, &StreamHeader::client_to(&domain).to_xml()).await?;
+        let features = read_features(&mut stream, &mut reader).await?;
+        if !secure {
+            let upgraded = starttls(transport, &domain, &features, stream, &mut reader).await?;
+            stream = upgraded.0;
+            if upgraded.1 {
+                secure = true;
+                continue;
+            }
+        }
+        if mechanism.is_none() {
+            if !registered {
+                register(&mut stream, &mut reader, &username, &opts.password).await?;
+                registered = true;
+            }
+            let offered: Vec<String> = features
+                .get_child("mechanisms", ns::SASL)
+                .map(|m| m.elements().map(Element::text_content).collect())
+                .unwrap_or_default();
+            let mech = choose_mechanism(&offered, opts.force_plain)
+                .ok_or(ClientError::NoMechanism { offered })?;
+            authenticate(&mut stream, &mut reader, mech, &username, &opts.password).await?;
+            mechanism = Some(mech);
+            reader.reset();
+            continue;
+        }
+        if !features.has_child("bind", ns::BIND) {
+            return Err(ClientError::Unexpected(
+                "stream features without <bind/>".into(),
+            ));
+        }
+        let jid = bind(&mut stream, &mut reader, opts.jid.resource()).await?;
+        let max_stanza = server_limit(&features);
+        let session = features.get_child("session", ns::SESSION);
+        if session.is_some_and(|s| !s.has_child("optional", ns::SESSION)) {
+            let iq = Iq::request(
+                IqType::Set,
+                random_id(4),
+                None,
+                Element::new("session", ns::SESSION),
+            );
+            write_element(&mut stream, &iq.to_element()).await?;
+            let _ = next_element(&mut stream, &mut reader).await?;
+        }
+        return Ok(Negotiated {
+            stream,
+            reader,
+            jid,
+            mechanism: mechanism.unwrap_or(Mechanism::Plain),
+            secure,
+            max_stanza,
+        });
+    }
+}
+
+/// The STARTTLS step on an unencrypted stream: upgrades when both sides
+/// can, refuses to go on when the policy or the server insists on TLS.
+/// Returns the stream and whether it is encrypted now (a new round of
+/// negotiation begins).
+async fn starttls<T: ClientTransport>(
+    transport: &T,
+    domain: &str,
+    features: &Element,
+    mut stream: BoxStream,
+    reader: &mut XmppReader,
+) -> Result<(BoxStream, bool), ClientError> {
+    let offered = features.has_child("starttls", ns::TLS);
+    match (transport.starttls(), offered) {
+        (StartTls::Required | StartTls::Optional, true) => {
+            write_element(&mut stream, &Element::new("starttls", ns::TLS)).await?;
+            let answer = next_element(&mut stream, reader).await?;
+            if !answer.is("proceed", ns::TLS) {
+                return Err(ClientError::StartTlsRefused);
+            }
+            // Whatever arrived after <proceed/> was not protected by TLS:
+            // drop it (STARTTLS command injection, CVE-2011-0411).
+            reader.reset_discarding();
+            let tls = transport
+                .upgrade(stream, domain)
+                .await
+                .map_err(ClientError::Tls)?;
+            Ok((tls, true))
+        }
+        (StartTls::Required, false) => Err(ClientError::NoStartTls),
+        (StartTls::Unavailable, true)
+            if features
+                .get_child("starttls", ns::TLS)
+                .is_some_and(|t| t.has_child("required", ns::TLS)) =>
+        {
+            Err(ClientError::TlsRequired)
+        }
+        _ => Ok((stream, false)),
+    }
+}
+
+fn choose_mechanism(offered: &[String], force_plain: bool) -> Option<Mechanism> {
+    if force_plain {
+        return offered
+            .iter()
+            .any(|m| m == "PLAIN")
+            .then_some(Mechanism::Plain);
+    }
+    Mechanism::ALL
+        .into_iter()
+        .find(|m| offered.iter().any(|o| o == m.name()))
+}
+
+async fn register(
+    stream: &mut BoxStream,
+    reader: &mut XmppReader,
+    username: &str,
+    password: &str,
+) -> Result<(), ClientError> {
+    let q = Element::new("query", ns::REGISTER)
+        .text_child("username", ns::REGISTER, username)
+        .text_child("password", ns::REGISTER, password);
+    let iq = Iq::request(IqType::Set, format!("reg-{}", random_id(4)), None, q);
+    write_element(stream, &iq.to_element()).await?;
+    let answer = Iq::from_element(&next_element(stream, reader).await?)
+        .map_err(|e| ClientError::Unexpected(e.to_string()))?;
+    match answer.kind {
+        IqType::Result => Ok(()),
+        _ => match answer.error_condition() {
+            Some(StanzaErrorCondition::Conflict) => {
+                Err(ClientError::UsernameTaken(username.to_string()))
+            }
+            c => Err(ClientError::Refused {
+                what: "registration".into(),
+                condition: c.map_or("undefined-condition".into(), |c| c.to_string()),
+                text: answer.error.as_ref().and_then(protocol::error::error_text),
+            }),
+        },
+    }
+}
+
+async fn authenticate(
+    stream: &mut BoxStream,
+    reader: &mut XmppReader,
+    mech: Mechanism,
+    username: &str,
+    password: &str,
+) -> Result<(), ClientError> {
+    let auth = |payload: &[u8]| {
+        Element::new("auth", ns::SASL)
+            .attr("mechanism", mech.name())
+            .text(B64.encode(payload))
+    };
+    let mut scram = mech
+        .scram_hash()
+        .map(|h| ScramClient::new(h, username, password));
+    let initial = match &scram {
+        // Deliberately weak when the stream is not encrypted: PLAIN puts the
+        // password on the wire in base64, which anyone can decode.
+        None => sasl::plain_message(username, password),
+        Some(s) => s.client_first().into_bytes(),
+    };
+    write_element(stream, &auth(&initial)).await?;
+    loop {
+        let el = next_element(stream, reader).await?;
+        let data = B64.decode(el.text_content().trim()).unwrap_or_default();
+        if el.is("challenge", ns::SASL) {
+            let Some(s) = scram.as_mut() else {
+                return Err(ClientError::Unexpected("a challenge for PLAIN".into()));
+            };
+            let reply = s.handle_server_first(&data)?;
+            let resp = Element::new("response", ns::SASL).text(B64.encode(reply));
+            write_element(stream, &resp).await?;
+        } else if el.is("success", ns::SASL) {
+            if let Some(s) = scram.as_mut() {
+                // Mutual authentication: the server proves it knows our keys.
+                s.verify_server_final(&data)?;
+            }
+            return Ok(());
+        } else if el.is("failure", ns::SASL) {
+            let cond = el
+                .elements()
+                .find(|c| c.name != "text")
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
+            if cond == "not-authorized" {
+                return Err(ClientError::NotAuthorized);
+            }
+            let text = el.child_text("text", ns::SASL).unwrap_or_default();
+            return Err(ClientError::SaslFailure {
+                condition: cond.to_string(),
+                text,
+            });
+        } else {
+            return Err(ClientError::Unexpected(format!(
+                "<{}> during SASL",
+                el.name
+            )));
+        }
+    }
+}
+
+async fn bind(
+    stream: &mut BoxStream,
+    reader: &mut XmppReader,
+    resource: Option<&str>,
+) -> Result<Jid, ClientError> {
+    let mut b = Element::new("bind", ns::BIND);
+    if let Some(r) = resource {
+        b = b.text_child("resource", ns::BIND, r);
+    }
+    let iq = Iq::request(IqType::Set, format!("bind-{}", random_id(4)), None, b);
+    write_element(stream, &iq.to_element()).await?;
+    let el = next_element(stream, reader).await?;
+    el.get_child("bind", ns::BIND)
+        .and_then(|b| b.child_text("jid", ns::BIND))
+        .and_then(|j| Jid::parse(&j).ok())
+        .ok_or_else(|| ClientError::Unexpected("a bind answer without a JID".into()))
+}
+
+/// Starts the signed-in client: splits the stream between the reader and
+/// writer tasks and connects them to the API by queues.
+pub(super) fn start(n: Negotiated, events: EventLimits) -> Client {
+    let (rd, wr) = tokio::io::split(n.stream);
+    let (out_tx, out_rx) = mpsc::channel(MAX_QUEUED_STANZAS);
+    let (ev_tx, ev_rx) = event_queue(events);
+    let (closed_tx, closed_rx) = oneshot::channel();
+    let pending: Pending = Arc::default();
+    let state: Arc<Mutex<State>> = Arc::default();
+    let stalled = Arc::new(Notify::new());
+    let writer = tokio::spawn(outbound::writer(wr, out_rx, stalled.clone()));
+    let events_tx = ev_tx.downgrade();
+    let mut xml = n.reader;
+    // Signed in: from now on one oversized stanza is skipped, not fatal.
+    xml.skip_oversized();
+    let r = Reader {
+        me: n.jid.clone(),
+        out: out_tx.clone(),
+        events: ev_tx,
+        stalled,
+        pending: pending.clone(),
+        state: state.clone(),
+    };
+    tokio::spawn(reader::run(rd, xml, r, closed_tx));
+    Client {
+        jid: n.jid,
+        mechanism: n.mechanism,
+        secure: n.secure,
+        max_stanza: n.max_stanza,
+        out: out_tx,
+        pending,
+        state,
+        events: ev_rx,
+        events_tx,
+        writer,
+        closed: Some(closed_rx),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use protocol::Jid;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::*;
+    use crate::client::event::ClientEvent;
+    use crate::client::limits::{MAX_QUEUED_AUTO_REPLIES, WRITE_STALL_TIMEOUT};
+
+    const HEADER: &str =
+        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+
+    /// A signed-in client on one end of an in-memory pipe of `room` bytes;
+    /// the test plays the server on the other end.
+    async fn client_on_pipe(room: usize) -> (Client, DuplexStream) {
+        let (client_side, mut server) = tokio::io::duplex(room);
+        let mut stream: BoxStream = Box::new(client_side);
+        server.write_all(HEADER.as_bytes()).await.unwrap();
+        let mut reader = XmppReader::new(Limits::default());
+        assert!(matches!(
+            reader.next(&mut stream).await,
+            Ok(Event::StreamOpen(_))
+        ));
+        let c = start(
+            Negotiated {
+                stream,
+                reader,
+                jid: Jid::parse("alice@localhost/r").unwrap(),
+                mechanism: Mechanism::Plain,
+                secure: false,
+                max_stanza: protocol::limits::MAX_STANZA_BYTES,
+            },
+            EventLimits::default(),
+        );
+        (c, server)
+    }
+
+    #[tokio::test]
+    async fn nothing_over_the_servers_announced_limit_is_sent() {
+        let (c, _server) = client_on_pipe(1 << 20).await;
+        let bob = Jid::parse("bob@localhost").unwrap();
+        let err = c.send_message(&bob, &"x".repeat(70_000)).unwrap_err();
+        assert!(
+            matches!(err, ClientError::TooLarge { limit: 65_536, .. }),
+            "{err}"
+        );
+        assert!(c.send_message(&bob, "short").is_ok());
+        let features = Element::new("features", ns::STREAM).child(
+            Element::new("limits", ns::STREAM_LIMITS).text_child(
+                "max-bytes",
+                ns::STREAM_LIMITS,
+                "262144",
+            ),
+        );
+        assert_eq!(server_limit(&features), 262_144);
+        let none = Element::new("features", ns::STREAM);
+        assert_eq!(server_limit(&none), protocol::limits::MAX_STANZA_BYTES);
+    }
+
+    #[tokio::test]
+    async fn pings_to_a_client_whose_server_never_reads_queue_a_bounded_number_of_pongs() {
+        let (c, mut server) = client_on_pipe(1024).await;
+        for i in 0..5000 {
+            let ping = format!("<iq type='get' id='p{i}'><ping xmlns='urn:xmpp:ping'/></iq>");
+            server.write_all(ping.as_bytes()).await.unwrap();
+        }
+        // Let the reader take them all.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let queued = c.out.max_capacity() - c.out.capacity();
+        assert!(queued <= MAX_QUEUED_AUTO_REPLIES, "{queued} pongs queued");
+        // The user can still send: the rest of the queue is theirs.
+        c.send_message(&Jid::parse("bob@localhost").unwrap(), "hi")
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_that_never_reads_is_left_with_a_clear_error() {
+        let (mut c, mut server) = client_on_pipe(256).await;
+        let body = "x".repeat(1000);
+        for _ in 0..100 {
+            let _ = c.send_message(&Jid::parse("bob@localhost").unwrap(), &body);
+        }
+        let ev = tokio::time::timeout(WRITE_STALL_TIMEOUT * 2, async {
+            loop {
+                match c.next_event().await {
+                    Some(ClientEvent::Disconnected { reason }) => break reason,
+                    Some(_) => {}
+                    None => break None,
+                }
+            }
+        })
+        .await
+        .expect("disconnected in time");
+        let reason = ev.expect("a reason");
+        assert!(reason.contains("not read"), "{reason}");
+        let mut sink = Vec::new();
+        let _ = server.read_to_end(&mut sink).await;
+    }
+}

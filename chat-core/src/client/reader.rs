@@ -1,0 +1,295 @@
+//! The reader task: reads stanzas from the server and turns each into
+//! events, answers and state.
+//!
+//! [`run`] reads until the stream ends; [`dispatch`] sends each stanza to
+//! its owner: stanzas from a room to `rooms`, file-transfer iqs to `files`,
+//! and the rest (iq answers and requests, messages, presence) to the
+//! handlers below. The reader answers what a client must answer on its own
+//! (pings, receipt requests, roster pushes, unknown iqs) and never waits on
+//! the front end: events go into a queue that drops at its bound.
+
+use std::sync::{Arc, Mutex};
+
+use protocol::parser::Event;
+use protocol::stanza::{Iq, IqType, Message, MessageType, Presence, PresenceType};
+use protocol::{Element, Jid, StanzaErrorCondition, StreamErrorCondition, ns};
+use tokio::io::ReadHalf;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::event::{ClientEvent, EventSender, RosterItem};
+use super::files::handle_file_iq;
+use super::limits::{MAX_PENDING_REQUESTS, MAX_ROSTER_ITEMS, WRITE_STALL_TIMEOUT, kept_text};
+use super::outbound::auto_reply;
+use super::rooms::{handle_room_stanza, muc_domain};
+use super::state::{Pending, State, lock};
+use crate::transport::BoxStream;
+use crate::util::random_id;
+use crate::xmpp_io::{ReadError, XmppReader};
+
+/// What the reader works with: who we are, where its output goes, and the
+/// state it shares with the API.
+pub(crate) struct Reader {
+    /// Our full JID.
+    pub(crate) me: Jid,
+    /// Stanzas to the server (answers the client gives on its own).
+    pub(crate) out: mpsc::Sender<String>,
+    /// Events to the front end.
+    pub(crate) events: EventSender,
+    /// Woken by the writer when the server stopped reading.
+    pub(crate) stalled: Arc<Notify>,
+    /// Iq requests waiting for their answers.
+    pub(crate) pending: Pending,
+    /// What the API reads.
+    pub(crate) state: Arc<Mutex<State>>,
+}
+
+/// Reads until the stream ends, then fails what waits on the connection,
+/// signals `closed` and sends the last event, [`ClientEvent::Disconnected`].
+pub(crate) async fn run(
+    mut rd: ReadHalf<BoxStream>,
+    mut xml: XmppReader,
+    r: Reader,
+    closed: oneshot::Sender<()>,
+) {
+    let reason = loop {
+        let next = tokio::select! {
+            next = xml.next(&mut rd) => next,
+            _ = r.stalled.notified() => break Some(format!(
+                "the server has not read anything we sent for {} seconds; disconnected",
+                WRITE_STALL_TIMEOUT.as_secs()
+            )),
+        };
+        let el = match next {
+            Ok(Event::Element(el)) => el,
+            Ok(Event::StreamClose) => break None,
+            Ok(Event::StreamOpen(_)) => break Some("the server restarted the stream".to_string()),
+            Err(ReadError::Eof) => break Some("the server closed the connection".to_string()),
+            Err(ReadError::Parse(protocol::ParseError::TooLarge { limit })) if xml.can_go_on() => {
+                // A hostile or broken server cannot end our session with one
+                // huge stanza: it was skipped, unread, and we go on.
+                r.events.send(ClientEvent::StanzaTooLarge { limit });
+                continue;
+            }
+            Err(e) => break Some(e.to_string()),
+        };
+        if el.is("error", ns::STREAM) {
+            let (cond, text) = StreamErrorCondition::from_error_element(&el);
+            let c = cond.map_or("undefined-condition".to_string(), |c| c.to_string());
+            // Recorded before the pending requests fail (below), so they can
+            // look at it.
+            lock(&r.state).stream_error = Some(c.clone());
+            break Some(match text {
+                Some(t) => format!("stream error {c}: {t}"),
+                None => format!("stream error {c}"),
+            });
+        }
+        dispatch(&el, &r);
+    };
+    lock(&r.pending).clear();
+    // Pending joins fail with the connection.
+    lock(&r.state).rooms.clear();
+    let _ = closed.send(());
+    r.events
+        .send_last(ClientEvent::Disconnected { reason })
+        .await;
+}
+
+/// Sends one stanza to the module that owns it.
+pub(crate) fn dispatch(el: &Element, r: &Reader) {
+    let from_room = el
+        .get_attr("from")
+        .and_then(|f| Jid::parse(f).ok())
+        .is_some_and(|f| f.domain() == muc_domain(&r.me) && f.local().is_some());
+    if from_room && handle_room_stanza(el, &r.state, &r.events) {
+        return;
+    }
+    match el.name.as_str() {
+        "iq" => {
+            if let Ok(iq) = Iq::from_element(el) {
+                handle_iq(el, iq, r);
+            }
+        }
+        "message" => {
+            if let Ok(m) = Message::from_element(el) {
+                handle_message(el, m, r);
+            }
+        }
+        "presence" => {
+            if let Ok(p) = Presence::from_element(el) {
+                handle_presence(p, r);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An answer goes to the request waiting for it; a request is answered:
+/// roster pushes and pings with a result, anything else with
+/// `service-unavailable` (RFC 6120 8.4).
+fn handle_iq(el: &Element, iq: Iq, r: &Reader) {
+    if matches!(iq.kind, IqType::Result | IqType::Error) {
+        if let Some(tx) = lock(&r.pending).remove(&iq.id) {
+            let _ = tx.send(el.clone());
+        }
+        return;
+    }
+    if handle_file_iq(&iq, &r.state, &r.out, &r.events) {
+        return;
+    }
+    // Only our server may push roster changes (RFC 6121 2.1.6):
+    // otherwise anyone could rewrite our contact list.
+    let me = &r.me;
+    let from_server = iq
+        .from
+        .as_ref()
+        .is_none_or(|f| f == &me.to_bare() || f.domain() == me.domain() && f.local().is_none());
+    let payload = iq.payload.as_ref();
+    let mut reply = match payload {
+        Some(q) if iq.kind == IqType::Set && q.is("query", ns::ROSTER) && from_server => {
+            roster_push(q, r);
+            iq.result(None)
+        }
+        Some(p) if iq.kind == IqType::Get && p.is("ping", ns::PING) => iq.result(None),
+        _ => iq.error_reply(StanzaErrorCondition::ServiceUnavailable, None),
+    };
+    reply.from = None;
+    // The error reply need not echo the request (RFC 6120 8.3.1 allows
+    // leaving it out): a peer cannot make each answer as big as its request.
+    reply.payload = None;
+    auto_reply(&r.out, reply.to_element().to_xml());
+}
+
+/// Applies a roster push to the state (bounded at [`MAX_ROSTER_ITEMS`]) and
+/// shows each item.
+fn roster_push(query: &Element, r: &Reader) {
+    for item in query.elements().filter(|i| i.is("item", ns::ROSTER)) {
+        let Some(ri) = RosterItem::from_element(item) else {
+            continue;
+        };
+        let mut st = lock(&r.state);
+        if ri.subscription == "remove" {
+            st.roster.remove(&ri.jid);
+            r.events.send(ClientEvent::RosterRemoved(ri.jid));
+        } else {
+            if st.roster.len() < MAX_ROSTER_ITEMS || st.roster.contains_key(&ri.jid) {
+                let kept = RosterItem {
+                    name: ri.name.as_deref().map(kept_text),
+                    subscription: kept_text(&ri.subscription),
+                    ..ri.clone()
+                };
+                st.roster.insert(ri.jid.clone(), kept);
+            }
+            r.events.send(ClientEvent::RosterPush(ri));
+        }
+    }
+}
+
+/// A bounced message, a receipt, an announcement from the server, or a
+/// message from a contact (acknowledged when it asks for a receipt).
+fn handle_message(el: &Element, m: Message, r: &Reader) {
+    let me = &r.me;
+    let from = m.from.clone().unwrap_or_else(|| me.to_bare());
+    if m.kind == MessageType::Error {
+        let err = el.get_child("error", ns::CLIENT);
+        r.events.send(ClientEvent::MessageError {
+            from: m.from.clone(),
+            id: m.id.clone(),
+            condition: err
+                .and_then(StanzaErrorCondition::from_error_element)
+                .map_or("undefined-condition".into(), |c| c.to_string()),
+            text: err.and_then(protocol::error::error_text),
+        });
+        return;
+    }
+    if let Some(id) = m.receipt_for() {
+        r.events.send(ClientEvent::Receipt {
+            from,
+            id: id.to_string(),
+        });
+        return;
+    }
+    if m.requests_receipt()
+        && let Some(id) = &m.id
+    {
+        // XEP-0184: acknowledge to the sending resource.
+        let ack = Element::new("message", ns::CLIENT)
+            .attr("to", from.to_string())
+            .attr("id", format!("r-{}", random_id(4)))
+            .child(Element::new("received", ns::RECEIPTS).attr("id", id.clone()));
+        auto_reply(&r.out, ack.to_xml());
+    }
+    if from.local().is_none() && from.domain() == me.domain() {
+        // From the server itself: an announcement to everyone.
+        if let Some(body) = m.body.clone() {
+            let subject = m
+                .payloads
+                .iter()
+                .find(|p| p.is("subject", ns::CLIENT))
+                .map(Element::text_content);
+            r.events.send(ClientEvent::Announcement { subject, body });
+        }
+        return;
+    }
+    if let Some(body) = m.body.clone() {
+        let delayed = m.delay_stamp().map(str::to_string);
+        r.events.send(ClientEvent::Message {
+            from,
+            body,
+            id: m.id.clone(),
+            kind: m.kind,
+            delayed,
+        });
+    }
+}
+
+/// A contact's availability, or a subscription request or answer.
+fn handle_presence(p: Presence, r: &Reader) {
+    let Some(from) = p.from.clone() else { return };
+    match p.kind {
+        PresenceType::Available | PresenceType::Unavailable => {
+            let available = p.kind == PresenceType::Available;
+            if from == r.me {
+                return;
+            }
+            let mut st = lock(&r.state);
+            if available {
+                st.online.insert(from.clone(), p.show, p.status.as_deref());
+            } else {
+                st.online.remove(&from);
+            }
+            r.events.send(ClientEvent::Presence {
+                from,
+                available,
+                show: p.show,
+                status: p.status,
+            });
+        }
+        PresenceType::Subscribe => {
+            let bare = from.to_bare();
+            let mut st = lock(&r.state);
+            // We asked them already: approving is what the user meant.
+            let auto = st.roster.contains_key(&bare);
+            if auto {
+                let ok = Presence {
+                    to: Some(bare.clone()),
+                    ..Presence::new(PresenceType::Subscribed)
+                };
+                auto_reply(&r.out, ok.to_element().to_xml());
+            } else if !st.requests.contains(&bare) {
+                if st.requests.len() >= MAX_PENDING_REQUESTS {
+                    st.requests.remove(0);
+                }
+                st.requests.push(bare.clone());
+            }
+            r.events.send(ClientEvent::SubscriptionRequest {
+                from: bare,
+                auto_approved: auto,
+            });
+        }
+        PresenceType::Subscribed | PresenceType::Unsubscribe | PresenceType::Unsubscribed => {
+            r.events
+                .send(ClientEvent::Subscription { from, kind: p.kind });
+        }
+        _ => {}
+    }
+}
