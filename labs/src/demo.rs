@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, Table};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use harness::signals::check_interrupt;
 use harness::{Input, Proc};
@@ -44,6 +45,27 @@ pub struct DemoArgs {
 #[derive(Debug, Default)]
 struct Side {
     categories: BTreeMap<&'static str, Vec<String>>,
+}
+
+/// The demo's outcome: what the sniffer recovered on each side, and the
+/// verdict per category. The table and the `--json` line are both printed
+/// from it. Fields in alphabetical order, as the JSON line always had them.
+#[derive(Serialize)]
+struct Report<'a> {
+    plaintext: &'a BTreeMap<&'static str, Vec<String>>,
+    seconds: f64,
+    tls: &'a BTreeMap<&'static str, Vec<String>>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    verdict: Vec<Verdict>,
+}
+
+/// One row of the verdict: `LEAKED`, `visible` or `hidden` on each side.
+#[derive(Serialize)]
+struct Verdict {
+    category: &'static str,
+    plaintext: &'static str,
+    tls: &'static str,
 }
 
 /// The rows of the verdict: (category, what kind of leak it is).
@@ -322,17 +344,22 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     let empty = Side::default();
     let p = sides.get(&Twin::Plain).unwrap_or(&empty);
     let t = sides.get(&Twin::Tls).unwrap_or(&empty);
-    if args.json {
-        let side_json = |s: &Side| json!(s.categories);
-        let rows: Vec<Value> = ROWS
+    let report = Report {
+        plaintext: &p.categories,
+        seconds: t0.elapsed().as_secs_f64(),
+        tls: &t.categories,
+        kind: "demo",
+        verdict: ROWS
             .iter()
-            .map(|(cat, kind)| json!({"category": cat, "plaintext": verdict(p, cat, kind), "tls": verdict(t, cat, kind)}))
-            .collect();
-        outln!(
-            "{}",
-            json!({"type": "demo", "plaintext": side_json(p), "tls": side_json(t), "verdict": rows,
-                   "seconds": t0.elapsed().as_secs_f64()})
-        );
+            .map(|(cat, kind)| Verdict {
+                category: cat,
+                plaintext: verdict(p, cat, kind),
+                tls: verdict(t, cat, kind),
+            })
+            .collect(),
+    };
+    if args.json {
+        outln!("{}", serde_json::to_string(&report)?);
         return Ok(0);
     }
     const W: usize = 58;
@@ -364,17 +391,17 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     let mut table = Table::new();
     table.load_style(UTF8_FULL_CONDENSED);
     table.set_header(vec!["what", "plaintext", "TLS"]);
-    for (cat, kind) in ROWS {
+    for row in &report.verdict {
         table.add_row(vec![
-            Cell::new(cat),
-            Cell::new(verdict(p, cat, kind)),
-            Cell::new(verdict(t, cat, kind)),
+            Cell::new(row.category),
+            Cell::new(row.plaintext),
+            Cell::new(row.tls),
         ]);
     }
     outln!("\n{table}");
     outln!(
         "TLS hid the content; the server name, who talked to whom and when, and the sizes stay visible. ({:.1} s)",
-        t0.elapsed().as_secs_f64()
+        report.seconds
     );
     Ok(0)
 }
