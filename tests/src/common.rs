@@ -1,0 +1,98 @@
+//! What every test file uses: the default wait, the binaries, certificates,
+//! third-party tools, and readable errors.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The default wait for something that should happen.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Runs `chat-tls certs` into `dir` (a lab CA and a server certificate),
+/// with extra flags such as `--domain` or `--expired`; returns the server
+/// key's pin (`sha256:...`).
+pub fn make_certs(dir: &Path, extra: &[&str]) -> String {
+    harness::chat::make_certs(&bin("chat-tls"), dir, extra)
+        .unwrap_or_else(|e| panic!("{}", chain(&e)))
+}
+
+/// Path of a workspace binary, as built for this test process: the first
+/// call runs `cargo build --workspace --bins` (see [`harness::bins`]), so a
+/// test never runs a binary older than the code.
+pub fn bin(name: &str) -> PathBuf {
+    harness::bins::cargo_built(name).unwrap_or_else(|e| panic!("{}", chain(&e)))
+}
+
+/// A harness error with its causes, for a panic message.
+pub fn chain(e: &harness::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
+/// True for a `presence` event from a resource of the bare JID `bare`.
+pub fn presence_from(v: &Value, bare: &str) -> bool {
+    v["type"] == "presence"
+        && v["from"]
+            .as_str()
+            .is_some_and(|f| f.strip_prefix(bare).is_some_and(|r| r.starts_with('/')))
+}
+
+/// A third-party program the tests run, which `scripts/setup.sh --interop`
+/// installs: `prosody`, `tshark`, or `slixmpp` (the Python of the venv that
+/// holds it). A missing tool fails the test with the
+/// command that installs it; `CHAT_SKIP_INTEROP=1` skips instead (and says
+/// so), for machines that cannot install packages.
+pub fn interop_tool(name: &str) -> Option<PathBuf> {
+    let path = match name {
+        "prosody" => ["/usr/bin/prosody", "/usr/local/bin/prosody"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists()),
+        "slixmpp" => {
+            let venv = workspace_root().join("target/interop-venv/bin/python");
+            venv.exists().then_some(venv)
+        }
+        "tshark" => ["/usr/bin/tshark", "/usr/local/bin/tshark"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists()),
+        other => panic!("unknown interop tool {other}"),
+    };
+    if path.is_none() {
+        if std::env::var("CHAT_SKIP_INTEROP").as_deref() == Ok("1") {
+            eprintln!("SKIPPED: {name} is not installed and CHAT_SKIP_INTEROP=1");
+            return None;
+        }
+        panic!(
+            "{name} is not installed: run `scripts/setup.sh --interop` (as root for Debian packages), \
+             or set CHAT_SKIP_INTEROP=1 to skip the interoperability tests"
+        );
+    }
+    path
+}
+
+/// The workspace root (the tests crate's parent folder).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// Runs one of the workspace's binaries with `args` to the end: exit code,
+/// stdout, stderr.
+pub fn run_bin(name: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin(name)).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
