@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::Error;
+use crate::error::Error;
 
 /// `name` in the folder of the running program, if it is there.
 pub fn beside_current_exe(name: &str) -> Result<PathBuf, Error> {

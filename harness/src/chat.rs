@@ -21,7 +21,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::{Error, Proc};
+use crate::error::Error;
+use crate::process::Proc;
 
 /// What marks the readiness line on a twin server's stderr.
 pub const READY: &str = " server: ready ";

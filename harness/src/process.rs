@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
-use crate::Error;
+use crate::error::Error;
 use crate::signals::check_interrupt;
 
 /// How often a wait wakes up to look at Ctrl-C and its deadline.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::Error;
+use crate::error::Error;
 
 /// Set by Ctrl-C or SIGTERM once [`catch_signals`] ran; every wait checks it.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
