@@ -139,13 +139,7 @@ pub fn read_file(
         path: path.to_path_buf(),
         source,
     })?;
-    if let Some(bpf) = filter {
-        cap.filter(bpf, true)
-            .map_err(|source| CaptureError::Filter {
-                filter: bpf.into(),
-                source,
-            })?;
-    }
+    apply_filter(&mut cap, filter)?;
     let dlt = cap.get_datalink().0;
     let link = check_link(|| path.display().to_string(), dlt)?;
     let mut report = FileReport::default();
@@ -191,6 +185,21 @@ pub struct Live {
     save: Option<pcap::Savefile>,
     link: LinkType,
     iface: String,
+}
+
+/// Compiles and sets a BPF filter (`tcp port 5222`), if one was given.
+fn apply_filter<T: pcap::Activated + ?Sized>(
+    cap: &mut pcap::Capture<T>,
+    filter: Option<&str>,
+) -> Result<(), CaptureError> {
+    if let Some(bpf) = filter {
+        cap.filter(bpf, true)
+            .map_err(|source| CaptureError::Filter {
+                filter: bpf.into(),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 /// The kernel's buffer for packets captured and not yet read, in bytes.
@@ -248,13 +257,7 @@ pub fn open_live(
         .map_err(live_err)?
         .setnonblock()
         .map_err(live_err)?;
-    if let Some(bpf) = filter {
-        cap.filter(bpf, true)
-            .map_err(|source| CaptureError::Filter {
-                filter: bpf.into(),
-                source,
-            })?;
-    }
+    apply_filter(&mut cap, filter)?;
     let save = match write {
         Some(p) => Some(cap.savefile(p).map_err(|source| CaptureError::File {
             path: p.to_path_buf(),

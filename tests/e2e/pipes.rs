@@ -56,6 +56,15 @@ fn into_closed_pipe(what: &str, mut cmd: Command) {
     ends_quietly(what, child);
 }
 
+/// Reads the first line of the child's stdout, then closes the pipe: the
+/// reader of `| head -1` leaving while the program still writes.
+fn first_line_then_close(child: &mut Child) -> String {
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    first
+}
+
 fn command(name: &str, args: &[&str]) -> Command {
     let mut c = Command::new(bin(name));
     c.args(args);
@@ -77,11 +86,8 @@ fn client_after_the_first_line(twin: Twin) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    out.read_line(&mut first).unwrap();
+    let first = first_line_then_close(&mut child);
     assert!(first.contains("\"type\""), "{what}: a JSON line: {first:?}");
-    drop(out);
     // Commands whose answers now go nowhere; the client may be gone before
     // it reads them all.
     let mut stdin = child.stdin.take().unwrap();
@@ -176,11 +182,8 @@ fn sniffer_ends_quietly_on_a_closed_pipe() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    out.read_line(&mut first).unwrap();
+    let first = first_line_then_close(&mut child);
     assert!(first.starts_with('{'), "a JSON line: {first:?}");
-    drop(out);
     ends_quietly("sniffer read --json | head -1", child);
 }
 
