@@ -112,7 +112,7 @@ fn bad_input_gets_stream_errors_and_does_not_disturb_a_second_client() {
 #[test]
 fn hundreds_of_idle_connections_do_not_stop_a_new_client() {
     let server = Server::start(Twin::Plain, &[]);
-    let idle: Vec<Raw> = (0..300)
+    let mut idle: Vec<Raw> = (0..300)
         .map(|i| {
             let mut r = Raw::connect(&server);
             if i % 2 == 0 {
@@ -126,10 +126,20 @@ fn hundreds_of_idle_connections_do_not_stop_a_new_client() {
     let (code, t) = carol.finish();
     assert_eq!(code, 0, "{t}");
     // The idle connections were really held open all along (the server did
-    // not make room for carol by dropping them): a peek finds no end of
+    // not make room for carol by dropping them): a read finds no end of
     // stream on any of them.
-    let closed = idle.iter().filter(|r| r.is_closed()).count();
+    let closed = idle.iter_mut().map(Raw::is_closed).filter(|c| *c).count();
     assert_eq!(closed, 0, "{closed} of 300 idle connections were closed");
+    // The control: the same check does see a close behind buffered data (a
+    // header and features the server sent before its deadline ended it).
+    let strict = Server::start(Twin::Plain, &["--auth-timeout", "1"]);
+    let mut ended = Raw::connect(&strict);
+    ended.send(header("localhost").as_bytes());
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(
+        ended.is_closed(),
+        "a connection past its deadline looks open"
+    );
 }
 
 #[test]

@@ -32,14 +32,20 @@ impl Raw {
     }
 
     /// Whether the server has closed (or reset) the connection, without
-    /// consuming anything or waiting: a peek that finds the end of stream.
-    pub fn is_closed(&self) -> bool {
+    /// waiting: whatever the server sent is read and dropped first, so a
+    /// stream header or features waiting in the buffer cannot hide an end
+    /// of stream behind them.
+    pub fn is_closed(&mut self) -> bool {
         self.stream.set_nonblocking(true).unwrap();
-        let mut b = [0u8; 1];
-        let closed = match self.stream.peek(&mut b) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        let mut buf = [0u8; 4096];
+        let closed = loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break true,
+            }
         };
         self.stream.set_nonblocking(false).unwrap();
         closed
