@@ -24,8 +24,10 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::process::Proc;
 
-/// What marks the readiness line on a twin server's stderr.
-pub const READY: &str = " server: ready ";
+/// What marks the readiness line on a server's stderr: the twins'
+/// (`chat-tls server: ready listen=...`) and `mitm-proxy`'s
+/// (`mitm-proxy: ready listen=... upstream=...`).
+pub const READY: &str = ": ready ";
 
 /// How long a server may take to bind its ports.
 pub const START_LIMIT: Duration = Duration::from_secs(15);

@@ -111,14 +111,25 @@ fn slixmpp_registers_signs_in_with_every_mechanism_chats_and_deletes_its_account
     // accepts and subscribes back; slixmpp auto-approves.
     alice.expect_event("subscribe", "from", "sally@localhost");
     alice.send("/add sally@localhost");
-    alice.expect("roster push: sally both", |v| {
-        v["type"] == "roster" && v["jid"] == "sally@localhost" && v["subscription"] == "both"
-    });
-    alice.expect("sally's presence with show and status", |v| {
-        presence_from(v, "sally@localhost")
-            && v["show"] == "away"
-            && v["status"] == "written in Python"
-    });
+    // Both arrive, in either order: slixmpp approves and sends its
+    // presence while alice's own approval is still on its way.
+    let (both, present) = (std::cell::Cell::new(false), std::cell::Cell::new(false));
+    alice.expect(
+        "roster push: sally both, and sally's presence with show and status",
+        |v| {
+            if v["type"] == "roster" && v["jid"] == "sally@localhost" && v["subscription"] == "both"
+            {
+                both.set(true);
+            }
+            if presence_from(v, "sally@localhost")
+                && v["show"] == "away"
+                && v["status"] == "written in Python"
+            {
+                present.set(true);
+            }
+            both.get() && present.get()
+        },
+    );
     sally.expect_event("presence", "from", "alice@localhost");
 
     // Messages both ways, with XEP-0184 receipts both ways.

@@ -14,6 +14,7 @@ mod hostile_server;
 mod interop;
 mod labs;
 mod leak_check;
+mod mitm;
 mod pipes;
 mod rooms;
 mod sniffer;

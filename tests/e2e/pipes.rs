@@ -259,3 +259,15 @@ fn labs_ends_quietly_on_a_closed_pipe() {
     let files: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(files.is_empty(), "the lab's files were removed: {files:?}");
 }
+
+#[test]
+fn mitm_proxy_ends_quietly_on_a_closed_pipe() {
+    into_closed_pipe(
+        "mitm-proxy attacks | head -0",
+        command("mitm-proxy", &["attacks"]),
+    );
+    into_closed_pipe(
+        "mitm-proxy attacks --json | head -0",
+        command("mitm-proxy", &["attacks", "--json"]),
+    );
+}

@@ -18,6 +18,27 @@ fn client_command(server: &Server, jid: &str, password: &str, extra: &[&str]) ->
     cmd
 }
 
+/// The same command, connected to `addr` (a proxy in the path) instead of
+/// the server itself; everything else (the CA, direct TLS) as the twin's.
+fn client_command_via(
+    server: &Server,
+    addr: std::net::SocketAddr,
+    jid: &str,
+    password: &str,
+    extra: &[&str],
+) -> Command {
+    let mut flags = server.client_flags();
+    if let Some(i) = flags.iter().position(|f| f == "--server") {
+        flags[i + 1] = addr.to_string();
+    }
+    let mut cmd = Command::new(bin(server.twin.bin()));
+    cmd.args(["client", "--json", "--jid", jid])
+        .args(flags)
+        .args(extra)
+        .env("CHAT_PASSWORD", password);
+    cmd
+}
+
 /// A client process driven through stdin, reading its JSON lines; killed
 /// on drop.
 pub struct Client {
@@ -30,6 +51,17 @@ impl Client {
     /// `password`, connected the twin's way.
     pub fn start(server: &Server, jid: &str, password: &str, extra: &[&str]) -> Client {
         Client::spawn(jid, client_command(server, jid, password, extra))
+    }
+
+    /// Like [`Client::start`], but connected through `addr` (a proxy).
+    pub fn start_via(
+        server: &Server,
+        addr: std::net::SocketAddr,
+        jid: &str,
+        password: &str,
+        extra: &[&str],
+    ) -> Client {
+        Client::spawn(jid, client_command_via(server, addr, jid, password, extra))
     }
 
     /// Runs any program that speaks the same JSON lines (the third-party

@@ -12,6 +12,7 @@
 
 mod client;
 mod common;
+mod proxy;
 mod raw;
 mod server;
 mod sniffer;
@@ -19,6 +20,7 @@ mod twin;
 
 pub use client::*;
 pub use common::*;
+pub use proxy::*;
 pub use raw::*;
 pub use server::*;
 pub use sniffer::*;

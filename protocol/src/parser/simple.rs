@@ -185,6 +185,17 @@ impl StreamParser {
         &self.buf[self.start..]
     }
 
+    /// The bytes fed from stream offset `from` on, as far as they are still
+    /// held (until the next [`feed`](Self::feed)), or `None` if they were
+    /// dropped. Taken at [`offset`](Self::offset) before an event, its first
+    /// [`Parsed::bytes`] are exactly that event's bytes: a proxy forwards
+    /// what it parsed unchanged, and after an error forwards everything from
+    /// the damage on (lenient recovery has moved past it by then).
+    pub fn held_from(&self, from: u64) -> Option<&[u8]> {
+        let i = usize::try_from(from.checked_sub(self.base)?).ok()?;
+        self.buf.get(i..)
+    }
+
     /// Removes and returns the bytes fed but not consumed: after `<proceed/>`
     /// these are the first bytes of the TLS handshake.
     pub fn take_unconsumed(&mut self) -> Vec<u8> {
@@ -937,6 +948,43 @@ const RETAINED_TAGS: usize = 256;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_bytes_of_each_event_are_exactly_its_input() {
+        let input = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='x'> <message to='a@x'><body>hi &amp; bye</body></message>\n<presence/></stream:stream>";
+        for chunk in [1, 7, input.len()] {
+            let mut p = StreamParser::new(Mode::Lenient);
+            let mut again = Vec::new();
+            for piece in input.as_bytes().chunks(chunk) {
+                p.feed(piece);
+                loop {
+                    let before = p.offset();
+                    match p.next_event() {
+                        Ok(Some(parsed)) => {
+                            let held = p.held_from(before).expect("still held");
+                            again.extend_from_slice(&held[..parsed.bytes]);
+                        }
+                        Ok(None) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+            assert_eq!(
+                String::from_utf8(again).unwrap(),
+                input,
+                "chunks of {chunk}"
+            );
+        }
+        // After lenient recovery the damaged bytes are still held.
+        let mut p = StreamParser::new(Mode::Lenient);
+        p.feed(b"<message><body>ok</body></message><a b='1' b='2'/><presence/>");
+        let before = p.offset();
+        assert!(matches!(p.next_event(), Ok(Some(_))));
+        let before_bad = p.offset();
+        assert!(before_bad > before);
+        assert!(p.next_event().is_err());
+        assert!(p.held_from(before_bad).unwrap().starts_with(b"<a b="));
+    }
     use crate::error::StreamErrorCondition;
     use crate::parser::fixtures::{HEADER, all, fixture, parse_whole};
 

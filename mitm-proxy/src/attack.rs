@@ -1,0 +1,98 @@
+//! The attacks the proxy knows, each with the setting that defeats it.
+//!
+//! The lesson of every attack is the line beside it: which client (or
+//! server) setting makes it fail. `mitm-proxy attacks` prints them all.
+
+use serde::Serialize;
+
+/// An attack the proxy applies to the connections it relays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Attack {
+    /// Passive: parse and log both directions, with the switch to TLS at
+    /// the exact byte.
+    Relay,
+    /// Remove `<starttls/>` from the features the client sees; when the
+    /// server insists on TLS, speak TLS to the server in the client's place.
+    StripStarttls,
+    /// Offer the client only SASL PLAIN, so a client that takes whatever is
+    /// offered sends its password.
+    DowngradeSasl,
+}
+
+/// What an attack does, against whom it works, and what stops it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Info {
+    /// Its name on the command line.
+    pub name: &'static str,
+    /// What the proxy does.
+    pub does: &'static str,
+    /// The setting it succeeds against.
+    pub succeeds_against: &'static str,
+    /// The setting that defeats it.
+    pub defeated_by: &'static str,
+}
+
+impl Attack {
+    /// Every attack, in the order `mitm-proxy attacks` lists them.
+    pub const ALL: [Attack; 3] = [Attack::Relay, Attack::StripStarttls, Attack::DowngradeSasl];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+
+    /// What it does and what defeats it.
+    pub fn info(self) -> Info {
+        match self {
+            Attack::Relay => Info {
+                name: "relay",
+                does: "reads and logs both directions; once TLS starts it sees only record sizes",
+                succeeds_against: "chat-plain: every stanza, password included, is readable",
+                defeated_by: "TLS (chat-tls): nothing after the TLS switch is readable",
+            },
+            Attack::StripStarttls => Info {
+                name: "strip-starttls",
+                does: "removes <starttls/> from the server's features; if the server requires TLS, \
+                       the proxy speaks TLS to the server itself, so the server sees an encrypted client",
+                succeeds_against: "chat-tls client --starttls opportunistic: goes on in plaintext and sends its password",
+                defeated_by: "chat-tls client --starttls required (the default): stops when STARTTLS is missing; \
+                              or --direct-tls, which has no plaintext phase to strip",
+            },
+            Attack::DowngradeSasl => Info {
+                name: "downgrade-sasl",
+                does: "replaces the server's SASL mechanisms with PLAIN only",
+                succeeds_against: "a client that uses whatever mechanism is offered (ours, over chat-plain)",
+                defeated_by: "TLS, inside which the mechanism list cannot be changed (against strip-starttls \
+                              too: chat-tls --starttls required); a client that refuses PLAIN (not in this client yet)",
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Attack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn every_attack_names_what_defeats_it_and_parses_from_its_name() {
+        for a in Attack::ALL {
+            let info = a.info();
+            assert!(!info.defeated_by.is_empty(), "{a:?}");
+            assert!(!info.succeeds_against.is_empty(), "{a:?}");
+            assert_eq!(Attack::from_str(info.name, false), Ok(a));
+            assert_eq!(
+                serde_json::to_value(a).unwrap(),
+                serde_json::Value::from(info.name)
+            );
+        }
+        assert_eq!(Attack::ALL.len(), Attack::value_variants().len());
+    }
+}

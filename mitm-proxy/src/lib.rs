@@ -1,0 +1,30 @@
+//! `mitm-proxy`: the attacker who sits in the path between an XMPP client
+//! and its server, reads both directions, and changes what it can.
+//!
+//! The sniffer shows what a passive eavesdropper reads. This crate is the
+//! active one: it relays every byte, parses both directions with the same
+//! `protocol` parser the chat uses, and applies the attacks it was told to.
+//! At the end of each connection it says what it obtained, or that the
+//! client refused. Every attack names the client setting that defeats it
+//! ([`attack::Attack::info`]); the end-to-end tests prove both outcomes.
+//!
+//! - [`attack`]: the attacks, what each does, and what defeats it.
+//! - [`event`]: what the proxy reports, one line (text or JSON) per event.
+//! - [`xmpp`]: one direction of an XMPP stream cut into forwardable units
+//!   (header, element, close) with their exact bytes, then raw bytes once
+//!   TLS starts.
+//! - [`tls`]: the proxy's own TLS client to the server (for stripping
+//!   STARTTLS from a server that requires it).
+//! - [`conn`]: one proxied connection: setup, the two pumps, the verdict.
+//! - [`proxy`]: the listener, loopback only, and the end-of-run summary.
+//!
+//! Everything here is an attack tool for a classroom: it listens and
+//! connects on loopback only (127.0.0.0/8, ::1), and refuses anything else.
+#![forbid(unsafe_code)]
+
+pub mod attack;
+pub mod conn;
+pub mod event;
+pub mod proxy;
+pub mod tls;
+pub mod xmpp;

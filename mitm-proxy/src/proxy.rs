@@ -1,0 +1,252 @@
+//! The listener: loopback only, one task per client connection, every event
+//! printed as it happens, and a summary of the verdicts at the end.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{ContentArrangement, Table};
+use protocol::display::terminal_safe;
+use protocol::outln;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::attack::Attack;
+use crate::conn;
+use crate::event::Event;
+
+/// Events waiting to be printed. The pumps never wait for the terminal:
+/// beyond this many, events are counted and dropped (the traffic is still
+/// relayed), so a slow or paused terminal cannot stall the connections.
+pub const EVENT_QUEUE: usize = 65_536;
+
+/// Connections relayed at once. Each holds two sockets; beyond the bound a
+/// new client waits in the kernel's accept queue instead of exhausting the
+/// proxy's file descriptors.
+pub const MAX_CONNECTIONS: usize = 4096;
+
+/// Why the proxy would not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// An address off loopback: this is an attack tool for one's own
+    /// machine.
+    #[error(
+        "{what} {addr} is not on loopback: mitm-proxy only listens and connects on 127.0.0.0/8 or ::1"
+    )]
+    NotLoopback {
+        /// `--listen` or `--upstream`.
+        what: &'static str,
+        /// The address given.
+        addr: SocketAddr,
+    },
+    /// The listening address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How the proxy runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where clients connect.
+    pub listen: SocketAddr,
+    /// The real server.
+    pub upstream: SocketAddr,
+    /// The attacks to apply (relay is always on: every connection is read).
+    pub attacks: BTreeSet<Attack>,
+    /// Print JSON lines instead of text.
+    pub json: bool,
+}
+
+/// Prints events from every connection, in order, on its own thread.
+pub struct Reporter {
+    tx: Mutex<Option<SyncSender<Event>>>,
+    dropped: AtomicU64,
+}
+
+impl Reporter {
+    /// A reporter and the thread that prints.
+    pub fn start(json: bool) -> (Reporter, std::thread::JoinHandle<()>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
+        let printer = std::thread::spawn(move || print_events(rx, json));
+        (
+            Reporter {
+                tx: Mutex::new(Some(tx)),
+                dropped: AtomicU64::new(0),
+            },
+            printer,
+        )
+    }
+
+    /// Queues an event for printing; never waits.
+    pub fn emit(&self, ev: Event) {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = tx.as_ref()
+            && let Err(TrySendError::Full(_)) = tx.try_send(ev)
+        {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Stops accepting events; the printer finishes what is queued.
+    pub fn close(&self) -> u64 {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+fn print_events(rx: Receiver<Event>, json: bool) {
+    for ev in rx {
+        if json {
+            outln!("{}", ev.to_json());
+        } else {
+            outln!("{ev}");
+        }
+    }
+}
+
+/// One verdict, kept for the summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerdictRow {
+    /// The connection.
+    pub conn: u64,
+    /// The attack.
+    pub attack: Attack,
+    /// What happened.
+    pub outcome: String,
+    /// Whether it was defeated.
+    pub defeated: bool,
+}
+
+/// What every connection shares.
+pub struct Shared {
+    /// The real server.
+    pub upstream: SocketAddr,
+    /// The attacks applied.
+    pub attacks: BTreeSet<Attack>,
+    /// Where events go.
+    pub report: Reporter,
+    verdicts: Mutex<Vec<VerdictRow>>,
+}
+
+impl Shared {
+    /// Keeps a connection's verdict for the summary.
+    pub fn record_verdict(&self, conn: u64, attack: Attack, outcome: &str, defeated: bool) {
+        self.verdicts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(VerdictRow {
+                conn,
+                attack,
+                outcome: outcome.to_string(),
+                defeated,
+            });
+    }
+}
+
+/// Checks an address is on loopback.
+pub fn loopback_only(what: &'static str, addr: SocketAddr) -> Result<(), ProxyError> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(ProxyError::NotLoopback { what, addr })
+    }
+}
+
+/// Binds the listener (port 0 lets the kernel choose) and checks both
+/// addresses.
+pub async fn bind(config: &Config) -> Result<TcpListener, ProxyError> {
+    loopback_only("--listen", config.listen)?;
+    loopback_only("--upstream", config.upstream)?;
+    TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ProxyError::Bind {
+            addr: config.listen,
+            source,
+        })
+}
+
+/// Relays connections from `listener` until `shutdown` completes, then
+/// returns every verdict and the number of events not shown.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> (Vec<VerdictRow>, u64) {
+    let (report, printer) = Reporter::start(config.json);
+    let mut attacks = config.attacks.clone();
+    attacks.insert(Attack::Relay);
+    let shared = Arc::new(Shared {
+        upstream: config.upstream,
+        attacks,
+        report,
+        verdicts: Mutex::new(Vec::new()),
+    });
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut next = 0u64;
+    tokio::pin!(shutdown);
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => {
+                    // Out of descriptors and the like: wait, do not spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        next += 1;
+        let shared = shared.clone();
+        tasks.spawn(async move {
+            conn::handle(next, tcp, peer, shared).await;
+            drop(permit);
+        });
+        // Reap finished connections so the set stays small.
+        while tasks.try_join_next().is_some() {}
+    }
+    // Connections still open at Ctrl-C are cut here: only connections that
+    // ended have a verdict.
+    tasks.shutdown().await;
+    let dropped = shared.report.close();
+    let _ = tokio::task::spawn_blocking(move || printer.join()).await;
+    let verdicts = shared
+        .verdicts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    (verdicts, dropped)
+}
+
+/// The end-of-run summary: one row per connection and attack.
+pub fn summary_table(verdicts: &[VerdictRow]) -> Table {
+    let mut table = Table::new();
+    table.load_style(UTF8_FULL_CONDENSED);
+    table.set_content_arrangement(ContentArrangement::Dynamic);
+    if table.width().is_none() {
+        table.set_width(110);
+    }
+    table.set_header(vec!["conn", "attack", "outcome"]);
+    for v in verdicts {
+        table.add_row(vec![
+            format!("#{}", v.conn),
+            v.attack.to_string(),
+            terminal_safe(&v.outcome).into_owned(),
+        ]);
+    }
+    table
+}

@@ -1,0 +1,242 @@
+//! `mitm-proxy` in the path, through the real binaries: each attack against
+//! the setting it beats, and against the setting that beats it.
+
+use serde_json::Value;
+use tests::{Client, Proxy, Server, Twin, verdict};
+
+/// The events of `kind` for connection `conn`.
+fn events<'a>(all: &'a [Value], conn: u64, kind: &str) -> Vec<&'a Value> {
+    all.iter()
+        .filter(|e| e["conn"] == conn && e["type"] == kind)
+        .collect()
+}
+
+/// A message sent through the proxy, and whether the client got it back.
+fn chat_once(client: &mut Client, to: &str, text: &str) {
+    client.send(&format!("/msg {to} {text}"));
+    client.expect("the message back", |v| {
+        v["type"] == "message" && v["body"] == text
+    });
+}
+
+#[test]
+fn strip_starttls_beats_an_opportunistic_client_and_loses_to_a_required_one() {
+    // The server requires STARTTLS; the proxy strips it from the client and
+    // encrypts the server leg itself.
+    let server = Server::start(Twin::StartTls, &[]);
+    let proxy = Proxy::start(server.addr, &["strip-starttls"]);
+
+    // Weak: --starttls opportunistic goes on in plaintext. It registers,
+    // signs in and chats as if nothing happened (the server sees TLS).
+    let mut weak = Client::start_via(
+        &server,
+        proxy.addr,
+        "alice@localhost",
+        "correct horse",
+        &["--register", "--starttls", "opportunistic"],
+    );
+    let connected = weak.expect("connected", |v| v["type"] == "connected");
+    assert_eq!(connected["encrypted"], false, "{connected}");
+    chat_once(&mut weak, "alice@localhost", "through the proxy");
+    let (code, t) = weak.finish();
+    assert_eq!(code, 0, "{t}");
+
+    // Strong: the default, --starttls required, stops with one line.
+    let strong = Client::start_via(&server, proxy.addr, "alice@localhost", "correct horse", &[]);
+    let (code, t) = strong.finish();
+    assert_eq!(code, 2, "{t}");
+    assert!(
+        t.contains("did not offer STARTTLS") && t.contains("stripping"),
+        "the client names the attack: {t}"
+    );
+
+    let all = proxy.stop();
+    // Connection 1: the password, read in the clear, and the message.
+    let captured = events(&all, 1, "captured");
+    assert!(
+        captured
+            .iter()
+            .any(|c| c["user"] == "alice" && c["secret"] == "correct horse"),
+        "{all:#?}"
+    );
+    assert!(
+        events(&all, 1, "stanza").iter().any(|s| s["stanza"]
+            .as_str()
+            .is_some_and(|t| t.contains("body: through the proxy"))),
+        "the message body was read: {all:#?}"
+    );
+    let v1 = verdict(&all, 1, "strip-starttls");
+    assert_eq!(v1["defeated"], false, "{v1}");
+    assert!(
+        v1["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("client went on in plaintext; password of alice captured"),
+        "{v1}"
+    );
+    // Connection 2: refused, nothing captured.
+    let v2 = verdict(&all, 2, "strip-starttls");
+    assert_eq!(v2["defeated"], true, "{v2}");
+    assert_eq!(
+        v2["outcome"], "client refused (no STARTTLS offered): attack defeated",
+        "{v2}"
+    );
+    assert!(events(&all, 2, "captured").is_empty(), "{all:#?}");
+    // The Ctrl-C summary carries both verdicts.
+    assert_eq!(
+        all.iter()
+            .filter(|e| e["type"] == "summary" && e["attack"] == "strip-starttls")
+            .count(),
+        2,
+        "{all:#?}"
+    );
+}
+
+#[test]
+fn strip_starttls_has_nothing_to_strip_from_direct_tls() {
+    let server = Server::start(Twin::DirectTls, &[]);
+    let proxy = Proxy::start(server.direct.expect("direct TLS"), &["strip-starttls"]);
+    let mut client =
+        Client::start_via(&server, proxy.addr, "dora@localhost", "pw", &["--register"]);
+    let connected = client.expect("connected", |v| v["type"] == "connected");
+    assert_eq!(connected["encrypted"], true, "{connected}");
+    let (code, t) = client.finish();
+    assert_eq!(code, 0, "{t}");
+    let all = proxy.stop();
+    let v = verdict(&all, 1, "strip-starttls");
+    assert_eq!(v["defeated"], true, "{v}");
+    assert!(v["outcome"].as_str().unwrap().contains("direct TLS"), "{v}");
+    assert!(events(&all, 1, "captured").is_empty(), "{all:#?}");
+    assert!(
+        events(&all, 1, "stanza").is_empty(),
+        "nothing readable: {all:#?}"
+    );
+}
+
+#[test]
+fn downgrade_sasl_gets_the_password_a_scram_client_would_have_kept() {
+    let server = Server::start(Twin::Plain, &[]);
+    // Registered directly, so the only secret on the proxied wire is the
+    // sign-in itself.
+    let setup = Client::start(&server, "bob@localhost", "tr0ub4dor", &["--register"]);
+    let (code, t) = setup.finish();
+    assert_eq!(code, 0, "{t}");
+
+    // Without the attack, the client picks SCRAM and no password crosses.
+    let relay = Proxy::start(server.addr, &[]);
+    let mut c = Client::start_via(&server, relay.addr, "bob@localhost", "tr0ub4dor", &[]);
+    let connected = c.expect("connected", |v| v["type"] == "connected");
+    assert_eq!(connected["mechanism"], "SCRAM-SHA-256", "{connected}");
+    let (code, t) = c.finish();
+    assert_eq!(code, 0, "{t}");
+    let all = relay.stop();
+    assert!(events(&all, 1, "captured").is_empty(), "{all:#?}");
+    let v = verdict(&all, 1, "relay");
+    assert!(v["outcome"].as_str().unwrap().starts_with("read "), "{v}");
+
+    // With it, the same client is offered PLAIN only, and sends the password.
+    let proxy = Proxy::start(server.addr, &["downgrade-sasl"]);
+    let mut c = Client::start_via(&server, proxy.addr, "bob@localhost", "tr0ub4dor", &[]);
+    let connected = c.expect("connected", |v| v["type"] == "connected");
+    assert_eq!(connected["mechanism"], "PLAIN", "{connected}");
+    let (code, t) = c.finish();
+    assert_eq!(code, 0, "{t}");
+    let all = proxy.stop();
+    assert!(
+        events(&all, 1, "captured")
+            .iter()
+            .any(|e| e["secret"] == "tr0ub4dor" && e["source"] == "SASL PLAIN"),
+        "{all:#?}"
+    );
+    let v = verdict(&all, 1, "downgrade-sasl");
+    assert_eq!(v["defeated"], false, "{v}");
+    assert_eq!(
+        v["outcome"],
+        "client accepted PLAIN; password of bob captured (SASL PLAIN)"
+    );
+    assert!(
+        all.iter().any(|e| e["type"] == "attack"
+            && e["did"].as_str().is_some_and(|d| d.contains("only PLAIN"))),
+        "{all:#?}"
+    );
+}
+
+#[test]
+fn downgrade_sasl_cannot_touch_what_starttls_hides() {
+    // Through a plain relay of STARTTLS, the mechanisms are inside TLS.
+    let server = Server::start(Twin::StartTls, &[]);
+    let proxy = Proxy::start(server.addr, &["downgrade-sasl"]);
+    let mut c = Client::start_via(&server, proxy.addr, "erin@localhost", "pw", &["--register"]);
+    let connected = c.expect("connected", |v| v["type"] == "connected");
+    assert_eq!(connected["encrypted"], true, "{connected}");
+    assert_ne!(connected["mechanism"], "PLAIN", "{connected}");
+    let (code, t) = c.finish();
+    assert_eq!(code, 0, "{t}");
+    let all = proxy.stop();
+    let v = verdict(&all, 1, "downgrade-sasl");
+    assert_eq!(v["defeated"], true, "{v}");
+    assert!(v["outcome"].as_str().unwrap().contains("inside TLS"), "{v}");
+    // The relay saw the switch to TLS at an exact byte, and nothing after.
+    let opaque = events(&all, 1, "opaque");
+    assert!(
+        opaque.iter().any(|o| o["dir"] == "client-to-server"
+            && o["reason"] == "TLS"
+            && o["at_byte"].as_u64() > Some(0)),
+        "{all:#?}"
+    );
+    assert!(events(&all, 1, "captured").is_empty(), "{all:#?}");
+}
+
+#[test]
+fn the_proxy_survives_a_dead_upstream_and_garbage() {
+    // An upstream nobody listens on: a stopped server's address.
+    let gone = Server::start(Twin::Plain, &[]);
+    let dead = gone.addr;
+    drop(gone);
+    let proxy = Proxy::start(dead, &[]);
+    let c = Client::start_via(
+        &Server::start(Twin::Plain, &[]),
+        proxy.addr,
+        "x@localhost",
+        "pw",
+        &[],
+    );
+    let (code, t) = c.finish();
+    assert_eq!(code, 2, "the client sees the connection end: {t}");
+    let all = proxy.stop();
+    let down = events(&all, 1, "upstream-down");
+    assert_eq!(down.len(), 1, "{all:#?}");
+    assert_eq!(down[0]["upstream"], dead.to_string());
+
+    // Garbage from a client is passed on for the server to judge; the proxy
+    // goes on serving the next client.
+    let server = Server::start(Twin::Plain, &[]);
+    let proxy = Proxy::start(server.addr, &[]);
+    {
+        use std::io::{Read, Write};
+        let mut raw = std::net::TcpStream::connect(proxy.addr).unwrap();
+        raw.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        raw.write_all(b"\x00\x01garbage <<<>>> not xml at all\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = raw.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.contains("not-well-formed"),
+            "the server's verdict reached the client: {answer}"
+        );
+    }
+    let mut next = Client::start_via(&server, proxy.addr, "fay@localhost", "pw", &["--register"]);
+    next.expect("connected", |v| v["type"] == "connected");
+    let (code, t) = next.finish();
+    assert_eq!(code, 0, "{t}");
+    let all = proxy.stop();
+    assert!(
+        events(&all, 1, "opaque").iter().any(|o| o["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("not readable XMPP"))),
+        "{all:#?}"
+    );
+    assert_eq!(verdict(&all, 2, "relay")["defeated"], false);
+}
