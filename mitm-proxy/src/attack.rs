@@ -18,6 +18,9 @@ pub enum Attack {
     /// Offer the client only SASL PLAIN, so a client that takes whatever is
     /// offered sends its password.
     DowngradeSasl,
+    /// Pass TLS through untouched but flip one bit in the Nth
+    /// application-data record from the client.
+    CorruptTls,
 }
 
 /// What an attack does, against whom it works, and what stops it.
@@ -35,7 +38,12 @@ pub struct Info {
 
 impl Attack {
     /// Every attack, in the order `mitm-proxy attacks` lists them.
-    pub const ALL: [Attack; 3] = [Attack::Relay, Attack::StripStarttls, Attack::DowngradeSasl];
+    pub const ALL: [Attack; 4] = [
+        Attack::Relay,
+        Attack::StripStarttls,
+        Attack::DowngradeSasl,
+        Attack::CorruptTls,
+    ];
 
     /// Its name on the command line.
     pub fn name(self) -> &'static str {
@@ -65,6 +73,15 @@ impl Attack {
                 succeeds_against: "a client that uses whatever mechanism is offered (ours, over chat-plain)",
                 defeated_by: "TLS, inside which the mechanism list cannot be changed (against strip-starttls \
                               too: chat-tls --starttls required); a client that refuses PLAIN (not in this client yet)",
+            },
+            Attack::CorruptTls => Info {
+                name: "corrupt-tls",
+                does: "flips one bit in the Nth TLS application-data record from the client \
+                       (--corrupt-record N, default 3)",
+                succeeds_against: "nothing that uses TLS: only a protocol without integrity \
+                                   protection would accept the changed record",
+                defeated_by: "TLS's AEAD: the record's authentication tag no longer matches, \
+                              the server refuses it (bad_record_mac) and ends the connection",
             },
         }
     }

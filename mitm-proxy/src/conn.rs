@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use crate::attack::Attack;
 use crate::event::{Dir, Event, summarize};
 use crate::proxy::Shared;
+use crate::records::Records;
 use crate::tls;
 use crate::xmpp::{Half, Piece, RawReason, Unit};
 
@@ -60,6 +61,10 @@ pub struct Facts {
     pub password: Option<(String, String)>,
     /// Stanzas read in the clear, each way.
     pub stanzas: u64,
+    /// TLS application-data records seen: (from the client, from the server).
+    pub records: (u64, u64),
+    /// `corrupt-tls` flipped its bit; the server's record count then.
+    pub flipped: Option<u64>,
 }
 
 /// Relays one client connection until both sides have closed.
@@ -153,6 +158,11 @@ impl Conn {
         W: AsyncWrite + Unpin,
     {
         let mut buf = vec![0u8; READ_CHUNK];
+        // corrupt-tls changes the client's records only.
+        let target = (dir == Dir::ClientToServer
+            && self.shared.attacks.contains(&Attack::CorruptTls))
+        .then_some(self.shared.corrupt_record);
+        let mut records = Records::new(target);
         loop {
             let n = match rd.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
@@ -161,7 +171,14 @@ impl Conn {
             let was_raw = half.raw_since().is_some();
             let pieces = half.push(&buf[..n]);
             let mut out = Vec::with_capacity(n);
-            for piece in pieces {
+            let tls = matches!(
+                half.raw_since(),
+                Some((_, RawReason::Tls | RawReason::DirectTls))
+            );
+            for mut piece in pieces {
+                if tls && piece.unit == Unit::Raw {
+                    self.follow_records(dir, &mut records, &mut piece.bytes);
+                }
                 self.inspect(dir, piece, &mut out);
             }
             if !was_raw && let Some((at, reason)) = half.raw_since() {
@@ -173,6 +190,28 @@ impl Conn {
         }
         // Pass the close on: the far side sees the end of the stream.
         let _ = wr.shutdown().await;
+    }
+
+    /// Counts the TLS records going past, and flips `corrupt-tls`' bit.
+    fn follow_records(&self, dir: Dir, records: &mut Records, bytes: &mut [u8]) {
+        let before = records.flipped();
+        records.track(bytes);
+        let mut f = self.facts();
+        match dir {
+            Dir::ClientToServer => f.records.0 = records.app_data(),
+            Dir::ServerToClient => f.records.1 = records.app_data(),
+        }
+        if records.flipped() && !before {
+            f.flipped = Some(f.records.1);
+            drop(f);
+            self.report_attack(
+                Attack::CorruptTls,
+                format!(
+                    "flipped one bit of TLS application-data record #{} from the client",
+                    self.shared.corrupt_record
+                ),
+            );
+        }
     }
 
     /// Records and reports where a direction stopped being readable.
@@ -467,7 +506,7 @@ impl Conn {
         });
         let facts = self.facts();
         for attack in &self.shared.attacks {
-            let (outcome, defeated) = verdict(*attack, &facts);
+            let (outcome, defeated) = verdict(*attack, &facts, self.shared.corrupt_record);
             self.shared
                 .record_verdict(self.id, *attack, &outcome, defeated);
             self.shared.report.emit(Event::Verdict {
@@ -498,7 +537,7 @@ async fn read_pieces<S: AsyncRead + Unpin>(
 }
 
 /// What an attack obtained, in one line, and whether it was defeated.
-pub fn verdict(attack: Attack, f: &Facts) -> (String, bool) {
+pub fn verdict(attack: Attack, f: &Facts, corrupt_record: u64) -> (String, bool) {
     let password = f
         .password
         .as_ref()
@@ -554,6 +593,7 @@ pub fn verdict(attack: Attack, f: &Facts) -> (String, bool) {
                 )
             }
         }
+        Attack::CorruptTls => corrupt_verdict(f, corrupt_record),
         Attack::DowngradeSasl => {
             if !f.mechanisms_replaced {
                 if f.direct_tls || f.tls_at.is_some() {
@@ -576,6 +616,41 @@ pub fn verdict(attack: Attack, f: &Facts) -> (String, bool) {
                 ("client refused PLAIN: attack defeated".into(), true)
             }
         }
+    }
+}
+
+/// `corrupt-tls`' outcome: a flipped record must end the connection.
+fn corrupt_verdict(f: &Facts, target: u64) -> (String, bool) {
+    match f.flipped {
+        Some(server_records_then) => {
+            // After a bad record the server sends at most its alert.
+            let after = f.records.1.saturating_sub(server_records_then);
+            if after <= 1 {
+                (
+                    format!(
+                        "flipped one bit of record #{target} from the client: the connection \
+                         ended there (the server's AEAD check failed): TLS detected the change"
+                    ),
+                    true,
+                )
+            } else {
+                (
+                    format!(
+                        "flipped one bit of record #{target}, and {after} records still came \
+                         from the server: the change went unnoticed"
+                    ),
+                    false,
+                )
+            }
+        }
+        None if f.records.0 == 0 => ("no TLS to corrupt: the stream was plaintext".into(), false),
+        None => (
+            format!(
+                "the connection ended after {} records from the client, before record #{target}",
+                f.records.0
+            ),
+            false,
+        ),
     }
 }
 

@@ -13,6 +13,8 @@
 //! - [`xmpp`]: one direction of an XMPP stream cut into forwardable units
 //!   (header, element, close) with their exact bytes, then raw bytes once
 //!   TLS starts.
+//! - [`records`]: TLS records counted as they go past (and one bit
+//!   flipped, for `corrupt-tls`).
 //! - [`tls`]: the proxy's own TLS client to the server (for stripping
 //!   STARTTLS from a server that requires it).
 //! - [`conn`]: one proxied connection: setup, the two pumps, the verdict.
@@ -26,5 +28,6 @@ pub mod attack;
 pub mod conn;
 pub mod event;
 pub mod proxy;
+pub mod records;
 pub mod tls;
 pub mod xmpp;

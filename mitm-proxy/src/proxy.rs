@@ -65,6 +65,9 @@ pub struct Config {
     pub attacks: BTreeSet<Attack>,
     /// Print JSON lines instead of text.
     pub json: bool,
+    /// `corrupt-tls`: the application-data record (from the client,
+    /// counting from 1) that gets one bit flipped.
+    pub corrupt_record: u64,
 }
 
 /// Prints events from every connection, in order, on its own thread.
@@ -133,6 +136,8 @@ pub struct Shared {
     pub upstream: SocketAddr,
     /// The attacks applied.
     pub attacks: BTreeSet<Attack>,
+    /// See [`Config::corrupt_record`].
+    pub corrupt_record: u64,
     /// Where events go.
     pub report: Reporter,
     verdicts: Mutex<Vec<VerdictRow>>,
@@ -188,6 +193,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         upstream: config.upstream,
         attacks,
+        corrupt_record: config.corrupt_record,
         report,
         verdicts: Mutex::new(Vec::new()),
     });

@@ -240,3 +240,41 @@ fn the_proxy_survives_a_dead_upstream_and_garbage() {
     );
     assert_eq!(verdict(&all, 2, "relay")["defeated"], false);
 }
+
+#[test]
+fn corrupt_tls_is_caught_by_the_aead_tag_of_the_record() {
+    for twin in [Twin::StartTls, Twin::DirectTls] {
+        let server = Server::start(twin, &[]);
+        let target = match twin {
+            Twin::DirectTls => server.direct.expect("direct TLS"),
+            _ => server.addr,
+        };
+        let proxy = Proxy::start(target, &["corrupt-tls"]);
+        let client = Client::start_via(&server, proxy.addr, "gil@localhost", "pw", &["--register"]);
+        let (code, t) = client.finish();
+        // The server refused the changed record and said so in an alert.
+        assert_eq!(code, 2, "{twin:?}: {t}");
+        assert!(t.contains("BadRecordMac"), "{twin:?}: {t}");
+        let all = proxy.stop();
+        let v = verdict(&all, 1, "corrupt-tls");
+        assert_eq!(v["defeated"], true, "{twin:?}: {v}");
+        assert!(
+            v["outcome"]
+                .as_str()
+                .unwrap()
+                .contains("TLS detected the change"),
+            "{twin:?}: {v}"
+        );
+    }
+    // On plaintext there is no record to flip, and the proxy says so.
+    let server = Server::start(Twin::Plain, &[]);
+    let proxy = Proxy::start(server.addr, &["corrupt-tls"]);
+    let client = Client::start_via(&server, proxy.addr, "hal@localhost", "pw", &["--register"]);
+    let (code, t) = client.finish();
+    assert_eq!(code, 0, "{t}");
+    let all = proxy.stop();
+    assert_eq!(
+        verdict(&all, 1, "corrupt-tls")["outcome"],
+        "no TLS to corrupt: the stream was plaintext"
+    );
+}

@@ -47,6 +47,10 @@ struct Cli {
     /// JSON lines instead of text.
     #[arg(long)]
     json: bool,
+    /// With `--attack corrupt-tls`: which TLS application-data record from
+    /// the client gets one bit flipped (counting from 1).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    corrupt_record: u64,
 }
 
 #[derive(Subcommand)]
@@ -112,6 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         upstream,
         attacks: cli.attacks.iter().copied().collect::<BTreeSet<_>>(),
         json: cli.json,
+        corrupt_record: cli.corrupt_record,
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
