@@ -21,6 +21,9 @@ pub enum Attack {
     /// Pass TLS through untouched but flip one bit in the Nth
     /// application-data record from the client.
     CorruptTls,
+    /// End the client's TLS with a forged certificate for the name it
+    /// asked for, open TLS to the server, and read everything between.
+    InterceptTls,
 }
 
 /// What an attack does, against whom it works, and what stops it.
@@ -38,10 +41,11 @@ pub struct Info {
 
 impl Attack {
     /// Every attack, in the order `mitm-proxy attacks` lists them.
-    pub const ALL: [Attack; 4] = [
+    pub const ALL: [Attack; 5] = [
         Attack::Relay,
         Attack::StripStarttls,
         Attack::DowngradeSasl,
+        Attack::InterceptTls,
         Attack::CorruptTls,
     ];
 
@@ -73,6 +77,17 @@ impl Attack {
                 succeeds_against: "a client that uses whatever mechanism is offered (ours, over chat-plain)",
                 defeated_by: "TLS, inside which the mechanism list cannot be changed (against strip-starttls \
                               too: chat-tls --starttls required); a client that refuses PLAIN (not in this client yet)",
+            },
+            Attack::InterceptTls => Info {
+                name: "intercept-tls",
+                does: "answers the client's TLS (after <proceed/>, or direct TLS) with a certificate \
+                       for the name it asked for: self-signed, minted by the attacker's CA \
+                       (--ca-dir, see 'mitm-proxy ca'), or given (--cert/--key); opens its own TLS \
+                       to the server and reads both legs (--keylog writes their secrets)",
+                succeeds_against: "chat-tls client --insecure (any certificate); --ca attacker-ca.pem \
+                                   (a client told to trust the attacker's CA)",
+                defeated_by: "certificate validation against the right CA (the default); --pin with \
+                              the server's key, even against a CA the client trusts by mistake",
             },
             Attack::CorruptTls => Info {
                 name: "corrupt-tls",

@@ -65,6 +65,10 @@ pub struct Facts {
     pub records: (u64, u64),
     /// `corrupt-tls` flipped its bit; the server's record count then.
     pub flipped: Option<u64>,
+    /// `intercept-tls`: the client accepted the forged certificate.
+    pub intercepted: bool,
+    /// `intercept-tls`: the client refused it, and why.
+    pub cert_refused: Option<String>,
 }
 
 /// Relays one client connection until both sides have closed.
@@ -105,6 +109,24 @@ pub async fn handle(conn: u64, client: TcpStream, peer: SocketAddr, shared: Arc<
     let mut up_half = Half::new();
     let mut down_half = Half::new();
     let mut client = client;
+    if shared.attacks.contains(&Attack::InterceptTls) {
+        let setup = c.intercept_setup(client, upstream, &mut up_half, &mut down_half);
+        match tokio::time::timeout(SETUP_LIMIT, setup).await {
+            Ok(Ok(Some((client, server)))) => {
+                let (client_rd, client_wr) = tokio::io::split(client);
+                let (server_rd, server_wr) = tokio::io::split(server);
+                let up = c.pump(Dir::ClientToServer, client_rd, server_wr, &mut up_half);
+                let down = c.pump(Dir::ServerToClient, server_rd, client_wr, &mut down_half);
+                tokio::join!(up, down);
+            }
+            // The client refused the certificate: nothing more to relay.
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => c.report_attack(Attack::InterceptTls, format!("set-up failed: {e}")),
+            Err(_) => c.report_attack(Attack::InterceptTls, "set-up timed out".into()),
+        }
+        c.finish(&up_half, &down_half);
+        return;
+    }
     let server: Box<dyn Stream> = if shared.attacks.contains(&Attack::StripStarttls) {
         let setup = c.strip_setup(&mut client, upstream, &mut up_half, &mut down_half);
         match tokio::time::timeout(SETUP_LIMIT, setup).await {
@@ -452,7 +474,7 @@ impl Conn {
                 return Err(std::io::Error::other("the server refused STARTTLS"));
             }
         }
-        let mut server = tls::connect(server, &domain).await?;
+        let mut server = tls::connect(server, &domain, self.shared.keylog.clone()).await?;
         self.facts().starttls_stripped = true;
         self.report_attack(
             Attack::StripStarttls,
@@ -495,6 +517,113 @@ impl Conn {
                 return Ok(Box::new(server));
             }
         }
+    }
+
+    /// `intercept-tls`' set-up: relay in the clear up to the switch to TLS
+    /// (or take direct TLS at once), end the client's TLS with a forged
+    /// certificate, and open TLS to the server. `None` when the client
+    /// refused the certificate.
+    async fn intercept_setup(
+        &self,
+        mut client: TcpStream,
+        mut server: TcpStream,
+        up: &mut Half,
+        down: &mut Half,
+    ) -> std::io::Result<Option<(Box<dyn Stream>, Box<dyn Stream>)>> {
+        let Some(forger) = self.shared.forger.clone() else {
+            return Err(std::io::Error::other("no certificate source"));
+        };
+        let mut first = [0u8; 1];
+        if client.peek(&mut first).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the client closed the connection",
+            ));
+        }
+        let mut hint = None;
+        if first[0] != 0x16 {
+            // STARTTLS: the stream runs in the clear up to the switch. The
+            // proxy relays it (reading it), then takes over at `<proceed/>`.
+            let mut starttls = false;
+            while !starttls {
+                let pieces = read_pieces(&mut client, up).await?;
+                let mut out = Vec::new();
+                for p in pieces {
+                    match &p.unit {
+                        Unit::Header(h) => hint = h.to.clone(),
+                        Unit::Element(e) if e.is("starttls", protocol::ns::TLS) => starttls = true,
+                        _ => {}
+                    }
+                    self.inspect(Dir::ClientToServer, p, &mut out);
+                }
+                server.write_all(&out).await?;
+                if up.raw_since().is_some() && !starttls {
+                    // Not XMPP as expected: leave it to the pumps.
+                    return Ok(Some((Box::new(client), Box::new(server))));
+                }
+                if !starttls {
+                    // The server's answer to what the client said (its
+                    // header and features, or an error).
+                    let pieces = read_pieces(&mut server, down).await?;
+                    let mut out = Vec::new();
+                    for p in pieces {
+                        self.inspect(Dir::ServerToClient, p, &mut out);
+                    }
+                    client.write_all(&out).await?;
+                }
+            }
+            loop {
+                let pieces = read_pieces(&mut server, down).await?;
+                let proceed = pieces.iter().any(
+                    |p| matches!(&p.unit, Unit::Element(e) if e.is("proceed", protocol::ns::TLS)),
+                );
+                let mut out = Vec::new();
+                for p in pieces {
+                    self.inspect(Dir::ServerToClient, p, &mut out);
+                }
+                client.write_all(&out).await?;
+                if proceed {
+                    break;
+                }
+            }
+        }
+        // The client's TLS, answered with a certificate for the name it asks.
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), client)
+                .await?;
+        let name = start
+            .client_hello()
+            .server_name()
+            .map(str::to_string)
+            .or(hint)
+            .unwrap_or_else(|| "localhost".into());
+        let config = forger
+            .server_config(&name, self.shared.keylog.clone())
+            .map_err(std::io::Error::other)?;
+        let client_tls = match start.into_stream(config).await {
+            Ok(t) => t,
+            Err(e) => {
+                self.facts().cert_refused = Some(e.to_string());
+                self.report_attack(
+                    Attack::InterceptTls,
+                    format!("the client refused {} for {name}: {e}", forger.kind),
+                );
+                return Ok(None);
+            }
+        };
+        self.facts().intercepted = true;
+        self.report_attack(
+            Attack::InterceptTls,
+            format!(
+                "the client accepted {} for {name}: both legs are now read in the clear",
+                forger.kind
+            ),
+        );
+        let server_tls = tls::connect(server, &name, self.shared.keylog.clone()).await?;
+        // Both legs start their streams over, now inside TLS.
+        *up = Half::new();
+        *down = Half::new();
+        Ok(Some((Box::new(client_tls), Box::new(server_tls))))
     }
 
     /// Reports the end of the connection and the verdict of each attack.
@@ -594,6 +723,33 @@ pub fn verdict(attack: Attack, f: &Facts, corrupt_record: u64) -> (String, bool)
             }
         }
         Attack::CorruptTls => corrupt_verdict(f, corrupt_record),
+        Attack::InterceptTls => {
+            if let Some(why) = &f.cert_refused {
+                (
+                    format!("client refused the forged certificate ({why}): attack defeated"),
+                    true,
+                )
+            } else if f.intercepted {
+                match password {
+                    Some(p) => (
+                        format!("client accepted the forged certificate; {p}"),
+                        false,
+                    ),
+                    None => (
+                        format!(
+                            "client accepted the forged certificate; read {} inside its TLS",
+                            stanzas(f.stanzas)
+                        ),
+                        false,
+                    ),
+                }
+            } else {
+                (
+                    "the client never started TLS: nothing to intercept".into(),
+                    false,
+                )
+            }
+        }
         Attack::DowngradeSasl => {
             if !f.mechanisms_replaced {
                 if f.direct_tls || f.tls_at.is_some() {

@@ -15,6 +15,8 @@
 //!   TLS starts.
 //! - [`records`]: TLS records counted as they go past (and one bit
 //!   flipped, for `corrupt-tls`).
+//! - [`intercept`]: forged certificates (self-signed, the attacker's CA,
+//!   or given), the `ca` command, and the key log.
 //! - [`tls`]: the proxy's own TLS client to the server (for stripping
 //!   STARTTLS from a server that requires it).
 //! - [`conn`]: one proxied connection: setup, the two pumps, the verdict.
@@ -27,6 +29,7 @@
 pub mod attack;
 pub mod conn;
 pub mod event;
+pub mod intercept;
 pub mod proxy;
 pub mod records;
 pub mod tls;

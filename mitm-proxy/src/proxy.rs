@@ -18,6 +18,8 @@ use tokio::sync::Semaphore;
 use crate::attack::Attack;
 use crate::conn;
 use crate::event::Event;
+use crate::intercept::Forger;
+use rustls::KeyLog;
 
 /// Events waiting to be printed. The pumps never wait for the terminal:
 /// beyond this many, events are counted and dropped (the traffic is still
@@ -55,7 +57,7 @@ pub enum ProxyError {
 }
 
 /// How the proxy runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// Where clients connect.
     pub listen: SocketAddr,
@@ -68,6 +70,10 @@ pub struct Config {
     /// `corrupt-tls`: the application-data record (from the client,
     /// counting from 1) that gets one bit flipped.
     pub corrupt_record: u64,
+    /// `intercept-tls`: where its certificates come from.
+    pub forger: Option<Arc<Forger>>,
+    /// Where both legs' TLS secrets are written, if anywhere.
+    pub keylog: Option<Arc<dyn KeyLog>>,
 }
 
 /// Prints events from every connection, in order, on its own thread.
@@ -138,6 +144,10 @@ pub struct Shared {
     pub attacks: BTreeSet<Attack>,
     /// See [`Config::corrupt_record`].
     pub corrupt_record: u64,
+    /// See [`Config::forger`].
+    pub forger: Option<Arc<Forger>>,
+    /// See [`Config::keylog`].
+    pub keylog: Option<Arc<dyn KeyLog>>,
     /// Where events go.
     pub report: Reporter,
     verdicts: Mutex<Vec<VerdictRow>>,
@@ -194,6 +204,8 @@ pub async fn run(
         upstream: config.upstream,
         attacks,
         corrupt_record: config.corrupt_record,
+        forger: config.forger.clone(),
+        keylog: config.keylog.clone(),
         report,
         verdicts: Mutex::new(Vec::new()),
     });

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::{DigitallySignedStruct, KeyLog, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -73,21 +73,29 @@ impl ServerCertVerifier for AnyServer {
 
 /// A TLS connector for the server leg: the workspace's one crypto provider
 /// (ring), any certificate accepted.
-pub fn connector() -> Result<TlsConnector, rustls::Error> {
+pub fn connector(keylog: Option<Arc<dyn KeyLog>>) -> Result<TlsConnector, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
         .with_no_client_auth();
+    if let Some(k) = keylog {
+        config.key_log = k;
+    }
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
-/// Runs the TLS handshake with the server over `tcp`, naming `domain`.
-pub async fn connect(tcp: TcpStream, domain: &str) -> std::io::Result<TlsStream<TcpStream>> {
+/// Runs the TLS handshake with the server over `tcp`, naming `domain`;
+/// with `keylog`, its secrets are written down.
+pub async fn connect(
+    tcp: TcpStream,
+    domain: &str,
+    keylog: Option<Arc<dyn KeyLog>>,
+) -> std::io::Result<TlsStream<TcpStream>> {
     let name = ServerName::try_from(domain.to_string())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    connector()
+    connector(keylog)
         .map_err(std::io::Error::other)?
         .connect(name, tcp)
         .await

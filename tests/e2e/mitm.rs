@@ -278,3 +278,155 @@ fn corrupt_tls_is_caught_by_the_aead_tag_of_the_record() {
         "no TLS to corrupt: the stream was plaintext"
     );
 }
+
+/// The TLS twin's client through `addr`, trusting what `trust` says
+/// (`--ca FILE`, `--insecure`, `--pin ...`) instead of the lab CA.
+fn tls_client(server: &Server, addr: std::net::SocketAddr, jid: &str, trust: &[&str]) -> Client {
+    let mut cmd = std::process::Command::new(tests::bin(server.twin.bin()));
+    cmd.args(["client", "--json", "--register", "--jid", jid, "--server"])
+        .arg(addr.to_string())
+        .args(trust)
+        .env("CHAT_PASSWORD", "hunter2");
+    if server.twin == Twin::DirectTls {
+        cmd.arg("--direct-tls");
+    }
+    Client::spawn(jid, cmd)
+}
+
+#[test]
+fn intercept_tls_beats_a_client_that_trusts_too_much_and_loses_to_validation_and_pins() {
+    let atk = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(tests::bin("mitm-proxy"))
+        .args(["ca", "--out"])
+        .arg(atk.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let attacker_ca = atk.path().join("ca.pem");
+    let attacker_ca = attacker_ca.to_str().unwrap();
+    for twin in [Twin::StartTls, Twin::DirectTls] {
+        let server = Server::start(twin, &[]);
+        let upstream = match twin {
+            Twin::DirectTls => server.direct.expect("direct TLS"),
+            _ => server.addr,
+        };
+        let certs = server.certs.clone().expect("lab certificates");
+        let lab_ca = certs.join("ca.pem");
+        let lab_ca = lab_ca.to_str().unwrap();
+        let pin = server.pin.clone().expect("the server's pin");
+        let keys = atk.path().join(format!("keys-{twin:?}.log"));
+
+        let mut cmd = std::process::Command::new(tests::bin("mitm-proxy"));
+        cmd.args(["--json", "--listen", "127.0.0.1:0", "--upstream"])
+            .arg(upstream.to_string())
+            .args(["--attack", "intercept-tls", "--ca-dir"])
+            .arg(atk.path())
+            .arg("--keylog")
+            .arg(&keys);
+        let proxy = Proxy::spawn(cmd);
+
+        // 1: the default client checks the certificate against the lab CA.
+        let c = tls_client(&server, proxy.addr, "ivy@localhost", &["--ca", lab_ca]);
+        let (code, t) = c.finish();
+        assert_eq!(code, 2, "{twin:?}: {t}");
+        assert!(t.contains("unknown issuer"), "{twin:?}: {t}");
+        // 2: a client told to trust the attacker's CA hands over everything.
+        let mut c = tls_client(&server, proxy.addr, "ivy@localhost", &["--ca", attacker_ca]);
+        c.expect("connected", |v| {
+            v["type"] == "connected" && v["encrypted"] == true
+        });
+        chat_once(&mut c, "ivy@localhost", "for your eyes only");
+        let (code, t) = c.finish();
+        assert_eq!(code, 0, "{twin:?}: {t}");
+        // 3: the same mistake with the server's key pinned: refused.
+        let c = tls_client(
+            &server,
+            proxy.addr,
+            "ivy@localhost",
+            &["--ca", attacker_ca, "--pin", &pin],
+        );
+        let (code, t) = c.finish();
+        assert_eq!(code, 2, "{twin:?}: {t}");
+        assert!(t.contains("pin mismatch"), "{twin:?}: {t}");
+        // 4: --insecure accepts anything.
+        let mut c = tls_client(&server, proxy.addr, "ike@localhost", &["--insecure"]);
+        c.expect("connected", |v| v["type"] == "connected");
+        let (code, t) = c.finish();
+        assert_eq!(code, 0, "{twin:?}: {t}");
+
+        let all = proxy.stop();
+        assert_eq!(
+            verdict(&all, 1, "intercept-tls")["defeated"],
+            true,
+            "{all:#?}"
+        );
+        let v2 = verdict(&all, 2, "intercept-tls");
+        assert_eq!(v2["defeated"], false, "{v2}");
+        assert_eq!(
+            v2["outcome"],
+            "client accepted the forged certificate; password of ivy captured (registration)"
+        );
+        assert!(
+            events(&all, 2, "stanza").iter().any(|s| s["stanza"]
+                .as_str()
+                .is_some_and(|t| t.contains("body: for your eyes only"))),
+            "{twin:?}: read inside TLS: {all:#?}"
+        );
+        assert_eq!(
+            verdict(&all, 3, "intercept-tls")["defeated"],
+            true,
+            "{all:#?}"
+        );
+        assert_eq!(
+            verdict(&all, 4, "intercept-tls")["defeated"],
+            false,
+            "{all:#?}"
+        );
+        // The key log holds both legs of each intercepted connection: two
+        // client randoms (the client's handshake, the proxy's own) each.
+        let log = std::fs::read_to_string(&keys).unwrap();
+        let randoms: std::collections::HashSet<&str> = log
+            .lines()
+            .filter(|l| l.starts_with("CLIENT_TRAFFIC_SECRET_0 "))
+            .filter_map(|l| l.split(' ').nth(1))
+            .collect();
+        assert!(randoms.len() >= 4, "{twin:?}: {log}");
+    }
+}
+
+#[test]
+fn intercept_tls_with_the_servers_own_stolen_key_passes_even_a_pin() {
+    // The third kind of certificate: one the attacker got hold of. With the
+    // real server's key, validation and pinning both pass: keys are the
+    // secret everything rests on.
+    let server = Server::start(Twin::StartTls, &[]);
+    let certs = server.certs.clone().expect("lab certificates");
+    let mut cmd = std::process::Command::new(tests::bin("mitm-proxy"));
+    cmd.args(["--json", "--listen", "127.0.0.1:0", "--upstream"])
+        .arg(server.addr.to_string())
+        .args(["--attack", "intercept-tls", "--cert"])
+        .arg(certs.join("server.pem"))
+        .arg("--key")
+        .arg(certs.join("server.key"));
+    let proxy = Proxy::spawn(cmd);
+    let lab_ca = certs.join("ca.pem");
+    let pin = server.pin.clone().expect("pin");
+    let mut c = tls_client(
+        &server,
+        proxy.addr,
+        "jo@localhost",
+        &["--ca", lab_ca.to_str().unwrap(), "--pin", &pin],
+    );
+    c.expect("connected", |v| v["type"] == "connected");
+    let (code, t) = c.finish();
+    assert_eq!(code, 0, "{t}");
+    let all = proxy.stop();
+    assert_eq!(
+        verdict(&all, 1, "intercept-tls")["outcome"],
+        "client accepted the forged certificate; password of jo captured (registration)"
+    );
+}

@@ -27,6 +27,12 @@ impl Proxy {
         for a in attacks {
             cmd.args(["--attack", a]);
         }
+        Proxy::spawn(cmd)
+    }
+
+    /// Starts a proxy from a full command line (it must print JSON and
+    /// listen where it reports).
+    pub fn spawn(cmd: Command) -> Proxy {
         let proc =
             Proc::spawn("mitm-proxy", cmd, Input::Null).unwrap_or_else(|e| panic!("{}", chain(&e)));
         let ports = harness::chat::wait_ready(&proc).unwrap_or_else(|e| panic!("{}", chain(&e)));

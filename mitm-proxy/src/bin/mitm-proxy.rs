@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use mitm_proxy::attack::Attack;
+use mitm_proxy::intercept::{self, Forger, KeyLogFile};
 use mitm_proxy::proxy::{self, Config};
 use protocol::outln;
 
@@ -51,6 +55,21 @@ struct Cli {
     /// the client gets one bit flipped (counting from 1).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     corrupt_record: u64,
+    /// With `--attack intercept-tls`: mint certificates with the CA in DIR
+    /// (`ca.pem`, `ca.key`; make one with `mitm-proxy ca`). Without it, or
+    /// `--cert`, certificates are self-signed.
+    #[arg(long, value_name = "DIR", conflicts_with = "cert")]
+    ca_dir: Option<PathBuf>,
+    /// With `--attack intercept-tls`: show this certificate (PEM chain) ...
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// ... with this private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Append both legs' TLS secrets to FILE (NSS key log format, for
+    /// Wireshark or `sniffer`). Whoever reads it can decrypt the traffic.
+    #[arg(long, value_name = "FILE")]
+    keylog: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -61,6 +80,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Makes the attacker's own CA for `intercept-tls --ca-dir`: `ca.pem`
+    /// and `ca.key` (mode 0600).
+    Ca {
+        /// The folder to write them to.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Replace an existing CA.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,6 +99,22 @@ fn main() -> ExitCode {
             list_attacks(json);
             ExitCode::SUCCESS
         }
+        Some(Command::Ca { out, force }) => match intercept::write_ca(&out, force) {
+            Ok(paths) => {
+                for p in paths {
+                    outln!("wrote {}", p.display());
+                }
+                outln!(
+                    "a client trusts this CA only if told to (chat-tls client --ca {}): the mistake intercept-tls exploits",
+                    out.join("ca.pem").display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mitm-proxy: {e}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        },
         None => match run(cli) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -111,12 +156,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let Some(upstream) = cli.upstream else {
         anyhow::bail!("--upstream ADDR is required");
     };
+    let attacks: BTreeSet<Attack> = cli.attacks.iter().copied().collect();
+    let intercept = attacks.contains(&Attack::InterceptTls);
+    if intercept
+        && let Some(other) = [Attack::StripStarttls, Attack::CorruptTls]
+            .into_iter()
+            .find(|a| attacks.contains(a))
+    {
+        anyhow::bail!(
+            "intercept-tls and {other} do not go together: intercept-tls ends TLS itself"
+        );
+    }
+    if !intercept && (cli.ca_dir.is_some() || cli.cert.is_some()) {
+        anyhow::bail!("--ca-dir and --cert are for --attack intercept-tls");
+    }
+    let forger = if intercept {
+        let f = match (&cli.ca_dir, &cli.cert, &cli.key) {
+            (Some(dir), _, _) => Forger::from_ca_dir(dir)?,
+            (None, Some(cert), Some(key)) => Forger::given(cert, key)?,
+            _ => Forger::self_signed(),
+        };
+        Some(Arc::new(f))
+    } else {
+        None
+    };
+    let keylog = match &cli.keylog {
+        Some(path) => {
+            eprintln!(
+                "mitm-proxy: writing TLS secrets to {} (whoever reads it can decrypt the traffic)",
+                path.display()
+            );
+            Some(Arc::new(KeyLogFile::open(path)?) as Arc<dyn rustls::KeyLog>)
+        }
+        None => None,
+    };
     let config = Config {
         listen: cli.listen,
         upstream,
-        attacks: cli.attacks.iter().copied().collect::<BTreeSet<_>>(),
+        attacks,
         json: cli.json,
         corrupt_record: cli.corrupt_record,
+        forger,
+        keylog,
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
