@@ -14,9 +14,26 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 
 use harness::signals::check_interrupt;
 
-use crate::StdoutFailed;
 use crate::chat::{Twin, start_server};
 use crate::secrets::Secrets;
+
+/// Writing to stdout failed while the lab's processes were running (see `say!`
+/// below): an error that unwinds through their drops, where
+/// `outln!` would end the program at once and leave them running.
+#[derive(Debug)]
+pub struct StdoutFailed(pub std::io::Error);
+
+impl std::fmt::Display for StdoutFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot write to standard output: {}", self.0)
+    }
+}
+
+impl std::error::Error for StdoutFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
 
 /// `outln!` for `labs run`, whose lines are written while the lab's server
 /// runs: a failed write (a closed pipe: `labs run 1 | head -1`) returns

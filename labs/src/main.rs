@@ -129,8 +129,8 @@ fn main() -> ExitCode {
         // Only now, with every process of the lab stopped by the drops on
         // the way here: a closed pipe ends quietly (exit 0), any other
         // failure to write is one line and exit 2.
-        Err(e) => match e.downcast::<StdoutFailed>() {
-            Ok(StdoutFailed(io)) => protocol::display::stdout_failed(io),
+        Err(e) => match e.downcast::<lab::StdoutFailed>() {
+            Ok(lab::StdoutFailed(io)) => protocol::display::stdout_failed(io),
             Err(e) if interrupted(&e) => {
                 eprintln!("labs: interrupted: every process the lab started was stopped");
                 ExitCode::from(2)
@@ -151,22 +151,4 @@ fn interrupted(e: &anyhow::Error) -> bool {
             Some(harness::Error::Interrupted)
         )
     })
-}
-
-/// Writing to stdout failed while the lab's processes were running (see
-/// `say!` in `lab.rs`): an error that unwinds through their drops, where
-/// `outln!` would end the program at once and leave them running.
-#[derive(Debug)]
-struct StdoutFailed(std::io::Error);
-
-impl std::fmt::Display for StdoutFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot write to standard output: {}", self.0)
-    }
-}
-
-impl std::error::Error for StdoutFailed {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
-    }
 }

@@ -20,6 +20,8 @@
 //! - [`tls`]: the proxy's own TLS client to the server (for stripping
 //!   STARTTLS from a server that requires it).
 //! - [`conn`]: one proxied connection: setup, the two pumps, the verdict.
+//! - [`verdict`]: what each attack obtained, from what the pumps saw.
+//! - [`shared`]: what every connection shares, and the printer of events.
 //! - [`proxy`]: the listener, loopback only, and the end-of-run summary.
 //!
 //! Everything here is an attack tool for a classroom: it listens and
@@ -32,5 +34,7 @@ pub mod event;
 pub mod intercept;
 pub mod proxy;
 pub mod records;
+pub mod shared;
 pub mod tls;
+pub mod verdict;
 pub mod xmpp;

@@ -3,28 +3,19 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 use protocol::display::terminal_safe;
-use protocol::outln;
-use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::attack::Attack;
 use crate::conn;
-use crate::event::Event;
 use crate::intercept::Forger;
+pub use crate::shared::{Reporter, Shared, VerdictRow};
 use rustls::KeyLog;
-
-/// Events waiting to be printed. The pumps never wait for the terminal:
-/// beyond this many, events are counted and dropped (the traffic is still
-/// relayed), so a slow or paused terminal cannot stall the connections.
-pub const EVENT_QUEUE: usize = 65_536;
 
 /// Connections relayed at once. Each holds two sockets; beyond the bound a
 /// new client waits in the kernel's accept queue instead of exhausting the
@@ -74,98 +65,6 @@ pub struct Config {
     pub forger: Option<Arc<Forger>>,
     /// Where both legs' TLS secrets are written, if anywhere.
     pub keylog: Option<Arc<dyn KeyLog>>,
-}
-
-/// Prints events from every connection, in order, on its own thread.
-pub struct Reporter {
-    tx: Mutex<Option<SyncSender<Event>>>,
-    dropped: AtomicU64,
-}
-
-impl Reporter {
-    /// A reporter and the thread that prints.
-    pub fn start(json: bool) -> (Reporter, std::thread::JoinHandle<()>) {
-        let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
-        let printer = std::thread::spawn(move || print_events(rx, json));
-        (
-            Reporter {
-                tx: Mutex::new(Some(tx)),
-                dropped: AtomicU64::new(0),
-            },
-            printer,
-        )
-    }
-
-    /// Queues an event for printing; never waits.
-    pub fn emit(&self, ev: Event) {
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = tx.as_ref()
-            && let Err(TrySendError::Full(_)) = tx.try_send(ev)
-        {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Stops accepting events; the printer finishes what is queued.
-    pub fn close(&self) -> u64 {
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        self.dropped.load(Ordering::Relaxed)
-    }
-}
-
-fn print_events(rx: Receiver<Event>, json: bool) {
-    for ev in rx {
-        if json {
-            outln!("{}", ev.to_json());
-        } else {
-            outln!("{ev}");
-        }
-    }
-}
-
-/// One verdict, kept for the summary.
-#[derive(Debug, Clone, Serialize)]
-pub struct VerdictRow {
-    /// The connection.
-    pub conn: u64,
-    /// The attack.
-    pub attack: Attack,
-    /// What happened.
-    pub outcome: String,
-    /// Whether it was defeated.
-    pub defeated: bool,
-}
-
-/// What every connection shares.
-pub struct Shared {
-    /// The real server.
-    pub upstream: SocketAddr,
-    /// The attacks applied.
-    pub attacks: BTreeSet<Attack>,
-    /// See [`Config::corrupt_record`].
-    pub corrupt_record: u64,
-    /// See [`Config::forger`].
-    pub forger: Option<Arc<Forger>>,
-    /// See [`Config::keylog`].
-    pub keylog: Option<Arc<dyn KeyLog>>,
-    /// Where events go.
-    pub report: Reporter,
-    verdicts: Mutex<Vec<VerdictRow>>,
-}
-
-impl Shared {
-    /// Keeps a connection's verdict for the summary.
-    pub fn record_verdict(&self, conn: u64, attack: Attack, outcome: &str, defeated: bool) {
-        self.verdicts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(VerdictRow {
-                conn,
-                attack,
-                outcome: outcome.to_string(),
-                defeated,
-            });
-    }
 }
 
 /// Checks an address is on loopback.

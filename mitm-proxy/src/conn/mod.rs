@@ -1,0 +1,194 @@
+//! One proxied connection: reach the server, run the attacks' set-up, pump
+//! both directions, and say at the end what the attacker obtained.
+//!
+//! Each direction is a pump: read, cut into units ([`crate::xmpp::Half`]),
+//! look at each unit (and change it, for an attack), write it on. The
+//! pumps record what they saw in [`Facts`]; the verdict is computed from
+//! them once both directions have closed.
+//!
+//! `strip-starttls` needs more than a pump: when the server offers
+//! STARTTLS, the proxy answers for the client. It sends `<starttls/>`
+//! itself, encrypts the server leg, restarts the stream, and shows the
+//! client the features of the encrypted stream, which offer no STARTTLS and
+//! every SASL mechanism. That set-up runs first, in order, then the pumps.
+//!
+//! - [`mod@self`]: reaching the server, the two pumps, the end.
+//! - [`context`]: the connection's context.
+//! - [`inspect`]: each unit reported, its secrets taken, the features changed.
+//! - [`setup`]: the attacks that run in order first (strip, intercept).
+
+mod context;
+mod inspect;
+mod setup;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::attack::Attack;
+use crate::event::{Dir, Event};
+use crate::records::Records;
+use crate::shared::Shared;
+use crate::verdict::{Facts, verdict};
+use crate::xmpp::{Half, RawReason, Unit};
+use context::{Conn, READ_CHUNK, Stream};
+
+/// How long reaching the server, and the strip set-up, may take.
+const SETUP_LIMIT: Duration = Duration::from_secs(10);
+
+/// Relays one client connection until both sides have closed.
+pub async fn handle(conn: u64, client: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let upstream =
+        match tokio::time::timeout(SETUP_LIMIT, TcpStream::connect(shared.upstream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                shared.report.emit(Event::UpstreamDown {
+                    conn,
+                    upstream: shared.upstream.to_string(),
+                    error: e.to_string(),
+                });
+                return;
+            }
+            Err(_) => {
+                shared.report.emit(Event::UpstreamDown {
+                    conn,
+                    upstream: shared.upstream.to_string(),
+                    error: format!("no answer within {} s", SETUP_LIMIT.as_secs()),
+                });
+                return;
+            }
+        };
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    shared.report.emit(Event::Connection {
+        conn,
+        client: peer.to_string(),
+        upstream: shared.upstream.to_string(),
+    });
+    let facts = Arc::new(Mutex::new(Facts::default()));
+    let c = Conn {
+        id: conn,
+        shared: shared.clone(),
+        facts: facts.clone(),
+    };
+    let mut up_half = Half::new();
+    let mut down_half = Half::new();
+    let mut client = client;
+    if shared.attacks.contains(&Attack::InterceptTls) {
+        let setup = setup::intercept(&c, client, upstream, &mut up_half, &mut down_half);
+        match tokio::time::timeout(SETUP_LIMIT, setup).await {
+            Ok(Ok(Some((client, server)))) => {
+                let (client_rd, client_wr) = tokio::io::split(client);
+                let (server_rd, server_wr) = tokio::io::split(server);
+                let up = pump(&c, Dir::ClientToServer, client_rd, server_wr, &mut up_half);
+                let down = pump(
+                    &c,
+                    Dir::ServerToClient,
+                    server_rd,
+                    client_wr,
+                    &mut down_half,
+                );
+                tokio::join!(up, down);
+            }
+            // The client refused the certificate: nothing more to relay.
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => c.report_attack(Attack::InterceptTls, format!("set-up failed: {e}")),
+            Err(_) => c.report_attack(Attack::InterceptTls, "set-up timed out".into()),
+        }
+        finish(&c, &up_half, &down_half);
+        return;
+    }
+    let server: Box<dyn Stream> = if shared.attacks.contains(&Attack::StripStarttls) {
+        let setup = setup::strip(&c, &mut client, upstream, &mut up_half, &mut down_half);
+        match tokio::time::timeout(SETUP_LIMIT, setup).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                c.report_attack(Attack::StripStarttls, format!("set-up failed: {e}"));
+                finish(&c, &up_half, &down_half);
+                return;
+            }
+            Err(_) => {
+                c.report_attack(Attack::StripStarttls, "set-up timed out".into());
+                finish(&c, &up_half, &down_half);
+                return;
+            }
+        }
+    } else {
+        Box::new(upstream)
+    };
+    let (client_rd, client_wr) = tokio::io::split(client);
+    let (server_rd, server_wr) = tokio::io::split(server);
+    let up = pump(&c, Dir::ClientToServer, client_rd, server_wr, &mut up_half);
+    let down = pump(
+        &c,
+        Dir::ServerToClient,
+        server_rd,
+        client_wr,
+        &mut down_half,
+    );
+    tokio::join!(up, down);
+    finish(&c, &up_half, &down_half);
+}
+
+/// Reads, inspects and forwards one direction until it closes.
+async fn pump<R, W>(c: &Conn, dir: Dir, mut rd: R, mut wr: W, half: &mut Half)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; READ_CHUNK];
+    // corrupt-tls changes the client's records only.
+    let target = (dir == Dir::ClientToServer && c.shared.attacks.contains(&Attack::CorruptTls))
+        .then_some(c.shared.corrupt_record);
+    let mut records = Records::new(target);
+    loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let was_raw = half.raw_since().is_some();
+        let pieces = half.push(&buf[..n]);
+        let mut out = Vec::with_capacity(n);
+        let tls = matches!(
+            half.raw_since(),
+            Some((_, RawReason::Tls | RawReason::DirectTls))
+        );
+        for mut piece in pieces {
+            if tls && piece.unit == Unit::Raw {
+                inspect::follow_records(c, dir, &mut records, &mut piece.bytes);
+            }
+            inspect::inspect(c, dir, piece, &mut out);
+        }
+        if !was_raw && let Some((at, reason)) = half.raw_since() {
+            inspect::opaque(c, dir, *at, reason);
+        }
+        if wr.write_all(&out).await.is_err() || wr.flush().await.is_err() {
+            break;
+        }
+    }
+    // Pass the close on: the far side sees the end of the stream.
+    let _ = wr.shutdown().await;
+}
+
+/// Reports the end of the connection and the verdict of each attack.
+fn finish(c: &Conn, up: &Half, down: &Half) {
+    c.shared.report.emit(Event::Closed {
+        conn: c.id,
+        bytes_up: up.total(),
+        bytes_down: down.total(),
+    });
+    let facts = c.facts();
+    for attack in &c.shared.attacks {
+        let (outcome, defeated) = verdict(*attack, &facts, c.shared.corrupt_record);
+        c.shared.record_verdict(c.id, *attack, &outcome, defeated);
+        c.shared.report.emit(Event::Verdict {
+            conn: c.id,
+            attack: *attack,
+            outcome,
+            defeated,
+        });
+    }
+}

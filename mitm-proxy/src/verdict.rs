@@ -1,0 +1,188 @@
+//! What each attack obtained on a connection, from what its pumps saw.
+
+use crate::attack::Attack;
+
+/// What the pumps saw, for the verdict.
+#[derive(Debug, Default)]
+pub struct Facts {
+    /// The server offered STARTTLS (in features the proxy saw).
+    pub starttls_offered: bool,
+    /// The proxy removed it from what the client saw.
+    pub starttls_stripped: bool,
+    /// The proxy replaced the SASL mechanisms with PLAIN.
+    pub mechanisms_replaced: bool,
+    /// The client sent `<starttls/>`.
+    pub client_starttls: bool,
+    /// Where the client-to-server direction became TLS.
+    pub tls_at: Option<u64>,
+    /// The client spoke TLS from its first byte.
+    pub direct_tls: bool,
+    /// The mechanism the client authenticated with, in the clear.
+    pub mechanism: Option<String>,
+    /// A password read off the wire: (user, where).
+    pub password: Option<(String, String)>,
+    /// Stanzas read in the clear, each way.
+    pub stanzas: u64,
+    /// TLS application-data records seen: (from the client, from the server).
+    pub records: (u64, u64),
+    /// `corrupt-tls` flipped its bit; the server's record count then.
+    pub flipped: Option<u64>,
+    /// `intercept-tls`: the client accepted the forged certificate.
+    pub intercepted: bool,
+    /// `intercept-tls`: the client refused it, and why.
+    pub cert_refused: Option<String>,
+}
+
+/// What an attack obtained, in one line, and whether it was defeated.
+pub fn verdict(attack: Attack, f: &Facts, corrupt_record: u64) -> (String, bool) {
+    let password = f
+        .password
+        .as_ref()
+        .map(|(user, source)| format!("password of {user} captured ({source})"));
+    match attack {
+        Attack::Relay => {
+            if f.direct_tls {
+                (
+                    "direct TLS from the first byte: only sizes and timing readable".into(),
+                    true,
+                )
+            } else if let Some(p) = password {
+                (
+                    format!("read {} in the clear; {p}", stanzas(f.stanzas)),
+                    false,
+                )
+            } else if let Some(at) = f.tls_at {
+                (
+                    format!(
+                        "TLS from byte {at}: {} read before it, nothing after",
+                        stanzas(f.stanzas)
+                    ),
+                    true,
+                )
+            } else {
+                (format!("read {} in the clear", stanzas(f.stanzas)), false)
+            }
+        }
+        Attack::StripStarttls => {
+            if f.direct_tls {
+                (
+                    "nothing to strip: the client used direct TLS: attack defeated".into(),
+                    true,
+                )
+            } else if !f.starttls_offered {
+                (
+                    "nothing to strip: the server offered no STARTTLS".into(),
+                    false,
+                )
+            } else if let Some(p) = password {
+                (format!("client went on in plaintext; {p}"), false)
+            } else if let Some(m) = &f.mechanism {
+                (
+                    format!(
+                        "client went on in plaintext; its {m} exchange captured (no password in it)"
+                    ),
+                    false,
+                )
+            } else {
+                (
+                    "client refused (no STARTTLS offered): attack defeated".into(),
+                    true,
+                )
+            }
+        }
+        Attack::CorruptTls => corrupt_verdict(f, corrupt_record),
+        Attack::InterceptTls => {
+            if let Some(why) = &f.cert_refused {
+                (
+                    format!("client refused the forged certificate ({why}): attack defeated"),
+                    true,
+                )
+            } else if f.intercepted {
+                match password {
+                    Some(p) => (
+                        format!("client accepted the forged certificate; {p}"),
+                        false,
+                    ),
+                    None => (
+                        format!(
+                            "client accepted the forged certificate; read {} inside its TLS",
+                            stanzas(f.stanzas)
+                        ),
+                        false,
+                    ),
+                }
+            } else {
+                (
+                    "the client never started TLS: nothing to intercept".into(),
+                    false,
+                )
+            }
+        }
+        Attack::DowngradeSasl => {
+            if !f.mechanisms_replaced {
+                if f.direct_tls || f.tls_at.is_some() {
+                    (
+                        "nothing to downgrade: authentication ran inside TLS: attack defeated"
+                            .into(),
+                        true,
+                    )
+                } else {
+                    (
+                        "nothing to downgrade: no choice of mechanisms was seen".into(),
+                        false,
+                    )
+                }
+            } else if let Some(p) = password {
+                (format!("client accepted PLAIN; {p}"), false)
+            } else if let Some(m) = &f.mechanism {
+                (format!("client used {m} anyway: attack defeated"), true)
+            } else {
+                ("client refused PLAIN: attack defeated".into(), true)
+            }
+        }
+    }
+}
+
+/// `corrupt-tls`' outcome: a flipped record must end the connection.
+fn corrupt_verdict(f: &Facts, target: u64) -> (String, bool) {
+    match f.flipped {
+        Some(server_records_then) => {
+            // After a bad record the server sends at most its alert.
+            let after = f.records.1.saturating_sub(server_records_then);
+            if after <= 1 {
+                (
+                    format!(
+                        "flipped one bit of record #{target} from the client: the connection \
+                         ended there (the server's AEAD check failed): TLS detected the change"
+                    ),
+                    true,
+                )
+            } else {
+                (
+                    format!(
+                        "flipped one bit of record #{target}, and {after} records still came \
+                         from the server: the change went unnoticed"
+                    ),
+                    false,
+                )
+            }
+        }
+        None if f.records.0 == 0 => ("no TLS to corrupt: the stream was plaintext".into(), false),
+        None => (
+            format!(
+                "the connection ended after {} records from the client, before record #{target}",
+                f.records.0
+            ),
+            false,
+        ),
+    }
+}
+
+/// "1 stanza", "18 stanzas".
+fn stanzas(n: u64) -> String {
+    if n == 1 {
+        "1 stanza".into()
+    } else {
+        format!("{n} stanzas")
+    }
+}
