@@ -182,32 +182,35 @@ pub(crate) async fn intercept(
     if first[0] != 0x16 {
         // STARTTLS: the stream runs in the clear up to the switch. The
         // proxy relays it (reading it), then takes over at `<proceed/>`.
+        // Both sides may speak in any order and in any number of reads (a
+        // server's header and features can arrive apart): relay whichever
+        // has something, until the client asks for TLS.
         let mut starttls = false;
         while !starttls {
-            let pieces = read_pieces(&mut client, up).await?;
-            let mut out = Vec::new();
-            for p in pieces {
-                match &p.unit {
-                    Unit::Header(h) => hint = h.to.clone(),
-                    Unit::Element(e) if e.is("starttls", protocol::ns::TLS) => starttls = true,
-                    _ => {}
+            tokio::select! {
+                pieces = read_pieces(&mut client, up) => {
+                    let mut out = Vec::new();
+                    for p in pieces? {
+                        match &p.unit {
+                            Unit::Header(h) => hint = h.to.clone(),
+                            Unit::Element(e) if e.is("starttls", protocol::ns::TLS) => starttls = true,
+                            _ => {}
+                        }
+                        inspect::inspect(c, Dir::ClientToServer, p, &mut out);
+                    }
+                    server.write_all(&out).await?;
+                    if up.raw_since().is_some() && !starttls {
+                        // Not XMPP as expected: leave it to the pumps.
+                        return Ok(Some((Box::new(client), Box::new(server))));
+                    }
                 }
-                inspect::inspect(c, Dir::ClientToServer, p, &mut out);
-            }
-            server.write_all(&out).await?;
-            if up.raw_since().is_some() && !starttls {
-                // Not XMPP as expected: leave it to the pumps.
-                return Ok(Some((Box::new(client), Box::new(server))));
-            }
-            if !starttls {
-                // The server's answer to what the client said (its
-                // header and features, or an error).
-                let pieces = read_pieces(&mut server, down).await?;
-                let mut out = Vec::new();
-                for p in pieces {
-                    inspect::inspect(c, Dir::ServerToClient, p, &mut out);
+                pieces = read_pieces(&mut server, down) => {
+                    let mut out = Vec::new();
+                    for p in pieces? {
+                        inspect::inspect(c, Dir::ServerToClient, p, &mut out);
+                    }
+                    client.write_all(&out).await?;
                 }
-                client.write_all(&out).await?;
             }
         }
         loop {
