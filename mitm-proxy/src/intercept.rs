@@ -12,7 +12,7 @@
 //! - **a given certificate and key**: whatever the attacker got hold of.
 //!
 //! `--keylog` writes both legs' secrets in the NSS key log format, so
-//! Wireshark (or `sniffer`) can decrypt a capture of either leg.
+//! Wireshark (tshark) can decrypt a capture of either leg.
 
 use std::collections::HashMap;
 use std::io::Write;

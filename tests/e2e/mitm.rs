@@ -430,3 +430,60 @@ fn intercept_tls_with_the_servers_own_stolen_key_passes_even_a_pin() {
         "client accepted the forged certificate; password of jo captured (registration)"
     );
 }
+
+#[test]
+fn tshark_decrypts_both_intercepted_legs_with_the_proxys_key_log() {
+    let Some(tshark) = tests::interop_tool("tshark") else {
+        return;
+    };
+    let server = Server::start(Twin::StartTls, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.log");
+    let mut cmd = std::process::Command::new(tests::bin("mitm-proxy"));
+    cmd.args(["--json", "--listen", "127.0.0.1:0", "--upstream"])
+        .arg(server.addr.to_string())
+        .args(["--attack", "intercept-tls", "--keylog"])
+        .arg(&keys);
+    let proxy = Proxy::spawn(cmd);
+    // Both legs on the wire: client to proxy, proxy to server.
+    let sniffer = tests::Sniffer::on_ports(&[proxy.addr.port(), server.addr.port()]);
+    let mut c = tls_client(&server, proxy.addr, "kim@localhost", &["--insecure"]);
+    chat_once(&mut c, "kim@localhost", "only the key log opens this");
+    let (code, t) = c.finish();
+    assert_eq!(code, 0, "{t}");
+    let (_, sniffer) = sniffer.stop();
+    let proxy_port = proxy.addr.port();
+    proxy.stop();
+    // tshark, told only the key log and which ports are XMPP, reads the
+    // message inside TLS on each leg.
+    for port in [proxy_port, server.addr.port()] {
+        let out = std::process::Command::new(&tshark)
+            .arg("-r")
+            .arg(&sniffer.pcap)
+            .arg("-o")
+            .arg(format!("tls.keylog_file:{}", keys.display()))
+            .args(["-d", &format!("tcp.port=={port},xmpp")])
+            .args(["-Y", &format!("tcp.port=={port} && tls"), "-V"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("only the key log opens this"),
+            "port {port}: tshark did not decrypt the message:\n{}",
+            &text[..text.len().min(3000)]
+        );
+    }
+    // Without the key log, the same capture shows no message.
+    let blind = std::process::Command::new(&tshark)
+        .arg("-r")
+        .arg(&sniffer.pcap)
+        .arg("-V")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&blind.stdout).contains("only the key log opens this"));
+}

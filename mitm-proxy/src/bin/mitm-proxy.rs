@@ -67,7 +67,7 @@ struct Cli {
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
     /// Append both legs' TLS secrets to FILE (NSS key log format, for
-    /// Wireshark or `sniffer`). Whoever reads it can decrypt the traffic.
+    /// Wireshark). Whoever reads it can decrypt the traffic.
     #[arg(long, value_name = "FILE")]
     keylog: Option<PathBuf>,
 }
