@@ -27,6 +27,9 @@ pub enum Attack {
     /// Slip a plaintext stanza in right after `<starttls/>` (toward the
     /// server) and `<proceed/>` (toward the client).
     InjectStarttls,
+    /// Play a SASL exchange the proxy saw succeed again, on a connection
+    /// of its own.
+    Replay,
 }
 
 /// What an attack does, against whom it works, and what stops it.
@@ -44,13 +47,14 @@ pub struct Info {
 
 impl Attack {
     /// Every attack, in the order `mitm-proxy attacks` lists them.
-    pub const ALL: [Attack; 6] = [
+    pub const ALL: [Attack; 7] = [
         Attack::Relay,
         Attack::StripStarttls,
         Attack::DowngradeSasl,
         Attack::InterceptTls,
         Attack::CorruptTls,
         Attack::InjectStarttls,
+        Attack::Replay,
     ];
 
     /// Its name on the command line.
@@ -103,6 +107,15 @@ impl Attack {
                                    and treats them as protected",
                 defeated_by: "discarding whatever was read before the switch (both our server and \
                               our client do; the server logs it)",
+            },
+            Attack::Replay => Info {
+                name: "replay",
+                does: "records a SASL exchange that succeeded and plays it again on a connection \
+                       of its own, to sign in as the user without the password",
+                succeeds_against: "SASL PLAIN read off the wire (chat-plain, or with strip-starttls \
+                                   or intercept-tls): the same bytes sign in every time",
+                defeated_by: "SCRAM: the server's nonce is new on every connection, so the recorded \
+                              proof fails; and TLS, which hides the exchange",
             },
             Attack::CorruptTls => Info {
                 name: "corrupt-tls",

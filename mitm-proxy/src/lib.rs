@@ -17,6 +17,7 @@
 //!   flipped, for `corrupt-tls`).
 //! - [`intercept`]: forged certificates (self-signed, the attacker's CA,
 //!   or given), the `ca` command, and the key log.
+//! - [`replay`]: a recorded SASL exchange played again.
 //! - [`tls`]: the proxy's own TLS client to the server (for stripping
 //!   STARTTLS from a server that requires it).
 //! - [`conn`]: one proxied connection: setup, the two pumps, the verdict.
@@ -34,6 +35,7 @@ pub mod event;
 pub mod intercept;
 pub mod proxy;
 pub mod records;
+pub mod replay;
 pub mod shared;
 pub mod tls;
 pub mod verdict;

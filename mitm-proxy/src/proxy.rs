@@ -22,6 +22,9 @@ use rustls::KeyLog;
 /// proxy's file descriptors.
 pub const MAX_CONNECTIONS: usize = 4096;
 
+/// How long open connections get at Ctrl-C to give their verdicts.
+pub const FINISH_LIMIT: std::time::Duration = std::time::Duration::from_secs(12);
+
 /// Why the proxy would not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -99,6 +102,7 @@ pub async fn run(
     let (report, printer) = Reporter::start(config.json);
     let mut attacks = config.attacks.clone();
     attacks.insert(Attack::Relay);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let shared = Arc::new(Shared {
         upstream: config.upstream,
         attacks,
@@ -107,6 +111,7 @@ pub async fn run(
         keylog: config.keylog.clone(),
         report,
         verdicts: Mutex::new(Vec::new()),
+        stop,
     });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut next = 0u64;
@@ -136,8 +141,14 @@ pub async fn run(
         // Reap finished connections so the set stays small.
         while tasks.try_join_next().is_some() {}
     }
-    // Connections still open at Ctrl-C are cut here: only connections that
-    // ended have a verdict.
+    // Connections still open at Ctrl-C stop relaying and give their
+    // verdicts (a replay under way gets its time); any still busy after
+    // that are cut.
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(FINISH_LIMIT, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     tasks.shutdown().await;
     let dropped = shared.report.close();
     let _ = tokio::task::spawn_blocking(move || printer.join()).await;

@@ -95,6 +95,9 @@ pub struct Shared {
     /// Where events go.
     pub report: Reporter,
     pub(crate) verdicts: Mutex<Vec<VerdictRow>>,
+    /// Turns true at Ctrl-C: every connection stops relaying and gives
+    /// its verdict on what it saw.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Shared {

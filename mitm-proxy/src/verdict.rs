@@ -36,6 +36,14 @@ pub struct Facts {
     /// `inject-starttls` slipped a stanza in: (toward the server, toward
     /// the client).
     pub injected: (bool, bool),
+    /// The client's SASL elements (`<auth/>`, `<response/>`) as sent, for
+    /// `replay`; the server's `<success/>` followed them.
+    pub sasl: Vec<String>,
+    /// The server accepted the exchange in `sasl`.
+    pub sasl_success: bool,
+    /// `replay`: what the server made of the exchange played again, or
+    /// why it could not be played.
+    pub replayed: Option<Result<crate::replay::Replayed, String>>,
 }
 
 /// What an attack obtained, in one line, and whether it was defeated.
@@ -97,6 +105,7 @@ pub fn verdict(attack: Attack, f: &Facts, corrupt_record: u64) -> (String, bool)
         }
         Attack::CorruptTls => corrupt_verdict(f, corrupt_record),
         Attack::InjectStarttls => inject_verdict(f),
+        Attack::Replay => replay_verdict(f),
         Attack::InterceptTls => {
             if let Some(why) = &f.cert_refused {
                 (
@@ -221,6 +230,37 @@ fn inject_verdict(f: &Facts) -> (String, bool) {
             ),
             false,
         )
+    }
+}
+
+/// `replay`'s outcome.
+fn replay_verdict(f: &Facts) -> (String, bool) {
+    use crate::replay::Replayed;
+    let mech = f.mechanism.as_deref().unwrap_or("SASL");
+    match &f.replayed {
+        None if f.tls_at.is_some() || f.direct_tls => (
+            "nothing to replay: authentication ran inside TLS: attack defeated".into(),
+            true,
+        ),
+        None => (
+            "nothing to replay: no successful sign-in was seen".into(),
+            false,
+        ),
+        Some(Ok(Replayed::Accepted)) => (
+            format!(
+                "replayed the {mech} exchange on a new connection: the server accepted it \
+                 (signed in without knowing the password)"
+            ),
+            false,
+        ),
+        Some(Ok(Replayed::Refused(why))) => (
+            format!(
+                "replayed the {mech} exchange on a new connection: the server refused it ({why}): \
+                 attack defeated"
+            ),
+            true,
+        ),
+        Some(Err(e)) => (format!("could not replay: {e}"), false),
     }
 }
 

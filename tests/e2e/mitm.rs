@@ -527,3 +527,52 @@ fn inject_starttls_is_dropped_at_the_switch_by_our_server_and_client() {
         "{v}"
     );
 }
+
+#[test]
+fn replay_signs_in_with_a_recorded_plain_exchange_but_not_a_scram_one() {
+    let server = Server::start(Twin::Plain, &[]);
+    let proxy = Proxy::start(server.addr, &["replay"]);
+    // 1: SCRAM (the default): the recorded proof was for another nonce.
+    let c = Client::start_via(&server, proxy.addr, "max@localhost", "pw", &["--register"]);
+    let (code, t) = c.finish();
+    assert_eq!(code, 0, "{t}");
+    // 2: PLAIN: the same bytes sign in again.
+    let c = Client::start_via(&server, proxy.addr, "max@localhost", "pw", &["--plain"]);
+    let (code, t) = c.finish();
+    assert_eq!(code, 0, "{t}");
+    let all = proxy.stop();
+    let v1 = verdict(&all, 1, "replay");
+    assert_eq!(v1["defeated"], true, "{v1}");
+    assert!(
+        v1["outcome"].as_str().unwrap().starts_with(
+            "replayed the SCRAM-SHA-256 exchange on a new connection: the server refused it"
+        ),
+        "{v1}"
+    );
+    let v2 = verdict(&all, 2, "replay");
+    assert_eq!(v2["defeated"], false, "{v2}");
+    assert_eq!(
+        v2["outcome"],
+        "replayed the PLAIN exchange on a new connection: the server accepted it (signed in without knowing the password)"
+    );
+    // The server saw the replayed PLAIN sign-in as max's own: two PLAIN
+    // sign-ins, the client's and the proxy's.
+    let log = server.log();
+    let plain = log
+        .lines()
+        .filter(|l| l.contains("authenticated") && l.contains("\"PLAIN\""))
+        .count();
+    assert_eq!(plain, 2, "{log}");
+
+    // Over STARTTLS the exchange is out of sight.
+    let server = Server::start(Twin::StartTls, &[]);
+    let proxy = Proxy::start(server.addr, &["replay"]);
+    let c = Client::start_via(&server, proxy.addr, "nel@localhost", "pw", &["--register"]);
+    let (code, t) = c.finish();
+    assert_eq!(code, 0, "{t}");
+    let all = proxy.stop();
+    assert_eq!(
+        verdict(&all, 1, "replay")["outcome"],
+        "nothing to replay: authentication ran inside TLS: attack defeated"
+    );
+}

@@ -153,9 +153,17 @@ fn inject(c: &Conn, dir: Dir, out: &mut Vec<u8>) {
 fn client_element(c: &Conn, el: &Element) {
     if el.is("starttls", ns::TLS) {
         c.facts().client_starttls = true;
+    } else if el.is("response", ns::SASL) {
+        c.facts().sasl.push(el.to_xml());
     } else if el.is("auth", ns::SASL) {
         let mech = el.get_attr("mechanism").unwrap_or("").to_string();
-        c.facts().mechanism = Some(mech.clone());
+        {
+            let mut f = c.facts();
+            f.mechanism = Some(mech.clone());
+            // A new exchange: what replay would play starts here.
+            f.sasl = vec![el.to_xml()];
+            f.sasl_success = false;
+        }
         if mech == "PLAIN"
             && let Ok(raw) = B64.decode(el.text_content().trim())
             && let Ok(creds) = sasl::parse_plain(&raw)
@@ -189,6 +197,9 @@ fn captured(c: &Conn, user: String, secret: String, source: &str) {
 /// mechanisms are offered, so that is where the attacks cut. Returns
 /// the element to send instead, if it was changed.
 fn server_element(c: &Conn, el: &Element) -> Option<Element> {
+    if el.is("success", ns::SASL) {
+        c.facts().sasl_success = true;
+    }
     if !el.is("features", ns::STREAM) {
         return None;
     }

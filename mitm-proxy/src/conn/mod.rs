@@ -39,6 +39,39 @@ use context::{Conn, READ_CHUNK, Stream};
 /// How long reaching the server, and the strip set-up, may take.
 const SETUP_LIMIT: Duration = Duration::from_secs(10);
 
+/// `replay`: plays the exchange the connection ended with, if the server
+/// accepted it, on a connection of the proxy's own.
+async fn replay(c: &Conn) {
+    let (exchange, domain) = {
+        let f = c.facts();
+        if !f.sasl_success || f.sasl.is_empty() {
+            return;
+        }
+        (
+            f.sasl.clone(),
+            f.domain.clone().unwrap_or_else(|| "localhost".into()),
+        )
+    };
+    let result = crate::replay::replay(
+        c.shared.upstream,
+        &domain,
+        c.shared.keylog.clone(),
+        &exchange,
+    )
+    .await;
+    let did = match &result {
+        Ok(crate::replay::Replayed::Accepted) => {
+            "played the recorded sign-in again on a new connection: <success/>".to_string()
+        }
+        Ok(crate::replay::Replayed::Refused(why)) => {
+            format!("played the recorded sign-in again on a new connection: <failure> ({why})")
+        }
+        Err(e) => format!("could not replay: {e}"),
+    };
+    c.report_attack(Attack::Replay, did);
+    c.facts().replayed = Some(result.map_err(|e| e.to_string()));
+}
+
 /// Relays one client connection until both sides have closed.
 pub async fn handle(conn: u64, client: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let upstream =
@@ -98,7 +131,7 @@ pub async fn handle(conn: u64, client: TcpStream, peer: SocketAddr, shared: Arc<
             Ok(Err(e)) => c.report_attack(Attack::InterceptTls, format!("set-up failed: {e}")),
             Err(_) => c.report_attack(Attack::InterceptTls, "set-up timed out".into()),
         }
-        finish(&c, &up_half, &down_half);
+        finish(&c, &up_half, &down_half).await;
         return;
     }
     let server: Box<dyn Stream> = if shared.attacks.contains(&Attack::StripStarttls) {
@@ -107,12 +140,12 @@ pub async fn handle(conn: u64, client: TcpStream, peer: SocketAddr, shared: Arc<
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 c.report_attack(Attack::StripStarttls, format!("set-up failed: {e}"));
-                finish(&c, &up_half, &down_half);
+                finish(&c, &up_half, &down_half).await;
                 return;
             }
             Err(_) => {
                 c.report_attack(Attack::StripStarttls, "set-up timed out".into());
-                finish(&c, &up_half, &down_half);
+                finish(&c, &up_half, &down_half).await;
                 return;
             }
         }
@@ -130,7 +163,7 @@ pub async fn handle(conn: u64, client: TcpStream, peer: SocketAddr, shared: Arc<
         &mut down_half,
     );
     tokio::join!(up, down);
-    finish(&c, &up_half, &down_half);
+    finish(&c, &up_half, &down_half).await;
 }
 
 /// Reads, inspects and forwards one direction until it closes.
@@ -144,10 +177,15 @@ where
     let target = (dir == Dir::ClientToServer && c.shared.attacks.contains(&Attack::CorruptTls))
         .then_some(c.shared.corrupt_record);
     let mut records = Records::new(target);
+    let mut stop = c.shared.stop.clone();
     loop {
-        let n = match rd.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let n = tokio::select! {
+            r = rd.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            // Ctrl-C: stop here; the verdict covers what was seen.
+            _ = stop.wait_for(|s| *s) => break,
         };
         let was_raw = half.raw_since().is_some();
         let pieces = half.push(&buf[..n]);
@@ -174,12 +212,15 @@ where
 }
 
 /// Reports the end of the connection and the verdict of each attack.
-fn finish(c: &Conn, up: &Half, down: &Half) {
+async fn finish(c: &Conn, up: &Half, down: &Half) {
     c.shared.report.emit(Event::Closed {
         conn: c.id,
         bytes_up: up.total(),
         bytes_down: down.total(),
     });
+    if c.shared.attacks.contains(&Attack::Replay) {
+        replay(c).await;
+    }
     let facts = c.facts();
     for attack in &c.shared.attacks {
         let (outcome, defeated) = verdict(*attack, &facts, c.shared.corrupt_record);
