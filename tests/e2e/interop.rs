@@ -274,3 +274,107 @@ tests::twin_tests!(
     our_client_against_prosody,
     slixmpp_creates_and_joins_our_rooms_and_exchanges_groupchat_with_our_client,
 );
+
+/// A slixmpp peer (`--tls starttls`, trusting the lab CA) connecting
+/// through `addr` (a proxy) instead of the server.
+fn slixmpp_via(
+    python: &std::path::Path,
+    server: &Server,
+    addr: std::net::SocketAddr,
+    jid: &str,
+    args: &[&str],
+) -> Client {
+    let mut cmd = Command::new(python);
+    cmd.arg(workspace_root().join("tests/interop/slixmpp_peer.py"))
+        .args(["--jid", jid, "--password", "sally-pw", "--timeout", "15"])
+        .args(["--server", &addr.to_string(), "--tls", "starttls"]);
+    if let Some(c) = &server.certs {
+        cmd.arg("--ca").arg(c.join("ca.pem"));
+    }
+    cmd.args(args);
+    Client::spawn(&format!("slixmpp {jid}"), cmd)
+}
+
+#[test]
+fn slixmpp_under_strip_starttls_guards_its_sign_in_but_not_its_registration() {
+    let Some(python) = interop_tool("slixmpp") else {
+        return;
+    };
+    let server = Server::start(Twin::StartTls, &[]);
+    // sally exists; bea does not yet.
+    let (code, out, err) = run_client(&server, "sally@localhost", "sally-pw", &["--register"], "");
+    assert_eq!(code, 0, "{out}\n{err}");
+    let proxy = tests::Proxy::start(server.addr, &["strip-starttls"]);
+
+    // Signing in: slixmpp will not send a password, nor a SCRAM proof,
+    // without TLS. It gives up.
+    let sally = slixmpp_via(&python, &server, proxy.addr, "sally@localhost", &["--quit"]);
+    let (_, t) = sally.finish();
+    assert!(!t.contains("\"connected\""), "{t}");
+    assert!(t.contains("No appropriate login method"), "{t}");
+
+    // Registering: slixmpp sends XEP-0077's form, password included, over
+    // the stripped stream. The finding: its guard covers SASL only.
+    let bea = slixmpp_via(
+        &python,
+        &server,
+        proxy.addr,
+        "bea@localhost",
+        &["--register", "--quit"],
+    );
+    let (_, t) = bea.finish();
+    assert!(t.contains("\"registered\""), "{t}");
+
+    let all = proxy.stop();
+    let v1 = tests::verdict(&all, 1, "strip-starttls");
+    assert_eq!(v1["defeated"], true, "{v1}");
+    let v2 = tests::verdict(&all, 2, "strip-starttls");
+    assert_eq!(v2["defeated"], false, "{v2}");
+    assert_eq!(
+        v2["outcome"],
+        "client went on in plaintext; password of bea captured (registration)"
+    );
+}
+
+#[test]
+fn prosody_behind_the_proxy_is_stripped_and_intercepted_like_ours() {
+    let Some(prosody) = interop_tool("prosody") else {
+        return;
+    };
+    // Prosody requires STARTTLS (c2s_require_encryption): the proxy takes
+    // it in the client's place, and Prosody sees an encrypted client.
+    let server = Server::prosody(&prosody, Twin::StartTls);
+    let proxy = tests::Proxy::start(server.addr, &["strip-starttls"]);
+    let mut weak = Client::start_via(
+        &server,
+        proxy.addr,
+        "pat@localhost",
+        "pat-pw",
+        &["--register", "--plain", "--starttls", "opportunistic"],
+    );
+    let v = weak.expect("connected", |v| v["type"] == "connected");
+    assert_eq!(v["encrypted"], false, "{v}");
+    let (code, t) = weak.finish();
+    assert_eq!(code, 0, "{t}\n{}", server.log());
+    let strong = Client::start_via(&server, proxy.addr, "pat@localhost", "pat-pw", &[]);
+    let (code, t) = strong.finish();
+    assert_eq!(code, 2, "{t}");
+    let all = proxy.stop();
+    assert!(
+        all.iter().any(|e| e["type"] == "captured"
+            && e["secret"] == "pat-pw"
+            && e["source"] == "SASL PLAIN"),
+        "{all:#?}"
+    );
+    assert_eq!(tests::verdict(&all, 2, "strip-starttls")["defeated"], true);
+
+    // Intercepted with a self-signed certificate: our client, checking
+    // Prosody's certificate against the lab CA, refuses.
+    let proxy = tests::Proxy::start(server.addr, &["intercept-tls"]);
+    let c = Client::start_via(&server, proxy.addr, "pat@localhost", "pat-pw", &[]);
+    let (code, t) = c.finish();
+    assert_eq!(code, 2, "{t}");
+    assert!(t.contains("certificate"), "{t}");
+    let all = proxy.stop();
+    assert_eq!(tests::verdict(&all, 1, "intercept-tls")["defeated"], true);
+}
