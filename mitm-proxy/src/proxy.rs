@@ -68,6 +68,8 @@ pub struct Config {
     pub forger: Option<Arc<Forger>>,
     /// Where both legs' TLS secrets are written, if anywhere.
     pub keylog: Option<Arc<dyn KeyLog>>,
+    /// No line per stanza or stream header (see [`Shared::quiet`]).
+    pub quiet: bool,
 }
 
 /// Checks an address is on loopback.
@@ -109,6 +111,7 @@ pub async fn run(
         corrupt_record: config.corrupt_record,
         forger: config.forger.clone(),
         keylog: config.keylog.clone(),
+        quiet: config.quiet,
         report,
         verdicts: Mutex::new(Vec::new()),
         stop,

@@ -92,6 +92,10 @@ pub struct Shared {
     pub forger: Option<Arc<Forger>>,
     /// Where both legs' TLS secrets are written, if anywhere.
     pub keylog: Option<Arc<dyn KeyLog>>,
+    /// Report connections, attacks, captures and verdicts only: no line
+    /// per stanza (for load, where printing every stanza would be the
+    /// bottleneck).
+    pub quiet: bool,
     /// Where events go.
     pub report: Reporter,
     pub(crate) verdicts: Mutex<Vec<VerdictRow>>,

@@ -51,6 +51,10 @@ struct Cli {
     /// JSON lines instead of text.
     #[arg(long)]
     json: bool,
+    /// No line per stanza or stream header: connections, attacks,
+    /// captures and verdicts only (under load).
+    #[arg(long)]
+    quiet: bool,
     /// With `--attack corrupt-tls`: which TLS application-data record from
     /// the client gets one bit flipped (counting from 1).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
@@ -202,6 +206,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         corrupt_record: cli.corrupt_record,
         forger,
         keylog,
+        quiet: cli.quiet,
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {

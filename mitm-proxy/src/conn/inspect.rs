@@ -66,12 +66,14 @@ pub(crate) fn inspect(c: &Conn, dir: Dir, piece: Piece, out: &mut Vec<u8>) {
             if dir == Dir::ClientToServer && h.to.is_some() {
                 c.facts().domain.clone_from(&h.to);
             }
-            c.shared.report.emit(Event::Stream {
-                conn: c.id,
-                dir,
-                to: h.to.clone(),
-                from: h.from.clone(),
-            });
+            if !c.shared.quiet {
+                c.shared.report.emit(Event::Stream {
+                    conn: c.id,
+                    dir,
+                    to: h.to.clone(),
+                    from: h.from.clone(),
+                });
+            }
             out.extend_from_slice(&piece.bytes);
         }
         Unit::Element(el) => {
@@ -82,12 +84,14 @@ pub(crate) fn inspect(c: &Conn, dir: Dir, piece: Piece, out: &mut Vec<u8>) {
                 Dir::ClientToServer => None,
                 Dir::ServerToClient => server_element(c, &el),
             };
-            let shown = changed.as_ref().unwrap_or(&el);
-            c.shared.report.emit(Event::Stanza {
-                conn: c.id,
-                dir,
-                stanza: summarize(shown),
-            });
+            if !c.shared.quiet {
+                let shown = changed.as_ref().unwrap_or(&el);
+                c.shared.report.emit(Event::Stanza {
+                    conn: c.id,
+                    dir,
+                    stanza: summarize(shown),
+                });
+            }
             if dir == Dir::ClientToServer {
                 client_element(c, &el);
             }
