@@ -576,3 +576,37 @@ fn replay_signs_in_with_a_recorded_plain_exchange_but_not_a_scram_one() {
         "nothing to replay: authentication ran inside TLS: attack defeated"
     );
 }
+
+#[test]
+fn a_thousand_connections_at_once_leave_the_proxy_serving() {
+    use std::io::Write;
+    let server = Server::start(Twin::Plain, &[]);
+    let proxy = Proxy::start(server.addr, &[]);
+    let mut held: Vec<std::net::TcpStream> = (0..1000)
+        .map(|_| std::net::TcpStream::connect(proxy.addr).unwrap())
+        .collect();
+    for (i, s) in held.iter_mut().enumerate() {
+        // Half of them say something, half stay silent.
+        if i % 2 == 0 {
+            let _ = s.write_all(tests::header("localhost").as_bytes());
+        }
+    }
+    // With all of them open, a real client signs in and chats through it.
+    let mut c = Client::start_via(&server, proxy.addr, "oz@localhost", "pw", &["--register"]);
+    c.expect("connected", |v| v["type"] == "connected");
+    chat_once(&mut c, "oz@localhost", "still here");
+    let (code, t) = c.finish();
+    assert_eq!(code, 0, "{t}");
+    drop(held);
+    let all = proxy.stop();
+    let connections = all.iter().filter(|e| e["type"] == "connection").count();
+    assert_eq!(connections, 1001, "every connection was relayed");
+    assert!(
+        all.iter().any(|e| e["type"] == "verdict"
+            && e["attack"] == "relay"
+            && e["outcome"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("read "))),
+        "the real client's connection got its verdict"
+    );
+}
