@@ -18,6 +18,7 @@
 //! - [`intercept`]: forged certificates (self-signed, the attacker's CA,
 //!   or given), the `ca` command, and the key log.
 //! - [`replay`]: a recorded SASL exchange played again.
+//! - [`pcap`]: `--write`, both legs of each connection as a capture.
 //! - [`tls`]: the proxy's own TLS client to the server (for stripping
 //!   STARTTLS from a server that requires it).
 //! - [`conn`]: one proxied connection: setup, the two pumps, the verdict.
@@ -33,6 +34,7 @@ pub mod attack;
 pub mod conn;
 pub mod event;
 pub mod intercept;
+pub mod pcap;
 pub mod proxy;
 pub mod records;
 pub mod replay;

@@ -70,6 +70,8 @@ pub struct Config {
     pub keylog: Option<Arc<dyn KeyLog>>,
     /// No line per stanza or stream header (see [`Shared::quiet`]).
     pub quiet: bool,
+    /// `--write`: where both legs are recorded.
+    pub write: Option<std::path::PathBuf>,
 }
 
 /// Checks an address is on loopback.
@@ -99,6 +101,7 @@ pub async fn bind(config: &Config) -> Result<TcpListener, ProxyError> {
 pub async fn run(
     config: Config,
     listener: TcpListener,
+    pcap: Option<crate::pcap::Recorder>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> (Vec<VerdictRow>, u64) {
     let (report, printer) = Reporter::start(config.json);
@@ -112,6 +115,7 @@ pub async fn run(
         forger: config.forger.clone(),
         keylog: config.keylog.clone(),
         quiet: config.quiet,
+        pcap,
         report,
         verdicts: Mutex::new(Vec::new()),
         stop,

@@ -92,6 +92,8 @@ pub struct Shared {
     pub forger: Option<Arc<Forger>>,
     /// Where both legs' TLS secrets are written, if anywhere.
     pub keylog: Option<Arc<dyn KeyLog>>,
+    /// `--write`: the capture of both legs.
+    pub pcap: Option<crate::pcap::Recorder>,
     /// Report connections, attacks, captures and verdicts only: no line
     /// per stanza (for load, where printing every stanza would be the
     /// bottleneck).

@@ -192,6 +192,46 @@ pub mod build {
         pub rst: bool,
     }
 
+    /// A pcap file being written: the classic format (microsecond
+    /// timestamps, Ethernet frames), which every reader opens.
+    pub struct PcapWriter<W: std::io::Write> {
+        w: W,
+        /// Bytes written so far, headers included.
+        pub bytes: u64,
+    }
+
+    impl<W: std::io::Write> PcapWriter<W> {
+        /// Writes the file header.
+        pub fn new(mut w: W) -> std::io::Result<PcapWriter<W>> {
+            // Magic (microseconds, little-endian), version 2.4, no
+            // timezone offset, snap length 65535, link type 1 (Ethernet).
+            w.write_all(&[
+                0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0,
+                0, 0,
+            ])?;
+            Ok(PcapWriter { w, bytes: 24 })
+        }
+
+        /// Appends one frame seen at `ts_us` microseconds since the epoch.
+        pub fn frame(&mut self, ts_us: u64, frame: &[u8]) -> std::io::Result<()> {
+            let sec = u32::try_from(ts_us / 1_000_000).unwrap_or(u32::MAX);
+            let usec = (ts_us % 1_000_000) as u32;
+            let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+            self.w.write_all(&sec.to_le_bytes())?;
+            self.w.write_all(&usec.to_le_bytes())?;
+            self.w.write_all(&len.to_le_bytes())?;
+            self.w.write_all(&len.to_le_bytes())?;
+            self.w.write_all(frame)?;
+            self.bytes += 16 + frame.len() as u64;
+            Ok(())
+        }
+
+        /// Pushes what is buffered to the file.
+        pub fn flush(&mut self) -> std::io::Result<()> {
+            self.w.flush()
+        }
+    }
+
     /// An Ethernet frame carrying one TCP segment from `src` to `dst`.
     /// Mixed address families are a caller bug and give an empty frame.
     pub fn ethernet_tcp(

@@ -610,3 +610,94 @@ fn a_thousand_connections_at_once_leave_the_proxy_serving() {
         "the real client's connection got its verdict"
     );
 }
+
+/// `sniffer read --json` of a capture: every finding.
+fn sniffed(pcap: &std::path::Path) -> Vec<Value> {
+    let (code, out, err) = tests::run_bin("sniffer", &["read", pcap.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn the_proxys_capture_of_both_legs_reads_back_in_the_sniffer_and_tshark() {
+    let dir = tempfile::tempdir().unwrap();
+    // Relayed plaintext: both legs carry the same stanzas.
+    let server = Server::start(Twin::Plain, &[]);
+    let pcap = dir.path().join("relay.pcap");
+    let mut cmd = std::process::Command::new(tests::bin("mitm-proxy"));
+    cmd.args(["--json", "--listen", "127.0.0.1:0", "--upstream"])
+        .arg(server.addr.to_string())
+        .arg("--write")
+        .arg(&pcap);
+    let proxy = Proxy::spawn(cmd);
+    let mut c = Client::start_via(
+        &server,
+        proxy.addr,
+        "quinn@localhost",
+        "pw",
+        &["--register"],
+    );
+    chat_once(&mut c, "quinn@localhost", "on both legs");
+    let (code, t) = c.finish();
+    assert_eq!(code, 0, "{t}");
+    proxy.stop();
+    let found = sniffed(&pcap);
+    let legs_with_body: std::collections::BTreeSet<u64> = found
+        .iter()
+        .filter(|f| f["type"] == "message" && f["body"] == "on both legs")
+        .filter_map(|f| f["conn"].as_u64())
+        .collect();
+    assert_eq!(
+        legs_with_body.len(),
+        2,
+        "the message on each leg: {found:#?}"
+    );
+    if let Some(tshark) = tests::interop_tool("tshark") {
+        let out = std::process::Command::new(tshark)
+            .arg("-r")
+            .arg(&pcap)
+            .args(["-q", "-z", "conv,tcp"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let convs = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("<->"))
+            .count();
+        assert_eq!(convs, 2, "{}", String::from_utf8_lossy(&out.stdout));
+    }
+
+    // Intercepted TLS: the capture holds what the proxy read inside TLS.
+    let server = Server::start(Twin::StartTls, &[]);
+    let pcap = dir.path().join("intercept.pcap");
+    let mut cmd = std::process::Command::new(tests::bin("mitm-proxy"));
+    cmd.args(["--json", "--listen", "127.0.0.1:0", "--upstream"])
+        .arg(server.addr.to_string())
+        .args(["--attack", "intercept-tls", "--write"])
+        .arg(&pcap);
+    let proxy = Proxy::spawn(cmd);
+    let mut c = tls_client(&server, proxy.addr, "rae@localhost", &["--insecure"]);
+    chat_once(&mut c, "rae@localhost", "inside tls");
+    let (code, t) = c.finish();
+    assert_eq!(code, 0, "{t}");
+    proxy.stop();
+    let found = sniffed(&pcap);
+    assert!(
+        found
+            .iter()
+            .any(|f| f["type"] == "message" && f["body"] == "inside tls"),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f["type"] == "credential" && f["user"] == "rae" && f["password"] == "hunter2"),
+        "{found:#?}"
+    );
+}

@@ -70,6 +70,11 @@ struct Cli {
     /// ... with this private key (PEM).
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
+    /// Write both legs of every connection to FILE (pcap, made-up TCP/IP
+    /// headers; plaintext where the proxy ends TLS), for `sniffer read`
+    /// and Wireshark.
+    #[arg(long, value_name = "FILE")]
+    write: Option<PathBuf>,
     /// Append both legs' TLS secrets to FILE (NSS key log format, for
     /// Wireshark). Whoever reads it can decrypt the traffic.
     #[arg(long, value_name = "FILE")]
@@ -207,6 +212,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         forger,
         keylog,
         quiet: cli.quiet,
+        write: cli.write.clone(),
+    };
+    let pcap = match &config.write {
+        Some(path) => {
+            let r = mitm_proxy::pcap::Recorder::create(path)?;
+            eprintln!("mitm-proxy: writing both legs to {}", r.path().display());
+            Some(r)
+        }
+        None => None,
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
@@ -224,7 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         );
         let json = config.json;
-        let (verdicts, dropped) = proxy::run(config, listener, shutdown_signal()).await;
+        let (verdicts, dropped) = proxy::run(config, listener, pcap, shutdown_signal()).await;
         if dropped > 0 {
             eprintln!(
                 "mitm-proxy: {dropped} events were not shown: the output did not keep up (the traffic was relayed)"

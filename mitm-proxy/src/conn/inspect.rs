@@ -61,6 +61,21 @@ pub(crate) fn opaque(c: &Conn, dir: Dir, at: u64, reason: &RawReason) {
 /// Looks at one unit, applies the attacks to it, and appends what is to
 /// be forwarded to `out`.
 pub(crate) fn inspect(c: &Conn, dir: Dir, piece: Piece, out: &mut Vec<u8>) {
+    // Where the proxy ends TLS itself, the switch into that TLS is not
+    // part of the recorded (plaintext) streams: see `crate::pcap`.
+    let unrecorded = c.shared.attacks.contains(&Attack::InterceptTls)
+        && matches!(&piece.unit, Unit::Element(e) if starts_tls(e));
+    if !unrecorded {
+        c.record(dir, true, &piece.bytes);
+    }
+    let start = out.len();
+    inspect_unit(c, dir, piece, out);
+    if !unrecorded {
+        c.record(dir, false, &out[start..]);
+    }
+}
+
+fn inspect_unit(c: &Conn, dir: Dir, piece: Piece, out: &mut Vec<u8>) {
     match piece.unit {
         Unit::Header(h) => {
             if dir == Dir::ClientToServer && h.to.is_some() {

@@ -102,10 +102,22 @@ pub async fn handle(conn: u64, client: TcpStream, peer: SocketAddr, shared: Arc<
         upstream: shared.upstream.to_string(),
     });
     let facts = Arc::new(Mutex::new(Facts::default()));
+    let legs = match (&shared.pcap, client.local_addr(), upstream.local_addr()) {
+        (Some(rec), Ok(listen), Ok(local)) => Some(Mutex::new(crate::pcap::Legs::open(
+            rec,
+            conn,
+            peer,
+            listen,
+            local,
+            shared.upstream,
+        ))),
+        _ => None,
+    };
     let c = Conn {
         id: conn,
         shared: shared.clone(),
         facts: facts.clone(),
+        legs,
     };
     let mut up_half = Half::new();
     let mut down_half = Half::new();
@@ -213,6 +225,9 @@ where
 
 /// Reports the end of the connection and the verdict of each attack.
 async fn finish(c: &Conn, up: &Half, down: &Half) {
+    if let (Some(legs), Some(rec)) = (&c.legs, &c.shared.pcap) {
+        legs.lock().unwrap_or_else(|p| p.into_inner()).close(rec);
+    }
     c.shared.report.emit(Event::Closed {
         conn: c.id,
         bytes_up: up.total(),

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use sniffer::decode::build::{Flags, ethernet_tcp};
+use sniffer::decode::build::{Flags, PcapWriter, ethernet_tcp};
 
 /// Synthetic XMPP capture for benchmarks.
 #[derive(Parser)]
@@ -61,25 +61,17 @@ struct Conn {
     user: String,
 }
 
+/// The capture being written, with a clock that advances 37 µs a frame.
 struct Writer<W: Write> {
-    w: W,
-    bytes: u64,
+    pcap: PcapWriter<W>,
     ts_us: u64,
 }
 
 impl<W: Write> Writer<W> {
     fn frame(&mut self, f: &[u8]) -> std::io::Result<()> {
         self.ts_us += 37;
-        let sec = (self.ts_us / 1_000_000) as u32 + 1_795_000_000;
-        let usec = (self.ts_us % 1_000_000) as u32;
-        self.w.write_all(&sec.to_le_bytes())?;
-        self.w.write_all(&usec.to_le_bytes())?;
-        let len = f.len() as u32;
-        self.w.write_all(&len.to_le_bytes())?;
-        self.w.write_all(&len.to_le_bytes())?;
-        self.w.write_all(f)?;
-        self.bytes += 16 + f.len() as u64;
-        Ok(())
+        // Timestamps start in 2026 (1,795,000,000 s after the epoch).
+        self.pcap.frame(1_795_000_000_000_000 + self.ts_us, f)
     }
 }
 
@@ -188,14 +180,9 @@ fn main() -> anyhow::Result<()> {
     let f = std::fs::File::create(&cli.out)
         .with_context(|| format!("cannot create {}", cli.out.display()))?;
     let mut out = Writer {
-        w: BufWriter::with_capacity(1 << 20, f),
-        bytes: 24,
+        pcap: PcapWriter::new(BufWriter::with_capacity(1 << 20, f))?,
         ts_us: 0,
     };
-    // pcap global header: microsecond timestamps, Ethernet.
-    out.w.write_all(&[
-        0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0,
-    ])?;
     if let Some(n) = cli.one_packet_flows {
         return one_packet_flows(out, n, &cli.out);
     }
@@ -235,7 +222,7 @@ fn main() -> anyhow::Result<()> {
                 *c = new_conn(&mut out)?;
                 connections += 1;
             }
-            if out.bytes >= target {
+            if out.pcap.bytes >= target {
                 break 'outer;
             }
         }
@@ -243,11 +230,11 @@ fn main() -> anyhow::Result<()> {
     for c in &mut conns {
         c.close(&mut out)?;
     }
-    out.w.flush()?;
+    out.pcap.flush()?;
     outln!(
         "wrote {} ({} bytes): {connections} connections, {bodies} message bodies",
         cli.out.display(),
-        out.bytes
+        out.pcap.bytes
     );
     Ok(())
 }
@@ -270,11 +257,11 @@ fn one_packet_flows<W: Write>(
         let client = SocketAddr::new(ip.into(), 1024 + (i % 60_000) as u16);
         out.frame(&ethernet_tcp(client, server, i as u32, syn, b""))?;
     }
-    out.w.flush()?;
+    out.pcap.flush()?;
     outln!(
         "wrote {} ({} bytes): {n} one-packet connections",
         path.display(),
-        out.bytes
+        out.pcap.bytes
     );
     Ok(())
 }
