@@ -320,14 +320,17 @@ fn intercept_tls_beats_a_client_that_trusts_too_much_and_loses_to_validation_and
         let pin = server.pin.clone().expect("the server's pin");
         let keys = atk.path().join(format!("keys-{twin:?}.log"));
 
-        let mut cmd = std::process::Command::new(tests::bin("mitm-proxy"));
-        cmd.args(["--json", "--listen", "127.0.0.1:0", "--upstream"])
-            .arg(upstream.to_string())
-            .args(["--attack", "intercept-tls", "--ca-dir"])
-            .arg(atk.path())
-            .arg("--keylog")
-            .arg(&keys);
-        let proxy = Proxy::spawn(cmd);
+        let proxy = Proxy::start_with(
+            upstream,
+            &[
+                "--attack".as_ref(),
+                "intercept-tls".as_ref(),
+                "--ca-dir".as_ref(),
+                atk.path().as_os_str(),
+                "--keylog".as_ref(),
+                keys.as_os_str(),
+            ],
+        );
 
         // 1: the default client checks the certificate against the lab CA.
         let c = tls_client(&server, proxy.addr, "ivy@localhost", &["--ca", lab_ca]);
@@ -405,14 +408,18 @@ fn intercept_tls_with_the_servers_own_stolen_key_passes_even_a_pin() {
     // secret everything rests on.
     let server = Server::start(Twin::StartTls, &[]);
     let certs = server.certs.clone().expect("lab certificates");
-    let mut cmd = std::process::Command::new(tests::bin("mitm-proxy"));
-    cmd.args(["--json", "--listen", "127.0.0.1:0", "--upstream"])
-        .arg(server.addr.to_string())
-        .args(["--attack", "intercept-tls", "--cert"])
-        .arg(certs.join("server.pem"))
-        .arg("--key")
-        .arg(certs.join("server.key"));
-    let proxy = Proxy::spawn(cmd);
+    let (cert, key) = (certs.join("server.pem"), certs.join("server.key"));
+    let proxy = Proxy::start_with(
+        server.addr,
+        &[
+            "--attack".as_ref(),
+            "intercept-tls".as_ref(),
+            "--cert".as_ref(),
+            cert.as_os_str(),
+            "--key".as_ref(),
+            key.as_os_str(),
+        ],
+    );
     let lab_ca = certs.join("ca.pem");
     let pin = server.pin.clone().expect("pin");
     let mut c = tls_client(
@@ -439,12 +446,15 @@ fn tshark_decrypts_both_intercepted_legs_with_the_proxys_key_log() {
     let server = Server::start(Twin::StartTls, &[]);
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys.log");
-    let mut cmd = std::process::Command::new(tests::bin("mitm-proxy"));
-    cmd.args(["--json", "--listen", "127.0.0.1:0", "--upstream"])
-        .arg(server.addr.to_string())
-        .args(["--attack", "intercept-tls", "--keylog"])
-        .arg(&keys);
-    let proxy = Proxy::spawn(cmd);
+    let proxy = Proxy::start_with(
+        server.addr,
+        &[
+            "--attack".as_ref(),
+            "intercept-tls".as_ref(),
+            "--keylog".as_ref(),
+            keys.as_os_str(),
+        ],
+    );
     // Both legs on the wire: client to proxy, proxy to server.
     let sniffer = tests::Sniffer::on_ports(&[proxy.addr.port(), server.addr.port()]);
     let mut c = tls_client(&server, proxy.addr, "kim@localhost", &["--insecure"]);
@@ -626,12 +636,7 @@ fn the_proxys_capture_of_both_legs_reads_back_in_the_sniffer_and_tshark() {
     // Relayed plaintext: both legs carry the same stanzas.
     let server = Server::start(Twin::Plain, &[]);
     let pcap = dir.path().join("relay.pcap");
-    let mut cmd = std::process::Command::new(tests::bin("mitm-proxy"));
-    cmd.args(["--json", "--listen", "127.0.0.1:0", "--upstream"])
-        .arg(server.addr.to_string())
-        .arg("--write")
-        .arg(&pcap);
-    let proxy = Proxy::spawn(cmd);
+    let proxy = Proxy::start_with(server.addr, &["--write".as_ref(), pcap.as_os_str()]);
     let mut c = Client::start_via(
         &server,
         proxy.addr,
@@ -676,12 +681,15 @@ fn the_proxys_capture_of_both_legs_reads_back_in_the_sniffer_and_tshark() {
     // Intercepted TLS: the capture holds what the proxy read inside TLS.
     let server = Server::start(Twin::StartTls, &[]);
     let pcap = dir.path().join("intercept.pcap");
-    let mut cmd = std::process::Command::new(tests::bin("mitm-proxy"));
-    cmd.args(["--json", "--listen", "127.0.0.1:0", "--upstream"])
-        .arg(server.addr.to_string())
-        .args(["--attack", "intercept-tls", "--write"])
-        .arg(&pcap);
-    let proxy = Proxy::spawn(cmd);
+    let proxy = Proxy::start_with(
+        server.addr,
+        &[
+            "--attack".as_ref(),
+            "intercept-tls".as_ref(),
+            "--write".as_ref(),
+            pcap.as_os_str(),
+        ],
+    );
     let mut c = tls_client(&server, proxy.addr, "rae@localhost", &["--insecure"]);
     chat_once(&mut c, "rae@localhost", "inside tls");
     let (code, t) = c.finish();

@@ -21,12 +21,17 @@ impl Proxy {
     /// Starts `mitm-proxy --json` in front of `upstream` with these
     /// `--attack`s, on a port the kernel picks.
     pub fn start(upstream: SocketAddr, attacks: &[&str]) -> Proxy {
+        let args: Vec<&str> = attacks.iter().flat_map(|a| ["--attack", a]).collect();
+        Proxy::start_with(upstream, &args)
+    }
+
+    /// Starts `mitm-proxy --json` in front of `upstream` with any other
+    /// arguments (`--attack`, `--ca-dir`, `--write`, ...).
+    pub fn start_with<S: AsRef<std::ffi::OsStr>>(upstream: SocketAddr, args: &[S]) -> Proxy {
         let mut cmd = Command::new(bin("mitm-proxy"));
         cmd.args(["--json", "--listen", "127.0.0.1:0", "--upstream"])
-            .arg(upstream.to_string());
-        for a in attacks {
-            cmd.args(["--attack", a]);
-        }
+            .arg(upstream.to_string())
+            .args(args);
         Proxy::spawn(cmd)
     }
 

@@ -126,17 +126,7 @@ pub async fn handle(conn: u64, client: TcpStream, peer: SocketAddr, shared: Arc<
         let setup = setup::intercept(&c, client, upstream, &mut up_half, &mut down_half);
         match tokio::time::timeout(SETUP_LIMIT, setup).await {
             Ok(Ok(Some((client, server)))) => {
-                let (client_rd, client_wr) = tokio::io::split(client);
-                let (server_rd, server_wr) = tokio::io::split(server);
-                let up = pump(&c, Dir::ClientToServer, client_rd, server_wr, &mut up_half);
-                let down = pump(
-                    &c,
-                    Dir::ServerToClient,
-                    server_rd,
-                    client_wr,
-                    &mut down_half,
-                );
-                tokio::join!(up, down);
+                relay(&c, client, server, &mut up_half, &mut down_half).await;
             }
             // The client refused the certificate: nothing more to relay.
             Ok(Ok(None)) => {}
@@ -164,18 +154,24 @@ pub async fn handle(conn: u64, client: TcpStream, peer: SocketAddr, shared: Arc<
     } else {
         Box::new(upstream)
     };
+    relay(&c, Box::new(client), server, &mut up_half, &mut down_half).await;
+    finish(&c, &up_half, &down_half).await;
+}
+
+/// Pumps both directions until both have closed.
+async fn relay(
+    c: &Conn,
+    client: Box<dyn Stream>,
+    server: Box<dyn Stream>,
+    up: &mut Half,
+    down: &mut Half,
+) {
     let (client_rd, client_wr) = tokio::io::split(client);
     let (server_rd, server_wr) = tokio::io::split(server);
-    let up = pump(&c, Dir::ClientToServer, client_rd, server_wr, &mut up_half);
-    let down = pump(
-        &c,
-        Dir::ServerToClient,
-        server_rd,
-        client_wr,
-        &mut down_half,
+    tokio::join!(
+        pump(c, Dir::ClientToServer, client_rd, server_wr, up),
+        pump(c, Dir::ServerToClient, server_rd, client_wr, down)
     );
-    tokio::join!(up, down);
-    finish(&c, &up_half, &down_half).await;
 }
 
 /// Reads, inspects and forwards one direction until it closes.
