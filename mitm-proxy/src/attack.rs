@@ -30,6 +30,8 @@ pub enum Attack {
     /// Play a SASL exchange the proxy saw succeed again, on a connection
     /// of its own.
     Replay,
+    /// Change stanzas in flight by the rules of `--rules FILE`.
+    Tamper,
 }
 
 /// What an attack does, against whom it works, and what stops it.
@@ -47,7 +49,7 @@ pub struct Info {
 
 impl Attack {
     /// Every attack, in the order `mitm-proxy attacks` lists them.
-    pub const ALL: [Attack; 7] = [
+    pub const ALL: [Attack; 8] = [
         Attack::Relay,
         Attack::StripStarttls,
         Attack::DowngradeSasl,
@@ -55,6 +57,7 @@ impl Attack {
         Attack::CorruptTls,
         Attack::InjectStarttls,
         Attack::Replay,
+        Attack::Tamper,
     ];
 
     /// Its name on the command line.
@@ -116,6 +119,16 @@ impl Attack {
                                    or intercept-tls): the same bytes sign in every time",
                 defeated_by: "SCRAM: the server's nonce is new on every connection, so the recorded \
                               proof fails; and TLS, which hides the exchange",
+            },
+            Attack::Tamper => Info {
+                name: "tamper",
+                does: "changes stanzas in flight by the rules of --rules FILE: replace a body, set \
+                       an attribute, drop, inject, delay, or swap a file offered over SI/IBB together \
+                       with the SHA-256 in its offer",
+                succeeds_against: "chat-plain: every stanza can be changed, and a checksum sent with \
+                                   the data is recomputed along with it",
+                defeated_by: "TLS: the proxy cannot read, let alone change, what is inside it \
+                              (integrity that protects needs a key the attacker lacks)",
             },
             Attack::CorruptTls => Info {
                 name: "corrupt-tls",

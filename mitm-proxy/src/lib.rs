@@ -18,6 +18,7 @@
 //! - [`intercept`]: forged certificates (self-signed, the attacker's CA,
 //!   or given), the `ca` command, and the key log.
 //! - [`replay`]: a recorded SASL exchange played again.
+//! - [`rules`]: `--rules FILE` for `tamper`: what to change in which stanza.
 //! - [`pcap`]: `--write`, both legs of each connection as a capture.
 //! - [`tls`]: the proxy's own TLS client to the server (for stripping
 //!   STARTTLS from a server that requires it).
@@ -38,6 +39,7 @@ pub mod pcap;
 pub mod proxy;
 pub mod records;
 pub mod replay;
+pub mod rules;
 pub mod shared;
 pub mod tls;
 pub mod verdict;

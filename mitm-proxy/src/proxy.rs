@@ -72,6 +72,8 @@ pub struct Config {
     pub quiet: bool,
     /// `--write`: where both legs are recorded.
     pub write: Option<std::path::PathBuf>,
+    /// `tamper`: what to change.
+    pub rules: crate::rules::Rules,
 }
 
 /// Checks an address is on loopback.
@@ -115,6 +117,7 @@ pub async fn run(
         forger: config.forger.clone(),
         keylog: config.keylog.clone(),
         quiet: config.quiet,
+        rules: config.rules.clone(),
         pcap,
         report,
         verdicts: Mutex::new(Vec::new()),

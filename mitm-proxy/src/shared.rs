@@ -92,6 +92,8 @@ pub struct Shared {
     pub forger: Option<Arc<Forger>>,
     /// Where both legs' TLS secrets are written, if anywhere.
     pub keylog: Option<Arc<dyn KeyLog>>,
+    /// `tamper`: the rules of `--rules FILE`.
+    pub rules: crate::rules::Rules,
     /// `--write`: the capture of both legs.
     pub pcap: Option<crate::pcap::Recorder>,
     /// Report connections, attacks, captures and verdicts only: no line

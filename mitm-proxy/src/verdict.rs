@@ -44,6 +44,12 @@ pub struct Facts {
     /// `replay`: what the server made of the exchange played again, or
     /// why it could not be played.
     pub replayed: Option<Result<crate::replay::Replayed, String>>,
+    /// `tamper`: what the rules changed, one line each.
+    pub tampered: Vec<String>,
+    /// `tamper`: how long the next write waits (a `delay` rule).
+    pub delay: Option<std::time::Duration>,
+    /// `tamper`: files being swapped, by stream id, with the offset reached.
+    pub swaps: std::collections::HashMap<String, (std::sync::Arc<crate::rules::Swap>, usize)>,
 }
 
 /// What an attack obtained, in one line, and whether it was defeated.
@@ -106,6 +112,22 @@ pub fn verdict(attack: Attack, f: &Facts, corrupt_record: u64) -> (String, bool)
         Attack::CorruptTls => corrupt_verdict(f, corrupt_record),
         Attack::InjectStarttls => inject_verdict(f),
         Attack::Replay => replay_verdict(f),
+        Attack::Tamper => {
+            if let Some(first) = f.tampered.first() {
+                let more = match f.tampered.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more changes)", n - 1),
+                };
+                (format!("{first}{more}"), false)
+            } else if f.tls_at.is_some() || f.direct_tls {
+                (
+                    "no rule could apply: the stream was inside TLS: attack defeated".into(),
+                    true,
+                )
+            } else {
+                ("no rule matched".into(), false)
+            }
+        }
         Attack::InterceptTls => {
             if let Some(why) = &f.cert_refused {
                 (

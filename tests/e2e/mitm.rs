@@ -709,3 +709,113 @@ fn the_proxys_capture_of_both_legs_reads_back_in_the_sniffer_and_tshark() {
         "{found:#?}"
     );
 }
+
+/// alice and bob, through `addr`, contacts of each other and online; bob
+/// accepts files into `downloads`.
+fn pair_via(
+    server: &Server,
+    addr: std::net::SocketAddr,
+    downloads: &std::path::Path,
+) -> (Client, Client) {
+    let dl = downloads.to_str().unwrap();
+    let mut alice = Client::start_via(server, addr, "alice@localhost", "pw-a", &["--register"]);
+    alice.expect("connected", |v| v["type"] == "connected");
+    let mut bob = Client::start_via(
+        server,
+        addr,
+        "bob@localhost",
+        "pw-b",
+        &["--register", "--accept-files", "--downloads", dl],
+    );
+    bob.expect("connected", |v| v["type"] == "connected");
+    alice.send("/add bob");
+    bob.expect_event("subscribe", "from", "alice@localhost");
+    bob.send("/add alice");
+    alice.expect("bob online", |v| {
+        tests::presence_from(v, "bob@localhost") && v["available"] == true
+    });
+    (alice, bob)
+}
+
+#[test]
+fn tamper_rewrites_a_message_and_swaps_a_file_with_its_checksum() {
+    use sha2::{Digest, Sha256};
+    let hex = |b: &[u8]| -> String {
+        Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("notes.txt");
+    let evil = dir.path().join("evil.txt");
+    // The same length: the offer's size stays true, only the content and
+    // its hash change.
+    std::fs::write(&real, "the exam is on Monday at 9\n").unwrap();
+    std::fs::write(&evil, "the exam is on Friday at 7\n").unwrap();
+    let rules = dir.path().join("rules.txt");
+    std::fs::write(
+        &rules,
+        "# the lessons of tamper\n\
+         c2s message type=chat body~Monday => replace-body the exam is cancelled\n\
+         c2s iq => swap-file evil.txt\n",
+    )
+    .unwrap();
+    for twin in [Twin::Plain, Twin::StartTls] {
+        let server = Server::start(twin, &[]);
+        let proxy = Proxy::start_with(
+            server.addr,
+            &[
+                "--attack".as_ref(),
+                "tamper".as_ref(),
+                "--rules".as_ref(),
+                rules.as_os_str(),
+            ],
+        );
+        let downloads = dir.path().join(format!("downloads-{twin:?}"));
+        let (mut alice, mut bob) = pair_via(&server, proxy.addr, &downloads);
+        alice.send("/msg bob see you Monday");
+        let m = bob.expect_event("message", "from", "alice@localhost");
+        alice.send(&format!("/sendfile bob {}", real.display()));
+        let got = bob.expect_event("file-received", "from", "alice@localhost");
+        let saved = std::fs::read(got["path"].as_str().unwrap()).unwrap();
+        for c in [alice, bob] {
+            let (code, t) = c.finish();
+            assert_eq!(code, 0, "{twin:?}: {t}");
+        }
+        let all = proxy.stop();
+        let v = verdict(&all, 1, "tamper");
+        match twin {
+            Twin::Plain => {
+                assert_eq!(m["body"], "the exam is cancelled", "{m}");
+                // The receiver checked the SHA-256 from the offer and found
+                // it right: it was the attacker's file's.
+                assert_eq!(saved, std::fs::read(&evil).unwrap());
+                assert_eq!(got["sha256"], hex(&saved).as_str(), "{got}");
+                assert!(
+                    all.iter().any(|e| e["type"] == "attack"
+                        && e["attack"] == "tamper"
+                        && e["did"]
+                            .as_str()
+                            .is_some_and(|d| d.starts_with("swapped the offered file"))),
+                    "{all:#?}"
+                );
+                assert_eq!(v["defeated"], false, "{v}");
+            }
+            _ => {
+                // Inside TLS nothing matched, nothing changed.
+                assert_eq!(m["body"], "see you Monday", "{m}");
+                assert_eq!(saved, std::fs::read(&real).unwrap());
+                // Each connection's verdict: no rule could apply.
+                let all_v: Vec<&Value> = all
+                    .iter()
+                    .filter(|e| e["type"] == "verdict" && e["attack"] == "tamper")
+                    .collect();
+                assert!(!all_v.is_empty());
+                for v in all_v {
+                    assert_eq!(v["defeated"], true, "{v}");
+                }
+            }
+        }
+    }
+}

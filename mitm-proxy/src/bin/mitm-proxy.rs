@@ -70,6 +70,10 @@ struct Cli {
     /// ... with this private key (PEM).
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
+    /// With `--attack tamper`: the rules of what to change (see the
+    /// README: `WHERE NAME [ATTR=VALUE]... [body~REGEX] => ACTION`).
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
     /// Write both legs of every connection to FILE (pcap, made-up TCP/IP
     /// headers; plaintext where the proxy ends TLS), for `sniffer read`
     /// and Wireshark.
@@ -180,6 +184,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "intercept-tls and {other} do not go together: intercept-tls ends TLS itself"
         );
     }
+    let rules = match (&cli.rules, attacks.contains(&Attack::Tamper)) {
+        (Some(path), true) => mitm_proxy::rules::Rules::load(path)?,
+        (None, true) => anyhow::bail!("--attack tamper needs --rules FILE"),
+        (Some(_), false) => anyhow::bail!("--rules is for --attack tamper"),
+        (None, false) => mitm_proxy::rules::Rules::default(),
+    };
     if !intercept && (cli.ca_dir.is_some() || cli.cert.is_some()) {
         anyhow::bail!("--ca-dir and --cert are for --attack intercept-tls");
     }
@@ -213,6 +223,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         keylog,
         quiet: cli.quiet,
         write: cli.write.clone(),
+        rules,
     };
     let pcap = match &config.write {
         Some(path) => {

@@ -11,6 +11,7 @@ use super::context::Conn;
 use crate::attack::Attack;
 use crate::event::{Dir, Event, summarize};
 use crate::records::Records;
+use crate::rules::{self, Action};
 use crate::xmpp::{Piece, RawReason, Unit, starts_tls};
 
 /// Counts the TLS records going past, and flips `corrupt-tls`' bit.
@@ -95,10 +96,21 @@ fn inspect_unit(c: &Conn, dir: Dir, piece: Piece, out: &mut Vec<u8>) {
             c.facts().stanzas += 1;
             // The server's features may be changed by an attack: the
             // line shows what the client really gets.
-            let changed = match dir {
+            let mut changed = match dir {
                 Dir::ClientToServer => None,
                 Dir::ServerToClient => server_element(c, &el),
             };
+            let mut dropped = false;
+            let mut injected = Vec::new();
+            if c.shared.attacks.contains(&Attack::Tamper) {
+                let mut current = changed.clone().unwrap_or_else(|| el.clone());
+                let t = tamper(c, dir, &mut current);
+                if t.modified {
+                    changed = Some(current);
+                }
+                dropped = t.dropped;
+                injected = t.injected;
+            }
             if !c.shared.quiet {
                 let shown = changed.as_ref().unwrap_or(&el);
                 c.shared.report.emit(Event::Stanza {
@@ -110,9 +122,14 @@ fn inspect_unit(c: &Conn, dir: Dir, piece: Piece, out: &mut Vec<u8>) {
             if dir == Dir::ClientToServer {
                 client_element(c, &el);
             }
-            match changed {
-                Some(new) => out.extend_from_slice(new.to_xml().as_bytes()),
-                None => out.extend_from_slice(&piece.bytes),
+            if !dropped {
+                match changed {
+                    Some(new) => out.extend_from_slice(new.to_xml().as_bytes()),
+                    None => out.extend_from_slice(&piece.bytes),
+                }
+            }
+            for xml in injected {
+                out.extend_from_slice(xml.as_bytes());
             }
             if c.shared.attacks.contains(&Attack::InjectStarttls) && starts_tls(&el) {
                 inject(c, dir, out);
@@ -261,4 +278,109 @@ fn server_element(c: &Conn, el: &Element) -> Option<Element> {
         }
     }
     changed.then_some(new)
+}
+
+/// What the tamper rules did to one stanza.
+#[derive(Default)]
+struct Tampered {
+    modified: bool,
+    dropped: bool,
+    injected: Vec<String>,
+}
+
+/// Applies every matching rule to `el`, and carries on a file swap begun
+/// at its offer into the file's In-Band Bytestream blocks.
+fn tamper(c: &Conn, dir: Dir, el: &mut Element) -> Tampered {
+    let mut t = Tampered::default();
+    let mut said = Vec::new();
+    // A block of a file being swapped: its bytes become the replacement's
+    // bytes at the same offset, whatever the rules match.
+    if let Some((sid, bytes)) = rules::ibb_block(el) {
+        let mut f = c.facts();
+        if let Some((swap, offset)) = f.swaps.get_mut(&sid) {
+            let end = (*offset + bytes.len()).min(swap.bytes.len());
+            let start = (*offset).min(end);
+            let first = *offset == 0;
+            rules::set_ibb_block(el, &swap.bytes[start..end]);
+            *offset += bytes.len();
+            t.modified = true;
+            if first {
+                said.push(format!(
+                    "replacing the file's data in In-Band Bytestream {sid} with {}",
+                    swap.path.display()
+                ));
+            }
+        }
+    }
+    for rule in &c.shared.rules.0 {
+        if !rule.matches(dir, el) {
+            continue;
+        }
+        match &rule.action {
+            Action::ReplaceBody(text) => {
+                rules::set_body(el, text);
+                t.modified = true;
+                said.push(format!(
+                    "replaced the body of a <{}> (rule {})",
+                    el.name, rule.line
+                ));
+            }
+            Action::SetAttr(k, v) => {
+                el.set_attr(k, v.clone());
+                t.modified = true;
+                said.push(format!(
+                    "set {k}='{v}' on a <{}> (rule {})",
+                    el.name, rule.line
+                ));
+            }
+            Action::Drop => {
+                t.dropped = true;
+                said.push(format!("dropped a <{}> (rule {})", el.name, rule.line));
+            }
+            Action::Inject(xml) => {
+                t.injected.push(xml.clone());
+                said.push(format!(
+                    "injected {xml} after a <{}> (rule {})",
+                    el.name, rule.line
+                ));
+            }
+            Action::Delay(d) => {
+                let mut f = c.facts();
+                f.delay = Some(f.delay.map_or(*d, |old| old.max(*d)));
+                said.push(format!(
+                    "delayed a <{}> by {} ms (rule {})",
+                    el.name,
+                    d.as_millis(),
+                    rule.line
+                ));
+            }
+            Action::SwapFile(swap) => {
+                if let Some((sid, size)) = rules::file_offer(el) {
+                    if size == swap.bytes.len() as u64 {
+                        rules::set_offer_hash(el, &swap.sha256);
+                        c.facts().swaps.insert(sid, (swap.clone(), 0));
+                        t.modified = true;
+                        said.push(format!(
+                            "swapped the offered file for {} ({size} bytes) and its SHA-256 in the \
+                             offer: the receiver's hash check will pass (rule {})",
+                            swap.path.display(),
+                            rule.line
+                        ));
+                    } else {
+                        said.push(format!(
+                            "did not swap the offered file: it is {size} bytes, {} is {} (rule {})",
+                            swap.path.display(),
+                            swap.bytes.len(),
+                            rule.line
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for s in said {
+        c.facts().tampered.push(s.clone());
+        c.report_attack(Attack::Tamper, s);
+    }
+    t
 }

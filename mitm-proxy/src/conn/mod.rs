@@ -211,6 +211,11 @@ where
         if !was_raw && let Some((at, reason)) = half.raw_since() {
             inspect::opaque(c, dir, *at, reason);
         }
+        // A tamper rule's delay holds this write (and what follows).
+        let delay = c.facts().delay.take();
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
         if wr.write_all(&out).await.is_err() || wr.flush().await.is_err() {
             break;
         }
