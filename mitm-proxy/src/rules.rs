@@ -279,7 +279,7 @@ pub fn ibb_block(el: &Element) -> Option<(String, Vec<u8>)> {
 /// Replaces an IBB block's bytes.
 pub fn set_ibb_block(el: &mut Element, bytes: &[u8]) {
     if let Some(data) = el.get_child_mut("data", ns::IBB) {
-        data.children = vec![Node::Text(B64.encode(bytes).into())];
+        data.children = vec![Node::Text(B64.encode(bytes))];
     }
 }
 
