@@ -13,12 +13,20 @@
 #   proxy -> p50/p95/p99 and what the proxy adds;
 # - intercept-tls: sign-ins per second over STARTTLS (TLS handshake,
 #   SCRAM, bind), direct and through the proxy minting certificates from
-#   its own CA (cached per name).
+#   its own CA (cached per name);
+# - mitmproxy (from PyPI, into target/mitmproxy-venv) as the reference: its
+#   raw TCP relay (`mitmdump --mode reverse:tcp://...`, no parsing at all)
+#   under the same burst, next to ours (which parses every stanza).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 clients=${1:-50}
 messages=${2:-200000}
 cargo build --release --workspace --bins --locked -q
+venv=target/mitmproxy-venv
+if [ ! -x "$venv/bin/mitmdump" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q mitmproxy==11.0.2
+fi
 bin=target/release
 tmp=$(mktemp -d)
 pids=()
@@ -64,6 +72,12 @@ relay=$(address "$tmp/relay.log")
 launch "$tmp/intercept.log" "$bin/mitm-proxy" --quiet --listen 127.0.0.1:0 --upstream "$tls" \
     --attack intercept-tls --ca-dir "$tmp/attacker"
 intercept=$(address "$tmp/intercept.log")
+# mitmdump cannot bind port 0 and say which it got: a port found free just
+# before (a small race, acceptable in a benchmark run by hand).
+mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$venv/bin/mitmdump" -q --mode "reverse:tcp://$plain@127.0.0.1:$mport" >"$tmp/mitmdump.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$mport") 2>/dev/null && break; sleep 0.05; done
 
 summary() { grep '"summary"'; }
 bench_plain() { # address prefix extra...
@@ -79,18 +93,21 @@ bench_tls() { # address prefix ca
 echo "load generator: $clients clients, $messages messages per burst, on $(nproc) cores shared with the server and the proxy"
 direct=$(bench_plain "$plain" db --messages "$messages" --no-room)
 proxied=$(bench_plain "$relay" pb --messages "$messages" --no-room)
+mitm=$(bench_plain "127.0.0.1:$mport" mb --messages "$messages" --no-room)
 direct_rate=$(bench_plain "$plain" dr --messages 50000 --rate 10000 --no-room)
 proxied_rate=$(bench_plain "$relay" pr --messages 50000 --rate 10000 --no-room)
 tls_direct=$(bench_tls "$tls" td "$tmp/certs/ca.pem")
 tls_intercepted=$(bench_tls "$intercept" ti "$tmp/attacker/ca.pem")
-python3 - "$direct" "$proxied" "$direct_rate" "$proxied_rate" "$tls_direct" "$tls_intercepted" <<'PY'
+python3 - "$direct" "$proxied" "$direct_rate" "$proxied_rate" "$tls_direct" "$tls_intercepted" "$mitm" <<'PY'
 import json, sys
-d, p, dr, pr, td, ti = (json.loads(a) for a in sys.argv[1:])
+d, p, dr, pr, td, ti, m = (json.loads(a) for a in sys.argv[1:])
 print(f"relay burst     direct {d['messages_per_sec']:>10,.0f} msg/s   through the proxy {p['messages_per_sec']:>10,.0f} msg/s"
       f"   = {100 * p['messages_per_sec'] / d['messages_per_sec']:.0f}% of direct")
 print(f"at 10,000 msg/s direct p50/p95/p99 {dr['p50_ms']:.2f}/{dr['p95_ms']:.2f}/{dr['p99_ms']:.2f} ms"
       f"   through the proxy {pr['p50_ms']:.2f}/{pr['p95_ms']:.2f}/{pr['p99_ms']:.2f} ms"
       f"   the proxy adds {pr['p99_ms'] - dr['p99_ms']:.2f} ms at p99")
+print(f"mitmproxy 11    raw TCP relay {m['messages_per_sec']:>10,.0f} msg/s = {100 * m['messages_per_sec'] / d['messages_per_sec']:.0f}% of direct;"
+      f" ours (parsing every stanza) is {p['messages_per_sec'] / m['messages_per_sec']:.1f}x its rate")
 print(f"TLS sign-ins    direct {td['setup_per_sec']:>8,.0f}/s   intercepted (forged certificate, cached) {ti['setup_per_sec']:>8,.0f}/s"
       f"   = {100 * ti['setup_per_sec'] / td['setup_per_sec']:.0f}% of direct")
 PY
