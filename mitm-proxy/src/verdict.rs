@@ -44,8 +44,10 @@ pub struct Facts {
     /// `replay`: what the server made of the exchange played again, or
     /// why it could not be played.
     pub replayed: Option<Result<crate::replay::Replayed, String>>,
-    /// `tamper`: what the rules changed, one line each.
+    /// `tamper`: what the rules changed, one line each (the first few).
     pub tampered: Vec<String>,
+    /// `tamper`: how many changes in all.
+    pub tamper_count: usize,
     /// `tamper`: how long the next write waits (a `delay` rule).
     pub delay: Option<std::time::Duration>,
     /// `tamper`: files being swapped, by stream id, with the offset reached.
@@ -114,8 +116,8 @@ pub fn verdict(attack: Attack, f: &Facts, corrupt_record: u64) -> (String, bool)
         Attack::Replay => replay_verdict(f),
         Attack::Tamper => {
             if let Some(first) = f.tampered.first() {
-                let more = match f.tampered.len() {
-                    1 => String::new(),
+                let more = match f.tamper_count {
+                    0 | 1 => String::new(),
                     n => format!(" (and {} more changes)", n - 1),
                 };
                 (format!("{first}{more}"), false)

@@ -190,7 +190,12 @@ fn client_element(c: &Conn, el: &Element) {
     if el.is("starttls", ns::TLS) {
         c.facts().client_starttls = true;
     } else if el.is("response", ns::SASL) {
-        c.facts().sasl.push(el.to_xml());
+        let mut f = c.facts();
+        // A real exchange is a few steps; a peer looping on responses
+        // must not grow what replay keeps.
+        if f.sasl.len() < MAX_SASL_STEPS {
+            f.sasl.push(el.to_xml());
+        }
     } else if el.is("auth", ns::SASL) {
         let mech = el.get_attr("mechanism").unwrap_or("").to_string();
         {
@@ -280,6 +285,15 @@ fn server_element(c: &Conn, el: &Element) -> Option<Element> {
     changed.then_some(new)
 }
 
+/// SASL steps kept for `replay` (auth, then responses).
+const MAX_SASL_STEPS: usize = 8;
+
+/// Files being swapped at once on one connection.
+const MAX_SWAPS: usize = 16;
+
+/// Changes a connection's verdict keeps by name (the rest are counted).
+const MAX_KEPT_CHANGES: usize = 8;
+
 /// What the tamper rules did to one stanza.
 #[derive(Default)]
 struct Tampered {
@@ -358,7 +372,10 @@ fn tamper(c: &Conn, dir: Dir, el: &mut Element) -> Tampered {
                 if let Some((sid, size)) = rules::file_offer(el) {
                     if size == swap.bytes.len() as u64 {
                         rules::set_offer_hash(el, &swap.sha256);
-                        c.facts().swaps.insert(sid, (swap.clone(), 0));
+                        let mut f = c.facts();
+                        if f.swaps.len() < MAX_SWAPS {
+                            f.swaps.insert(sid, (swap.clone(), 0));
+                        }
                         t.modified = true;
                         said.push(format!(
                             "swapped the offered file for {} ({size} bytes) and its SHA-256 in the \
@@ -379,7 +396,15 @@ fn tamper(c: &Conn, dir: Dir, el: &mut Element) -> Tampered {
         }
     }
     for s in said {
-        c.facts().tampered.push(s.clone());
+        {
+            // The verdict names the first changes and counts the rest: a
+            // long session of changes must not grow the record without end.
+            let mut f = c.facts();
+            f.tamper_count += 1;
+            if f.tampered.len() < MAX_KEPT_CHANGES {
+                f.tampered.push(s.clone());
+            }
+        }
         c.report_attack(Attack::Tamper, s);
     }
     t
