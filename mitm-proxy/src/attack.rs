@@ -109,7 +109,8 @@ impl Attack {
                 succeeds_against: "a server or client that keeps bytes read before the TLS switch \
                                    and treats them as protected",
                 defeated_by: "discarding whatever was read before the switch (both our server and \
-                              our client do; the server logs it)",
+                              our client do; the server logs it): only the peer can tell, the proxy \
+                              sees the session go on either way",
             },
             Attack::Replay => Info {
                 name: "replay",

@@ -22,8 +22,9 @@ use rustls::KeyLog;
 /// proxy's file descriptors.
 pub const MAX_CONNECTIONS: usize = 4096;
 
-/// How long open connections get at Ctrl-C to give their verdicts.
-pub const FINISH_LIMIT: std::time::Duration = std::time::Duration::from_secs(12);
+/// How long open connections get at Ctrl-C to give their verdicts: a set-up
+/// under way (10 s at most) and a replay (10 s) fit in it.
+pub const FINISH_LIMIT: std::time::Duration = std::time::Duration::from_secs(25);
 
 /// Why the proxy would not start.
 #[derive(Debug, thiserror::Error)]
@@ -128,8 +129,13 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            break;
+        // Waiting for a free slot must not keep Ctrl-C waiting too.
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
         };
         let (tcp, peer) = tokio::select! {
             _ = &mut shutdown => break,

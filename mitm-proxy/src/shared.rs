@@ -67,6 +67,10 @@ fn print_events(rx: Receiver<Event>, json: bool) {
     }
 }
 
+/// Verdicts the end-of-run summary keeps (every one is also printed as it
+/// happens).
+pub const MAX_SUMMARY_ROWS: usize = 10_000;
+
 /// One verdict, kept for the summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerdictRow {
@@ -109,16 +113,18 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Keeps a connection's verdict for the summary.
+    /// Keeps a connection's verdict for the summary (the first
+    /// [`MAX_SUMMARY_ROWS`]; a load run does not grow the summary forever).
     pub fn record_verdict(&self, conn: u64, attack: Attack, outcome: &str, defeated: bool) {
-        self.verdicts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(VerdictRow {
-                conn,
-                attack,
-                outcome: outcome.to_string(),
-                defeated,
-            });
+        let mut rows = self.verdicts.lock().unwrap_or_else(|p| p.into_inner());
+        if rows.len() >= MAX_SUMMARY_ROWS {
+            return;
+        }
+        rows.push(VerdictRow {
+            conn,
+            attack,
+            outcome: outcome.to_string(),
+            defeated,
+        });
     }
 }

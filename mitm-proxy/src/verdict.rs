@@ -171,8 +171,14 @@ pub fn verdict(attack: Attack, f: &Facts, corrupt_record: u64) -> (String, bool)
                         false,
                     )
                 }
-            } else if let Some(p) = password {
-                (format!("client accepted PLAIN; {p}"), false)
+            } else if f.mechanism.as_deref() == Some("PLAIN") {
+                let what = match &f.password {
+                    Some((user, source)) if source == "SASL PLAIN" => {
+                        format!("password of {user} captured (SASL PLAIN)")
+                    }
+                    _ => "its password went out in PLAIN".into(),
+                };
+                (format!("client accepted PLAIN; {what}"), false)
             } else if let Some(m) = &f.mechanism {
                 (format!("client used {m} anyway: attack defeated"), true)
             } else {
@@ -236,15 +242,18 @@ fn inject_verdict(f: &Facts) -> (String, bool) {
         (true, false) => "after <starttls/>",
         _ => "after <proceed/>",
     };
-    // Past the handshake, each side has sent application data.
+    // Past the handshake, each side has sent application data. That is all
+    // the proxy can see: a side that keeps the injected bytes completes TLS
+    // just the same and acts on them inside it, so only that side can say
+    // (our server logs "discarded plaintext sent after <starttls/>").
     if f.records.0 >= 2 && f.records.1 >= 2 {
         (
             format!(
                 "injected {which}; the TLS session went on ({} records from the client, {} from \
-                 the server): the injected bytes were dropped at the switch: attack defeated",
+                 the server): whether a side acted on the injected stanza shows only at that side",
                 f.records.0, f.records.1
             ),
-            true,
+            false,
         )
     } else {
         (

@@ -126,10 +126,14 @@ impl Half {
             let before = self.parser.offset();
             match self.parser.next_event() {
                 Ok(Some(parsed)) => {
+                    // Everything consumed, not just the event's own bytes:
+                    // lenient parsing steps over stray text and end tags,
+                    // and those bytes must be forwarded too.
+                    let len = usize::try_from(self.parser.offset() - before).unwrap_or(usize::MAX);
                     let bytes = self
                         .parser
                         .held_from(before)
-                        .map(|h| h[..parsed.bytes.min(h.len())].to_vec())
+                        .map(|h| h[..len.min(h.len())].to_vec())
                         .unwrap_or_default();
                     let unit = match parsed.event {
                         Event::StreamOpen(h) => Unit::Header(h),
@@ -149,7 +153,30 @@ impl Half {
                         break;
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    // Skipped junk with no event after it yet: forward it
+                    // now, the next feed would drop it.
+                    let skipped = usize::try_from(self.parser.offset() - before).unwrap_or(0);
+                    if skipped > 0
+                        && let Some(h) = self.parser.held_from(before)
+                    {
+                        out.push(Piece {
+                            unit: Unit::Raw,
+                            bytes: h[..skipped.min(h.len())].to_vec(),
+                        });
+                    }
+                    // Whitespace between stanzas is a keepalive (RFC 6120
+                    // 4.6.1): passed on at once, not held for the next one.
+                    let pending = self.parser.unconsumed();
+                    if !pending.is_empty() && pending.iter().all(u8::is_ascii_whitespace) {
+                        let ws = self.parser.take_unconsumed();
+                        out.push(Piece {
+                            unit: Unit::Raw,
+                            bytes: ws,
+                        });
+                    }
+                    break;
+                }
                 Err(e) => {
                     // Everything from the damage on goes through as it is:
                     // the proxy is not the one to judge a peer's XML.
@@ -202,8 +229,11 @@ mod tests {
                 pieces.extend(h.push(chunk));
             }
             assert_eq!(all_bytes(&pieces), input.as_bytes(), "chunks of {size}");
+            // Whitespace between stanzas may come out on its own (a
+            // keepalive), depending on where the reads cut.
             let kinds: Vec<&str> = pieces
                 .iter()
+                .filter(|p| !(p.unit == Unit::Raw && p.bytes.iter().all(u8::is_ascii_whitespace)))
                 .map(|p| match &p.unit {
                     Unit::Header(_) => "header",
                     Unit::Element(e) => e.name.as_str(),
@@ -252,6 +282,23 @@ mod tests {
         let pieces = d.push(&hello);
         assert_eq!(all_bytes(&pieces), hello);
         assert_eq!(d.raw_since(), Some(&(0, RawReason::DirectTls)));
+    }
+
+    #[test]
+    fn stray_text_end_tags_and_keepalives_are_passed_on_byte_for_byte() {
+        let input = format!("{HEADER}<message/>x</bogus><presence/>");
+        for size in [1, 5, input.len()] {
+            let mut h = Half::new();
+            let mut pieces = Vec::new();
+            for chunk in input.as_bytes().chunks(size) {
+                pieces.extend(h.push(chunk));
+            }
+            assert_eq!(all_bytes(&pieces), input.as_bytes(), "chunks of {size}");
+        }
+        // A lone space between stanzas goes out at once.
+        let mut h = Half::new();
+        h.push(format!("{HEADER}<presence/>").as_bytes());
+        assert_eq!(all_bytes(&h.push(b" ")), b" ");
     }
 
     #[test]

@@ -86,8 +86,8 @@ fn inspect_unit(c: &Conn, dir: Dir, piece: Piece, out: &mut Vec<u8>) {
                 c.shared.report.emit(Event::Stream {
                     conn: c.id,
                     dir,
-                    to: h.to.clone(),
-                    from: h.from.clone(),
+                    to: h.to.clone().map(clip),
+                    from: h.from.clone().map(clip),
                 });
             }
             out.extend_from_slice(&piece.bytes);
@@ -223,7 +223,20 @@ fn client_element(c: &Conn, el: &Element) {
     }
 }
 
+/// Longest peer-supplied string an event carries, in characters: the
+/// queue of events is bounded in count, so each must be small.
+const MAX_EVENT_TEXT: usize = 512;
+
+fn clip(s: String) -> String {
+    if s.chars().count() > MAX_EVENT_TEXT {
+        s.chars().take(MAX_EVENT_TEXT).collect::<String>() + "..."
+    } else {
+        s
+    }
+}
+
 fn captured(c: &Conn, user: String, secret: String, source: &str) {
+    let (user, secret) = (clip(user), clip(secret));
     c.facts().password = Some((user.clone(), source.to_string()));
     c.shared.report.emit(Event::Captured {
         conn: c.id,
@@ -370,12 +383,15 @@ fn tamper(c: &Conn, dir: Dir, el: &mut Element) -> Tampered {
             }
             Action::SwapFile(swap) => {
                 if let Some((sid, size)) = rules::file_offer(el) {
-                    if size == swap.bytes.len() as u64 {
+                    let room = c.facts().swaps.len() < MAX_SWAPS;
+                    if !room {
+                        said.push(format!(
+                            "did not swap the offered file: {MAX_SWAPS} swaps already on this connection (rule {})",
+                            rule.line
+                        ));
+                    } else if size == swap.bytes.len() as u64 {
                         rules::set_offer_hash(el, &swap.sha256);
-                        let mut f = c.facts();
-                        if f.swaps.len() < MAX_SWAPS {
-                            f.swaps.insert(sid, (swap.clone(), 0));
-                        }
+                        c.facts().swaps.insert(sid, (swap.clone(), 0));
                         t.modified = true;
                         said.push(format!(
                             "swapped the offered file for {} ({size} bytes) and its SHA-256 in the \

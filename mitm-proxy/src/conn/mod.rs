@@ -214,7 +214,10 @@ where
         // A tamper rule's delay holds this write (and what follows).
         let delay = c.facts().delay.take();
         if let Some(d) = delay {
-            tokio::time::sleep(d).await;
+            tokio::select! {
+                _ = tokio::time::sleep(d) => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
         }
         if wr.write_all(&out).await.is_err() || wr.flush().await.is_err() {
             break;

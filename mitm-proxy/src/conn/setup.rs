@@ -190,26 +190,41 @@ pub(crate) async fn intercept(
             tokio::select! {
                 pieces = read_pieces(&mut client, up) => {
                     let mut out = Vec::new();
+                    let mut in_clear = false;
                     for p in pieces? {
                         match &p.unit {
                             Unit::Header(h) => hint = h.to.clone(),
                             Unit::Element(e) if e.is("starttls", protocol::ns::TLS) => starttls = true,
+                            // Anything else (a sign-in, a registration):
+                            // this client goes on without TLS.
+                            Unit::Element(_) => in_clear = true,
                             _ => {}
                         }
                         inspect::inspect(c, Dir::ClientToServer, p, &mut out);
                     }
                     server.write_all(&out).await?;
-                    if up.raw_since().is_some() && !starttls {
-                        // Not XMPP as expected: leave it to the pumps.
+                    if (in_clear || up.raw_since().is_some()) && !starttls {
+                        // No TLS to intercept: the pumps relay the rest.
                         return Ok(Some((Box::new(client), Box::new(server))));
                     }
                 }
                 pieces = read_pieces(&mut server, down) => {
                     let mut out = Vec::new();
+                    let mut no_tls = false;
                     for p in pieces? {
+                        if let Unit::Element(e) = &p.unit
+                            && e.is("features", protocol::ns::STREAM)
+                            && !e.has_child("starttls", protocol::ns::TLS)
+                        {
+                            no_tls = true;
+                        }
                         inspect::inspect(c, Dir::ServerToClient, p, &mut out);
                     }
                     client.write_all(&out).await?;
+                    if no_tls {
+                        // The server offers no STARTTLS: nothing to take over.
+                        return Ok(Some((Box::new(client), Box::new(server))));
+                    }
                 }
             }
         }
@@ -218,6 +233,9 @@ pub(crate) async fn intercept(
             let proceed = pieces
                 .iter()
                 .any(|p| matches!(&p.unit, Unit::Element(e) if e.is("proceed", protocol::ns::TLS)));
+            let refused = pieces
+                .iter()
+                .any(|p| matches!(&p.unit, Unit::Element(e) if e.is("failure", protocol::ns::TLS)));
             let mut out = Vec::new();
             for p in pieces {
                 inspect::inspect(c, Dir::ServerToClient, p, &mut out);
@@ -225,6 +243,10 @@ pub(crate) async fn intercept(
             client.write_all(&out).await?;
             if proceed {
                 break;
+            }
+            if refused {
+                // The server said no to STARTTLS: it closes the stream.
+                return Ok(Some((Box::new(client), Box::new(server))));
             }
         }
     }

@@ -187,10 +187,12 @@ impl StreamParser {
 
     /// The bytes fed from stream offset `from` on, as far as they are still
     /// held (until the next [`feed`](Self::feed)), or `None` if they were
-    /// dropped. Taken at [`offset`](Self::offset) before an event, its first
-    /// [`Parsed::bytes`] are exactly that event's bytes: a proxy forwards
-    /// what it parsed unchanged, and after an error forwards everything from
-    /// the damage on (lenient recovery has moved past it by then).
+    /// dropped. Taken at [`offset`](Self::offset) before an event, the bytes
+    /// up to `offset()` after it are all that the event consumed: its own
+    /// bytes, and in lenient mode any stray text or end tag stepped over
+    /// before it (which [`Parsed::bytes`] does not count). A proxy forwards
+    /// those unchanged, and after an error everything from the damage on
+    /// (lenient recovery has moved past it by then).
     pub fn held_from(&self, from: u64) -> Option<&[u8]> {
         let i = usize::try_from(from.checked_sub(self.base)?).ok()?;
         self.buf.get(i..)
