@@ -193,7 +193,9 @@ impl fmt::Display for Event {
                 "#{conn} {dir} from byte {at_byte}: {} (passed on, unread)",
                 safe(reason)
             ),
-            Event::Attack { conn, attack, did } => write!(f, "#{conn} {attack}: {did}"),
+            // What an attack did names what the peer sent (a server name
+            // from a ClientHello, an error): escaped like the rest.
+            Event::Attack { conn, attack, did } => write!(f, "#{conn} {attack}: {}", safe(did)),
             Event::Captured {
                 conn,
                 what,
@@ -219,7 +221,7 @@ impl fmt::Display for Event {
                 attack,
                 outcome,
                 ..
-            } => write!(f, "#{conn} verdict {attack}: {outcome}"),
+            } => write!(f, "#{conn} verdict {attack}: {}", safe(outcome)),
             Event::Dropped { events } => write!(
                 f,
                 "{events} events not shown: the output did not keep up (the traffic was relayed)"
