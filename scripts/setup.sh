@@ -7,7 +7,9 @@
 #                                run against: Prosody (Debian) and slixmpp
 #                                (PyPI, in a venv under target/) for
 #                                interoperability, tshark (Debian) to check the
-#                                sniffer's pcaps and to race it in the benchmark
+#                                sniffer's pcaps and to race it in the benchmark,
+#                                socat (Debian) as the do-nothing relay the
+#                                proxy's latency is measured against
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +32,7 @@ if command -v dpkg >/dev/null 2>&1; then
     if ((interop)); then
         have_pkg prosody || need+=(prosody)
         command -v tshark >/dev/null 2>&1 || need+=(tshark)
+        command -v socat >/dev/null 2>&1 || need+=(socat)
         command -v python3 >/dev/null 2>&1 || need+=(python3)
         # Debian splits venv support (ensurepip) out of python3.
         python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)

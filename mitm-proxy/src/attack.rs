@@ -65,6 +65,12 @@ impl Attack {
         self.info().name
     }
 
+    /// Whether it only watches: the bytes go on exactly as they came
+    /// (`replay` acts after the connection, on a connection of its own).
+    pub fn is_passive(self) -> bool {
+        matches!(self, Attack::Relay | Attack::Replay)
+    }
+
     /// What it does and what defeats it.
     pub fn info(self) -> Info {
         match self {

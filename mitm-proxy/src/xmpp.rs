@@ -83,6 +83,14 @@ impl Half {
         }
     }
 
+    /// The stream starts over inside TLS the proxy ends itself: a new
+    /// parser, and the byte count goes on (it counts the whole connection).
+    pub fn restart(&mut self) {
+        let total = self.total;
+        *self = Half::new();
+        self.total = total;
+    }
+
     /// Where and why this direction stopped being parsed, if it did.
     pub fn raw_since(&self) -> Option<&(u64, RawReason)> {
         self.raw.as_ref()
@@ -110,7 +118,10 @@ impl Half {
                 bytes: data.to_vec(),
             }];
         }
-        if self.total == data.len() as u64 && data.first() == Some(&0x16) {
+        if self.parser.offset() == 0
+            && self.parser.unconsumed().is_empty()
+            && data.first() == Some(&0x16)
+        {
             // A TLS handshake record (content type 22) as the very first
             // byte: the client speaks direct TLS.
             self.parser.feed(data);

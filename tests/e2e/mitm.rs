@@ -24,7 +24,17 @@ fn strip_starttls_beats_an_opportunistic_client_and_loses_to_a_required_one() {
     // The server requires STARTTLS; the proxy strips it from the client and
     // encrypts the server leg itself.
     let server = Server::start(Twin::StartTls, &[]);
-    let proxy = Proxy::start(server.addr, &["strip-starttls"]);
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("strip.pcap");
+    let proxy = Proxy::start_with(
+        server.addr,
+        &[
+            "--attack".as_ref(),
+            "strip-starttls".as_ref(),
+            "--write".as_ref(),
+            pcap.as_os_str(),
+        ],
+    );
 
     // Weak: --starttls opportunistic goes on in plaintext. It registers,
     // signs in and chats as if nothing happened (the server sees TLS).
@@ -82,6 +92,21 @@ fn strip_starttls_beats_an_opportunistic_client_and_loses_to_a_required_one() {
         "{v2}"
     );
     assert!(events(&all, 2, "captured").is_empty(), "{all:#?}");
+    // The capture: the client's leg in the clear as the client sent it, and
+    // the server's leg as the proxy read it inside the TLS it took on the
+    // client's behalf; the sniffer reads the password and the message on
+    // both legs of connection 1.
+    let found = sniffed(&pcap);
+    let legs: Vec<&Value> = found
+        .iter()
+        .filter(|f| f["type"] == "summary" && f["credentials"].as_u64() >= Some(1))
+        .collect();
+    assert_eq!(legs.len(), 2, "{found:#?}");
+    assert!(
+        legs.iter()
+            .all(|l| l["messages"].as_u64() >= Some(1) && l["tls"] == false),
+        "{found:#?}"
+    );
     // The Ctrl-C summary carries both verdicts.
     assert_eq!(
         all.iter()
@@ -249,7 +274,17 @@ fn corrupt_tls_is_caught_by_the_aead_tag_of_the_record() {
             Twin::DirectTls => server.direct.expect("direct TLS"),
             _ => server.addr,
         };
-        let proxy = Proxy::start(target, &["corrupt-tls"]);
+        let dir = tempfile::tempdir().unwrap();
+        let pcap = dir.path().join("corrupt.pcap");
+        let proxy = Proxy::start_with(
+            target,
+            &[
+                "--attack".as_ref(),
+                "corrupt-tls".as_ref(),
+                "--write".as_ref(),
+                pcap.as_os_str(),
+            ],
+        );
         let client = Client::start_via(&server, proxy.addr, "gil@localhost", "pw", &["--register"]);
         let (code, t) = client.finish();
         // The server refused the changed record and said so in an alert.
@@ -265,6 +300,19 @@ fn corrupt_tls_is_caught_by_the_aead_tag_of_the_record() {
                 .contains("TLS detected the change"),
             "{twin:?}: {v}"
         );
+        // The capture has the record as the client sent it on the
+        // client's leg, and with the bit flipped on the server's leg.
+        if let Some(tshark) = tests::interop_tool("tshark") {
+            let sent = |stream: u32| client_bytes(&tshark, &pcap, stream);
+            let (from_client, to_server) = (sent(0), sent(1));
+            assert_eq!(from_client.len(), to_server.len(), "{twin:?}");
+            let flipped: u32 = from_client
+                .iter()
+                .zip(&to_server)
+                .map(|(a, b)| (a ^ b).count_ones())
+                .sum();
+            assert_eq!(flipped, 1, "{twin:?}: one bit differs between the legs");
+        }
     }
     // On plaintext there is no record to flip, and the proxy says so.
     let server = Server::start(Twin::Plain, &[]);
@@ -277,6 +325,36 @@ fn corrupt_tls_is_caught_by_the_aead_tag_of_the_record() {
         verdict(&all, 1, "corrupt-tls")["outcome"],
         "no TLS to corrupt: the stream was plaintext"
     );
+}
+
+/// What the opener of TCP stream `stream` in `pcap` sent (the client on
+/// the client's leg, the proxy on the server's), as tshark follows it.
+fn client_bytes(tshark: &std::path::Path, pcap: &std::path::Path, stream: u32) -> Vec<u8> {
+    let out = std::process::Command::new(tshark)
+        .arg("-r")
+        .arg(pcap)
+        .args(["-q", "-z", &format!("follow,tcp,raw,{stream}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Between the `Node 1:` line and the closing `=====` line, one hex line
+    // per segment; the other side's segments are indented with a tab.
+    let hex: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Node 1:"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("====="))
+        .filter(|l| !l.starts_with('\t'))
+        .collect();
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 /// The TLS twin's client through `addr`, trusting what `trust` says

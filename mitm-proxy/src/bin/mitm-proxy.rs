@@ -21,6 +21,12 @@ use mitm_proxy::intercept::{self, Forger, KeyLogFile};
 use mitm_proxy::proxy::{self, Config};
 use protocol::outln;
 
+/// mimalloc, as in the sniffer: each stanza relayed builds a small element
+/// tree both ways, and the C library's allocator was a fifth of the proxy's
+/// time under load (`perf record` during `scripts/bench-proxy.sh`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code: usage or runtime error (the workspace convention).
 const EXIT_ERROR: u8 = 2;
 

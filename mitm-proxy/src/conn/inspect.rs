@@ -60,15 +60,27 @@ pub(crate) fn opaque(c: &Conn, dir: Dir, at: u64, reason: &RawReason) {
 }
 
 /// Looks at one unit, applies the attacks to it, and appends what is to
-/// be forwarded to `out`.
+/// be forwarded to `out`; the capture gets the unit as it arrived and what
+/// went on.
 pub(crate) fn inspect(c: &Conn, dir: Dir, piece: Piece, out: &mut Vec<u8>) {
-    // Where the proxy ends TLS itself, the switch into that TLS is not
-    // part of the recorded (plaintext) streams: see `crate::pcap`.
-    let unrecorded = c.shared.attacks.contains(&Attack::InterceptTls)
-        && matches!(&piece.unit, Unit::Element(e) if starts_tls(e));
-    if !unrecorded {
+    if !unrecorded(c, &piece) {
         c.record(dir, true, &piece.bytes);
     }
+    inspect_arrived(c, dir, piece, out);
+}
+
+/// Where the proxy ends TLS itself, the switch into that TLS is not part
+/// of the recorded (plaintext) streams: see `crate::pcap`.
+fn unrecorded(c: &Conn, piece: &Piece) -> bool {
+    c.shared.attacks.contains(&Attack::InterceptTls)
+        && matches!(&piece.unit, Unit::Element(e) if starts_tls(e))
+}
+
+/// [`inspect`] for a unit whose arrival the capture already has (a TLS
+/// record, recorded before `corrupt-tls` flipped its bit; features held
+/// back by `strip-starttls`).
+pub(crate) fn inspect_arrived(c: &Conn, dir: Dir, piece: Piece, out: &mut Vec<u8>) {
+    let unrecorded = unrecorded(c, &piece);
     let start = out.len();
     inspect_unit(c, dir, piece, out);
     if !unrecorded {

@@ -186,6 +186,13 @@ where
         .then_some(c.shared.corrupt_record);
     let mut records = Records::new(target);
     let mut stop = c.shared.stop.clone();
+    // Attacks that only watch forward each read as it came, before it is
+    // parsed: the parse is off the path the bytes take, so a passive
+    // attacker adds no delay of its own (and holds no partial stanza).
+    let passive = c.shared.attacks.iter().all(|a| a.is_passive());
+    // What goes on after each read, kept between reads (a fresh buffer per
+    // read was page faults under load).
+    let mut out = Vec::with_capacity(READ_CHUNK);
     loop {
         let n = tokio::select! {
             r = rd.read(&mut buf) => match r {
@@ -195,21 +202,32 @@ where
             // Ctrl-C: stop here; the verdict covers what was seen.
             _ = stop.wait_for(|s| *s) => break,
         };
+        if passive && !forward(&mut wr, &buf[..n], &mut stop).await {
+            break;
+        }
         let was_raw = half.raw_since().is_some();
         let pieces = half.push(&buf[..n]);
-        let mut out = Vec::with_capacity(n);
+        out.clear();
         let tls = matches!(
             half.raw_since(),
             Some((_, RawReason::Tls | RawReason::DirectTls))
         );
         for mut piece in pieces {
             if tls && piece.unit == Unit::Raw {
+                // The capture has the record as it came, before
+                // corrupt-tls flips a bit in it on the way out.
+                c.record(dir, true, &piece.bytes);
                 inspect::follow_records(c, dir, &mut records, &mut piece.bytes);
+                inspect::inspect_arrived(c, dir, piece, &mut out);
+            } else {
+                inspect::inspect(c, dir, piece, &mut out);
             }
-            inspect::inspect(c, dir, piece, &mut out);
         }
         if !was_raw && let Some((at, reason)) = half.raw_since() {
             inspect::opaque(c, dir, *at, reason);
+        }
+        if passive {
+            continue;
         }
         // A tamper rule's delay holds this write (and what follows).
         let delay = c.facts().delay.take();
@@ -219,12 +237,35 @@ where
                 _ = stop.wait_for(|s| *s) => {}
             }
         }
-        if wr.write_all(&out).await.is_err() || wr.flush().await.is_err() {
+        if !forward(&mut wr, &out, &mut stop).await {
             break;
         }
     }
-    // Pass the close on: the far side sees the end of the stream.
-    let _ = wr.shutdown().await;
+    // Pass the close on: the far side sees the end of the stream. A peer
+    // that stopped reading does not get to hold the connection open (a TLS
+    // close_notify is a write).
+    let _ = tokio::time::timeout(CLOSE_LIMIT, wr.shutdown()).await;
+}
+
+/// How long passing a close on may take.
+const CLOSE_LIMIT: Duration = Duration::from_secs(5);
+
+/// Writes bytes on and pushes them out (through TLS, where there is one).
+/// False when the far side is gone, or at Ctrl-C: a peer that stopped
+/// reading must not keep a pump (and the verdict) waiting past the end.
+async fn forward<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    bytes: &[u8],
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    let write = async {
+        wr.write_all(bytes).await?;
+        wr.flush().await
+    };
+    tokio::select! {
+        r = write => r.is_ok(),
+        _ = stop.wait_for(|s| *s) => false,
+    }
 }
 
 /// Reports the end of the connection and the verdict of each attack.

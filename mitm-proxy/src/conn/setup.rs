@@ -65,7 +65,12 @@ pub(crate) async fn strip(
         let mut features = None;
         for p in pieces {
             match &p.unit {
-                Unit::Element(e) if e.is("features", ns::STREAM) => features = Some(e.clone()),
+                Unit::Element(e) if e.is("features", ns::STREAM) => {
+                    // Held until it is known whether STARTTLS goes; the
+                    // server leg of the capture has it as it came.
+                    c.record(Dir::ServerToClient, true, &p.bytes);
+                    features = Some(e.clone());
+                }
                 _ => inspect::inspect(c, Dir::ServerToClient, p, &mut out),
             }
         }
@@ -77,7 +82,7 @@ pub(crate) async fn strip(
     if !features.has_child("starttls", ns::TLS) {
         // Nothing to strip: pass the features on (other attacks apply).
         let mut out = Vec::new();
-        inspect::inspect(
+        inspect::inspect_arrived(
             c,
             Dir::ServerToClient,
             Piece {
@@ -131,7 +136,8 @@ pub(crate) async fn strip(
     );
     // The encrypted stream starts over with the client's own header.
     server.write_all(&header.bytes).await?;
-    *down = Half::new();
+    c.record(Dir::ClientToServer, false, &header.bytes);
+    down.restart();
     loop {
         let pieces = read_pieces(&mut server, down).await?;
         let mut out = Vec::new();
@@ -140,7 +146,7 @@ pub(crate) async fn strip(
             match &p.unit {
                 // The client already has a stream header: it sees only
                 // the new features, STARTTLS gone.
-                Unit::Header(_) => {}
+                Unit::Header(_) => c.record(Dir::ServerToClient, true, &p.bytes),
                 Unit::Element(e) if e.is("features", ns::STREAM) => {
                     // The encrypted stream's features offer no STARTTLS
                     // (and every mechanism: downgrade-sasl applies).
@@ -283,8 +289,8 @@ pub(crate) async fn intercept(
     );
     let server_tls = tls::connect(server, &name, c.shared.keylog.clone()).await?;
     // Both legs start their streams over, now inside TLS.
-    *up = Half::new();
-    *down = Half::new();
+    up.restart();
+    down.restart();
     Ok(Some((Box::new(client_tls), Box::new(server_tls))))
 }
 
