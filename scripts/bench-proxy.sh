@@ -83,7 +83,7 @@ pids+=($!)
 for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$mport") 2>/dev/null && break; sleep 0.05; done
 # socat likewise: a port found free just before.
 sport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-socat "TCP-LISTEN:$sport,bind=127.0.0.1,fork,reuseaddr,nodelay" "TCP:$plain,nodelay" 2>"$tmp/socat.log" &
+socat "TCP-LISTEN:$sport,bind=127.0.0.1,fork,reuseaddr,nodelay,backlog=256" "TCP:$plain,nodelay" 2>"$tmp/socat.log" &
 pids+=($!)
 for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$sport") 2>/dev/null && break; sleep 0.05; done
 
@@ -91,7 +91,8 @@ summary() { grep '"summary"'; }
 bench_plain() { # address prefix extra...
     local addr=$1 prefix=$2
     shift 2
-    "$bin/chat-plain" bench --server "$addr" --clients "$clients" --register --prefix "$prefix" --json "$@" | summary
+    "$bin/chat-plain" bench --server "$addr" --clients "$clients" --register --prefix "$prefix" --json "$@" | summary ||
+        { echo "bench-proxy: the run against $addr ($prefix) failed" >&2; return 1; }
 }
 bench_tls() { # address prefix ca
     "$bin/chat-tls" bench --server "$1" --clients "$clients" --messages 2000 --no-room --register \
