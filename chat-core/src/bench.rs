@@ -186,6 +186,8 @@ async fn connect_all<T: ClientTransport>(
             password: format!("pw-{}{i}", args.prefix),
             register,
             force_plain: false,
+            min_mechanism: crate::client::DEFAULT_MIN_MECHANISM,
+            channel_binding: true,
             files: Default::default(),
             // Every message must be counted, and a burst outruns a person's
             // event queue (4,096 events; dropped beyond, which ended phases

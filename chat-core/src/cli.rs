@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use protocol::Jid;
+use protocol::sasl::Mechanism;
 
 use crate::client::ConnectOptions;
 use crate::client::cli::Outcome;
@@ -107,6 +108,17 @@ pub struct ClientArgs {
     /// PLAIN sends the password itself, only base64-encoded.
     #[arg(long)]
     pub plain: bool,
+    /// The weakest SASL mechanism accepted: PLAIN, SCRAM-SHA-1,
+    /// SCRAM-SHA-256, SCRAM-SHA-1-PLUS or SCRAM-SHA-256-PLUS. A server (or a
+    /// man in the middle) offering only weaker ones is refused. `--sasl
+    /// PLAIN` is deliberately weak: it lets a downgrade to PLAIN through.
+    #[arg(long, value_name = "MECH", default_value = crate::client::DEFAULT_MIN_MECHANISM.name(), value_parser = parse_mechanism)]
+    pub sasl: Mechanism,
+    /// Do not bind the sign-in to the TLS channel (no SCRAM-*-PLUS).
+    /// Deliberately weak: a man in the middle with a certificate this
+    /// client accepts can then relay the sign-in (intercept-tls).
+    #[arg(long)]
+    pub no_channel_binding: bool,
     /// Accept every file offered, without asking (for scripts).
     #[arg(long)]
     pub accept_files: bool,
@@ -122,6 +134,14 @@ pub struct ClientArgs {
     /// Show protocol details in errors.
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+/// A SASL mechanism by its IANA name, any case.
+fn parse_mechanism(s: &str) -> Result<Mechanism, String> {
+    Mechanism::parse(&s.to_ascii_uppercase()).ok_or_else(|| {
+        let names: Vec<&str> = Mechanism::ALL.iter().map(|m| m.name()).collect();
+        format!("unknown mechanism '{s}' (one of: {})", names.join(", "))
+    })
 }
 
 impl ClientArgs {
@@ -151,6 +171,8 @@ impl ClientArgs {
             password,
             register: self.register,
             force_plain: self.plain,
+            min_mechanism: self.sasl,
+            channel_binding: !self.no_channel_binding,
             files: FilePolicy {
                 downloads: self.downloads.clone(),
                 max_size: self.max_file_size,
@@ -329,6 +351,16 @@ pub async fn run_client<T: ClientTransport>(
     transport: T,
 ) -> anyhow::Result<u8> {
     let opts = args.connect_options()?;
+    if args.no_channel_binding {
+        eprintln!(
+            "{name}: WARNING: --no-channel-binding: the sign-in is not bound to the TLS channel; a man in the middle with a certificate this client accepts can relay it"
+        );
+    }
+    if !args.plain && args.sasl == Mechanism::Plain {
+        eprintln!(
+            "{name}: WARNING: --sasl PLAIN: if the offer is cut down to PLAIN (a man in the middle can do that on a plaintext stream), this client sends its password"
+        );
+    }
     Ok(
         match crate::client::cli::run(name, transport, opts, args.json).await {
             Outcome::Done => 0,

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
+use protocol::sasl::ChannelBinding;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -20,6 +21,33 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncStream for T {}
 
 /// A boxed byte stream: plain TCP, or TLS over TCP.
 pub type BoxStream = Box<dyn AsyncStream>;
+
+/// Whether a stream is encrypted, and what SASL can bind to if it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Security {
+    /// Plain TCP: anyone on the path reads and changes it.
+    #[default]
+    Plaintext,
+    /// TLS, with this end's value of each channel-binding type the channel
+    /// supports (SCRAM-*-PLUS binds the sign-in to them, which defeats a
+    /// relay that ends the TLS itself).
+    Tls(Vec<ChannelBinding>),
+}
+
+impl Security {
+    /// Whether the stream is encrypted.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Security::Tls(_))
+    }
+
+    /// This end's channel values (none on plain TCP).
+    pub fn bindings(&self) -> &[ChannelBinding] {
+        match self {
+            Security::Plaintext => &[],
+            Security::Tls(b) => b,
+        }
+    }
+}
 
 /// Whether a server offers STARTTLS, and whether it insists on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,13 +69,16 @@ pub trait ServerTransport: Send + Sync + 'static {
         &self,
         tcp: TcpStream,
         peer: SocketAddr,
-    ) -> impl Future<Output = io::Result<(BoxStream, bool)>> + Send;
+    ) -> impl Future<Output = io::Result<(BoxStream, Security)>> + Send;
 
     /// The STARTTLS policy for streams that start unencrypted.
     fn starttls(&self) -> StartTls;
 
     /// Runs the TLS handshake over `stream` after `<proceed/>`.
-    fn upgrade(&self, stream: BoxStream) -> impl Future<Output = io::Result<BoxStream>> + Send;
+    fn upgrade(
+        &self,
+        stream: BoxStream,
+    ) -> impl Future<Output = io::Result<(BoxStream, Security)>> + Send;
 }
 
 /// Why a client transport could not give the chat a stream.
@@ -95,7 +126,7 @@ pub trait ClientTransport: Send + Sync + 'static {
         &self,
         addr: &str,
         domain: &str,
-    ) -> impl Future<Output = Result<(BoxStream, bool), TransportError>> + Send;
+    ) -> impl Future<Output = Result<(BoxStream, Security), TransportError>> + Send;
 
     /// Whether the client insists on STARTTLS, tries it, or cannot do it.
     fn starttls(&self) -> StartTls;
@@ -106,7 +137,7 @@ pub trait ClientTransport: Send + Sync + 'static {
         &self,
         stream: BoxStream,
         domain: &str,
-    ) -> impl Future<Output = Result<BoxStream, TransportError>> + Send;
+    ) -> impl Future<Output = Result<(BoxStream, Security), TransportError>> + Send;
 }
 
 /// Connects a TCP socket with a bounded wait and a clear error.

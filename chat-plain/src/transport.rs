@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use chat_core::cli::{NoCommands, NoFlags, ServerArgs, Twin, run_server};
 use chat_core::transport::{
-    BoxStream, ClientTransport, ServerTransport, StartTls, TransportError, tcp_connect,
+    BoxStream, ClientTransport, Security, ServerTransport, StartTls, TransportError, tcp_connect,
 };
 use tokio::net::TcpStream;
 
@@ -55,15 +55,15 @@ fn cannot_upgrade() -> io::Error {
 }
 
 impl ServerTransport for Plain {
-    async fn accept(&self, tcp: TcpStream, _peer: SocketAddr) -> io::Result<(BoxStream, bool)> {
-        Ok((Box::new(tcp), false))
+    async fn accept(&self, tcp: TcpStream, _peer: SocketAddr) -> io::Result<(BoxStream, Security)> {
+        Ok((Box::new(tcp), Security::Plaintext))
     }
 
     fn starttls(&self) -> StartTls {
         StartTls::Unavailable
     }
 
-    async fn upgrade(&self, _stream: BoxStream) -> io::Result<BoxStream> {
+    async fn upgrade(&self, _stream: BoxStream) -> io::Result<(BoxStream, Security)> {
         Err(cannot_upgrade())
     }
 }
@@ -73,8 +73,8 @@ impl ClientTransport for Plain {
         &self,
         addr: &str,
         _domain: &str,
-    ) -> Result<(BoxStream, bool), TransportError> {
-        Ok((Box::new(tcp_connect(addr).await?), false))
+    ) -> Result<(BoxStream, Security), TransportError> {
+        Ok((Box::new(tcp_connect(addr).await?), Security::Plaintext))
     }
 
     fn starttls(&self) -> StartTls {
@@ -85,7 +85,7 @@ impl ClientTransport for Plain {
         &self,
         _stream: BoxStream,
         _domain: &str,
-    ) -> Result<BoxStream, TransportError> {
+    ) -> Result<(BoxStream, Security), TransportError> {
         Err(TransportError::CannotEncrypt)
     }
 }

@@ -17,6 +17,7 @@
 //!   format). That hands the decryption keys to whoever reads the file: for
 //!   the labs only, and announced at start-up.
 
+mod binding;
 mod certs;
 mod verify;
 
@@ -28,7 +29,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use chat_core::cli::{ServerArgs, Twin, run_server};
 use chat_core::transport::{
-    BoxStream, ClientTransport, ServerTransport, StartTls, TransportError, tcp_connect,
+    BoxStream, ClientTransport, Security, ServerTransport, StartTls, TransportError, tcp_connect,
 };
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -120,7 +121,9 @@ impl Twin for Transport {
                 "the TLS server needs --cert and --key (make a lab pair with `{name} certs --out DIR`)"
             );
         };
-        let config = Arc::new(server_config(name, cert, key)?);
+        let (config, leaf) = server_config(name, cert, key)?;
+        let config = Arc::new(config);
+        let leaf: Arc<[u8]> = Arc::from(leaf.as_ref());
         let mode = match flags.starttls {
             ServerStartTls::Required => StartTls::Required,
             ServerStartTls::Optional => {
@@ -134,6 +137,7 @@ impl Twin for Transport {
             acceptor: TlsAcceptor::from(config.clone()),
             mode,
             direct: false,
+            leaf: leaf.clone(),
         };
         let direct = flags.direct_tls.map(|addr| {
             (
@@ -142,6 +146,7 @@ impl Twin for Transport {
                     acceptor: TlsAcceptor::from(config),
                     mode: StartTls::Unavailable,
                     direct: true,
+                    leaf,
                 },
             )
         });
@@ -199,8 +204,15 @@ fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-fn server_config(name: &str, cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
+/// The server's TLS configuration, and its own certificate (what
+/// `tls-server-end-point` hashes).
+fn server_config(
+    name: &str,
+    cert: &Path,
+    key: &Path,
+) -> anyhow::Result<(rustls::ServerConfig, CertificateDer<'static>)> {
     let chain = load_certs(cert)?;
+    let leaf = chain[0].clone();
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("cannot read a PEM private key from {}", key.display()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
@@ -209,7 +221,7 @@ fn server_config(name: &str, cert: &Path, key: &Path) -> anyhow::Result<rustls::
         .with_single_cert(chain, key)
         .context("the certificate and the key do not belong together")?;
     config.key_log = key_log(name, "server");
-    Ok(config)
+    Ok((config, leaf))
 }
 
 /// The server side: STARTTLS on the main port, or direct TLS.
@@ -217,21 +229,24 @@ struct TlsServer {
     acceptor: TlsAcceptor,
     mode: StartTls,
     direct: bool,
+    /// Our certificate, for `tls-server-end-point`.
+    leaf: Arc<[u8]>,
 }
 
 impl TlsServer {
-    async fn handshake(&self, stream: BoxStream) -> io::Result<BoxStream> {
+    async fn handshake(&self, stream: BoxStream) -> io::Result<(BoxStream, Security)> {
         let tls = self.acceptor.accept(stream).await?;
-        Ok(Box::new(tls))
+        let bindings = binding::channel_bindings(tls.get_ref().1, Some(&self.leaf));
+        Ok((Box::new(tls), Security::Tls(bindings)))
     }
 }
 
 impl ServerTransport for TlsServer {
-    async fn accept(&self, tcp: TcpStream, _peer: SocketAddr) -> io::Result<(BoxStream, bool)> {
+    async fn accept(&self, tcp: TcpStream, _peer: SocketAddr) -> io::Result<(BoxStream, Security)> {
         if self.direct {
-            Ok((self.handshake(Box::new(tcp)).await?, true))
+            self.handshake(Box::new(tcp)).await
         } else {
-            Ok((Box::new(tcp), false))
+            Ok((Box::new(tcp), Security::Plaintext))
         }
     }
 
@@ -239,7 +254,7 @@ impl ServerTransport for TlsServer {
         self.mode
     }
 
-    async fn upgrade(&self, stream: BoxStream) -> io::Result<BoxStream> {
+    async fn upgrade(&self, stream: BoxStream) -> io::Result<(BoxStream, Security)> {
         self.handshake(stream).await
     }
 }
@@ -316,7 +331,7 @@ impl TlsClient {
         &self,
         stream: BoxStream,
         domain: &str,
-    ) -> Result<BoxStream, TransportError> {
+    ) -> Result<(BoxStream, Security), TransportError> {
         let name = ServerName::try_from(domain.to_string()).map_err(|e| {
             TransportError::BadServerName {
                 domain: domain.to_string(),
@@ -324,7 +339,15 @@ impl TlsClient {
             }
         })?;
         match self.connector.connect(name, stream).await {
-            Ok(tls) => Ok(Box::new(tls)),
+            Ok(tls) => {
+                let conn = tls.get_ref().1;
+                let leaf = conn
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.as_ref());
+                let bindings = binding::channel_bindings(conn, leaf);
+                Ok((Box::new(tls), Security::Tls(bindings)))
+            }
             // A TLS failure, not a connection failure: the client says the
             // server could not prove who it is, not that it is down.
             Err(e) => Err(TransportError::Tls {
@@ -336,12 +359,16 @@ impl TlsClient {
 }
 
 impl ClientTransport for TlsClient {
-    async fn connect(&self, addr: &str, domain: &str) -> Result<(BoxStream, bool), TransportError> {
+    async fn connect(
+        &self,
+        addr: &str,
+        domain: &str,
+    ) -> Result<(BoxStream, Security), TransportError> {
         let tcp: BoxStream = Box::new(tcp_connect(addr).await?);
         if self.direct {
-            Ok((self.handshake(tcp, domain).await?, true))
+            self.handshake(tcp, domain).await
         } else {
-            Ok((tcp, false))
+            Ok((tcp, Security::Plaintext))
         }
     }
 
@@ -349,7 +376,11 @@ impl ClientTransport for TlsClient {
         self.mode
     }
 
-    async fn upgrade(&self, stream: BoxStream, domain: &str) -> Result<BoxStream, TransportError> {
+    async fn upgrade(
+        &self,
+        stream: BoxStream,
+        domain: &str,
+    ) -> Result<(BoxStream, Security), TransportError> {
         self.handshake(stream, domain).await
     }
 }

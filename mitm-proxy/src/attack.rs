@@ -90,10 +90,14 @@ impl Attack {
             },
             Attack::DowngradeSasl => Info {
                 name: "downgrade-sasl",
-                does: "replaces the server's SASL mechanisms with PLAIN only",
-                succeeds_against: "a client that uses whatever mechanism is offered (ours, over chat-plain)",
-                defeated_by: "TLS, inside which the mechanism list cannot be changed (against strip-starttls \
-                              too: chat-tls --starttls required); a client that refuses PLAIN (not in this client yet)",
+                does: "cuts the server's SASL mechanisms down to those of --offer (PLAIN by default; \
+                       e.g. SCRAM-SHA-256,SCRAM-SHA-1 removes -PLUS and the channel-binding types)",
+                succeeds_against: "a client that takes whatever is offered: chat-* client --sasl PLAIN \
+                                   (sends its password), or one that does not check the offer",
+                defeated_by: "a minimum mechanism (the client's default: SCRAM, never PLAIN); the \
+                              server's signed offer (XEP-0474), which shows any mechanism removed; \
+                              channel binding's `y` flag, which shows -PLUS removed; and TLS, inside \
+                              which the list cannot be changed at all",
             },
             Attack::InterceptTls => Info {
                 name: "intercept-tls",
@@ -104,7 +108,9 @@ impl Attack {
                 succeeds_against: "chat-tls client --insecure (any certificate); --ca attacker-ca.pem \
                                    (a client told to trust the attacker's CA)",
                 defeated_by: "certificate validation against the right CA (the default); --pin with \
-                              the server's key, even against a CA the client trusts by mistake",
+                              the server's key, even against a CA the client trusts by mistake; \
+                              channel binding (SCRAM-*-PLUS, the default over TLS): the client's TLS \
+                              is not the server's, so the server refuses the relayed sign-in",
             },
             Attack::InjectStarttls => Info {
                 name: "inject-starttls",

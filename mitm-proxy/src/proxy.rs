@@ -75,6 +75,8 @@ pub struct Config {
     pub write: Option<std::path::PathBuf>,
     /// `tamper`: what to change.
     pub rules: crate::rules::Rules,
+    /// `downgrade-sasl`: the mechanisms left in the offer.
+    pub offer: Vec<String>,
 }
 
 /// Checks an address is on loopback.
@@ -119,6 +121,7 @@ pub async fn run(
         keylog: config.keylog.clone(),
         quiet: config.quiet,
         rules: config.rules.clone(),
+        offer: config.offer.clone(),
         pcap,
         report,
         verdicts: Mutex::new(Vec::new()),

@@ -98,6 +98,8 @@ pub struct Shared {
     pub keylog: Option<Arc<dyn KeyLog>>,
     /// `tamper`: the rules of `--rules FILE`.
     pub rules: crate::rules::Rules,
+    /// `downgrade-sasl`: the mechanisms left in the offer the client sees.
+    pub offer: Vec<String>,
     /// `--write`: the capture of both legs.
     pub pcap: Option<crate::pcap::Recorder>,
     /// Report connections, attacks, captures and verdicts only: no line

@@ -9,8 +9,10 @@ pub struct Facts {
     pub starttls_offered: bool,
     /// The proxy removed it from what the client saw.
     pub starttls_stripped: bool,
-    /// The proxy replaced the SASL mechanisms with PLAIN.
+    /// The proxy cut the SASL mechanisms down (`downgrade-sasl`).
     pub mechanisms_replaced: bool,
+    /// What the server offered and what the client was left.
+    pub offered: Option<(Vec<String>, Vec<String>)>,
     /// The client sent `<starttls/>`.
     pub client_starttls: bool,
     /// Where the client-to-server direction became TLS.
@@ -41,6 +43,8 @@ pub struct Facts {
     pub sasl: Vec<String>,
     /// The server accepted the exchange in `sasl`.
     pub sasl_success: bool,
+    /// The server refused a SASL exchange: its `<text/>`.
+    pub sasl_failure: Option<String>,
     /// `replay`: what the server made of the exchange played again, or
     /// why it could not be played.
     pub replayed: Option<Result<crate::replay::Replayed, String>>,
@@ -136,6 +140,28 @@ pub fn verdict(attack: Attack, f: &Facts, corrupt_record: u64) -> (String, bool)
                     format!("client refused the forged certificate ({why}): attack defeated"),
                     true,
                 )
+            } else if f.intercepted
+                && let Some(defence) = binding_defence(f)
+            {
+                (
+                    format!(
+                        "client accepted the forged certificate, but {defence}: attack defeated"
+                    ),
+                    true,
+                )
+            } else if f.intercepted
+                && password.is_none()
+                && f.mechanism.is_some()
+                && !f.sasl_success
+            {
+                (
+                    format!(
+                        "client accepted the forged certificate, but stopped its own sign-in ({}): read {}, no password: attack defeated",
+                        f.mechanism.as_deref().unwrap_or("SASL"),
+                        stanzas(f.stanzas)
+                    ),
+                    true,
+                )
             } else if f.intercepted {
                 match password {
                     Some(p) => (
@@ -179,12 +205,57 @@ pub fn verdict(attack: Attack, f: &Facts, corrupt_record: u64) -> (String, bool)
                     _ => "its password went out in PLAIN".into(),
                 };
                 (format!("client accepted PLAIN; {what}"), false)
+            } else if let Some(defence) = binding_defence(f) {
+                (format!("{defence}: attack defeated"), true)
             } else if let Some(m) = &f.mechanism {
-                (format!("client used {m} anyway: attack defeated"), true)
+                let kept = f.offered.as_ref().is_some_and(|(_, kept)| kept.contains(m));
+                if f.sasl_success && kept {
+                    (
+                        format!(
+                            "client signed in with {m}, the downgraded offer, and did not notice"
+                        ),
+                        false,
+                    )
+                } else if f.sasl_success {
+                    (format!("client used {m} anyway: attack defeated"), true)
+                } else {
+                    (
+                        format!(
+                            "client started {m} but stopped (the server's signed offer, XEP-0474, did not match what it saw): attack defeated"
+                        ),
+                        true,
+                    )
+                }
             } else {
-                ("client refused PLAIN: attack defeated".into(), true)
+                let kept = f
+                    .offered
+                    .as_ref()
+                    .map(|(_, k)| k.join(", "))
+                    .unwrap_or_else(|| "PLAIN".into());
+                (
+                    format!("client refused the downgraded offer ({kept}): attack defeated"),
+                    true,
+                )
             }
         }
+    }
+}
+
+/// The channel-binding defence that stopped a sign-in, in words, if one
+/// did: the server named it in its SASL `<failure/>` (RFC 5802's names).
+fn binding_defence(f: &Facts) -> Option<String> {
+    let text = f.sasl_failure.as_deref()?;
+    let mech = f.mechanism.as_deref().unwrap_or("SCRAM");
+    if text.starts_with("channel-bindings-dont-match") {
+        Some(format!(
+            "its sign-in ({mech}) was bound to its own TLS channel, and the server refused the relayed proof (channel binding)"
+        ))
+    } else if text.starts_with("server-does-support-channel-binding") {
+        Some(format!(
+            "the client said it saw no -PLUS ({mech} with `y`), and the server, which offers it, refused: the removal was noticed"
+        ))
+    } else {
+        None
     }
 }
 

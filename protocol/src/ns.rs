@@ -16,6 +16,8 @@ pub const STANZA_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 /// SASL negotiation (RFC 6120 6).
 pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+/// The channel-binding types a server supports (XEP-0440).
+pub const SASL_CB: &str = "urn:xmpp:sasl-cb:0";
 /// Resource binding (RFC 6120 7).
 pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 /// Legacy session establishment (RFC 3921, kept for old clients).
@@ -79,6 +81,7 @@ pub fn interned(uri: &str) -> CompactString {
         STANZA_ERRORS,
         TLS,
         SASL,
+        SASL_CB,
         BIND,
         SESSION,
         ROSTER,

@@ -106,9 +106,18 @@ impl Hostile {
 /// `chat-plain client` for `alice@localhost` against `addr`.
 fn client_command(addr: &str, json: bool, args: &[&str]) -> Command {
     let mut c = Command::new(bin("chat-plain"));
-    c.args(["client", "--jid", "alice@localhost", "--server", addr])
-        .args(args)
-        .env("CHAT_PASSWORD", "pw");
+    // The fake server offers PLAIN only, which the client refuses unless
+    // told (the defence against downgrade-sasl).
+    c.args([
+        "client",
+        "--jid",
+        "alice@localhost",
+        "--server",
+        addr,
+        "--plain",
+    ])
+    .args(args)
+    .env("CHAT_PASSWORD", "pw");
     if json {
         c.arg("--json");
     }

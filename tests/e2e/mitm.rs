@@ -159,9 +159,16 @@ fn downgrade_sasl_gets_the_password_a_scram_client_would_have_kept() {
     let v = verdict(&all, 1, "relay");
     assert!(v["outcome"].as_str().unwrap().starts_with("read "), "{v}");
 
-    // With it, the same client is offered PLAIN only, and sends the password.
+    // With it, a client that takes whatever is offered (--sasl PLAIN) is
+    // offered PLAIN only, and sends the password.
     let proxy = Proxy::start(server.addr, &["downgrade-sasl"]);
-    let mut c = Client::start_via(&server, proxy.addr, "bob@localhost", "tr0ub4dor", &[]);
+    let mut c = Client::start_via(
+        &server,
+        proxy.addr,
+        "bob@localhost",
+        "tr0ub4dor",
+        &["--sasl", "PLAIN"],
+    );
     let connected = c.expect("connected", |v| v["type"] == "connected");
     assert_eq!(connected["mechanism"], "PLAIN", "{connected}");
     let (code, t) = c.finish();
@@ -184,6 +191,93 @@ fn downgrade_sasl_gets_the_password_a_scram_client_would_have_kept() {
             && e["did"].as_str().is_some_and(|d| d.contains("only PLAIN"))),
         "{all:#?}"
     );
+
+    // The default client accepts SCRAM or stronger: it stops, and says why.
+    let proxy = Proxy::start(server.addr, &["downgrade-sasl"]);
+    let c = Client::start_via(&server, proxy.addr, "bob@localhost", "tr0ub4dor", &[]);
+    let (code, t) = c.finish();
+    assert_eq!(code, 2, "{t}");
+    assert!(
+        t.contains("offers nothing stronger than PLAIN") && t.contains("SASL downgrade"),
+        "{t}"
+    );
+    let all = proxy.stop();
+    assert!(events(&all, 1, "captured").is_empty(), "{all:#?}");
+    let v = verdict(&all, 1, "downgrade-sasl");
+    assert_eq!(v["defeated"], true, "{v}");
+
+    // A subtler cut: SCRAM-SHA-256 removed, SCRAM-SHA-1 left (which the
+    // client accepts). The server signs the offer it made in the SCRAM
+    // exchange (XEP-0474); the client compares it with the offer it saw
+    // and stops before it proves anything.
+    let proxy = Proxy::start_with(
+        server.addr,
+        &["--attack", "downgrade-sasl", "--offer", "SCRAM-SHA-1"],
+    );
+    let c = Client::start_via(&server, proxy.addr, "bob@localhost", "tr0ub4dor", &[]);
+    let (code, t) = c.finish();
+    assert_eq!(code, 2, "{t}");
+    assert!(t.contains("someone is downgrading this sign-in"), "{t}");
+    let all = proxy.stop();
+    let v = verdict(&all, 1, "downgrade-sasl");
+    assert_eq!(v["defeated"], true, "{v}");
+    assert!(v["outcome"].as_str().unwrap().contains("XEP-0474"), "{v}");
+}
+
+#[test]
+fn removing_plus_is_noticed_and_a_relayed_bound_sign_in_is_refused() {
+    // The proxy ends the client's TLS with a certificate from a CA the
+    // client trusts by mistake, and removes SCRAM-*-PLUS (and the binding
+    // types) from the offer, so the client cannot bind. The client says
+    // over TLS that it saw no -PLUS (`y`); the server, which offers it,
+    // knows the offer was cut and refuses.
+    let atk = tempfile::tempdir().unwrap();
+    let (code, _, err) =
+        tests::run_bin("mitm-proxy", &["ca", "--out", atk.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let attacker_ca = atk.path().join("ca.pem");
+    let server = Server::start(Twin::StartTls, &[]);
+    let lab_ca = server.certs.clone().expect("certs").join("ca.pem");
+    let (code, t) = tls_client(
+        &server,
+        server.addr,
+        "max@localhost",
+        &["--ca", lab_ca.to_str().unwrap(), "--register"],
+    )
+    .finish();
+    assert_eq!(code, 0, "{t}");
+    let proxy = Proxy::start_with(
+        server.addr,
+        &[
+            "--attack",
+            "intercept-tls",
+            "--ca-dir",
+            atk.path().to_str().unwrap(),
+            "--attack",
+            "downgrade-sasl",
+            "--offer",
+            "SCRAM-SHA-256,SCRAM-SHA-1",
+        ],
+    );
+    let (code, t) = tls_client(
+        &server,
+        proxy.addr,
+        "max@localhost",
+        &["--ca", attacker_ca.to_str().unwrap()],
+    )
+    .finish();
+    assert_eq!(code, 2, "{t}");
+    assert!(t.contains("someone removed it on the way"), "{t}");
+    let all = proxy.stop();
+    for attack in ["downgrade-sasl", "intercept-tls"] {
+        let v = verdict(&all, 1, attack);
+        assert_eq!(v["defeated"], true, "{v}");
+        assert!(
+            v["outcome"].as_str().unwrap().contains("saw no -PLUS"),
+            "{v}"
+        );
+    }
+    assert!(events(&all, 1, "captured").is_empty(), "{all:#?}");
 }
 
 #[test]
@@ -358,10 +452,11 @@ fn client_bytes(tshark: &std::path::Path, pcap: &std::path::Path, stream: u32) -
 }
 
 /// The TLS twin's client through `addr`, trusting what `trust` says
-/// (`--ca FILE`, `--insecure`, `--pin ...`) instead of the lab CA.
+/// (`--ca FILE`, `--insecure`, `--pin ...`) instead of the lab CA, with
+/// any other flags there too (`--register`, `--no-channel-binding`).
 fn tls_client(server: &Server, addr: std::net::SocketAddr, jid: &str, trust: &[&str]) -> Client {
     let mut cmd = std::process::Command::new(tests::bin(server.twin.bin()));
-    cmd.args(["client", "--json", "--register", "--jid", jid, "--server"])
+    cmd.args(["client", "--json", "--jid", jid, "--server"])
         .arg(addr.to_string())
         .args(trust)
         .env("CHAT_PASSWORD", "hunter2");
@@ -411,12 +506,23 @@ fn intercept_tls_beats_a_client_that_trusts_too_much_and_loses_to_validation_and
         );
 
         // 1: the default client checks the certificate against the lab CA.
-        let c = tls_client(&server, proxy.addr, "ivy@localhost", &["--ca", lab_ca]);
+        let c = tls_client(
+            &server,
+            proxy.addr,
+            "ivy@localhost",
+            &["--ca", lab_ca, "--register"],
+        );
         let (code, t) = c.finish();
         assert_eq!(code, 2, "{twin:?}: {t}");
         assert!(t.contains("unknown issuer"), "{twin:?}: {t}");
-        // 2: a client told to trust the attacker's CA hands over everything.
-        let mut c = tls_client(&server, proxy.addr, "ivy@localhost", &["--ca", attacker_ca]);
+        // 2: a client told to trust the attacker's CA, and without channel
+        // binding, hands over everything.
+        let mut c = tls_client(
+            &server,
+            proxy.addr,
+            "ivy@localhost",
+            &["--ca", attacker_ca, "--register", "--no-channel-binding"],
+        );
         c.expect("connected", |v| {
             v["type"] == "connected" && v["encrypted"] == true
         });
@@ -428,16 +534,45 @@ fn intercept_tls_beats_a_client_that_trusts_too_much_and_loses_to_validation_and
             &server,
             proxy.addr,
             "ivy@localhost",
-            &["--ca", attacker_ca, "--pin", &pin],
+            &["--ca", attacker_ca, "--pin", &pin, "--register"],
         );
         let (code, t) = c.finish();
         assert_eq!(code, 2, "{twin:?}: {t}");
         assert!(t.contains("pin mismatch"), "{twin:?}: {t}");
         // 4: --insecure accepts anything.
-        let mut c = tls_client(&server, proxy.addr, "ike@localhost", &["--insecure"]);
+        let mut c = tls_client(
+            &server,
+            proxy.addr,
+            "ike@localhost",
+            &["--insecure", "--register", "--no-channel-binding"],
+        );
         c.expect("connected", |v| v["type"] == "connected");
         let (code, t) = c.finish();
         assert_eq!(code, 0, "{twin:?}: {t}");
+        // 5: the same trust mistake, with channel binding (the default):
+        // the client's TLS ends at the proxy, the server's at the proxy
+        // too, and their values differ, so the server refuses the relayed
+        // proof. (Registered directly first: a registration form sent
+        // through the proxy would still give the password away.)
+        let direct = match twin {
+            Twin::DirectTls => server.direct.expect("direct TLS"),
+            _ => server.addr,
+        };
+        let (code, t) = tls_client(
+            &server,
+            direct,
+            "cal@localhost",
+            &["--ca", lab_ca, "--register"],
+        )
+        .finish();
+        assert_eq!(code, 0, "{twin:?}: {t}");
+        let (code, t) =
+            tls_client(&server, proxy.addr, "cal@localhost", &["--ca", attacker_ca]).finish();
+        assert_eq!(code, 2, "{twin:?}: {t}");
+        assert!(
+            t.contains("channel binding failed: someone is relaying this TLS connection"),
+            "{twin:?}: {t}"
+        );
 
         let all = proxy.stop();
         assert_eq!(
@@ -467,6 +602,13 @@ fn intercept_tls_beats_a_client_that_trusts_too_much_and_loses_to_validation_and
             false,
             "{all:#?}"
         );
+        let v5 = verdict(&all, 5, "intercept-tls");
+        assert_eq!(v5["defeated"], true, "{v5}");
+        assert!(
+            v5["outcome"].as_str().unwrap().contains("channel binding"),
+            "{v5}"
+        );
+        assert!(events(&all, 5, "captured").is_empty(), "{all:#?}");
         // The key log holds both legs of each intercepted connection: two
         // client randoms (the client's handshake, the proxy's own) each.
         let log = std::fs::read_to_string(&keys).unwrap();
@@ -480,7 +622,7 @@ fn intercept_tls_beats_a_client_that_trusts_too_much_and_loses_to_validation_and
 }
 
 #[test]
-fn intercept_tls_with_the_servers_own_stolen_key_passes_even_a_pin() {
+fn intercept_tls_with_the_servers_own_stolen_key_passes_a_pin_but_not_channel_binding() {
     // The third kind of certificate: one the attacker got hold of. With the
     // real server's key, validation and pinning both pass: keys are the
     // secret everything rests on.
@@ -499,20 +641,53 @@ fn intercept_tls_with_the_servers_own_stolen_key_passes_even_a_pin() {
         ],
     );
     let lab_ca = certs.join("ca.pem");
+    let lab_ca = lab_ca.to_str().unwrap();
     let pin = server.pin.clone().expect("pin");
     let mut c = tls_client(
         &server,
         proxy.addr,
         "jo@localhost",
-        &["--ca", lab_ca.to_str().unwrap(), "--pin", &pin],
+        &[
+            "--ca",
+            lab_ca,
+            "--pin",
+            &pin,
+            "--register",
+            "--no-channel-binding",
+        ],
     );
     c.expect("connected", |v| v["type"] == "connected");
     let (code, t) = c.finish();
     assert_eq!(code, 0, "{t}");
+    // Channel binding with tls-exporter (TLS 1.3) still tells the two
+    // sessions apart, even with the server's own certificate and key: the
+    // exported value is the session's, not the certificate's.
+    let (code, t) = tls_client(
+        &server,
+        server.addr,
+        "lu@localhost",
+        &["--ca", lab_ca, "--register"],
+    )
+    .finish();
+    assert_eq!(code, 0, "{t}");
+    let (code, t) = tls_client(
+        &server,
+        proxy.addr,
+        "lu@localhost",
+        &["--ca", lab_ca, "--pin", &pin],
+    )
+    .finish();
+    assert_eq!(code, 2, "{t}");
+    assert!(t.contains("channel binding failed"), "{t}");
     let all = proxy.stop();
     assert_eq!(
         verdict(&all, 1, "intercept-tls")["outcome"],
         "client accepted the forged certificate; password of jo captured (registration)"
+    );
+    assert_eq!(
+        verdict(&all, 2, "intercept-tls")["defeated"],
+        true,
+        "{all:#?}"
     );
 }
 
@@ -535,7 +710,12 @@ fn tshark_decrypts_both_intercepted_legs_with_the_proxys_key_log() {
     );
     // Both legs on the wire: client to proxy, proxy to server.
     let sniffer = tests::Sniffer::on_ports(&[proxy.addr.port(), server.addr.port()]);
-    let mut c = tls_client(&server, proxy.addr, "kim@localhost", &["--insecure"]);
+    let mut c = tls_client(
+        &server,
+        proxy.addr,
+        "kim@localhost",
+        &["--insecure", "--register", "--no-channel-binding"],
+    );
     chat_once(&mut c, "kim@localhost", "only the key log opens this");
     let (code, t) = c.finish();
     assert_eq!(code, 0, "{t}");
@@ -769,7 +949,12 @@ fn the_proxys_capture_of_both_legs_reads_back_in_the_sniffer_and_tshark() {
             pcap.as_os_str(),
         ],
     );
-    let mut c = tls_client(&server, proxy.addr, "rae@localhost", &["--insecure"]);
+    let mut c = tls_client(
+        &server,
+        proxy.addr,
+        "rae@localhost",
+        &["--insecure", "--register", "--no-channel-binding"],
+    );
     chat_once(&mut c, "rae@localhost", "inside tls");
     let (code, t) = c.finish();
     assert_eq!(code, 0, "{t}");

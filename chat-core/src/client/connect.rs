@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use protocol::parser::Event;
-use protocol::sasl::{self, Mechanism, ScramClient};
+use protocol::sasl::{self, ChannelBindingType, Gs2, Mechanism, SaslError, ScramClient};
 use protocol::stanza::{Iq, IqType};
 use protocol::{
     Element, Jid, Limits, StanzaErrorCondition, StreamErrorCondition, StreamHeader, ns,
@@ -25,7 +25,7 @@ use super::limits::{CONNECT_TIMEOUT, MAX_QUEUED_STANZAS};
 use super::outbound;
 use super::reader::{self, Reader};
 use super::state::{FilePolicy, Pending, State};
-use crate::transport::{BoxStream, ClientTransport, StartTls, TransportError};
+use crate::transport::{BoxStream, ClientTransport, Security, StartTls, TransportError};
 use crate::util::random_id;
 use crate::xmpp_io::{XmppReader, write_element, write_str};
 
@@ -42,6 +42,14 @@ pub struct ConnectOptions {
     pub register: bool,
     /// Use SASL PLAIN even when SCRAM is offered (lab 1 sniffs it).
     pub force_plain: bool,
+    /// The weakest mechanism accepted when PLAIN is not forced: a server
+    /// (or a man in the middle, `downgrade-sasl`) offering only weaker ones
+    /// is refused. SCRAM-SHA-1 by default.
+    pub min_mechanism: Mechanism,
+    /// Bind the sign-in to the TLS channel when the server offers -PLUS
+    /// (the default). Off, a relay with a certificate the client accepts
+    /// can pass the sign-in on: deliberately weak, for intercept-tls.
+    pub channel_binding: bool,
     /// Which files to accept and where they go.
     pub files: FilePolicy,
     /// How many events may wait for the front end before new ones are
@@ -137,16 +145,17 @@ async fn negotiate<T: ClientTransport>(
     opts: &ConnectOptions,
 ) -> Result<Negotiated, ClientError> {
     let domain = opts.jid.domain().to_string();
-    let (mut stream, mut secure) = transport
-        .connect(&opts.server, &domain)
-        .await
-        .map_err(|e| match e {
-            TransportError::Io(source) => ClientError::Connect {
-                addr: opts.server.clone(),
-                source,
-            },
-            tls => ClientError::Tls(tls),
-        })?;
+    let (mut stream, mut security) =
+        transport
+            .connect(&opts.server, &domain)
+            .await
+            .map_err(|e| match e {
+                TransportError::Io(source) => ClientError::Connect {
+                    addr: opts.server.clone(),
+                    source,
+                },
+                tls => ClientError::Tls(tls),
+            })?;
     let mut reader = XmppReader::new(Limits::default());
     let mut registered = !opts.register;
     let mut mechanism = None;
@@ -154,11 +163,11 @@ async fn negotiate<T: ClientTransport>(
     loop {
         write_str(&mut stream, &StreamHeader::client_to(&domain).to_xml()).await?;
         let features = read_features(&mut stream, &mut reader).await?;
-        if !secure {
+        if !security.is_tls() {
             let upgraded = starttls(transport, &domain, &features, stream, &mut reader).await?;
             stream = upgraded.0;
-            if upgraded.1 {
-                secure = true;
+            if let Some(tls) = upgraded.1 {
+                security = tls;
                 continue;
             }
         }
@@ -167,13 +176,9 @@ async fn negotiate<T: ClientTransport>(
                 register(&mut stream, &mut reader, &username, &opts.password).await?;
                 registered = true;
             }
-            let offered: Vec<String> = features
-                .get_child("mechanisms", ns::SASL)
-                .map(|m| m.elements().map(Element::text_content).collect())
-                .unwrap_or_default();
-            let mech = choose_mechanism(&offered, opts.force_plain)
-                .ok_or(ClientError::NoMechanism { offered })?;
-            authenticate(&mut stream, &mut reader, mech, &username, &opts.password).await?;
+            let plan = sasl_plan(&features, &security, opts)?;
+            let mech = plan.mechanism;
+            authenticate(&mut stream, &mut reader, plan, &username, &opts.password).await?;
             mechanism = Some(mech);
             reader.reset();
             continue;
@@ -201,7 +206,7 @@ async fn negotiate<T: ClientTransport>(
             reader,
             jid,
             mechanism: mechanism.unwrap_or(Mechanism::Plain),
-            secure,
+            secure: security.is_tls(),
             max_stanza,
         });
     }
@@ -209,15 +214,15 @@ async fn negotiate<T: ClientTransport>(
 
 /// The STARTTLS step on an unencrypted stream: upgrades when both sides
 /// can, refuses to go on when the policy or the server insists on TLS.
-/// Returns the stream and whether it is encrypted now (a new round of
-/// negotiation begins).
+/// Returns the stream and, if it is encrypted now, its channel (a new round
+/// of negotiation begins).
 async fn starttls<T: ClientTransport>(
     transport: &T,
     domain: &str,
     features: &Element,
     mut stream: BoxStream,
     reader: &mut XmppReader,
-) -> Result<(BoxStream, bool), ClientError> {
+) -> Result<(BoxStream, Option<Security>), ClientError> {
     let offered = features.has_child("starttls", ns::TLS);
     match (transport.starttls(), offered) {
         (StartTls::Required | StartTls::Optional, true) => {
@@ -229,11 +234,11 @@ async fn starttls<T: ClientTransport>(
             // Whatever arrived after <proceed/> was not protected by TLS:
             // drop it (STARTTLS command injection, CVE-2011-0411).
             reader.reset_discarding();
-            let tls = transport
+            let (tls, security) = transport
                 .upgrade(stream, domain)
                 .await
                 .map_err(ClientError::Tls)?;
-            Ok((tls, true))
+            Ok((tls, Some(security)))
         }
         (StartTls::Required, false) => Err(ClientError::NoStartTls),
         (StartTls::Unavailable, true)
@@ -243,20 +248,102 @@ async fn starttls<T: ClientTransport>(
         {
             Err(ClientError::TlsRequired)
         }
-        _ => Ok((stream, false)),
+        _ => Ok((stream, None)),
     }
 }
 
-fn choose_mechanism(offered: &[String], force_plain: bool) -> Option<Mechanism> {
-    if force_plain {
-        return offered
+/// How the client signs in: the mechanism, what its GS2 header says about
+/// channel binding, and the offer it saw (which the server's XEP-0474 hash
+/// must match).
+struct SaslPlan {
+    mechanism: Mechanism,
+    gs2: Gs2,
+    offer: Vec<u8>,
+}
+
+/// Chooses the strongest mechanism offered that this client can use, and
+/// refuses one weaker than the policy allows.
+///
+/// Over TLS the client binds to its channel (-PLUS) whenever the server
+/// offers -PLUS with a binding type both support (XEP-0440). Over TLS
+/// without -PLUS on offer it says so (`y`): a server that does offer it
+/// then knows someone removed it on the way.
+fn sasl_plan(
+    features: &Element,
+    security: &Security,
+    opts: &ConnectOptions,
+) -> Result<SaslPlan, ClientError> {
+    let offered: Vec<String> = features
+        .get_child("mechanisms", ns::SASL)
+        .map(|m| {
+            m.elements()
+                .map(|e| e.text_content().trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let announced: Option<Vec<String>> = features
+        .get_child("sasl-channel-binding", ns::SASL_CB)
+        .map(|cb| {
+            cb.elements()
+                .filter(|e| e.is("channel-binding", ns::SASL_CB))
+                .filter_map(|e| e.get_attr("type").map(str::to_string))
+                .collect()
+        });
+    // Our channel value of the first type (in our preference) the server
+    // announced. Without XEP-0440 the types are unknown: no -PLUS.
+    let ours = if opts.channel_binding {
+        security.bindings()
+    } else {
+        &[]
+    };
+    let binding = ChannelBindingType::ALL.into_iter().find_map(|t| {
+        let announced = announced.as_ref()?;
+        announced
             .iter()
-            .any(|m| m == "PLAIN")
-            .then_some(Mechanism::Plain);
+            .any(|a| a == t.name())
+            .then(|| ours.iter().find(|b| b.kind == t).cloned())
+            .flatten()
+    });
+    let is_offered = |m: Mechanism| offered.iter().any(|o| o == m.name());
+    let mechanism = if opts.force_plain {
+        // Deliberately weak: the password itself goes on the wire.
+        is_offered(Mechanism::Plain).then_some(Mechanism::Plain)
+    } else {
+        Mechanism::ALL
+            .into_iter()
+            .find(|m| is_offered(*m) && (!m.is_plus() || binding.is_some()))
     }
-    Mechanism::ALL
-        .into_iter()
-        .find(|m| offered.iter().any(|o| o == m.name()))
+    .ok_or_else(|| ClientError::NoMechanism {
+        offered: offered.clone(),
+    })?;
+    if !opts.force_plain && mechanism < opts.min_mechanism {
+        // What downgrade-sasl counts on: a client that takes whatever is
+        // offered. Refused, with the reason.
+        return Err(ClientError::WeakMechanism {
+            best: mechanism.name().to_string(),
+            minimum: opts.min_mechanism.name().to_string(),
+            offered,
+        });
+    }
+    let gs2 = match binding {
+        Some(b) if mechanism.is_plus() => Gs2::Bound(b),
+        // No channel here: nothing to bind to.
+        _ if ours.is_empty() => Gs2::No,
+        // -PLUS on offer, but with no type we share (or none announced):
+        // XEP-0474 says `n`, and its hash shows whether the list was cut.
+        _ if offered.iter().any(|o| o.ends_with("-PLUS")) => Gs2::No,
+        // TLS, and no -PLUS offered: say we would have bound.
+        _ => Gs2::NotOffered,
+    };
+    let names: Vec<&str> = offered.iter().map(String::as_str).collect();
+    let types: Option<Vec<&str>> = announced
+        .as_ref()
+        .map(|a| a.iter().map(String::as_str).collect());
+    Ok(SaslPlan {
+        mechanism,
+        gs2,
+        offer: sasl::downgrade_input(&names, types.as_deref()),
+    })
 }
 
 async fn register(
@@ -290,18 +377,21 @@ async fn register(
 async fn authenticate(
     stream: &mut BoxStream,
     reader: &mut XmppReader,
-    mech: Mechanism,
+    plan: SaslPlan,
     username: &str,
     password: &str,
 ) -> Result<(), ClientError> {
+    let mech = plan.mechanism;
     let auth = |payload: &[u8]| {
         Element::new("auth", ns::SASL)
             .attr("mechanism", mech.name())
             .text(B64.encode(payload))
     };
-    let mut scram = mech
-        .scram_hash()
-        .map(|h| ScramClient::new(h, username, password));
+    let mut scram = mech.scram_hash().map(|h| {
+        ScramClient::new(h, username, password)
+            .channel(plan.gs2.clone())
+            .expect_offer(&plan.offer)
+    });
     let initial = match &scram {
         // Deliberately weak when the stream is not encrypted: PLAIN puts the
         // password on the wire in base64, which anyone can decode.
@@ -331,10 +421,19 @@ async fn authenticate(
                 .find(|c| c.name != "text")
                 .map(|c| c.name.clone())
                 .unwrap_or_default();
+            let text = el.child_text("text", ns::SASL).unwrap_or_default();
+            // A defence that fired on the server's side, named first in
+            // the text (RFC 5802's server-error-value): say which.
+            if let Some(e) = text
+                .split(':')
+                .next()
+                .and_then(|v| SaslError::from_server_error_value(v.trim()))
+            {
+                return Err(ClientError::Scram(e));
+            }
             if cond == "not-authorized" {
                 return Err(ClientError::NotAuthorized);
             }
-            let text = el.child_text("text", ns::SASL).unwrap_or_default();
             return Err(ClientError::SaslFailure {
                 condition: cond.to_string(),
                 text,

@@ -59,6 +59,20 @@ pub enum ClientError {
         /// What the server offered.
         offered: Vec<String>,
     },
+    /// The best mechanism offered is weaker than this client accepts: the
+    /// defence against `downgrade-sasl`.
+    #[error(
+        "the server offers nothing stronger than {best} (offered: {}), and this client accepts {minimum} or stronger: a man in the middle may have removed the rest (a SASL downgrade); --sasl {best} accepts it",
+        offered.join(", ")
+    )]
+    WeakMechanism {
+        /// The best mechanism offered.
+        best: String,
+        /// The weakest this client accepts.
+        minimum: String,
+        /// What the server offered.
+        offered: Vec<String>,
+    },
     /// Registration refused because the name is taken.
     #[error("registration refused: the user name '{0}' is taken")]
     UsernameTaken(String),

@@ -118,3 +118,9 @@ pub const MAX_QUEUED_BLOCKS: usize = 4 * IBB_WINDOW;
 
 /// Files at least this big get progress events (every 10%).
 pub const PROGRESS_MIN_SIZE: u64 = 256 * 1024;
+
+/// The weakest SASL mechanism a client accepts unless told otherwise
+/// (`--sasl`): any SCRAM, never PLAIN. A client that took whatever was
+/// offered would send its password to a man in the middle who offers only
+/// PLAIN (`downgrade-sasl`).
+pub const DEFAULT_MIN_MECHANISM: protocol::sasl::Mechanism = protocol::sasl::Mechanism::ScramSha1;

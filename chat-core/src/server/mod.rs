@@ -135,7 +135,7 @@ async fn handle_connection<T: ServerTransport>(
     tracing::debug!(%peer, "connection opened");
     let deadline = shared.config.auth_timeout;
     let accepted = tokio::time::timeout(deadline, transport.accept(tcp, peer)).await;
-    let (stream, secure) = match accepted {
+    let (stream, security) = match accepted {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::info!(%peer, "connection setup failed: {e}");
@@ -146,7 +146,7 @@ async fn handle_connection<T: ServerTransport>(
             return;
         }
     };
-    serve_stream(shared, transport.as_ref(), stream, secure, peer).await;
+    serve_stream(shared, transport.as_ref(), stream, security, peer).await;
     tracing::debug!(%peer, "connection closed");
 }
 
@@ -158,10 +158,10 @@ async fn serve_stream<T: ServerTransport>(
     shared: Arc<Shared>,
     transport: &T,
     stream: crate::transport::BoxStream,
-    secure: bool,
+    security: crate::transport::Security,
     peer: SocketAddr,
 ) {
-    let negotiated = negotiate::negotiate(&shared, transport, stream, secure, peer).await;
+    let negotiated = negotiate::negotiate(&shared, transport, stream, security, peer).await;
     if let Some(bound) = negotiated {
         session::run(shared, bound, peer).await;
     }

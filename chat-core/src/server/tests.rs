@@ -21,7 +21,7 @@ use protocol::{Element, Limits, ns};
 use tokio::io::DuplexStream;
 
 use super::{ServerConfig, Shared, serve_stream};
-use crate::transport::{BoxStream, ServerTransport, StartTls};
+use crate::transport::{BoxStream, Security, ServerTransport, StartTls};
 use crate::xmpp_io::{XmppReader, write_str};
 
 /// How long a test waits for one expected stanza before it fails.
@@ -35,7 +35,7 @@ impl ServerTransport for Memory {
         &self,
         _tcp: tokio::net::TcpStream,
         _peer: SocketAddr,
-    ) -> std::io::Result<(BoxStream, bool)> {
+    ) -> std::io::Result<(BoxStream, Security)> {
         Err(std::io::Error::other(
             "the in-memory transport accepts no TCP",
         ))
@@ -45,7 +45,7 @@ impl ServerTransport for Memory {
         StartTls::Unavailable
     }
 
-    async fn upgrade(&self, _stream: BoxStream) -> std::io::Result<BoxStream> {
+    async fn upgrade(&self, _stream: BoxStream) -> std::io::Result<(BoxStream, Security)> {
         Err(std::io::Error::other("the in-memory transport has no TLS"))
     }
 }
@@ -72,7 +72,7 @@ impl Server {
         let shared = self.shared.clone();
         let peer: SocketAddr = "127.0.0.1:5222".parse().expect("address");
         tokio::spawn(async move {
-            serve_stream(shared, &Memory, Box::new(server), false, peer).await;
+            serve_stream(shared, &Memory, Box::new(server), Security::Plaintext, peer).await;
         });
         let mut c = Client {
             io: client,

@@ -76,6 +76,18 @@ struct Cli {
     /// ... with this private key (PEM).
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
+    /// With `--attack downgrade-sasl`: the mechanisms left in the offer the
+    /// client sees (comma-separated). `PLAIN` (the default) goes for the
+    /// password; `SCRAM-SHA-256,SCRAM-SHA-1` removes only the -PLUS ones
+    /// (and the channel-binding types), so the client cannot bind its
+    /// sign-in to its TLS; `SCRAM-SHA-1` forces the weakest hash.
+    #[arg(
+        long,
+        value_name = "MECHS",
+        value_delimiter = ',',
+        default_value = "PLAIN"
+    )]
+    offer: Vec<String>,
     /// With `--attack tamper`: the rules of what to change (see the
     /// README: `WHERE NAME [ATTR=VALUE]... [body~REGEX] => ACTION`).
     #[arg(long, value_name = "FILE")]
@@ -230,6 +242,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         quiet: cli.quiet,
         write: cli.write.clone(),
         rules,
+        offer: cli
+            .offer
+            .iter()
+            .map(|m| m.trim().to_ascii_uppercase())
+            .collect(),
     };
     let pcap = match &config.write {
         Some(path) => {

@@ -266,6 +266,10 @@ fn server_element(c: &Conn, el: &Element) -> Option<Element> {
     if el.is("success", ns::SASL) {
         c.facts().sasl_success = true;
     }
+    if el.is("failure", ns::SASL) {
+        let text = el.child_text("text", ns::SASL).unwrap_or_default();
+        c.facts().sasl_failure = Some(clip(text));
+    }
     if !el.is("features", ns::STREAM) {
         return None;
     }
@@ -285,29 +289,86 @@ fn server_element(c: &Conn, el: &Element) -> Option<Element> {
         changed = true;
     }
     if c.shared.attacks.contains(&Attack::DowngradeSasl)
-        && let Some(mechs) = new.get_child_mut("mechanisms", ns::SASL)
+        && let Some((offered, kept)) = downgrade(c, &mut new)
     {
-        let offered: Vec<String> = mechs
-            .elements()
-            .filter(|m| m.name == "mechanism")
-            .map(Element::text_content)
-            .collect();
-        if offered.iter().any(|m| m == "PLAIN") && offered.len() > 1 {
-            mechs
-                .children
-                .retain(|n| !matches!(n, Node::Element(m) if m.name == "mechanism" && m.text_content() != "PLAIN"));
-            c.facts().mechanisms_replaced = true;
-            c.report_attack(
-                Attack::DowngradeSasl,
-                format!(
-                    "offered the client only PLAIN instead of {}",
-                    offered.join(", ")
-                ),
-            );
-            changed = true;
-        }
+        c.facts().mechanisms_replaced = true;
+        c.report_attack(
+            Attack::DowngradeSasl,
+            format!(
+                "offered the client only {} instead of {}",
+                kept.join(", "),
+                offered.join(", ")
+            ),
+        );
+        c.facts().offered = Some((offered, kept));
+        changed = true;
     }
     changed.then_some(new)
+}
+
+/// `downgrade-sasl`: cuts the offer in `features` down to `--offer`.
+/// Mechanism names keep those mechanisms; entries like
+/// `tls-server-end-point` keep only those channel-binding types (XEP-0440),
+/// leaving a -PLUS client the weaker binding. With no -PLUS left, the
+/// binding types go too, so the features look like a server without
+/// channel binding. Returns what was offered and what was left (each
+/// mechanism and type), if anything changed.
+fn downgrade(c: &Conn, features: &mut Element) -> Option<(Vec<String>, Vec<String>)> {
+    let keep = &c.shared.offer;
+    let keep_types: Vec<String> = keep
+        .iter()
+        .filter(|k| k.starts_with("TLS-"))
+        .map(|k| k.to_ascii_lowercase())
+        .collect();
+    let types: Vec<String> = features
+        .get_child("sasl-channel-binding", ns::SASL_CB)
+        .map(|cb| {
+            cb.elements()
+                .filter_map(|t| t.get_attr("type").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mechs = features.get_child_mut("mechanisms", ns::SASL)?;
+    let offered: Vec<String> = mechs
+        .elements()
+        .filter(|m| m.name == "mechanism")
+        .map(|m| m.text_content().trim().to_string())
+        .collect();
+    let kept: Vec<String> = offered
+        .iter()
+        .filter(|m| keep.contains(m))
+        .cloned()
+        .collect();
+    let kept_types: Vec<String> = if keep_types.is_empty() {
+        types.clone()
+    } else {
+        types
+            .iter()
+            .filter(|t| keep_types.contains(t))
+            .cloned()
+            .collect()
+    };
+    let plus_left = kept.iter().any(|m| m.ends_with("-PLUS"));
+    let kept_types = if plus_left { kept_types } else { Vec::new() };
+    if kept.is_empty() || (kept.len() == offered.len() && kept_types.len() == types.len()) {
+        return None;
+    }
+    mechs.children.retain(|n| {
+        !matches!(n, Node::Element(m) if m.name == "mechanism" && !kept.contains(&m.text_content().trim().to_string()))
+    });
+    if kept_types.is_empty() {
+        features.children.retain(
+            |n| !matches!(n, Node::Element(e) if e.is("sasl-channel-binding", ns::SASL_CB)),
+        );
+    } else if let Some(cb) = features.get_child_mut("sasl-channel-binding", ns::SASL_CB) {
+        cb.children.retain(|n| {
+            !matches!(n, Node::Element(t) if !t.get_attr("type").is_some_and(|a| kept_types.iter().any(|k| k == a)))
+        });
+    }
+    Some((
+        offered.into_iter().chain(types).collect(),
+        kept.into_iter().chain(kept_types).collect(),
+    ))
 }
 
 /// SASL steps kept for `replay` (auth, then responses).

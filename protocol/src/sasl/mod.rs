@@ -10,7 +10,21 @@
 //!   iteration count, both nonces and the proof: enough for an offline
 //!   dictionary attack on a weak password. TLS hides those too.
 //!
-//! Only `n` (no channel binding) is supported; SCRAM-*-PLUS is not.
+//! - SCRAM-*-PLUS binds the proof to the TLS channel ([`binding`]): a man
+//!   in the middle who ends the client's TLS himself, even with a
+//!   certificate the client trusts, cannot relay the sign-in.
+//! - The server signs the list it offered (XEP-0474, the `h` attribute), so
+//!   a client notices when someone removed a mechanism or a binding type on
+//!   the way (a downgrade), before it proves anything.
+//!
+//! The files: `mod.rs` has the mechanisms, PLAIN and SCRAM; `binding.rs`
+//! the channel-binding types, the GS2 header and the list XEP-0474 hashes.
+
+mod binding;
+
+pub use binding::{
+    ChannelBinding, ChannelBindingType, EXPORTER_LABEL, EXPORTER_LENGTH, Gs2, downgrade_input,
+};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -43,7 +57,7 @@ const SALT_BYTES: usize = 16;
 pub const MAX_SASL_MESSAGE: usize = 4096;
 
 /// The mechanisms this crate implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Mechanism {
     /// RFC 4616: the password itself, base64-encoded.
     Plain,
@@ -51,11 +65,17 @@ pub enum Mechanism {
     ScramSha1,
     /// RFC 7677 with SHA-256.
     ScramSha256,
+    /// RFC 5802 with SHA-1, bound to the TLS channel.
+    ScramSha1Plus,
+    /// RFC 7677 with SHA-256, bound to the TLS channel.
+    ScramSha256Plus,
 }
 
 impl Mechanism {
     /// Every mechanism, strongest first: the order a client prefers them in.
-    pub const ALL: [Mechanism; 3] = [
+    pub const ALL: [Mechanism; 5] = [
+        Mechanism::ScramSha256Plus,
+        Mechanism::ScramSha1Plus,
         Mechanism::ScramSha256,
         Mechanism::ScramSha1,
         Mechanism::Plain,
@@ -67,7 +87,14 @@ impl Mechanism {
             Mechanism::Plain => "PLAIN",
             Mechanism::ScramSha1 => "SCRAM-SHA-1",
             Mechanism::ScramSha256 => "SCRAM-SHA-256",
+            Mechanism::ScramSha1Plus => "SCRAM-SHA-1-PLUS",
+            Mechanism::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
         }
+    }
+
+    /// Whether it binds to the TLS channel (a `-PLUS` mechanism).
+    pub fn is_plus(self) -> bool {
+        matches!(self, Mechanism::ScramSha1Plus | Mechanism::ScramSha256Plus)
     }
 
     /// Parses an IANA mechanism name.
@@ -79,8 +106,8 @@ impl Mechanism {
     pub fn scram_hash(self) -> Option<ScramHash> {
         match self {
             Mechanism::Plain => None,
-            Mechanism::ScramSha1 => Some(ScramHash::Sha1),
-            Mechanism::ScramSha256 => Some(ScramHash::Sha256),
+            Mechanism::ScramSha1 | Mechanism::ScramSha1Plus => Some(ScramHash::Sha1),
+            Mechanism::ScramSha256 | Mechanism::ScramSha256Plus => Some(ScramHash::Sha256),
         }
     }
 }
@@ -151,9 +178,28 @@ pub enum SaslError {
     /// telling them apart would let an attacker enumerate accounts).
     #[error("wrong user name or password")]
     NotAuthorized,
-    /// The client asked for channel binding, which we do not offer.
-    #[error("channel binding is not supported")]
-    ChannelBindingUnsupported,
+    /// The client asked for a channel-binding type the server does not
+    /// offer on this connection (RFC 5802 `unsupported-channel-binding-type`).
+    #[error("channel binding type '{0}' is not offered here")]
+    UnsupportedChannelBindingType(String),
+    /// The client's channel value is not the server's: the two ends are on
+    /// different TLS channels, so someone in between ended the client's TLS
+    /// and relays it (RFC 5802 `channel-bindings-dont-match`).
+    #[error("channel binding failed: someone is relaying this TLS connection")]
+    ChannelBindingsDontMatch,
+    /// The client said it saw no channel binding offered (`y`), but this
+    /// server offers it: someone removed it from the features on the way
+    /// (RFC 5802 `server-does-support-channel-binding`).
+    #[error(
+        "the client saw no channel binding offered, but this server offers it: someone removed it on the way (a downgrade)"
+    )]
+    ServerSupportsChannelBinding,
+    /// The server signed a different offer than the client saw (XEP-0474):
+    /// someone removed mechanisms or binding types from the features.
+    #[error(
+        "the server's offer was changed on the way (mechanisms or channel-binding types removed): someone is downgrading this sign-in"
+    )]
+    Downgrade,
     /// The server's nonce does not extend the client's: a replay or a bug.
     #[error("the server nonce does not start with the client nonce")]
     NonceMismatch,
@@ -170,6 +216,32 @@ pub enum SaslError {
     /// The exchange was driven out of order.
     #[error("SASL step called out of order")]
     OutOfOrder,
+}
+
+impl SaslError {
+    /// The RFC 5802 `server-error-value` for a failure a server reports to
+    /// the client by name (our server puts it first in the `<failure/>`
+    /// text), so the client can tell the user what happened.
+    pub fn server_error_value(&self) -> Option<&'static str> {
+        match self {
+            SaslError::ChannelBindingsDontMatch => Some("channel-bindings-dont-match"),
+            SaslError::ServerSupportsChannelBinding => Some("server-does-support-channel-binding"),
+            SaslError::UnsupportedChannelBindingType(_) => Some("unsupported-channel-binding-type"),
+            _ => None,
+        }
+    }
+
+    /// The failure a server named with [`SaslError::server_error_value`].
+    pub fn from_server_error_value(value: &str) -> Option<SaslError> {
+        match value {
+            "channel-bindings-dont-match" => Some(SaslError::ChannelBindingsDontMatch),
+            "server-does-support-channel-binding" => Some(SaslError::ServerSupportsChannelBinding),
+            "unsupported-channel-binding-type" => {
+                Some(SaslError::UnsupportedChannelBindingType(String::new()))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Decoded SASL PLAIN credentials.
@@ -343,6 +415,9 @@ pub struct ScramClient {
     client_first_bare: String,
     nonce: String,
     state: ClientState,
+    gs2: Gs2,
+    /// The XEP-0474 hash of the offer this client saw, if it checks one.
+    offer_hash: Option<String>,
 }
 
 impl ScramClient {
@@ -360,12 +435,31 @@ impl ScramClient {
             client_first_bare: format!("n={},r={nonce}", saslname_encode(username)),
             nonce: nonce.to_string(),
             state: ClientState::Initial,
+            gs2: Gs2::No,
+            offer_hash: None,
         }
+    }
+
+    /// Says what this client does about channel binding (the GS2 header):
+    /// [`Gs2::Bound`] for a -PLUS mechanism, [`Gs2::NotOffered`] over TLS
+    /// when the server offered no -PLUS, [`Gs2::No`] (the default) without
+    /// TLS.
+    pub fn channel(mut self, gs2: Gs2) -> Self {
+        self.gs2 = gs2;
+        self
+    }
+
+    /// Checks the server's XEP-0474 hash against the offer this client saw
+    /// ([`downgrade_input`] of the features' mechanisms and binding types).
+    /// A server that sends no hash is not checked.
+    pub fn expect_offer(mut self, input: &[u8]) -> Self {
+        self.offer_hash = Some(B64.encode(self.hash.h(input)));
+        self
     }
 
     /// The client-first message (the SASL initial response).
     pub fn client_first(&self) -> String {
-        format!("n,,{}", self.client_first_bare)
+        format!("{}{}", self.gs2.header(), self.client_first_bare)
     }
 
     /// Takes the server-first message; returns the client-final message.
@@ -392,11 +486,21 @@ impl ScramClient {
         if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
             return Err(SaslError::BadIterationCount(iterations));
         }
+        // XEP-0474: the server's hash of what it offered against ours of
+        // what we saw. Checked before the proof is computed and sent.
+        if let (Some(ours), Some(theirs)) = (&self.offer_hash, get(&attrs, 'h'))
+            && !bool::from(ours.as_bytes().ct_eq(theirs.as_bytes()))
+        {
+            return Err(SaslError::Downgrade);
+        }
         let h = self.hash;
         let salted = h.hi(self.password.as_bytes(), &salt, iterations);
         let client_key = h.hmac(&salted, b"Client Key");
         let stored_key = h.h(&client_key);
-        let without_proof = format!("c=biws,r={nonce}");
+        // The channel value goes into the signed message: a relay that
+        // changes it breaks the proof, one that leaves it fails the
+        // server's comparison with its own channel.
+        let without_proof = format!("c={},r={nonce}", B64.encode(self.gs2.cbind_input()));
         let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
         let client_signature = h.hmac(&stored_key, auth_message.as_bytes());
         let proof = xor(&client_key, &client_signature);
@@ -438,6 +542,7 @@ enum ServerState {
         username: String,
         client_first_bare: String,
         client_nonce: String,
+        cbind: Vec<u8>,
     },
     SentFirst {
         username: String,
@@ -445,6 +550,7 @@ enum ServerState {
         nonce: String,
         creds: ScramCredentials,
         known_user: bool,
+        cbind: Vec<u8>,
     },
     Done,
 }
@@ -460,6 +566,12 @@ pub struct ScramServer {
     state: ServerState,
     decoy_key: Vec<u8>,
     decoy_name: Option<String>,
+    /// The mechanism is a -PLUS one.
+    plus: bool,
+    /// This end's value of each binding type on offer (none without TLS).
+    bindings: Vec<ChannelBinding>,
+    /// The XEP-0474 input of what this server offered, if it signs it.
+    offer: Option<Vec<u8>>,
 }
 
 impl ScramServer {
@@ -473,7 +585,28 @@ impl ScramServer {
             state: ServerState::Initial,
             decoy_key: decoy_key.to_vec(),
             decoy_name: None,
+            plus: false,
+            bindings: Vec::new(),
+            offer: None,
         }
+    }
+
+    /// The channel: whether the mechanism is a -PLUS one, and this end's
+    /// value of each binding type the server offers on this connection
+    /// (empty without TLS). A server with bindings refuses a client that
+    /// says it saw none offered (`y`): someone removed them on the way.
+    pub fn channel(mut self, plus: bool, bindings: Vec<ChannelBinding>) -> Self {
+        self.plus = plus;
+        self.bindings = bindings;
+        self
+    }
+
+    /// Signs the offer (XEP-0474): `input` is [`downgrade_input`] of the
+    /// mechanisms and binding types this stream's features announced; its
+    /// hash goes in the server-first message as `h`.
+    pub fn sign_offer(mut self, input: Vec<u8>) -> Self {
+        self.offer = Some(input);
+        self
     }
 
     /// The account name the server looked up, after its own normalisation
@@ -492,21 +625,46 @@ impl ScramServer {
         }
         let text = utf8(msg)?;
         // gs2-header: cbind flag, optional authzid, then the bare message.
-        let (cbind, rest) = text.split_once(',').ok_or(SaslError::Malformed {
+        let (flag, rest) = text.split_once(',').ok_or(SaslError::Malformed {
             what: "no GS2 header",
         })?;
-        match cbind {
-            "n" | "y" => {}
-            c if c.starts_with("p=") => return Err(SaslError::ChannelBindingUnsupported),
+        let (_authzid, bare) = rest.split_once(',').ok_or(SaslError::Malformed {
+            what: "no GS2 header",
+        })?;
+        // What the client-final `c=` must carry: this exact GS2 header,
+        // then this end's channel value when the client binds.
+        let mut cbind = text.as_bytes()[..text.len() - bare.len()].to_vec();
+        match flag {
+            "n" | "y" if self.plus => {
+                return Err(SaslError::Malformed {
+                    what: "a -PLUS mechanism without channel binding",
+                });
+            }
+            "n" => {}
+            // RFC 5802 6: the client would have bound, but saw nothing
+            // offered; this server offers it, so the offer was removed.
+            "y" if !self.bindings.is_empty() => {
+                return Err(SaslError::ServerSupportsChannelBinding);
+            }
+            "y" => {}
+            f if f.starts_with("p=") => {
+                if !self.plus {
+                    return Err(SaslError::Malformed {
+                        what: "channel binding without a -PLUS mechanism",
+                    });
+                }
+                let name = &f[2..];
+                let ours = ChannelBindingType::parse(name)
+                    .and_then(|t| self.bindings.iter().find(|b| b.kind == t))
+                    .ok_or_else(|| SaslError::UnsupportedChannelBindingType(name.to_string()))?;
+                cbind.extend_from_slice(&ours.data);
+            }
             _ => {
                 return Err(SaslError::Malformed {
                     what: "bad channel binding flag",
                 });
             }
         }
-        let (_authzid, bare) = rest.split_once(',').ok_or(SaslError::Malformed {
-            what: "no GS2 header",
-        })?;
         let attrs = attributes(bare)?;
         if get(&attrs, 'm').is_some() {
             return Err(SaslError::Malformed {
@@ -526,6 +684,7 @@ impl ScramServer {
             username: username.clone(),
             client_first_bare: bare.to_string(),
             client_nonce: client_nonce.to_string(),
+            cbind,
         };
         Ok(username)
     }
@@ -547,6 +706,7 @@ impl ScramServer {
             username,
             client_first_bare,
             client_nonce,
+            cbind,
         } = std::mem::replace(&mut self.state, ServerState::Done)
         else {
             return Err(SaslError::OutOfOrder);
@@ -576,17 +736,24 @@ impl ScramServer {
             }
         });
         let nonce = format!("{client_nonce}{server_nonce}");
-        let server_first = format!(
+        let mut server_first = format!(
             "r={nonce},s={},i={}",
             B64.encode(&creds.salt),
             creds.iterations
         );
+        if let Some(offer) = &self.offer {
+            // Part of the signed AuthMessage: a relay that rewrites it to
+            // match a changed offer breaks the client's proof.
+            server_first.push_str(",h=");
+            server_first.push_str(&B64.encode(self.hash.h(offer)));
+        }
         self.state = ServerState::SentFirst {
             username,
             auth_prefix: format!("{client_first_bare},{server_first}"),
             nonce,
             creds,
             known_user,
+            cbind,
         };
         Ok(server_first)
     }
@@ -600,6 +767,7 @@ impl ScramServer {
             nonce,
             creds,
             known_user,
+            cbind,
         } = std::mem::replace(&mut self.state, ServerState::Done)
         else {
             return Err(SaslError::OutOfOrder);
@@ -609,8 +777,11 @@ impl ScramServer {
             .rsplit_once(",p=")
             .ok_or(SaslError::Malformed { what: "no proof" })?;
         let attrs = attributes(without_proof)?;
-        if get(&attrs, 'c') != Some("biws") && get(&attrs, 'c') != Some("eSws") {
-            return Err(SaslError::ChannelBindingUnsupported);
+        // The client's GS2 header and channel value against ours: through
+        // a relay that ended the client's TLS, the values differ.
+        let theirs = get(&attrs, 'c').and_then(|c| B64.decode(c).ok());
+        if !theirs.is_some_and(|t| bool::from(t.ct_eq(&cbind))) {
+            return Err(SaslError::ChannelBindingsDontMatch);
         }
         if get(&attrs, 'r') != Some(nonce.as_str()) {
             return Err(SaslError::NonceMismatch);
@@ -798,11 +969,183 @@ mod tests {
                 "{bad:?}"
             );
         }
-        let mut s = ScramServer::new(ScramHash::Sha1, TEST_DECOY_KEY);
+        let mut s = ScramServer::new(ScramHash::Sha1, TEST_DECOY_KEY).channel(true, Vec::new());
         assert_eq!(
             s.handle_client_first(b"p=tls-unique,,n=u,r=a"),
-            Err(SaslError::ChannelBindingUnsupported)
+            Err(SaslError::UnsupportedChannelBindingType(
+                "tls-unique".into()
+            ))
         );
+    }
+
+    /// XEP-0474's full example (SCRAM-SHA-1-PLUS, tls-exporter, the `h`
+    /// attribute, and an extension attribute `x` in the client-final): our
+    /// server gives the same server-first and accepts the same proof.
+    #[test]
+    fn xep0474_example_vector() {
+        let exporter = |data: &[u8]| ChannelBinding {
+            kind: ChannelBindingType::TlsExporter,
+            data: data.to_vec(),
+        };
+        let offer = downgrade_input(
+            &["SCRAM-SHA-1", "SCRAM-SHA-1-PLUS"],
+            Some(&["tls-server-end-point", "tls-exporter"]),
+        );
+        let server = || {
+            ScramServer::new(ScramHash::Sha1, TEST_DECOY_KEY)
+                .channel(true, vec![exporter(b"THIS IS FAKE CB DATA")])
+                .sign_offer(offer.clone())
+        };
+        let creds = ScramCredentials::derive(
+            ScramHash::Sha1,
+            "pencil",
+            &B64.decode("QSXCR+Q6sek8bf92").unwrap(),
+            4096,
+        );
+        let client_first = "p=tls-exporter,,n=user,r=12C4CD5C-E38E-4A98-8F6D-15C38F51CCC6";
+        let server_first = "r=12C4CD5C-E38E-4A98-8F6D-15C38F51CCC6a09117a6-ac50-4f2f-93f1-93799c2bddf6,s=QSXCR+Q6sek8bf92,i=4096,h=G6k/rBLDqgOhRRaCuuatSDFkJ08=";
+        let client_final = "c=cD10bHMtZXhwb3J0ZXIsLFRISVMgSVMgRkFLRSBDQiBEQVRB,r=12C4CD5C-E38E-4A98-8F6D-15C38F51CCC6a09117a6-ac50-4f2f-93f1-93799c2bddf6,x=19C6532F-1CF4-4A27-A18D-DC9CEA41BBB3,p=M/SIDjT+dfcxUh89jZEypRvFxB4=";
+        let mut s = server();
+        assert_eq!(
+            s.handle_client_first(client_first.as_bytes()).unwrap(),
+            "user"
+        );
+        let sf = s
+            .server_first_with_nonce(Some(creds.clone()), "a09117a6-ac50-4f2f-93f1-93799c2bddf6")
+            .unwrap();
+        assert_eq!(sf, server_first);
+        let (fin, _) = s.handle_client_final(client_final.as_bytes()).unwrap();
+        assert_eq!(fin, "v=MQrMPvv7yv4x4Cq4W4Ih25EqS2c=");
+
+        // The same proof on another channel (a relay's): refused.
+        let mut s = ScramServer::new(ScramHash::Sha1, TEST_DECOY_KEY)
+            .channel(true, vec![exporter(b"THE RELAY'S OTHER CHANNEL")])
+            .sign_offer(offer.clone());
+        s.handle_client_first(client_first.as_bytes()).unwrap();
+        s.server_first_with_nonce(Some(creds), "a09117a6-ac50-4f2f-93f1-93799c2bddf6")
+            .unwrap();
+        assert_eq!(
+            s.handle_client_final(client_final.as_bytes()),
+            Err(SaslError::ChannelBindingsDontMatch)
+        );
+
+        // Our client, bound to the same data, sends the same c= value, and
+        // checks the h= against the offer it saw.
+        let mut c = ScramClient::with_nonce(
+            ScramHash::Sha1,
+            "user",
+            "pencil",
+            "12C4CD5C-E38E-4A98-8F6D-15C38F51CCC6",
+        )
+        .channel(Gs2::Bound(exporter(b"THIS IS FAKE CB DATA")))
+        .expect_offer(&offer);
+        assert_eq!(c.client_first(), client_first);
+        let cf = c.handle_server_first(server_first.as_bytes()).unwrap();
+        assert!(
+            cf.starts_with("c=cD10bHMtZXhwb3J0ZXIsLFRISVMgSVMgRkFLRSBDQiBEQVRB,r="),
+            "{cf}"
+        );
+    }
+
+    /// Client and server through a relay: each end has its own channel.
+    fn bound_exchange(
+        client: Gs2,
+        server_plus: bool,
+        server: Vec<ChannelBinding>,
+    ) -> Result<(), SaslError> {
+        let hash = ScramHash::Sha256;
+        let mut c = ScramClient::new(hash, "alice", "pw").channel(client);
+        let mut s = ScramServer::new(hash, TEST_DECOY_KEY).channel(server_plus, server);
+        s.handle_client_first(c.client_first().as_bytes())?;
+        let sf = s.server_first(Some(ScramCredentials::new_random(hash, "pw")))?;
+        let cf = c.handle_server_first(sf.as_bytes())?;
+        let (fin, _) = s.handle_client_final(cf.as_bytes())?;
+        c.verify_server_final(fin.as_bytes())
+    }
+
+    #[test]
+    fn channel_binding_passes_on_one_channel_and_fails_through_a_relay() {
+        let value = |kind, data: &[u8]| ChannelBinding {
+            kind,
+            data: data.to_vec(),
+        };
+        let both = |x: &[u8], e: &[u8]| {
+            vec![
+                value(ChannelBindingType::TlsExporter, x),
+                value(ChannelBindingType::TlsServerEndPoint, e),
+            ]
+        };
+        for kind in ChannelBindingType::ALL {
+            let client = |d: &[u8]| Gs2::Bound(value(kind, d));
+            // One channel: both ends see the same values.
+            assert_eq!(
+                bound_exchange(client(b"same"), true, both(b"same", b"same")),
+                Ok(())
+            );
+            // Two channels (a relay): the client's value is not the server's.
+            assert_eq!(
+                bound_exchange(
+                    client(b"client side"),
+                    true,
+                    both(b"server side", b"server side")
+                ),
+                Err(SaslError::ChannelBindingsDontMatch)
+            );
+        }
+        // A type the server does not offer here.
+        assert_eq!(
+            bound_exchange(
+                Gs2::Bound(value(ChannelBindingType::TlsExporter, b"x")),
+                true,
+                vec![value(ChannelBindingType::TlsServerEndPoint, b"x")]
+            ),
+            Err(SaslError::UnsupportedChannelBindingType(
+                "tls-exporter".into()
+            ))
+        );
+        // `y` (the client saw no -PLUS) to a server that offers binding:
+        // someone removed it; to one without TLS: fine.
+        assert_eq!(
+            bound_exchange(Gs2::NotOffered, false, both(b"a", b"b")),
+            Err(SaslError::ServerSupportsChannelBinding)
+        );
+        assert_eq!(bound_exchange(Gs2::NotOffered, false, Vec::new()), Ok(()));
+        // A -PLUS mechanism needs `p=`.
+        assert!(matches!(
+            bound_exchange(Gs2::No, true, both(b"a", b"b")),
+            Err(SaslError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn a_client_stops_when_the_signed_offer_is_not_what_it_saw() {
+        let hash = ScramHash::Sha256;
+        let real = downgrade_input(
+            &["SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"],
+            Some(&["tls-exporter"]),
+        );
+        // The relay removed -PLUS from the features the client saw.
+        let seen = downgrade_input(&["SCRAM-SHA-256"], Some(&["tls-exporter"]));
+        let mut c = ScramClient::new(hash, "alice", "pw").expect_offer(&seen);
+        let mut s = ScramServer::new(hash, TEST_DECOY_KEY).sign_offer(real.clone());
+        s.handle_client_first(c.client_first().as_bytes()).unwrap();
+        let sf = s
+            .server_first(Some(ScramCredentials::new_random(hash, "pw")))
+            .unwrap();
+        assert_eq!(
+            c.handle_server_first(sf.as_bytes()),
+            Err(SaslError::Downgrade)
+        );
+        // The offer unchanged: the exchange goes through.
+        let mut c = ScramClient::new(hash, "alice", "pw").expect_offer(&real);
+        let mut s = ScramServer::new(hash, TEST_DECOY_KEY).sign_offer(real);
+        s.handle_client_first(c.client_first().as_bytes()).unwrap();
+        let sf = s
+            .server_first(Some(ScramCredentials::new_random(hash, "pw")))
+            .unwrap();
+        let cf = c.handle_server_first(sf.as_bytes()).unwrap();
+        let (fin, _) = s.handle_client_final(cf.as_bytes()).unwrap();
+        c.verify_server_final(fin.as_bytes()).unwrap();
     }
 
     #[test]

@@ -14,7 +14,7 @@ use protocol::{
 use crate::server::outbound::{OutboundRx, OutboundTx};
 use crate::server::router::SessionHandle;
 use crate::server::shared::Shared;
-use crate::transport::{BoxStream, ServerTransport, StartTls};
+use crate::transport::{BoxStream, Security, ServerTransport, StartTls};
 use crate::util::random_id;
 use crate::xmpp_io::{ReadError, XmppReader, write_element, write_str};
 
@@ -47,7 +47,8 @@ pub(super) struct Conn<'a, T> {
     pub(super) transport: &'a T,
     pub(super) stream: BoxStream,
     pub(super) reader: XmppReader,
-    pub(super) secure: bool,
+    /// Plain TCP, or TLS with this end's channel-binding values.
+    pub(super) security: Security,
     pub(super) peer: SocketAddr,
     pub(super) header_sent: bool,
     pub(super) user: Option<String>,
@@ -97,7 +98,7 @@ impl<T: ServerTransport> Conn<'_, T> {
     }
 
     pub(super) fn starttls_required_now(&self) -> bool {
-        !self.secure && self.transport.starttls() == StartTls::Required
+        !self.security.is_tls() && self.transport.starttls() == StartTls::Required
     }
 
     pub(super) async fn reply(&mut self, iq: &Iq, payload: Option<Element>) -> Result<(), Unbound> {

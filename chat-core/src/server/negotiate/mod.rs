@@ -17,7 +17,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use protocol::parser::Event;
-use protocol::sasl::Mechanism;
 use protocol::stanza::{Iq, IqType};
 use protocol::{Element, Jid, StanzaErrorCondition, StreamErrorCondition, ns, stream};
 use tokio::io::AsyncWriteExt;
@@ -25,7 +24,7 @@ use tokio::io::AsyncWriteExt;
 use super::outbound::{self, OutboundRx, OutboundTx};
 use super::router::{BindError, MAX_SESSIONS_PER_ACCOUNT, SessionHandle};
 use super::shared::Shared;
-use crate::transport::{BoxStream, ServerTransport, StartTls};
+use crate::transport::{BoxStream, Security, ServerTransport, StartTls};
 use crate::util::random_id;
 use crate::xmpp_io::{XmppReader, write_str};
 use conn::{Conn, Unbound, server_header};
@@ -53,7 +52,7 @@ pub async fn negotiate<T: ServerTransport>(
     shared: &Arc<Shared>,
     transport: &T,
     stream: BoxStream,
-    secure: bool,
+    security: Security,
     peer: SocketAddr,
 ) -> Option<Bound> {
     let mut n = Conn {
@@ -61,7 +60,7 @@ pub async fn negotiate<T: ServerTransport>(
         transport,
         stream,
         reader: XmppReader::new(shared.config.limits),
-        secure,
+        security,
         peer,
         header_sent: false,
         user: None,
@@ -177,7 +176,7 @@ fn features<T: ServerTransport>(c: &Conn<'_, T>) -> Element {
     );
     let mut f = Element::new("features", ns::STREAM).child(limits);
     let starttls = c.transport.starttls();
-    if !c.secure && starttls != StartTls::Unavailable {
+    if !c.security.is_tls() && starttls != StartTls::Unavailable {
         let mut tls = Element::new("starttls", ns::TLS);
         if starttls == StartTls::Required {
             tls = tls.child(Element::new("required", ns::TLS));
@@ -194,11 +193,20 @@ fn features<T: ServerTransport>(c: &Conn<'_, T>) -> Element {
         // On the plaintext twin this offers PLAIN over an unencrypted
         // stream: deliberately weak, it is what lab 1 sniffs. A real
         // server never offers PLAIN without TLS.
+        let (mechanisms, binding_types) = sasl::offer(c);
         let mut mechs = Element::new("mechanisms", ns::SASL);
-        for m in Mechanism::ALL {
+        for m in mechanisms {
             mechs = mechs.text_child("mechanism", ns::SASL, m.name());
         }
         f = f.child(mechs);
+        if let Some(types) = binding_types {
+            // XEP-0440: which channels a -PLUS mechanism can bind to here.
+            let mut cb = Element::new("sasl-channel-binding", ns::SASL_CB);
+            for t in types {
+                cb = cb.child(Element::new("channel-binding", ns::SASL_CB).attr("type", t.name()));
+            }
+            f = f.child(cb);
+        }
         if c.shared.config.registration {
             f = f.child(Element::new("register", ns::REGISTER_FEATURE));
         }
@@ -250,7 +258,7 @@ async fn stream_loop<T: ServerTransport>(c: &mut Conn<'_, T>) -> Result<bool, Un
 }
 
 async fn starttls<T: ServerTransport>(c: &mut Conn<'_, T>) -> Result<(), Unbound> {
-    if c.secure || c.transport.starttls() == StartTls::Unavailable {
+    if c.security.is_tls() || c.transport.starttls() == StartTls::Unavailable {
         let failure = Element::new("failure", ns::TLS);
         c.send(&failure).await?;
         return Err(Unbound::Closed);
@@ -262,9 +270,9 @@ async fn starttls<T: ServerTransport>(c: &mut Conn<'_, T>) -> Result<(), Unbound
     }
     let plain = std::mem::replace(&mut c.stream, Box::new(tokio::io::duplex(1).0));
     match c.transport.upgrade(plain).await {
-        Ok(tls) => {
+        Ok((tls, security)) => {
             c.stream = tls;
-            c.secure = true;
+            c.security = security;
             c.header_sent = false;
             Ok(())
         }
@@ -377,6 +385,6 @@ async fn bind<T: ServerTransport>(c: &mut Conn<'_, T>, iq: &Iq) -> Result<bool, 
     c.bound = Some((jid.clone(), handle, tx, rx));
     let payload = Element::new("bind", ns::BIND).text_child("jid", ns::BIND, jid.to_string());
     c.reply(iq, Some(payload)).await?;
-    tracing::info!(peer = %c.peer, jid = %jid, secure = c.secure, "session bound");
+    tracing::info!(peer = %c.peer, jid = %jid, secure = c.security.is_tls(), "session bound");
     Ok(true)
 }

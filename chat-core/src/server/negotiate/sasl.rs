@@ -4,10 +4,17 @@
 //! PLAIN sends the password itself: on the plaintext twin anyone on the
 //! wire reads it (lab 1). SCRAM never sends it, and its final message
 //! proves the server holds the credentials too.
+//!
+//! Over TLS the server also offers SCRAM-*-PLUS with the binding types of
+//! its channel (XEP-0440), and signs what it offered in every SCRAM
+//! exchange (XEP-0474). Both beat a man in the middle the client trusts by
+//! mistake: he cannot relay a bound proof (his TLS to us is not the
+//! client's), and he cannot remove -PLUS or a mechanism from the offer
+//! without the client noticing.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use protocol::sasl::{self, Mechanism, SaslError, ScramServer};
+use protocol::sasl::{self, ChannelBindingType, Mechanism, SaslError, ScramServer};
 use protocol::{Element, StreamErrorCondition, ns};
 
 use super::conn::{Conn, Unbound};
@@ -16,6 +23,28 @@ use crate::server::config::MAX_AUTH_ATTEMPTS;
 use crate::server::shared::Shared;
 use crate::storage::{self, AccountCredentials};
 use crate::transport::ServerTransport;
+
+/// What this stream offers: the mechanisms, and the channel-binding types
+/// when it is TLS (`None` on plain TCP, where there is no channel to bind
+/// to, and nothing -PLUS is offered).
+pub(super) fn offer<T: ServerTransport>(
+    c: &Conn<'_, T>,
+) -> (Vec<Mechanism>, Option<Vec<ChannelBindingType>>) {
+    let types: Vec<ChannelBindingType> = c.security.bindings().iter().map(|b| b.kind).collect();
+    let mechanisms = Mechanism::ALL
+        .into_iter()
+        .filter(|m| !m.is_plus() || !types.is_empty())
+        .collect();
+    (mechanisms, (!types.is_empty()).then_some(types))
+}
+
+/// The XEP-0474 input of this stream's offer.
+fn offer_input<T: ServerTransport>(c: &Conn<'_, T>) -> Vec<u8> {
+    let (mechanisms, types) = offer(c);
+    let names: Vec<&str> = mechanisms.iter().map(|m| m.name()).collect();
+    let types: Option<Vec<&str>> = types.map(|t| t.iter().map(|t| t.name()).collect());
+    sasl::downgrade_input(&names, types.as_deref())
+}
 
 /// Runs one SASL exchange. `Ok(true)` on success.
 pub(super) async fn authenticate<T: ServerTransport>(
@@ -44,7 +73,11 @@ pub(super) async fn authenticate<T: ServerTransport>(
     if c.starttls_required_now() {
         return failure(c, "encryption-required", "use STARTTLS first").await;
     }
-    let Some(mech) = auth.get_attr("mechanism").and_then(Mechanism::parse) else {
+    let Some(mech) = auth
+        .get_attr("mechanism")
+        .and_then(Mechanism::parse)
+        .filter(|m| offer(c).0.contains(m))
+    else {
         return failure(c, "invalid-mechanism", "unsupported mechanism").await;
     };
     let Some(initial) = decode_sasl(&auth.text_content()) else {
@@ -52,7 +85,7 @@ pub(super) async fn authenticate<T: ServerTransport>(
     };
     let result = match mech.scram_hash() {
         None => plain(c, &initial).await?,
-        Some(hash) => scram(c, hash, initial).await?,
+        Some(hash) => scram(c, mech, hash, initial).await?,
     };
     match result {
         Ok(user) => {
@@ -71,8 +104,26 @@ pub(super) async fn authenticate<T: ServerTransport>(
             c.shared
                 .throttle
                 .failed(c.peer.ip(), c.attempted.as_deref());
-            tracing::info!(peer = %c.peer, mechanism = mech.name(), "authentication failed: {e}");
-            failure(c, "not-authorized", &e.to_string()).await?;
+            match &e {
+                SaslError::ChannelBindingsDontMatch => tracing::warn!(
+                    peer = %c.peer, mechanism = mech.name(),
+                    "sign-in refused: the client's TLS channel is not ours (its channel binding does not match this server's end): someone in the middle ends the client's TLS and relays it"
+                ),
+                SaslError::ServerSupportsChannelBinding => tracing::warn!(
+                    peer = %c.peer, mechanism = mech.name(),
+                    "sign-in refused: the client saw no SCRAM-*-PLUS, which this server offers: someone removed it from the features on the way (a downgrade)"
+                ),
+                _ => {
+                    tracing::info!(peer = %c.peer, mechanism = mech.name(), "authentication failed: {e}")
+                }
+            }
+            // RFC 5802's name for the failure first, so the client can tell
+            // its user which defence fired.
+            let text = match e.server_error_value() {
+                Some(value) => format!("{value}: {e}"),
+                None => e.to_string(),
+            };
+            failure(c, "not-authorized", &text).await?;
             if c.auth_failures >= MAX_AUTH_ATTEMPTS {
                 return Err(Unbound::Error(
                     StreamErrorCondition::PolicyViolation,
@@ -154,6 +205,7 @@ async fn plain<T: ServerTransport>(
 
 async fn scram<T: ServerTransport>(
     c: &mut Conn<'_, T>,
+    mech: Mechanism,
     hash: sasl::ScramHash,
     mut initial: Vec<u8>,
 ) -> Result<Result<String, SaslError>, Unbound> {
@@ -169,7 +221,9 @@ async fn scram<T: ServerTransport>(
             }
         }
     }
-    let mut server = ScramServer::new(hash, c.shared.storage.server_secret());
+    let mut server = ScramServer::new(hash, c.shared.storage.server_secret())
+        .channel(mech.is_plus(), c.security.bindings().to_vec())
+        .sign_offer(offer_input(c));
     let username = match server.handle_client_first(&initial) {
         Ok(u) => u,
         Err(e) => return Ok(Err(e)),
