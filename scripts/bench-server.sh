@@ -38,29 +38,8 @@ pids+=($!); pid_plain=$!
 "$bin/chat-tls" server --listen "127.0.0.1:$ours_tls" --data "$tmp/tls" \
     --max-registrations-per-hour 0 --cert "$tmp/certs/server.pem" --key "$tmp/certs/server.key" 2>"$tmp/tls.log" &
 pids+=($!); pid_tls=$!
-mkdir -p "$tmp/prosody"
-cat >"$tmp/prosody/prosody.cfg.lua" <<EOF
-run_as_root = true
-pidfile = "$tmp/prosody/prosody.pid"
-data_path = "$tmp/prosody"
-interfaces = { "127.0.0.1" }
-local_interfaces = { "127.0.0.1" }
-c2s_ports = { $prosody_port }
-c2s_direct_tls_ports = { }
-legacy_ssl_ports = { }
-s2s_ports = { }
-modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "register"; "ping"; "presence"; "message"; "offline"; "posix" }
-modules_disabled = { "s2s"; "http" }
-allow_registration = true
-min_seconds_between_registrations = 0
-c2s_require_encryption = false
-allow_unencrypted_plain_auth = true
-authentication = "internal_hashed"
-ssl = { certificate = "$tmp/certs/server.pem", key = "$tmp/certs/server.key" }
-log = { { levels = { min = "error" }, to = "console" } }
-VirtualHost "localhost"
-Component "conference.localhost" "muc"
-EOF
+. scripts/lib/prosody.sh
+prosody_config "$tmp/prosody" "$prosody_port" "$tmp/certs"
 prosody -F --config "$tmp/prosody/prosody.cfg.lua" >"$tmp/prosody.log" 2>&1 &
 pids+=($!); pid_prosody=$!
 for p in "$ours_plain" "$ours_tls" "$prosody_port"; do wait_port "$p"; done

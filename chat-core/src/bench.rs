@@ -59,6 +59,10 @@ pub struct BenchArgs {
     /// User names are PREFIX0, PREFIX1, ...
     #[arg(long, default_value = "bench")]
     pub prefix: String,
+    /// Sign in without channel binding (to measure through a proxy that
+    /// ends TLS, which channel binding would refuse).
+    #[arg(long)]
+    pub no_channel_binding: bool,
     /// Print JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -187,7 +191,7 @@ async fn connect_all<T: ClientTransport>(
             register,
             force_plain: false,
             min_mechanism: crate::client::DEFAULT_MIN_MECHANISM,
-            channel_binding: true,
+            channel_binding: !args.no_channel_binding,
             files: Default::default(),
             // Every message must be counted, and a burst outruns a person's
             // event queue (4,096 events; dropped beyond, which ended phases

@@ -43,6 +43,14 @@ pub struct ServerArgs {
     /// Most simultaneous connections.
     #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Seconds a signed-in client may stay silent before it is pinged
+    /// (XEP-0199), so that a client whose network vanished is noticed.
+    #[arg(long, value_name = "SECS", default_value_t = server::DEFAULT_PING_AFTER.as_secs())]
+    pub ping_after: u64,
+    /// Seconds a pinged client has to answer before it is closed
+    /// (`connection-timeout`); its contacts then see it go offline.
+    #[arg(long, value_name = "SECS", default_value_t = server::DEFAULT_PING_TIMEOUT.as_secs())]
+    pub ping_timeout: u64,
     /// Turn off in-band registration (accounts must already exist).
     #[arg(long)]
     pub no_registration: bool,
@@ -73,6 +81,8 @@ impl ServerArgs {
         c.limits.max_stanza_bytes = self.max_stanza;
         c.auth_timeout = Duration::from_secs(self.auth_timeout.max(1));
         c.max_connections = self.max_connections.max(1);
+        c.ping_after = Duration::from_secs(self.ping_after.max(1));
+        c.ping_timeout = Duration::from_secs(self.ping_timeout.max(1));
         c.registration = !self.no_registration;
         c.registrations_per_hour = self.max_registrations_per_hour;
         for a in &self.admins {

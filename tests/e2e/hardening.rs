@@ -820,3 +820,67 @@ fn a_poison_message_never_blocks_the_ones_behind_it() {
         assert_eq!(m["id"], format!("after{i}"), "{}", bob.transcript());
     }
 }
+
+/// A peer that vanishes without a FIN (a laptop lid closed, a cable
+/// pulled) leaves a socket that looks open for ever. The server pings a
+/// silent session (XEP-0199) and closes it with `connection-timeout` when
+/// no answer comes: its contacts see it go offline, and messages to it go
+/// to offline storage instead of into a dead socket.
+#[test]
+fn a_peer_that_vanishes_without_closing_is_noticed_and_goes_offline() {
+    let server = Server::start(Twin::Plain, &["--ping-after", "1", "--ping-timeout", "1"]);
+    let mut alice = Client::start(&server, "alice@localhost", "pw-a", &["--register"]);
+    alice.expect("connected", |v| v["type"] == "connected");
+    let mut bob = Client::start(&server, "bob@localhost", "pw-b", &["--register"]);
+    bob.expect("connected", |v| v["type"] == "connected");
+    alice.send("/add bob");
+    bob.expect_event("subscribe", "from", "alice@localhost");
+    bob.send("/add alice");
+    alice.expect("bob online", |v| {
+        tests::presence_from(v, "bob@localhost") && v["available"] == true
+    });
+    // A live client answers the pings: after several rounds bob is still
+    // there (our client replies to XEP-0199 pings by itself).
+    std::thread::sleep(Duration::from_secs(4));
+    alice.send("/msg bob@localhost still there?");
+    bob.expect_event("message", "body", "still there?");
+
+    // bob's process stops: it neither reads nor writes, and its socket
+    // stays open (no FIN), as with a vanished network.
+    let stop = |signal: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([signal, &bob.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {signal}");
+    };
+    stop("-STOP");
+    let gone = Instant::now();
+    alice.expect("bob offline", |v| {
+        tests::presence_from(v, "bob@localhost") && v["available"] == false
+    });
+    // One ping round at most: silence (1 s), then no answer (1 s), with
+    // margin for a loaded machine.
+    assert!(
+        gone.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        gone.elapsed()
+    );
+    assert!(
+        server.log().contains("no answer to a ping"),
+        "{}",
+        server.log()
+    );
+    // Now a message to bob is kept for him.
+    alice.send("/msg bob@localhost kept for later");
+    stop("-CONT");
+    let (_, t) = bob.finish();
+    assert!(t.contains("connection-timeout"), "bob was told why: {t}");
+    let mut again = Client::start(&server, "bob@localhost", "pw-b", &[]);
+    again.expect_event("message", "body", "kept for later");
+    let (code, t) = again.finish();
+    assert_eq!(code, 0, "{t}");
+    let (code, t) = alice.finish();
+    assert_eq!(code, 0, "{t}");
+}

@@ -18,6 +18,20 @@ fn canary(what: &str) -> String {
 }
 
 fn a_full_session_leaks_no_canary_over_tls_and_every_canary_in_plaintext(twin: Twin) {
+    // The guard refuses to vouch for traffic the kernel dropped before it
+    // read it (all of loopback is captured, and the whole suite runs on it
+    // in parallel): such a run proves nothing either way, so it is run
+    // again, on a fresh server, up to three times.
+    for attempt in 1..=3 {
+        if session_under_guard(twin, attempt == 3) {
+            return;
+        }
+    }
+}
+
+/// One scripted session under `sniffer guard`; false when the guard could
+/// not vouch for it (dropped packets) and `last` is false.
+fn session_under_guard(twin: Twin, last: bool) -> bool {
     let server = Server::start(twin, &[]);
     let dir = tempfile::tempdir().unwrap();
     let pw = canary("pw");
@@ -69,6 +83,10 @@ fn a_full_session_leaks_no_canary_over_tls_and_every_canary_in_plaintext(twin: T
         std::fs::read_to_string(dir.path().join("alice.out")).unwrap_or_default(),
         std::fs::read_to_string(dir.path().join("bob.out")).unwrap_or_default()
     );
+    if !last && stderr.contains("the kernel dropped") {
+        eprintln!("the guard could not vouch for this run (dropped packets): again");
+        return false;
+    }
     // The session itself did its job (the file arrived), so a pass means
     // something.
     assert!(
@@ -90,6 +108,7 @@ fn a_full_session_leaks_no_canary_over_tls_and_every_canary_in_plaintext(twin: T
             assert!(stdout.starts_with("no needle found in "), "{logs}");
         }
     }
+    true
 }
 
 tests::twin_tests!(a_full_session_leaks_no_canary_over_tls_and_every_canary_in_plaintext);

@@ -12,6 +12,18 @@ use super::throttle;
 /// server's sockets (slowloris); a deadline frees them.
 pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a signed-in client may stay silent before the server pings it
+/// (XEP-0199). A client whose network vanished without a FIN (a laptop
+/// closed, a cable pulled, a NAT entry expired) leaves a socket that looks
+/// open forever: without this its contacts would see it online, and
+/// messages to it would go into a dead socket instead of offline storage.
+pub const DEFAULT_PING_AFTER: Duration = Duration::from_secs(60);
+
+/// How long a pinged client has to send anything (its answer, or any
+/// stanza) before the server closes it with `connection-timeout`. A silent
+/// peer is gone within [`DEFAULT_PING_AFTER`] plus this: 90 s.
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Most simultaneous connections. Each costs a socket and a few tens of KiB;
 /// the bound keeps a connection flood from exhausting file descriptors and
 /// memory. Beyond it, new connections get a `resource-constraint` error.
@@ -43,6 +55,10 @@ pub struct ServerConfig {
     pub auth_timeout: Duration,
     /// See [`DEFAULT_MAX_CONNECTIONS`].
     pub max_connections: usize,
+    /// See [`DEFAULT_PING_AFTER`].
+    pub ping_after: Duration,
+    /// See [`DEFAULT_PING_TIMEOUT`].
+    pub ping_timeout: Duration,
     /// Whether in-band registration (XEP-0077) is open.
     pub registration: bool,
     /// Registrations per source address per hour (0: unlimited); see
@@ -62,6 +78,8 @@ impl ServerConfig {
             limits: Limits::default(),
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            ping_after: DEFAULT_PING_AFTER,
+            ping_timeout: DEFAULT_PING_TIMEOUT,
             registration: true,
             registrations_per_hour: throttle::DEFAULT_REGISTRATIONS_PER_HOUR,
             admins: Vec::new(),

@@ -71,8 +71,8 @@ use tokio::net::TcpListener;
 
 use crate::transport::ServerTransport;
 pub use config::{
-    DEFAULT_AUTH_TIMEOUT, DEFAULT_MAX_CONNECTIONS, KERNEL_SEND_BUFFER, MAX_AUTH_ATTEMPTS,
-    ServerConfig,
+    DEFAULT_AUTH_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PING_AFTER, DEFAULT_PING_TIMEOUT,
+    KERNEL_SEND_BUFFER, MAX_AUTH_ATTEMPTS, ServerConfig,
 };
 pub use shared::Shared;
 
@@ -161,8 +161,13 @@ async fn serve_stream<T: ServerTransport>(
     security: crate::transport::Security,
     peer: SocketAddr,
 ) {
-    let negotiated = negotiate::negotiate(&shared, transport, stream, security, peer).await;
+    // Boxed, as the session's handlers are: negotiation's state machine
+    // (SASL, registration) is large and over once the session is bound.
+    let negotiated = Box::pin(negotiate::negotiate(
+        &shared, transport, stream, security, peer,
+    ))
+    .await;
     if let Some(bound) = negotiated {
-        session::run(shared, bound, peer).await;
+        session::run(shared, Box::new(bound), peer).await;
     }
 }

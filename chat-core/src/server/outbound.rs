@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use protocol::{Limits, StreamErrorCondition, stream};
-use tokio::io::{AsyncWriteExt, BufWriter, WriteHalf};
+use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::transport::BoxStream;
@@ -282,41 +282,59 @@ pub enum Delivery {
     TooLarge,
 }
 
-/// Writes queued XML to the socket, flushing whenever the queue is empty so
-/// bursts go out in few packets and single stanzas go out at once. Returns
+/// Most bytes gathered from the queue into one write.
+const WRITE_BATCH: usize = 16 * 1024;
+
+/// Writes queued XML to the socket: whatever is queued goes out in one
+/// write (up to [`WRITE_BATCH`]), so bursts go out in few packets and a
+/// single stanza goes out at once. The batch buffer exists only while
+/// there is something to write: an idle session holds none (thousands of
+/// idle connections are what a slowloris attacker multiplies). Returns
 /// whether everything queued, and the closing tag, reached the socket.
-pub(super) async fn writer_task(wr: WriteHalf<BoxStream>, mut rx: OutboundRx) -> bool {
-    let mut w = BufWriter::with_capacity(16 * 1024, wr);
+pub(super) async fn writer_task(mut wr: WriteHalf<BoxStream>, mut rx: OutboundRx) -> bool {
+    let mut batch: Vec<u8> = Vec::new();
     while let Some(item) = rx.recv().await {
         match item {
-            // The permit goes back to the queue's budget once the bytes
-            // are in the socket's buffer.
-            Outbound::Xml(xml, _permit) => {
-                if w.write_all(xml.as_bytes()).await.is_err() {
+            // Alone in the queue: written as it is, no copy.
+            Outbound::Xml(xml, _permit) if batch.is_empty() && rx.is_empty() => {
+                if wr.write_all(xml.as_bytes()).await.is_err() || wr.flush().await.is_err() {
                     return false;
                 }
                 rx.wrote();
+                continue;
             }
+            // The permit goes back to the queue's budget once the bytes
+            // are in the batch, on their way to the socket.
+            Outbound::Xml(xml, _permit) => batch.extend_from_slice(xml.as_bytes()),
             Outbound::Close(cond, text) => {
                 if let Some(c) = cond {
-                    let _ = w
-                        .write_all(c.to_element(text.as_deref()).to_xml().as_bytes())
-                        .await;
+                    batch.extend_from_slice(c.to_element(text.as_deref()).to_xml().as_bytes());
                 }
-                return finish(&mut w).await;
+                return finish(&mut wr, batch).await;
             }
         }
-        if rx.is_empty() && w.flush().await.is_err() {
-            return false;
+        let idle = rx.is_empty();
+        if idle || batch.len() >= WRITE_BATCH {
+            if wr.write_all(&batch).await.is_err() || wr.flush().await.is_err() {
+                return false;
+            }
+            rx.wrote();
+            if idle {
+                batch = Vec::new();
+            } else {
+                batch.clear();
+            }
         }
     }
-    finish(&mut w).await
+    finish(&mut wr, batch).await
 }
 
-/// Writes the closing tag, flushes and shuts the socket's sending side.
-async fn finish(w: &mut BufWriter<WriteHalf<BoxStream>>) -> bool {
-    let ok = w.write_all(stream::CLOSE.as_bytes()).await.is_ok() && w.flush().await.is_ok();
-    let _ = w.shutdown().await;
+/// Writes what is left and the closing tag, flushes and shuts the socket's
+/// sending side.
+async fn finish(wr: &mut WriteHalf<BoxStream>, mut rest: Vec<u8>) -> bool {
+    rest.extend_from_slice(stream::CLOSE.as_bytes());
+    let ok = wr.write_all(&rest).await.is_ok() && wr.flush().await.is_ok();
+    let _ = wr.shutdown().await;
     ok
 }
 

@@ -53,8 +53,10 @@ impl Origin {
     }
 }
 
-/// Runs a bound session until it ends.
-pub async fn run(shared: Arc<Shared>, bound: Bound, peer: SocketAddr) {
+/// Runs a bound session until it ends. `bound` comes boxed: an async
+/// fn keeps its arguments for its whole life besides the locals moved out
+/// of them, and every idle session would carry its `Bound` twice.
+pub async fn run(shared: Arc<Shared>, bound: Box<Bound>, peer: SocketAddr) {
     let Bound {
         stream,
         mut reader,
@@ -63,9 +65,9 @@ pub async fn run(shared: Arc<Shared>, bound: Bound, peer: SocketAddr) {
         handle,
         tx,
         rx,
-    } = bound;
+    } = *bound;
     let (mut rd, wr) = tokio::io::split(stream);
-    let mut writer = tokio::spawn(outbound::writer_task(wr, rx));
+    let writer = tokio::spawn(outbound::writer_task(wr, rx));
     let mut s = Session {
         bare: jid.to_bare(),
         shared: shared.clone(),
@@ -79,13 +81,26 @@ pub async fn run(shared: Arc<Shared>, bound: Bound, peer: SocketAddr) {
     // that does so has read everything sent before our closing tag.
     let mut clean_close = false;
     let mut cut_off = false;
+    // Liveness: silence for `ping_after` earns a ping (XEP-0199); silence
+    // for `ping_timeout` after it ends the session. Anything the client
+    // sends counts as an answer.
+    let (ping_after, ping_timeout) = (shared.config.ping_after, shared.config.ping_timeout);
+    let mut deadline = tokio::time::Instant::now() + ping_after;
+    let mut pinged = false;
     let close: Close = loop {
         tokio::select! {
-            ev = reader.next(&mut rd) => match ev {
+            ev = reader.next(&mut rd) => {
+                deadline = tokio::time::Instant::now() + ping_after;
+                pinged = false;
+                match ev {
                 Ok(Event::Element(el)) => {
                     // What an error reply needs, kept in case storage fails.
                     let origin = Origin::of(&el);
-                    match dispatch::stanza(&mut s, el).await {
+                    // Boxed: handling a stanza is a large state machine
+                    // (storage, rooms, routing), needed only while one is
+                    // handled. Inline, every idle session would carry its
+                    // size (see `session_memory` in BENCHMARKS.md).
+                    match Box::pin(dispatch::stanza(&mut s, el)).await {
                         Ok(()) => {}
                         Err(Failure::Storage) => {
                             // A full disk (or any database failure) costs
@@ -112,13 +127,50 @@ pub async fn run(shared: Arc<Shared>, bound: Bound, peer: SocketAddr) {
                     break Close::Error(p.condition(), p.to_string());
                 }
                 Err(_) => break Close::Clean,
-            },
+            }},
+            _ = tokio::time::sleep_until(deadline) => {
+                if pinged {
+                    tracing::info!(%peer, jid = %s.jid, "no answer to a ping in {} s: closing", ping_timeout.as_secs());
+                    break Close::Error(
+                        StreamErrorCondition::ConnectionTimeout,
+                        format!("silent for {} s, and no answer to a ping", (ping_after + ping_timeout).as_secs()),
+                    );
+                }
+                let ping = Element::new("iq", ns::CLIENT)
+                    .attr("type", "get")
+                    .attr("id", format!("ping-{}", crate::util::random_id(6)))
+                    .attr("from", s.domain().to_string())
+                    .attr("to", s.jid.to_string())
+                    .child(Element::new("ping", ns::PING));
+                s.to_self_el(&ping);
+                pinged = true;
+                deadline = tokio::time::Instant::now() + ping_timeout;
+            }
             _ = handle.kill.notified() => {
                 cut_off = true;
                 break Close::Error(StreamErrorCondition::PolicyViolation, "too much data waiting: the client does not read".into())
             }
         }
     };
+    // The end runs in a box of its own: it is large (rooms, presence,
+    // storage) and only needed once, so no idle session carries it.
+    Box::pin(end(s, tx, writer, close, cut_off, clean_close, peer)).await;
+    tracing::info!(%peer, "session ended");
+}
+
+/// Ends a session: leaves its rooms, tells its contacts, lets the writer
+/// finish, and deletes the offline messages it delivered if the client
+/// read them all (a clean close).
+async fn end(
+    mut s: Session,
+    tx: outbound::OutboundTx,
+    mut writer: tokio::task::JoinHandle<bool>,
+    close: Close,
+    cut_off: bool,
+    clean_close: bool,
+    peer: SocketAddr,
+) {
+    let shared = s.shared.clone();
     rooms::leave_all(&s).await;
     if shared.router.unbind(&s.user, s.handle.id) {
         presence::broadcast_unavailable(&s).await;
@@ -166,5 +218,4 @@ pub async fn run(shared: Arc<Shared>, bound: Bound, peer: SocketAddr) {
             tracing::info!(%peer, kept = delivered.len(), "session ended uncleanly: its offline messages stay stored");
         }
     }
-    tracing::info!(%peer, "session ended");
 }

@@ -213,6 +213,23 @@ impl StreamParser {
         rest
     }
 
+    /// Gives back the memory kept between stanzas (the input buffer, the
+    /// build stacks) when nothing is held: for a connection that has gone
+    /// quiet. Every idle connection costs what it keeps, and an attacker
+    /// can open many (slowloris); a busy one keeps its buffers.
+    pub fn release_idle(&mut self) {
+        if self.start < self.buf.len() || self.tagged.is_some() {
+            return;
+        }
+        self.base += self.buf.len() as u64;
+        self.buf = Vec::new();
+        self.start = 0;
+        self.pos = 0;
+        self.elem_start = None;
+        self.open = Vec::new();
+        self.tags = Vec::new();
+    }
+
     /// Starts a new stream (after STARTTLS or SASL success), keeping any
     /// unconsumed bytes: they belong to the new stream.
     pub fn reset(&mut self) {
