@@ -51,6 +51,15 @@ start() { # ours-plain|ours-tls|prosody dir
     wait_port "$port"
 }
 
+# Stops a server: TERM, then KILL after 5 s (Prosody 0.12 can hang on
+# shutdown with thousands of connections open: mod_c2s calls a nil close).
+stop() { # pid
+    kill "$1" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
 measure() { # label server twin round
     local dir="$tmp/$1-$4" tls=()
     start "$2" "$dir"
@@ -58,8 +67,7 @@ measure() { # label server twin round
     "$bin/$3" bench --server "127.0.0.1:$port" --clients 2 --messages 10 --no-room --register \
         --prefix "i$4" --json --server-pid "$pid" --idle "$conns" "${tls[@]}" |
         grep '"summary"' | python3 -c "import json,sys; print('$1', json.loads(sys.stdin.read())['kib_per_idle_connection'])"
-    kill "$pid"
-    wait "$pid" 2>/dev/null || true
+    stop "$pid"
     pid=
 }
 

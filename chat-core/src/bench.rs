@@ -422,7 +422,10 @@ pub async fn run<T: ClientTransport>(
             args.register,
         )
         .await?;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Idle means quiet: a server may keep a connection's buffers while
+        // it is busy (ours gives them back after a second of silence,
+        // `xmpp_io::QUIET_AFTER`), so the measure waits past that.
+        tokio::time::sleep(Duration::from_millis(2000)).await;
         let after = rss_kib(pid);
         if let (Some(b), Some(a)) = (before, after) {
             memory = Some((a.saturating_sub(b) as f64 / idle.len() as f64, idle.len()));

@@ -17,7 +17,7 @@ pub const READ_CHUNK: usize = 16 * 1024;
 /// for its next stanza holds this much, not 16 KiB, and the parser gives
 /// back its own buffers too. Thousands of idle connections are what an
 /// attacker multiplies (slowloris), and what a class server has all day.
-pub const QUIET_READ: usize = 1024;
+pub const QUIET_READ: usize = 256;
 
 /// How long a connection is silent before its buffers are given back. Not
 /// at once: a busy connection waits between stanzas all the time, and

@@ -80,7 +80,8 @@ struct Cli {
     /// client sees (comma-separated). `PLAIN` (the default) goes for the
     /// password; `SCRAM-SHA-256,SCRAM-SHA-1` removes only the -PLUS ones
     /// (and the channel-binding types), so the client cannot bind its
-    /// sign-in to its TLS; `SCRAM-SHA-1` forces the weakest hash.
+    /// sign-in to its TLS; `SCRAM-SHA-1` forces the weakest hash; an entry
+    /// like `tls-server-end-point` keeps only that channel-binding type.
     #[arg(
         long,
         value_name = "MECHS",
