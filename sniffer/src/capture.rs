@@ -32,6 +32,13 @@ pub enum CaptureError {
         /// libpcap's error (shown after this one's words, as its cause).
         source: pcap::Error,
     },
+    /// The file is something else than a capture (libpcap: "unknown file
+    /// format"): said in words a student knows what to do with.
+    #[error("{}: not a pcap or pcapng file", path.display())]
+    NotACapture {
+        /// The file.
+        path: PathBuf,
+    },
     /// Live capture is not allowed for this user.
     #[error(
         "cannot capture on {iface}: permission denied. Run as root, or give the binary the capability once: sudo setcap cap_net_raw,cap_net_admin=eip {exe}"
@@ -135,9 +142,16 @@ pub fn read_file(
     mut f: impl FnMut(LinkType, f64, &[u8]),
     mut progress: impl FnMut(u64),
 ) -> Result<FileReport, CaptureError> {
-    let mut cap = pcap::Capture::from_file(path).map_err(|source| CaptureError::File {
-        path: path.to_path_buf(),
-        source,
+    let mut cap = pcap::Capture::from_file(path).map_err(|source| match &source {
+        pcap::Error::PcapError(m) if m.contains("unknown file format") => {
+            CaptureError::NotACapture {
+                path: path.to_path_buf(),
+            }
+        }
+        _ => CaptureError::File {
+            path: path.to_path_buf(),
+            source,
+        },
     })?;
     apply_filter(&mut cap, filter)?;
     let dlt = cap.get_datalink().0;

@@ -99,8 +99,10 @@ impl fmt::Display for NoLeak {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "no needle found in {} connections, {} bytes",
-            self.connections, self.bytes
+            "no needle found in {} connection{}, {} bytes",
+            self.connections,
+            if self.connections == 1 { "" } else { "s" },
+            self.bytes
         )
     }
 }

@@ -571,6 +571,68 @@ mod tests {
     const HDR: &str = "<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
     const SHDR: &str = "<?xml version='1.0'?><stream:stream from='localhost' id='x' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
 
+    /// Whatever crossed the wire is read, wherever it sits in the stream:
+    /// an attacker sees it all, so the sniffer must too. After each of the
+    /// places a dissector might stop (a stream close, a SASL failure, a
+    /// stream error, bytes before any stream header), a PLAIN credential, a
+    /// message and an in-band file chunk are still found.
+    #[test]
+    fn every_byte_is_read_after_a_close_a_failure_an_error_or_before_a_header() {
+        const AUTH: &str = "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHMzY3JldA==</auth>";
+        const MSG: &str = "<message to='bob@localhost' type='chat'><body>after it</body></message>";
+        const OPEN: &str = "<iq type='set' id='o'><open xmlns='http://jabber.org/protocol/ibb' sid='s1' block-size='4096'/></iq>";
+        // "secret file" in base64.
+        const DATA: &str = "<iq type='set' id='d'><data xmlns='http://jabber.org/protocol/ibb' sid='s1' seq='0'>c2VjcmV0IGZpbGU=</data></iq>";
+        const CLOSE: &str =
+            "<iq type='set' id='c'><close xmlns='http://jabber.org/protocol/ibb' sid='s1'/></iq>";
+        let cases: [(&str, Vec<String>); 4] = [
+            ("a stream close", vec![HDR.into(), "</stream:stream>".into(), HDR.into()]),
+            (
+                "a SASL failure",
+                vec![
+                    HDR.into(),
+                    "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHdyb25n</auth>".into(),
+                    "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>".into(),
+                ],
+            ),
+            (
+                "a stream error",
+                vec![
+                    HDR.into(),
+                    "<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>".into(),
+                ],
+            ),
+            ("bytes before any stream header", vec!["garbage \x01 <<< not xml".into()]),
+        ];
+        for (what, before) in cases {
+            let mut c = XmppConn::default();
+            let mut found = Vec::new();
+            for b in &before {
+                c.feed(Dir::ToServer, b.as_bytes(), 0.0, &mut |f| found.push(f));
+            }
+            for b in [AUTH, MSG, OPEN, DATA, CLOSE] {
+                c.feed(Dir::ToServer, b.as_bytes(), 0.0, &mut |f| found.push(f));
+            }
+            assert!(
+                found.iter().any(
+                    |f| matches!(f, Finding::Credential { password: Some(p), .. } if p == "s3cret")
+                ),
+                "the password after {what}: {found:#?}"
+            );
+            assert!(
+                found
+                    .iter()
+                    .any(|f| matches!(f, Finding::Message { body, .. } if body == "after it")),
+                "the message after {what}: {found:#?}"
+            );
+            assert!(
+                c.finished.iter().any(|f| f.data == b"secret file"),
+                "the file after {what}: {:#?}",
+                c.finished.len()
+            );
+        }
+    }
+
     #[test]
     fn plain_credentials_features_messages_and_contacts_are_recovered() {
         // AGFsaWNlAHMzY3JldA== is "\0alice\0s3cret".

@@ -214,3 +214,14 @@ fn a_capture_of_an_unsupported_link_type_is_refused_in_one_line() {
         }
     }
 }
+
+#[test]
+fn a_file_that_is_not_a_capture_is_named_as_such() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("notes.txt");
+    std::fs::write(&f, "these are lecture notes, not packets\n").unwrap();
+    let r = sniffer(&["read"], &f);
+    assert_eq!(r.code, Some(2), "{r}");
+    assert!(r.stderr.contains("not a pcap or pcapng file"), "{r}");
+    assert!(!r.stderr.contains("libpcap"), "{r}");
+}

@@ -10,7 +10,9 @@ pub enum Mode {
     /// The first error is final, as RFC 6120 requires of a server or client.
     Strict,
     /// Report each error, then skip to the next top-level element. Elements
-    /// seen before any stream header are accepted (capture started mid-stream).
+    /// seen before any stream header are accepted (capture started mid-stream),
+    /// and so is whatever follows the stream's close: for a sniffer or a
+    /// proxy, every byte that crossed the wire is read.
     Lenient,
 }
 

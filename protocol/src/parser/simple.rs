@@ -244,7 +244,8 @@ impl StreamParser {
         self.skipping = false;
     }
 
-    /// True once `</stream:stream>` was seen.
+    /// True once `</stream:stream>` was seen (strict mode; a lenient parser
+    /// reads on after a close, see [`Mode::Lenient`]).
     pub fn is_closed(&self) -> bool {
         self.phase == Phase::Closed
     }
@@ -761,7 +762,13 @@ impl StreamParser {
                         what: "end tag does not match any open element",
                     });
                 }
-                self.phase = Phase::Closed;
+                // Lenient (a sniffer, a proxy): whatever follows the close
+                // still crossed the wire and is read, as a new stream or
+                // as more of this one. An attacker sees those bytes too.
+                self.phase = match self.mode {
+                    Mode::Strict => Phase::Closed,
+                    Mode::Lenient => Phase::Prolog,
+                };
                 (end, Some(Event::StreamClose))
             }
         };
