@@ -372,8 +372,11 @@ fn tls_traffic<S: Serializer>(
     st.end()
 }
 
+/// A value the stanza or handshake did not carry, in words: a client's
+/// own stanzas carry no `from` (the server knows who sent them), and a
+/// student reading `?` took it for damage.
 fn opt(s: &Option<String>) -> &str {
-    s.as_deref().unwrap_or("?")
+    s.as_deref().unwrap_or("(not stated)")
 }
 
 /// When a message was sent: its delay stamp, else the capture time.
@@ -750,7 +753,10 @@ mod tests {
                 stamp: Some("s".into()),
             },
         );
-        assert_eq!(m, "#0 MESSAGE chat ? -> ? at s: a\\u{1b}[2Jb");
+        assert_eq!(
+            m,
+            "#0 MESSAGE chat (not stated) -> (not stated) at s: a\\u{1b}[2Jb"
+        );
     }
 
     #[test]
@@ -926,15 +932,15 @@ mod tests {
         let want_text = [
             r#"#0 connection 127.0.0.1:40000 -> 127.0.0.1:5222 (already open when the capture started)"#,
             r#"#1 C->S speaks xmpp"#,
-            r#"#2 S->C stream to=? from=localhost"#,
+            r#"#2 S->C stream to=(not stated) from=localhost"#,
             r#"#3 features: STARTTLS offered (optional: can be stripped); SASL PLAIN SCRAM-SHA-1; registration open"#,
             r#"#4 CREDENTIAL scram user=alice SCRAM-SHA-1 salt=x i=4096 (offline attack)"#,
             r#"#5 bound JID a@b/c"#,
             r#"#6 contact bob@b subscription=both"#,
-            r#"#7 subscription subscribe a@b -> ?"#,
-            r#"#8 presence ? unavailable [away] (to x@y)"#,
+            r#"#7 subscription subscribe a@b -> (not stated)"#,
+            r#"#8 presence (not stated) unavailable [away] (to x@y)"#,
             r#"#9 MESSAGE chat a@b -> c@d at 2023-11-14T22:13:20Z: hi "there"\n\u{1b}"#,
-            r#"#10 MESSAGE groupchat ? -> ? at 2020-01-01T00:00:00Z: old"#,
+            r#"#10 MESSAGE groupchat (not stated) -> (not stated) at 2020-01-01T00:00:00Z: old"#,
             r#"#11 FILE f.txt 10 bytes sha256 ab (incomplete; 1 block missing; 2 blocks duplicate, ignored; 3 blocks out of order, put back in order) exported to /tmp/x"#,
             r#"#12 switches to TLS after <proceed/>: client->server at byte 100, server->client at byte 200"#,
             r#"#13 TLS ClientHello SNI=localhost ALPN=[xmpp-client] versions=[TLS1.3] 2 cipher suites, key shares []"#,
