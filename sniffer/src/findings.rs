@@ -264,9 +264,13 @@ pub enum Finding {
         records_to_client: u64,
         /// Bytes server to client.
         bytes_to_client: u64,
-        /// Record sizes in order, both directions (+ to server, - to client),
-        /// the first ones only.
+        /// Record sizes in order, both directions: positive to the server,
+        /// negative to the client (the sign is the direction); the first
+        /// ones only.
         sizes: Vec<i64>,
+        /// When each of those records was captured, in seconds after the
+        /// first one (one entry per size, microsecond precision).
+        times: Vec<f64>,
         /// Seconds from the first to the last record.
         duration: f64,
     },
@@ -352,21 +356,25 @@ fn arrow(dir: Dir) -> &'static str {
 /// [`Finding::TlsTraffic`] as JSON: its fields, and the statement the
 /// text line ends with, that no plaintext was recovered (a derive cannot add
 /// a key that is not a field). The `type` key is added around it.
+// serde's `serialize_with` on a struct variant passes every field.
+#[allow(clippy::too_many_arguments)]
 fn tls_traffic<S: Serializer>(
     records_to_server: &u64,
     bytes_to_server: &u64,
     records_to_client: &u64,
     bytes_to_client: &u64,
     sizes: &[i64],
+    times: &[f64],
     duration: &f64,
     s: S,
 ) -> Result<S::Ok, S::Error> {
-    let mut st = s.serialize_struct("TlsTraffic", 7)?;
+    let mut st = s.serialize_struct("TlsTraffic", 8)?;
     st.serialize_field("records_to_server", records_to_server)?;
     st.serialize_field("bytes_to_server", bytes_to_server)?;
     st.serialize_field("records_to_client", records_to_client)?;
     st.serialize_field("bytes_to_client", bytes_to_client)?;
     st.serialize_field("sizes", sizes)?;
+    st.serialize_field("times", times)?;
     st.serialize_field("duration", duration)?;
     st.serialize_field("plaintext_recovered", &false)?;
     st.end()
@@ -884,6 +892,7 @@ mod tests {
                 records_to_client: 3,
                 bytes_to_client: 4,
                 sizes: vec![5, -6],
+                times: vec![0.0, 1.5],
                 duration: 1.5,
             },
             Finding::Gap {
@@ -924,7 +933,7 @@ mod tests {
             r#"{"alpn":["xmpp-client"],"ciphers":["A","B"],"conn":13,"groups":[],"sni":"localhost","ts":1700000000.25,"type":"client-hello","versions":["TLS1.3"]}"#,
             r#"{"cipher":"TLS_AES_128_GCM_SHA256","conn":14,"ts":1700000000.25,"type":"server-hello","version":"TLS1.3"}"#,
             r#"{"alert":"encrypted (2 bytes)","conn":15,"dir":"to-client","ts":1700000000.25,"type":"alert"}"#,
-            r#"{"bytes_to_client":4,"bytes_to_server":2,"conn":16,"duration":1.5,"plaintext_recovered":false,"records_to_client":3,"records_to_server":1,"sizes":[5,-6],"ts":1700000000.25,"type":"tls-traffic"}"#,
+            r#"{"bytes_to_client":4,"bytes_to_server":2,"conn":16,"duration":1.5,"plaintext_recovered":false,"records_to_client":3,"records_to_server":1,"sizes":[5,-6],"times":[0.0,1.5],"ts":1700000000.25,"type":"tls-traffic"}"#,
             r#"{"conn":17,"dir":"to-server","len":8,"offset":7,"ts":1700000000.25,"type":"gap"}"#,
             r#"{"conn":18,"dir":"to-client","ts":1700000000.25,"type":"malformed","what":"bad"}"#,
             r#"{"condition":"host-unknown","conn":19,"dir":"to-server","ts":1700000000.25,"type":"stream-error"}"#,

@@ -31,6 +31,10 @@ pub struct Printer {
     pub json: bool,
     /// Only the summary.
     pub quiet: bool,
+    /// In text, each encrypted record under a connection's TLS traffic
+    /// line: direction, size and time (`--records`, for the
+    /// traffic-analysis lab; JSON always carries them).
+    pub records: bool,
 }
 
 impl Printer {
@@ -41,11 +45,21 @@ impl Printer {
             return None;
         }
         let record = Record::new(conn, ts, f);
-        Some(if self.json {
-            jsonl::line(&record)
-        } else {
-            record.to_string()
-        })
+        if self.json {
+            return Some(jsonl::line(&record));
+        }
+        let mut text = record.to_string();
+        if let (true, Finding::TlsTraffic { sizes, times, .. }) = (self.records, f) {
+            for (i, (size, t)) in sizes.iter().zip(times).enumerate() {
+                let dir = if *size >= 0 { "C->S" } else { "S->C" };
+                text.push_str(&format!(
+                    "\n#{conn}   record {} {dir} {} bytes at +{t:.6} s",
+                    i + 1,
+                    size.unsigned_abs()
+                ));
+            }
+        }
+        Some(text)
     }
 }
 

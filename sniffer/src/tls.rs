@@ -96,6 +96,7 @@ pub struct TlsConn {
     to_server: Half,
     to_client: Half,
     sizes: Vec<i64>,
+    times: Vec<f64>,
     first_ts: Option<f64>,
     last_ts: f64,
 }
@@ -146,6 +147,7 @@ impl TlsConn {
                     half.encrypted = true;
                     half.records += 1;
                     half.bytes += len as u64;
+                    let first = *self.first_ts.get_or_insert(ts);
                     if self.sizes.len() < MAX_SIZES {
                         let signed = len as i64;
                         self.sizes.push(if dir == Dir::ToServer {
@@ -153,8 +155,9 @@ impl TlsConn {
                         } else {
                             -signed
                         });
+                        // Microseconds are what a capture records.
+                        self.times.push(((ts - first) * 1e6).round() / 1e6);
                     }
-                    self.first_ts.get_or_insert(ts);
                     self.last_ts = ts;
                 }
                 _ => {}
@@ -256,6 +259,7 @@ impl TlsConn {
             records_to_client: self.to_client.records,
             bytes_to_client: self.to_client.bytes,
             sizes: self.sizes.clone(),
+            times: self.times.clone(),
             duration: (self.last_ts - first).max(0.0),
         })
     }
@@ -376,6 +380,7 @@ mod tests {
                 bytes_to_server,
                 records_to_client,
                 sizes,
+                times,
                 duration,
                 ..
             } => {
@@ -384,6 +389,8 @@ mod tests {
                     (2, 4, 1)
                 );
                 assert_eq!(sizes, [3, 1, -2]);
+                assert_eq!(times.len(), sizes.len());
+                assert_eq!(times.first(), Some(&0.0));
                 assert!((duration - 1.0).abs() < 1e-9);
             }
             other => panic!("{other:?}"),

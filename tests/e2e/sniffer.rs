@@ -149,6 +149,32 @@ fn a_whole_session_is_sniffed(twin: Twin) {
             !traffic.is_empty() && traffic.iter().all(|t| t["plaintext_recovered"] == false),
             "{all}"
         );
+        // Every record's size (signed by direction) has its time, from 0.
+        for t in &traffic {
+            let (sizes, times) = (
+                t["sizes"].as_array().unwrap(),
+                t["times"].as_array().unwrap(),
+            );
+            assert_eq!(sizes.len(), times.len(), "{t}");
+            assert_eq!(times.first().and_then(Value::as_f64), Some(0.0), "{t}");
+        }
+        // The traffic-analysis view in text: one line per record.
+        let (code, text, err) = tests::run_bin(
+            "sniffer",
+            &["read", sniffer.pcap.to_str().unwrap(), "--records"],
+        );
+        assert_eq!(code, 0, "{err}");
+        let records: Vec<&str> = text.lines().filter(|l| l.contains("   record ")).collect();
+        let total: usize = sizes_total(&traffic);
+        assert_eq!(records.len(), total, "{text}");
+        assert!(
+            records
+                .iter()
+                .all(|l| (l.contains(" C->S ") || l.contains(" S->C "))
+                    && l.contains(" bytes at +")
+                    && l.ends_with(" s")),
+            "{text}"
+        );
         if twin == Twin::StartTls {
             assert!(!of_type(&found, "tls-switch").is_empty(), "{all}");
             assert!(
@@ -308,4 +334,12 @@ fn bad_files_streams_and_permissions_are_one_line_errors() {
     ]);
     assert_eq!(code, 2);
     assert!(err.contains("no such interface"), "{err}");
+}
+
+/// How many records the `tls-traffic` findings list, all connections.
+fn sizes_total(traffic: &[&Value]) -> usize {
+    traffic
+        .iter()
+        .map(|t| t["sizes"].as_array().map_or(0, Vec::len))
+        .sum()
 }

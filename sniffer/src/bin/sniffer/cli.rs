@@ -25,6 +25,12 @@ pub(crate) struct Common {
     /// Only the summary, not each finding.
     #[arg(short, long, global = true)]
     pub(crate) quiet: bool,
+    /// Under each TLS connection's traffic line, every encrypted record:
+    /// direction, size in bytes and time after the first (what a
+    /// traffic-analysis attacker works from; JSON always has them as
+    /// `sizes`, positive to the server, and `times`).
+    #[arg(long, global = true)]
+    pub(crate) records: bool,
     /// Write files recovered from In-Band Bytestreams to this folder.
     #[arg(long, value_name = "DIR", global = true)]
     pub(crate) export: Option<PathBuf>,
@@ -50,6 +56,7 @@ impl Common {
         Printer {
             json: self.json,
             quiet: self.quiet,
+            records: self.records,
         }
     }
 }
