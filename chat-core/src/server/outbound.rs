@@ -84,6 +84,8 @@ pub struct OutboundTx {
     discard: Arc<AtomicBool>,
     /// When the writer last finished writing something (see [`now_ms`]).
     progress: Arc<AtomicU64>,
+    /// The session was found stalled and is being cut off (said once).
+    cut: Arc<AtomicBool>,
 }
 
 /// The receiving half, owned by the session's writer task.
@@ -125,6 +127,7 @@ pub(super) fn queue(max_stanza: usize, budget: usize, reserve: usize) -> (Outbou
             max_stanza,
             discard: discard.clone(),
             progress: progress.clone(),
+            cut: Arc::new(AtomicBool::new(false)),
         },
         OutboundRx {
             rx,
@@ -191,6 +194,12 @@ impl OutboundTx {
     /// Identifies the queue (its sessions' handles share it).
     pub(super) fn id(&self) -> usize {
         Arc::as_ptr(&self.budget) as usize
+    }
+
+    /// Marks the session as being cut off; true the first time only, so
+    /// that the many stanzas that find its queue full say it once.
+    pub fn cut_off_once(&self) -> bool {
+        !self.cut.swap(true, Ordering::Relaxed)
     }
 
     /// Whether the writer has written nothing for [`STALL_TIMEOUT`] while

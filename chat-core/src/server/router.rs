@@ -382,10 +382,12 @@ impl Router {
     /// disconnect anyone: flood them, then send one presence.
     pub fn overflowed(tx: &OutboundTx, kill: &Notify) {
         if tx.stalled() {
-            tracing::warn!(
-                "nothing written for {} s with a full queue: disconnecting a client that does not read",
-                STALL_TIMEOUT.as_secs()
-            );
+            if tx.cut_off_once() {
+                tracing::warn!(
+                    "nothing written for {} s with a full queue: disconnecting a client that does not read",
+                    STALL_TIMEOUT.as_secs()
+                );
+            }
             kill.notify_one();
         } else {
             tracing::debug!("queue full: a stanza to a slow reader was not sent");
