@@ -123,7 +123,8 @@ impl Twin for Transport {
         };
         let (config, leaf) = server_config(name, cert, key)?;
         let config = Arc::new(config);
-        let leaf: Arc<[u8]> = Arc::from(leaf.as_ref());
+        // The server's own certificate does not change: hashed once.
+        let end_point = binding::server_end_point(leaf.as_ref());
         let mode = match flags.starttls {
             ServerStartTls::Required => StartTls::Required,
             ServerStartTls::Optional => {
@@ -137,7 +138,7 @@ impl Twin for Transport {
             acceptor: TlsAcceptor::from(config.clone()),
             mode,
             direct: false,
-            leaf: leaf.clone(),
+            end_point: end_point.clone(),
         };
         let direct = flags.direct_tls.map(|addr| {
             (
@@ -146,7 +147,7 @@ impl Twin for Transport {
                     acceptor: TlsAcceptor::from(config),
                     mode: StartTls::Unavailable,
                     direct: true,
-                    leaf,
+                    end_point,
                 },
             )
         });
@@ -229,14 +230,14 @@ struct TlsServer {
     acceptor: TlsAcceptor,
     mode: StartTls,
     direct: bool,
-    /// Our certificate, for `tls-server-end-point`.
-    leaf: Arc<[u8]>,
+    /// `tls-server-end-point` of our certificate.
+    end_point: Option<Vec<u8>>,
 }
 
 impl TlsServer {
     async fn handshake(&self, stream: BoxStream) -> io::Result<(BoxStream, Security)> {
         let tls = self.acceptor.accept(stream).await?;
-        let bindings = binding::channel_bindings(tls.get_ref().1, Some(&self.leaf));
+        let bindings = binding::channel_bindings(tls.get_ref().1, self.end_point.clone());
         Ok((Box::new(tls), Security::Tls(bindings)))
     }
 }
@@ -341,11 +342,11 @@ impl TlsClient {
         match self.connector.connect(name, stream).await {
             Ok(tls) => {
                 let conn = tls.get_ref().1;
-                let leaf = conn
+                let end_point = conn
                     .peer_certificates()
                     .and_then(|c| c.first())
-                    .map(|c| c.as_ref());
-                let bindings = binding::channel_bindings(conn, leaf);
+                    .and_then(|c| binding::server_end_point(c.as_ref()));
+                let bindings = binding::channel_bindings(conn, end_point);
                 Ok((Box::new(tls), Security::Tls(bindings)))
             }
             // A TLS failure, not a connection failure: the client says the

@@ -9,10 +9,9 @@ pub struct Facts {
     pub starttls_offered: bool,
     /// The proxy removed it from what the client saw.
     pub starttls_stripped: bool,
-    /// The proxy cut the SASL mechanisms down (`downgrade-sasl`).
-    pub mechanisms_replaced: bool,
-    /// What the server offered and what the client was left.
-    pub offered: Option<(Vec<String>, Vec<String>)>,
+    /// `downgrade-sasl` cut the offer down: what the client was left
+    /// (mechanisms and binding types, all among `--offer`).
+    pub downgraded_to: Option<Vec<String>>,
     /// The client sent `<starttls/>`.
     pub client_starttls: bool,
     /// Where the client-to-server direction became TLS.
@@ -184,7 +183,7 @@ pub fn verdict(attack: Attack, f: &Facts, corrupt_record: u64) -> (String, bool)
             }
         }
         Attack::DowngradeSasl => {
-            if !f.mechanisms_replaced {
+            if f.downgraded_to.is_none() {
                 if f.direct_tls || f.tls_at.is_some() {
                     (
                         "nothing to downgrade: authentication ran inside TLS: attack defeated"
@@ -208,7 +207,7 @@ pub fn verdict(attack: Attack, f: &Facts, corrupt_record: u64) -> (String, bool)
             } else if let Some(defence) = binding_defence(f) {
                 (format!("{defence}: attack defeated"), true)
             } else if let Some(m) = &f.mechanism {
-                let kept = f.offered.as_ref().is_some_and(|(_, kept)| kept.contains(m));
+                let kept = f.downgraded_to.as_ref().is_some_and(|k| k.contains(m));
                 if f.sasl_success && kept {
                     (
                         format!(
@@ -228,9 +227,9 @@ pub fn verdict(attack: Attack, f: &Facts, corrupt_record: u64) -> (String, bool)
                 }
             } else {
                 let kept = f
-                    .offered
+                    .downgraded_to
                     .as_ref()
-                    .map(|(_, k)| k.join(", "))
+                    .map(|k| k.join(", "))
                     .unwrap_or_else(|| "PLAIN".into());
                 (
                     format!("client refused the downgraded offer ({kept}): attack defeated"),

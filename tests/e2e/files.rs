@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
-use tests::{Client, Server, Twin, presence_from};
+use tests::{Client, Server, Twin};
 
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -21,12 +21,7 @@ fn pair(server: &Server, downloads: &Path, bob_flags: &[&str]) -> (Client, Clien
     alice.expect("connected", |v| v["type"] == "connected");
     let mut bob = Client::start(server, "bob@localhost", "pw-b", &flags);
     bob.expect("connected", |v| v["type"] == "connected");
-    alice.send("/add bob");
-    bob.expect_event("subscribe", "from", "alice@localhost");
-    bob.send("/add alice");
-    alice.expect("bob online", |v| {
-        presence_from(v, "bob@localhost") && v["available"] == true
-    });
+    alice.befriend(&mut bob);
     (alice, bob)
 }
 

@@ -833,12 +833,7 @@ fn a_peer_that_vanishes_without_closing_is_noticed_and_goes_offline() {
     alice.expect("connected", |v| v["type"] == "connected");
     let mut bob = Client::start(&server, "bob@localhost", "pw-b", &["--register"]);
     bob.expect("connected", |v| v["type"] == "connected");
-    alice.send("/add bob");
-    bob.expect_event("subscribe", "from", "alice@localhost");
-    bob.send("/add alice");
-    alice.expect("bob online", |v| {
-        tests::presence_from(v, "bob@localhost") && v["available"] == true
-    });
+    alice.befriend(&mut bob);
     // A live client answers the pings: after several rounds bob is still
     // there (our client replies to XEP-0199 pings by itself).
     std::thread::sleep(Duration::from_secs(4));

@@ -992,12 +992,7 @@ fn pair_via(
         &["--register", "--accept-files", "--downloads", dl],
     );
     bob.expect("connected", |v| v["type"] == "connected");
-    alice.send("/add bob");
-    bob.expect_event("subscribe", "from", "alice@localhost");
-    bob.send("/add alice");
-    alice.expect("bob online", |v| {
-        tests::presence_from(v, "bob@localhost") && v["available"] == true
-    });
+    alice.befriend(&mut bob);
     (alice, bob)
 }
 

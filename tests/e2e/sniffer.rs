@@ -44,10 +44,7 @@ fn a_whole_session_is_sniffed(twin: Twin) {
         ],
     );
     bob.expect("connected", |v| v["type"] == "connected");
-    alice.send("/add bob");
-    bob.expect_event("subscribe", "from", "alice@localhost");
-    bob.send("/add alice");
-    alice.expect("bob online", |v| tests::presence_from(v, "bob@localhost"));
+    alice.befriend(&mut bob);
     bob.send(&format!("/status away {STATUS}"));
     alice.expect("status", |v| v["status"] == STATUS);
     alice.send(&format!("/msg bob {DM}"));

@@ -53,6 +53,19 @@ impl Client {
         Client::spawn(jid, client_command(server, jid, password, extra))
     }
 
+    /// Makes `self` and `other` contacts both ways, as users would (each
+    /// `/add`s the other), and waits until `self` sees `other` online.
+    pub fn befriend(&mut self, other: &mut Client) {
+        let bare = |name: &str| name.split('/').next().unwrap_or(name).to_string();
+        let (me, them) = (bare(&self.name), bare(&other.name));
+        self.send(&format!("/add {them}"));
+        other.expect_event("subscribe", "from", &me);
+        other.send(&format!("/add {me}"));
+        self.expect(&format!("{them} online"), |v| {
+            crate::presence_from(v, &them) && v["available"] == true
+        });
+    }
+
     /// Like [`Client::start`], but connected through `addr` (a proxy).
     pub fn start_via(
         server: &Server,

@@ -99,7 +99,7 @@ pub async fn run(shared: Arc<Shared>, bound: Box<Bound>, peer: SocketAddr) {
                     // Boxed: handling a stanza is a large state machine
                     // (storage, rooms, routing), needed only while one is
                     // handled. Inline, every idle session would carry its
-                    // size (see `session_memory` in BENCHMARKS.md).
+                    // size (BENCHMARKS.md, memory per idle connection).
                     match Box::pin(dispatch::stanza(&mut s, el)).await {
                         Ok(()) => {}
                         Err(Failure::Storage) => {

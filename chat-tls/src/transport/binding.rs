@@ -28,11 +28,12 @@ pub fn server_end_point(cert_der: &[u8]) -> Option<Vec<u8>> {
 
 /// This end's channel values once the handshake is done: `tls-exporter`
 /// on TLS 1.3 (RFC 9266 forbids it on TLS 1.2 without the extended master
-/// secret, which the peer may not have used), and `tls-server-end-point`
-/// of `server_cert` (ours on the server, the peer's on the client).
+/// secret, which the peer may not have used), and `tls-server-end-point`,
+/// the [`server_end_point`] hash (of our own certificate on the server,
+/// computed once; of the peer's on the client).
 pub fn channel_bindings<D>(
     conn: &ConnectionCommon<D>,
-    server_cert: Option<&[u8]>,
+    end_point: Option<Vec<u8>>,
 ) -> Vec<ChannelBinding> {
     let mut out = Vec::new();
     if conn.protocol_version() == Some(ProtocolVersion::TLSv1_3)
@@ -43,7 +44,7 @@ pub fn channel_bindings<D>(
             data: data.to_vec(),
         });
     }
-    if let Some(data) = server_cert.and_then(server_end_point) {
+    if let Some(data) = end_point {
         out.push(ChannelBinding {
             kind: ChannelBindingType::TlsServerEndPoint,
             data,

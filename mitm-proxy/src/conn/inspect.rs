@@ -291,16 +291,16 @@ fn server_element(c: &Conn, el: &Element) -> Option<Element> {
     if c.shared.attacks.contains(&Attack::DowngradeSasl)
         && let Some((offered, kept)) = downgrade(c, &mut new)
     {
-        c.facts().mechanisms_replaced = true;
+        // The server's list is peer text: bounded like every event's.
         c.report_attack(
             Attack::DowngradeSasl,
-            format!(
+            clip(format!(
                 "offered the client only {} instead of {}",
                 kept.join(", "),
                 offered.join(", ")
-            ),
+            )),
         );
-        c.facts().offered = Some((offered, kept));
+        c.facts().downgraded_to = Some(kept);
         changed = true;
     }
     changed.then_some(new)

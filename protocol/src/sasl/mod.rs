@@ -180,7 +180,9 @@ pub enum SaslError {
     NotAuthorized,
     /// The client asked for a channel-binding type the server does not
     /// offer on this connection (RFC 5802 `unsupported-channel-binding-type`).
-    #[error("channel binding type '{0}' is not offered here")]
+    // Debug-quoted: the name is the client's, and it reaches the server's
+    // log and the failure text; control characters come out escaped.
+    #[error("channel binding type {0:?} is not offered here")]
     UnsupportedChannelBindingType(String),
     /// The client's channel value is not the server's: the two ends are on
     /// different TLS channels, so someone in between ended the client's TLS
