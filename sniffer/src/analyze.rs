@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::decode::{self, DecodeError, LinkType};
 use crate::findings::Finding;
+use crate::keylog::KeyLog;
 use crate::reassembly::{ConnId, Dir, Event, Limits, Reassembler};
 use crate::tls::TlsConn;
 use crate::xmpp::{CarriedFile, XmppConn, hex};
@@ -47,6 +48,9 @@ pub struct ConnSummary {
     pub protocol: String,
     /// Whether the content was protected by TLS (all of it after a switch).
     pub tls: bool,
+    /// Whether a key log opened that TLS: what was found inside it counts
+    /// like plaintext.
+    pub decrypted: bool,
     /// Findings per [`Category`](crate::findings::Category), in [`Category::ALL`](crate::findings::Category::ALL) order.
     #[serde(flatten, serialize_with = "crate::findings::by_category")]
     pub counts: [u64; 6],
@@ -62,6 +66,10 @@ struct Conn {
     to_client: Side,
     xmpp: Option<XmppConn>,
     tls: Option<TlsConn>,
+    /// The XMPP read inside TLS, from records a key log opened.
+    inner: Option<XmppConn>,
+    /// Decrypted bytes so far, per direction (the tap's offsets).
+    inner_bytes: [u64; 2],
     switched: bool,
     counts: [u64; 6],
     bytes: u64,
@@ -104,9 +112,18 @@ pub struct Stats {
 /// Called with each finding: connection, capture time, finding.
 pub type Sink<'a> = Box<dyn FnMut(ConnId, f64, &Finding) + 'a>;
 
+/// Which bytes a [`Tap`] is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Layer {
+    /// What crossed the wire (TLS records as ciphertext).
+    Wire,
+    /// What a key log opened inside TLS, offsets counted in the plaintext.
+    Decrypted,
+}
+
 /// Called with each run of reassembled bytes: connection, direction,
-/// stream offset, bytes.
-pub type Tap<'a> = Box<dyn FnMut(ConnId, Dir, u64, &[u8]) + 'a>;
+/// layer, stream offset (within that layer), bytes.
+pub type Tap<'a> = Box<dyn FnMut(ConnId, Dir, Layer, u64, &[u8]) + 'a>;
 
 /// The analyser.
 pub struct Analyzer<'a> {
@@ -115,6 +132,7 @@ pub struct Analyzer<'a> {
     export: Option<PathBuf>,
     sink: Sink<'a>,
     tap: Option<Tap<'a>>,
+    keylog: Option<KeyLog>,
     /// Finished connections, in order of their end.
     pub summaries: Vec<ConnSummary>,
     /// Findings per category, every connection.
@@ -152,6 +170,7 @@ impl<'a> Analyzer<'a> {
             export,
             sink,
             tap: None,
+            keylog: None,
             summaries: Vec::new(),
             totals: [0; 6],
             stats: Stats::default(),
@@ -162,6 +181,13 @@ impl<'a> Analyzer<'a> {
     /// Also sends every reassembled byte to `tap` (follow, guard).
     pub fn with_tap(mut self, tap: Tap<'a>) -> Self {
         self.tap = Some(tap);
+        self
+    }
+
+    /// Opens TLS with the secrets in `keylog`: what is inside is read
+    /// like plaintext (and given to the tap as [`Layer::Decrypted`]).
+    pub fn with_keylog(mut self, keylog: KeyLog) -> Self {
+        self.keylog = Some(keylog);
         self
     }
 
@@ -239,6 +265,8 @@ impl<'a> Analyzer<'a> {
                         to_client: Side::Sniffing(Vec::new()),
                         xmpp: None,
                         tls: None,
+                        inner: None,
+                        inner_bytes: [0; 2],
                         switched: false,
                         counts: [0; 6],
                         bytes: 0,
@@ -262,7 +290,7 @@ impl<'a> Analyzer<'a> {
                 ts,
             } => {
                 if let Some(tap) = self.tap.as_mut() {
-                    tap(conn, dir, offset, &data);
+                    tap(conn, dir, Layer::Wire, offset, &data);
                 }
                 self.data(conn, dir, &data, ts);
             }
@@ -325,28 +353,67 @@ impl<'a> Analyzer<'a> {
                         to_client_offset: sw.to_client_offset,
                     });
                     let t = c.tls.get_or_insert_with(TlsConn::default);
-                    t.feed(Dir::ToServer, &sw.to_server_rest, ts, &mut on);
-                    t.feed(Dir::ToClient, &sw.to_client_rest, ts, &mut on);
+                    let mut k = self.keylog.as_mut();
+                    t.feed_with_keys(
+                        Dir::ToServer,
+                        &sw.to_server_rest,
+                        ts,
+                        k.as_deref_mut(),
+                        &mut on,
+                    );
+                    t.feed_with_keys(Dir::ToClient, &sw.to_client_rest, ts, k, &mut on);
                 }
             }
             Side::Tls => {
-                c.tls
-                    .get_or_insert_with(TlsConn::default)
-                    .feed(dir, bytes, ts, &mut on);
+                c.tls.get_or_insert_with(TlsConn::default).feed_with_keys(
+                    dir,
+                    bytes,
+                    ts,
+                    self.keylog.as_mut(),
+                    &mut on,
+                );
             }
             _ => {}
         }
-        let files: Vec<CarriedFile> = c
+        Self::inside_tls(c, conn, ts, &mut self.tap, &mut on);
+        let mut files: Vec<CarriedFile> = c
             .xmpp
             .as_mut()
             .map(|x| std::mem::take(&mut x.finished))
             .unwrap_or_default();
+        if let Some(x) = c.inner.as_mut() {
+            files.append(&mut x.finished);
+        }
         for f in found {
             self.emit(conn, ts, f);
         }
         for f in files {
             let finding = self.file(conn, f);
             self.emit(conn, ts, finding);
+        }
+    }
+
+    /// What a key log opened: to the tap, then read as XMPP (a stream of
+    /// its own, begun after the handshake).
+    fn inside_tls(
+        c: &mut Conn,
+        conn: ConnId,
+        ts: f64,
+        tap: &mut Option<Tap<'a>>,
+        on: &mut impl FnMut(Finding),
+    ) {
+        let Some(t) = c.tls.as_mut() else { return };
+        for (dir, plain) in std::mem::take(&mut t.plaintext) {
+            let at = &mut c.inner_bytes[dir.pick(0, 1)];
+            if let Some(tap) = tap.as_mut() {
+                tap(conn, dir, Layer::Decrypted, *at, &plain);
+            }
+            *at += plain.len() as u64;
+            // A STARTTLS inside TLS means nothing: the switch is ignored.
+            let _ = c
+                .inner
+                .get_or_insert_with(XmppConn::default)
+                .feed(dir, &plain, ts, on);
         }
     }
 
@@ -376,11 +443,20 @@ impl<'a> Analyzer<'a> {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let files = c.xmpp.as_mut().map_or_else(Vec::new, |x| {
+        let mut found = Vec::new();
+        if let Some(t) = c.tls.as_mut() {
+            t.finish(self.keylog.as_mut(), &mut |f| found.push(f));
+        }
+        Self::inside_tls(c, conn, ts, &mut self.tap, &mut |f| found.push(f));
+        let mut files = Vec::new();
+        for x in [c.xmpp.as_mut(), c.inner.as_mut()].into_iter().flatten() {
             x.unfinished();
-            std::mem::take(&mut x.finished)
-        });
+            files.append(&mut x.finished);
+        }
         let traffic = c.tls.as_ref().and_then(TlsConn::traffic);
+        for f in found {
+            self.emit(conn, ts, f);
+        }
         for f in files {
             let finding = self.file(conn, f);
             self.emit(conn, ts, finding);
@@ -398,6 +474,7 @@ impl<'a> Analyzer<'a> {
                 server: c.server,
                 protocol: c.protocol(),
                 tls: c.switched || matches!((&c.to_server, &c.to_client), (Side::Tls, Side::Tls)),
+                decrypted: c.inner_bytes != [0, 0],
                 counts: c.counts,
                 bytes: c.bytes,
             });

@@ -253,7 +253,8 @@ pub enum Finding {
         text: String,
     },
     /// Encrypted traffic: records and bytes each way, and when. Its JSON
-    /// also says `"plaintext_recovered": false`, for scripts that check.
+    /// also says `"plaintext_recovered"` (whether a key log opened any
+    /// record), for scripts that check.
     #[serde(serialize_with = "tls_traffic")]
     TlsTraffic {
         /// Records client to server.
@@ -273,6 +274,28 @@ pub enum Finding {
         times: Vec<f64>,
         /// Seconds from the first to the last record.
         duration: f64,
+        /// Records opened with the key log (handshake and alerts too).
+        decrypted: u64,
+        /// Records a key log was given for but that could not be opened.
+        undecrypted: u64,
+    },
+    /// The key log holds this session's secrets: its records are opened
+    /// and read like plaintext from here.
+    TlsKeys {
+        /// TLS 1.2 or 1.3.
+        version: String,
+        /// The cipher suite.
+        cipher: String,
+    },
+    /// A TLS record a key log was given for could not be opened (reported
+    /// once per direction; the traffic line counts them all).
+    Undecrypted {
+        /// Direction.
+        dir: Dir,
+        /// Which record of that direction, counted from 1.
+        record: u64,
+        /// Why: no key for the session, the wrong key, a bad tag...
+        reason: String,
     },
     /// Bytes that were never captured.
     Gap {
@@ -339,6 +362,8 @@ impl Finding {
             Finding::ServerHello { .. } => "server-hello",
             Finding::Alert { .. } => "alert",
             Finding::TlsTraffic { .. } => "tls-traffic",
+            Finding::TlsKeys { .. } => "tls-keys",
+            Finding::Undecrypted { .. } => "undecrypted",
             Finding::Gap { .. } => "gap",
             Finding::Malformed { .. } => "malformed",
             Finding::StreamError { .. } => "stream-error",
@@ -354,7 +379,7 @@ fn arrow(dir: Dir) -> &'static str {
 }
 
 /// [`Finding::TlsTraffic`] as JSON: its fields, and the statement the
-/// text line ends with, that no plaintext was recovered (a derive cannot add
+/// text line ends with, whether plaintext was recovered (a derive cannot add
 /// a key that is not a field). The `type` key is added around it.
 // serde's `serialize_with` on a struct variant passes every field.
 #[allow(clippy::too_many_arguments)]
@@ -366,9 +391,11 @@ fn tls_traffic<S: Serializer>(
     sizes: &[i64],
     times: &[f64],
     duration: &f64,
+    decrypted: &u64,
+    undecrypted: &u64,
     s: S,
 ) -> Result<S::Ok, S::Error> {
-    let mut st = s.serialize_struct("TlsTraffic", 8)?;
+    let mut st = s.serialize_struct("TlsTraffic", 10)?;
     st.serialize_field("records_to_server", records_to_server)?;
     st.serialize_field("bytes_to_server", bytes_to_server)?;
     st.serialize_field("records_to_client", records_to_client)?;
@@ -376,7 +403,9 @@ fn tls_traffic<S: Serializer>(
     st.serialize_field("sizes", sizes)?;
     st.serialize_field("times", times)?;
     st.serialize_field("duration", duration)?;
-    st.serialize_field("plaintext_recovered", &false)?;
+    st.serialize_field("decrypted", decrypted)?;
+    st.serialize_field("undecrypted", undecrypted)?;
+    st.serialize_field("plaintext_recovered", &(*decrypted > 0))?;
     st.end()
 }
 
@@ -605,9 +634,27 @@ impl fmt::Display for Record<'_> {
                 records_to_client,
                 bytes_to_client,
                 duration,
+                decrypted,
+                undecrypted,
                 ..
             } => format!(
-                "TLS application data: {records_to_server} records / {bytes_to_server} bytes to the server, {records_to_client} / {bytes_to_client} to the client, over {duration:.3} s; no plaintext recovered"
+                "TLS application data: {records_to_server} records / {bytes_to_server} bytes to the server, {records_to_client} / {bytes_to_client} to the client, over {duration:.3} s; {}",
+                match (decrypted, undecrypted) {
+                    (0, 0) => "no plaintext recovered".to_string(),
+                    (d, 0) => format!("{d} records DECRYPTED with the key log"),
+                    (d, u) => format!("{d} records DECRYPTED with the key log, {u} NOT"),
+                }
+            ),
+            Finding::TlsKeys { version, cipher } => format!(
+                "TLS session secrets found in the key log ({version} {cipher}): DECRYPTING, what follows was read inside TLS"
+            ),
+            Finding::Undecrypted {
+                dir,
+                record,
+                reason,
+            } => format!(
+                "{} TLS record {record} NOT decrypted: {reason}",
+                arrow(*dir)
             ),
             Finding::Gap { dir, offset, len } => {
                 format!(
@@ -894,6 +941,8 @@ mod tests {
                 sizes: vec![5, -6],
                 times: vec![0.0, 1.5],
                 duration: 1.5,
+                decrypted: 0,
+                undecrypted: 0,
             },
             Finding::Gap {
                 dir: Dir::ToServer,
@@ -907,6 +956,26 @@ mod tests {
             Finding::StreamError {
                 dir: Dir::ToServer,
                 condition: s("host-unknown"),
+            },
+            Finding::TlsKeys {
+                version: s("TLS 1.3"),
+                cipher: s("TLS_CHACHA20_POLY1305_SHA256"),
+            },
+            Finding::Undecrypted {
+                dir: Dir::ToClient,
+                record: 3,
+                reason: s("bad tag"),
+            },
+            Finding::TlsTraffic {
+                records_to_server: 1,
+                bytes_to_server: 2,
+                records_to_client: 3,
+                bytes_to_client: 4,
+                sizes: vec![5, -6],
+                times: vec![0.0, 1.5],
+                duration: 1.5,
+                decrypted: 9,
+                undecrypted: 1,
             },
         ]
     }
@@ -933,10 +1002,13 @@ mod tests {
             r#"{"alpn":["xmpp-client"],"ciphers":["A","B"],"conn":13,"groups":[],"sni":"localhost","ts":1700000000.25,"type":"client-hello","versions":["TLS1.3"]}"#,
             r#"{"cipher":"TLS_AES_128_GCM_SHA256","conn":14,"ts":1700000000.25,"type":"server-hello","version":"TLS1.3"}"#,
             r#"{"alert":"encrypted (2 bytes)","conn":15,"dir":"to-client","ts":1700000000.25,"type":"alert"}"#,
-            r#"{"bytes_to_client":4,"bytes_to_server":2,"conn":16,"duration":1.5,"plaintext_recovered":false,"records_to_client":3,"records_to_server":1,"sizes":[5,-6],"times":[0.0,1.5],"ts":1700000000.25,"type":"tls-traffic"}"#,
+            r#"{"bytes_to_client":4,"bytes_to_server":2,"conn":16,"decrypted":0,"duration":1.5,"plaintext_recovered":false,"records_to_client":3,"records_to_server":1,"sizes":[5,-6],"times":[0.0,1.5],"ts":1700000000.25,"type":"tls-traffic","undecrypted":0}"#,
             r#"{"conn":17,"dir":"to-server","len":8,"offset":7,"ts":1700000000.25,"type":"gap"}"#,
             r#"{"conn":18,"dir":"to-client","ts":1700000000.25,"type":"malformed","what":"bad"}"#,
             r#"{"condition":"host-unknown","conn":19,"dir":"to-server","ts":1700000000.25,"type":"stream-error"}"#,
+            r#"{"cipher":"TLS_CHACHA20_POLY1305_SHA256","conn":20,"ts":1700000000.25,"type":"tls-keys","version":"TLS 1.3"}"#,
+            r#"{"conn":21,"dir":"to-client","reason":"bad tag","record":3,"ts":1700000000.25,"type":"undecrypted"}"#,
+            r#"{"bytes_to_client":4,"bytes_to_server":2,"conn":22,"decrypted":9,"duration":1.5,"plaintext_recovered":true,"records_to_client":3,"records_to_server":1,"sizes":[5,-6],"times":[0.0,1.5],"ts":1700000000.25,"type":"tls-traffic","undecrypted":1}"#,
         ];
         let want_text = [
             r#"#0 connection 127.0.0.1:40000 -> 127.0.0.1:5222 (already open when the capture started)"#,
@@ -959,6 +1031,9 @@ mod tests {
             r#"#17 C->S 8 bytes missing at byte 7 (not captured)"#,
             r#"#18 S->C malformed: bad"#,
             r#"#19 C->S stream error host-unknown"#,
+            r#"#20 TLS session secrets found in the key log (TLS 1.3 TLS_CHACHA20_POLY1305_SHA256): DECRYPTING, what follows was read inside TLS"#,
+            r#"#21 S->C TLS record 3 NOT decrypted: bad tag"#,
+            r#"#22 TLS application data: 1 records / 2 bytes to the server, 3 / 4 to the client, over 1.500 s; 9 records DECRYPTED with the key log, 1 NOT"#,
         ];
         let all = one_of_each();
         assert_eq!(all.len(), want_json.len());

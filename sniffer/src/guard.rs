@@ -20,6 +20,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Serialize, Serializer};
 
+use crate::analyze::Layer;
 use crate::reassembly::{ConnId, Dir};
 
 /// Bytes of context shown on each side of a hit.
@@ -64,7 +65,10 @@ pub struct Hit {
     pub conn: ConnId,
     /// The direction.
     pub dir: Dir,
-    /// Stream offset of the first byte of the match.
+    /// On the wire, or inside TLS (opened with a key log).
+    pub layer: Layer,
+    /// Stream offset of the first byte of the match (in the decrypted
+    /// bytes, for a hit inside TLS).
     pub offset: u64,
     /// A little text around it, made printable.
     pub context: String,
@@ -125,6 +129,9 @@ pub struct Leak<'a> {
     /// The direction, in words (`client to server`).
     #[serde(serialize_with = "dir_words")]
     pub dir: Dir,
+    /// Found inside TLS, in what a key log opened (absent: on the wire).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub decrypted: bool,
     /// Stream offset of the first byte of the match.
     pub offset: u64,
     /// A little text around it, made printable.
@@ -146,6 +153,7 @@ impl<'a> Leak<'a> {
             conn: hit.conn,
             endpoints,
             dir: hit.dir,
+            decrypted: hit.layer == Layer::Decrypted,
             offset: hit.offset,
             context: &hit.context,
             label: format!(
@@ -173,12 +181,17 @@ impl fmt::Display for Leak<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "LEAK: {} found as {} in connection #{} ({}), {}, at byte {}: ...{}...",
+            "LEAK: {} found as {} in connection #{} ({}), {}{}, at byte {}: ...{}...",
             self.label,
             self.how,
             self.conn,
             self.endpoints,
             words(self.dir),
+            if self.decrypted {
+                ", inside TLS (opened with the key log)"
+            } else {
+                ""
+            },
             self.offset,
             self.context
         )
@@ -191,7 +204,7 @@ pub struct Guard {
     forms: Vec<Form>,
     longest: usize,
     /// Per direction: the tail of what came before, and its stream offset.
-    tails: HashMap<(ConnId, Dir), (Vec<u8>, u64)>,
+    tails: HashMap<(ConnId, Dir, Layer), (Vec<u8>, u64)>,
     /// Hits so far (one per needle, form, connection and direction).
     pub hits: Vec<Hit>,
     /// Bytes searched.
@@ -258,13 +271,13 @@ impl Guard {
         }
     }
 
-    /// Searches the next bytes of one direction (`offset` is where they
-    /// start in the stream).
-    pub fn feed(&mut self, conn: ConnId, dir: Dir, offset: u64, data: &[u8]) {
+    /// Searches the next bytes of one direction of one layer (`offset` is
+    /// where they start in that layer's stream).
+    pub fn feed(&mut self, conn: ConnId, dir: Dir, layer: Layer, offset: u64, data: &[u8]) {
         self.bytes += data.len() as u64;
         let (tail, tail_at) = self
             .tails
-            .remove(&(conn, dir))
+            .remove(&(conn, dir, layer))
             .unwrap_or((Vec::new(), offset));
         // Join the tail only when it is contiguous (a gap breaks matches).
         let (mut hay, base) = if tail_at + tail.len() as u64 == offset {
@@ -287,7 +300,11 @@ impl Guard {
                 }
                 if hay[start..start + n] == f.bytes[..] {
                     let dup = self.hits.iter().any(|h| {
-                        h.needle == f.needle && h.how == f.how && h.conn == conn && h.dir == dir
+                        h.needle == f.needle
+                            && h.how == f.how
+                            && h.conn == conn
+                            && h.dir == dir
+                            && h.layer == layer
                     });
                     if !dup {
                         // The context shows where, never what: the match
@@ -306,6 +323,7 @@ impl Guard {
                             how: f.how,
                             conn,
                             dir,
+                            layer,
                             offset: base + start as u64,
                             context,
                         });
@@ -318,7 +336,7 @@ impl Guard {
         let keep = self.longest.saturating_sub(1).max(CONTEXT).min(hay.len());
         let cut = hay.len() - keep;
         self.tails
-            .insert((conn, dir), (hay[cut..].to_vec(), base + cut as u64));
+            .insert((conn, dir, layer), (hay[cut..].to_vec(), base + cut as u64));
     }
 }
 
@@ -330,7 +348,7 @@ mod tests {
         let mut g = Guard::new(&[needle.to_string()]);
         let mut off = 0u64;
         for c in stream.chunks(chunk.max(1)) {
-            g.feed(0, Dir::ToServer, off, c);
+            g.feed(0, Dir::ToServer, Layer::Wire, off, c);
             off += c.len() as u64;
         }
         let mut v: Vec<&'static str> = g.hits.iter().map(|h| h.how).collect();
@@ -365,8 +383,8 @@ mod tests {
     #[test]
     fn hits_report_offset_and_context_and_gaps_break_matches() {
         let mut g = Guard::new(&["pw".into(), "other".into()]);
-        g.feed(3, Dir::ToClient, 0, b"xxxx<password>p");
-        g.feed(3, Dir::ToClient, 15, b"w</password>");
+        g.feed(3, Dir::ToClient, Layer::Wire, 0, b"xxxx<password>p");
+        g.feed(3, Dir::ToClient, Layer::Wire, 15, b"w</password>");
         assert_eq!(g.hits.len(), 1);
         assert_eq!(
             (g.hits[0].needle, g.hits[0].offset, g.hits[0].conn),
@@ -374,8 +392,8 @@ mod tests {
         );
         assert_eq!(g.hits[0].context, "xxxx<password>[needle #1]</password>");
         // "ot" then a 10-byte hole then "her": not a match.
-        g.feed(4, Dir::ToServer, 0, b"ot");
-        g.feed(4, Dir::ToServer, 12, b"her");
+        g.feed(4, Dir::ToServer, Layer::Wire, 0, b"ot");
+        g.feed(4, Dir::ToServer, Layer::Wire, 12, b"her");
         assert_eq!(g.hits.len(), 1);
         assert_eq!(g.bytes, 32);
     }
@@ -398,6 +416,7 @@ mod tests {
             how: "base64",
             conn: 4,
             dir: Dir::ToClient,
+            layer: Layer::Wire,
             offset: 373,
             context: "x[needle #1]y".into(),
         };

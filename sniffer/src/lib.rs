@@ -10,6 +10,8 @@
 //!   credentials, messages, contacts, presence, files, the STARTTLS switch.
 //! - [`tls`]: TLS records and hellos: SNI, ALPN, versions, suites, key
 //!   shares, alerts, and the sizes and timing of encrypted records.
+//! - [`keylog`]: TLS session secrets from an NSS key log (`SSLKEYLOGFILE`).
+//! - [`decrypt`]: TLS 1.2 and 1.3 records opened with those secrets.
 //! - [`analyze`]: the pipeline: frames in, findings and per-connection
 //!   summaries out, protocols recognised by content on any port.
 //! - [`guard`]: the leak check's needle search (plain, hex, base64 at every
@@ -24,9 +26,11 @@
 pub mod analyze;
 pub mod capture;
 pub mod decode;
+pub mod decrypt;
 pub mod findings;
 pub mod guard;
 pub mod jsonl;
+pub mod keylog;
 pub mod reassembly;
 pub mod report;
 pub mod tls;

@@ -225,6 +225,7 @@ mod tests {
             server: "127.0.0.1:2".parse().unwrap(),
             protocol: "XMPP\x1b[2J\n\u{202e}forged row".into(),
             tls: false,
+            decrypted: false,
             counts: [0; 6],
             bytes: 0,
         };
@@ -261,6 +262,7 @@ mod tests {
             server: "[::1]:5222".parse().unwrap(),
             protocol: "XMPP".into(),
             tls: false,
+            decrypted: false,
             counts: [1, 40, 2, 1, 0, 6],
             bytes: 7517,
         };
@@ -282,7 +284,7 @@ mod tests {
         assert_eq!(
             lines,
             [
-                r#"{"bytes":7517,"client":"127.0.0.1:20001","conn":0,"contacts":2,"credentials":1,"files":0,"messages":40,"metadata":6,"presence":1,"protocol":"XMPP","server":"[::1]:5222","tls":false,"type":"summary"}"#,
+                r#"{"bytes":7517,"client":"127.0.0.1:20001","conn":0,"contacts":2,"credentials":1,"decrypted":false,"files":0,"messages":40,"metadata":6,"presence":1,"protocol":"XMPP","server":"[::1]:5222","tls":false,"type":"summary"}"#,
                 r#"{"bytes":692319,"connections":92,"contacts":184,"credentials":92,"files":3,"frames":5112,"malformed_frames":2,"messages":3640,"metadata":552,"presence":92,"tcp_frames":5110,"type":"totals"}"#,
             ]
         );

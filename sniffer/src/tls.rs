@@ -3,8 +3,13 @@
 //! The records' 5-byte headers are always in clear, so their count, sizes
 //! and timing leak (traffic analysis). The hellos are in clear too: the
 //! ClientHello names the server (SNI) and lists what the client supports;
-//! the ServerHello says what was chosen. Everything after is ciphertext:
-//! this module does not try, and cannot, read it.
+//! the ServerHello says what was chosen. Everything after is ciphertext.
+//!
+//! Without the session's secrets that is where it ends: only sizes and
+//! times. With them (a key log, see [`crate::keylog`]) each record is
+//! opened ([`crate::decrypt`]) and its plaintext handed back, to be read
+//! like any plaintext XMPP; a record that does not open is reported with
+//! the reason (no key for the session, the wrong key, a bad tag).
 
 use tls_parser::{
     TlsCipherSuite, TlsExtension, TlsMessage, TlsMessageHandshake,
@@ -12,7 +17,9 @@ use tls_parser::{
     parse_tls_server_hello_extensions,
 };
 
+use crate::decrypt::{self, OpenError, RecordKeys};
 use crate::findings::Finding;
+use crate::keylog::KeyLog;
 use crate::reassembly::Dir;
 
 /// Largest record TLS allows (2^14 plus the most expansion a cipher adds).
@@ -77,6 +84,18 @@ fn key_share_groups(data: &[u8]) -> Vec<String> {
     out
 }
 
+/// HelloRetryRequest is a ServerHello with this random (RFC 8446 4.1.3):
+/// the server asks for another ClientHello, and nothing is encrypted yet.
+const HRR_RANDOM: [u8; 32] = [
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+];
+
+/// Encrypted records held per direction while their session's secrets are
+/// not in the key log yet (a live capture sees a session before its program
+/// writes them). Beyond this the session counts as having no key.
+const MAX_WAITING: usize = 256;
+
 /// One direction's records.
 #[derive(Debug, Default)]
 struct Half {
@@ -88,6 +107,45 @@ struct Half {
     broken: bool,
     records: u64,
     bytes: u64,
+    /// With a key log: this direction's record keys, once known.
+    keys: Option<RecordKeys>,
+    /// TLS 1.3: the application traffic keys, taken after this side's
+    /// Finished (until then its records use the handshake keys).
+    next: Option<RecordKeys>,
+    /// TLS 1.3: decrypted handshake bytes not yet a whole message.
+    inner: Vec<u8>,
+    /// Encrypted records waiting for the key log to name their session.
+    waiting: Vec<([u8; 5], Vec<u8>)>,
+    /// Records decrypted, and records that could not be.
+    opened: u64,
+    failed: u64,
+    /// A failure was reported (once per direction; the count is in the
+    /// traffic line).
+    reported: bool,
+}
+
+/// What a hello says that decryption needs.
+enum Hello {
+    Client {
+        random: [u8; 32],
+    },
+    Server {
+        random: [u8; 32],
+        suite: u16,
+        tls13: bool,
+    },
+}
+
+/// Where decryption stands for a connection (with a key log).
+#[derive(Debug, Default)]
+enum Keys {
+    /// Not looked up yet, or not in the key log yet.
+    #[default]
+    Unknown,
+    /// Both directions have keys.
+    Ready,
+    /// It cannot be decrypted, and why.
+    Missing(String),
 }
 
 /// One TLS connection (or the TLS part of one after STARTTLS).
@@ -99,17 +157,40 @@ pub struct TlsConn {
     times: Vec<f64>,
     first_ts: Option<f64>,
     last_ts: f64,
+    client_random: Option<[u8; 32]>,
+    server_random: Option<[u8; 32]>,
+    suite: Option<u16>,
+    tls13: bool,
+    keys: Keys,
+    /// Decrypted application data, in order per direction, for the caller
+    /// to take (and dissect as it would plaintext).
+    pub plaintext: Vec<(Dir, Vec<u8>)>,
 }
 
 impl TlsConn {
     /// Feeds bytes of one direction.
     pub fn feed(&mut self, dir: Dir, data: &[u8], ts: f64, out: &mut impl FnMut(Finding)) {
+        self.feed_with_keys(dir, data, ts, None, out);
+    }
+
+    /// Feeds bytes of one direction, decrypting its records with the
+    /// secrets in `keylog` when it names this session; the plaintext is
+    /// left in [`TlsConn::plaintext`].
+    pub fn feed_with_keys(
+        &mut self,
+        dir: Dir,
+        data: &[u8],
+        ts: f64,
+        mut keylog: Option<&mut KeyLog>,
+        out: &mut impl FnMut(Finding),
+    ) {
         let half = dir.pick(&mut self.to_server, &mut self.to_client);
         if half.broken {
             return;
         }
         half.buf.extend_from_slice(data);
         let mut at = 0usize;
+        let mut records = Vec::new();
         while let Some(hdr) = half.buf.get(at..at + 5) {
             let (kind, len) = (hdr[0], usize::from(u16::from_be_bytes([hdr[3], hdr[4]])));
             if !(20..=24).contains(&kind) || hdr[1] != 3 || len > MAX_RECORD {
@@ -119,65 +200,346 @@ impl TlsConn {
                     what: format!("not a TLS record (type {kind}, length {len})"),
                 });
                 half.buf.clear();
-                return;
+                break;
             }
             let Some(body) = half.buf.get(at + 5..at + 5 + len) else {
                 break;
             };
-            let body = body.to_vec();
+            let header = [hdr[0], hdr[1], hdr[2], hdr[3], hdr[4]];
+            records.push((header, body.to_vec()));
             at += 5 + len;
-            match kind {
-                22 if !half.encrypted => {
-                    if half.handshake.len() + body.len() <= MAX_HANDSHAKE_BUFFER {
-                        half.handshake.extend_from_slice(&body);
-                    }
-                    Self::handshake(half, dir, out);
-                }
-                20 => half.encrypted = true,
-                21 => out(Finding::Alert {
-                    dir,
-                    text: if half.encrypted || body.len() != 2 {
-                        format!("(encrypted, {} bytes)", body.len())
-                    } else {
-                        let level = if body[0] == 2 { "fatal" } else { "warning" };
-                        format!("{level} {}", alert_name(body[1]))
-                    },
-                }),
-                23 => {
-                    half.encrypted = true;
-                    half.records += 1;
-                    half.bytes += len as u64;
-                    let first = *self.first_ts.get_or_insert(ts);
-                    if self.sizes.len() < MAX_SIZES {
-                        let signed = len as i64;
-                        self.sizes.push(if dir == Dir::ToServer {
-                            signed
-                        } else {
-                            -signed
-                        });
-                        // Microseconds are what a capture records.
-                        self.times.push(((ts - first) * 1e6).round() / 1e6);
-                    }
-                    self.last_ts = ts;
-                }
-                _ => {}
-            }
         }
-        half.buf.drain(..at);
+        if !half.broken {
+            half.buf.drain(..at);
+        }
+        for (header, body) in records {
+            self.record(dir, header, body, ts, keylog.as_deref_mut(), out);
+        }
     }
 
-    fn handshake(half: &mut Half, dir: Dir, out: &mut impl FnMut(Finding)) {
+    fn record(
+        &mut self,
+        dir: Dir,
+        header: [u8; 5],
+        body: Vec<u8>,
+        ts: f64,
+        keylog: Option<&mut KeyLog>,
+        out: &mut impl FnMut(Finding),
+    ) {
+        let kind = header[0];
+        let half = dir.pick(&mut self.to_server, &mut self.to_client);
+        let ciphertext = kind == 23 || (half.encrypted && matches!(kind, 21 | 22));
+        if kind == 23 {
+            half.encrypted = true;
+            half.records += 1;
+            half.bytes += body.len() as u64;
+            let first = *self.first_ts.get_or_insert(ts);
+            if self.sizes.len() < MAX_SIZES {
+                let signed = body.len() as i64;
+                self.sizes.push(if dir == Dir::ToServer {
+                    signed
+                } else {
+                    -signed
+                });
+                // Microseconds are what a capture records.
+                self.times.push(((ts - first) * 1e6).round() / 1e6);
+            }
+            self.last_ts = ts;
+        }
+        if ciphertext {
+            match keylog {
+                Some(k) => self.decrypt(dir, header, body, k, out),
+                None if kind == 21 => out(Finding::Alert {
+                    dir,
+                    text: format!("(encrypted, {} bytes)", body.len()),
+                }),
+                None => {}
+            }
+            return;
+        }
+        match kind {
+            22 => {
+                if half.handshake.len() + body.len() <= MAX_HANDSHAKE_BUFFER {
+                    half.handshake.extend_from_slice(&body);
+                }
+                for hello in Self::handshake(half, dir, out) {
+                    self.hello(hello);
+                }
+            }
+            // TLS 1.2: from here this side encrypts. TLS 1.3 sends it only
+            // to please middleboxes (RFC 8446 D.4): it changes nothing.
+            20 if !self.tls13 => half.encrypted = true,
+            21 => out(Finding::Alert {
+                dir,
+                text: alert_text(&body),
+            }),
+            _ => {}
+        }
+    }
+
+    fn hello(&mut self, hello: Hello) {
+        match hello {
+            Hello::Client { random } => self.client_random = Some(random),
+            Hello::Server { random, .. } if random == HRR_RANDOM => self.tls13 = true,
+            Hello::Server {
+                random,
+                suite,
+                tls13,
+            } => {
+                self.server_random = Some(random);
+                self.suite = Some(suite);
+                self.tls13 = tls13;
+                if tls13 {
+                    // Everything the server sends next is encrypted.
+                    self.to_client.encrypted = true;
+                }
+            }
+        }
+    }
+
+    /// Looks the session up in the key log and derives both directions'
+    /// keys, once it is there.
+    fn find_keys(&mut self, keylog: &mut KeyLog, out: &mut impl FnMut(Finding)) {
+        if !matches!(self.keys, Keys::Unknown) {
+            return;
+        }
+        let Some(random) = self.client_random else {
+            self.keys = Keys::Missing(
+                "the handshake was not captured (the connection was already open): no client random to find its secrets by".into(),
+            );
+            return;
+        };
+        let (Some(id), Some(server_random)) = (self.suite, self.server_random) else {
+            self.keys =
+                Keys::Missing("no ServerHello was captured: the cipher suite is not known".into());
+            return;
+        };
+        if keylog.server_key_only {
+            self.keys = Keys::Missing(format!(
+                "the server's private key cannot open this session: {}",
+                key_exchange(id)
+            ));
+            return;
+        }
+        let Some(suite) = decrypt::suite(id) else {
+            self.keys = Keys::Missing(format!(
+                "cipher suite {}: the sniffer decrypts AES-GCM and ChaCha20-Poly1305 suites only",
+                cipher_name(id)
+            ));
+            return;
+        };
+        let Some(secrets) = keylog.lookup(&random) else {
+            // Perhaps not written yet: the records wait (see MAX_WAITING).
+            return;
+        };
+        let keys = if suite.tls13 {
+            let k = |s: &Option<Vec<u8>>| s.as_deref().and_then(|s| RecordKeys::tls13(suite, s));
+            match (
+                k(&secrets.client_handshake),
+                k(&secrets.server_handshake),
+                k(&secrets.client_traffic),
+                k(&secrets.server_traffic),
+            ) {
+                (Some(ch), Some(sh), Some(ct), Some(st)) => Some(((ch, Some(ct)), (sh, Some(st)))),
+                _ => None,
+            }
+        } else {
+            secrets
+                .master
+                .as_deref()
+                .and_then(|m| RecordKeys::tls12(suite, m, &random, &server_random))
+                .map(|(c, s)| ((c, None), (s, None)))
+        };
+        let Some(((client, client_next), (server, server_next))) = keys else {
+            self.keys = Keys::Missing(format!(
+                "the key log names this session but lacks its {} secrets",
+                if suite.tls13 {
+                    "TLS 1.3 handshake and traffic"
+                } else {
+                    "TLS 1.2 master (CLIENT_RANDOM)"
+                }
+            ));
+            return;
+        };
+        self.to_server.keys = Some(client);
+        self.to_server.next = client_next;
+        self.to_client.keys = Some(server);
+        self.to_client.next = server_next;
+        self.keys = Keys::Ready;
+        out(Finding::TlsKeys {
+            version: if suite.tls13 { "TLS 1.3" } else { "TLS 1.2" }.into(),
+            cipher: cipher_name(id),
+        });
+        // What waited for the keys, in order.
+        for dir in [Dir::ToServer, Dir::ToClient] {
+            let waiting =
+                std::mem::take(&mut dir.pick(&mut self.to_server, &mut self.to_client).waiting);
+            for (header, body) in waiting {
+                self.open(dir, header, &body, out);
+            }
+        }
+    }
+
+    fn decrypt(
+        &mut self,
+        dir: Dir,
+        header: [u8; 5],
+        body: Vec<u8>,
+        keylog: &mut KeyLog,
+        out: &mut impl FnMut(Finding),
+    ) {
+        self.find_keys(keylog, out);
+        match &self.keys {
+            Keys::Ready => self.open(dir, header, &body, out),
+            Keys::Unknown => {
+                let half = dir.pick(&mut self.to_server, &mut self.to_client);
+                if half.waiting.len() < MAX_WAITING {
+                    half.waiting.push((header, body));
+                } else {
+                    self.keys = Keys::Missing(self.no_key());
+                    self.give_up(out);
+                    self.fail(dir, None, out);
+                }
+            }
+            Keys::Missing(_) => self.fail(dir, None, out),
+        }
+    }
+
+    fn no_key(&self) -> String {
+        let random: String = self
+            .client_random
+            .unwrap_or_default()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("no key for this session in the key log (client random {random}...)")
+    }
+
+    /// Records still waiting count as failed, and say why.
+    fn give_up(&mut self, out: &mut impl FnMut(Finding)) {
+        for dir in [Dir::ToServer, Dir::ToClient] {
+            let n = std::mem::take(&mut dir.pick(&mut self.to_server, &mut self.to_client).waiting)
+                .len();
+            for _ in 0..n {
+                self.fail(dir, None, out);
+            }
+        }
+    }
+
+    /// One record of `dir` not decrypted: counted, and the first reported
+    /// with its reason (the key state's, or `why`).
+    fn fail(&mut self, dir: Dir, why: Option<String>, out: &mut impl FnMut(Finding)) {
+        let reason = why.unwrap_or_else(|| match &self.keys {
+            Keys::Missing(r) => r.clone(),
+            _ => self.no_key(),
+        });
+        let half = dir.pick(&mut self.to_server, &mut self.to_client);
+        half.failed += 1;
+        if !half.reported {
+            half.reported = true;
+            out(Finding::Undecrypted {
+                dir,
+                record: half.opened + half.failed,
+                reason,
+            });
+        }
+    }
+
+    /// Opens one record with this direction's keys and routes its content:
+    /// application data to [`TlsConn::plaintext`], handshake messages to
+    /// the key schedule (Finished, KeyUpdate), alerts as findings.
+    fn open(&mut self, dir: Dir, header: [u8; 5], body: &[u8], out: &mut impl FnMut(Finding)) {
+        let tls13 = self.tls13;
+        let half = dir.pick(&mut self.to_server, &mut self.to_client);
+        let Some(keys) = half.keys.as_mut() else {
+            return;
+        };
+        let (kind, plain) = match keys.open(&header, body) {
+            Ok(r) => r,
+            Err(e) => {
+                let why = match e {
+                    OpenError::BadTag if half.opened == 0 => {
+                        "wrong key: the key log's secrets for this session do not open its records"
+                    }
+                    OpenError::BadTag => {
+                        "bad tag: the record was changed on the way, or is not part of this session"
+                    }
+                    OpenError::TooShort => "too short to be an encrypted record",
+                    OpenError::NoContentType => "decrypted to padding only: no content type",
+                };
+                self.fail(dir, Some(why.into()), out);
+                return;
+            }
+        };
+        half.opened += 1;
+        match kind {
+            23 => self.plaintext.push((dir, plain)),
+            21 => out(Finding::Alert {
+                dir,
+                text: format!("{} (decrypted)", alert_text(&plain)),
+            }),
+            22 if tls13 => {
+                half.inner.extend_from_slice(&plain);
+                let (mut finished, mut update) = (false, false);
+                while let Some(h) = half.inner.get(..4) {
+                    let len =
+                        (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
+                    if half.inner.len() < 4 + len {
+                        break;
+                    }
+                    match h[0] {
+                        20 => finished = true,
+                        24 => update = true,
+                        _ => {}
+                    }
+                    half.inner.drain(..4 + len);
+                    if half.inner.len() > MAX_HANDSHAKE_BUFFER {
+                        half.inner.clear();
+                    }
+                }
+                // The next record uses the next keys (RFC 8446 7.2, 4.4.4).
+                if finished && let Some(next) = half.next.take() {
+                    half.keys = Some(next);
+                    half.inner.clear();
+                } else if update && let Some(k) = half.keys.as_mut() {
+                    k.update();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The connection is over: records still waiting for keys that never
+    /// came are reported.
+    pub fn finish(&mut self, keylog: Option<&mut KeyLog>, out: &mut impl FnMut(Finding)) {
+        let Some(keylog) = keylog else { return };
+        let waiting = !self.to_server.waiting.is_empty() || !self.to_client.waiting.is_empty();
+        if waiting {
+            self.find_keys(keylog, out);
+        }
+        if matches!(self.keys, Keys::Unknown) && waiting {
+            self.keys = Keys::Missing(self.no_key());
+        }
+        self.give_up(out);
+    }
+
+    fn handshake(half: &mut Half, dir: Dir, out: &mut impl FnMut(Finding)) -> Vec<Hello> {
+        let mut hellos = Vec::new();
         loop {
             let Some(h) = half.handshake.get(..4) else {
-                return;
+                return hellos;
             };
             let len = (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
             if half.handshake.len() < 4 + len {
-                return;
+                return hellos;
             }
             let msg: Vec<u8> = half.handshake.drain(..4 + len).collect();
             match parse_tls_message_handshake(&msg) {
                 Ok((_, TlsMessage::Handshake(TlsMessageHandshake::ClientHello(ch)))) => {
+                    if let Ok(random) = <[u8; 32]>::try_from(ch.random) {
+                        hellos.push(Hello::Client { random });
+                    }
                     let mut sni = None;
                     let mut alpn = Vec::new();
                     let mut versions = vec![version_name(ch.version.0)];
@@ -230,14 +592,24 @@ impl TlsConn {
                         }
                     }
                     let tls13 = version == "TLS 1.3";
+                    let random = <[u8; 32]>::try_from(sh.random).unwrap_or_default();
+                    let retry = random == HRR_RANDOM;
+                    hellos.push(Hello::Server {
+                        random,
+                        suite: sh.cipher.0,
+                        tls13,
+                    });
                     out(Finding::ServerHello {
-                        version,
+                        version: if retry {
+                            format!("{version} (HelloRetryRequest: the client must try again)")
+                        } else {
+                            version
+                        },
                         cipher: cipher_name(sh.cipher.0),
                     });
-                    if tls13 {
+                    if tls13 && !retry {
                         // Everything the server sends next is encrypted.
-                        half.encrypted = true;
-                        return;
+                        return hellos;
                     }
                 }
                 Ok(_) => {}
@@ -261,7 +633,36 @@ impl TlsConn {
             sizes: self.sizes.clone(),
             times: self.times.clone(),
             duration: (self.last_ts - first).max(0.0),
+            decrypted: self.to_server.opened + self.to_client.opened,
+            undecrypted: self.to_server.failed + self.to_client.failed,
         })
+    }
+}
+
+/// What a suite's key exchange means for someone holding only the
+/// server's private key.
+fn key_exchange(id: u16) -> &'static str {
+    match id {
+        0x1301..=0x1305 => {
+            "TLS 1.3 keys always come from an ephemeral (EC)DHE exchange, and the private key only signed it (forward secrecy): only the session secrets (a key log) open it"
+        }
+        0x009c | 0x009d | 0x002f | 0x0035 | 0x003c | 0x003d => {
+            "RSA key exchange: the private key does hold the secret (no forward secrecy), but this sniffer does not decrypt RSA key exchange; use the session secrets (a key log)"
+        }
+        _ => {
+            "the key exchange was ephemeral (ECDHE or DHE), and the private key only signed it (forward secrecy): only the session secrets (a key log) open it"
+        }
+    }
+}
+
+/// A plaintext alert's two bytes in words.
+fn alert_text(body: &[u8]) -> String {
+    match body {
+        [level, code] => {
+            let level = if *level == 2 { "fatal" } else { "warning" };
+            format!("{level} {}", alert_name(*code))
+        }
+        _ => format!("(malformed, {} bytes)", body.len()),
     }
 }
 

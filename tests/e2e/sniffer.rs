@@ -1,7 +1,9 @@
 //! The sniffer against real sessions on loopback: what it recovers from
 //! `chat-plain`, and what it cannot recover from `chat-tls` (STARTTLS and
 //! direct TLS). The same scenario runs for each twin; only the verdict
-//! differs, which is the toolkit's whole point.
+//! differs, which is the toolkit's whole point. Under TLS the clients write
+//! their session secrets (`SSLKEYLOGFILE`), and the same capture read with
+//! that key log gives up everything, as tshark's reading of it confirms.
 
 use std::process::Command;
 
@@ -27,12 +29,21 @@ fn a_whole_session_is_sniffed(twin: Twin) {
     let file = dir.path().join("homework.txt");
     std::fs::write(&file, FILE_BODY).unwrap();
     let dl = dir.path().join("downloads");
+    // Under TLS, both clients write their session secrets here, as any
+    // program does when SSLKEYLOGFILE is set.
+    let keys = dir.path().join("keys.log");
+    let start = |jid: &str, pw: &str, extra: &[&str]| {
+        let mut cmd = tests::client_command(&server, jid, pw, extra);
+        if twin.tls() {
+            cmd.env("SSLKEYLOGFILE", &keys);
+        }
+        Client::spawn(jid, cmd)
+    };
 
-    let mut alice = Client::start(&server, "alice@localhost", ALICE_PW, &["--register"]);
+    let mut alice = start("alice@localhost", ALICE_PW, &["--register"]);
     alice.expect("connected", |v| v["type"] == "connected");
     // bob signs in with PLAIN, as lab 1 has students do.
-    let mut bob = Client::start(
-        &server,
+    let mut bob = start(
         "bob@localhost",
         BOB_PW,
         &[
@@ -186,6 +197,7 @@ fn a_whole_session_is_sniffed(twin: Twin) {
             !rows.is_empty() && rows.iter().all(|r| r["tls"] == true),
             "{all}"
         );
+        opened_with_the_key_log(&sniffer.pcap, &keys, &server, &want_sha);
     }
 
     // The CI leak check on the same capture: fails on plaintext, passes on TLS.
@@ -249,6 +261,120 @@ fn a_whole_session_is_sniffed(twin: Twin) {
 }
 
 tests::twin_tests!(a_whole_session_is_sniffed);
+
+/// The TLS capture read again with the clients' key log: every secret the
+/// plaintext twin leaks is back, each connection says it was decrypted,
+/// the guard finds the needles inside TLS, and tshark, given the same key
+/// log, reads the same message bodies.
+fn opened_with_the_key_log(
+    pcap: &std::path::Path,
+    keys: &std::path::Path,
+    server: &Server,
+    want_sha: &str,
+) {
+    let (p, k) = (pcap.to_str().unwrap(), keys.to_str().unwrap());
+    let (code, out, err) = sniffer(&["read", p, "--keylog", k, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let found: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let all = serde_json::to_string_pretty(&found).unwrap();
+    assert!(of_type(&found, "undecrypted").is_empty(), "{all}");
+    let rows = of_type(&found, "summary");
+    assert!(
+        !rows.is_empty()
+            && rows
+                .iter()
+                .all(|r| r["tls"] == true && r["decrypted"] == true),
+        "{all}"
+    );
+    assert_eq!(of_type(&found, "tls-keys").len(), rows.len(), "{all}");
+    let creds = of_type(&found, "credential");
+    assert!(
+        creds
+            .iter()
+            .any(|c| c["kind"] == "sasl-plain" && c["user"] == "bob" && c["password"] == BOB_PW),
+        "bob's PLAIN password, inside TLS: {all}"
+    );
+    assert!(
+        creds
+            .iter()
+            .any(|c| c["kind"] == "register" && c["password"] == ALICE_PW),
+        "{all}"
+    );
+    let bodies: Vec<&str> = of_type(&found, "message")
+        .iter()
+        .filter_map(|m| m["body"].as_str())
+        .collect();
+    assert!(bodies.contains(&DM) && bodies.contains(&ROOM_MSG), "{all}");
+    assert!(
+        of_type(&found, "presence")
+            .iter()
+            .any(|p| p["status"] == STATUS),
+        "{all}"
+    );
+    assert!(
+        of_type(&found, "file")
+            .iter()
+            .any(|f| f["sha256"] == want_sha && f["complete"] == true),
+        "{all}"
+    );
+    assert!(
+        of_type(&found, "tls-traffic")
+            .iter()
+            .all(|t| t["plaintext_recovered"] == true && t["undecrypted"] == 0),
+        "{all}"
+    );
+
+    // The leak check with the key log: the needles, inside TLS.
+    let (code, out, _) = sniffer(&[
+        "guard", "--pcap", p, "--keylog", k, "--needle", BOB_PW, "--needle", DM,
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines()
+            .filter(|l| l.contains("inside TLS (opened with the key log)"))
+            .count()
+            >= 2,
+        "{out}"
+    );
+
+    // tshark, told the same key log and which ports carry XMPP, follows
+    // each TLS stream: the message bodies it shows are the sniffer's.
+    let Some(tshark) = interop_tool("tshark") else {
+        return;
+    };
+    let mut args = vec![
+        "-r".to_string(),
+        p.to_string(),
+        "-o".to_string(),
+        format!("tls.keylog_file:{k}"),
+        "-d".to_string(),
+        format!("tcp.port=={},xmpp", server.addr.port()),
+        "-q".to_string(),
+    ];
+    if let Some(d) = server.direct {
+        args.extend(["-d".to_string(), format!("tcp.port=={},tls", d.port())]);
+    }
+    for n in 0..rows.len() {
+        args.extend(["-z".to_string(), format!("follow,tls,ascii,{n}")]);
+    }
+    let t = Command::new(tshark).args(&args).output().unwrap();
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    let text = String::from_utf8_lossy(&t.stdout);
+    let mut theirs: Vec<&str> = text
+        .split("<body>")
+        .skip(1)
+        .filter_map(|s| s.split("</body>").next())
+        .collect();
+    let mut ours = bodies.clone();
+    theirs.sort();
+    theirs.dedup();
+    ours.sort();
+    ours.dedup();
+    assert_eq!(ours, theirs, "tshark's decryption:\n{text}");
+}
 
 fn sniffer(args: &[&str]) -> (i32, String, String) {
     tests::run_bin("sniffer", args)

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::*;
 
 /// The twin's `client --json` command for `jid`, connected the twin's way.
-fn client_command(server: &Server, jid: &str, password: &str, extra: &[&str]) -> Command {
+pub fn client_command(server: &Server, jid: &str, password: &str, extra: &[&str]) -> Command {
     let mut cmd = Command::new(bin(server.twin.bin()));
     cmd.args(["client", "--json", "--jid", jid])
         .args(server.client_flags())

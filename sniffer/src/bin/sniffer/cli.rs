@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use sniffer::keylog::KeyLog;
 use sniffer::reassembly::{ConnId, Limits};
 use sniffer::report::Printer;
 
@@ -31,6 +32,16 @@ pub(crate) struct Common {
     /// `sizes`, positive to the server, and `times`).
     #[arg(long, global = true)]
     pub(crate) records: bool,
+    /// Decrypt TLS with the session secrets in this NSS key log (the file
+    /// SSLKEYLOGFILE names; any program's): what is inside is read like
+    /// plaintext. A live capture reads the file again as it grows.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub(crate) keylog: Option<PathBuf>,
+    /// The server's private key (PEM), to show what it can and cannot
+    /// open: an ECDHE session (every TLS 1.3 one) it cannot, whatever the
+    /// attacker does (forward secrecy).
+    #[arg(long, value_name = "FILE", global = true, conflicts_with = "keylog")]
+    pub(crate) server_key: Option<PathBuf>,
     /// Write files recovered from In-Band Bytestreams to this folder.
     #[arg(long, value_name = "DIR", global = true)]
     pub(crate) export: Option<PathBuf>,
@@ -50,6 +61,18 @@ impl Common {
             max_buffer: self.max_flow_buffer,
             max_flows: self.max_flows.max(1),
         }
+    }
+    /// The key log to decrypt with, if one was given (or the server's key,
+    /// which opens nothing, to say so per session).
+    pub(crate) fn keylog(&self) -> anyhow::Result<Option<KeyLog>> {
+        if let Some(path) = &self.server_key {
+            return Ok(Some(KeyLog::server_key_only(path)?));
+        }
+        self.keylog
+            .as_deref()
+            .map(KeyLog::load)
+            .transpose()
+            .map_err(Into::into)
     }
     /// How findings are printed.
     pub(crate) fn printer(&self) -> Printer {

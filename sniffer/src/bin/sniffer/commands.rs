@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use sniffer::analyze::Analyzer;
+use sniffer::analyze::{Analyzer, Layer};
 use sniffer::capture;
 use sniffer::findings::Finding;
 use sniffer::guard::{Guard, Leak, NoLeak};
@@ -64,11 +64,14 @@ pub(crate) fn run(cmd: Command) -> anyhow::Result<u8> {
 /// `read`: every frame of the files, in order, as one capture; findings as
 /// they come, then the summary.
 fn read(files: &[PathBuf], filter: Option<&str>, common: &Common) -> anyhow::Result<u8> {
-    let mut a = Analyzer::new(
-        common.limits(),
-        common.export.clone(),
-        Box::new(print_finding(common.printer())),
-    );
+    let mut a = with_keys(
+        Analyzer::new(
+            common.limits(),
+            common.export.clone(),
+            Box::new(print_finding(common.printer())),
+        ),
+        common,
+    )?;
     // Files of which no frame could be decoded (link type).
     let mut undecodable = 0;
     for f in files {
@@ -139,6 +142,7 @@ fn live(
     write: Option<PathBuf>,
     common: &Common,
 ) -> anyhow::Result<u8> {
+    let keys = common.keylog()?;
     let mut live = capture::open_live(interface, filter, write.as_deref())?;
     // On stderr, so it never mixes with JSON on stdout; scripts
     // wait for it before starting the traffic.
@@ -149,6 +153,9 @@ fn live(
         common.export.clone(),
         Box::new(print_finding(common.printer())),
     );
+    if let Some(k) = keys {
+        a = a.with_keylog(k);
+    }
     live.run(&stop, |link, ts, data| {
         a.frame(link, ts, data);
         // Live: each event shows as it happens.
@@ -177,61 +184,68 @@ fn follow(
     raw: bool,
     common: &Common,
 ) -> anyhow::Result<u8> {
-    let mut last_dir: Option<Dir> = None;
+    let mut last_dir: Option<(Dir, Layer)> = None;
     let mut seen = false;
     let json = common.json;
-    let tap = Box::new(|conn: ConnId, dir: Dir, offset: u64, data: &[u8]| {
-        if conn != stream {
-            return;
-        }
-        seen = true;
-        let name = match dir {
-            Dir::ToServer => "client -> server",
-            Dir::ToClient => "server -> client",
-        };
-        if json {
-            out(&jsonl::line(&StreamData::new(conn, dir, offset, data)));
-        } else if raw {
-            out_bytes(data);
-        } else if hex {
-            for (i, chunk) in data.chunks(16).enumerate() {
-                let hexs: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
-                let text: String = chunk
-                    .iter()
-                    .map(|&b| {
-                        if b.is_ascii_graphic() || b == b' ' {
-                            b as char
-                        } else {
-                            '.'
-                        }
-                    })
-                    .collect();
+    let tap = Box::new(
+        |conn: ConnId, dir: Dir, layer: Layer, offset: u64, data: &[u8]| {
+            if conn != stream {
+                return;
+            }
+            seen = true;
+            let name = match (dir, layer) {
+                (Dir::ToServer, Layer::Wire) => "client -> server",
+                (Dir::ToClient, Layer::Wire) => "server -> client",
+                (Dir::ToServer, Layer::Decrypted) => "client -> server, DECRYPTED from TLS",
+                (Dir::ToClient, Layer::Decrypted) => "server -> client, DECRYPTED from TLS",
+            };
+            if json {
+                out(&jsonl::line(&StreamData::new(conn, dir, offset, data)));
+            } else if raw {
+                out_bytes(data);
+            } else if hex {
+                for (i, chunk) in data.chunks(16).enumerate() {
+                    let hexs: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+                    let text: String = chunk
+                        .iter()
+                        .map(|&b| {
+                            if b.is_ascii_graphic() || b == b' ' {
+                                b as char
+                            } else {
+                                '.'
+                            }
+                        })
+                        .collect();
+                    let mark = if dir == Dir::ToServer { ">" } else { "<" };
+                    out(&format!(
+                        "{mark} {:08x}  {:<47}  {text}",
+                        offset + (i * 16) as u64,
+                        hexs.join(" ")
+                    ));
+                }
+            } else {
+                if last_dir != Some((dir, layer)) {
+                    out(&format!("===== {name} (from byte {offset}) ====="));
+                    last_dir = Some((dir, layer));
+                }
+                // The stream's own lines are kept, but each starts with its
+                // direction's mark and everything else is escaped: the peer's
+                // bytes can neither drive the terminal (escape sequences, CR
+                // overwriting a line, bidi overrides) nor forge a `=====`
+                // direction banner or the other side's data with a newline.
                 let mark = if dir == Dir::ToServer { ">" } else { "<" };
-                out(&format!(
-                    "{mark} {:08x}  {:<47}  {text}",
-                    offset + (i * 16) as u64,
-                    hexs.join(" ")
-                ));
+                let body = data.strip_suffix(b"\n").unwrap_or(data);
+                for line in body.split(|&b| b == b'\n') {
+                    out(&format!("{mark} {}", report::escape_bytes(line)));
+                }
             }
-        } else {
-            if last_dir != Some(dir) {
-                out(&format!("===== {name} (from byte {offset}) ====="));
-                last_dir = Some(dir);
-            }
-            // The stream's own lines are kept, but each starts with its
-            // direction's mark and everything else is escaped: the peer's
-            // bytes can neither drive the terminal (escape sequences, CR
-            // overwriting a line, bidi overrides) nor forge a `=====`
-            // direction banner or the other side's data with a newline.
-            let mark = if dir == Dir::ToServer { ">" } else { "<" };
-            let body = data.strip_suffix(b"\n").unwrap_or(data);
-            for line in body.split(|&b| b == b'\n') {
-                out(&format!("{mark} {}", report::escape_bytes(line)));
-            }
-        }
-    });
+        },
+    );
     {
-        let mut a = Analyzer::new(common.limits(), None, Box::new(|_, _, _| {})).with_tap(tap);
+        let mut a = with_keys(
+            Analyzer::new(common.limits(), None, Box::new(|_, _, _| {})).with_tap(tap),
+            common,
+        )?;
         let report = capture::read_file(file, None, |l, ts, d| a.frame(l, ts, d), |_| {})?;
         if let Some(d) = report.damaged {
             eprintln!("sniffer: warning: {d}");
@@ -292,15 +306,18 @@ fn guard(
     let guard = std::cell::RefCell::new(Guard::new(&needles));
     let mut endpoints: std::collections::HashMap<ConnId, String> = Default::default();
     let (connections, bytes) = {
-        let tap = Box::new(|c: ConnId, d: Dir, off: u64, data: &[u8]| {
-            guard.borrow_mut().feed(c, d, off, data)
+        let tap = Box::new(|c: ConnId, d: Dir, layer: Layer, off: u64, data: &[u8]| {
+            guard.borrow_mut().feed(c, d, layer, off, data)
         });
         let sink = Box::new(|c: ConnId, _ts: f64, f: &Finding| {
             if let Finding::Connection { client, server, .. } = f {
                 endpoints.insert(c, format!("{client} -> {server}"));
             }
         });
-        let mut a = Analyzer::new(common.limits(), None, sink).with_tap(tap);
+        let mut a = with_keys(
+            Analyzer::new(common.limits(), None, sink).with_tap(tap),
+            common,
+        )?;
         match &pcap {
             Some(file) => {
                 let r = capture::read_file(file, None, |l, ts, d| a.frame(l, ts, d), |_| {})?;
@@ -378,6 +395,14 @@ fn guard(
         });
     }
     Ok(1)
+}
+
+/// The analyser, opening TLS with `--keylog` when given.
+fn with_keys<'a>(a: Analyzer<'a>, common: &Common) -> anyhow::Result<Analyzer<'a>> {
+    Ok(match common.keylog()? {
+        Some(k) => a.with_keylog(k),
+        None => a,
+    })
 }
 
 /// Set by Ctrl-C or SIGTERM: the capture stops and the summary is printed.
