@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::decode::{self, DecodeError, LinkType};
+use crate::decode::{self, Datagram, DecodeError, LinkType, Packet};
 use crate::findings::Finding;
 use crate::keylog::KeyLog;
 use crate::reassembly::{ConnId, Dir, Event, Limits, Reassembler};
@@ -94,6 +94,18 @@ impl Conn {
     }
 }
 
+/// Datagrams between two addresses, both ways: UDP has no connection, so
+/// the address pair is the flow (as Wireshark's UDP conversations).
+#[derive(Debug)]
+struct UdpFlow {
+    id: ConnId,
+    /// The first sender.
+    client: SocketAddr,
+    server: SocketAddr,
+    /// Payload bytes, to the server and back (the tap's offsets).
+    bytes: [u64; 2],
+}
+
 /// Counters of the whole capture.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stats {
@@ -101,7 +113,9 @@ pub struct Stats {
     pub frames: u64,
     /// Frames that were TCP.
     pub tcp: u64,
-    /// Frames that were not TCP (ARP, UDP...).
+    /// Frames that were UDP.
+    pub udp: u64,
+    /// Frames that were neither (ARP, ICMP...).
     pub other: u64,
     /// Frames too damaged to decode.
     pub malformed: u64,
@@ -133,6 +147,11 @@ pub struct Analyzer<'a> {
     sink: Sink<'a>,
     tap: Option<Tap<'a>>,
     keylog: Option<KeyLog>,
+    udp: HashMap<(SocketAddr, SocketAddr), UdpFlow>,
+    /// UDP flows seen, and how many may be followed at once.
+    udp_flows: u64,
+    max_udp: usize,
+    udp_bytes: u64,
     /// Finished connections, in order of their end.
     pub summaries: Vec<ConnSummary>,
     /// Findings per category, every connection.
@@ -171,6 +190,10 @@ impl<'a> Analyzer<'a> {
             sink,
             tap: None,
             keylog: None,
+            udp: HashMap::default(),
+            udp_flows: 0,
+            max_udp: limits.max_flows.max(1),
+            udp_bytes: 0,
             summaries: Vec::new(),
             totals: [0; 6],
             stats: Stats::default(),
@@ -191,14 +214,14 @@ impl<'a> Analyzer<'a> {
         self
     }
 
-    /// Connections seen.
+    /// Connections seen: TCP connections and UDP flows (numbered together).
     pub fn connections(&self) -> u64 {
-        self.reasm.connections
+        self.reasm.connections + self.udp_flows
     }
 
-    /// Reassembled bytes, both directions of every connection.
+    /// Reassembled bytes, both directions, and UDP payload bytes.
     pub fn bytes(&self) -> u64 {
-        self.reasm.bytes
+        self.reasm.bytes + self.udp_bytes
     }
 
     /// Feeds one captured frame.
@@ -207,8 +230,13 @@ impl<'a> Analyzer<'a> {
         self.stats.frame_bytes += frame.len() as u64;
         self.last_ts = ts;
         let seg = match decode::decode(link, frame) {
-            Ok(s) => s,
-            Err(DecodeError::NotTcp | DecodeError::Fragment) => {
+            Ok(Packet::Tcp(s)) => s,
+            Ok(Packet::Udp(d)) => {
+                self.stats.udp += 1;
+                self.datagram(&d, ts);
+                return;
+            }
+            Err(DecodeError::NotTcpOrUdp | DecodeError::Fragment) => {
                 self.stats.other += 1;
                 return;
             }
@@ -225,8 +253,83 @@ impl<'a> Analyzer<'a> {
         }
     }
 
+    /// One UDP datagram: counted in its flow, and its payload given to the
+    /// tap like a stream's bytes (the leak check searches it: a chat over
+    /// UDP leaks as readily as one over TCP).
+    fn datagram(&mut self, d: &Datagram<'_>, ts: f64) {
+        let k = if d.src <= d.dst {
+            (d.src, d.dst)
+        } else {
+            (d.dst, d.src)
+        };
+        if !self.udp.contains_key(&k) {
+            if self.udp.len() >= self.max_udp {
+                // Bounded like TCP: the flows so far get their rows.
+                self.finish_udp();
+            }
+            let id = self.reasm.take_id();
+            self.udp_flows += 1;
+            self.udp.insert(
+                k,
+                UdpFlow {
+                    id,
+                    client: d.src,
+                    server: d.dst,
+                    bytes: [0; 2],
+                },
+            );
+            self.emit(
+                id,
+                ts,
+                Finding::UdpFlow {
+                    client: d.src.to_string(),
+                    server: d.dst.to_string(),
+                },
+            );
+        }
+        let Some(f) = self.udp.get_mut(&k) else {
+            return;
+        };
+        let dir = if d.src == f.client {
+            Dir::ToServer
+        } else {
+            Dir::ToClient
+        };
+        let at = &mut f.bytes[dir.pick(0, 1)];
+        let offset = *at;
+        *at += d.payload.len() as u64;
+        self.udp_bytes += d.payload.len() as u64;
+        if let Some(tap) = self.tap.as_mut() {
+            tap(f.id, dir, Layer::Wire, offset, d.payload);
+        }
+    }
+
+    /// Every UDP flow so far gets its summary row.
+    fn finish_udp(&mut self) {
+        let mut flows: Vec<UdpFlow> = self.udp.drain().map(|(_, f)| f).collect();
+        flows.sort_by_key(|f| f.id);
+        // The one finding of a flow: that it happened (metadata).
+        let mut counts = [0; 6];
+        counts[crate::findings::Category::Metadata.index()] = 1;
+        for f in flows {
+            if self.summaries.len() < MAX_SUMMARY_ROWS {
+                self.summaries.push(ConnSummary {
+                    id: f.id,
+                    client: f.client,
+                    server: f.server,
+                    protocol: "UDP".into(),
+                    tls: false,
+                    decrypted: false,
+                    counts,
+                    bytes: f.bytes[0] + f.bytes[1],
+                });
+            }
+        }
+    }
+
     /// The capture is over: every open connection is finished.
     pub fn finish(&mut self) {
+        self.finish_udp();
         let mut events = Vec::new();
         let ts = self.last_ts;
         self.reasm

@@ -1,6 +1,6 @@
-//! From captured frames to TCP segments: link layer (Ethernet, Linux SLL
-//! and SLL2, BSD loopback, raw IP), then IPv4 or IPv6, then TCP, with
-//! etherparse.
+//! From captured frames to TCP segments and UDP datagrams: link layer
+//! (Ethernet, Linux SLL and SLL2, BSD loopback, raw IP), then IPv4 or IPv6,
+//! then TCP or UDP, with etherparse.
 //!
 //! Checksums are not checked, on purpose: packets captured on loopback
 //! carry unfinished checksums (the kernel never computes them, since they
@@ -76,7 +76,27 @@ pub struct Segment<'a> {
     pub payload: &'a [u8],
 }
 
-/// Why a frame did not yield a TCP segment.
+/// One UDP datagram, borrowed from the frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram<'a> {
+    /// Sender.
+    pub src: SocketAddr,
+    /// Receiver.
+    pub dst: SocketAddr,
+    /// The UDP payload.
+    pub payload: &'a [u8],
+}
+
+/// What a frame carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Packet<'a> {
+    /// A TCP segment.
+    Tcp(Segment<'a>),
+    /// A UDP datagram.
+    Udp(Datagram<'a>),
+}
+
+/// Why a frame did not yield a TCP segment or a UDP datagram.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
@@ -100,13 +120,14 @@ pub enum DecodeError {
     /// A fragment of a fragmented IP packet (not reassembled).
     #[error("IP fragment")]
     Fragment,
-    /// Not TCP over IP (ARP, UDP, ICMP...): not an error, just not ours.
-    #[error("not TCP")]
-    NotTcp,
+    /// Neither TCP nor UDP over IP (ARP, ICMP...): not an error, just not
+    /// ours.
+    #[error("neither TCP nor UDP")]
+    NotTcpOrUdp,
 }
 
-/// Decodes one frame of `link` into a TCP segment.
-pub fn decode(link: LinkType, frame: &[u8]) -> Result<Segment<'_>, DecodeError> {
+/// Decodes one frame of `link` into a TCP segment or a UDP datagram.
+pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
     // The fixed-size link header before the IP packet, or why there is none.
     let after = |link: &'static str, need: usize| {
         frame.get(need..).ok_or(DecodeError::LinkHeaderShort {
@@ -154,15 +175,23 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Result<Segment<'_>, DecodeError> 
                 v6.is_payload_fragmented(),
             )
         }
-        _ => return Err(DecodeError::NotTcp),
+        _ => return Err(DecodeError::NotTcpOrUdp),
     };
     if fragmented {
         return Err(DecodeError::Fragment);
     }
-    let Some(TransportSlice::Tcp(tcp)) = &sliced.transport else {
-        return Err(DecodeError::NotTcp);
+    let tcp = match &sliced.transport {
+        Some(TransportSlice::Tcp(tcp)) => tcp,
+        Some(TransportSlice::Udp(udp)) => {
+            return Ok(Packet::Udp(Datagram {
+                src: SocketAddr::new(src_ip, udp.source_port()),
+                dst: SocketAddr::new(dst_ip, udp.destination_port()),
+                payload: udp.payload(),
+            }));
+        }
+        _ => return Err(DecodeError::NotTcpOrUdp),
     };
-    Ok(Segment {
+    Ok(Packet::Tcp(Segment {
         src: SocketAddr::new(src_ip, tcp.source_port()),
         dst: SocketAddr::new(dst_ip, tcp.destination_port()),
         seq: tcp.sequence_number(),
@@ -171,7 +200,7 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Result<Segment<'_>, DecodeError> 
         rst: tcp.rst(),
         ack: tcp.ack(),
         payload: tcp.payload(),
-    })
+    }))
 }
 
 /// Builds frames for tests and for the benchmark's capture generator:
@@ -265,6 +294,22 @@ pub mod build {
         }
         out
     }
+
+    /// An Ethernet frame carrying one UDP datagram from `src` to `dst`.
+    pub fn ethernet_udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+        let eth = PacketBuilder::ethernet2([0; 6], [0; 6]);
+        let udp = match (src.ip(), dst.ip()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+            (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+            _ => return Vec::new(),
+        }
+        .udp(src.port(), dst.port());
+        let mut out = Vec::with_capacity(udp.size(payload.len()));
+        if udp.write(&mut out, payload).is_err() {
+            return Vec::new();
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -292,7 +337,7 @@ mod tests {
 
     #[test]
     fn a_loopback_frame_with_an_unfinished_checksum_is_decoded() {
-        let s = decode(LinkType::Ethernet, &LO_FRAME).unwrap();
+        let s = tcp(decode(LinkType::Ethernet, &LO_FRAME).unwrap());
         assert_eq!(s.src, addr("127.0.0.1:40000"));
         assert_eq!(s.dst, addr("127.0.0.1:5222"));
         assert_eq!(s.seq, 1000);
@@ -318,7 +363,7 @@ mod tests {
             (LinkType::LinuxSll, sll),
             (LinkType::LinuxSll2, sll2),
         ] {
-            let s = decode(link, &frame).unwrap_or_else(|e| panic!("{link:?}: {e}"));
+            let s = tcp(decode(link, &frame).unwrap_or_else(|e| panic!("{link:?}: {e}")));
             assert_eq!(s.payload, b"<a/>", "{link:?}");
             assert_eq!(s.dst.port(), 5222);
         }
@@ -336,9 +381,25 @@ mod tests {
             },
             b"hi",
         );
-        let s = decode(LinkType::Ethernet, &f).unwrap();
+        let s = tcp(decode(LinkType::Ethernet, &f).unwrap());
         assert_eq!(s.src, addr("[::1]:40000"));
         assert_eq!((s.seq, s.fin, s.payload), (7, true, &b"hi"[..]));
+        let f = build::ethernet_udp(addr("[::1]:5353"), addr("[::1]:9999"), b"canary");
+        assert_eq!(
+            decode(LinkType::Ethernet, &f).unwrap(),
+            Packet::Udp(Datagram {
+                src: addr("[::1]:5353"),
+                dst: addr("[::1]:9999"),
+                payload: b"canary",
+            })
+        );
+    }
+
+    fn tcp(p: Packet<'_>) -> Segment<'_> {
+        match p {
+            Packet::Tcp(s) => s,
+            other => panic!("not TCP: {other:?}"),
+        }
     }
 
     #[test]
@@ -383,8 +444,12 @@ mod tests {
             decode(LinkType::Unknown(147), &LO_FRAME),
             Err(DecodeError::UnsupportedLink(147))
         );
-        let mut udp = LO_FRAME;
-        udp[14 + 9] = 17;
-        assert!(decode(LinkType::Ethernet, &udp).is_err());
+        // Another protocol (here GRE, 47) is not ours.
+        let mut other = LO_FRAME;
+        other[14 + 9] = 47;
+        assert_eq!(
+            decode(LinkType::Ethernet, &other),
+            Err(DecodeError::NotTcpOrUdp)
+        );
     }
 }

@@ -98,6 +98,15 @@ pub enum Finding {
         /// Already open when the capture started.
         mid_stream: bool,
     },
+    /// A UDP flow began: datagrams between two addresses (the first
+    /// sender is called the client). Their payload is not dissected, but
+    /// the leak check searches it.
+    UdpFlow {
+        /// The first sender.
+        client: String,
+        /// The other address.
+        server: String,
+    },
     /// What a connection was recognised as, by its content.
     Protocol {
         /// Direction classified.
@@ -334,6 +343,7 @@ impl Finding {
             Finding::Presence { .. } => Category::Presence,
             Finding::File { .. } => Category::Files,
             Finding::Stream { .. }
+            | Finding::UdpFlow { .. }
             | Finding::Features { .. }
             | Finding::ClientHello { .. }
             | Finding::ServerHello { .. }
@@ -347,6 +357,7 @@ impl Finding {
     pub fn kind(&self) -> &'static str {
         match self {
             Finding::Connection { .. } => "connection",
+            Finding::UdpFlow { .. } => "udp-flow",
             Finding::Protocol { .. } => "protocol",
             Finding::Stream { .. } => "stream",
             Finding::Features { .. } => "features",
@@ -473,6 +484,9 @@ impl fmt::Display for Record<'_> {
                     ""
                 }
             ),
+            Finding::UdpFlow { client, server } => {
+                format!("UDP datagrams {client} -> {server} (payload not dissected)")
+            }
             Finding::Protocol { dir, protocol } => format!("{} speaks {protocol}", arrow(*dir)),
             Finding::Stream { dir, to, from } => {
                 format!("{} stream to={} from={}", arrow(*dir), opt(to), opt(from))
@@ -642,6 +656,7 @@ impl fmt::Display for Record<'_> {
                 match (decrypted, undecrypted) {
                     (0, 0) => "no plaintext recovered".to_string(),
                     (d, 0) => format!("{d} records DECRYPTED with the key log"),
+                    (0, u) => format!("{u} records NOT decrypted"),
                     (d, u) => format!("{d} records DECRYPTED with the key log, {u} NOT"),
                 }
             ),
@@ -977,6 +992,10 @@ mod tests {
                 decrypted: 9,
                 undecrypted: 1,
             },
+            Finding::UdpFlow {
+                client: s("127.0.0.1:5000"),
+                server: s("127.0.0.1:6000"),
+            },
         ]
     }
 
@@ -1009,6 +1028,7 @@ mod tests {
             r#"{"cipher":"TLS_CHACHA20_POLY1305_SHA256","conn":20,"ts":1700000000.25,"type":"tls-keys","version":"TLS 1.3"}"#,
             r#"{"conn":21,"dir":"to-client","reason":"bad tag","record":3,"ts":1700000000.25,"type":"undecrypted"}"#,
             r#"{"bytes_to_client":4,"bytes_to_server":2,"conn":22,"decrypted":9,"duration":1.5,"plaintext_recovered":true,"records_to_client":3,"records_to_server":1,"sizes":[5,-6],"times":[0.0,1.5],"ts":1700000000.25,"type":"tls-traffic","undecrypted":1}"#,
+            r#"{"client":"127.0.0.1:5000","conn":23,"server":"127.0.0.1:6000","ts":1700000000.25,"type":"udp-flow"}"#,
         ];
         let want_text = [
             r#"#0 connection 127.0.0.1:40000 -> 127.0.0.1:5222 (already open when the capture started)"#,
@@ -1034,6 +1054,7 @@ mod tests {
             r#"#20 TLS session secrets found in the key log (TLS 1.3 TLS_CHACHA20_POLY1305_SHA256): DECRYPTING, what follows was read inside TLS"#,
             r#"#21 S->C TLS record 3 NOT decrypted: bad tag"#,
             r#"#22 TLS application data: 1 records / 2 bytes to the server, 3 / 4 to the client, over 1.500 s; 9 records DECRYPTED with the key log, 1 NOT"#,
+            r#"#23 UDP datagrams 127.0.0.1:5000 -> 127.0.0.1:6000 (payload not dissected)"#,
         ];
         let all = one_of_each();
         assert_eq!(all.len(), want_json.len());

@@ -127,6 +127,19 @@ impl KeyLog {
         Ok(k)
     }
 
+    /// For a live capture: the key log at `path`, which may not exist yet
+    /// (the program that writes it starts after the sniffer); it is read
+    /// when a session needs it.
+    pub fn watch(path: &Path) -> Result<KeyLog, KeyLogError> {
+        if path.exists() {
+            return KeyLog::load(path);
+        }
+        Ok(KeyLog {
+            path: Some(path.into()),
+            ..KeyLog::default()
+        })
+    }
+
     fn add(&mut self, text: &str) {
         for line in text.lines() {
             let line = line.trim();
@@ -204,12 +217,15 @@ impl KeyLog {
 
     fn reload(&mut self) {
         let Some(path) = &self.path else { return };
+        // The size first: a capture whose sessions are not in the file asks
+        // once per record, and reading an unchanged file each time is waste.
+        match std::fs::metadata(path) {
+            Ok(m) if m.len() != self.read_len => {}
+            _ => return,
+        }
         let Ok(bytes) = std::fs::read(path) else {
             return;
         };
-        if bytes.len() as u64 == self.read_len {
-            return;
-        }
         // Lines are only ever appended; reading all of it again is simplest
         // and a later line for the same session replaces the earlier one.
         self.read_len = bytes.len() as u64;
@@ -252,10 +268,15 @@ mod tests {
         std::fs::write(&junk, "hello\nworld\n").unwrap();
         let e = KeyLog::load(&junk).unwrap_err().to_string();
         assert!(e.contains("holds no key log line"), "{e}");
-        // An empty file is fine: a live capture's program writes it later.
+        // A live capture's program writes it later.
         let log = d.path().join("keys.log");
+        assert!(
+            KeyLog::load(&log).is_err(),
+            "read: a missing file is a typo"
+        );
+        let mut k = KeyLog::watch(&log).unwrap();
+        assert!(k.lookup(&[7; 32]).is_none());
         std::fs::write(&log, "").unwrap();
-        let mut k = KeyLog::load(&log).unwrap();
         assert!(k.lookup(&[7; 32]).is_none());
         std::fs::write(
             &log,

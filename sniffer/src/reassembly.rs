@@ -278,6 +278,14 @@ impl Reassembler {
         }
     }
 
+    /// A number for a flow this table does not follow (a UDP flow), from
+    /// the same sequence as its connections: every number names one thing.
+    pub fn take_id(&mut self) -> ConnId {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
     /// Connections open now.
     pub fn open_flows(&self) -> usize {
         self.flows.len()

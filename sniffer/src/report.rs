@@ -76,6 +76,8 @@ pub struct Totals {
     pub frames: u64,
     /// Of those, TCP.
     pub tcp_frames: u64,
+    /// Of those, UDP.
+    pub udp_frames: u64,
     /// Of those, damaged.
     pub malformed_frames: u64,
     /// Findings per [`Category`], in [`Category::ALL`] order; as JSON, one
@@ -149,6 +151,7 @@ pub fn summary(
         bytes,
         frames: stats.frames,
         tcp_frames: stats.tcp,
+        udp_frames: stats.udp,
         malformed_frames: stats.malformed,
         found: *totals,
     };
@@ -172,7 +175,12 @@ pub fn summary(
             Cell::new(r.id),
             cell(&format!("{} -> {}", r.client, r.server)),
             cell(&r.protocol),
-            Cell::new(if r.tls { "yes" } else { "NO" }),
+            // "opened": TLS, but a key log gave its content away.
+            Cell::new(match (r.tls, r.decrypted) {
+                (true, true) => "opened",
+                (true, false) => "yes",
+                _ => "NO",
+            }),
         ];
         for (i, c) in Category::ALL.iter().enumerate() {
             let n = r.counts[i];
@@ -198,11 +206,13 @@ pub fn summary(
         bytes,
         frames,
         tcp_frames,
+        udp_frames,
         malformed_frames,
         found,
     } = totals;
     out.push_str(&format!(
-        "\n{connections} connection(s), {bytes} bytes reassembled from {frames} frames ({tcp_frames} TCP, {malformed_frames} malformed); found: {}",
+        "\n{connections} connection{}, {bytes} bytes reassembled from {frames} frames ({tcp_frames} TCP, {udp_frames} UDP, {malformed_frames} malformed); found: {}",
+        if connections == 1 { "" } else { "s" },
         Category::ALL
             .iter()
             .map(|c| format!("{} {}", found[c.index()], c.name()))
@@ -285,14 +295,14 @@ mod tests {
             lines,
             [
                 r#"{"bytes":7517,"client":"127.0.0.1:20001","conn":0,"contacts":2,"credentials":1,"decrypted":false,"files":0,"messages":40,"metadata":6,"presence":1,"protocol":"XMPP","server":"[::1]:5222","tls":false,"type":"summary"}"#,
-                r#"{"bytes":692319,"connections":92,"contacts":184,"credentials":92,"files":3,"frames":5112,"malformed_frames":2,"messages":3640,"metadata":552,"presence":92,"tcp_frames":5110,"type":"totals"}"#,
+                r#"{"bytes":692319,"connections":92,"contacts":184,"credentials":92,"files":3,"frames":5112,"malformed_frames":2,"messages":3640,"metadata":552,"presence":92,"tcp_frames":5110,"type":"totals","udp_frames":0}"#,
             ]
         );
         // The text form reads the same totals.
         let text = summary(&[], &[92, 3640, 184, 92, 3, 552], &stats, 92, 692319, false);
         assert!(
             text.ends_with(
-                "92 connection(s), 692319 bytes reassembled from 5112 frames (5110 TCP, 2 malformed); found: 92 credentials, 3640 messages, 184 contacts, 92 presence, 3 files, 552 metadata"
+                "92 connections, 692319 bytes reassembled from 5112 frames (5110 TCP, 0 UDP, 2 malformed); found: 92 credentials, 3640 messages, 184 contacts, 92 presence, 3 files, 552 metadata"
             ),
             "{text}"
         );

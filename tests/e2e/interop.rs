@@ -384,3 +384,86 @@ fn prosody_behind_the_proxy_is_stripped_and_intercepted_like_ours() {
     let all = proxy.stop();
     assert_eq!(tests::verdict(&all, 1, "intercept-tls")["defeated"], true);
 }
+
+/// Prosody and slixmpp, neither ours, over TLS: slixmpp (Python's `ssl`,
+/// that is OpenSSL) writes its session secrets because SSLKEYLOGFILE is
+/// set, and the sniffer opens the capture with them: the registration's
+/// password, sent inside TLS, is read, where without the key log it is
+/// not; tshark given the same key log shows the same password.
+fn a_third_party_tls_session_opens_with_its_own_key_log(twin: Twin) {
+    let (Some(prosody), Some(python)) = (interop_tool("prosody"), interop_tool("slixmpp")) else {
+        return;
+    };
+    let server = Server::prosody(&prosody, twin);
+    let sniffer = tests::Sniffer::start(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.log");
+    let mut cmd = Command::new(&python);
+    cmd.arg(workspace_root().join("tests/interop/slixmpp_peer.py"))
+        .args([
+            "--jid",
+            "sally@localhost",
+            "--password",
+            "sally-pw-inside-tls",
+        ])
+        .args(["--timeout", "30", "--register", "--quit"])
+        .env("SSLKEYLOGFILE", &keys);
+    let (addr, how) = match twin {
+        Twin::DirectTls => (server.direct.expect("direct port"), "direct"),
+        _ => (server.addr, "starttls"),
+    };
+    cmd.args(["--server", &addr.to_string(), "--tls", how]);
+    if let Some(c) = &server.certs {
+        cmd.arg("--ca").arg(c.join("ca.pem"));
+    }
+    let mut sally = Client::spawn("slixmpp sally", cmd);
+    connected_with(&mut sally, twin);
+    let (_, t) = sally.finish();
+    assert!(t.contains("\"registered\""), "{t}\n{}", server.log());
+    let (_, sniffer) = sniffer.stop();
+    let (p, k) = (sniffer.pcap.to_str().unwrap(), keys.to_str().unwrap());
+    let password = |out: &str| {
+        out.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|v| v["type"] == "credential" && v["password"] == "sally-pw-inside-tls")
+    };
+    let (code, blind, err) = tests::run_bin("sniffer", &["read", p, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!password(&blind), "{blind}");
+    let (code, open, err) = tests::run_bin("sniffer", &["read", p, "--keylog", k, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(password(&open), "{open}");
+    assert!(!open.contains("\"type\":\"undecrypted\""), "{open}");
+    if let Some(tshark) = interop_tool("tshark") {
+        let mut args = vec![
+            "-r".to_string(),
+            p.to_string(),
+            "-o".to_string(),
+            format!("tls.keylog_file:{k}"),
+            "-d".to_string(),
+            format!("tcp.port=={},xmpp", server.addr.port()),
+            "-q".to_string(),
+            "-z".to_string(),
+            "follow,tls,ascii,0".to_string(),
+        ];
+        if let Some(d) = server.direct {
+            args.extend(["-d".to_string(), format!("tcp.port=={},tls", d.port())]);
+        }
+        let out = Command::new(tshark).args(&args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("<password>sally-pw-inside-tls</password>"),
+            "tshark with the same key log:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn prosody_and_slixmpp_over_starttls_open_with_slixmpps_key_log() {
+    a_third_party_tls_session_opens_with_its_own_key_log(Twin::StartTls);
+}
+
+#[test]
+fn prosody_and_slixmpp_over_direct_tls_open_with_slixmpps_key_log() {
+    a_third_party_tls_session_opens_with_its_own_key_log(Twin::DirectTls);
+}

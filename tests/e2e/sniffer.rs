@@ -466,3 +466,50 @@ fn sizes_total(traffic: &[&Value]) -> usize {
         .map(|t| t["sizes"].as_array().map_or(0, Vec::len))
         .sum()
 }
+
+/// A leak over UDP is a leak: a canary sent in one datagram on loopback,
+/// under `guard`, is found and named with its UDP addresses; `read` of the
+/// guard's capture lists the flow by address pair.
+#[test]
+fn a_canary_over_udp_is_found_by_the_guard_and_read_shows_the_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("udp.pcap");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let send = format!("printf 'hello canary-over-udp-77 bye' > /dev/udp/127.0.0.1/{port}");
+    let (code, out, err) = sniffer(&[
+        "guard",
+        "--needle",
+        "canary-over-udp-77",
+        "--write",
+        pcap.to_str().unwrap(),
+        "--",
+        "bash",
+        "-c",
+        &send,
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("found as plain") && out.contains(&format!("-> 127.0.0.1:{port})")),
+        "{out}"
+    );
+    assert!(out.contains("(UDP 127.0.0.1:"), "{out}");
+    let (code, out, err) = sniffer(&[
+        "read",
+        pcap.to_str().unwrap(),
+        "--filter",
+        &format!("udp port {port}"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("UDP datagrams 127.0.0.1:") && out.contains(" UDP "),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 connection,") && out.contains("(0 TCP, 1 UDP, 0 malformed)"),
+        "{out}"
+    );
+}

@@ -64,15 +64,19 @@ impl Common {
     }
     /// The key log to decrypt with, if one was given (or the server's key,
     /// which opens nothing, to say so per session).
-    pub(crate) fn keylog(&self) -> anyhow::Result<Option<KeyLog>> {
+    /// `live`: the key log may not exist yet.
+    pub(crate) fn keylog(&self, live: bool) -> anyhow::Result<Option<KeyLog>> {
         if let Some(path) = &self.server_key {
             return Ok(Some(KeyLog::server_key_only(path)?));
         }
-        self.keylog
-            .as_deref()
-            .map(KeyLog::load)
-            .transpose()
-            .map_err(Into::into)
+        let Some(path) = &self.keylog else {
+            return Ok(None);
+        };
+        Ok(Some(if live {
+            KeyLog::watch(path)?
+        } else {
+            KeyLog::load(path)?
+        }))
     }
     /// How findings are printed.
     pub(crate) fn printer(&self) -> Printer {

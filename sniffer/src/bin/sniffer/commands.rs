@@ -71,6 +71,7 @@ fn read(files: &[PathBuf], filter: Option<&str>, common: &Common) -> anyhow::Res
             Box::new(print_finding(common.printer())),
         ),
         common,
+        false,
     )?;
     // Files of which no frame could be decoded (link type).
     let mut undecodable = 0;
@@ -142,7 +143,7 @@ fn live(
     write: Option<PathBuf>,
     common: &Common,
 ) -> anyhow::Result<u8> {
-    let keys = common.keylog()?;
+    let keys = common.keylog(true)?;
     let mut live = capture::open_live(interface, filter, write.as_deref())?;
     // On stderr, so it never mixes with JSON on stdout; scripts
     // wait for it before starting the traffic.
@@ -245,6 +246,7 @@ fn follow(
         let mut a = with_keys(
             Analyzer::new(common.limits(), None, Box::new(|_, _, _| {})).with_tap(tap),
             common,
+            false,
         )?;
         let report = capture::read_file(file, None, |l, ts, d| a.frame(l, ts, d), |_| {})?;
         if let Some(d) = report.damaged {
@@ -253,9 +255,10 @@ fn follow(
         a.finish();
         if stream >= a.connections() {
             anyhow::bail!(
-                "{} has {} TCP connection(s), numbered 0 to {}: there is no stream {stream}",
+                "{} has {} connection{} (TCP and UDP), numbered 0 to {}: there is no stream {stream}",
                 file.display(),
                 a.connections(),
+                if a.connections() == 1 { "" } else { "s" },
                 a.connections().saturating_sub(1)
             );
         }
@@ -309,14 +312,19 @@ fn guard(
         let tap = Box::new(|c: ConnId, d: Dir, layer: Layer, off: u64, data: &[u8]| {
             guard.borrow_mut().feed(c, d, layer, off, data)
         });
-        let sink = Box::new(|c: ConnId, _ts: f64, f: &Finding| {
-            if let Finding::Connection { client, server, .. } = f {
+        let sink = Box::new(|c: ConnId, _ts: f64, f: &Finding| match f {
+            Finding::Connection { client, server, .. } => {
                 endpoints.insert(c, format!("{client} -> {server}"));
             }
+            Finding::UdpFlow { client, server } => {
+                endpoints.insert(c, format!("UDP {client} -> {server}"));
+            }
+            _ => {}
         });
         let mut a = with_keys(
             Analyzer::new(common.limits(), None, sink).with_tap(tap),
             common,
+            pcap.is_none(),
         )?;
         match &pcap {
             Some(file) => {
@@ -329,7 +337,7 @@ fn guard(
                 // Capture first, then start the command, so its first packet
                 // is seen. A failure to capture is exit 2: the guard never
                 // passes because it could not look.
-                let mut live = capture::open_live(interface, Some("tcp"), write.as_deref())?;
+                let mut live = capture::open_live(interface, Some("tcp or udp"), write.as_deref())?;
                 let stop = Arc::new(AtomicBool::new(false));
                 let mut child = std::process::Command::new(&command[0])
                     .args(&command[1..])
@@ -372,7 +380,7 @@ fn guard(
     let g = guard.into_inner();
     if connections == 0 {
         anyhow::bail!(
-            "no TCP connection was captured on {interface}: nothing was checked (is the traffic on another interface?)"
+            "no TCP connection or UDP datagram was captured on {interface}: nothing was checked (is the traffic on another interface?)"
         );
     }
     if g.hits.is_empty() {
@@ -398,8 +406,9 @@ fn guard(
 }
 
 /// The analyser, opening TLS with `--keylog` when given.
-fn with_keys<'a>(a: Analyzer<'a>, common: &Common) -> anyhow::Result<Analyzer<'a>> {
-    Ok(match common.keylog()? {
+/// (`live`: the key log may not exist yet, its program is still to start).
+fn with_keys<'a>(a: Analyzer<'a>, common: &Common, live: bool) -> anyhow::Result<Analyzer<'a>> {
+    Ok(match common.keylog(live)? {
         Some(k) => a.with_keylog(k),
         None => a,
     })
