@@ -9,7 +9,10 @@
 #                                interoperability, tshark (Debian) to check the
 #                                sniffer's pcaps and to race it in the benchmark,
 #                                socat (Debian) as the do-nothing relay the
-#                                proxy's latency is measured against
+#                                proxy's latency is measured against, tcpdump
+#                                (Debian) as the reference live capture and
+#                                tcpreplay (Debian) to replay a real capture
+#                                at a set packet rate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +36,8 @@ if command -v dpkg >/dev/null 2>&1; then
         have_pkg prosody || need+=(prosody)
         command -v tshark >/dev/null 2>&1 || need+=(tshark)
         command -v socat >/dev/null 2>&1 || need+=(socat)
+        command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
+        command -v tcpreplay >/dev/null 2>&1 || need+=(tcpreplay)
         command -v python3 >/dev/null 2>&1 || need+=(python3)
         # Debian splits venv support (ensurepip) out of python3.
         python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)

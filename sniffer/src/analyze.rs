@@ -121,6 +121,9 @@ pub struct Stats {
     pub malformed: u64,
     /// Frame bytes read.
     pub frame_bytes: u64,
+    /// Live capture: packets the kernel dropped because they were not read
+    /// in time (libpcap's own count). Any is traffic never seen.
+    pub dropped: u64,
 }
 
 /// Called with each finding: connection, capture time, finding.

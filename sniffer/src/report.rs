@@ -80,6 +80,9 @@ pub struct Totals {
     pub udp_frames: u64,
     /// Of those, damaged.
     pub malformed_frames: u64,
+    /// Live capture: packets the kernel dropped, never seen (libpcap's
+    /// statistics; 0 for a file).
+    pub dropped: u64,
     /// Findings per [`Category`], in [`Category::ALL`] order; as JSON, one
     /// key per category.
     #[serde(flatten, serialize_with = "crate::findings::by_category")]
@@ -153,6 +156,7 @@ pub fn summary(
         tcp_frames: stats.tcp,
         udp_frames: stats.udp,
         malformed_frames: stats.malformed,
+        dropped: stats.dropped,
         found: *totals,
     };
     if json {
@@ -208,6 +212,7 @@ pub fn summary(
         tcp_frames,
         udp_frames,
         malformed_frames,
+        dropped,
         found,
     } = totals;
     out.push_str(&format!(
@@ -219,6 +224,11 @@ pub fn summary(
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    if dropped > 0 {
+        out.push_str(&format!(
+            "\nthe kernel DROPPED {dropped} packets the sniffer did not read in time: that traffic was not seen, and what it carried is not above"
+        ));
+    }
     out
 }
 
@@ -295,7 +305,7 @@ mod tests {
             lines,
             [
                 r#"{"bytes":7517,"client":"127.0.0.1:20001","conn":0,"contacts":2,"credentials":1,"decrypted":false,"files":0,"messages":40,"metadata":6,"presence":1,"protocol":"XMPP","server":"[::1]:5222","tls":false,"type":"summary"}"#,
-                r#"{"bytes":692319,"connections":92,"contacts":184,"credentials":92,"files":3,"frames":5112,"malformed_frames":2,"messages":3640,"metadata":552,"presence":92,"tcp_frames":5110,"type":"totals","udp_frames":0}"#,
+                r#"{"bytes":692319,"connections":92,"contacts":184,"credentials":92,"dropped":0,"files":3,"frames":5112,"malformed_frames":2,"messages":3640,"metadata":552,"presence":92,"tcp_frames":5110,"type":"totals","udp_frames":0}"#,
             ]
         );
         // The text form reads the same totals.

@@ -162,10 +162,13 @@ fn live(
         // Live: each event shows as it happens.
         flush_out();
     })?;
-    let dropped = live.dropped();
-    if dropped > 0 {
+    // In the summary too (its totals line and JSON), so a saved report
+    // says it is partial.
+    a.stats.dropped = live.dropped();
+    if a.stats.dropped > 0 {
         eprintln!(
-            "sniffer: warning: the kernel dropped {dropped} packets the sniffer did not read in time: some traffic was not seen"
+            "sniffer: warning: the kernel dropped {} packets the sniffer did not read in time: some traffic was not seen",
+            a.stats.dropped
         );
     }
     a.finish();
