@@ -18,6 +18,17 @@
 //! ```text
 //! xmpp-capgen --out target/bench/flows.pcap --one-packet-flows 130000
 //! ```
+//!
+//! `--replicate FILE` writes no traffic of its own: it repeats a real
+//! capture (`scripts/bench-sniffer-real.sh` records Prosody and slixmpp)
+//! until the output reaches `--megabytes`, each copy's client side moved to
+//! its own address (127.a.b.c) and the server to port 5222, and its times
+//! after the copy before: so many distinct connections, every byte as the
+//! third-party software sent it.
+//!
+//! ```text
+//! xmpp-capgen --replicate session.pcap --server-port 5290 --out real.pcap --megabytes 100
+//! ```
 #![forbid(unsafe_code)]
 
 use protocol::outln;
@@ -45,6 +56,13 @@ struct Cli {
     /// Messages per connection before it closes and a new one opens.
     #[arg(long, default_value_t = 2000)]
     messages: u64,
+    /// Instead of synthetic chat: copies of this real capture (Ethernet,
+    /// IPv4, as tcpdump writes from `lo`).
+    #[arg(long, value_name = "FILE", requires = "server_port")]
+    replicate: Option<PathBuf>,
+    /// The server's port in the capture to replicate.
+    #[arg(long)]
+    server_port: Option<u16>,
     /// Instead of chat: this many one-packet connections (a SYN each, from
     /// distinct client addresses), to measure the flow table's eviction.
     #[arg(long, value_name = "N")]
@@ -186,6 +204,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = cli.one_packet_flows {
         return one_packet_flows(out, n, &cli.out);
     }
+    if let (Some(src), Some(port)) = (&cli.replicate, cli.server_port) {
+        return replicate(out, src, port, cli.megabytes * 1024 * 1024, &cli.out);
+    }
     let target = cli.megabytes * 1024 * 1024;
     let server: SocketAddr = "127.0.0.1:5222".parse()?;
     let mut next_port = 20_000u16;
@@ -264,4 +285,74 @@ fn one_packet_flows<W: Write>(
         out.pcap.bytes
     );
     Ok(())
+}
+
+/// Copies of the capture at `src` until `target` bytes: see the module
+/// documentation.
+fn replicate<W: Write>(
+    mut out: Writer<W>,
+    src: &std::path::Path,
+    server_port: u16,
+    target: u64,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let mut cap =
+        pcap::Capture::from_file(src).with_context(|| format!("cannot read {}", src.display()))?;
+    let mut frames: Vec<(u64, Vec<u8>)> = Vec::new();
+    while let Ok(p) = cap.next_packet() {
+        let ts = p.header.ts.tv_sec as u64 * 1_000_000 + p.header.ts.tv_usec as u64;
+        frames.push((ts, p.data.to_vec()));
+    }
+    let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
+        anyhow::bail!("{} holds no frame", src.display());
+    };
+    let (t0, span) = (first.0, last.0 - first.0 + 1000);
+    let mut copies = 0u32;
+    while out.pcap.bytes < target {
+        let ip = (copies + 1).to_be_bytes();
+        let client = [127, ip[1], ip[2], ip[3]];
+        for (ts, f) in &frames {
+            let mut f = f.clone();
+            rewrite(&mut f, server_port, client);
+            out.pcap.frame(u64::from(copies) * span + (ts - t0), &f)?;
+        }
+        copies += 1;
+    }
+    out.pcap.flush()?;
+    outln!(
+        "wrote {} ({} bytes): {copies} copies of {} ({} frames each)",
+        path.display(),
+        out.pcap.bytes,
+        src.display(),
+        frames.len()
+    );
+    Ok(())
+}
+
+/// Moves one Ethernet/IPv4/TCP frame's client side to `client` and its
+/// server side to port 5222 (the IPv4 header checksum made right again);
+/// any other frame is left as it is.
+fn rewrite(f: &mut [u8], server_port: u16, client: [u8; 4]) {
+    if f.len() < 34 || f[12..14] != [0x08, 0x00] || f[23] != 6 {
+        return;
+    }
+    let l4 = 14 + usize::from(f[14] & 0x0f) * 4;
+    if f.len() < l4 + 4 {
+        return;
+    }
+    let sport = u16::from_be_bytes([f[l4], f[l4 + 1]]);
+    let dport = u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]);
+    let (port_at, ip_at) = if sport == server_port {
+        (l4, 30)
+    } else if dport == server_port {
+        (l4 + 2, 26)
+    } else {
+        return;
+    };
+    f[port_at..port_at + 2].copy_from_slice(&5222u16.to_be_bytes());
+    f[ip_at..ip_at + 4].copy_from_slice(&client);
+    if let Ok(h) = etherparse::Ipv4HeaderSlice::from_slice(&f[14..]) {
+        let sum = h.to_header().calc_header_checksum();
+        f[24..26].copy_from_slice(&sum.to_be_bytes());
+    }
 }
