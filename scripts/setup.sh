@@ -12,7 +12,8 @@
 #                                proxy's latency is measured against, tcpdump
 #                                (Debian) as the reference live capture and
 #                                tcpreplay (Debian) to replay a real capture
-#                                at a set packet rate
+#                                at a set packet rate, Chromium (Debian) to
+#                                render the HTML reports in the tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,7 @@ if command -v dpkg >/dev/null 2>&1; then
         command -v socat >/dev/null 2>&1 || need+=(socat)
         command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
         command -v tcpreplay >/dev/null 2>&1 || need+=(tcpreplay)
+        command -v chromium >/dev/null 2>&1 || need+=(chromium)
         command -v python3 >/dev/null 2>&1 || need+=(python3)
         # Debian splits venv support (ensurepip) out of python3.
         python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)

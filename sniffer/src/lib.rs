@@ -20,6 +20,7 @@
 //!   shown as a text line or a JSON object from the same value.
 //! - [`report`]: the summary table of what leaked, per connection (and its
 //!   JSON lines), and a followed stream's bytes made safe to print.
+//! - [`html`]: the same as one self-contained HTML page to hand out.
 //! - [`jsonl`]: `--json` output, one line of JSON per serialized value.
 #![forbid(unsafe_code)]
 
@@ -29,6 +30,7 @@ pub mod decode;
 pub mod decrypt;
 pub mod findings;
 pub mod guard;
+pub mod html;
 pub mod jsonl;
 pub mod keylog;
 pub mod reassembly;

@@ -116,6 +116,44 @@ impl<'a> StreamData<'a> {
     }
 }
 
+/// What one connection gave away in one category: a summary cell, in the
+/// text table and in the HTML report alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Content read off the wire (or out of TLS, with a key log).
+    Leaked(u64),
+    /// Metadata: what even TLS shows.
+    Visible(u64),
+    /// Nothing of it, and TLS was on: what TLS is for.
+    Hidden,
+    /// Nothing of it, without TLS (nothing was sent).
+    Nothing,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Leaked(n) => write!(f, "{n} LEAKED"),
+            Verdict::Visible(n) => write!(f, "{n} visible"),
+            Verdict::Hidden => f.write_str("hidden"),
+            Verdict::Nothing => f.write_str("-"),
+        }
+    }
+}
+
+/// The verdict of row `r` for category `c`. Under TLS the only things left
+/// are metadata; anything else means the sniffer read plaintext.
+pub fn verdict(r: &ConnSummary, c: Category) -> Verdict {
+    match (r.counts[c.index()], c) {
+        (n, Category::Metadata) if n > 0 => Verdict::Visible(n),
+        (0, Category::Metadata) => Verdict::Nothing,
+        // TLS that a key log opened hid nothing: none was sent.
+        (0, _) if r.tls && !r.decrypted => Verdict::Hidden,
+        (0, _) => Verdict::Nothing,
+        (n, _) => Verdict::Leaked(n),
+    }
+}
+
 /// A table cell of text that may come from the network, escaped.
 fn cell(text: &str) -> Cell {
     Cell::new(Safe(text))
@@ -186,21 +224,8 @@ pub fn summary(
                 _ => "NO",
             }),
         ];
-        for (i, c) in Category::ALL.iter().enumerate() {
-            let n = r.counts[i];
-            // Under TLS the only things left are metadata; anything else
-            // would mean the sniffer read plaintext.
-            let text = match (n, *c) {
-                (0, _) if r.tls && *c != Category::Metadata => "hidden".to_string(),
-                (0, _) => "-".to_string(),
-                (n, _) => format!("{n} LEAKED"),
-            };
-            let text = if *c == Category::Metadata && n > 0 {
-                format!("{n} visible")
-            } else {
-                text
-            };
-            row.push(Cell::new(text).set_alignment(CellAlignment::Right));
+        for c in Category::ALL {
+            row.push(Cell::new(verdict(r, c)).set_alignment(CellAlignment::Right));
         }
         table.add_row(row);
     }

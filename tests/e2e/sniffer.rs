@@ -513,3 +513,67 @@ fn a_canary_over_udp_is_found_by_the_guard_and_read_shows_the_flow() {
         "{out}"
     );
 }
+
+/// `sniffer report --html` on a real session: one page, nothing fetched,
+/// the password masked, and, in a real browser (headless Chromium), the
+/// verdict table drawn at the top of the screen with its red LEAKED cells.
+#[test]
+fn the_html_report_renders_in_chromium_with_the_verdict_table_visible() {
+    let server = Server::start(Twin::Plain, &[]);
+    let sn = Sniffer::start(&server);
+    let (code, out, err) = tests::run_client(
+        &server,
+        "hana@localhost",
+        "hana-report-pw-9",
+        &["--register", "--plain"],
+        "/msg hana@localhost <b>bold</b> <script>alert(1)</script>\n",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, sn) = sn.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
+    let (code, _, err) = sniffer(&[
+        "report",
+        sn.pcap.to_str().unwrap(),
+        "--html",
+        page.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("id=\"verdict\""), "{html}");
+    assert!(!html.contains("hana-report-pw-9"), "masked by default");
+    assert!(html.contains("ha... (16 characters"), "{html}");
+    assert!(
+        !html.contains("<script") && !html.contains("src=\"http"),
+        "self-contained, no script"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    let Some(shot) = tests::screenshot(&page, 1280, 900) else {
+        return;
+    };
+    // The LEAKED cells' red, in the top 400 rows: more than the legend's
+    // one badge, so the table's cells were drawn where a reader looks first.
+    let red = shot.count([0xc6, 0x28, 0x28], 0, 400);
+    assert!(
+        red > 4000,
+        "{red} red pixels at the top (see {})",
+        page.with_extension("png").display()
+    );
+    // --show-secrets shows it.
+    let (code, _, err) = sniffer(&[
+        "report",
+        sn.pcap.to_str().unwrap(),
+        "--html",
+        page.to_str().unwrap(),
+        "--show-secrets",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        std::fs::read_to_string(&page)
+            .unwrap()
+            .contains("hana-report-pw-9")
+    );
+}

@@ -45,8 +45,8 @@ pub fn presence_from(v: &Value, bare: &str) -> bool {
 }
 
 /// A third-party program the tests run, which `scripts/setup.sh --interop`
-/// installs: `prosody`, `tshark`, or `slixmpp` (the Python of the venv that
-/// holds it). A missing tool fails the test with the
+/// installs: `prosody`, `tshark`, `chromium`, or `slixmpp` (the Python of
+/// the venv that holds it). A missing tool fails the test with the
 /// command that installs it; `CHAT_SKIP_INTEROP=1` skips instead (and says
 /// so), for machines that cannot install packages.
 pub fn interop_tool(name: &str) -> Option<PathBuf> {
@@ -60,6 +60,10 @@ pub fn interop_tool(name: &str) -> Option<PathBuf> {
             venv.exists().then_some(venv)
         }
         "tshark" => ["/usr/bin/tshark", "/usr/local/bin/tshark"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists()),
+        "chromium" => ["/usr/bin/chromium", "/usr/local/bin/chromium"]
             .iter()
             .map(PathBuf::from)
             .find(|p| p.exists()),

@@ -10,6 +10,7 @@
 //! cannot, still gets a port found free beforehand.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod browser;
 mod client;
 mod common;
 mod proxy;
@@ -18,6 +19,7 @@ mod server;
 mod sniffer;
 mod twin;
 
+pub use browser::*;
 pub use client::*;
 pub use common::*;
 pub use proxy::*;

@@ -116,6 +116,26 @@ pub(crate) enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// One self-contained HTML page to hand out: the verdict table, each
+    /// connection's findings, a plot of TLS record sizes and times;
+    /// passwords masked.
+    Report {
+        /// Capture files, read in order as one capture.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where to write the page.
+        #[arg(long, value_name = "FILE")]
+        html: PathBuf,
+        /// Show passwords in full (the page is made to be handed out, so
+        /// they are masked unless asked for).
+        #[arg(long)]
+        show_secrets: bool,
+        /// BPF filter.
+        #[arg(long)]
+        filter: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print the reassembled bytes of one TCP connection, both directions:
     /// as text, each line marked `>` (to the server) or `<` (to the client),
     /// with control characters escaped.

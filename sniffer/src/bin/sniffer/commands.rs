@@ -34,6 +34,13 @@ pub(crate) fn run(cmd: Command) -> anyhow::Result<u8> {
             write,
             common,
         } => live(&interface, filter.as_deref(), write, &common),
+        Command::Report {
+            files,
+            html,
+            show_secrets,
+            filter,
+            common,
+        } => report_html(&files, &html, show_secrets, filter.as_deref(), &common),
         Command::Follow {
             file,
             stream,
@@ -132,6 +139,68 @@ fn read(files: &[PathBuf], filter: Option<&str>, common: &Common) -> anyhow::Res
     }
     a.finish();
     print_summary(&a, common.json);
+    Ok(0)
+}
+
+/// `report --html`: the capture read as `read` reads it, written as one
+/// HTML page.
+fn report_html(
+    files: &[PathBuf],
+    html: &std::path::Path,
+    show_secrets: bool,
+    filter: Option<&str>,
+    common: &Common,
+) -> anyhow::Result<u8> {
+    use sniffer::html::{ConnFindings, MAX_FINDINGS_PER_CONN, ReportPage};
+    // Per connection, in order of first finding: its findings (bounded)
+    // and how many more there were.
+    let mut found: Vec<ConnFindings> = Vec::new();
+    let mut index: std::collections::HashMap<ConnId, usize> = Default::default();
+    let sink = Box::new(|c: ConnId, ts: f64, f: &Finding| {
+        let i = *index.entry(c).or_insert_with(|| {
+            found.push((c, Vec::new(), 0));
+            found.len() - 1
+        });
+        let entry = &mut found[i];
+        // The traffic line always: the plot needs it.
+        if entry.1.len() < MAX_FINDINGS_PER_CONN || matches!(f, Finding::TlsTraffic { .. }) {
+            entry.1.push((ts, f.clone()));
+        } else {
+            entry.2 += 1;
+        }
+    });
+    let (rows, totals) = {
+        let mut a = with_keys(Analyzer::new(common.limits(), None, sink), common, false)?;
+        for f in files {
+            let r = capture::read_file(f, filter, |l, ts, d| a.frame(l, ts, d), |_| {})?;
+            if let Some(d) = r.damaged {
+                eprintln!("sniffer: warning: {d}");
+            }
+        }
+        a.finish();
+        let mut rows = a.summaries.clone();
+        rows.sort_by_key(|r| r.id);
+        (rows, a.totals)
+    };
+    let page = sniffer::html::report(&ReportPage {
+        source: files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        keylog: common.keylog.is_some(),
+        rows: &rows,
+        findings: &found,
+        totals,
+        show_secrets,
+    });
+    std::fs::write(html, page).with_context(|| format!("cannot write {}", html.display()))?;
+    eprintln!(
+        "sniffer: wrote {} ({} connection{})",
+        html.display(),
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
+    );
     Ok(0)
 }
 
