@@ -10,10 +10,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{Cell, Table};
+use comfy_table::Cell;
 use serde::Serialize;
 use serde_json::Value;
+use sniffer::html::{escape, page};
+use sniffer::report::Look;
 
 use harness::signals::check_interrupt;
 use harness::{Input, Proc};
@@ -39,6 +40,9 @@ pub struct DemoArgs {
     /// Seconds to wait between steps, for a live classroom.
     #[arg(long, default_value_t = 0.0)]
     pub pace: f64,
+    /// Also write the side-by-side view as one self-contained HTML page.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
 }
 
 /// What the sniffer found about one twin.
@@ -358,11 +362,22 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
             })
             .collect(),
     };
+    if let Some(path) = &args.html {
+        std::fs::write(path, html_page(&report))
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        if !args.json {
+            eprintln!(
+                "      (the side-by-side view is also in {})",
+                path.display()
+            );
+        }
+    }
     if args.json {
         outln!("{}", serde_json::to_string(&report)?);
         return Ok(0);
     }
-    const W: usize = 58;
+    // Two columns and the bar between them in 100.
+    const W: usize = 48;
     outln!();
     outln!(
         "{:<W$} | TLS (chat-tls, STARTTLS required)",
@@ -388,20 +403,79 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
             outln!("{left:<W$} | {right}");
         }
     }
-    let mut table = Table::new();
-    table.load_style(UTF8_FULL_CONDENSED);
+    let look = Look::for_stdout(false);
+    let mut table = look.table();
     table.set_header(vec!["what", "plaintext", "TLS"]);
     for row in &report.verdict {
         table.add_row(vec![
             Cell::new(row.category),
-            Cell::new(row.plaintext),
-            Cell::new(row.tls),
+            look.word_cell(row.plaintext),
+            look.word_cell(row.tls),
         ]);
     }
     outln!("\n{table}");
     outln!(
-        "TLS hid the content; the server name, who talked to whom and when, and the sizes stay visible. ({:.1} s)",
+        "TLS hid the content; the server name, who talked to whom and when, and the sizes stay\nvisible. ({:.1} s)",
         report.seconds
     );
     Ok(0)
+}
+
+/// The side-by-side view as a page: the verdict, then what the sniffer
+/// recovered in each category on each side. Everything recovered came off
+/// the network and is escaped.
+fn html_page(r: &Report<'_>) -> String {
+    use std::fmt::Write as _;
+    let class = |v: &str| match v {
+        "LEAKED" => "leaked",
+        "hidden" => "hidden",
+        _ => "visible",
+    };
+    let mut b = String::from(
+        "<h1>The same chat, plaintext and TLS</h1>\
+         <p class=\"sub\">What the sniffer on loopback recovered from chat-plain and from chat-tls \
+         (STARTTLS required) in one run of <code>labs demo</code>.</p>\
+         <table id=\"verdict\"><tr><th>what</th><th>plaintext</th><th>TLS</th></tr>",
+    );
+    for v in &r.verdict {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td class=\"{}\">{}</td><td class=\"{}\">{}</td></tr>",
+            escape(v.category),
+            class(v.plaintext),
+            v.plaintext,
+            class(v.tls),
+            v.tls
+        );
+    }
+    b.push_str(
+        "</table><table><tr><th></th><th>PLAINTEXT (chat-plain)</th><th>TLS (chat-tls)</th></tr>",
+    );
+    let none = Vec::new();
+    for (cat, _) in ROWS {
+        let list = |side: &BTreeMap<&'static str, Vec<String>>| {
+            let items = side.get(cat).unwrap_or(&none);
+            if items.is_empty() {
+                return "<span class=\"none\">(nothing)</span>".to_string();
+            }
+            items
+                .iter()
+                .map(|s| escape(&protocol::display::terminal_safe(s)))
+                .collect::<Vec<_>>()
+                .join("<br>")
+        };
+        let _ = write!(
+            b,
+            "<tr><th>{}</th><td>{}</td><td>{}</td></tr>",
+            escape(cat),
+            list(r.plaintext),
+            list(r.tls)
+        );
+    }
+    let _ = write!(
+        b,
+        "</table><p>TLS hid the content; the server name, who talked to whom and when, and the sizes stay visible. ({:.1} s)</p>",
+        r.seconds
+    );
+    page("labs demo: plaintext and TLS", &b)
 }

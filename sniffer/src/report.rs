@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{Cell, CellAlignment, Table};
+use comfy_table::{Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
 use protocol::display::Safe;
 use serde::Serialize;
 
@@ -175,6 +175,90 @@ pub fn escape_bytes(data: &[u8]) -> String {
     s
 }
 
+/// Widest a text table is drawn unless asked for wide (`--wide`): it
+/// fits a projector's terminal, and long cells wrap.
+pub const TABLE_WIDTH: u16 = 100;
+
+/// How a text table looks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Look {
+    /// `LEAKED` in red and `hidden` in green.
+    pub colour: bool,
+    /// As wide as its content, not [`TABLE_WIDTH`].
+    pub wide: bool,
+}
+
+impl Look {
+    /// Colour when standard output is a terminal and `NO_COLOR` is not set
+    /// (<https://no-color.org>): never in a file, a pipe or a CI log.
+    pub fn for_stdout(wide: bool) -> Look {
+        use std::io::IsTerminal;
+        Look {
+            colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            wide,
+        }
+    }
+
+    /// A table drawn this way: the style, the width, the colour switch.
+    pub fn table(self) -> Table {
+        let mut t = Table::new();
+        t.load_style(UTF8_FULL_CONDENSED);
+        if self.wide {
+            t.set_content_arrangement(ContentArrangement::Disabled);
+        } else {
+            t.set_content_arrangement(ContentArrangement::Dynamic);
+            t.set_width(TABLE_WIDTH);
+        }
+        if self.colour {
+            t.enforce_styling();
+        } else {
+            t.force_no_tty();
+        }
+        t
+    }
+
+    /// A verdict's cell, coloured if colour is on.
+    pub fn verdict_cell(self, v: &Verdict) -> Cell {
+        self.word_cell(&v.to_string())
+            .set_alignment(CellAlignment::Right)
+    }
+
+    /// A cell of verdict words (`LEAKED`, `hidden`, `visible`), coloured
+    /// by them if colour is on: red for what leaked, green for what TLS hid.
+    pub fn word_cell(self, text: &str) -> Cell {
+        let cell = Cell::new(text);
+        if !self.colour {
+            cell
+        } else if text.contains("LEAKED") {
+            cell.fg(Color::Red).add_attribute(Attribute::Bold)
+        } else if text.contains("hidden") {
+            cell.fg(Color::Green)
+        } else {
+            cell
+        }
+    }
+}
+
+/// `text` in lines of at most [`TABLE_WIDTH`] characters, broken after a
+/// space (a word longer than that stays whole).
+fn wrap(text: &str) -> String {
+    let mut out = String::new();
+    let mut line = 0usize;
+    for word in text.split(' ') {
+        let n = word.chars().count();
+        if line > 0 && line + 1 + n > usize::from(TABLE_WIDTH) {
+            out.push('\n');
+            line = 0;
+        } else if line > 0 {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(word);
+        line += n;
+    }
+    out
+}
+
 /// The summary: one row per connection, then the totals; as JSON, one
 /// `summary` object per connection and one `totals` object.
 pub fn summary(
@@ -184,6 +268,7 @@ pub fn summary(
     connections: u64,
     bytes: u64,
     json: bool,
+    look: Look,
 ) -> String {
     let mut rows: Vec<&ConnSummary> = rows.iter().collect();
     rows.sort_by_key(|r| r.id);
@@ -207,29 +292,49 @@ pub fn summary(
         out.push('\n');
         return out;
     }
-    let mut table = Table::new();
-    table.load_style(UTF8_FULL_CONDENSED);
-    let mut header = vec!["#", "client -> server", "protocol", "TLS"];
+    let mut table = look.table();
+    // Within 100 columns, the addresses and protocol of each connection
+    // are listed above the table, which keeps its number; --wide puts them
+    // in the table, as one row per connection.
+    let mut out = String::new();
+    let mut header = vec!["#"];
+    if look.wide {
+        header.extend(["client -> server", "protocol"]);
+    } else {
+        for r in &rows {
+            let _ = writeln!(
+                out,
+                "#{} {} {} -> {}",
+                r.id,
+                Safe(&r.protocol),
+                r.client,
+                r.server
+            );
+        }
+    }
+    header.push("TLS");
     header.extend(Category::ALL.iter().map(|c| c.name()));
     table.set_header(header);
     for r in &rows {
-        let mut row = vec![
-            Cell::new(r.id),
-            cell(&format!("{} -> {}", r.client, r.server)),
-            cell(&r.protocol),
-            // "opened": TLS, but a key log gave its content away.
-            Cell::new(match (r.tls, r.decrypted) {
-                (true, true) => "opened",
-                (true, false) => "yes",
-                _ => "NO",
-            }),
-        ];
+        let mut row = vec![Cell::new(r.id)];
+        if look.wide {
+            row.extend([
+                cell(&format!("{} -> {}", r.client, r.server)),
+                cell(&r.protocol),
+            ]);
+        }
+        // "opened": TLS, but a key log gave its content away.
+        row.push(Cell::new(match (r.tls, r.decrypted) {
+            (true, true) => "opened",
+            (true, false) => "yes",
+            _ => "NO",
+        }));
         for c in Category::ALL {
-            row.push(Cell::new(verdict(r, c)).set_alignment(CellAlignment::Right));
+            row.push(look.verdict_cell(&verdict(r, c)));
         }
         table.add_row(row);
     }
-    let mut out = table.to_string();
+    out.push_str(&table.to_string());
     let Totals {
         connections,
         bytes,
@@ -240,19 +345,28 @@ pub fn summary(
         dropped,
         found,
     } = totals;
-    out.push_str(&format!(
-        "\n{connections} connection{}, {bytes} bytes reassembled from {frames} frames ({tcp_frames} TCP, {udp_frames} UDP, {malformed_frames} malformed); found: {}",
-        if connections == 1 { "" } else { "s" },
-        Category::ALL
-            .iter()
-            .map(|c| format!("{} {}", found[c.index()], c.name()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    let mut lines = vec![
+        format!(
+            "{connections} connection{}, {bytes} bytes reassembled from {frames} frames ({tcp_frames} TCP, {udp_frames} UDP, {malformed_frames} malformed)",
+            if connections == 1 { "" } else { "s" }
+        ),
+        format!(
+            "found: {}",
+            Category::ALL
+                .iter()
+                .map(|c| format!("{} {}", found[c.index()], c.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ];
     if dropped > 0 {
-        out.push_str(&format!(
-            "\nthe kernel DROPPED {dropped} packets the sniffer did not read in time: that traffic was not seen, and what it carried is not above"
+        lines.push(format!(
+            "the kernel DROPPED {dropped} packets the sniffer did not read in time: that traffic was not seen, and what it carried is not above"
         ));
+    }
+    for l in lines {
+        out.push('\n');
+        out.push_str(&if look.wide { l } else { wrap(&l) });
     }
     out
 }
@@ -274,11 +388,68 @@ mod tests {
             counts: [0; 6],
             bytes: 0,
         };
-        let t = summary(&[row], &[0; 6], &Stats::default(), 1, 0, false);
-        assert!(!t.chars().any(|c| c != '\n' && is_unsafe_char(c)), "{t}");
-        // Header, one row, the frame, the totals line: no extra line.
-        assert_eq!(t.lines().count(), 6, "{t}");
-        assert!(t.contains("XMPP\\u{1b}[2J\\n\\u{202e}forged row"), "{t}");
+        for wide in [false, true] {
+            let look = Look {
+                wide,
+                colour: false,
+            };
+            let t = summary(
+                std::slice::from_ref(&row),
+                &[0; 6],
+                &Stats::default(),
+                1,
+                0,
+                false,
+                look,
+            );
+            assert!(!t.chars().any(|c| c != '\n' && is_unsafe_char(c)), "{t}");
+            // The connection's line (within 100 columns), header, one row,
+            // the frame, the two totals lines: no extra line.
+            let lines = if wide { 7 } else { 8 };
+            assert_eq!(t.lines().count(), lines, "{t}");
+            assert!(t.contains("XMPP\\u{1b}[2J\\n\\u{202e}forged row"), "{t}");
+        }
+    }
+
+    /// Within 100 columns, whatever the addresses (IPv6 included) and
+    /// counts; colour only when asked, and then LEAKED in red.
+    #[test]
+    fn the_summary_fits_100_columns_and_colours_only_when_asked() {
+        let row = ConnSummary {
+            id: 99_999,
+            client: "[2001:db8:1234:5678:9abc:def0:1234:5678]:65535"
+                .parse()
+                .unwrap(),
+            server: "[2001:db8::1]:5222".parse().unwrap(),
+            protocol: "XMPP+STARTTLS".into(),
+            tls: true,
+            decrypted: true,
+            counts: [123_456, 1_234_567, 12_345, 12_345, 1_234, 12_345_678],
+            bytes: 1 << 40,
+        };
+        let plain = summary(
+            std::slice::from_ref(&row),
+            &row.counts,
+            &Stats::default(),
+            1,
+            1 << 40,
+            false,
+            Look::default(),
+        );
+        for l in plain.lines().filter(|l| !l.starts_with('#')) {
+            assert!(
+                l.chars().count() <= usize::from(TABLE_WIDTH),
+                "{} columns: {l}",
+                l.chars().count()
+            );
+        }
+        assert!(!plain.contains('\x1b'), "no colour unless asked: {plain}");
+        let coloured = Look {
+            colour: true,
+            wide: false,
+        };
+        let c = summary(&[row], &[0; 6], &Stats::default(), 1, 0, false, coloured);
+        assert!(c.contains("\x1b[") && c.contains("LEAKED"), "{c}");
     }
 
     #[test]
@@ -324,6 +495,7 @@ mod tests {
             92,
             692319,
             true,
+            Look::default(),
         );
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
@@ -334,10 +506,18 @@ mod tests {
             ]
         );
         // The text form reads the same totals.
-        let text = summary(&[], &[92, 3640, 184, 92, 3, 552], &stats, 92, 692319, false);
+        let text = summary(
+            &[],
+            &[92, 3640, 184, 92, 3, 552],
+            &stats,
+            92,
+            692319,
+            false,
+            Look::default(),
+        );
         assert!(
             text.ends_with(
-                "92 connections, 692319 bytes reassembled from 5112 frames (5110 TCP, 0 UDP, 2 malformed); found: 92 credentials, 3640 messages, 184 contacts, 92 presence, 3 files, 552 metadata"
+                "92 connections, 692319 bytes reassembled from 5112 frames (5110 TCP, 0 UDP, 2 malformed)\nfound: 92 credentials, 3640 messages, 184 contacts, 92 presence, 3 files, 552 metadata"
             ),
             "{text}"
         );

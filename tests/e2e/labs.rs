@@ -17,7 +17,9 @@ fn labs(args: &[&str]) -> (i32, String, String) {
 #[test]
 fn the_demo_shows_what_leaks_in_plaintext_and_what_tls_hides() {
     let t0 = Instant::now();
-    let (code, out, err) = labs(&["demo", "--json"]);
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("demo.html");
+    let (code, out, err) = labs(&["demo", "--json", "--html", page.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         t0.elapsed() < Duration::from_secs(60),
@@ -60,6 +62,15 @@ fn the_demo_shows_what_leaks_in_plaintext_and_what_tls_hides() {
             .to_string()
             .contains("SNI localhost")
     );
+    // The same view as a page, drawn by a real browser: the verdict's red
+    // (LEAKED) and green (hidden) cells at the top of the screen.
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("id=\"verdict\"") && html.contains("correct-horse-battery"));
+    if let Some(shot) = tests::screenshot(&page, 1280, 900) {
+        let red = shot.count([0xc6, 0x28, 0x28], 0, 450);
+        let green = shot.count([0x2e, 0x7d, 0x32], 0, 450);
+        assert!(red > 5000 && green > 5000, "red {red}, green {green}");
+    }
 }
 
 #[test]

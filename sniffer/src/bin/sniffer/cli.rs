@@ -32,6 +32,10 @@ pub(crate) struct Common {
     /// `sizes`, positive to the server, and `times`).
     #[arg(long, global = true)]
     pub(crate) records: bool,
+    /// Draw the summary table as wide as its content instead of wrapping
+    /// it to 100 columns.
+    #[arg(long, global = true)]
+    pub(crate) wide: bool,
     /// Decrypt TLS with the session secrets in this NSS key log (the file
     /// SSLKEYLOGFILE names; any program's): what is inside is read like
     /// plaintext. A live capture reads the file again as it grows.

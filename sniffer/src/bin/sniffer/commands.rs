@@ -138,7 +138,7 @@ fn read(files: &[PathBuf], filter: Option<&str>, common: &Common) -> anyhow::Res
         );
     }
     a.finish();
-    print_summary(&a, common.json);
+    print_summary(&a, common.json, common.wide);
     Ok(0)
 }
 
@@ -241,7 +241,7 @@ fn live(
         );
     }
     a.finish();
-    print_summary(&a, common.json);
+    print_summary(&a, common.json, common.wide);
     if let Some(w) = write {
         eprintln!("sniffer: capture saved to {}", w.display());
     }

@@ -52,7 +52,7 @@ pub(crate) fn print_finding(p: Printer) -> impl FnMut(ConnId, f64, &Finding) {
 }
 
 /// The summary of what the analyzer saw: a table, or JSON lines.
-pub(crate) fn print_summary(a: &Analyzer<'_>, json: bool) {
+pub(crate) fn print_summary(a: &Analyzer<'_>, json: bool, wide: bool) {
     out(report::summary(
         &a.summaries,
         &a.totals,
@@ -60,6 +60,7 @@ pub(crate) fn print_summary(a: &Analyzer<'_>, json: bool) {
         a.connections(),
         a.bytes(),
         json,
+        report::Look::for_stdout(wide),
     )
     .trim_end());
 }
