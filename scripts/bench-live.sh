@@ -21,20 +21,10 @@ secs=${1:-5}
 scripts/setup.sh --interop >/dev/null
 cargo build --release -p sniffer -p chat-plain --locked -q
 bin=target/release
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+. scripts/lib/bench.sh
 
 ns=sniffer-bench-$$
-cleanup_ns() { ip netns del "$ns" 2>/dev/null || true; }
-trap 'cleanup; cleanup_ns' EXIT INT TERM
+bench_cleanup_more() { ip netns del "$ns" 2>/dev/null || true; }
 
 # Runs tcpdump and the sniffer on IFACE (in namespace NS, or here if empty)
 # with FILTER around COMMAND..., then prints one row: LABEL, packets/s, both

@@ -31,14 +31,7 @@ if [ ! -x "$venv/bin/mitmdump" ]; then
     "$venv/bin/pip" install -q mitmproxy==11.0.2
 fi
 bin=target/release
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
+. scripts/lib/bench.sh
 
 # Starts a program on port 0, in this shell (so cleanup stops it), with its
 # stderr in LOG.

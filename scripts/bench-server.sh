@@ -17,16 +17,7 @@ messages=${2:-200000}
 scripts/setup.sh --interop >/dev/null
 cargo build --release --workspace --bins --locked -q
 bin=target/release
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+. scripts/lib/bench.sh
 
 "$bin/chat-tls" certs --out "$tmp/certs" --domain localhost >/dev/null
 ours_plain=$(free_port); ours_tls=$(free_port); prosody_port=$(free_port)

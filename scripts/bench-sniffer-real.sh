@@ -28,16 +28,7 @@ python=target/interop-venv/bin/python
 dir=target/bench/real
 mkdir -p "$dir"
 core=${BENCH_CORE:-0}
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+. scripts/lib/bench.sh
 
 record() { # mode(plain|starttls) -> $dir/session-MODE.pcap (+ keys.log)
     local mode=$1 out=$dir/session-$1.pcap
