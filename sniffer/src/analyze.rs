@@ -515,10 +515,10 @@ impl<'a> Analyzer<'a> {
                 tap(conn, dir, Layer::Decrypted, *at, &plain);
             }
             *at += plain.len() as u64;
-            // A STARTTLS inside TLS means nothing: the switch is ignored.
+            // A STARTTLS inside TLS switches nothing (and never returns one).
             let _ = c
                 .inner
-                .get_or_insert_with(XmppConn::default)
+                .get_or_insert_with(XmppConn::inside_tls)
                 .feed(dir, &plain, ts, on);
         }
     }

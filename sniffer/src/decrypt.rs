@@ -279,6 +279,18 @@ impl RecordKeys {
         n
     }
 
+    /// Tries the next record: on success as [`RecordKeys::open`], but a tag
+    /// that does not match moves nothing on (for 0-RTT data, which may or
+    /// may not be what comes next).
+    pub fn try_open(&mut self, header: &[u8; 5], body: &[u8]) -> Result<(u8, Vec<u8>), OpenError> {
+        let seq = self.seq;
+        let r = self.open(header, body);
+        if r.is_err() {
+            self.seq = seq;
+        }
+        r
+    }
+
     /// Opens the next record of this direction: its 5-byte header as on the
     /// wire and its body. Returns the content type and the plaintext. The
     /// sequence number moves on either way, so one damaged record does not

@@ -75,6 +75,10 @@ pub fn verdict_cell(v: &Verdict) -> String {
     format!("<td class=\"n {class}\">{}</td>", escape(&v.to_string()))
 }
 
+/// Connections whose findings the page lists (a scan's capture has
+/// hundreds of thousands; the verdict table has them all).
+pub const MAX_CONNECTIONS: usize = 2_000;
+
 /// Findings kept per connection for the page (the rest are counted).
 pub const MAX_FINDINGS_PER_CONN: usize = 200;
 
@@ -100,17 +104,13 @@ pub struct ReportPage<'a> {
     pub show_secrets: bool,
 }
 
-/// A password as the page shows it: its first two characters and its
-/// length, unless asked for in full.
+/// A password as the page shows it: its length, unless asked for in full.
 fn mask(p: &str, show: bool) -> String {
     if show {
         return p.to_string();
     }
-    let head: String = p.chars().take(2).collect();
-    format!(
-        "{head}... ({} characters, masked: --show-secrets)",
-        p.chars().count()
-    )
+    // Its length only: even two characters give away a short one.
+    format!("({} characters, masked: --show-secrets)", p.chars().count())
 }
 
 /// The verdict table: a row per connection, a column per category.
@@ -223,8 +223,17 @@ pub fn report(r: &ReportPage<'_>) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    for (conn, found, more) in r.findings {
-        let row = r.rows.iter().find(|x| x.id == *conn);
+    let rows: std::collections::HashMap<ConnId, &ConnSummary> =
+        r.rows.iter().map(|x| (x.id, x)).collect();
+    for (i, (conn, found, more)) in r.findings.iter().enumerate() {
+        if i == MAX_CONNECTIONS {
+            let _ = write!(
+                b,
+                "<p>... more connections than one page lists ({MAX_CONNECTIONS}): the verdict table above has them all, and <code>sniffer read</code> their findings.</p>"
+            );
+            break;
+        }
+        let row = rows.get(conn);
         let _ = write!(
             b,
             "<div class=\"conn\" id=\"conn{conn}\"><h2>#{conn} {}</h2>",
@@ -327,7 +336,7 @@ mod tests {
             show_secrets: false,
         });
         assert!(!page.contains("hunter2-secret"), "{page}");
-        assert!(page.contains("hu... (14 characters"), "{page}");
+        assert!(page.contains("password=(14 characters, masked"), "{page}");
         assert!(!page.contains("<img"), "{page}");
         assert!(page.contains("&lt;img src=x"), "{page}");
         assert!(

@@ -34,6 +34,8 @@ pub struct Secrets {
     pub client_traffic: Option<Vec<u8>>,
     /// TLS 1.3: `SERVER_TRAFFIC_SECRET_0`.
     pub server_traffic: Option<Vec<u8>>,
+    /// TLS 1.3: `CLIENT_EARLY_TRAFFIC_SECRET`, for 0-RTT data.
+    pub client_early: Option<Vec<u8>>,
 }
 
 /// Why a key log cannot be used.
@@ -87,6 +89,13 @@ pub struct KeyLog {
     /// Only the server's private key was given: nothing to decrypt with,
     /// each session says why (see [`KeyLog::server_key_only`]).
     pub server_key_only: bool,
+    /// The file may still grow (a live capture): a session not in it yet,
+    /// or not whole yet, may be later. Read from a finished capture, a miss
+    /// is final.
+    live: bool,
+    /// Bytes of encrypted records held, every connection together, while
+    /// they wait for their secrets (see [`KeyLog::MAX_WAITING_BYTES`]).
+    pub(crate) waiting_bytes: usize,
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -100,6 +109,12 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 impl KeyLog {
+    /// Most bytes of encrypted records a live capture holds, every
+    /// connection together, while their programs have not written their
+    /// secrets yet. Past it, a session that is still waiting counts as
+    /// having no key.
+    pub const MAX_WAITING_BYTES: usize = 64 << 20;
+
     /// The key log in `text` (lines that are not key log lines are counted
     /// in [`KeyLog::bad_lines`] and skipped).
     pub fn parse(text: &str) -> KeyLog {
@@ -123,7 +138,7 @@ impl KeyLog {
             return Err(KeyLogError::Empty { path: path.into() });
         }
         k.path = Some(path.into());
-        k.read_len = bytes.len() as u64;
+        k.read_len = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) as u64;
         Ok(k)
     }
 
@@ -132,12 +147,23 @@ impl KeyLog {
     /// when a session needs it.
     pub fn watch(path: &Path) -> Result<KeyLog, KeyLogError> {
         if path.exists() {
-            return KeyLog::load(path);
+            // The same checks as a finished file (a private key, no key
+            // log line at all)...
+            KeyLog::load(path)?;
         }
-        Ok(KeyLog {
+        // ...but only whole lines are read: the last may be half written.
+        let mut k = KeyLog {
             path: Some(path.into()),
+            live: true,
             ..KeyLog::default()
-        })
+        };
+        k.reload();
+        Ok(k)
+    }
+
+    /// Whether the file may still grow (see [`KeyLog::watch`]).
+    pub fn live(&self) -> bool {
+        self.live
     }
 
     fn add(&mut self, text: &str) {
@@ -168,7 +194,8 @@ impl KeyLog {
                 "SERVER_HANDSHAKE_TRAFFIC_SECRET" => &mut s.server_handshake,
                 "CLIENT_TRAFFIC_SECRET_0" => &mut s.client_traffic,
                 "SERVER_TRAFFIC_SECRET_0" => &mut s.server_traffic,
-                // Early data, exporters, ECH: nothing the sniffer needs.
+                "CLIENT_EARLY_TRAFFIC_SECRET" => &mut s.client_early,
+                // Exporters, ECH: nothing the sniffer needs.
                 _ => continue,
             };
             *slot = Some(secret);
@@ -204,12 +231,12 @@ impl KeyLog {
         self.sessions.is_empty()
     }
 
-    /// The secrets of the session whose ClientHello carried `random`,
-    /// reading the file again first if the session is not known and the
-    /// file has grown (a live capture sees sessions before their secrets
-    /// are written).
+    /// The secrets of the session whose ClientHello carried `random`. A
+    /// live capture's key log is read again first if it has grown: a
+    /// session is seen before its program writes its secrets, and a TLS 1.3
+    /// program writes them a few at a time.
     pub fn lookup(&mut self, random: &[u8; 32]) -> Option<&Secrets> {
-        if !self.sessions.contains_key(random) {
+        if self.live {
             self.reload();
         }
         self.sessions.get(random)
@@ -226,11 +253,17 @@ impl KeyLog {
         let Ok(bytes) = std::fs::read(path) else {
             return;
         };
-        // Lines are only ever appended; reading all of it again is simplest
-        // and a later line for the same session replaces the earlier one.
-        self.read_len = bytes.len() as u64;
+        // Whole lines only: a line being written must not be taken for a
+        // (shorter) secret. Lines are only ever appended; reading all of it
+        // again is simplest, and a later line for a session replaces the
+        // earlier one.
+        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if whole as u64 == self.read_len {
+            return;
+        }
+        self.read_len = whole as u64;
         self.bad_lines = 0;
-        self.add(&String::from_utf8_lossy(&bytes));
+        self.add(&String::from_utf8_lossy(&bytes[..whole]));
     }
 }
 
@@ -278,11 +311,16 @@ mod tests {
         assert!(k.lookup(&[7; 32]).is_none());
         std::fs::write(&log, "").unwrap();
         assert!(k.lookup(&[7; 32]).is_none());
-        std::fs::write(
-            &log,
-            format!("CLIENT_RANDOM {} {}\n", "07".repeat(32), "00".repeat(48)),
-        )
-        .unwrap();
-        assert!(k.lookup(&[7; 32]).is_some());
+        // Half a line (its secret cut short) is not read until it ends.
+        let line = format!("CLIENT_RANDOM {} {}\n", "07".repeat(32), "00".repeat(48));
+        std::fs::write(&log, &line[..line.len() - 11]).unwrap();
+        assert!(k.lookup(&[7; 32]).is_none());
+        std::fs::write(&log, &line).unwrap();
+        assert_eq!(
+            k.lookup(&[7; 32])
+                .and_then(|s| s.master.as_ref())
+                .map(Vec::len),
+            Some(48)
+        );
     }
 }

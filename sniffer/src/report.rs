@@ -98,8 +98,12 @@ pub struct StreamData<'a> {
     pub conn: ConnId,
     /// Which way the bytes went.
     pub dir: Dir,
-    /// Stream offset of the first byte.
+    /// Stream offset of the first byte (in the decrypted bytes, for bytes
+    /// a key log opened).
     pub offset: u64,
+    /// Bytes a key log opened inside TLS (absent: as on the wire).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub decrypted: bool,
     /// The bytes, as text.
     pub text: Cow<'a, str>,
 }
@@ -111,6 +115,7 @@ impl<'a> StreamData<'a> {
             conn,
             dir,
             offset,
+            decrypted: false,
             text: String::from_utf8_lossy(data),
         }
     }

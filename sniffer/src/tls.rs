@@ -112,10 +112,17 @@ struct Half {
     /// TLS 1.3: the application traffic keys, taken after this side's
     /// Finished (until then its records use the handshake keys).
     next: Option<RecordKeys>,
-    /// TLS 1.3: decrypted handshake bytes not yet a whole message.
+    /// TLS 1.3, client: the 0-RTT keys, tried first until EndOfEarlyData.
+    early: Option<RecordKeys>,
+    /// TLS 1.3: the header of the decrypted handshake message being read
+    /// (up to 4 bytes), and how many bytes of its body are still to pass.
+    /// Only the message types matter (Finished, KeyUpdate, EndOfEarlyData),
+    /// so no body is kept, however long it says it is.
     inner: Vec<u8>,
-    /// Encrypted records waiting for the key log to name their session.
-    waiting: Vec<([u8; 5], Vec<u8>)>,
+    inner_skip: usize,
+    /// Encrypted records waiting for the key log to name their session
+    /// (`true`: 0-RTT data, sent before the ServerHello).
+    waiting: Vec<([u8; 5], Vec<u8>, bool)>,
     /// Records decrypted, and records that could not be.
     opened: u64,
     failed: u64,
@@ -259,9 +266,19 @@ impl TlsConn {
         }
         match kind {
             22 => {
-                if half.handshake.len() + body.len() <= MAX_HANDSHAKE_BUFFER {
-                    half.handshake.extend_from_slice(&body);
+                if half.handshake.len() + body.len() > MAX_HANDSHAKE_BUFFER {
+                    // No hello is that long: say so rather than skip a
+                    // record and read the rest out of step.
+                    half.broken = true;
+                    out(Finding::Malformed {
+                        dir,
+                        what: format!(
+                            "a TLS handshake message longer than {MAX_HANDSHAKE_BUFFER} bytes"
+                        ),
+                    });
+                    return;
                 }
+                half.handshake.extend_from_slice(&body);
                 for hello in Self::handshake(half, dir, out) {
                     self.hello(hello);
                 }
@@ -298,11 +315,17 @@ impl TlsConn {
     }
 
     /// Looks the session up in the key log and derives both directions'
-    /// keys, once it is there.
-    fn find_keys(&mut self, keylog: &mut KeyLog, out: &mut impl FnMut(Finding)) {
+    /// keys, once it is there. `last`: no more will come (the capture is
+    /// over), so what is missing now is missing for good.
+    fn find_keys(&mut self, keylog: &mut KeyLog, last: bool, out: &mut impl FnMut(Finding)) {
         if !matches!(self.keys, Keys::Unknown) {
             return;
         }
+        // The capture itself goes on until `last` (the ServerHello may
+        // come after 0-RTT data); a finished key log will not grow, so a
+        // miss in it is final at once.
+        let over = last;
+        let last = last || !keylog.live();
         let Some(random) = self.client_random else {
             self.keys = Keys::Missing(
                 "the handshake was not captured (the connection was already open): no client random to find its secrets by".into(),
@@ -310,8 +333,12 @@ impl TlsConn {
             return;
         };
         let (Some(id), Some(server_random)) = (self.suite, self.server_random) else {
-            self.keys =
-                Keys::Missing("no ServerHello was captured: the cipher suite is not known".into());
+            // 0-RTT data comes before the ServerHello: wait for it.
+            if over {
+                self.keys = Keys::Missing(
+                    "no ServerHello was captured: the cipher suite is not known".into(),
+                );
+            }
             return;
         };
         if keylog.server_key_only {
@@ -328,8 +355,12 @@ impl TlsConn {
             ));
             return;
         };
+        let no_key = self.no_key();
         let Some(secrets) = keylog.lookup(&random) else {
-            // Perhaps not written yet: the records wait (see MAX_WAITING).
+            if last {
+                self.keys = Keys::Missing(no_key);
+            }
+            // Else perhaps not written yet: the records wait.
             return;
         };
         let keys = if suite.tls13 {
@@ -340,7 +371,9 @@ impl TlsConn {
                 k(&secrets.client_traffic),
                 k(&secrets.server_traffic),
             ) {
-                (Some(ch), Some(sh), Some(ct), Some(st)) => Some(((ch, Some(ct)), (sh, Some(st)))),
+                (Some(ch), Some(sh), Some(ct), Some(st)) => {
+                    Some(((ch, Some(ct)), (sh, Some(st)), k(&secrets.client_early)))
+                }
                 _ => None,
             }
         } else {
@@ -348,21 +381,25 @@ impl TlsConn {
                 .master
                 .as_deref()
                 .and_then(|m| RecordKeys::tls12(suite, m, &random, &server_random))
-                .map(|(c, s)| ((c, None), (s, None)))
+                .map(|(c, s)| ((c, None), (s, None), None))
         };
-        let Some(((client, client_next), (server, server_next))) = keys else {
-            self.keys = Keys::Missing(format!(
-                "the key log names this session but lacks its {} secrets",
-                if suite.tls13 {
-                    "TLS 1.3 handshake and traffic"
-                } else {
-                    "TLS 1.2 master (CLIENT_RANDOM)"
-                }
-            ));
+        let Some(((client, client_next), (server, server_next), early)) = keys else {
+            // A TLS 1.3 program writes its secrets a few at a time.
+            if last {
+                self.keys = Keys::Missing(format!(
+                    "the key log names this session but lacks its {} secrets",
+                    if suite.tls13 {
+                        "TLS 1.3 handshake and traffic"
+                    } else {
+                        "TLS 1.2 master (CLIENT_RANDOM)"
+                    }
+                ));
+            }
             return;
         };
         self.to_server.keys = Some(client);
         self.to_server.next = client_next;
+        self.to_server.early = early;
         self.to_client.keys = Some(server);
         self.to_client.next = server_next;
         self.keys = Keys::Ready;
@@ -374,8 +411,9 @@ impl TlsConn {
         for dir in [Dir::ToServer, Dir::ToClient] {
             let waiting =
                 std::mem::take(&mut dir.pick(&mut self.to_server, &mut self.to_client).waiting);
-            for (header, body) in waiting {
-                self.open(dir, header, &body, out);
+            for (header, body, early) in waiting {
+                keylog.waiting_bytes = keylog.waiting_bytes.saturating_sub(body.len());
+                self.open(dir, header, &body, early, out);
             }
         }
     }
@@ -388,16 +426,21 @@ impl TlsConn {
         keylog: &mut KeyLog,
         out: &mut impl FnMut(Finding),
     ) {
-        self.find_keys(keylog, out);
+        // 0-RTT: the client's records before the server has answered.
+        let early = dir == Dir::ToServer && self.server_random.is_none();
+        self.find_keys(keylog, false, out);
         match &self.keys {
-            Keys::Ready => self.open(dir, header, &body, out),
+            Keys::Ready => self.open(dir, header, &body, early, out),
             Keys::Unknown => {
                 let half = dir.pick(&mut self.to_server, &mut self.to_client);
-                if half.waiting.len() < MAX_WAITING {
-                    half.waiting.push((header, body));
+                if half.waiting.len() < MAX_WAITING
+                    && keylog.waiting_bytes + body.len() <= KeyLog::MAX_WAITING_BYTES
+                {
+                    keylog.waiting_bytes += body.len();
+                    half.waiting.push((header, body, early));
                 } else {
                     self.keys = Keys::Missing(self.no_key());
-                    self.give_up(out);
+                    self.give_up(keylog, out);
                     self.fail(dir, None, out);
                 }
             }
@@ -417,11 +460,12 @@ impl TlsConn {
     }
 
     /// Records still waiting count as failed, and say why.
-    fn give_up(&mut self, out: &mut impl FnMut(Finding)) {
+    fn give_up(&mut self, keylog: &mut KeyLog, out: &mut impl FnMut(Finding)) {
         for dir in [Dir::ToServer, Dir::ToClient] {
-            let n = std::mem::take(&mut dir.pick(&mut self.to_server, &mut self.to_client).waiting)
-                .len();
-            for _ in 0..n {
+            let waiting =
+                std::mem::take(&mut dir.pick(&mut self.to_server, &mut self.to_client).waiting);
+            for (_, body, _) in waiting {
+                keylog.waiting_bytes = keylog.waiting_bytes.saturating_sub(body.len());
                 self.fail(dir, None, out);
             }
         }
@@ -448,17 +492,38 @@ impl TlsConn {
 
     /// Opens one record with this direction's keys and routes its content:
     /// application data to [`TlsConn::plaintext`], handshake messages to
-    /// the key schedule (Finished, KeyUpdate), alerts as findings.
-    fn open(&mut self, dir: Dir, header: [u8; 5], body: &[u8], out: &mut impl FnMut(Finding)) {
+    /// the key schedule (Finished, KeyUpdate, EndOfEarlyData), alerts as
+    /// findings. `early`: sent before the ServerHello, so 0-RTT data, which
+    /// only the early keys may open (it must not use up a sequence number
+    /// of the handshake keys).
+    fn open(
+        &mut self,
+        dir: Dir,
+        header: [u8; 5],
+        body: &[u8],
+        early: bool,
+        out: &mut impl FnMut(Finding),
+    ) {
         let tls13 = self.tls13;
         let half = dir.pick(&mut self.to_server, &mut self.to_client);
-        let Some(keys) = half.keys.as_mut() else {
-            return;
+        // 0-RTT data may go on after the ServerHello, until EndOfEarlyData:
+        // the early keys are tried first while they last (a tag that does
+        // not match moves nothing on).
+        let opened = match half.early.as_mut().map(|k| k.try_open(&header, body)) {
+            Some(Ok(r)) => Ok((r, true)),
+            _ if early => Err(OpenError::BadTag),
+            _ => match half.keys.as_mut() {
+                Some(keys) => keys.open(&header, body).map(|r| (r, false)),
+                None => return,
+            },
         };
-        let (kind, plain) = match keys.open(&header, body) {
+        let ((kind, plain), with_early) = match opened {
             Ok(r) => r,
             Err(e) => {
                 let why = match e {
+                    _ if early => {
+                        "0-RTT early data that the key log's CLIENT_EARLY_TRAFFIC_SECRET does not open (or that it lacks)"
+                    }
                     OpenError::BadTag if half.opened == 0 => {
                         "wrong key: the key log's secrets for this session do not open its records"
                     }
@@ -480,28 +545,41 @@ impl TlsConn {
                 text: format!("{} (decrypted)", alert_text(&plain)),
             }),
             22 if tls13 => {
-                half.inner.extend_from_slice(&plain);
-                let (mut finished, mut update) = (false, false);
-                while let Some(h) = half.inner.get(..4) {
-                    let len =
-                        (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
-                    if half.inner.len() < 4 + len {
-                        break;
+                let (mut finished, mut update, mut end_early) = (false, false, false);
+                let mut rest = &plain[..];
+                while !rest.is_empty() {
+                    if half.inner_skip > 0 {
+                        let n = half.inner_skip.min(rest.len());
+                        half.inner_skip -= n;
+                        rest = &rest[n..];
+                        continue;
                     }
-                    match h[0] {
-                        20 => finished = true,
-                        24 => update = true,
-                        _ => {}
-                    }
-                    half.inner.drain(..4 + len);
-                    if half.inner.len() > MAX_HANDSHAKE_BUFFER {
+                    let n = (4 - half.inner.len()).min(rest.len());
+                    half.inner.extend_from_slice(&rest[..n]);
+                    rest = &rest[n..];
+                    if let [kind, a, b, c] = half.inner[..] {
+                        match kind {
+                            5 => end_early = true,
+                            20 => finished = true,
+                            24 => update = true,
+                            _ => {}
+                        }
+                        half.inner_skip =
+                            (usize::from(a) << 16) | (usize::from(b) << 8) | usize::from(c);
                         half.inner.clear();
                     }
                 }
+                if end_early || (with_early && finished) {
+                    half.early = None;
+                }
                 // The next record uses the next keys (RFC 8446 7.2, 4.4.4).
-                if finished && let Some(next) = half.next.take() {
+                if finished
+                    && !with_early
+                    && let Some(next) = half.next.take()
+                {
                     half.keys = Some(next);
                     half.inner.clear();
+                    half.inner_skip = 0;
                 } else if update && let Some(k) = half.keys.as_mut() {
                     k.update();
                 }
@@ -516,12 +594,12 @@ impl TlsConn {
         let Some(keylog) = keylog else { return };
         let waiting = !self.to_server.waiting.is_empty() || !self.to_client.waiting.is_empty();
         if waiting {
-            self.find_keys(keylog, out);
+            self.find_keys(keylog, true, out);
         }
         if matches!(self.keys, Keys::Unknown) && waiting {
             self.keys = Keys::Missing(self.no_key());
         }
-        self.give_up(out);
+        self.give_up(keylog, out);
     }
 
     fn handshake(half: &mut Half, dir: Dir, out: &mut impl FnMut(Finding)) -> Vec<Hello> {

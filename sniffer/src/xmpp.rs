@@ -208,6 +208,9 @@ pub struct XmppConn {
     files: HashMap<String, File>,
     /// Finished files, ready for the caller to report and export.
     pub finished: Vec<CarriedFile>,
+    /// Read inside TLS (with a key log): a `<proceed/>` here switches
+    /// nothing, and is an element like any other.
+    inside_tls: bool,
 }
 
 impl Default for XmppConn {
@@ -219,6 +222,17 @@ impl Default for XmppConn {
             authenticated: false,
             files: HashMap::new(),
             finished: Vec::new(),
+            inside_tls: false,
+        }
+    }
+}
+
+impl XmppConn {
+    /// The XMPP read inside TLS from what a key log opened.
+    pub fn inside_tls() -> XmppConn {
+        XmppConn {
+            inside_tls: true,
+            ..XmppConn::default()
         }
     }
 }
@@ -284,7 +298,7 @@ impl XmppConn {
                     }),
                     Event::StreamClose => {}
                     Event::Element(el) => {
-                        if dir == Dir::ToClient && el.is("proceed", ns::TLS) {
+                        if dir == Dir::ToClient && !self.inside_tls && el.is("proceed", ns::TLS) {
                             return Some(self.switch());
                         }
                         self.element(dir, el, out);

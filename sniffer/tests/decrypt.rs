@@ -383,3 +383,93 @@ fn bodies_frame(s: &Session, frames: &[Vec<u8>]) -> usize {
     }
     panic!("no frame carries a single message");
 }
+
+/// 0-RTT: a resumed TLS 1.3 client sends a message before the server has
+/// answered, under the early-traffic secret. The key log holds that secret
+/// too: the early message opens, and so does everything after it (the
+/// early data must not use up the handshake keys' sequence numbers).
+#[test]
+fn zero_rtt_early_data_opens_and_the_rest_of_the_session_too() {
+    let suite = our_suites()
+        .into_iter()
+        .find(|s| s.version() == &rustls::version::TLS13)
+        .unwrap();
+    let (server_config, client_config, log) = configs(suite);
+    let mut server_config = Arc::try_unwrap(server_config).unwrap_or_else(|a| (*a).clone());
+    server_config.max_early_data_size = 16384;
+    let server_config = Arc::new(server_config);
+    let mut client_config = Arc::try_unwrap(client_config).unwrap_or_else(|a| (*a).clone());
+    client_config.enable_early_data = true;
+    let client_config = Arc::new(client_config);
+    let mut capture = Capture::default();
+    let name = || ServerName::try_from("chat.lab").unwrap();
+    // A first session, for the ticket.
+    let mut t = capture.open(40011);
+    let mut c = ClientConnection::new(client_config.clone(), name()).unwrap();
+    let mut s = ServerConnection::new(server_config.clone()).unwrap();
+    pump(&mut c, &mut s, &mut capture, &mut t);
+    c.writer().write_all(HEADER.as_bytes()).unwrap();
+    pump(&mut c, &mut s, &mut capture, &mut t);
+    drain(&mut s.reader());
+    // The second: early data first.
+    let mut t = capture.open(40012);
+    let mut c = ClientConnection::new(client_config, name()).unwrap();
+    let early = format!("{HEADER}{}", message("bob@chat.lab", "sent-in-zero-rtt"));
+    c.early_data()
+        .expect("0-RTT offered")
+        .write_all(early.as_bytes())
+        .unwrap();
+    let mut s = ServerConnection::new(server_config).unwrap();
+    pump(&mut c, &mut s, &mut capture, &mut t);
+    assert!(c.is_early_data_accepted(), "the server took the early data");
+    c.writer()
+        .write_all(message("bob@chat.lab", "after-the-handshake").as_bytes())
+        .unwrap();
+    pump(&mut c, &mut s, &mut capture, &mut t);
+    let keylog = log.0.lock().unwrap().clone();
+    assert!(keylog.contains("CLIENT_EARLY_TRAFFIC_SECRET"));
+    let found = read(&capture.frames, Some(&keylog));
+    let got = bodies(&found);
+    assert!(got.contains(&"sent-in-zero-rtt".to_string()), "{got:?}");
+    assert!(got.contains(&"after-the-handshake".to_string()), "{got:?}");
+    assert!(undecrypted(&found).is_empty(), "{:?}", undecrypted(&found));
+}
+
+/// Live, a TLS 1.3 program writes its handshake secrets before its
+/// traffic secrets: a session seen in between waits for the rest instead
+/// of being given up on, and opens once the file has them.
+#[test]
+fn live_a_session_whose_secrets_arrive_a_few_at_a_time_still_opens() {
+    let suite = our_suites()
+        .into_iter()
+        .find(|s| s.version() == &rustls::version::TLS13)
+        .unwrap();
+    let s = session(suite);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.log");
+    let (handshake, traffic): (Vec<&str>, Vec<&str>) =
+        s.keylog.lines().partition(|l| l.contains("HANDSHAKE"));
+    std::fs::write(&path, handshake.join("\n") + "\n").unwrap();
+    let mut found = Vec::new();
+    {
+        let mut a = Analyzer::new(
+            Limits::default(),
+            None,
+            Box::new(|c, _, f: &Finding| found.push((c, f.clone()))),
+        )
+        .with_keylog(KeyLog::watch(&path).unwrap());
+        for (i, f) in s.capture.frames.iter().enumerate() {
+            a.frame(LinkType::Ethernet, 1_700_000_000.0 + i as f64 * 0.001, f);
+        }
+        // The traffic secrets, written late.
+        let all = handshake.join("\n") + "\n" + &traffic.join("\n") + "\n";
+        std::fs::write(&path, all).unwrap();
+        a.finish();
+    }
+    let mut got = bodies(&found);
+    let mut want = s.bodies.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    assert!(undecrypted(&found).is_empty(), "{:?}", undecrypted(&found));
+}

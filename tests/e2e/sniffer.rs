@@ -542,7 +542,7 @@ fn the_html_report_renders_in_chromium_with_the_verdict_table_visible() {
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("id=\"verdict\""), "{html}");
     assert!(!html.contains("hana-report-pw-9"), "masked by default");
-    assert!(html.contains("ha... (16 characters"), "{html}");
+    assert!(html.contains("password=(16 characters, masked"), "{html}");
     assert!(
         !html.contains("<script") && !html.contains("src=\"http"),
         "self-contained, no script"

@@ -157,6 +157,10 @@ fn report_html(
     let mut found: Vec<ConnFindings> = Vec::new();
     let mut index: std::collections::HashMap<ConnId, usize> = Default::default();
     let sink = Box::new(|c: ConnId, ts: f64, f: &Finding| {
+        // Beyond what the page lists, connections are not kept at all.
+        if found.len() > sniffer::html::MAX_CONNECTIONS && !index.contains_key(&c) {
+            return;
+        }
         let i = *index.entry(c).or_insert_with(|| {
             found.push((c, Vec::new(), 0));
             found.len() - 1
@@ -260,6 +264,7 @@ fn follow(
     let mut last_dir: Option<(Dir, Layer)> = None;
     let mut seen = false;
     let json = common.json;
+    let keylog = common.keylog.is_some();
     let tap = Box::new(
         |conn: ConnId, dir: Dir, layer: Layer, offset: u64, data: &[u8]| {
             if conn != stream {
@@ -272,10 +277,17 @@ fn follow(
                 (Dir::ToServer, Layer::Decrypted) => "client -> server, DECRYPTED from TLS",
                 (Dir::ToClient, Layer::Decrypted) => "server -> client, DECRYPTED from TLS",
             };
+            let decrypted = layer == Layer::Decrypted;
             if json {
-                out(&jsonl::line(&StreamData::new(conn, dir, offset, data)));
+                let mut d = StreamData::new(conn, dir, offset, data);
+                d.decrypted = decrypted;
+                out(&jsonl::line(&d));
             } else if raw {
-                out_bytes(data);
+                // One byte stream, not two interleaved: with a key log, the
+                // plaintext inside TLS only.
+                if decrypted == keylog {
+                    out_bytes(data);
+                }
             } else if hex {
                 for (i, chunk) in data.chunks(16).enumerate() {
                     let hexs: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
@@ -289,7 +301,13 @@ fn follow(
                             }
                         })
                         .collect();
-                    let mark = if dir == Dir::ToServer { ">" } else { "<" };
+                    // `d>` and `d<`: bytes a key log opened (offsets in those).
+                    let mark = match (dir, decrypted) {
+                        (Dir::ToServer, false) => ">",
+                        (Dir::ToClient, false) => "<",
+                        (Dir::ToServer, true) => "d>",
+                        (Dir::ToClient, true) => "d<",
+                    };
                     out(&format!(
                         "{mark} {:08x}  {:<47}  {text}",
                         offset + (i * 16) as u64,
