@@ -149,6 +149,7 @@ pub struct Analyzer<'a> {
     export: Option<PathBuf>,
     sink: Sink<'a>,
     tap: Option<Tap<'a>>,
+    ended: Option<Box<dyn FnMut(ConnId) + 'a>>,
     keylog: Option<KeyLog>,
     udp: HashMap<(SocketAddr, SocketAddr), UdpFlow>,
     /// UDP flows seen, and how many may be followed at once.
@@ -192,6 +193,7 @@ impl<'a> Analyzer<'a> {
             export,
             sink,
             tap: None,
+            ended: None,
             keylog: None,
             udp: HashMap::default(),
             udp_flows: 0,
@@ -207,6 +209,13 @@ impl<'a> Analyzer<'a> {
     /// Also sends every reassembled byte to `tap` (follow, guard).
     pub fn with_tap(mut self, tap: Tap<'a>) -> Self {
         self.tap = Some(tap);
+        self
+    }
+
+    /// Also tells `ended` when a connection or UDP flow is over (the tap's
+    /// user can forget what it kept for it).
+    pub fn with_end(mut self, ended: Box<dyn FnMut(ConnId) + 'a>) -> Self {
+        self.ended = Some(ended);
         self
     }
 
@@ -315,6 +324,9 @@ impl<'a> Analyzer<'a> {
         let mut counts = [0; 6];
         counts[crate::findings::Category::Metadata.index()] = 1;
         for f in flows {
+            if let Some(end) = self.ended.as_mut() {
+                end(f.id);
+            }
             if self.summaries.len() < MAX_SUMMARY_ROWS {
                 self.summaries.push(ConnSummary {
                     id: f.id,
@@ -569,6 +581,9 @@ impl<'a> Analyzer<'a> {
         }
         if let Some(t) = traffic {
             self.emit(conn, ts, t);
+        }
+        if let Some(end) = self.ended.as_mut() {
+            end(conn);
         }
         let Some(c) = self.conns.remove(&conn) else {
             return;

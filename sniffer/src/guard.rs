@@ -271,6 +271,17 @@ impl Guard {
         }
     }
 
+    /// Forgets what is kept of a connection that is over (the tail of each
+    /// direction and layer): memory stays bounded by the connections open,
+    /// not by every one a capture ever had.
+    pub fn forget(&mut self, conn: ConnId) {
+        for dir in [Dir::ToServer, Dir::ToClient] {
+            for layer in [Layer::Wire, Layer::Decrypted] {
+                self.tails.remove(&(conn, dir, layer));
+            }
+        }
+    }
+
     /// Searches the next bytes of one direction of one layer (`offset` is
     /// where they start in that layer's stream).
     pub fn feed(&mut self, conn: ConnId, dir: Dir, layer: Layer, offset: u64, data: &[u8]) {
@@ -396,6 +407,10 @@ mod tests {
         g.feed(4, Dir::ToServer, Layer::Wire, 12, b"her");
         assert_eq!(g.hits.len(), 1);
         assert_eq!(g.bytes, 32);
+        // What a connection kept goes with it.
+        g.forget(4);
+        g.forget(3);
+        assert!(g.tails.is_empty());
     }
 
     /// The guard's lines as scripts and CI read them, exactly as the

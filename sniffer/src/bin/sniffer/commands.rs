@@ -411,8 +411,11 @@ fn guard(
             }
             _ => {}
         });
+        let end = Box::new(|c: ConnId| guard.borrow_mut().forget(c));
         let mut a = with_keys(
-            Analyzer::new(common.limits(), None, sink).with_tap(tap),
+            Analyzer::new(common.limits(), None, sink)
+                .with_tap(tap)
+                .with_end(end),
             common,
             pcap.is_none(),
         )?;
