@@ -434,23 +434,7 @@ fn a_third_party_tls_session_opens_with_its_own_key_log(twin: Twin) {
     assert_eq!(code, 0, "{err}");
     assert!(password(&open), "{open}");
     assert!(!open.contains("\"type\":\"undecrypted\""), "{open}");
-    if let Some(tshark) = interop_tool("tshark") {
-        let mut args = vec![
-            "-r".to_string(),
-            p.to_string(),
-            "-o".to_string(),
-            format!("tls.keylog_file:{k}"),
-            "-d".to_string(),
-            format!("tcp.port=={},xmpp", server.addr.port()),
-            "-q".to_string(),
-            "-z".to_string(),
-            "follow,tls,ascii,0".to_string(),
-        ];
-        if let Some(d) = server.direct {
-            args.extend(["-d".to_string(), format!("tcp.port=={},tls", d.port())]);
-        }
-        let out = Command::new(tshark).args(&args).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+    if let Some(text) = tests::tshark_follow_tls(&sniffer.pcap, &keys, &server, 1) {
         assert!(
             text.contains("<password>sally-pw-inside-tls</password>"),
             "tshark with the same key log:\n{text}"

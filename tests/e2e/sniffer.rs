@@ -342,27 +342,9 @@ fn opened_with_the_key_log(
 
     // tshark, told the same key log and which ports carry XMPP, follows
     // each TLS stream: the message bodies it shows are the sniffer's.
-    let Some(tshark) = interop_tool("tshark") else {
+    let Some(text) = tests::tshark_follow_tls(pcap, keys, server, rows.len()) else {
         return;
     };
-    let mut args = vec![
-        "-r".to_string(),
-        p.to_string(),
-        "-o".to_string(),
-        format!("tls.keylog_file:{k}"),
-        "-d".to_string(),
-        format!("tcp.port=={},xmpp", server.addr.port()),
-        "-q".to_string(),
-    ];
-    if let Some(d) = server.direct {
-        args.extend(["-d".to_string(), format!("tcp.port=={},tls", d.port())]);
-    }
-    for n in 0..rows.len() {
-        args.extend(["-z".to_string(), format!("follow,tls,ascii,{n}")]);
-    }
-    let t = Command::new(tshark).args(&args).output().unwrap();
-    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
-    let text = String::from_utf8_lossy(&t.stdout);
     let mut theirs: Vec<&str> = text
         .split("<body>")
         .skip(1)

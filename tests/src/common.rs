@@ -100,3 +100,36 @@ pub fn run_bin(name: &str, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// What tshark shows of TCP streams `0..streams` of `pcap`, decrypted with
+/// `keylog` (`-z follow,tls,ascii,N`), told that the server's ports carry
+/// XMPP (its STARTTLS port) and TLS (its direct TLS port). `None` when
+/// tshark is not installed and the interop tests are skipped.
+pub fn tshark_follow_tls(
+    pcap: &Path,
+    keylog: &Path,
+    server: &crate::Server,
+    streams: usize,
+) -> Option<String> {
+    let tshark = interop_tool("tshark")?;
+    let mut cmd = Command::new(tshark);
+    cmd.arg("-r")
+        .arg(pcap)
+        .arg("-o")
+        .arg(format!("tls.keylog_file:{}", keylog.display()))
+        .args(["-d", &format!("tcp.port=={},xmpp", server.addr.port())])
+        .arg("-q");
+    if let Some(d) = server.direct {
+        cmd.args(["-d", &format!("tcp.port=={},tls", d.port())]);
+    }
+    for n in 0..streams {
+        cmd.args(["-z", &format!("follow,tls,ascii,{n}")]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
