@@ -80,9 +80,9 @@ pub enum KeyLogError {
 #[derive(Debug, Default)]
 pub struct KeyLog {
     sessions: HashMap<[u8; 32], Secrets>,
-    /// The file, to read again when a session is not in it yet.
+    /// A live capture's file, to read again as it grows.
     path: Option<PathBuf>,
-    /// Its length when last read.
+    /// Its bytes read so far (whole lines).
     read_len: u64,
     /// Lines that were not key log lines.
     pub bad_lines: usize,
@@ -133,12 +133,10 @@ impl KeyLog {
         if text.contains("-----BEGIN") && text.contains("PRIVATE KEY-----") {
             return Err(KeyLogError::PrivateKey { path: path.into() });
         }
-        let mut k = KeyLog::parse(&text);
+        let k = KeyLog::parse(&text);
         if k.sessions.is_empty() && k.bad_lines > 0 {
             return Err(KeyLogError::Empty { path: path.into() });
         }
-        k.path = Some(path.into());
-        k.read_len = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) as u64;
         Ok(k)
     }
 
@@ -242,28 +240,34 @@ impl KeyLog {
         self.sessions.get(random)
     }
 
+    /// Reads what was appended since last time, whole lines only: a line
+    /// being written must not be taken for a (shorter) secret. A later line
+    /// for a session replaces the earlier one.
     fn reload(&mut self) {
+        use std::io::{Read, Seek, SeekFrom};
         let Some(path) = &self.path else { return };
         // The size first: a capture whose sessions are not in the file asks
-        // once per record, and reading an unchanged file each time is waste.
-        match std::fs::metadata(path) {
-            Ok(m) if m.len() != self.read_len => {}
+        // once per record, and opening an unchanged file each time is waste.
+        let len = match std::fs::metadata(path) {
+            Ok(m) if m.len() != self.read_len => m.len(),
             _ => return,
+        };
+        if len < self.read_len {
+            // Written again from the start (a new run of the program).
+            self.read_len = 0;
         }
-        let Ok(bytes) = std::fs::read(path) else {
+        let Ok(mut f) = std::fs::File::open(path) else {
             return;
         };
-        // Whole lines only: a line being written must not be taken for a
-        // (shorter) secret. Lines are only ever appended; reading all of it
-        // again is simplest, and a later line for a session replaces the
-        // earlier one.
-        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        if whole as u64 == self.read_len {
+        let mut tail = Vec::new();
+        if f.seek(SeekFrom::Start(self.read_len)).is_err()
+            || f.take(len - self.read_len).read_to_end(&mut tail).is_err()
+        {
             return;
         }
-        self.read_len = whole as u64;
-        self.bad_lines = 0;
-        self.add(&String::from_utf8_lossy(&bytes[..whole]));
+        let whole = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        self.read_len += whole as u64;
+        self.add(&String::from_utf8_lossy(&tail[..whole]));
     }
 }
 

@@ -196,39 +196,41 @@ impl TlsConn {
             return;
         }
         half.buf.extend_from_slice(data);
+        // The records are handed on as slices of the buffer (taken out of
+        // the half meanwhile), not copied: only a record that must wait for
+        // its keys is.
+        let buf = std::mem::take(&mut half.buf);
         let mut at = 0usize;
-        let mut records = Vec::new();
-        while let Some(hdr) = half.buf.get(at..at + 5) {
+        while let Some(hdr) = buf.get(at..at + 5) {
             let (kind, len) = (hdr[0], usize::from(u16::from_be_bytes([hdr[3], hdr[4]])));
             if !(20..=24).contains(&kind) || hdr[1] != 3 || len > MAX_RECORD {
-                half.broken = true;
+                dir.pick(&mut self.to_server, &mut self.to_client).broken = true;
                 out(Finding::Malformed {
                     dir,
                     what: format!("not a TLS record (type {kind}, length {len})"),
                 });
-                half.buf.clear();
-                break;
+                return;
             }
-            let Some(body) = half.buf.get(at + 5..at + 5 + len) else {
+            let Some(body) = buf.get(at + 5..at + 5 + len) else {
                 break;
             };
             let header = [hdr[0], hdr[1], hdr[2], hdr[3], hdr[4]];
-            records.push((header, body.to_vec()));
-            at += 5 + len;
-        }
-        if !half.broken {
-            half.buf.drain(..at);
-        }
-        for (header, body) in records {
             self.record(dir, header, body, ts, keylog.as_deref_mut(), out);
+            at += 5 + len;
+            if dir.pick(&self.to_server, &self.to_client).broken {
+                return;
+            }
         }
+        let mut buf = buf;
+        buf.drain(..at);
+        dir.pick(&mut self.to_server, &mut self.to_client).buf = buf;
     }
 
     fn record(
         &mut self,
         dir: Dir,
         header: [u8; 5],
-        body: Vec<u8>,
+        body: &[u8],
         ts: f64,
         keylog: Option<&mut KeyLog>,
         out: &mut impl FnMut(Finding),
@@ -278,7 +280,7 @@ impl TlsConn {
                     });
                     return;
                 }
-                half.handshake.extend_from_slice(&body);
+                half.handshake.extend_from_slice(body);
                 for hello in Self::handshake(half, dir, out) {
                     self.hello(hello);
                 }
@@ -288,7 +290,7 @@ impl TlsConn {
             20 if !self.tls13 => half.encrypted = true,
             21 => out(Finding::Alert {
                 dir,
-                text: alert_text(&body),
+                text: alert_text(body),
             }),
             _ => {}
         }
@@ -355,10 +357,9 @@ impl TlsConn {
             ));
             return;
         };
-        let no_key = self.no_key();
         let Some(secrets) = keylog.lookup(&random) else {
             if last {
-                self.keys = Keys::Missing(no_key);
+                self.keys = Keys::Missing(self.no_key());
             }
             // Else perhaps not written yet: the records wait.
             return;
@@ -422,7 +423,7 @@ impl TlsConn {
         &mut self,
         dir: Dir,
         header: [u8; 5],
-        body: Vec<u8>,
+        body: &[u8],
         keylog: &mut KeyLog,
         out: &mut impl FnMut(Finding),
     ) {
@@ -430,14 +431,14 @@ impl TlsConn {
         let early = dir == Dir::ToServer && self.server_random.is_none();
         self.find_keys(keylog, false, out);
         match &self.keys {
-            Keys::Ready => self.open(dir, header, &body, early, out),
+            Keys::Ready => self.open(dir, header, body, early, out),
             Keys::Unknown => {
                 let half = dir.pick(&mut self.to_server, &mut self.to_client);
                 if half.waiting.len() < MAX_WAITING
                     && keylog.waiting_bytes + body.len() <= KeyLog::MAX_WAITING_BYTES
                 {
                     keylog.waiting_bytes += body.len();
-                    half.waiting.push((header, body, early));
+                    half.waiting.push((header, body.to_vec(), early));
                 } else {
                     self.keys = Keys::Missing(self.no_key());
                     self.give_up(keylog, out);

@@ -22,6 +22,56 @@ fn of_type<'a>(found: &'a [Value], t: &str) -> Vec<&'a Value> {
     found.iter().filter(|v| v["type"] == t).collect()
 }
 
+/// Everything of the scripted conversation an attacker who reads it gets:
+/// both passwords (registration, PLAIN), what SCRAM gives away, the direct
+/// and the room message, the contact, the status, the whole file.
+fn the_conversation_leaked(found: &[Value], all: &str, want_sha: &str) {
+    let creds = of_type(found, "credential");
+    let has = |kind: &str, user: &str, pw: Option<&str>| {
+        creds.iter().any(|c| {
+            c["kind"] == kind && c["user"] == user && pw.is_none_or(|p| c["password"] == p)
+        })
+    };
+    assert!(has("register", "alice", Some(ALICE_PW)), "{all}");
+    assert!(has("sasl-plain", "bob", Some(BOB_PW)), "{all}");
+    let scram = creds
+        .iter()
+        .find(|c| c["kind"] == "scram" && c["user"] == "alice");
+    let detail = scram.and_then(|c| c["detail"].as_str()).unwrap_or_default();
+    assert!(
+        detail.contains("salt=") && detail.contains("iterations=4096"),
+        "{all}"
+    );
+    let msgs = of_type(found, "message");
+    assert!(
+        msgs.iter().any(|m| m["body"] == DM && m["kind"] == "chat"),
+        "{all}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m["body"] == ROOM_MSG && m["kind"] == "groupchat"),
+        "{all}"
+    );
+    assert!(
+        of_type(found, "contact")
+            .iter()
+            .any(|c| c["jid"] == "bob@localhost"),
+        "{all}"
+    );
+    assert!(
+        of_type(found, "presence")
+            .iter()
+            .any(|p| p["status"] == STATUS),
+        "{all}"
+    );
+    assert!(
+        of_type(found, "file")
+            .iter()
+            .any(|f| f["sha256"] == want_sha && f["complete"] == true),
+        "{all}"
+    );
+}
+
 fn a_whole_session_is_sniffed(twin: Twin) {
     let server = Server::start(twin, &[]);
     let sniffer = Sniffer::start(&server);
@@ -80,44 +130,7 @@ fn a_whole_session_is_sniffed(twin: Twin) {
         .collect();
 
     if twin == Twin::Plain {
-        let creds = of_type(&found, "credential");
-        let has = |kind: &str, user: &str, pw: Option<&str>| {
-            creds.iter().any(|c| {
-                c["kind"] == kind && c["user"] == user && pw.is_none_or(|p| c["password"] == p)
-            })
-        };
-        assert!(has("register", "alice", Some(ALICE_PW)), "{all}");
-        assert!(has("sasl-plain", "bob", Some(BOB_PW)), "{all}");
-        let scram = creds
-            .iter()
-            .find(|c| c["kind"] == "scram" && c["user"] == "alice");
-        let detail = scram.and_then(|c| c["detail"].as_str()).unwrap_or_default();
-        assert!(
-            detail.contains("salt=") && detail.contains("iterations=4096"),
-            "{all}"
-        );
-        let msgs = of_type(&found, "message");
-        assert!(
-            msgs.iter().any(|m| m["body"] == DM && m["kind"] == "chat"),
-            "{all}"
-        );
-        assert!(
-            msgs.iter()
-                .any(|m| m["body"] == ROOM_MSG && m["kind"] == "groupchat"),
-            "{all}"
-        );
-        assert!(
-            of_type(&found, "contact")
-                .iter()
-                .any(|c| c["jid"] == "bob@localhost"),
-            "{all}"
-        );
-        assert!(
-            of_type(&found, "presence")
-                .iter()
-                .any(|p| p["status"] == STATUS),
-            "{all}"
-        );
+        the_conversation_leaked(&found, &all, &want_sha);
         assert!(
             of_type(&found, "features")
                 .iter()
@@ -290,36 +303,12 @@ fn opened_with_the_key_log(
         "{all}"
     );
     assert_eq!(of_type(&found, "tls-keys").len(), rows.len(), "{all}");
-    let creds = of_type(&found, "credential");
-    assert!(
-        creds
-            .iter()
-            .any(|c| c["kind"] == "sasl-plain" && c["user"] == "bob" && c["password"] == BOB_PW),
-        "bob's PLAIN password, inside TLS: {all}"
-    );
-    assert!(
-        creds
-            .iter()
-            .any(|c| c["kind"] == "register" && c["password"] == ALICE_PW),
-        "{all}"
-    );
+    // Inside TLS, everything the plaintext twin gives away.
+    the_conversation_leaked(&found, &all, want_sha);
     let bodies: Vec<&str> = of_type(&found, "message")
         .iter()
         .filter_map(|m| m["body"].as_str())
         .collect();
-    assert!(bodies.contains(&DM) && bodies.contains(&ROOM_MSG), "{all}");
-    assert!(
-        of_type(&found, "presence")
-            .iter()
-            .any(|p| p["status"] == STATUS),
-        "{all}"
-    );
-    assert!(
-        of_type(&found, "file")
-            .iter()
-            .any(|f| f["sha256"] == want_sha && f["complete"] == true),
-        "{all}"
-    );
     assert!(
         of_type(&found, "tls-traffic")
             .iter()

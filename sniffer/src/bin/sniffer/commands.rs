@@ -80,6 +80,16 @@ fn read(files: &[PathBuf], filter: Option<&str>, common: &Common) -> anyhow::Res
         common,
         false,
     )?;
+    read_files(&mut a, files, filter)?;
+    a.finish();
+    print_summary(&a, common.json, common.wide);
+    Ok(0)
+}
+
+/// Every frame of `files`, in order, into `a`, as one capture: a progress
+/// bar on big files, damage warned about, and an error (exit 2) when no
+/// frame of any file could be decoded. `read` and `report` read alike.
+fn read_files(a: &mut Analyzer<'_>, files: &[PathBuf], filter: Option<&str>) -> anyhow::Result<()> {
     // Files of which no frame could be decoded (link type).
     let mut undecodable = 0;
     for f in files {
@@ -137,9 +147,7 @@ fn read(files: &[PathBuf], filter: Option<&str>, common: &Common) -> anyhow::Res
             }
         );
     }
-    a.finish();
-    print_summary(&a, common.json, common.wide);
-    Ok(0)
+    Ok(())
 }
 
 /// `report --html`: the capture read as `read` reads it, written as one
@@ -175,12 +183,7 @@ fn report_html(
     });
     let (rows, totals) = {
         let mut a = with_keys(Analyzer::new(common.limits(), None, sink), common, false)?;
-        for f in files {
-            let r = capture::read_file(f, filter, |l, ts, d| a.frame(l, ts, d), |_| {})?;
-            if let Some(d) = r.damaged {
-                eprintln!("sniffer: warning: {d}");
-            }
-        }
+        read_files(&mut a, files, filter)?;
         a.finish();
         let mut rows = a.summaries.clone();
         rows.sort_by_key(|r| r.id);
@@ -216,20 +219,21 @@ fn live(
     write: Option<PathBuf>,
     common: &Common,
 ) -> anyhow::Result<u8> {
-    let keys = common.keylog(true)?;
+    // The key log is checked before the capture starts.
+    let mut a = with_keys(
+        Analyzer::new(
+            common.limits(),
+            common.export.clone(),
+            Box::new(print_finding(common.printer())),
+        ),
+        common,
+        true,
+    )?;
     let mut live = capture::open_live(interface, filter, write.as_deref())?;
     // On stderr, so it never mixes with JSON on stdout; scripts
     // wait for it before starting the traffic.
     eprintln!("sniffer: capturing on {interface}; Ctrl-C for the summary");
     let stop = stop_flag()?;
-    let mut a = Analyzer::new(
-        common.limits(),
-        common.export.clone(),
-        Box::new(print_finding(common.printer())),
-    );
-    if let Some(k) = keys {
-        a = a.with_keylog(k);
-    }
     live.run(&stop, |link, ts, data| {
         a.frame(link, ts, data);
         // Live: each event shows as it happens.
