@@ -25,6 +25,8 @@ struct Resource {
     resource: String,
     tx: OutboundTx,
     kill: Arc<Notify>,
+    /// See [`SessionHandle::offline`].
+    offline: Arc<Notify>,
     /// Sent initial presence and not yet unavailable.
     available: bool,
     priority: i8,
@@ -41,6 +43,11 @@ pub struct SessionHandle {
     pub id: u64,
     /// Notified when the session must end (queue overflow, account removed).
     pub kill: Arc<Notify>,
+    /// Notified when stored messages another session of the account was
+    /// delivering went back to storage (that session ended before its
+    /// client confirmed them): an available session delivers them now,
+    /// instead of at the account's next sign-in.
+    pub offline: Arc<Notify>,
 }
 
 /// Why a session could not be bound.
@@ -111,17 +118,19 @@ impl Router {
             resource = format!("{}-{}", &wanted[..end], crate::util::random_id(6));
         }
         let kill = Arc::new(Notify::new());
+        let offline = Arc::new(Notify::new());
         list.push(Resource {
             id,
             resource: resource.clone(),
             tx,
             kill: kill.clone(),
+            offline: offline.clone(),
             available: false,
             priority: 0,
             presence: None,
             interested: false,
         });
-        Ok((resource, SessionHandle { id, kill }))
+        Ok((resource, SessionHandle { id, kill, offline }))
     }
 
     /// Removes a session. Returns whether it was available (so the caller
@@ -161,6 +170,16 @@ impl Router {
         r.priority = priority;
         r.presence = if available { xml } else { None };
         initial
+    }
+
+    /// Tells the account's available sessions that stored messages are
+    /// free to deliver again (see [`SessionHandle::offline`]).
+    pub fn offline_released(&self, user: &str) {
+        if let Some(list) = self.lock().get(user) {
+            for r in list.iter().filter(|r| r.available) {
+                r.offline.notify_one();
+            }
+        }
     }
 
     /// Marks a session as interested in roster pushes.

@@ -17,7 +17,7 @@ use protocol::{Element, Jid, StanzaErrorCondition, StreamErrorCondition, ns};
 use super::context::{Close, Failure, Session};
 use super::negotiate::Bound;
 use super::shared::Shared;
-use super::{dispatch, outbound, presence, rooms};
+use super::{dispatch, message, outbound, presence, rooms};
 use crate::storage;
 use crate::xmpp_io::ReadError;
 
@@ -146,6 +146,16 @@ pub async fn run(shared: Arc<Shared>, bound: Box<Bound>, peer: SocketAddr) {
                 pinged = true;
                 deadline = tokio::time::Instant::now() + ping_timeout;
             }
+            _ = handle.offline.notified() => {
+                // Another session of the account ended before its client
+                // confirmed the stored messages it was sent: they are ours
+                // to deliver now (a client that drops and signs in again at
+                // once would otherwise wait for its next sign-in).
+                match message::deliver_offline(&mut s).await {
+                    Ok(()) | Err(Failure::Storage) => {}
+                    Err(Failure::Close(close)) => break close,
+                }
+            }
             _ = handle.kill.notified() => {
                 cut_off = true;
                 break Close::Error(StreamErrorCondition::PolicyViolation, "too much data waiting: the client does not read".into())
@@ -185,6 +195,7 @@ async fn end(
     tx.close(cond, text, cut_off);
     drop(tx);
     let delivered = std::mem::take(&mut s.offline_delivered);
+    let user = std::mem::take(&mut s.user);
     drop(s);
     let written = match tokio::time::timeout(Duration::from_secs(5), &mut writer).await {
         Ok(Ok(all_written)) => all_written,
@@ -211,11 +222,13 @@ async fn end(
             })
             .await;
         if let Err(e) = done {
-            // Kept, so delivered again next time: a duplicate, not a loss.
+            // Kept, so delivered again: a duplicate, not a loss.
             tracing::error!("{e}");
             shared.release_offline(&delivered);
+            shared.router.offline_released(&user);
         } else if !delete {
             tracing::info!(%peer, kept = delivered.len(), "session ended uncleanly: its offline messages stay stored");
+            shared.router.offline_released(&user);
         }
     }
 }
