@@ -27,7 +27,7 @@ pub enum Node {
 /// (see [`crate::ns::interned`]). Parsing a stanza then allocates for its
 /// lists and text, not for every name: a third of a busy sniffer's time went to
 /// those small allocations.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Element {
     /// Local name, without prefix (`message`, `features`).
     pub name: CompactString,

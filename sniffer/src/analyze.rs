@@ -497,10 +497,10 @@ impl<'a> Analyzer<'a> {
         let mut files: Vec<CarriedFile> = c
             .xmpp
             .as_mut()
-            .map(|x| std::mem::take(&mut x.finished))
+            .map(XmppConn::take_finished)
             .unwrap_or_default();
         if let Some(x) = c.inner.as_mut() {
-            files.append(&mut x.finished);
+            files.append(&mut x.take_finished());
         }
         for f in found {
             self.emit(conn, ts, f);
@@ -569,7 +569,7 @@ impl<'a> Analyzer<'a> {
         let mut files = Vec::new();
         for x in [c.xmpp.as_mut(), c.inner.as_mut()].into_iter().flatten() {
             x.unfinished();
-            files.append(&mut x.finished);
+            files.append(&mut x.take_finished());
         }
         let traffic = c.tls.as_ref().and_then(TlsConn::traffic);
         for f in found {

@@ -12,12 +12,14 @@
 //! SHA-256. Otherwise a sender (or someone injecting stanzas) could have the
 //! sniffer report a file it never sent as complete.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use protocol::parser::{Event, Mode, StreamParser};
-use protocol::{Element, ns};
+
+use protocol::ns;
+use protocol::parser::{ElementRef, EventRef, Mode, StreamParser};
 use sha2::{Digest, Sha256};
 
 use crate::findings::Finding;
@@ -202,12 +204,20 @@ struct Scram {
 pub struct XmppConn {
     to_server: StreamParser,
     to_client: StreamParser,
+    /// What the stanzas taught so far. Apart from the parsers, so that a
+    /// stanza lent by one (`next_ref`) can be read into it.
+    seen: Seen,
+}
+
+/// What one connection's stanzas taught the sniffer so far.
+#[derive(Debug, Default)]
+struct Seen {
     scram: Option<Scram>,
     authenticated: bool,
     /// In-band files by stream id.
     files: HashMap<String, File>,
     /// Finished files, ready for the caller to report and export.
-    pub finished: Vec<CarriedFile>,
+    finished: Vec<CarriedFile>,
     /// Read inside TLS (with a key log): a `<proceed/>` here switches
     /// nothing, and is an element like any other.
     inside_tls: bool,
@@ -218,11 +228,7 @@ impl Default for XmppConn {
         XmppConn {
             to_server: StreamParser::new(Mode::Lenient),
             to_client: StreamParser::new(Mode::Lenient),
-            scram: None,
-            authenticated: false,
-            files: HashMap::new(),
-            finished: Vec::new(),
-            inside_tls: false,
+            seen: Seen::default(),
         }
     }
 }
@@ -230,15 +236,19 @@ impl Default for XmppConn {
 impl XmppConn {
     /// The XMPP read inside TLS from what a key log opened.
     pub fn inside_tls() -> XmppConn {
-        XmppConn {
-            inside_tls: true,
-            ..XmppConn::default()
-        }
+        let mut x = XmppConn::default();
+        x.seen.inside_tls = true;
+        x
+    }
+
+    /// The files whose transfer ended, for the caller to report and export.
+    pub fn take_finished(&mut self) -> Vec<CarriedFile> {
+        std::mem::take(&mut self.seen.finished)
     }
 }
 
-fn sasl_text(el: &Element) -> Option<Vec<u8>> {
-    let t = el.text_content();
+fn sasl_text(el: ElementRef<'_>) -> Option<Vec<u8>> {
+    let t = el.text();
     let t = t.trim();
     if t.is_empty() || t == "=" {
         return None;
@@ -285,35 +295,32 @@ impl XmppConn {
         _ts: f64,
         out: &mut impl FnMut(Finding),
     ) -> Option<Switch> {
-        self.parser(dir).feed(data);
+        let parser = dir.pick(&mut self.to_server, &mut self.to_client);
+        parser.feed(data);
         loop {
-            let next = self.parser(dir).next_event();
-            match next {
+            // Each stanza is lent, not built: most of a capture's stanzas
+            // are read for a few attributes and a body, and a tree of every
+            // child cost most of the sniffer's time (`ElementRef`).
+            match parser.next_ref() {
                 Ok(None) => return None,
-                Ok(Some(p)) => match p.event {
-                    Event::StreamOpen(h) => out(Finding::Stream {
-                        dir,
-                        to: h.to.clone(),
-                        from: h.from.clone(),
-                    }),
-                    Event::StreamClose => {}
-                    Event::Element(el) => {
-                        if dir == Dir::ToClient && !self.inside_tls && el.is("proceed", ns::TLS) {
-                            return Some(self.switch());
-                        }
-                        self.element(dir, el, out);
+                Ok(Some(EventRef::StreamOpen(h))) => out(Finding::Stream {
+                    dir,
+                    to: h.to.clone(),
+                    from: h.from.clone(),
+                }),
+                Ok(Some(EventRef::StreamClose)) => {}
+                Ok(Some(EventRef::Element(el))) => {
+                    if dir == Dir::ToClient && !self.seen.inside_tls && el.is("proceed", ns::TLS) {
+                        return Some(self.switch());
                     }
-                },
+                    self.seen.element(dir, el, out);
+                }
                 Err(e) => out(Finding::Malformed {
                     dir,
                     what: e.to_string(),
                 }),
             }
         }
-    }
-
-    fn parser(&mut self, dir: Dir) -> &mut StreamParser {
-        dir.pick(&mut self.to_server, &mut self.to_client)
     }
 
     /// After `<proceed/>`: both directions are TLS from here on.
@@ -330,36 +337,38 @@ impl XmppConn {
         }
     }
 
-    fn element(&mut self, dir: Dir, mut el: Element, out: &mut impl FnMut(Finding)) {
-        if el.name == "message" && (el.ns == ns::CLIENT || el.ns == ns::SERVER) {
-            // Most of a busy capture: the element is not needed afterwards,
-            // so its strings move into the finding instead of being copied.
-            let stanza_ns = el.ns.clone();
-            if let Some(body) = el.take_child_text("body", &stanza_ns) {
-                let stamp = el
-                    .get_child_mut("delay", ns::DELAY)
-                    .and_then(|d| d.take_attr("stamp"));
-                out(Finding::Message {
-                    from: el.take_attr("from"),
-                    to: el.take_attr("to"),
-                    kind: el.take_attr("type").unwrap_or_else(|| "normal".into()),
-                    body,
-                    stamp,
-                });
+    /// Files whose transfer never closed (the capture ended first).
+    pub fn unfinished(&mut self) {
+        self.seen.unfinished();
+    }
+}
+
+impl Seen {
+    fn element(&mut self, dir: Dir, el: ElementRef<'_>, out: &mut impl FnMut(Finding)) {
+        let attr = |n: &str| el.attr(n).map(Cow::into_owned);
+        match (el.name(), el.ns()) {
+            ("message", ns::CLIENT | ns::SERVER) => {
+                if let Some(body) = el.child_text("body", el.ns()) {
+                    out(Finding::Message {
+                        from: attr("from"),
+                        to: attr("to"),
+                        kind: attr("type").unwrap_or_else(|| "normal".into()),
+                        body: body.into_owned(),
+                        stamp: el
+                            .child("delay", ns::DELAY)
+                            .and_then(|d| d.attr("stamp"))
+                            .map(Cow::into_owned),
+                    });
+                }
             }
-            return;
-        }
-        let el = &el;
-        let attr = |n: &str| el.get_attr(n).map(str::to_string);
-        match (el.name.as_str(), el.ns.as_str()) {
             ("features", ns::STREAM) => {
-                let tls = el.get_child("starttls", ns::TLS);
+                let tls = el.child("starttls", ns::TLS);
                 out(Finding::Features {
                     starttls: tls.is_some(),
                     starttls_required: tls.is_some_and(|t| t.has_child("required", ns::TLS)),
                     mechanisms: el
-                        .get_child("mechanisms", ns::SASL)
-                        .map(|m| m.elements().map(Element::text_content).collect())
+                        .child("mechanisms", ns::SASL)
+                        .map(|m| m.elements().map(|c| c.text().into_owned()).collect())
                         .unwrap_or_default(),
                     registration: el.has_child("register", ns::REGISTER_FEATURE),
                 });
@@ -367,8 +376,8 @@ impl XmppConn {
             ("error", ns::STREAM) => {
                 let condition = el
                     .elements()
-                    .find(|c| c.ns == ns::STREAM_ERRORS && c.name != "text")
-                    .map_or("undefined-condition".to_string(), |c| c.name.to_string());
+                    .find(|c| c.ns() == ns::STREAM_ERRORS && c.name() != "text")
+                    .map_or("undefined-condition".to_string(), |c| c.name().to_string());
                 out(Finding::StreamError { dir, condition });
             }
             ("auth", ns::SASL) => self.auth(el, out),
@@ -398,7 +407,7 @@ impl XmppConn {
                 }
             }
             ("success", ns::SASL) => self.authenticated = true,
-            (_, ns::CLIENT) | (_, ns::SERVER) => match el.name.as_str() {
+            (name, ns::CLIENT | ns::SERVER) => match name {
                 "iq" => self.iq(el, out),
                 "presence" => {
                     let kind = attr("type");
@@ -407,8 +416,8 @@ impl XmppConn {
                             from: attr("from"),
                             to: attr("to"),
                             available: kind.is_none(),
-                            show: el.child_text("show", &el.ns),
-                            status: el.child_text("status", &el.ns),
+                            show: el.child_text("show", el.ns()).map(Cow::into_owned),
+                            status: el.child_text("status", el.ns()).map(Cow::into_owned),
                         }),
                         Some(k @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")) => {
                             out(Finding::Subscription {
@@ -426,8 +435,8 @@ impl XmppConn {
         }
     }
 
-    fn auth(&mut self, el: &Element, out: &mut impl FnMut(Finding)) {
-        let mech = el.get_attr("mechanism").unwrap_or_default().to_string();
+    fn auth(&mut self, el: ElementRef<'_>, out: &mut impl FnMut(Finding)) {
+        let mech = el.attr("mechanism").unwrap_or_default().into_owned();
         let msg = sasl_text(el);
         if mech == "PLAIN" {
             if let Some(creds) = msg.and_then(|m| protocol::sasl::parse_plain(&m).ok()) {
@@ -454,10 +463,10 @@ impl XmppConn {
         }
     }
 
-    fn iq(&mut self, el: &Element, out: &mut impl FnMut(Finding)) {
-        let kind = el.get_attr("type").unwrap_or_default();
+    fn iq(&mut self, el: ElementRef<'_>, out: &mut impl FnMut(Finding)) {
+        let kind = el.attr("type").unwrap_or_default();
         for q in el.elements() {
-            match (q.name.as_str(), q.ns.as_str()) {
+            match (q.name(), q.ns()) {
                 ("query", ns::REGISTER) if kind == "set" => {
                     if let (Some(user), Some(pw)) = (
                         q.child_text("username", ns::REGISTER),
@@ -469,8 +478,8 @@ impl XmppConn {
                             } else {
                                 "register"
                             },
-                            user,
-                            password: Some(pw),
+                            user: user.into_owned(),
+                            password: Some(pw.into_owned()),
                             detail: None,
                             note: "in-band registration sends the password itself",
                         });
@@ -478,38 +487,41 @@ impl XmppConn {
                 }
                 ("bind", ns::BIND) if kind == "result" => {
                     if let Some(jid) = q.child_text("jid", ns::BIND) {
-                        out(Finding::BoundJid { jid });
+                        out(Finding::BoundJid {
+                            jid: jid.into_owned(),
+                        });
                     }
                 }
                 ("query", ns::ROSTER) if kind == "result" || kind == "set" => {
                     for item in q.elements().filter(|i| i.is("item", ns::ROSTER)) {
-                        if let Some(jid) = item.get_attr("jid") {
+                        if let Some(jid) = item.attr("jid") {
                             out(Finding::Contact {
-                                jid: jid.to_string(),
-                                subscription: item.get_attr("subscription").map(str::to_string),
-                                name: item.get_attr("name").map(str::to_string),
+                                jid: jid.into_owned(),
+                                subscription: item.attr("subscription").map(Cow::into_owned),
+                                name: item.attr("name").map(Cow::into_owned),
                             });
                         }
                     }
                 }
                 ("si", ns::SI) if kind == "set" => {
-                    if let (Some(sid), Some(file)) =
-                        (q.get_attr("id"), q.get_child("file", ns::SI_FILE))
-                    {
+                    if let (Some(sid), Some(file)) = (q.attr("id"), q.child("file", ns::SI_FILE)) {
                         if self.files.len() >= MAX_OPEN_FILES {
                             continue;
                         }
                         let offered_sha256 = file
                             .elements()
                             .find(|h| {
-                                h.is("hash", ns::HASHES) && h.get_attr("algo") == Some("sha-256")
+                                h.is("hash", ns::HASHES)
+                                    && h.attr("algo").as_deref() == Some("sha-256")
                             })
-                            .map(|h| B64.decode(h.text_content().trim()).unwrap_or_default());
+                            .map(|h| B64.decode(h.text().trim()).unwrap_or_default());
                         self.files.insert(
-                            sid.to_string(),
+                            sid.into_owned(),
                             File {
-                                name: file.get_attr("name").unwrap_or("file").to_string(),
-                                offered_size: file.get_attr("size").and_then(|s| s.parse().ok()),
+                                name: file
+                                    .attr("name")
+                                    .map_or_else(|| "file".into(), Cow::into_owned),
+                                offered_size: file.attr("size").and_then(|s| s.parse().ok()),
                                 offered_sha256,
                                 ..Default::default()
                             },
@@ -517,7 +529,7 @@ impl XmppConn {
                     }
                 }
                 ("data", ns::IBB) => {
-                    let sid = q.get_attr("sid").unwrap_or_default().to_string();
+                    let sid = q.attr("sid").unwrap_or_default().into_owned();
                     if !self.files.contains_key(&sid) && self.files.len() >= MAX_OPEN_FILES {
                         continue;
                     }
@@ -529,13 +541,13 @@ impl XmppConn {
                     // A block without a valid seq or base64 is not taken;
                     // its number shows as missing, so the file is not
                     // reported complete.
-                    let seq = q.get_attr("seq").and_then(|s| s.parse::<u16>().ok());
-                    if let (Some(seq), Ok(bytes)) = (seq, B64.decode(q.text_content().trim())) {
+                    let seq = q.attr("seq").and_then(|s| s.parse::<u16>().ok());
+                    if let (Some(seq), Ok(bytes)) = (seq, B64.decode(q.text().trim())) {
                         f.block(seq, bytes, room);
                     }
                 }
                 ("close", ns::IBB) => {
-                    let sid = q.get_attr("sid").unwrap_or_default().to_string();
+                    let sid = q.attr("sid").unwrap_or_default().into_owned();
                     if let Some(mut f) = self.files.remove(&sid)
                         && !f.done
                     {
@@ -640,9 +652,9 @@ mod tests {
                 "the message after {what}: {found:#?}"
             );
             assert!(
-                c.finished.iter().any(|f| f.data == b"secret file"),
+                c.seen.finished.iter().any(|f| f.data == b"secret file"),
                 "the file after {what}: {:#?}",
-                c.finished.len()
+                c.seen.finished.len()
             );
         }
     }
@@ -757,9 +769,9 @@ mod tests {
         for p in &parts {
             c.feed(Dir::ToServer, p.as_bytes(), 0.0, &mut sink);
         }
-        assert_eq!(c.finished.len(), 1);
+        assert_eq!(c.seen.finished.len(), 1);
         assert_eq!(
-            c.finished[0],
+            c.seen.finished[0],
             CarriedFile {
                 sid: "s1".into(),
                 name: "notes.txt".into(),
@@ -804,7 +816,7 @@ mod tests {
         let sha = Sha256::digest(b"hello world");
         // Blocks 0, 2, 1: in arrival order this would be "hel" "world" "lo ".
         let c = ibb(11, &sha, &[(0, "hel"), (2, "world"), (1, "lo ")]);
-        let f = &c.finished[0];
+        let f = &c.seen.finished[0];
         assert_eq!(f.data, b"hello world");
         assert!(f.complete);
         assert_eq!(
@@ -817,7 +829,7 @@ mod tests {
         // The same blocks, but the offer promised other bytes.
         let other = Sha256::digest(b"hello WORLD");
         let c = ibb(11, &other, &[(0, "hel"), (1, "lo "), (2, "world")]);
-        assert_eq!(c.finished[0].sha256(), (hex(&sha), Some(false)));
+        assert_eq!(c.seen.finished[0].sha256(), (hex(&sha), Some(false)));
     }
 
     #[test]
@@ -825,7 +837,7 @@ mod tests {
         let sha = Sha256::digest(b"hello world");
         // 0, 0 again (with other bytes: the first copy stays), 2; 1 never came.
         let c = ibb(11, &sha, &[(0, "hel"), (0, "XXX"), (2, "world")]);
-        let f = &c.finished[0];
+        let f = &c.seen.finished[0];
         assert_eq!(f.data, b"helworld");
         assert!(!f.complete);
         assert_eq!(
@@ -839,7 +851,7 @@ mod tests {
             &sha,
             &[(2, "world"), (2, "WORLD"), (0, "hel"), (1, "lo ")],
         );
-        let f = &c.finished[0];
+        let f = &c.seen.finished[0];
         assert_eq!((f.data.as_slice(), f.complete), (&b"hello world"[..], true));
         assert_eq!(f.duplicate_blocks, 1);
     }
@@ -875,7 +887,7 @@ mod tests {
             B64.encode([7u8; 100])
         );
         c.feed(Dir::ToServer, d.as_bytes(), 0.0, &mut sink);
-        assert_eq!(c.held(), 100 + EARLY_BLOCK_COST);
+        assert_eq!(c.seen.held(), 100 + EARLY_BLOCK_COST);
         // Within a bound: a block that does not fit is dropped, not held.
         let mut f = File::default();
         f.block(1, vec![1; 100], 300);
@@ -905,9 +917,9 @@ mod tests {
             );
             c.feed(Dir::ToServer, d.as_bytes(), 0.0, &mut sink);
         }
-        assert_eq!(c.files.len(), MAX_OPEN_FILES);
+        assert_eq!(c.seen.files.len(), MAX_OPEN_FILES);
         c.unfinished();
-        assert_eq!(c.finished.len(), MAX_OPEN_FILES);
+        assert_eq!(c.seen.finished.len(), MAX_OPEN_FILES);
     }
 
     #[test]

@@ -82,13 +82,13 @@ pub(super) static STOP_NAME: [bool; 256] = stop_table(b" \t\r\n/>\"'=<");
 /// A tag [`whole_element`] found: `buf[at..end]` runs from `<` to `>`.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Tag {
-    at: usize,
-    end: usize,
-    kind: TagKind,
+    pub(super) at: usize,
+    pub(super) end: usize,
+    pub(super) kind: TagKind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TagKind {
+pub(super) enum TagKind {
     Start,
     Empty,
     End,

@@ -51,10 +51,14 @@
 //!   with memchr) and the builder that works from the tags it found. It must
 //!   give exactly what the simple path gives; its header names the tests and
 //!   fuzz targets that check this.
+//! - `skim.rs`: **an optimisation for readers**: [`StreamParser::next_ref`]
+//!   lends a usual stanza as a view of its bytes ([`ElementRef`]) instead of
+//!   building a tree, and builds the tree for anything unusual. For the
+//!   sniffer, which reads a few parts of each stanza and keeps none.
 //! - `fixtures.rs` (tests only): the stream the unit tests of both paths use.
 //!
-//! The dependencies run one way: `simple` → `fast` → `tree`, and every file
-//! → `event`/`error`.
+//! The dependencies run one way: `simple` → `skim` → `fast` → `tree`, and
+//! every file → `event`/`error`.
 //!
 //! [`Limits`]: crate::limits::Limits
 //! [`Element`]: crate::element::Element
@@ -65,8 +69,10 @@ mod fast;
 #[cfg(test)]
 mod fixtures;
 mod simple;
+mod skim;
 mod tree;
 
 pub use error::{ParseError, Restricted};
 pub use event::{Event, Mode, Parsed};
 pub use simple::{StreamParser, both_builders};
+pub use skim::{Children, ElementRef, EventRef, Skimmed};

@@ -17,6 +17,7 @@ use super::fast::{
     STOP_CLOSE, STOP_DQUOTE, STOP_NAME, STOP_SQUOTE, STOP_TAG, STOP_TEXT, Tag, build_tagged,
     whole_element,
 };
+use super::skim::{self, ElementRef, EventRef, SkimTag, Skimmed};
 use super::tree::{
     OpenElement, Scope, attach, attr_value, checked_attributes, has_duplicate, is_name_start,
     lookup, name_len, open_element, push_text, split_qname, xml_error,
@@ -108,6 +109,14 @@ pub struct StreamParser {
     tags: Vec<Tag>,
     /// The element `tags` describes: its start and end in `buf`.
     tagged: Option<(usize, usize)>,
+    /// The tags of the stanza [`next_ref`](Self::next_ref) last handed out
+    /// as a view (see `skim.rs`).
+    skim_tags: Vec<SkimTag>,
+    /// Whether that stanza has entities to resolve.
+    skim_entities: bool,
+    /// The element last built as a tree: moved out by `next_event`, lent
+    /// by `next_ref`.
+    built: Element,
     /// Whether an over-limit element is skipped instead of ending the parse.
     skip_oversized: bool,
     /// Inside an over-limit element being skipped: its bytes are scanned
@@ -140,6 +149,9 @@ impl StreamParser {
             open: Vec::new(),
             tags: Vec::new(),
             tagged: None,
+            skim_tags: Vec::new(),
+            skim_entities: false,
+            built: Element::default(),
             skip_oversized: false,
             skipping: false,
         }
@@ -228,6 +240,8 @@ impl StreamParser {
         self.elem_start = None;
         self.open = Vec::new();
         self.tags = Vec::new();
+        self.skim_tags = Vec::new();
+        self.built = Element::default();
     }
 
     /// Starts a new stream (after STARTTLS or SASL success), keeping any
@@ -253,6 +267,72 @@ impl StreamParser {
     /// The next event, `Ok(None)` when more bytes are needed. In strict mode
     /// an error is final: every later call returns it again.
     pub fn next_event(&mut self) -> Result<Option<Parsed>, ParseError> {
+        loop {
+            let Some(found) = self.next_found()? else {
+                return Ok(None);
+            };
+            match self.complete(found) {
+                Ok(Some(p)) => return Ok(Some(p)),
+                Ok(None) => continue,
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+    }
+
+    /// As [`next_event`](Self::next_event), with the same events, errors
+    /// and recovery, but an element is lent instead of given: for a reader
+    /// that looks at a few parts of each stanza and keeps none (the
+    /// sniffer). A usual stanza is then not built as a tree at all: see
+    /// [`ElementRef`].
+    pub fn next_ref(&mut self) -> Result<Option<EventRef<'_>>, ParseError> {
+        let (s, end, skimmed) = loop {
+            let Some(found) = self.next_found()? else {
+                return Ok(None);
+            };
+            let Found::Element(end) = found else {
+                match self.complete(found) {
+                    Ok(Some(p)) => {
+                        return Ok(Some(match p.event {
+                            Event::StreamOpen(h) => EventRef::StreamOpen(h),
+                            Event::StreamClose => EventRef::StreamClose,
+                            Event::Element(el) => {
+                                self.built = el;
+                                EventRef::Element(ElementRef::Tree(&self.built))
+                            }
+                        }));
+                    }
+                    Ok(None) => continue,
+                    Err(e) => return Err(self.fail(e)),
+                }
+            };
+            let s = self.elem_start.unwrap_or(self.start);
+            match self.read_element(s, end, true) {
+                Ok(skimmed) => break (s, end, skimmed),
+                Err(e) => return Err(self.fail(e)),
+            }
+        };
+        self.start = end;
+        self.elem_start = None;
+        if !skimmed {
+            return Ok(Some(EventRef::Element(ElementRef::Tree(&self.built))));
+        }
+        // Checked by `read_element` already; a borrow cannot be kept
+        // across the loop, so the text is taken again.
+        let text = std::str::from_utf8(&self.buf[s..end]).map_err(|_| ParseError::InvalidUtf8 {
+            offset: self.base + s as u64,
+        })?;
+        let stream_ns = lookup(&self.scope, "").map_or(ns::CLIENT, |u| u.as_str());
+        Ok(Some(EventRef::Element(ElementRef::Skim(Skimmed::root(
+            text,
+            &self.skim_tags,
+            stream_ns,
+            self.skim_entities,
+        )))))
+    }
+
+    /// The next piece of markup the scanner completes, with an oversized
+    /// element skipped when asked and errors recorded as `fail` does.
+    fn next_found(&mut self) -> Result<Option<Found>, ParseError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -278,7 +358,7 @@ impl StreamParser {
                     self.start = self.pos;
                     return Err(e);
                 }
-                Err(e) => return self.fail(e),
+                Err(e) => return Err(self.fail(e)),
             };
             if self.skipping
                 && let Found::Element(end) = found
@@ -289,22 +369,19 @@ impl StreamParser {
                 self.elem_start = None;
                 continue;
             }
-            match self.complete(found) {
-                Ok(Some(p)) => return Ok(Some(p)),
-                Ok(None) => continue,
-                Err(e) => return self.fail(e),
-            }
+            return Ok(Some(found));
         }
     }
 
-    fn fail(&mut self, e: ParseError) -> Result<Option<Parsed>, ParseError> {
+    /// Records an error: final in strict mode, stepped over in lenient.
+    fn fail(&mut self, e: ParseError) -> ParseError {
         match self.mode {
             Mode::Strict => {
                 self.failed = Some(e.clone());
             }
             Mode::Lenient => self.resync(),
         }
-        Err(e)
+        e
     }
 
     /// Lenient recovery: drop the damaged markup and look for the next `<`.
@@ -722,29 +799,8 @@ impl StreamParser {
             }
             Found::Element(end) => {
                 let s = self.elem_start.unwrap_or(self.start);
-                let offset = self.at(s);
-                let text = std::str::from_utf8(&self.buf[s..end])
-                    .map_err(|_| ParseError::InvalidUtf8 { offset })?;
-                // The tags are known when the fast path found the element;
-                // an element that arrived in pieces is looked at once more,
-                // whole. Anything `whole_element` leaves to the byte path
-                // (CDATA, for one) is built by quick-xml's own reader.
-                let tagged = self.tagged.take() == Some((s, end))
-                    || whole_element(&self.buf[..end], s, &self.limits, &mut self.tags)
-                        == Some(end);
-                let el = if tagged {
-                    build_tagged(text, s, &self.tags, &self.scope, offset, &mut self.open)
-                } else {
-                    build_element(text, &self.scope, offset, &mut self.open)
-                };
-                // One stanza of thousands of tiny tags must not leave every
-                // connection holding a tag list several times the stanza
-                // limit for the rest of its life; a usual stanza has a few.
-                if self.tags.capacity() > RETAINED_TAGS {
-                    self.tags = Vec::new();
-                }
-                let el = el?;
-                (end, Some(Event::Element(el)))
+                self.read_element(s, end, false)?;
+                (end, Some(Event::Element(std::mem::take(&mut self.built))))
             }
             Found::Close(end) => {
                 let s = self.elem_start.unwrap_or(self.start);
@@ -776,6 +832,46 @@ impl StreamParser {
         self.start = end;
         self.elem_start = None;
         Ok(event.map(|event| Parsed { event, bytes }))
+    }
+
+    /// Reads the complete element at `buf[s..end]`: with `skim`, and when
+    /// the stanza is usual, as a view whose tags go to `skim_tags` (true);
+    /// otherwise built as a tree, into `built` (false).
+    fn read_element(&mut self, s: usize, end: usize, skim: bool) -> Result<bool, ParseError> {
+        let offset = self.at(s);
+        let text = std::str::from_utf8(&self.buf[s..end])
+            .map_err(|_| ParseError::InvalidUtf8 { offset })?;
+        // The tags are known when the fast path found the element; an
+        // element that arrived in pieces is looked at once more, whole.
+        // Anything `whole_element` leaves to the byte path (CDATA, for one)
+        // is built by quick-xml's own reader.
+        let tagged = self.tagged.take() == Some((s, end))
+            || whole_element(&self.buf[..end], s, &self.limits, &mut self.tags) == Some(end);
+        if skim && self.skim_tags.capacity() > RETAINED_TAGS {
+            self.skim_tags = Vec::new();
+        }
+        let skimmed = skim
+            && tagged
+            && skim::skim(text, &self.tags, s, &mut self.skim_tags)
+                .map(|entities| self.skim_entities = entities)
+                .is_some();
+        let built = (!skimmed).then(|| {
+            if tagged {
+                build_tagged(text, s, &self.tags, &self.scope, offset, &mut self.open)
+            } else {
+                build_element(text, &self.scope, offset, &mut self.open)
+            }
+        });
+        // One stanza of thousands of tiny tags must not leave every
+        // connection holding a tag list several times the stanza limit for
+        // the rest of its life; a usual stanza has a few.
+        if self.tags.capacity() > RETAINED_TAGS {
+            self.tags = Vec::new();
+        }
+        if let Some(el) = built {
+            self.built = el?;
+        }
+        Ok(skimmed)
     }
 
     fn parse_header(&mut self, s: usize, end: usize) -> Result<StreamHeader, ParseError> {
