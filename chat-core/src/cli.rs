@@ -62,6 +62,12 @@ pub struct ServerArgs {
     /// flag for several admins).
     #[arg(long = "admin", value_name = "JID")]
     pub admins: Vec<String>,
+    /// PBKDF2 iterations for the SCRAM credentials of new accounts and new
+    /// passwords, 4096 (RFC 7677's minimum) to 1,000,000. More makes each
+    /// guess of an offline dictionary attack on a captured sign-in cost
+    /// more; clients see the count in the SCRAM challenge.
+    #[arg(long, value_name = "N", default_value_t = protocol::sasl::DEFAULT_ITERATIONS)]
+    pub scram_iterations: u32,
     /// Log every connection and stanza error in detail.
     #[arg(short, long)]
     pub verbose: bool,
@@ -85,6 +91,15 @@ impl ServerArgs {
         c.ping_timeout = Duration::from_secs(self.ping_timeout.max(1));
         c.registration = !self.no_registration;
         c.registrations_per_hour = self.max_registrations_per_hour;
+        // The range clients accept: a server outside it could not sign in
+        // anyone.
+        use protocol::sasl::{MAX_ITERATIONS, MIN_ITERATIONS};
+        if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&self.scram_iterations) {
+            anyhow::bail!(
+                "--scram-iterations must be from {MIN_ITERATIONS} (RFC 7677's minimum) to {MAX_ITERATIONS}"
+            );
+        }
+        c.scram_iterations = self.scram_iterations;
         for a in &self.admins {
             let j = Jid::parse(a)
                 .ok()

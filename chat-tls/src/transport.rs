@@ -76,6 +76,26 @@ pub struct ServerFlags {
     /// Also serve direct TLS (XEP-0368) on this address.
     #[arg(long, value_name = "ADDR")]
     pub direct_tls: Option<SocketAddr>,
+    /// Speak only this TLS version (repeat for both, the default). The
+    /// labs give each student's server its own.
+    #[arg(long = "tls-version", value_enum, value_name = "VERSION")]
+    pub tls_versions: Vec<TlsVersion>,
+    /// Offer only these cipher suites, by IANA name (repeatable), e.g.
+    /// TLS_AES_128_GCM_SHA256 or TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256.
+    /// Every suite offered is an AEAD with forward secrecy either way.
+    #[arg(long = "cipher", value_name = "SUITE")]
+    pub ciphers: Vec<String>,
+}
+
+/// A TLS version the server may be limited to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    #[value(name = "1.2")]
+    Tls12,
+    /// TLS 1.3.
+    #[value(name = "1.3")]
+    Tls13,
 }
 
 /// `client` flags of the TLS twin.
@@ -121,7 +141,7 @@ impl Twin for Transport {
                 "the TLS server needs --cert and --key (make a lab pair with `{name} certs --out DIR`)"
             );
         };
-        let (config, leaf) = server_config(name, cert, key)?;
+        let (config, leaf) = server_config(name, cert, key, &flags)?;
         let config = Arc::new(config);
         // The server's own certificate does not change: hashed once.
         let end_point = binding::server_end_point(leaf.as_ref());
@@ -176,6 +196,13 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A cipher suite's IANA name (`TLS_AES_128_GCM_SHA256`), as the sniffer
+/// and Wireshark print it.
+fn suite_name(s: &rustls::SupportedCipherSuite) -> String {
+    // rustls's own names for TLS 1.3 suites start `TLS13_`.
+    format!("{:?}", s.suite()).replacen("TLS13_", "TLS_", 1)
+}
+
 /// TLS 1.3 and 1.2 only.
 const VERSIONS: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
@@ -211,13 +238,50 @@ fn server_config(
     name: &str,
     cert: &Path,
     key: &Path,
+    flags: &ServerFlags,
 ) -> anyhow::Result<(rustls::ServerConfig, CertificateDer<'static>)> {
     let chain = load_certs(cert)?;
     let leaf = chain[0].clone();
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("cannot read a PEM private key from {}", key.display()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(VERSIONS)?
+    let versions: Vec<_> = VERSIONS
+        .iter()
+        .copied()
+        .filter(|v| {
+            let mine = match v.version {
+                rustls::ProtocolVersion::TLSv1_2 => TlsVersion::Tls12,
+                _ => TlsVersion::Tls13,
+            };
+            flags.tls_versions.is_empty() || flags.tls_versions.contains(&mine)
+        })
+        .collect();
+    let mut provider = rustls::crypto::ring::default_provider();
+    if !flags.ciphers.is_empty() {
+        let all = provider.cipher_suites.clone();
+        for c in &flags.ciphers {
+            if !all.iter().any(|s| suite_name(s).eq_ignore_ascii_case(c)) {
+                anyhow::bail!(
+                    "--cipher {c}: not a suite this server has (it has {})",
+                    all.iter().map(suite_name).collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+        provider.cipher_suites.retain(|s| {
+            flags
+                .ciphers
+                .iter()
+                .any(|c| suite_name(s).eq_ignore_ascii_case(c))
+        });
+    }
+    if !provider
+        .cipher_suites
+        .iter()
+        .any(|s| versions.iter().any(|v| s.version().version == v.version))
+    {
+        anyhow::bail!("none of the --cipher suites belongs to the --tls-version chosen");
+    }
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&versions)?
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .context("the certificate and the key do not belong together")?;

@@ -52,12 +52,13 @@ pub struct ChatServer {
 
 /// Starts a server of `twin` for `domain` on `port` (one the system picks
 /// if `None`: the server reports it, see `harness::chat`), with data (and
-/// certificates) under `dir`.
+/// certificates) under `dir`, and `extra` server flags.
 pub fn start_server(
     twin: Twin,
     dir: &Path,
     domain: &str,
     port: Option<u16>,
+    extra: &[&str],
 ) -> anyhow::Result<ChatServer> {
     let listen = SocketAddr::from(([127, 0, 0, 1], port.unwrap_or(0)));
     let mut cmd = Command::new(bin(twin.bin())?);
@@ -81,6 +82,7 @@ pub fn start_server(
             .args(["--starttls", "required"]);
         ca = Some(certs.join("ca.pem"));
     }
+    cmd.args(extra);
     let proc = Proc::spawn(&format!("{} server", twin.bin()), cmd, Input::Null)?;
     let ports = harness::chat::wait_ready(&proc)?;
     Ok(ChatServer {

@@ -296,8 +296,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
             dir.path().display()
         );
     }
-    let plain = start_server(Twin::Plain, dir.path(), "localhost", None)?;
-    let tls = start_server(Twin::Tls, dir.path(), "localhost", None)?;
+    let plain = start_server(Twin::Plain, dir.path(), "localhost", None, &[])?;
+    let tls = start_server(Twin::Tls, dir.path(), "localhost", None, &[])?;
     step(args.json, args.pace, 2, "starting the sniffer on lo")?;
     let mut cmd = Command::new(bin("sniffer")?);
     cmd.args(["live", "--interface", "lo", "--json", "--filter"])

@@ -54,6 +54,10 @@ pub struct Lab {
     pub title: &'static str,
     /// The sheet (markdown).
     pub sheet: &'static str,
+    /// How long it takes a student, in minutes.
+    pub minutes: u16,
+    /// What it builds on.
+    pub needs: &'static str,
     /// The twin it runs.
     twin: Twin,
     /// The answers `check` takes: key and where to look when it is wrong.
@@ -66,6 +70,8 @@ pub const LABS: [Lab; 2] = [
         number: 1,
         title: "Sniff the plaintext chat",
         sheet: include_str!("../sheets/01-sniff-plaintext.md"),
+        minutes: 45,
+        needs: "no other lab",
         twin: Twin::Plain,
         keys: &[
             (
@@ -86,6 +92,8 @@ pub const LABS: [Lab; 2] = [
         number: 2,
         title: "The same chat over TLS",
         sheet: include_str!("../sheets/02-tls.md"),
+        minutes: 45,
+        needs: "lab 1",
         twin: Twin::Tls,
         keys: &[
             ("server-name", "read the TLS ClientHello: SNI=..."),
@@ -124,12 +132,11 @@ fn expected(n: u8, key: &str, s: &Secrets) -> Option<String> {
     Some(match (n, key) {
         (1, "password") => s.password(1, "classmate"),
         (1, "codeword") => s.codeword(1),
-        (1, "iterations") => protocol::sasl::DEFAULT_ITERATIONS.to_string(),
+        (1, "iterations") => s.iterations(1).to_string(),
         (2, "server-name") => s.domain(2),
-        (2, "version") => "TLS 1.3".into(),
-        // Both ends are rustls with ring, whose preference puts AES-256-GCM
-        // first; the sniffer prints the IANA name.
-        (2, "cipher") => "TLS_AES_256_GCM_SHA384".into(),
+        // The student's server speaks only this version and suite.
+        (2, "version") => format!("TLS {}", s.tls(2).0),
+        (2, "cipher") => s.tls(2).1.into(),
         _ => return None,
     })
 }
@@ -166,21 +173,30 @@ pub fn run(
     } else {
         "localhost".to_string()
     };
-    let server = start_server(lab.twin, dir.path(), &domain, port)?;
+    // Each student's server differs in what the lab asks about: its SCRAM
+    // iteration count and, for TLS, its version and cipher suite.
+    let iterations = s.iterations(n).to_string();
+    let mut args = vec!["--scram-iterations", &iterations];
+    let (version, cipher) = s.tls(n);
+    if lab.twin == Twin::Tls {
+        args.extend(["--tls-version", version, "--cipher", cipher]);
+    }
+    let server = start_server(lab.twin, dir.path(), &domain, port, &args)?;
     let (teacher_pw, careful_pw) = (s.password(n, "teacher"), s.password(n, "careful"));
     // These accounts exist before the capture starts: only their sign-ins
     // are on the wire.
     server.run("teacher", &teacher_pw, &["--register"], "")?;
     server.run("careful", &careful_pw, &["--register"], "")?;
     say!("Lab {n}: {} (student: {})", lab.title, s.student());
-    say!(
-        "{} server for '{domain}' on {}",
-        lab.twin.bin(),
-        server.addr
-    );
+    // Not the server name: for TLS labs it is an answer.
+    say!("{} server on {}", lab.twin.bin(), server.addr);
     say!("In another terminal, start the sniffer:");
+    // Its full path: sudo's `secure_path` would not find it where it was
+    // built or installed.
+    let sniffer = crate::chat::bin("sniffer")?;
     say!(
-        "  sudo sniffer live --interface lo --filter \"tcp port {}\" --write lab{n}.pcap",
+        "  sudo {} live --interface lo --filter \"tcp port {}\" --write lab{n}.pcap",
+        sniffer.display(),
         server.addr.port()
     );
     if !once {
@@ -220,6 +236,19 @@ pub fn run(
         while check_interrupt().is_ok() {
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+    Ok(0)
+}
+
+/// `labs answers N`: a student's right answers, `KEY=VALUE` per line, as
+/// `labs check` takes them.
+pub fn answers(n: u8, student: &str, course: &str) -> anyhow::Result<u8> {
+    let lab = lab(n)?;
+    let s = Secrets::new(course, student);
+    for (key, _) in lab.keys {
+        let want =
+            expected(n, key, &s).with_context(|| format!("lab {n} has no answer for '{key}'"))?;
+        outln!("{key}={want}");
     }
     Ok(0)
 }
@@ -340,6 +369,32 @@ pub fn show_progress(progress: &Path) -> anyhow::Result<u8> {
 mod tests {
     use super::*;
 
+    /// Every answer of every lab comes from the student's own secrets:
+    /// for two students, none is the same. (Two names whose TLS versions
+    /// differ: there are only two versions.)
+    #[test]
+    fn every_answer_differs_between_two_students() {
+        let (a, b) = (
+            Secrets::new("c", "Ada Lovelace"),
+            Secrets::new("c", "Alan Turing"),
+        );
+        for l in &LABS {
+            for (key, _) in l.keys {
+                let (x, y) = (expected(l.number, key, &a), expected(l.number, key, &b));
+                assert!(x.is_some(), "lab {} has no answer for {key}", l.number);
+                assert_ne!(x, y, "lab {} {key} is the same for both", l.number);
+                // Nothing a student reads before doing the task is an answer.
+                let x = x.unwrap();
+                assert!(
+                    !l.sheet.contains(&x),
+                    "lab {} sheet gives away {key}",
+                    l.number
+                );
+            }
+        }
+        assert_ne!(a.iterations(1), protocol::sasl::DEFAULT_ITERATIONS);
+    }
+
     #[test]
     fn answers_are_checked_and_progress_records_keys_not_answers() {
         let d = tempfile::tempdir().unwrap();
@@ -359,14 +414,16 @@ mod tests {
             1,
             "another student's answer"
         );
+        // Written as tools print them: `TLSv1.3`, a lower-case suite.
+        let (version, cipher) = s.tls(2);
         assert_eq!(
             check(
                 2,
                 "Eve",
                 "c",
                 &[
-                    "version=TLSv1.3".into(),
-                    "cipher=tls_aes_256_gcm_sha384".into()
+                    format!("version=TLSv{version}"),
+                    format!("cipher={}", cipher.to_lowercase())
                 ],
                 &prog
             )

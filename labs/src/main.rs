@@ -76,6 +76,18 @@ enum Command {
         #[arg(long)]
         progress: Option<PathBuf>,
     },
+    /// For instructors: a student's right answers to a lab. Anyone with
+    /// the course secret can print them, so keep it from students.
+    Answers {
+        /// The lab's number.
+        n: u8,
+        /// The student's name, as given to `labs run`.
+        #[arg(long)]
+        student: String,
+        /// The course secret (or LABS_COURSE_SECRET).
+        #[arg(long)]
+        course_secret: Option<String>,
+    },
     /// Show who solved what.
     Progress {
         /// The progress file (or LABS_PROGRESS; default labs-progress.json).
@@ -94,7 +106,13 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(&a),
         Command::List => {
             for l in &lab::LABS {
-                outln!("{}. {}", l.number, l.title);
+                outln!(
+                    "{}. {} ({} min; needs {})",
+                    l.number,
+                    l.title,
+                    l.minutes,
+                    l.needs
+                );
             }
             Ok(0)
         }
@@ -122,6 +140,11 @@ fn main() -> ExitCode {
             &answer,
             &lab::progress_path(progress),
         ),
+        Command::Answers {
+            n,
+            student,
+            course_secret,
+        } => lab::answers(n, &student, &lab::course_secret(course_secret)),
         Command::Progress { progress } => lab::show_progress(&lab::progress_path(progress)),
     };
     match result {

@@ -81,6 +81,37 @@ impl Secrets {
             .to_uppercase()
     }
 
+    /// The SCRAM iteration count of a lab's server: 5,000 to 20,000, never
+    /// the 4096 every default uses, so it is read from the capture, not
+    /// guessed.
+    pub fn iterations(&self, lab: u8) -> u32 {
+        let b = self.bytes(&format!("lab{lab}/iterations"));
+        5000 + u32::from(u16::from_be_bytes([b[0], b[1]])) % 15_001
+    }
+
+    /// The TLS version (`1.2` or `1.3`) and cipher suite (IANA name) a
+    /// lab's server is limited to. The suites are the AEADs rustls offers
+    /// with the lab's ECDSA certificate.
+    pub fn tls(&self, lab: u8) -> (&'static str, &'static str) {
+        const TLS13: [&str; 3] = [
+            "TLS_AES_128_GCM_SHA256",
+            "TLS_AES_256_GCM_SHA384",
+            "TLS_CHACHA20_POLY1305_SHA256",
+        ];
+        const TLS12: [&str; 3] = [
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        ];
+        let b = self.bytes(&format!("lab{lab}/tls"));
+        let i = usize::from(b[1]) % 3;
+        if b[0].is_multiple_of(2) {
+            ("1.3", TLS13[i])
+        } else {
+            ("1.2", TLS12[i])
+        }
+    }
+
     /// A server name, e.g. `cedar-jade.lab`.
     pub fn domain(&self, lab: u8) -> String {
         let b = self.bytes(&format!("lab{lab}/domain"));

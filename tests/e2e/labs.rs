@@ -133,9 +133,9 @@ fn sniff_lab(n: u8, student: &str) -> Vec<Value> {
     let mut lab = Proc::spawn("labs run", cmd, Input::Piped).unwrap();
     let fail =
         |e: harness::Error, lab: &Proc| -> ! { panic!("{}\n{}", chain(&e), lab.transcript()) };
-    // "chat-plain server for 'localhost' on 127.0.0.1:40123"
+    // "chat-plain server on 127.0.0.1:40123" (not its name: an answer)
     let line = lab
-        .wait_line(" server for '", WAIT)
+        .wait_line(" server on ", WAIT)
         .unwrap_or_else(|e| fail(e, &lab));
     let port: u16 = line
         .rsplit(':')
@@ -158,6 +158,30 @@ fn sniff_lab(n: u8, student: &str) -> Vec<Value> {
         .unwrap_or_else(|e| fail(e, &lab));
     let (status, _) = lab.interrupt(WAIT).unwrap_or_else(|e| fail(e, &lab));
     assert_eq!(status.code(), Some(0), "{}", lab.transcript());
+    // Nothing `labs run` printed is an answer: they come from the traffic.
+    let (code, answers, err) = labs(&[
+        "answers",
+        &n.to_string(),
+        "--student",
+        student,
+        "--course-secret",
+        "test-course",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let said = lab.transcript();
+    // Whole words: a four-digit iteration count may be part of a port.
+    let words: Vec<&str> = said
+        .split(|c: char| !(c.is_alphanumeric() || "._-".contains(c)))
+        .collect();
+    for line in answers.lines() {
+        let (key, value) = line.split_once('=').unwrap();
+        let printed = if value.contains(' ') {
+            said.contains(value)
+        } else {
+            words.contains(&value)
+        };
+        assert!(!printed, "labs run printed the {key}: {said}");
+    }
     sniffer.stop().0
 }
 

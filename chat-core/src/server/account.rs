@@ -25,12 +25,13 @@ pub(crate) enum NewPasswordError {
 /// pool (PBKDF2 is slow on purpose and must not stall the async threads).
 pub(crate) async fn new_credentials(
     password: String,
+    iterations: u32,
 ) -> Result<crate::storage::AccountCredentials, NewPasswordError> {
     if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
         return Err(NewPasswordError::Unacceptable);
     }
     tokio::task::spawn_blocking(move || {
-        crate::storage::AccountCredentials::from_password(&password)
+        crate::storage::AccountCredentials::from_password(&password, iterations)
     })
     .await
     .map_err(|_| NewPasswordError::HashingFailed)
@@ -80,7 +81,7 @@ pub(crate) async fn register_iq(s: &mut Session, iq: &Iq) -> Handled {
                 );
                 return Ok(());
             }
-            let creds = match new_credentials(password).await {
+            let creds = match new_credentials(password, s.shared.config.scram_iterations).await {
                 Ok(c) => c,
                 Err(NewPasswordError::Unacceptable) => {
                     s.iq_error(iq, StanzaErrorCondition::NotAcceptable, PASSWORD_RULE);

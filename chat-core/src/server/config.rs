@@ -66,6 +66,9 @@ pub struct ServerConfig {
     pub registrations_per_hour: u32,
     /// Bare JIDs allowed to send announcements to everyone online.
     pub admins: Vec<protocol::Jid>,
+    /// PBKDF2 iterations of the SCRAM credentials of new passwords
+    /// (accounts keep the count they were made with).
+    pub scram_iterations: u32,
 }
 
 impl ServerConfig {
@@ -83,6 +86,7 @@ impl ServerConfig {
             registration: true,
             registrations_per_hour: throttle::DEFAULT_REGISTRATIONS_PER_HOUR,
             admins: Vec::new(),
+            scram_iterations: protocol::sasl::DEFAULT_ITERATIONS,
         }
     }
 }

@@ -14,11 +14,13 @@ pub struct AccountCredentials {
 }
 
 impl AccountCredentials {
-    /// Derives both sets from a password (slow on purpose: PBKDF2).
-    pub fn from_password(password: &str) -> Self {
+    /// Derives both sets from a password with `iterations` of PBKDF2 (slow
+    /// on purpose: each guess of an offline dictionary attack on a stolen
+    /// database, or on a captured SCRAM exchange, costs as much).
+    pub fn from_password(password: &str, iterations: u32) -> Self {
         AccountCredentials {
-            sha1: ScramCredentials::new_random(ScramHash::Sha1, password),
-            sha256: ScramCredentials::new_random(ScramHash::Sha256, password),
+            sha1: ScramCredentials::new_random(ScramHash::Sha1, password, iterations),
+            sha256: ScramCredentials::new_random(ScramHash::Sha256, password, iterations),
         }
     }
 

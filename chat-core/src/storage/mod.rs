@@ -219,7 +219,10 @@ mod tests {
     #[test]
     fn accounts_store_no_password() {
         let (dir, c) = db();
-        let creds = AccountCredentials::from_password("hunter2-unique-canary");
+        let creds = AccountCredentials::from_password(
+            "hunter2-unique-canary",
+            protocol::sasl::DEFAULT_ITERATIONS,
+        );
         assert!(create_account(&c, "alice", &creds).unwrap());
         assert!(!create_account(&c, "alice", &creds).unwrap(), "taken name");
         let got = credentials(&c, "alice").unwrap().unwrap();
@@ -278,7 +281,7 @@ mod tests {
     #[test]
     fn deleting_an_account_removes_it_everywhere() {
         let (_d, mut c) = db();
-        let creds = AccountCredentials::from_password("pw");
+        let creds = AccountCredentials::from_password("pw", protocol::sasl::DEFAULT_ITERATIONS);
         create_account(&c, "alice", &creds).unwrap();
         let mut in_bob = RosterRow::new("bob", "alice@localhost");
         in_bob.in_roster = true;
@@ -309,7 +312,7 @@ mod tests {
     #[test]
     fn search_matches_user_name_display_name_and_email_without_wildcards() {
         let (_d, c) = db();
-        let creds = AccountCredentials::from_password("pw");
+        let creds = AccountCredentials::from_password("pw", protocol::sasl::DEFAULT_ITERATIONS);
         for u in ["alice", "bob", "carol"] {
             create_account(&c, u, &creds).unwrap();
         }

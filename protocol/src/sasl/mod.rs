@@ -312,14 +312,9 @@ impl ScramCredentials {
         }
     }
 
-    /// Derives credentials with a fresh random salt and the default iterations.
-    pub fn new_random(hash: ScramHash, password: &str) -> Self {
-        Self::derive(
-            hash,
-            password,
-            &random_bytes::<SALT_BYTES>(),
-            DEFAULT_ITERATIONS,
-        )
+    /// Derives credentials with a fresh random salt and `iterations`.
+    pub fn new_random(hash: ScramHash, password: &str, iterations: u32) -> Self {
+        Self::derive(hash, password, &random_bytes::<SALT_BYTES>(), iterations)
     }
 
     /// True when `password` matches (used for PLAIN against stored SCRAM
@@ -883,7 +878,7 @@ mod tests {
         let mut c = ScramClient::new(hash, "alice", tried);
         let mut s = ScramServer::new(hash, TEST_DECOY_KEY);
         s.handle_client_first(c.client_first().as_bytes())?;
-        let creds = stored.map(|p| ScramCredentials::new_random(hash, p));
+        let creds = stored.map(|p| ScramCredentials::new_random(hash, p, DEFAULT_ITERATIONS));
         let sf = s.server_first(creds)?;
         let cf = c.handle_server_first(sf.as_bytes())?;
         let (fin, _) = s.handle_client_final(cf.as_bytes())?;
@@ -1059,7 +1054,11 @@ mod tests {
         let mut c = ScramClient::new(hash, "alice", "pw").channel(client);
         let mut s = ScramServer::new(hash, TEST_DECOY_KEY).channel(server_plus, server);
         s.handle_client_first(c.client_first().as_bytes())?;
-        let sf = s.server_first(Some(ScramCredentials::new_random(hash, "pw")))?;
+        let sf = s.server_first(Some(ScramCredentials::new_random(
+            hash,
+            "pw",
+            DEFAULT_ITERATIONS,
+        )))?;
         let cf = c.handle_server_first(sf.as_bytes())?;
         let (fin, _) = s.handle_client_final(cf.as_bytes())?;
         c.verify_server_final(fin.as_bytes())
@@ -1132,7 +1131,11 @@ mod tests {
         let mut s = ScramServer::new(hash, TEST_DECOY_KEY).sign_offer(real.clone());
         s.handle_client_first(c.client_first().as_bytes()).unwrap();
         let sf = s
-            .server_first(Some(ScramCredentials::new_random(hash, "pw")))
+            .server_first(Some(ScramCredentials::new_random(
+                hash,
+                "pw",
+                DEFAULT_ITERATIONS,
+            )))
             .unwrap();
         assert_eq!(
             c.handle_server_first(sf.as_bytes()),
@@ -1143,7 +1146,11 @@ mod tests {
         let mut s = ScramServer::new(hash, TEST_DECOY_KEY).sign_offer(real);
         s.handle_client_first(c.client_first().as_bytes()).unwrap();
         let sf = s
-            .server_first(Some(ScramCredentials::new_random(hash, "pw")))
+            .server_first(Some(ScramCredentials::new_random(
+                hash,
+                "pw",
+                DEFAULT_ITERATIONS,
+            )))
             .unwrap();
         let cf = c.handle_server_first(sf.as_bytes()).unwrap();
         let (fin, _) = s.handle_client_final(cf.as_bytes()).unwrap();
@@ -1177,7 +1184,8 @@ mod tests {
 
     #[test]
     fn stored_credentials_verify_plain_passwords() {
-        let creds = ScramCredentials::new_random(ScramHash::Sha256, "correct horse");
+        let creds =
+            ScramCredentials::new_random(ScramHash::Sha256, "correct horse", DEFAULT_ITERATIONS);
         assert!(creds.verify_password(ScramHash::Sha256, "correct horse"));
         assert!(!creds.verify_password(ScramHash::Sha256, "correct horsE"));
     }

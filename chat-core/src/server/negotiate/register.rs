@@ -84,20 +84,21 @@ pub(super) async fn register<T: ServerTransport>(
                     .reply_error(iq, StanzaErrorCondition::NotAcceptable, "invalid user name")
                     .await;
             };
-            let creds = match account::new_credentials(password).await {
-                Ok(c) => c,
-                Err(NewPasswordError::Unacceptable) => {
-                    return c
-                        .reply_error(iq, StanzaErrorCondition::NotAcceptable, PASSWORD_RULE)
-                        .await;
-                }
-                Err(NewPasswordError::HashingFailed) => {
-                    return Err(Unbound::Error(
-                        StreamErrorCondition::InternalServerError,
-                        "hashing failed".into(),
-                    ));
-                }
-            };
+            let creds =
+                match account::new_credentials(password, c.shared.config.scram_iterations).await {
+                    Ok(c) => c,
+                    Err(NewPasswordError::Unacceptable) => {
+                        return c
+                            .reply_error(iq, StanzaErrorCondition::NotAcceptable, PASSWORD_RULE)
+                            .await;
+                    }
+                    Err(NewPasswordError::HashingFailed) => {
+                        return Err(Unbound::Error(
+                            StreamErrorCondition::InternalServerError,
+                            "hashing failed".into(),
+                        ));
+                    }
+                };
             let u = user.clone();
             let profile = directory::registration_profile(&query);
             let created = c
