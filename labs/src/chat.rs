@@ -98,12 +98,24 @@ impl ChatServer {
     /// The client command for `user` (`--json`, password in the
     /// environment), plus `extra` flags.
     pub fn client(&self, user: &str, password: &str, extra: &[&str]) -> anyhow::Result<Command> {
+        self.client_at(self.addr, user, password, extra)
+    }
+
+    /// The same, connecting to `addr` instead (an attacker in the path who
+    /// clients take for the server).
+    pub fn client_at(
+        &self,
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Command> {
         let mut cmd = Command::new(bin(self.twin.bin())?);
         cmd.args([
             "client",
             "--json",
             "--server",
-            &self.addr.to_string(),
+            &addr.to_string(),
             "--jid",
             &format!("{user}@{}", self.domain),
         ])

@@ -14,7 +14,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 
 use harness::signals::check_interrupt;
 
-use crate::chat::{Twin, start_server};
+use crate::chat::{ChatServer, Twin, start_server};
 use crate::secrets::Secrets;
 
 /// Writing to stdout failed while the lab's processes were running (see `say!`
@@ -60,12 +60,24 @@ pub struct Lab {
     pub needs: &'static str,
     /// The twin it runs.
     twin: Twin,
+    /// Who attacks, and how.
+    scenario: Scenario,
     /// The answers `check` takes: key and where to look when it is wrong.
     keys: &'static [(&'static str, &'static str)],
 }
 
+/// What a lab's session is, from the attacker's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    /// The student sniffs a session on loopback.
+    Sniff,
+    /// The student puts `mitm-proxy --attack intercept-tls` between the
+    /// classmates and the server.
+    Intercept,
+}
+
 /// Every lab, in order.
-pub const LABS: [Lab; 2] = [
+pub const LABS: [Lab; 3] = [
     Lab {
         number: 1,
         title: "Sniff the plaintext chat",
@@ -73,6 +85,7 @@ pub const LABS: [Lab; 2] = [
         minutes: 45,
         needs: "no other lab",
         twin: Twin::Plain,
+        scenario: Scenario::Sniff,
         keys: &[
             (
                 "password",
@@ -95,12 +108,32 @@ pub const LABS: [Lab; 2] = [
         minutes: 45,
         needs: "lab 1",
         twin: Twin::Tls,
+        scenario: Scenario::Sniff,
         keys: &[
             ("server-name", "read the TLS ClientHello: SNI=..."),
             ("version", "read the TLS ServerHello"),
             (
                 "cipher",
                 "read the TLS ServerHello: the suite after the version",
+            ),
+        ],
+    },
+    Lab {
+        number: 3,
+        title: "Self-signed certificates: why the client must validate",
+        sheet: include_str!("../sheets/03-self-signed.md"),
+        minutes: 45,
+        needs: "lab 2",
+        twin: Twin::Tls,
+        scenario: Scenario::Intercept,
+        keys: &[
+            (
+                "password",
+                "in the proxy's output: what it captured from classmate's registration",
+            ),
+            (
+                "codeword",
+                "in the proxy's output: the message classmate sent to teacher, read inside TLS",
             ),
         ],
     },
@@ -137,6 +170,8 @@ fn expected(n: u8, key: &str, s: &Secrets) -> Option<String> {
         // The student's server speaks only this version and suite.
         (2, "version") => format!("TLS {}", s.tls(2).0),
         (2, "cipher") => s.tls(2).1.into(),
+        (3, "password") => s.password(3, "classmate"),
+        (3, "codeword") => s.codeword(3),
         _ => return None,
     })
 }
@@ -183,45 +218,33 @@ pub fn run(
     }
     let server = start_server(lab.twin, dir.path(), &domain, port, &args)?;
     let (teacher_pw, careful_pw) = (s.password(n, "teacher"), s.password(n, "careful"));
-    // These accounts exist before the capture starts: only their sign-ins
+    // These accounts exist before the session starts: only their sign-ins
     // are on the wire.
     server.run("teacher", &teacher_pw, &["--register"], "")?;
     server.run("careful", &careful_pw, &["--register"], "")?;
     say!("Lab {n}: {} (student: {})", lab.title, s.student());
     // Not the server name: for TLS labs it is an answer.
     say!("{} server on {}", lab.twin.bin(), server.addr);
-    say!("In another terminal, start the sniffer:");
-    // Its full path: sudo's `secure_path` would not find it where it was
-    // built or installed.
-    let sniffer = crate::chat::bin("sniffer")?;
-    say!(
-        "  sudo {} live --interface lo --filter \"tcp port {}\" --write lab{n}.pcap",
-        sniffer.display(),
-        server.addr.port()
-    );
-    if !once {
-        say!("then press Enter here to start the session.");
-        let mut line = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut line);
+    match lab.scenario {
+        Scenario::Sniff => {
+            say!("In another terminal, start the sniffer:");
+            // Its full path: sudo's `secure_path` would not find it where
+            // it was built or installed.
+            let sniffer = crate::chat::bin("sniffer")?;
+            say!(
+                "  sudo {} live --interface lo --filter \"tcp port {}\" --write lab{n}.pcap",
+                sniffer.display(),
+                server.addr.port()
+            );
+            if !once {
+                say!("then press Enter here to start the session.");
+                wait_enter();
+            }
+            check_interrupt()?;
+            sniffed_session(&server, &s, n)?;
+        }
+        Scenario::Intercept => intercepted_session(&server, &s, n, once)?,
     }
-    check_interrupt()?;
-    let teacher = server.start("teacher", &teacher_pw, &[], "/wait message classmate 30\n")?;
-    server.run(
-        "classmate",
-        &s.password(n, "classmate"),
-        &["--register", "--plain"],
-        &format!(
-            "/msg teacher the code word is {}\n/wait receipt teacher 20\n",
-            s.codeword(n)
-        ),
-    )?;
-    server.run(
-        "careful",
-        &careful_pw,
-        &[],
-        "/status away reading the RFCs\n",
-    )?;
-    teacher.finish(Duration::from_secs(30))?;
     let keys: Vec<&str> = lab.keys.iter().map(|(k, _)| *k).collect();
     say!("The session is over. Answer with:");
     say!(
@@ -251,6 +274,147 @@ pub fn answers(n: u8, student: &str, course: &str) -> anyhow::Result<u8> {
         outln!("{key}={want}");
     }
     Ok(0)
+}
+
+/// Waits for Enter (or the end of input).
+fn wait_enter() {
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+}
+
+/// `teacher`, signed in straight to the server, waiting for classmate's
+/// message.
+fn teacher_waits(server: &ChatServer, s: &Secrets, n: u8) -> anyhow::Result<harness::Proc> {
+    server.start(
+        "teacher",
+        &s.password(n, "teacher"),
+        &[],
+        "/wait message classmate 30\n",
+    )
+}
+
+/// Labs 1 and 2: `teacher` waits for a message; `classmate` registers,
+/// signs in with PLAIN and sends the code word; `careful` signs in with
+/// SCRAM and sets a status.
+fn sniffed_session(server: &ChatServer, s: &Secrets, n: u8) -> anyhow::Result<()> {
+    let teacher = teacher_waits(server, s, n)?;
+    server.run(
+        "classmate",
+        &s.password(n, "classmate"),
+        &["--register", "--plain"],
+        &format!(
+            "/msg teacher the code word is {}\n/wait receipt teacher 20\n",
+            s.codeword(n)
+        ),
+    )?;
+    server.run(
+        "careful",
+        &s.password(n, "careful"),
+        &[],
+        "/status away reading the RFCs\n",
+    )?;
+    teacher.finish(Duration::from_secs(30))?;
+    Ok(())
+}
+
+/// Lab 3: the student is the attacker in the path. `classmate` connects
+/// through the student's proxy with `--insecure` (deliberately weak: it
+/// accepts any certificate), registers and sends the code word; `careful`
+/// connects the same way with the default settings and refuses the forged
+/// certificate; `teacher` reaches the server directly.
+fn intercepted_session(server: &ChatServer, s: &Secrets, n: u8, once: bool) -> anyhow::Result<()> {
+    let proxy_addr = free_loopback_port()?;
+    let proxy_bin = crate::chat::bin("mitm-proxy")?;
+    let proxy_args = [
+        "--listen".to_string(),
+        proxy_addr.to_string(),
+        "--upstream".into(),
+        server.addr.to_string(),
+        "--attack".into(),
+        "intercept-tls".into(),
+    ];
+    // With --once (a projector), the lab is its own attacker.
+    let mut own_proxy = None;
+    if once {
+        let mut cmd = std::process::Command::new(&proxy_bin);
+        cmd.args(&proxy_args);
+        let p = harness::Proc::spawn("mitm-proxy", cmd, harness::Input::Null)?;
+        harness::chat::wait_ready(&p)?;
+        own_proxy = Some(p);
+    } else {
+        if let Some(ca) = &server.ca {
+            say!(
+                "The lab CA (what a careful client trusts): {}",
+                ca.display()
+            );
+        }
+        say!("You are the attacker. In another terminal, put the proxy in the path:");
+        say!("  {} {}", proxy_bin.display(), proxy_args.join(" "));
+        say!("Your classmates will connect to {proxy_addr}, taking it for the server.");
+        say!("Press Enter here once the proxy is listening.");
+        wait_enter();
+        // Nothing listens there until the student's proxy does; binding
+        // the port ourselves tells, without a connection the proxy would
+        // log as a client.
+        while std::net::TcpListener::bind(proxy_addr).is_ok() {
+            check_interrupt()?;
+            say!("Nothing listens on {proxy_addr} yet: start the proxy (above), then press Enter.");
+            wait_enter();
+        }
+    }
+    check_interrupt()?;
+    let teacher = teacher_waits(server, s, n)?;
+    // Deliberately weak: `--insecure` takes any certificate, and without
+    // channel binding the server cannot tell its TLS is not the client's.
+    let cmd = server.client_at(
+        proxy_addr,
+        "classmate",
+        &s.password(n, "classmate"),
+        &["--register", "--insecure", "--no-channel-binding"],
+    )?;
+    let script = format!(
+        "/msg teacher the code word is {}\n/wait receipt teacher 20\n",
+        s.codeword(n)
+    );
+    harness::Proc::spawn("classmate", cmd, harness::Input::Text(script))?
+        .finish(Duration::from_secs(60))?;
+    teacher.finish(Duration::from_secs(30))?;
+    say!("classmate (--insecure) signed in through {proxy_addr} and sent a message.");
+    let cmd = server.client_at(proxy_addr, "careful", &s.password(n, "careful"), &[])?;
+    let mut careful = harness::Proc::spawn(
+        "careful",
+        cmd,
+        harness::Input::Text("/status away reading the RFCs\n".into()),
+    )?;
+    let (status, _) = careful.wait_exit(Duration::from_secs(30))?;
+    if status.success() {
+        say!(
+            "careful (default settings) signed in through {proxy_addr}: was the proxy intercepting?"
+        );
+    } else {
+        let why = careful.stderr();
+        let why = why
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        say!("careful (default settings) refused the connection through {proxy_addr}:");
+        say!("  {why}");
+    }
+    if let Some(mut p) = own_proxy {
+        let (_, lines) = p.interrupt(Duration::from_secs(20))?;
+        say!("What the proxy saw:");
+        for l in lines {
+            say!("  {l}");
+        }
+    }
+    Ok(())
+}
+
+/// A loopback address with a port nothing uses now.
+fn free_loopback_port() -> anyhow::Result<std::net::SocketAddr> {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(l.local_addr()?)
 }
 
 /// Who solved what: student → lab → keys.

@@ -116,11 +116,8 @@ fn ctrl_c_stops_every_process_and_removes_every_file() {
     assert!(left.is_empty(), "processes left behind: {left:?}");
 }
 
-/// Runs `labs run N` as a student does: it starts the lab's server (on a
-/// port the system picks) and says which port to capture; the sniffer
-/// starts on that port; Enter starts the session; Ctrl-C ends it. Returns
-/// the sniffer's JSON findings.
-fn sniff_lab(n: u8, student: &str) -> Vec<Value> {
+/// `labs run N` for `student`, waiting for Enter.
+fn start_lab(n: u8, student: &str) -> Proc {
     let mut cmd = Command::new(bin("labs"));
     cmd.args([
         "run",
@@ -130,9 +127,20 @@ fn sniff_lab(n: u8, student: &str) -> Vec<Value> {
         "--course-secret",
         "test-course",
     ]);
-    let mut lab = Proc::spawn("labs run", cmd, Input::Piped).unwrap();
-    let fail =
-        |e: harness::Error, lab: &Proc| -> ! { panic!("{}\n{}", chain(&e), lab.transcript()) };
+    Proc::spawn("labs run", cmd, Input::Piped).unwrap()
+}
+
+/// The test's end when a wait on `labs run` failed: why, and all it said.
+fn fail(e: harness::Error, lab: &Proc) -> ! {
+    panic!("{}\n{}", chain(&e), lab.transcript())
+}
+
+/// Runs `labs run N` as a student does: it starts the lab's server (on a
+/// port the system picks) and says which port to capture; the sniffer
+/// starts on that port; Enter starts the session; Ctrl-C ends it. Returns
+/// the sniffer's JSON findings.
+fn sniff_lab(n: u8, student: &str) -> Vec<Value> {
+    let mut lab = start_lab(n, student);
     // "chat-plain server on 127.0.0.1:40123" (not its name: an answer)
     let line = lab
         .wait_line(" server on ", WAIT)
@@ -158,7 +166,13 @@ fn sniff_lab(n: u8, student: &str) -> Vec<Value> {
         .unwrap_or_else(|e| fail(e, &lab));
     let (status, _) = lab.interrupt(WAIT).unwrap_or_else(|e| fail(e, &lab));
     assert_eq!(status.code(), Some(0), "{}", lab.transcript());
-    // Nothing `labs run` printed is an answer: they come from the traffic.
+    no_answer_in(&lab.transcript(), n, student);
+    sniffer.stop().0
+}
+
+/// Nothing `labs run` printed (`said`) is one of the student's answers to
+/// lab `n`: they come from the traffic, found by doing the task.
+fn no_answer_in(said: &str, n: u8, student: &str) {
     let (code, answers, err) = labs(&[
         "answers",
         &n.to_string(),
@@ -168,7 +182,6 @@ fn sniff_lab(n: u8, student: &str) -> Vec<Value> {
         "test-course",
     ]);
     assert_eq!(code, 0, "{err}");
-    let said = lab.transcript();
     // Whole words: a four-digit iteration count may be part of a port.
     let words: Vec<&str> = said
         .split(|c: char| !(c.is_alphanumeric() || "._-".contains(c)))
@@ -182,7 +195,6 @@ fn sniff_lab(n: u8, student: &str) -> Vec<Value> {
         };
         assert!(!printed, "labs run printed the {key}: {said}");
     }
-    sniffer.stop().0
 }
 
 fn check(n: u8, student: &str, answers: &[String], progress: &std::path::Path) -> (i32, String) {
@@ -285,4 +297,73 @@ fn lab_2_is_solved_from_the_tls_metadata() {
     assert_eq!(code, 0, "{out}");
     let (code, _) = check(2, "Someone Else", &answers[..1], &progress);
     assert_eq!(code, 1, "server names differ per student");
+}
+
+/// Lab 3 as a student does it: `labs run 3` prints the proxy command; the
+/// student runs it exactly as printed (with `--json` added to read it
+/// here), presses Enter, and answers from what the proxy captured.
+#[test]
+fn lab_3_is_solved_from_the_interception_proxy() {
+    let student = "Ada Lovelace";
+    let mut lab = start_lab(3, student);
+    let printed = lab
+        .wait_line("mitm-proxy --listen", WAIT)
+        .unwrap_or_else(|e| fail(e, &lab));
+    let mut words = printed.split_whitespace();
+    let mut proxy = Command::new(words.next().unwrap());
+    proxy.args(words).arg("--json");
+    let mut proxy = Proc::spawn("mitm-proxy", proxy, Input::Null).unwrap();
+    harness::chat::wait_ready(&proxy).unwrap();
+    lab.wait_line("Press Enter", WAIT)
+        .unwrap_or_else(|e| fail(e, &lab));
+    lab.send_line("").unwrap();
+    let refused = lab
+        .wait_line("careful (default settings)", Duration::from_secs(90))
+        .unwrap_or_else(|e| fail(e, &lab));
+    assert!(refused.contains("refused"), "{}", lab.transcript());
+    let why = lab.wait_line("unknown issuer", WAIT);
+    assert!(why.is_ok(), "the client's own reason: {}", lab.transcript());
+    lab.wait_line("labs check 3 --student", WAIT)
+        .unwrap_or_else(|e| fail(e, &lab));
+    lab.wait_line("the server keeps running", WAIT)
+        .unwrap_or_else(|e| fail(e, &lab));
+    let (_, lines) = proxy.interrupt(WAIT).unwrap();
+    let (status, _) = lab.interrupt(WAIT).unwrap_or_else(|e| fail(e, &lab));
+    assert_eq!(status.code(), Some(0), "{}", lab.transcript());
+    no_answer_in(&lab.transcript(), 3, student);
+    let events: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let password = events
+        .iter()
+        .find(|v| v["type"] == "captured" && v["user"] == "classmate")
+        .and_then(|v| v["secret"].as_str())
+        .unwrap_or_else(|| panic!("nothing captured: {lines:#?}"))
+        .to_string();
+    let codeword = events
+        .iter()
+        .filter(|v| v["type"] == "stanza")
+        .find_map(|v| {
+            let s = v["stanza"].as_str()?;
+            Some(s.split("the code word is ").nth(1)?.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no message read: {lines:#?}"));
+    // careful's connection: the proxy says the attack was defeated.
+    assert!(
+        events.iter().any(|v| v["type"] == "verdict"
+            && v["attack"] == "intercept-tls"
+            && v["defeated"] == true),
+        "{lines:#?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let progress = dir.path().join("progress.json");
+    let answers = vec![
+        format!("password={password}"),
+        format!("codeword={codeword}"),
+    ];
+    let (code, out) = check(3, student, &answers, &progress);
+    assert_eq!(code, 0, "{out}");
+    let (code, _) = check(3, "Alan Turing", &answers, &progress);
+    assert_eq!(code, 1, "another student's answers");
 }
