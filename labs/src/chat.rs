@@ -48,6 +48,8 @@ pub struct ChatServer {
     pub domain: String,
     /// The lab CA clients trust (TLS).
     pub ca: Option<PathBuf>,
+    /// The pin of the server's key (TLS), when this start made it.
+    pub pin: Option<String>,
 }
 
 /// Starts a server of `twin` for `domain` on `port` (one the system picks
@@ -71,10 +73,17 @@ pub fn start_server(
         "--data",
     ])
     .arg(dir.join(format!("{}-data", twin.bin())));
-    let mut ca = None;
+    let (mut ca, mut pin) = (None, None);
     if twin == Twin::Tls {
         let certs = dir.join("certs");
-        harness::chat::make_certs(&bin("chat-tls")?, &certs, &["--domain", domain])?;
+        // A restart (after `renew_key`) keeps the certificates it finds.
+        if !certs.join("server.pem").exists() {
+            pin = Some(harness::chat::make_certs(
+                &bin("chat-tls")?,
+                &certs,
+                &["--domain", domain],
+            )?);
+        }
         cmd.arg("--cert")
             .arg(certs.join("server.pem"))
             .arg("--key")
@@ -91,7 +100,19 @@ pub fn start_server(
         twin,
         domain: domain.to_string(),
         ca,
+        pin,
     })
+}
+
+/// Issues the TLS server in `dir` a new key and certificate under the same
+/// CA (`chat-tls certs --renew`): key rotation, taken by the server at its
+/// next start. Returns the new key's pin.
+pub fn renew_key(dir: &Path, domain: &str) -> anyhow::Result<String> {
+    Ok(harness::chat::make_certs(
+        &bin("chat-tls")?,
+        &dir.join("certs"),
+        &["--domain", domain, "--renew"],
+    )?)
 }
 
 impl ChatServer {
@@ -121,7 +142,10 @@ impl ChatServer {
         ])
         .args(extra)
         .env("CHAT_PASSWORD", password);
-        if let Some(ca) = &self.ca {
+        // The lab CA, unless the caller says which CA this user trusts.
+        if let Some(ca) = &self.ca
+            && !extra.contains(&"--ca")
+        {
             cmd.arg("--ca").arg(ca);
         }
         Ok(cmd)

@@ -72,12 +72,16 @@ enum Scenario {
     /// The student sniffs a session on loopback.
     Sniff,
     /// The student puts `mitm-proxy --attack intercept-tls` between the
-    /// classmates and the server.
+    /// classmates and the server, with a self-signed certificate.
     Intercept,
+    /// The same with certificates minted by the attacker's CA, which the
+    /// classmates were tricked into trusting; then the server's key is
+    /// rotated.
+    InterceptCa,
 }
 
 /// Every lab, in order.
-pub const LABS: [Lab; 3] = [
+pub const LABS: [Lab; 4] = [
     Lab {
         number: 1,
         title: "Sniff the plaintext chat",
@@ -137,6 +141,25 @@ pub const LABS: [Lab; 3] = [
             ),
         ],
     },
+    Lab {
+        number: 4,
+        title: "The trusted CA store, forged certificates and pinning",
+        sheet: include_str!("../sheets/04-ca-and-pinning.md"),
+        minutes: 60,
+        needs: "lab 3",
+        twin: Twin::Tls,
+        scenario: Scenario::InterceptCa,
+        keys: &[
+            (
+                "password",
+                "in the proxy's output: what it captured from classmate's registration",
+            ),
+            (
+                "codeword",
+                "in the proxy's output: the message classmate sent to teacher",
+            ),
+        ],
+    },
 ];
 
 /// The lab numbered `n`.
@@ -172,6 +195,8 @@ fn expected(n: u8, key: &str, s: &Secrets) -> Option<String> {
         (2, "cipher") => s.tls(2).1.into(),
         (3, "password") => s.password(3, "classmate"),
         (3, "codeword") => s.codeword(3),
+        (4, "password") => s.password(4, "classmate"),
+        (4, "codeword") => s.codeword(4),
         _ => return None,
     })
 }
@@ -216,7 +241,7 @@ pub fn run(
     if lab.twin == Twin::Tls {
         args.extend(["--tls-version", version, "--cipher", cipher]);
     }
-    let server = start_server(lab.twin, dir.path(), &domain, port, &args)?;
+    let mut server = start_server(lab.twin, dir.path(), &domain, port, &args)?;
     let (teacher_pw, careful_pw) = (s.password(n, "teacher"), s.password(n, "careful"));
     // These accounts exist before the session starts: only their sign-ins
     // are on the wire.
@@ -243,7 +268,30 @@ pub fn run(
             check_interrupt()?;
             sniffed_session(&server, &s, n)?;
         }
-        Scenario::Intercept => intercepted_session(&server, &s, n, once)?,
+        Scenario::Intercept | Scenario::InterceptCa => {
+            intercepted_session(&server, &s, n, once, lab.scenario, dir.path())?;
+        }
+    }
+    if lab.scenario == Scenario::InterceptCa {
+        // Key rotation: the same CA, a new server key. careful pinned the
+        // old one, so it now refuses the real server too: the cost of a
+        // pin without a backup.
+        let old_pin = server.pin.clone().unwrap_or_default();
+        let new_pin = crate::chat::renew_key(dir.path(), &domain)?;
+        let at = server.addr.port();
+        drop(server);
+        server = start_server(lab.twin, dir.path(), &domain, Some(at), &args)?;
+        say!("The server's key was rotated: a new key under the same CA, on the same port.");
+        let refused = run_refused(
+            &server,
+            server.addr,
+            "careful",
+            &s.password(n, "careful"),
+            &["--pin", &old_pin],
+        )?;
+        say!("careful, straight to the server with the pin it kept:");
+        say!("  {refused}");
+        say!("The new key's pin: {new_pin}");
     }
     let keys: Vec<&str> = lab.keys.iter().map(|(k, _)| *k).collect();
     say!("The session is over. Answer with:");
@@ -322,10 +370,21 @@ fn sniffed_session(server: &ChatServer, s: &Secrets, n: u8) -> anyhow::Result<()
 /// accepts any certificate), registers and sends the code word; `careful`
 /// connects the same way with the default settings and refuses the forged
 /// certificate; `teacher` reaches the server directly.
-fn intercepted_session(server: &ChatServer, s: &Secrets, n: u8, once: bool) -> anyhow::Result<()> {
+///
+/// Lab 4: the proxy mints certificates with the attacker's CA, which both
+/// classmates' clients were tricked into trusting (`--ca`); `careful` has
+/// also pinned the server's key (`--pin`), which the attacker cannot forge.
+fn intercepted_session(
+    server: &ChatServer,
+    s: &Secrets,
+    n: u8,
+    once: bool,
+    scenario: Scenario,
+    dir: &Path,
+) -> anyhow::Result<()> {
     let proxy_addr = free_loopback_port()?;
     let proxy_bin = crate::chat::bin("mitm-proxy")?;
-    let proxy_args = [
+    let mut proxy_args = vec![
         "--listen".to_string(),
         proxy_addr.to_string(),
         "--upstream".into(),
@@ -333,6 +392,33 @@ fn intercepted_session(server: &ChatServer, s: &Secrets, n: u8, once: bool) -> a
         "--attack".into(),
         "intercept-tls".into(),
     ];
+    // Lab 4: the attacker's CA, made as the student would (`mitm-proxy ca`).
+    let attacker = dir.join("attacker-ca");
+    let attacker_ca = attacker.join("ca.pem").display().to_string();
+    let pin = server.pin.clone().unwrap_or_default();
+    let (classmate_trust, careful_trust): (Vec<&str>, Vec<&str>) = match scenario {
+        // Deliberately weak: `--insecure` takes any certificate.
+        Scenario::Intercept => (vec!["--insecure"], vec![]),
+        _ => {
+            let out = std::process::Command::new(&proxy_bin)
+                .args(["ca", "--out"])
+                .arg(&attacker)
+                .output()?;
+            if !out.status.success() {
+                bail!(
+                    "mitm-proxy ca failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            proxy_args.extend(["--ca-dir".into(), attacker.display().to_string()]);
+            // Deliberately weak: both trust the attacker's CA (installed by
+            // malware, a "security" product, or a careless admin).
+            (
+                vec!["--ca", attacker_ca.as_str()],
+                vec!["--ca", attacker_ca.as_str(), "--pin", pin.as_str()],
+            )
+        }
+    };
     // With --once (a projector), the lab is its own attacker.
     let mut own_proxy = None;
     if once {
@@ -342,10 +428,16 @@ fn intercepted_session(server: &ChatServer, s: &Secrets, n: u8, once: bool) -> a
         harness::chat::wait_ready(&p)?;
         own_proxy = Some(p);
     } else {
-        if let Some(ca) = &server.ca {
+        if scenario == Scenario::Intercept
+            && let Some(ca) = &server.ca
+        {
             say!(
                 "The lab CA (what a careful client trusts): {}",
                 ca.display()
+            );
+        } else if scenario == Scenario::InterceptCa {
+            say!(
+                "Your CA as the attacker (the classmates' machines were made to trust it): {attacker_ca}"
             );
         }
         say!("You are the attacker. In another terminal, put the proxy in the path:");
@@ -364,14 +456,11 @@ fn intercepted_session(server: &ChatServer, s: &Secrets, n: u8, once: bool) -> a
     }
     check_interrupt()?;
     let teacher = teacher_waits(server, s, n)?;
-    // Deliberately weak: `--insecure` takes any certificate, and without
-    // channel binding the server cannot tell its TLS is not the client's.
-    let cmd = server.client_at(
-        proxy_addr,
-        "classmate",
-        &s.password(n, "classmate"),
-        &["--register", "--insecure", "--no-channel-binding"],
-    )?;
+    // Without channel binding the server cannot tell its TLS is not the
+    // client's (lab 6).
+    let mut flags = vec!["--register", "--no-channel-binding"];
+    flags.extend(&classmate_trust);
+    let cmd = server.client_at(proxy_addr, "classmate", &s.password(n, "classmate"), &flags)?;
     let script = format!(
         "/msg teacher the code word is {}\n/wait receipt teacher 20\n",
         s.codeword(n)
@@ -379,28 +468,24 @@ fn intercepted_session(server: &ChatServer, s: &Secrets, n: u8, once: bool) -> a
     harness::Proc::spawn("classmate", cmd, harness::Input::Text(script))?
         .finish(Duration::from_secs(60))?;
     teacher.finish(Duration::from_secs(30))?;
-    say!("classmate (--insecure) signed in through {proxy_addr} and sent a message.");
-    let cmd = server.client_at(proxy_addr, "careful", &s.password(n, "careful"), &[])?;
-    let mut careful = harness::Proc::spawn(
+    say!(
+        "classmate ({}) signed in through {proxy_addr} and sent a message.",
+        classmate_trust.join(" ")
+    );
+    let refused = run_refused(
+        server,
+        proxy_addr,
         "careful",
-        cmd,
-        harness::Input::Text("/status away reading the RFCs\n".into()),
+        &s.password(n, "careful"),
+        &careful_trust,
     )?;
-    let (status, _) = careful.wait_exit(Duration::from_secs(30))?;
-    if status.success() {
-        say!(
-            "careful (default settings) signed in through {proxy_addr}: was the proxy intercepting?"
-        );
+    let how = if careful_trust.is_empty() {
+        "default settings"
     } else {
-        let why = careful.stderr();
-        let why = why
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
-        say!("careful (default settings) refused the connection through {proxy_addr}:");
-        say!("  {why}");
-    }
+        "the same CA, and a pin"
+    };
+    say!("careful ({how}) through {proxy_addr}:");
+    say!("  {refused}");
     if let Some(mut p) = own_proxy {
         let (_, lines) = p.interrupt(Duration::from_secs(20))?;
         say!("What the proxy saw:");
@@ -409,6 +494,34 @@ fn intercepted_session(server: &ChatServer, s: &Secrets, n: u8, once: bool) -> a
         }
     }
     Ok(())
+}
+
+/// Runs `user` at `addr` with `extra` flags, expecting a refusal: the
+/// client's own last line saying why, or a note that it was not refused.
+fn run_refused(
+    server: &ChatServer,
+    addr: std::net::SocketAddr,
+    user: &str,
+    password: &str,
+    extra: &[&str],
+) -> anyhow::Result<String> {
+    let cmd = server.client_at(addr, user, password, extra)?;
+    let mut p = harness::Proc::spawn(
+        user,
+        cmd,
+        harness::Input::Text("/status away reading the RFCs\n".into()),
+    )?;
+    let (status, _) = p.wait_exit(Duration::from_secs(30))?;
+    if status.success() {
+        return Ok(format!("{user} was NOT refused: it signed in"));
+    }
+    let why = p.stderr();
+    Ok(why
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("(no reason given)")
+        .to_string())
 }
 
 /// A loopback address with a port nothing uses now.

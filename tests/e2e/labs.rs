@@ -302,10 +302,31 @@ fn lab_2_is_solved_from_the_tls_metadata() {
 /// Lab 3 as a student does it: `labs run 3` prints the proxy command; the
 /// student runs it exactly as printed (with `--json` added to read it
 /// here), presses Enter, and answers from what the proxy captured.
+/// careful's default client refuses the self-signed certificate.
 #[test]
 fn lab_3_is_solved_from_the_interception_proxy() {
-    let student = "Ada Lovelace";
-    let mut lab = start_lab(3, student);
+    let lab = solve_interception_lab(3, "Ada Lovelace", "unknown issuer");
+    assert!(!lab.contains("rotated"), "{lab}");
+}
+
+/// Lab 4 the same way: the proxy mints with the attacker's CA, which
+/// classmate trusts; careful's pin refuses it, and after the key rotation
+/// refuses the real server too.
+#[test]
+fn lab_4_is_solved_from_the_proxy_and_the_pin_holds_then_breaks() {
+    let lab = solve_interception_lab(4, "Grace Hopper", "public key pin mismatch");
+    let after = lab
+        .split("key was rotated")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{lab}"));
+    assert!(after.contains("public key pin mismatch"), "{lab}");
+    assert!(after.contains("The new key's pin: sha256:"), "{lab}");
+}
+
+/// Solves interception lab `n` as `student` (see lab 3), checking careful's
+/// refusal says `refusal`; returns what `labs run` said.
+fn solve_interception_lab(n: u8, student: &str, refusal: &str) -> String {
+    let mut lab = start_lab(n, student);
     let printed = lab
         .wait_line("mitm-proxy --listen", WAIT)
         .unwrap_or_else(|e| fail(e, &lab));
@@ -317,20 +338,18 @@ fn lab_3_is_solved_from_the_interception_proxy() {
     lab.wait_line("Press Enter", WAIT)
         .unwrap_or_else(|e| fail(e, &lab));
     lab.send_line("").unwrap();
-    let refused = lab
-        .wait_line("careful (default settings)", Duration::from_secs(90))
+    lab.wait_line("careful (", Duration::from_secs(90))
         .unwrap_or_else(|e| fail(e, &lab));
-    assert!(refused.contains("refused"), "{}", lab.transcript());
-    let why = lab.wait_line("unknown issuer", WAIT);
+    let why = lab.wait_line(refusal, WAIT);
     assert!(why.is_ok(), "the client's own reason: {}", lab.transcript());
-    lab.wait_line("labs check 3 --student", WAIT)
+    lab.wait_line(&format!("labs check {n} --student"), WAIT)
         .unwrap_or_else(|e| fail(e, &lab));
     lab.wait_line("the server keeps running", WAIT)
         .unwrap_or_else(|e| fail(e, &lab));
     let (_, lines) = proxy.interrupt(WAIT).unwrap();
     let (status, _) = lab.interrupt(WAIT).unwrap_or_else(|e| fail(e, &lab));
     assert_eq!(status.code(), Some(0), "{}", lab.transcript());
-    no_answer_in(&lab.transcript(), 3, student);
+    no_answer_in(&lab.transcript(), n, student);
     let events: Vec<Value> = lines
         .iter()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -362,8 +381,9 @@ fn lab_3_is_solved_from_the_interception_proxy() {
         format!("password={password}"),
         format!("codeword={codeword}"),
     ];
-    let (code, out) = check(3, student, &answers, &progress);
+    let (code, out) = check(n, student, &answers, &progress);
     assert_eq!(code, 0, "{out}");
-    let (code, _) = check(3, "Alan Turing", &answers, &progress);
+    let (code, _) = check(n, "Alan Turing", &answers, &progress);
     assert_eq!(code, 1, "another student's answers");
+    lab.transcript()
 }

@@ -40,6 +40,11 @@ pub struct CertsArgs {
     /// For the labs: make a server certificate that expired yesterday.
     #[arg(long)]
     pub expired: bool,
+    /// Keep the CA already in --out and issue a new server key and
+    /// certificate under it: key rotation. Clients that trust the CA go on;
+    /// clients that pinned the old key (--pin) stop, as they should.
+    #[arg(long, conflicts_with = "force")]
+    pub renew: bool,
 }
 
 const FILES: [&str; 4] = ["ca.pem", "ca.key", "server.pem", "server.key"];
@@ -97,7 +102,7 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<u8> {
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    if !args.force {
+    if !args.force && !args.renew {
         for f in FILES {
             let p = args.out.join(f);
             if p.exists() {
@@ -109,6 +114,25 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<u8> {
         }
     }
     let now = OffsetDateTime::now_utc();
+    let out = &args.out;
+    // Rotation: the CA stays, only the server's key and certificate change.
+    let renewed = if args.renew {
+        let read = |f: &str| {
+            std::fs::read_to_string(out.join(f)).with_context(|| {
+                format!("--renew needs the CA in {}: cannot read {f}", out.display())
+            })
+        };
+        let ca_key = KeyPair::from_pem(&read("ca.key")?).with_context(|| {
+            format!("{} is not a PEM private key", out.join("ca.key").display())
+        })?;
+        Some(
+            Issuer::from_ca_cert_pem(&read("ca.pem")?, ca_key).with_context(|| {
+                format!("{} is not a CA certificate", out.join("ca.pem").display())
+            })?,
+        )
+    } else {
+        None
+    };
 
     let ca_key = KeyPair::generate().context("cannot generate the CA key")?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
@@ -152,27 +176,38 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<u8> {
         server.not_before = now - Duration::days(1);
         server.not_after = now + Duration::days(i64::from(args.days.max(1)));
     }
-    let issuer = Issuer::from_params(&ca, &ca_key);
-    let server_cert = server.signed_by(&server_key, &issuer)?;
+    let server_cert = match &renewed {
+        Some(issuer) => server.signed_by(&server_key, issuer)?,
+        None => server.signed_by(&server_key, &Issuer::from_params(&ca, &ca_key))?,
+    };
 
-    let out = &args.out;
-    write_file(out, "ca.key", &ca_key.serialize_pem(), true, args.force)?;
+    let replace = args.force || args.renew;
+    if renewed.is_none() {
+        write_file(out, "ca.key", &ca_key.serialize_pem(), true, args.force)?;
+        write_file(out, "ca.pem", &ca_cert.pem(), false, args.force)?;
+    }
     write_file(
         out,
         "server.key",
         &server_key.serialize_pem(),
         true,
-        args.force,
+        replace,
     )?;
-    write_file(out, "ca.pem", &ca_cert.pem(), false, args.force)?;
-    write_file(out, "server.pem", &server_cert.pem(), false, args.force)?;
+    write_file(out, "server.pem", &server_cert.pem(), false, replace)?;
 
     let der: &CertificateDer<'_> = server_cert.der();
     let pin = spki_sha256(der)?;
-    outln!(
-        "wrote {}/{{ca.pem, ca.key, server.pem, server.key}}",
-        out.display()
-    );
+    if renewed.is_some() {
+        outln!(
+            "wrote {}/{{server.pem, server.key}}: a new server key under the same CA",
+            out.display()
+        );
+    } else {
+        outln!(
+            "wrote {}/{{ca.pem, ca.key, server.pem, server.key}}",
+            out.display()
+        );
+    }
     outln!(
         "server certificate for {} and 127.0.0.1, ::1; {}",
         names.join(", "),
@@ -202,7 +237,44 @@ mod tests {
             force: false,
             days: 30,
             expired: false,
+            renew: false,
         }
+    }
+
+    /// `--renew`: the same CA, a new server key (so a new pin), and the
+    /// new certificate verifies under the old CA.
+    #[test]
+    fn renew_keeps_the_ca_and_changes_the_server_key() {
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls::pki_types::pem::PemObject;
+        let d = tempfile::tempdir().unwrap();
+        let mut a = args(d.path());
+        a.renew = true;
+        let err = run(&a).unwrap_err().to_string();
+        assert!(err.contains("--renew needs the CA"), "{err}");
+        assert_eq!(run(&args(d.path())).unwrap(), 0);
+        let read = |f: &str| std::fs::read(d.path().join(f)).unwrap();
+        let (ca, ca_key, key) = (read("ca.pem"), read("ca.key"), read("server.key"));
+        assert_eq!(run(&a).unwrap(), 0);
+        assert_eq!(read("ca.pem"), ca);
+        assert_eq!(read("ca.key"), ca_key);
+        assert_ne!(read("server.key"), key);
+        // The new certificate chains to the old CA.
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(&ca) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let leaf = CertificateDer::from_pem_slice(&read("server.pem")).unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        verifier
+            .verify_server_cert(&leaf, &[], &name, &[], rustls::pki_types::UnixTime::now())
+            .unwrap();
     }
 
     #[test]
