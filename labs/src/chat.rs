@@ -39,7 +39,7 @@ impl Twin {
 /// A running chat server.
 pub struct ChatServer {
     /// The process (stopped when this is dropped).
-    _proc: Proc,
+    proc: Proc,
     /// Where it listens.
     pub addr: SocketAddr,
     /// Which twin.
@@ -95,7 +95,7 @@ pub fn start_server(
     let proc = Proc::spawn(&format!("{} server", twin.bin()), cmd, Input::Null)?;
     let ports = harness::chat::wait_ready(&proc)?;
     Ok(ChatServer {
-        _proc: proc,
+        proc,
         addr: ports.listen,
         twin,
         domain: domain.to_string(),
@@ -116,6 +116,16 @@ pub fn renew_key(dir: &Path, domain: &str) -> anyhow::Result<String> {
 }
 
 impl ChatServer {
+    /// The server's log lines (stderr) so far that contain `text`.
+    pub fn log_lines(&self, text: &str) -> Vec<String> {
+        self.proc
+            .stderr()
+            .lines()
+            .filter(|l| l.contains(text))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The client command for `user` (`--json`, password in the
     /// environment), plus `extra` flags.
     pub fn client(&self, user: &str, password: &str, extra: &[&str]) -> anyhow::Result<Command> {
@@ -159,7 +169,19 @@ impl ChatServer {
         extra: &[&str],
         script: &str,
     ) -> anyhow::Result<Vec<String>> {
-        let cmd = self.client(user, password, extra)?;
+        self.run_at(self.addr, user, password, extra, script)
+    }
+
+    /// The same, connecting to `addr` (an attacker in the path).
+    pub fn run_at(
+        &self,
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+        extra: &[&str],
+        script: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        let cmd = self.client_at(addr, user, password, extra)?;
         Ok(Proc::spawn(user, cmd, Input::Text(script.into()))?.finish(Duration::from_secs(60))?)
     }
 

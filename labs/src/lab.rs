@@ -78,10 +78,27 @@ enum Scenario {
     /// classmates were tricked into trusting; then the server's key is
     /// rotated.
     InterceptCa,
+    /// `strip-starttls`, then `inject-starttls`, in front of a server that
+    /// requires STARTTLS.
+    Strip,
+    /// `downgrade-sasl` on the plaintext twin, then `intercept-tls` against
+    /// channel binding.
+    Downgrade,
+}
+
+impl Scenario {
+    /// Whether `classmate` signs up during the session (its password then
+    /// crosses in the registration); otherwise it signed up before.
+    fn classmate_registers(self) -> bool {
+        matches!(
+            self,
+            Scenario::Sniff | Scenario::Intercept | Scenario::InterceptCa
+        )
+    }
 }
 
 /// Every lab, in order.
-pub const LABS: [Lab; 4] = [
+pub const LABS: [Lab; 6] = [
     Lab {
         number: 1,
         title: "Sniff the plaintext chat",
@@ -160,6 +177,44 @@ pub const LABS: [Lab; 4] = [
             ),
         ],
     },
+    Lab {
+        number: 5,
+        title: "STARTTLS stripping, and STARTTLS injection",
+        sheet: include_str!("../sheets/05-starttls.md"),
+        minutes: 60,
+        needs: "lab 3",
+        twin: Twin::Tls,
+        scenario: Scenario::Strip,
+        keys: &[
+            (
+                "codeword",
+                "in the proxy's output of part 1: classmate's message, in plaintext after the strip",
+            ),
+            (
+                "iterations",
+                "classmate's SCRAM sign-in crossed in plaintext: base64 -d the <challenge>, read i=",
+            ),
+        ],
+    },
+    Lab {
+        number: 6,
+        title: "SASL downgrade and channel binding",
+        sheet: include_str!("../sheets/06-sasl-downgrade.md"),
+        minutes: 60,
+        needs: "lab 4 and lab 5",
+        twin: Twin::Tls,
+        scenario: Scenario::Downgrade,
+        keys: &[
+            (
+                "password",
+                "in part 1: classmate's <auth mechanism='PLAIN'>, which the proxy decodes",
+            ),
+            (
+                "iterations",
+                "in part 2: the proxy read classmate's SCRAM exchange inside TLS; base64 -d the <challenge>, read i=",
+            ),
+        ],
+    },
 ];
 
 /// The lab numbered `n`.
@@ -197,6 +252,10 @@ fn expected(n: u8, key: &str, s: &Secrets) -> Option<String> {
         (3, "codeword") => s.codeword(3),
         (4, "password") => s.password(4, "classmate"),
         (4, "codeword") => s.codeword(4),
+        (5, "codeword") => s.codeword(5),
+        (5, "iterations") => s.iterations(5).to_string(),
+        (6, "password") => s.password(6, "classmate"),
+        (6, "iterations") => s.iterations(6).to_string(),
         _ => return None,
     })
 }
@@ -247,6 +306,14 @@ pub fn run(
     // are on the wire.
     server.run("teacher", &teacher_pw, &["--register"], "")?;
     server.run("careful", &careful_pw, &["--register"], "")?;
+    if !lab.scenario.classmate_registers() {
+        server.run(
+            "classmate",
+            &s.password(n, "classmate"),
+            &["--register"],
+            "",
+        )?;
+    }
     say!("Lab {n}: {} (student: {})", lab.title, s.student());
     // Not the server name: for TLS labs it is an answer.
     say!("{} server on {}", lab.twin.bin(), server.addr);
@@ -271,6 +338,8 @@ pub fn run(
         Scenario::Intercept | Scenario::InterceptCa => {
             intercepted_session(&server, &s, n, once, lab.scenario, dir.path())?;
         }
+        Scenario::Strip => stripped_session(&server, &s, n, once)?,
+        Scenario::Downgrade => downgraded_session(&server, &s, n, once, dir.path())?,
     }
     if lab.scenario == Scenario::InterceptCa {
         // Key rotation: the same CA, a new server key. careful pinned the
@@ -365,6 +434,107 @@ fn sniffed_session(server: &ChatServer, s: &Secrets, n: u8) -> anyhow::Result<()
     Ok(())
 }
 
+/// The attacker's `mitm-proxy` between the classmates and a server: the
+/// student runs it from the command printed here; with `--once` (a
+/// projector) the lab runs it itself and prints what it saw at the end.
+struct Attacker {
+    /// Where the classmates connect, taking it for the server.
+    addr: std::net::SocketAddr,
+    /// The lab's own proxy (`--once`).
+    own: Option<harness::Proc>,
+}
+
+impl Attacker {
+    /// Puts a proxy with `attack` (its flags) in front of `upstream`.
+    fn start(upstream: std::net::SocketAddr, attack: &[&str], once: bool) -> anyhow::Result<Self> {
+        let addr = free_loopback_port()?;
+        let bin = crate::chat::bin("mitm-proxy")?;
+        let (listen, upstream) = (addr.to_string(), upstream.to_string());
+        let mut args = vec!["--listen", &listen, "--upstream", &upstream];
+        args.extend(attack);
+        if once {
+            let mut cmd = std::process::Command::new(&bin);
+            cmd.args(&args);
+            let p = harness::Proc::spawn("mitm-proxy", cmd, harness::Input::Null)?;
+            harness::chat::wait_ready(&p)?;
+            return Ok(Attacker { addr, own: Some(p) });
+        }
+        say!("You are the attacker. In another terminal, put the proxy in the path:");
+        say!("  {} {}", bin.display(), args.join(" "));
+        say!("Your classmates will connect to {addr}, taking it for the server.");
+        say!("Press Enter here once the proxy is listening.");
+        wait_enter();
+        // Nothing listens there until the student's proxy does; binding
+        // the port ourselves tells, without a connection the proxy would
+        // log as a client.
+        while std::net::TcpListener::bind(addr).is_ok() {
+            check_interrupt()?;
+            say!("Nothing listens on {addr} yet: start the proxy (above), then press Enter.");
+            wait_enter();
+        }
+        check_interrupt()?;
+        Ok(Attacker { addr, own: None })
+    }
+
+    /// With `--once`: stops the lab's proxy and prints what it saw.
+    fn report(self) -> anyhow::Result<()> {
+        if let Some(mut p) = self.own {
+            let (_, lines) = p.interrupt(Duration::from_secs(20))?;
+            say!("What the proxy saw:");
+            for l in lines {
+                say!("  {l}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `classmate` at `addr` with `flags`: sends teacher the code word, and
+/// teacher (signed in straight to the server) receives it.
+fn classmate_sends_codeword(
+    server: &ChatServer,
+    addr: std::net::SocketAddr,
+    s: &Secrets,
+    n: u8,
+    flags: &[&str],
+) -> anyhow::Result<()> {
+    let teacher = teacher_waits(server, s, n)?;
+    let cmd = server.client_at(addr, "classmate", &s.password(n, "classmate"), flags)?;
+    let script = format!(
+        "/msg teacher the code word is {}\n/wait receipt teacher 20\n",
+        s.codeword(n)
+    );
+    harness::Proc::spawn("classmate", cmd, harness::Input::Text(script))?
+        .finish(Duration::from_secs(60))?;
+    teacher.finish(Duration::from_secs(30))?;
+    let shown: Vec<&str> = flags
+        .iter()
+        .copied()
+        .filter(|f| *f != "--register")
+        .collect();
+    say!(
+        "classmate ({}) signed in through {addr} and sent a message.",
+        shown.join(" ")
+    );
+    Ok(())
+}
+
+/// `careful` at `addr` with `flags` (`how`, in words), expecting a
+/// refusal: prints the client's own reason.
+fn careful_refused(
+    server: &ChatServer,
+    addr: std::net::SocketAddr,
+    s: &Secrets,
+    n: u8,
+    flags: &[&str],
+    how: &str,
+) -> anyhow::Result<()> {
+    let refused = run_refused(server, addr, "careful", &s.password(n, "careful"), flags)?;
+    say!("careful ({how}) through {addr}:");
+    say!("  {refused}");
+    Ok(())
+}
+
 /// Lab 3: the student is the attacker in the path. `classmate` connects
 /// through the student's proxy with `--insecure` (deliberately weak: it
 /// accepts any certificate), registers and sends the code word; `careful`
@@ -382,118 +552,202 @@ fn intercepted_session(
     scenario: Scenario,
     dir: &Path,
 ) -> anyhow::Result<()> {
-    let proxy_addr = free_loopback_port()?;
-    let proxy_bin = crate::chat::bin("mitm-proxy")?;
-    let mut proxy_args = vec![
-        "--listen".to_string(),
-        proxy_addr.to_string(),
-        "--upstream".into(),
-        server.addr.to_string(),
-        "--attack".into(),
-        "intercept-tls".into(),
-    ];
-    // Lab 4: the attacker's CA, made as the student would (`mitm-proxy ca`).
-    let attacker = dir.join("attacker-ca");
-    let attacker_ca = attacker.join("ca.pem").display().to_string();
     let pin = server.pin.clone().unwrap_or_default();
-    let (classmate_trust, careful_trust): (Vec<&str>, Vec<&str>) = match scenario {
+    let attacker_ca;
+    let (classmate_trust, careful_trust, proxy): (Vec<&str>, Vec<&str>, Attacker) = match scenario {
         // Deliberately weak: `--insecure` takes any certificate.
-        Scenario::Intercept => (vec!["--insecure"], vec![]),
-        _ => {
-            let out = std::process::Command::new(&proxy_bin)
-                .args(["ca", "--out"])
-                .arg(&attacker)
-                .output()?;
-            if !out.status.success() {
-                bail!(
-                    "mitm-proxy ca failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
+        Scenario::Intercept => {
+            if !once && let Some(ca) = &server.ca {
+                say!(
+                    "The lab CA (what a careful client trusts): {}",
+                    ca.display()
                 );
             }
-            proxy_args.extend(["--ca-dir".into(), attacker.display().to_string()]);
+            let proxy = Attacker::start(server.addr, &["--attack", "intercept-tls"], once)?;
+            (vec!["--insecure"], vec![], proxy)
+        }
+        _ => {
+            let ca_dir = attacker_ca_in(dir)?;
+            attacker_ca = ca_dir.join("ca.pem").display().to_string();
+            if !once {
+                say!(
+                    "Your CA as the attacker (the classmates' machines were made to trust it): {attacker_ca}"
+                );
+            }
+            let ca_dir = ca_dir.display().to_string();
+            let proxy = Attacker::start(
+                server.addr,
+                &["--attack", "intercept-tls", "--ca-dir", &ca_dir],
+                once,
+            )?;
             // Deliberately weak: both trust the attacker's CA (installed by
             // malware, a "security" product, or a careless admin).
             (
                 vec!["--ca", attacker_ca.as_str()],
                 vec!["--ca", attacker_ca.as_str(), "--pin", pin.as_str()],
+                proxy,
             )
         }
     };
-    // With --once (a projector), the lab is its own attacker.
-    let mut own_proxy = None;
-    if once {
-        let mut cmd = std::process::Command::new(&proxy_bin);
-        cmd.args(&proxy_args);
-        let p = harness::Proc::spawn("mitm-proxy", cmd, harness::Input::Null)?;
-        harness::chat::wait_ready(&p)?;
-        own_proxy = Some(p);
-    } else {
-        if scenario == Scenario::Intercept
-            && let Some(ca) = &server.ca
-        {
-            say!(
-                "The lab CA (what a careful client trusts): {}",
-                ca.display()
-            );
-        } else if scenario == Scenario::InterceptCa {
-            say!(
-                "Your CA as the attacker (the classmates' machines were made to trust it): {attacker_ca}"
-            );
-        }
-        say!("You are the attacker. In another terminal, put the proxy in the path:");
-        say!("  {} {}", proxy_bin.display(), proxy_args.join(" "));
-        say!("Your classmates will connect to {proxy_addr}, taking it for the server.");
-        say!("Press Enter here once the proxy is listening.");
-        wait_enter();
-        // Nothing listens there until the student's proxy does; binding
-        // the port ourselves tells, without a connection the proxy would
-        // log as a client.
-        while std::net::TcpListener::bind(proxy_addr).is_ok() {
-            check_interrupt()?;
-            say!("Nothing listens on {proxy_addr} yet: start the proxy (above), then press Enter.");
-            wait_enter();
-        }
-    }
-    check_interrupt()?;
-    let teacher = teacher_waits(server, s, n)?;
     // Without channel binding the server cannot tell its TLS is not the
     // client's (lab 6).
     let mut flags = vec!["--register", "--no-channel-binding"];
     flags.extend(&classmate_trust);
-    let cmd = server.client_at(proxy_addr, "classmate", &s.password(n, "classmate"), &flags)?;
-    let script = format!(
-        "/msg teacher the code word is {}\n/wait receipt teacher 20\n",
-        s.codeword(n)
-    );
-    harness::Proc::spawn("classmate", cmd, harness::Input::Text(script))?
-        .finish(Duration::from_secs(60))?;
-    teacher.finish(Duration::from_secs(30))?;
-    say!(
-        "classmate ({}) signed in through {proxy_addr} and sent a message.",
-        classmate_trust.join(" ")
-    );
-    let refused = run_refused(
-        server,
-        proxy_addr,
-        "careful",
-        &s.password(n, "careful"),
-        &careful_trust,
-    )?;
+    classmate_sends_codeword(server, proxy.addr, s, n, &flags)?;
     let how = if careful_trust.is_empty() {
         "default settings"
     } else {
         "the same CA, and a pin"
     };
-    say!("careful ({how}) through {proxy_addr}:");
-    say!("  {refused}");
-    if let Some(mut p) = own_proxy {
-        let (_, lines) = p.interrupt(Duration::from_secs(20))?;
-        say!("What the proxy saw:");
-        for l in lines {
-            say!("  {l}");
-        }
+    careful_refused(server, proxy.addr, s, n, &careful_trust, how)?;
+    proxy.report()
+}
+
+/// The attacker's CA, made as the student would (`mitm-proxy ca --out`),
+/// in `dir/attacker-ca`; returns that folder.
+fn attacker_ca_in(dir: &Path) -> anyhow::Result<PathBuf> {
+    let ca = dir.join("attacker-ca");
+    let out = std::process::Command::new(crate::chat::bin("mitm-proxy")?)
+        .args(["ca", "--out"])
+        .arg(&ca)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "mitm-proxy ca failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    Ok(())
+    Ok(ca)
+}
+
+/// Lab 5, part 1: the proxy removes `<starttls/>` from the features.
+/// `classmate` (signed up before, on a safe connection) insists on nothing:
+/// `--starttls opportunistic` goes on in plaintext, where its SCRAM
+/// sign-in and its message are readable. `careful` (the default,
+/// `required`) stops. The server required STARTTLS and still believes the
+/// session was secure: the proxy took TLS in the client's place.
+///
+/// Part 2: the proxy slips a plaintext stanza in after `<starttls/>` and
+/// after `<proceed/>` (CVE-2011-0411 class); the server and the client
+/// discard whatever was read before the switch, and say so.
+fn stripped_session(server: &ChatServer, s: &Secrets, n: u8, once: bool) -> anyhow::Result<()> {
+    if !once && let Some(ca) = &server.ca {
+        say!("The lab CA (what the classmates trust): {}", ca.display());
+    }
+    say!("Part 1: strip STARTTLS.");
+    let strip = Attacker::start(server.addr, &["--attack", "strip-starttls"], once)?;
+    // Deliberately weak: `opportunistic` takes plaintext when STARTTLS is
+    // not offered, which is exactly what the attacker arranges.
+    classmate_sends_codeword(server, strip.addr, s, n, &["--starttls", "opportunistic"])?;
+    careful_refused(
+        server,
+        strip.addr,
+        s,
+        n,
+        &[],
+        "default settings: --starttls required",
+    )?;
+    // The last: the first was classmate's sign-up, straight to the server.
+    if let Some(l) = server
+        .log_lines("session bound")
+        .iter()
+        .rfind(|l| l.contains("classmate@"))
+    {
+        say!("What the server logged of classmate's session (it requires STARTTLS):");
+        say!("  {}", l.trim());
+    }
+    strip.report()?;
+
+    say!("Part 2: inject a command at the STARTTLS switch.");
+    let inject = Attacker::start(server.addr, &["--attack", "inject-starttls"], once)?;
+    let cmd = server.client_at(inject.addr, "careful", &s.password(n, "careful"), &[])?;
+    let mut careful = harness::Proc::spawn(
+        "careful",
+        cmd,
+        harness::Input::Text("/status away reading the RFCs\n".into()),
+    )?;
+    let (status, _) = careful.wait_exit(Duration::from_secs(30))?;
+    say!(
+        "careful (default settings) through {}: {}",
+        inject.addr,
+        if status.success() {
+            "signed in and set its status"
+        } else {
+            "failed"
+        }
+    );
+    say!("What careful's client said:");
+    for l in careful.stderr().lines().filter(|l| l.contains("discarded")) {
+        say!("  {}", l.trim());
+    }
+    say!("What the server logged:");
+    for l in server.log_lines("discarded plaintext") {
+        say!("  {}", l.trim());
+    }
+    inject.report()
+}
+
+/// Lab 6, part 1 (the plaintext twin): the proxy offers only PLAIN.
+/// `classmate` takes whatever is offered (`--sasl PLAIN`) and sends its
+/// password; `careful` (the default minimum, SCRAM) refuses.
+///
+/// Part 2 (TLS): the proxy ends classmate's TLS with a certificate from the
+/// attacker's CA, which classmate trusts by mistake. classmate binds its
+/// SCRAM sign-in to the TLS it sees (`-PLUS`, the default); the server
+/// compares with its own TLS, finds another certificate, and refuses.
+fn downgraded_session(
+    server: &ChatServer,
+    s: &Secrets,
+    n: u8,
+    once: bool,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    say!("Part 1: downgrade SASL on the plaintext twin.");
+    let plain = start_server(Twin::Plain, dir, "localhost", None, &[])?;
+    let pw = s.password(n, "classmate");
+    // Both signed up before, on a connection the attacker did not see.
+    plain.run("classmate", &pw, &["--register"], "")?;
+    plain.run("careful", &s.password(n, "careful"), &["--register"], "")?;
+    say!("chat-plain server on {}", plain.addr);
+    let down = Attacker::start(plain.addr, &["--attack", "downgrade-sasl"], once)?;
+    // Deliberately weak: `--sasl PLAIN` takes whatever the offer says.
+    plain.run_at(
+        down.addr,
+        "classmate",
+        &pw,
+        &["--sasl", "PLAIN"],
+        "/status away reading the RFCs\n",
+    )?;
+    say!(
+        "classmate (--sasl PLAIN) signed in through {} and set its status.",
+        down.addr
+    );
+    careful_refused(&plain, down.addr, s, n, &[], "default settings")?;
+    down.report()?;
+    drop(plain);
+
+    say!("Part 2: channel binding, against a CA the client trusts by mistake.");
+    let ca_dir = attacker_ca_in(dir)?;
+    let attacker_ca = ca_dir.join("ca.pem").display().to_string();
+    if !once {
+        say!("Your CA as the attacker (classmate's machine was made to trust it): {attacker_ca}");
+    }
+    let ca_dir = ca_dir.display().to_string();
+    let icpt = Attacker::start(
+        server.addr,
+        &["--attack", "intercept-tls", "--ca-dir", &ca_dir],
+        once,
+    )?;
+    // Deliberately weak: classmate trusts the attacker's CA. Its sign-in
+    // is bound to its TLS (SCRAM-*-PLUS, the default), which is the
+    // defence this part shows.
+    let refused = run_refused(server, icpt.addr, "classmate", &pw, &["--ca", &attacker_ca])?;
+    say!(
+        "classmate (trusting your CA; channel binding on, the default) through {}:",
+        icpt.addr
+    );
+    say!("  {refused}");
+    icpt.report()
 }
 
 /// Runs `user` at `addr` with `extra` flags, expecting a refusal: the

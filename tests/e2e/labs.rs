@@ -1,5 +1,5 @@
-//! `labs`: the side-by-side demo, and labs 1 and 2 solved the way a student
-//! solves them (capture, read the sniffer, answer), through the real
+//! `labs`: the side-by-side demo, and the labs solved the way a student
+//! solves them (capture or attack, read the sniffer or the proxy, answer), through the real
 //! binaries.
 
 use std::io::{BufRead, BufReader};
@@ -323,67 +323,207 @@ fn lab_4_is_solved_from_the_proxy_and_the_pin_holds_then_breaks() {
     assert!(after.contains("The new key's pin: sha256:"), "{lab}");
 }
 
-/// Solves interception lab `n` as `student` (see lab 3), checking careful's
-/// refusal says `refusal`; returns what `labs run` said.
-fn solve_interception_lab(n: u8, student: &str, refusal: &str) -> String {
+/// Runs attacker lab `n` as `student` does: for each of its `parts`, waits
+/// for the proxy command `labs run` prints, runs it exactly as printed
+/// (with `--json` added to read it here) and presses Enter. Returns what
+/// `labs run` said and each proxy's events, in order.
+fn run_attacker_lab(n: u8, student: &str, parts: usize) -> (String, Vec<Vec<Value>>) {
     let mut lab = start_lab(n, student);
-    let printed = lab
-        .wait_line("mitm-proxy --listen", WAIT)
-        .unwrap_or_else(|e| fail(e, &lab));
-    let mut words = printed.split_whitespace();
-    let mut proxy = Command::new(words.next().unwrap());
-    proxy.args(words).arg("--json");
-    let mut proxy = Proc::spawn("mitm-proxy", proxy, Input::Null).unwrap();
-    harness::chat::wait_ready(&proxy).unwrap();
-    lab.wait_line("Press Enter", WAIT)
-        .unwrap_or_else(|e| fail(e, &lab));
-    lab.send_line("").unwrap();
-    lab.wait_line("careful (", Duration::from_secs(90))
-        .unwrap_or_else(|e| fail(e, &lab));
-    let why = lab.wait_line(refusal, WAIT);
-    assert!(why.is_ok(), "the client's own reason: {}", lab.transcript());
-    lab.wait_line(&format!("labs check {n} --student"), WAIT)
-        .unwrap_or_else(|e| fail(e, &lab));
+    let mut proxies = Vec::new();
+    for _ in 0..parts {
+        let printed = lab
+            .wait_line("mitm-proxy --listen", Duration::from_secs(90))
+            .unwrap_or_else(|e| fail(e, &lab));
+        let mut words = printed.split_whitespace();
+        let mut proxy = Command::new(words.next().unwrap());
+        proxy.args(words).arg("--json");
+        let proxy = Proc::spawn("mitm-proxy", proxy, Input::Null).unwrap();
+        harness::chat::wait_ready(&proxy).unwrap();
+        lab.wait_line("Press Enter", WAIT)
+            .unwrap_or_else(|e| fail(e, &lab));
+        lab.send_line("").unwrap();
+        proxies.push(proxy);
+    }
+    lab.wait_line(
+        &format!("labs check {n} --student"),
+        Duration::from_secs(90),
+    )
+    .unwrap_or_else(|e| fail(e, &lab));
     lab.wait_line("the server keeps running", WAIT)
         .unwrap_or_else(|e| fail(e, &lab));
-    let (_, lines) = proxy.interrupt(WAIT).unwrap();
+    let events = proxies
+        .iter_mut()
+        .map(|p| {
+            let (_, lines) = p.interrupt(WAIT).unwrap();
+            lines
+                .iter()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
+        .collect();
     let (status, _) = lab.interrupt(WAIT).unwrap_or_else(|e| fail(e, &lab));
     assert_eq!(status.code(), Some(0), "{}", lab.transcript());
-    no_answer_in(&lab.transcript(), n, student);
-    let events: Vec<Value> = lines
+    let said = lab.transcript();
+    no_answer_in(&said, n, student);
+    (said, events)
+}
+
+/// The password the proxy captured from `user`.
+fn captured(events: &[Value], user: &str) -> String {
+    events
         .iter()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let password = events
-        .iter()
-        .find(|v| v["type"] == "captured" && v["user"] == "classmate")
+        .find(|v| v["type"] == "captured" && v["user"] == user)
         .and_then(|v| v["secret"].as_str())
-        .unwrap_or_else(|| panic!("nothing captured: {lines:#?}"))
-        .to_string();
-    let codeword = events
+        .unwrap_or_else(|| panic!("nothing captured from {user}: {events:#?}"))
+        .to_string()
+}
+
+/// The code word in the message the proxy read.
+fn codeword_read(events: &[Value]) -> String {
+    events
         .iter()
         .filter(|v| v["type"] == "stanza")
         .find_map(|v| {
             let s = v["stanza"].as_str()?;
             Some(s.split("the code word is ").nth(1)?.trim().to_string())
         })
-        .unwrap_or_else(|| panic!("no message read: {lines:#?}"));
-    // careful's connection: the proxy says the attack was defeated.
-    assert!(
-        events.iter().any(|v| v["type"] == "verdict"
-            && v["attack"] == "intercept-tls"
-            && v["defeated"] == true),
-        "{lines:#?}"
-    );
+        .unwrap_or_else(|| panic!("no message read: {events:#?}"))
+}
+
+/// `i=` of the SCRAM server-first message the proxy read, decoded as a
+/// student does (`base64 -d`).
+fn iterations_read(events: &[Value]) -> String {
+    use base64::Engine as _;
+    let b64 = events
+        .iter()
+        .filter(|v| v["type"] == "stanza")
+        .find_map(|v| v["stanza"].as_str()?.strip_prefix("<challenge> "))
+        .unwrap_or_else(|| panic!("no SCRAM challenge read: {events:#?}"));
+    let text = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .unwrap();
+    String::from_utf8(text)
+        .unwrap()
+        .split(',')
+        .find_map(|kv| kv.strip_prefix("i="))
+        .unwrap()
+        .to_string()
+}
+
+/// The proxy's verdict for `attack` on connection `conn`.
+fn verdict<'a>(events: &'a [Value], conn: u64, attack: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|v| v["type"] == "verdict" && v["conn"] == conn && v["attack"] == attack)
+        .unwrap_or_else(|| panic!("no {attack} verdict on #{conn}: {events:#?}"))
+}
+
+/// `answers` are right for `student` and wrong for another.
+fn answers_check(n: u8, student: &str, answers: &[String]) {
     let dir = tempfile::tempdir().unwrap();
     let progress = dir.path().join("progress.json");
-    let answers = vec![
-        format!("password={password}"),
-        format!("codeword={codeword}"),
-    ];
-    let (code, out) = check(n, student, &answers, &progress);
+    let (code, out) = check(n, student, answers, &progress);
     assert_eq!(code, 0, "{out}");
-    let (code, _) = check(n, "Alan Turing", &answers, &progress);
+    let (code, _) = check(n, "Alan Turing", answers, &progress);
     assert_eq!(code, 1, "another student's answers");
-    lab.transcript()
+}
+
+/// Solves interception lab `n` as `student` (see lab 3), checking careful's
+/// refusal says `refusal`; returns what `labs run` said.
+fn solve_interception_lab(n: u8, student: &str, refusal: &str) -> String {
+    let (said, mut events) = run_attacker_lab(n, student, 1);
+    let events = events.remove(0);
+    let careful = said
+        .split("careful (")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(careful.contains(refusal), "the client's own reason: {said}");
+    // careful's connection: the proxy says the attack was defeated.
+    assert_eq!(verdict(&events, 2, "intercept-tls")["defeated"], true);
+    answers_check(
+        n,
+        student,
+        &[
+            format!("password={}", captured(&events, "classmate")),
+            format!("codeword={}", codeword_read(&events)),
+        ],
+    );
+    said
+}
+
+/// Lab 5: the first proxy strips STARTTLS; classmate (opportunistic) goes
+/// on in plaintext, careful (required) stops, and the server believed the
+/// session secure. The second injects at the switch, and both ends say
+/// they discarded it.
+#[test]
+fn lab_5_is_solved_from_the_stripped_session_and_the_injection_is_discarded() {
+    let (said, events) = run_attacker_lab(5, "Ada Lovelace", 2);
+    let (strip, inject) = (&events[0], &events[1]);
+    assert_eq!(verdict(strip, 1, "strip-starttls")["defeated"], false);
+    assert_eq!(verdict(strip, 2, "strip-starttls")["defeated"], true);
+    assert!(
+        said.contains("possible STARTTLS stripping attack"),
+        "careful's reason: {said}"
+    );
+    assert!(said.contains("secure=true"), "the server's belief: {said}");
+    assert!(
+        said.contains("were discarded (STARTTLS response injection?)")
+            && said.contains("discarded plaintext sent after <starttls/>"),
+        "both ends dropped the injection: {said}"
+    );
+    assert!(said.contains("signed in and set its status"), "{said}");
+    assert_eq!(
+        inject
+            .iter()
+            .filter(|v| v["type"] == "attack" && v["attack"] == "inject-starttls")
+            .count(),
+        2
+    );
+    // SCRAM kept the password off the wire, even in plaintext.
+    assert!(!strip.iter().any(|v| v["type"] == "captured"), "{strip:#?}");
+    answers_check(
+        5,
+        "Ada Lovelace",
+        &[
+            format!("codeword={}", codeword_read(strip)),
+            format!("iterations={}", iterations_read(strip)),
+        ],
+    );
+}
+
+/// Lab 6: the downgrade gets classmate's password over plaintext and is
+/// refused by careful's minimum; over TLS, channel binding makes the relayed
+/// sign-in fail although classmate accepted the forged certificate.
+#[test]
+fn lab_6_is_solved_from_the_downgrade_and_channel_binding_holds() {
+    let (said, events) = run_attacker_lab(6, "Grace Hopper", 2);
+    let (down, icpt) = (&events[0], &events[1]);
+    assert_eq!(verdict(down, 1, "downgrade-sasl")["defeated"], false);
+    assert_eq!(verdict(down, 2, "downgrade-sasl")["defeated"], true);
+    assert!(
+        said.contains("(a SASL downgrade)"),
+        "careful's reason: {said}"
+    );
+    let v = verdict(icpt, 1, "intercept-tls");
+    assert_eq!(v["defeated"], true, "{v}");
+    assert!(
+        said.contains("channel binding failed: someone is relaying this TLS connection"),
+        "{said}"
+    );
+    // The sign-in the proxy read was a -PLUS one.
+    assert!(
+        icpt.iter().any(|v| v["type"] == "stanza"
+            && v["stanza"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("<auth mechanism='SCRAM-SHA-256-PLUS'>"))),
+        "{icpt:#?}"
+    );
+    answers_check(
+        6,
+        "Grace Hopper",
+        &[
+            format!("password={}", captured(down, "classmate")),
+            format!("iterations={}", iterations_read(icpt)),
+        ],
+    );
 }

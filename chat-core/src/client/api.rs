@@ -26,6 +26,8 @@ pub struct Client {
     pub(super) jid: Jid,
     pub(super) mechanism: Mechanism,
     pub(super) secure: bool,
+    /// Bytes dropped at the STARTTLS switch (see [`Client::discarded_at_switch`]).
+    pub(super) discarded_at_switch: usize,
     /// The server's stanza limit: nothing larger is sent.
     pub(super) max_stanza: usize,
     pub(super) out: mpsc::Sender<String>,
@@ -179,6 +181,14 @@ impl Client {
     /// Whether the stream is encrypted.
     pub fn is_secure(&self) -> bool {
         self.secure
+    }
+
+    /// How many bytes arrived after the server's `<proceed/>` and before
+    /// TLS, and were dropped unread: anything there was not protected by
+    /// TLS, so an honest server sends nothing (STARTTLS response injection
+    /// puts a forged stanza there).
+    pub fn discarded_at_switch(&self) -> usize {
+        self.discarded_at_switch
     }
 
     /// Sends a stanza.

@@ -66,6 +66,8 @@ pub(super) struct Negotiated {
     jid: Jid,
     mechanism: Mechanism,
     secure: bool,
+    /// Bytes that came after `<proceed/>`, before TLS, and were dropped.
+    discarded_at_switch: usize,
     /// The largest stanza the server accepts (see [`server_limit`]).
     max_stanza: usize,
 }
@@ -160,11 +162,20 @@ async fn negotiate<T: ClientTransport>(
     let mut registered = !opts.register;
     let mut mechanism = None;
     let username = opts.jid.local().unwrap_or_default().to_string();
+    let mut discarded_at_switch = 0;
     loop {
         write_str(&mut stream, &StreamHeader::client_to(&domain).to_xml()).await?;
         let features = read_features(&mut stream, &mut reader).await?;
         if !security.is_tls() {
-            let upgraded = starttls(transport, &domain, &features, stream, &mut reader).await?;
+            let upgraded = starttls(
+                transport,
+                &domain,
+                &features,
+                stream,
+                &mut reader,
+                &mut discarded_at_switch,
+            )
+            .await?;
             stream = upgraded.0;
             if let Some(tls) = upgraded.1 {
                 security = tls;
@@ -207,6 +218,7 @@ async fn negotiate<T: ClientTransport>(
             jid,
             mechanism: mechanism.unwrap_or(Mechanism::Plain),
             secure: security.is_tls(),
+            discarded_at_switch,
             max_stanza,
         });
     }
@@ -215,13 +227,15 @@ async fn negotiate<T: ClientTransport>(
 /// The STARTTLS step on an unencrypted stream: upgrades when both sides
 /// can, refuses to go on when the policy or the server insists on TLS.
 /// Returns the stream and, if it is encrypted now, its channel (a new round
-/// of negotiation begins).
+/// of negotiation begins); `discarded` counts the bytes dropped at the
+/// switch.
 async fn starttls<T: ClientTransport>(
     transport: &T,
     domain: &str,
     features: &Element,
     mut stream: BoxStream,
     reader: &mut XmppReader,
+    discarded: &mut usize,
 ) -> Result<(BoxStream, Option<Security>), ClientError> {
     let offered = features.has_child("starttls", ns::TLS);
     match (transport.starttls(), offered) {
@@ -232,8 +246,9 @@ async fn starttls<T: ClientTransport>(
                 return Err(ClientError::StartTlsRefused);
             }
             // Whatever arrived after <proceed/> was not protected by TLS:
-            // drop it (STARTTLS command injection, CVE-2011-0411).
-            reader.reset_discarding();
+            // drop it (STARTTLS response injection, the client side of
+            // CVE-2011-0411), and count it so the user is told.
+            *discarded += reader.reset_discarding();
             let (tls, security) = transport
                 .upgrade(stream, domain)
                 .await
@@ -493,6 +508,7 @@ pub(super) fn start(n: Negotiated, events: EventLimits) -> Client {
         jid: n.jid,
         mechanism: n.mechanism,
         secure: n.secure,
+        discarded_at_switch: n.discarded_at_switch,
         max_stanza: n.max_stanza,
         out: out_tx,
         pending,
@@ -536,6 +552,7 @@ mod tests {
                 jid: Jid::parse("alice@localhost/r").unwrap(),
                 mechanism: Mechanism::Plain,
                 secure: false,
+                discarded_at_switch: 0,
                 max_stanza: protocol::limits::MAX_STANZA_BYTES,
             },
             EventLimits::default(),

@@ -97,6 +97,12 @@ async fn sign_in<T: ClientTransport>(
             "{name}: warning: this connection is NOT encrypted; anyone on the network path can read and change it"
         );
     }
+    if client.discarded_at_switch() > 0 {
+        eprintln!(
+            "{name}: warning: {} bytes arrived after <proceed/>, before TLS, and were discarded (STARTTLS response injection?)",
+            client.discarded_at_switch()
+        );
+    }
     // Roster first, so the client knows its contacts before presence and
     // subscription requests arrive; then initial presence, which also
     // releases offline messages.
