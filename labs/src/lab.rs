@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
+use sha2::{Digest, Sha256};
 
 use harness::signals::check_interrupt;
 
@@ -84,6 +85,9 @@ enum Scenario {
     /// `downgrade-sasl` on the plaintext twin, then `intercept-tls` against
     /// channel binding.
     Downgrade,
+    /// `tamper` with the student's rules on the plaintext twin, then
+    /// `corrupt-tls`.
+    Tamper,
 }
 
 impl Scenario {
@@ -98,7 +102,7 @@ impl Scenario {
 }
 
 /// Every lab, in order.
-pub const LABS: [Lab; 6] = [
+pub const LABS: [Lab; 7] = [
     Lab {
         number: 1,
         title: "Sniff the plaintext chat",
@@ -215,6 +219,25 @@ pub const LABS: [Lab; 6] = [
             ),
         ],
     },
+    Lab {
+        number: 7,
+        title: "Tampering, checksums and AEAD",
+        sheet: include_str!("../sheets/07-tampering.md"),
+        minutes: 60,
+        needs: "lab 3",
+        twin: Twin::Plain,
+        scenario: Scenario::Tamper,
+        keys: &[
+            (
+                "codeword",
+                "in the proxy's output: what classmate's message said before your rule replaced it",
+            ),
+            (
+                "sha256",
+                "in the proxy's output: the SHA-256 the offer carried before your swap-file rule replaced it",
+            ),
+        ],
+    },
 ];
 
 /// The lab numbered `n`.
@@ -256,6 +279,8 @@ fn expected(n: u8, key: &str, s: &Secrets) -> Option<String> {
         (5, "iterations") => s.iterations(5).to_string(),
         (6, "password") => s.password(6, "classmate"),
         (6, "iterations") => s.iterations(6).to_string(),
+        (7, "codeword") => s.codeword(7),
+        (7, "sha256") => hex(&Sha256::digest(s.notes(7).as_bytes())),
         _ => return None,
     })
 }
@@ -272,6 +297,24 @@ fn normalise(s: &str) -> String {
     s.replace("tlsv", "tls")
         .replace("tls13aes", "tlsaes")
         .replace("tls13chacha", "tlschacha")
+}
+
+/// An answer in the form `expected` gives: a SHA-256 given in base64 (as
+/// an XMPP file offer carries it) becomes hex (as `sha256sum` prints it).
+fn canonical(key: &str, value: &str) -> String {
+    use base64::Engine as _;
+    if key == "sha256"
+        && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(value.trim())
+        && bytes.len() == 32
+    {
+        return hex(&bytes);
+    }
+    value.to_string()
+}
+
+/// Lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `labs run N`: the lab's server and scenario.
@@ -340,6 +383,7 @@ pub fn run(
         }
         Scenario::Strip => stripped_session(&server, &s, n, once)?,
         Scenario::Downgrade => downgraded_session(&server, &s, n, once, dir.path())?,
+        Scenario::Tamper => tampered_session(&server, &s, n, once, dir.path())?,
     }
     if lab.scenario == Scenario::InterceptCa {
         // Key rotation: the same CA, a new server key. careful pinned the
@@ -750,6 +794,159 @@ fn downgraded_session(
     icpt.report()
 }
 
+/// Lab 7, part 1 and 2 (the plaintext twin): the student's proxy changes
+/// stanzas by the student's own rules (`--attack tamper --rules FILE`).
+/// classmate sends teacher a message and then a file, whose offer carries
+/// its SHA-256; the lab says whether what teacher's client showed and saved
+/// is what classmate sent, and that teacher's client checked the hash.
+///
+/// Part 3 (TLS): the proxy flips one bit of one encrypted record, and the
+/// connection dies of it.
+fn tampered_session(
+    server: &ChatServer,
+    s: &Secrets,
+    n: u8,
+    once: bool,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let (teacher_pw, classmate_pw) = (s.password(n, "teacher"), s.password(n, "classmate"));
+    // Contacts before the session (straight to the server): a file goes to
+    // a contact's full address, which presence tells.
+    let teacher = server.start(
+        "teacher",
+        &teacher_pw,
+        &[],
+        "/wait subscribe classmate 20\n/add classmate\n",
+    )?;
+    server.run(
+        "classmate",
+        &classmate_pw,
+        &[],
+        "/add teacher\n/wait subscription teacher 20\n",
+    )?;
+    teacher.finish(Duration::from_secs(30))?;
+    let notes = s.notes(n);
+    let notes_path = dir.join("notes.txt");
+    std::fs::write(&notes_path, &notes)?;
+    say!("Parts 1 and 2: change what classmate says, and the file it sends.");
+    say!(
+        "classmate will send teacher a message, then the file notes.txt ({} bytes).",
+        notes.len()
+    );
+    let rules = if once {
+        // The lab as its own attacker: a rule for each lesson.
+        let evil = dir.join("evil.txt");
+        let mut fake = "The key to room B is under the mat.".to_string();
+        while fake.len() + 1 < notes.len() {
+            fake.push(' ');
+        }
+        fake.truncate(notes.len() - 1);
+        std::fs::write(&evil, fake + "\n")?;
+        let rules = dir.join("lab7-rules.txt");
+        std::fs::write(
+            &rules,
+            format!(
+                "c2s message body~code.word => replace-body the code word is CHANGED\n\
+                 c2s iq => swap-file {}\n",
+                evil.display()
+            ),
+        )?;
+        rules.display().to_string()
+    } else {
+        say!(
+            "Write your rules in lab7-rules.txt (the sheet shows how), in the folder where you run the proxy."
+        );
+        "lab7-rules.txt".to_string()
+    };
+    let tamper = Attacker::start(
+        server.addr,
+        &["--attack", "tamper", "--rules", &rules],
+        once,
+    )?;
+    let downloads = dir.join("teacher-downloads");
+    let mut teacher = server.start(
+        "teacher",
+        &teacher_pw,
+        &[
+            "--accept-files",
+            "--downloads",
+            &downloads.display().to_string(),
+        ],
+        "/wait message classmate 30\n/wait file-received classmate 60\n",
+    )?;
+    let sent = format!("the code word is {}", s.codeword(n));
+    server.run_at(
+        tamper.addr,
+        "classmate",
+        &classmate_pw,
+        &[],
+        &format!(
+            "/wait presence teacher 20\n/msg teacher {sent}\n/sendfile teacher {}\n",
+            notes_path.display()
+        ),
+    )?;
+    // What teacher's client showed, whatever the rules did (a dropped
+    // message or file is an outcome too, not an error).
+    let (_, lines) = teacher.wait_exit(Duration::from_secs(90))?;
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    match events.iter().find(|v| v["type"] == "message") {
+        Some(m) if m["body"] == sent.as_str() => {
+            say!("teacher's client showed classmate's message as classmate wrote it.")
+        }
+        Some(_) => say!(
+            "teacher's client showed classmate's message CHANGED in flight, and nothing warned teacher."
+        ),
+        None => say!("teacher's client showed no message from classmate."),
+    }
+    match events.iter().find(|v| v["type"] == "file-received") {
+        Some(f) => {
+            let saved = std::fs::read(f["path"].as_str().unwrap_or_default()).unwrap_or_default();
+            say!(
+                "teacher's client saved notes.txt and checked its SHA-256 against the one in the offer: it matched."
+            );
+            if saved == notes.as_bytes() {
+                say!("Its content is what classmate sent.");
+            } else {
+                say!("Its content is NOT what classmate sent.");
+            }
+        }
+        None => say!("teacher's client saved no file from classmate."),
+    }
+    tamper.report()?;
+
+    say!("Part 3: flip one bit inside TLS.");
+    let tls = start_server(Twin::Tls, dir, &s.domain(n), None, &[])?;
+    tls.run("classmate", &classmate_pw, &["--register"], "")?;
+    let flip = Attacker::start(tls.addr, &["--attack", "corrupt-tls"], once)?;
+    let cmd = tls.client_at(flip.addr, "classmate", &classmate_pw, &[])?;
+    let mut classmate = harness::Proc::spawn(
+        "classmate",
+        cmd,
+        harness::Input::Text("/status away reading the RFCs\n/msg careful hello\n".into()),
+    )?;
+    let (status, _) = classmate.wait_exit(Duration::from_secs(30))?;
+    say!(
+        "classmate (default settings) through {}: {}",
+        flip.addr,
+        if status.success() {
+            "finished normally"
+        } else {
+            "its connection failed"
+        }
+    );
+    for l in classmate.stderr().lines().filter(|l| !l.trim().is_empty()) {
+        say!("  {}", l.trim());
+    }
+    say!("What the chat-tls server logged:");
+    for l in tls.log_lines("connection failed") {
+        say!("  {}", l.trim());
+    }
+    flip.report()
+}
+
 /// Runs `user` at `addr` with `extra` flags, expecting a refusal: the
 /// client's own last line saying why, or a note that it was not refused.
 fn run_refused(
@@ -845,7 +1042,7 @@ pub fn check(
                     .join(", ")
             );
         };
-        if normalise(value) == normalise(&want) {
+        if normalise(&canonical(key, value)) == normalise(&want) {
             verdicts.push(format!("{key}: right"));
             right.push(key.to_string());
         } else {
@@ -960,6 +1157,20 @@ mod tests {
             )
             .unwrap(),
             0
+        );
+        // A file's SHA-256 in hex (`sha256sum`) or base64 (the offer).
+        use base64::Engine as _;
+        let digest = Sha256::digest(s.notes(7).as_bytes());
+        for form in [
+            hex(&digest).to_uppercase(),
+            base64::engine::general_purpose::STANDARD.encode(digest),
+        ] {
+            let a = [format!("sha256={form}")];
+            assert_eq!(check(7, "Eve", "c", &a, &prog).unwrap(), 0, "{form}");
+        }
+        assert_eq!(
+            check(7, "Eve", "c", &["sha256=0000".into()], &prog).unwrap(),
+            1
         );
         let text = std::fs::read_to_string(&prog).unwrap();
         assert!(

@@ -112,6 +112,15 @@ impl Secrets {
         }
     }
 
+    /// The text of the file `classmate` sends in a lab: the same layout
+    /// for everyone, with a line of the student's own.
+    pub fn notes(&self, lab: u8) -> String {
+        format!(
+            "Exam rooms: do not share.\nThe key to room B is in locker {}.\n",
+            self.phrase(&format!("lab{lab}/notes"), 2, "-")
+        )
+    }
+
     /// A server name, e.g. `cedar-jade.lab`.
     pub fn domain(&self, lab: u8) -> String {
         let b = self.bytes(&format!("lab{lab}/domain"));

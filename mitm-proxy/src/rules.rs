@@ -252,6 +252,28 @@ pub fn file_offer(el: &Element) -> Option<(String, u64)> {
     Some((si.get_attr("id")?.to_string(), size))
 }
 
+/// The SHA-256 (base64, as XEP-0300 carries it) in an offer's
+/// `<hash algo='sha-256'/>`.
+pub fn offer_hash(el: &Element) -> Option<String> {
+    el.get_child("si", ns::SI)?
+        .get_child("file", ns::SI_FILE)?
+        .elements()
+        .find(|h| h.is("hash", ns::HASHES) && h.get_attr("algo") == Some("sha-256"))
+        .map(|h| h.text_content().trim().to_string())
+}
+
+/// A base64 hash as the offer carries it, and in hex as `sha256sum` and
+/// the receiving client print it.
+pub fn hash_both_ways(b64: &str) -> String {
+    match B64.decode(b64) {
+        Ok(bytes) => {
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{b64}, hex {hex}")
+        }
+        Err(_) => b64.to_string(),
+    }
+}
+
 /// Puts `sha256` (base64) in an offer's `<hash algo='sha-256'/>`.
 pub fn set_offer_hash(el: &mut Element, sha256: &str) {
     if let Some(file) = el

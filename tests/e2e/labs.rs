@@ -328,15 +328,29 @@ fn lab_4_is_solved_from_the_proxy_and_the_pin_holds_then_breaks() {
 /// (with `--json` added to read it here) and presses Enter. Returns what
 /// `labs run` said and each proxy's events, in order.
 fn run_attacker_lab(n: u8, student: &str, parts: usize) -> (String, Vec<Vec<Value>>) {
+    run_attacker_lab_with(n, student, parts, &|_, _, _| {})
+}
+
+/// [`run_attacker_lab`], calling `prepare(part, said so far, folder)`
+/// before each proxy starts in `folder` (the student's files: lab 7's
+/// rules).
+fn run_attacker_lab_with(
+    n: u8,
+    student: &str,
+    parts: usize,
+    prepare: &dyn Fn(usize, &str, &std::path::Path),
+) -> (String, Vec<Vec<Value>>) {
     let mut lab = start_lab(n, student);
+    let folder = tempfile::tempdir().unwrap();
     let mut proxies = Vec::new();
-    for _ in 0..parts {
+    for part in 0..parts {
         let printed = lab
             .wait_line("mitm-proxy --listen", Duration::from_secs(90))
             .unwrap_or_else(|e| fail(e, &lab));
+        prepare(part, &lab.transcript(), folder.path());
         let mut words = printed.split_whitespace();
         let mut proxy = Command::new(words.next().unwrap());
-        proxy.args(words).arg("--json");
+        proxy.args(words).arg("--json").current_dir(folder.path());
         let proxy = Proc::spawn("mitm-proxy", proxy, Input::Null).unwrap();
         harness::chat::wait_ready(&proxy).unwrap();
         lab.wait_line("Press Enter", WAIT)
@@ -525,5 +539,69 @@ fn lab_6_is_solved_from_the_downgrade_and_channel_binding_holds() {
             format!("password={}", captured(down, "classmate")),
             format!("iterations={}", iterations_read(icpt)),
         ],
+    );
+}
+
+/// Lab 7 as a student does it: rules that rewrite classmate's message and
+/// swap its file for one of the size `labs run` gave; teacher's client is
+/// fooled by both and says the hash matched; the answers come from what
+/// the proxy says the stanzas were before. Over TLS one flipped bit ends
+/// the connection with bad_record_mac, and the server says why.
+#[test]
+fn lab_7_is_solved_by_tampering_and_tls_catches_one_bit() {
+    let prepare = |part: usize, said: &str, dir: &std::path::Path| {
+        if part != 0 {
+            return;
+        }
+        let size: usize = said
+            .split("notes.txt (")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no file size: {said}"));
+        let mut evil = b"the key is under the mat".to_vec();
+        evil.resize(size, b' ');
+        std::fs::write(dir.join("evil.txt"), evil).unwrap();
+        std::fs::write(
+            dir.join("lab7-rules.txt"),
+            "c2s message body~code.word => replace-body meet me at noon\n\
+             c2s iq => swap-file evil.txt\n",
+        )
+        .unwrap();
+    };
+    let (said, events) = run_attacker_lab_with(7, "Ada Lovelace", 2, &prepare);
+    assert!(
+        said.contains("CHANGED in flight, and nothing warned teacher")
+            && said.contains("checked its SHA-256 against the one in the offer: it matched")
+            && said.contains("NOT what classmate sent"),
+        "{said}"
+    );
+    let did: Vec<&str> = events[0]
+        .iter()
+        .filter(|v| v["type"] == "attack" && v["attack"] == "tamper")
+        .filter_map(|v| v["did"].as_str())
+        .collect();
+    let codeword = did
+        .iter()
+        .find_map(|d| d.split("(it said \"the code word is ").nth(1))
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("{did:#?}"));
+    let sha = did
+        .iter()
+        .find_map(|d| d.split("(its SHA-256 was ").nth(1))
+        .and_then(|r| r.split(',').next())
+        .unwrap_or_else(|| panic!("{did:#?}"));
+    // TLS: the record's tag did not match; the server says so and the
+    // client names the alert.
+    assert_eq!(verdict(&events[1], 1, "corrupt-tls")["defeated"], true);
+    assert!(
+        said.contains("BadRecordMac") && said.contains("cannot decrypt peer's message"),
+        "{said}"
+    );
+    // The hash as the offer carries it (base64); hex is taken too.
+    answers_check(
+        7,
+        "Ada Lovelace",
+        &[format!("codeword={codeword}"), format!("sha256={sha}")],
     );
 }

@@ -998,6 +998,7 @@ fn pair_via(
 
 #[test]
 fn tamper_rewrites_a_message_and_swaps_a_file_with_its_checksum() {
+    use base64::Engine as _;
     use sha2::{Digest, Sha256};
     let hex = |b: &[u8]| -> String {
         Sha256::digest(b)
@@ -1054,9 +1055,20 @@ fn tamper_rewrites_a_message_and_swaps_a_file_with_its_checksum() {
                 assert!(
                     all.iter().any(|e| e["type"] == "attack"
                         && e["attack"] == "tamper"
+                        && e["did"].as_str().is_some_and(|d| d.starts_with(&format!(
+                            "swapped the offered file (its SHA-256 was {}, hex {})",
+                            base64::engine::general_purpose::STANDARD
+                                .encode(Sha256::digest(std::fs::read(&real).unwrap())),
+                            hex(&std::fs::read(&real).unwrap())
+                        )))),
+                    "the attacker's log keeps the real hash: {all:#?}"
+                );
+                // ... and what the message said before.
+                assert!(
+                    all.iter().any(|e| e["type"] == "attack"
                         && e["did"]
                             .as_str()
-                            .is_some_and(|d| d.starts_with("swapped the offered file"))),
+                            .is_some_and(|d| d.contains("(it said \"see you Monday\")"))),
                     "{all:#?}"
                 );
                 assert_eq!(v["defeated"], false, "{v}");

@@ -126,7 +126,13 @@ pub async fn run(shared: Arc<Shared>, bound: Box<Bound>, peer: SocketAddr) {
                     tracing::info!(%peer, jid = %s.jid, "stream error: {p}");
                     break Close::Error(p.condition(), p.to_string());
                 }
-                Err(_) => break Close::Clean,
+                Err(ReadError::Io(e)) => {
+                    // A reset, or a TLS record that did not decrypt (changed
+                    // in flight): said, so an attack does not pass unseen.
+                    tracing::info!(%peer, jid = %s.jid, "connection failed: {e}");
+                    break Close::Clean;
+                }
+                Err(ReadError::Eof) => break Close::Clean,
             }},
             _ = tokio::time::sleep_until(deadline) => {
                 if pinged {

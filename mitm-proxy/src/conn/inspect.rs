@@ -418,10 +418,15 @@ fn tamper(c: &Conn, dir: Dir, el: &mut Element) -> Tampered {
         }
         match &rule.action {
             Action::ReplaceBody(text) => {
+                // What it said before: an attacker's log keeps both.
+                let was = el
+                    .child_text("body", ns::CLIENT)
+                    .map(|b| format!(" (it said \"{}\")", clip(b)))
+                    .unwrap_or_default();
                 rules::set_body(el, text);
                 t.modified = true;
                 said.push(format!(
-                    "replaced the body of a <{}> (rule {})",
+                    "replaced the body of a <{}>{was} (rule {})",
                     el.name, rule.line
                 ));
             }
@@ -463,12 +468,15 @@ fn tamper(c: &Conn, dir: Dir, el: &mut Element) -> Tampered {
                             rule.line
                         ));
                     } else if size == swap.bytes.len() as u64 {
+                        let was = rules::offer_hash(el)
+                            .map(|h| format!(" (its SHA-256 was {})", rules::hash_both_ways(&h)))
+                            .unwrap_or_default();
                         rules::set_offer_hash(el, &swap.sha256);
                         c.facts().swaps.insert(sid, (swap.clone(), 0));
                         t.modified = true;
                         said.push(format!(
-                            "swapped the offered file for {} ({size} bytes) and its SHA-256 in the \
-                             offer: the receiver's hash check will pass (rule {})",
+                            "swapped the offered file{was} for {} ({size} bytes) and its SHA-256 in \
+                             the offer: the receiver's hash check will pass (rule {})",
                             swap.path.display(),
                             rule.line
                         ));

@@ -24,12 +24,16 @@ pub(super) enum Unbound {
     Closed,
     /// Send this stream error and close.
     Error(StreamErrorCondition, String),
+    /// Reading failed: a reset, or a TLS record that did not decrypt (one
+    /// an attacker changed in flight). Logged; nothing more can be sent.
+    Failed(String),
 }
 
 impl From<ReadError> for Unbound {
     fn from(e: ReadError) -> Unbound {
         match e {
-            ReadError::Eof | ReadError::Io(_) => Unbound::Closed,
+            ReadError::Eof => Unbound::Closed,
+            ReadError::Io(e) => Unbound::Failed(e.to_string()),
             ReadError::Parse(p) => Unbound::Error(p.condition(), p.to_string()),
         }
     }

@@ -99,6 +99,9 @@ pub async fn negotiate<T: ServerTransport>(
             tracing::info!(peer = %n.peer, "stream error {cond}: {text}");
             n.send_error(cond, &text).await;
         }
+        Unbound::Failed(e) => {
+            tracing::info!(peer = %n.peer, "connection failed: {e}");
+        }
     }
     // The bound session (if any) was never handed over: release it.
     if let (Some(user), Some((_, handle, _, _))) = (&n.user, n.bound.take()) {
