@@ -88,6 +88,8 @@ enum Scenario {
     /// `tamper` with the student's rules on the plaintext twin, then
     /// `corrupt-tls`.
     Tamper,
+    /// `replay` of a PLAIN and a SCRAM sign-in, on the plaintext twin.
+    Replay,
 }
 
 impl Scenario {
@@ -102,7 +104,7 @@ impl Scenario {
 }
 
 /// Every lab, in order.
-pub const LABS: [Lab; 7] = [
+pub const LABS: [Lab; 8] = [
     Lab {
         number: 1,
         title: "Sniff the plaintext chat",
@@ -238,6 +240,25 @@ pub const LABS: [Lab; 7] = [
             ),
         ],
     },
+    Lab {
+        number: 8,
+        title: "Replay",
+        sheet: include_str!("../sheets/08-replay.md"),
+        minutes: 45,
+        needs: "lab 1 and lab 3",
+        twin: Twin::Plain,
+        scenario: Scenario::Replay,
+        keys: &[
+            (
+                "contact",
+                "the proxy's replay line for classmate's connection: the roster it read while signed in as classmate",
+            ),
+            (
+                "password",
+                "the proxy's CAPTURED line: classmate's PLAIN sign-in",
+            ),
+        ],
+    },
 ];
 
 /// The lab numbered `n`.
@@ -281,6 +302,8 @@ fn expected(n: u8, key: &str, s: &Secrets) -> Option<String> {
         (6, "iterations") => s.iterations(6).to_string(),
         (7, "codeword") => s.codeword(7),
         (7, "sha256") => hex(&Sha256::digest(s.notes(7).as_bytes())),
+        (8, "contact") => format!("{}@localhost", s.contact(8)),
+        (8, "password") => s.password(8, "classmate"),
         _ => return None,
     })
 }
@@ -384,6 +407,7 @@ pub fn run(
         Scenario::Strip => stripped_session(&server, &s, n, once)?,
         Scenario::Downgrade => downgraded_session(&server, &s, n, once, dir.path())?,
         Scenario::Tamper => tampered_session(&server, &s, n, once, dir.path())?,
+        Scenario::Replay => replayed_session(&server, &s, n, once)?,
     }
     if lab.scenario == Scenario::InterceptCa {
         // Key rotation: the same CA, a new server key. careful pinned the
@@ -945,6 +969,61 @@ fn tampered_session(
         say!("  {}", l.trim());
     }
     flip.report()
+}
+
+/// Lab 8 (the plaintext twin): the proxy records each sign-in it sees
+/// succeed and plays it again on a connection of its own. `classmate`
+/// signs in with PLAIN: the same bytes sign in again, and the proxy reads
+/// classmate's roster as classmate. `careful` signs in with SCRAM: the
+/// server's nonce is new on the proxy's connection, the recorded proof does
+/// not fit it, and the server refuses.
+fn replayed_session(server: &ChatServer, s: &Secrets, n: u8, once: bool) -> anyhow::Result<()> {
+    let pw = s.password(n, "classmate");
+    // classmate's contacts, made before the session: what an attacker
+    // signed in as classmate reads first.
+    server.run(
+        "classmate",
+        &pw,
+        &[],
+        &format!("/add teacher\n/add {}\n", s.contact(n)),
+    )?;
+    // The sign-ins so far (sign-ups, classmate's contacts) are not the
+    // session's.
+    let before = server.log_lines("authenticated").len();
+    let proxy = Attacker::start(server.addr, &["--attack", "replay"], once)?;
+    // Deliberately weak: PLAIN sends the same bytes at every sign-in.
+    server.run_at(
+        proxy.addr,
+        "classmate",
+        &pw,
+        &["--plain"],
+        "/status away reading the RFCs\n",
+    )?;
+    say!(
+        "classmate (--plain) signed in through {} and signed out.",
+        proxy.addr
+    );
+    server.run_at(
+        proxy.addr,
+        "careful",
+        &s.password(n, "careful"),
+        &[],
+        "/status away reading the RFCs\n",
+    )?;
+    say!(
+        "careful (default settings: SCRAM) signed in through {} and signed out.",
+        proxy.addr
+    );
+    // The proxy replays when a connection ends: give it the time.
+    std::thread::sleep(Duration::from_secs(1));
+    say!("What the server logged of the sign-ins after the session began:");
+    for l in server.log_lines("authenticated").iter().skip(before) {
+        say!("  {}", l.trim());
+    }
+    for l in server.log_lines("authentication failed") {
+        say!("  {}", l.trim());
+    }
+    proxy.report()
 }
 
 /// Runs `user` at `addr` with `extra` flags, expecting a refusal: the

@@ -112,6 +112,11 @@ impl Secrets {
         }
     }
 
+    /// A contact's user name, e.g. `heron-quill-07`.
+    pub fn contact(&self, lab: u8) -> String {
+        self.phrase(&format!("lab{lab}/contact"), 2, "-")
+    }
+
     /// The text of the file `classmate` sends in a lab: the same layout
     /// for everyone, with a line of the student's own.
     pub fn notes(&self, lab: u8) -> String {

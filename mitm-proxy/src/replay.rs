@@ -25,10 +25,21 @@ pub const REPLAY_LIMIT: Duration = Duration::from_secs(10);
 /// What the server made of a replayed exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replayed {
-    /// `<success/>`: signed in as the user.
-    Accepted,
+    /// `<success/>`: signed in as the user. What the proxy then read as
+    /// that user, to show what the sign-in is worth: the contacts in its
+    /// roster, or why it could not.
+    Accepted(Result<Vec<String>, String>),
     /// `<failure/>`, with its condition.
     Refused(String),
+}
+
+/// What the replayed sign-in let the proxy read, in words.
+pub fn what_it_read(roster: &Result<Vec<String>, String>) -> String {
+    match roster {
+        Ok(r) if r.is_empty() => "read the user's roster: it is empty".into(),
+        Ok(r) => format!("read the user's roster: {}", r.join(", ")),
+        Err(e) => format!("could not read the user's roster: {e}"),
+    }
 }
 
 /// Any byte stream to the server.
@@ -87,7 +98,10 @@ async fn run(
     loop {
         let answer = reader.next(&mut stream).await?;
         if answer.is("success", ns::SASL) {
-            return Ok(Replayed::Accepted);
+            reader.restart();
+            let roster = read_roster(&mut stream, &mut reader, &header).await;
+            let _ = stream.write_all(protocol::stream::CLOSE.as_bytes()).await;
+            return Ok(Replayed::Accepted(roster.map_err(|e| e.to_string())));
         }
         if answer.is("failure", ns::SASL) {
             let condition = answer
@@ -109,6 +123,47 @@ async fn run(
                 )));
             }
         }
+    }
+}
+
+/// Signed in on `stream` (SASL done): opens the new stream, binds a
+/// resource and asks for the roster, as any client does first. Returns the
+/// contacts' addresses.
+async fn read_roster(
+    stream: &mut Box<dyn Stream>,
+    reader: &mut Reader,
+    header: &str,
+) -> std::io::Result<Vec<String>> {
+    stream.write_all(header.as_bytes()).await?;
+    reader.next(stream).await?;
+    stream
+        .write_all(
+            b"<iq type='set' id='replay-bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>",
+        )
+        .await?;
+    let bound = reader.next(stream).await?;
+    if bound.get_attr("type") != Some("result") {
+        return Err(std::io::Error::other(
+            "the server refused to bind a resource",
+        ));
+    }
+    stream
+        .write_all(b"<iq type='get' id='replay-roster'><query xmlns='jabber:iq:roster'/></iq>")
+        .await?;
+    // Skip anything else the server sends first (it sends nothing before
+    // presence, but a server may).
+    loop {
+        let el = reader.next(stream).await?;
+        if el.get_attr("id") != Some("replay-roster") {
+            continue;
+        }
+        let query = el
+            .get_child("query", ns::ROSTER)
+            .ok_or_else(|| std::io::Error::other("the server refused the roster"))?;
+        return Ok(query
+            .elements()
+            .filter_map(|i| i.get_attr("jid").map(str::to_string))
+            .collect());
     }
 }
 

@@ -349,10 +349,11 @@ fn replay_verdict(f: &Facts) -> (String, bool) {
             "nothing to replay: no successful sign-in was seen".into(),
             false,
         ),
-        Some(Ok(Replayed::Accepted)) => (
+        Some(Ok(Replayed::Accepted(roster))) => (
             format!(
                 "replayed the {mech} exchange on a new connection: the server accepted it \
-                 (signed in without knowing the password)"
+                 (signed in without knowing the password); {}",
+                crate::replay::what_it_read(roster)
             ),
             false,
         ),

@@ -605,3 +605,43 @@ fn lab_7_is_solved_by_tampering_and_tls_catches_one_bit() {
         &[format!("codeword={codeword}"), format!("sha256={sha}")],
     );
 }
+
+/// Lab 8: the proxy's replay of classmate's PLAIN sign-in gets in and reads
+/// the roster; the replay of careful's SCRAM sign-in is refused, and the
+/// server says the nonce did not match.
+#[test]
+fn lab_8_is_solved_from_the_replayed_plain_sign_in_and_scram_holds() {
+    let (said, events) = run_attacker_lab(8, "Grace Hopper", 1);
+    let events = &events[0];
+    assert_eq!(verdict(events, 1, "replay")["defeated"], false);
+    assert_eq!(verdict(events, 2, "replay")["defeated"], true);
+    assert!(
+        said.contains("the server nonce does not start with the client nonce"),
+        "{said}"
+    );
+    // Two PLAIN sign-ins as classmate: its own and the proxy's.
+    assert_eq!(
+        said.lines()
+            .filter(|l| l.contains("user=\"classmate\" mechanism=\"PLAIN\""))
+            .count(),
+        2,
+        "{said}"
+    );
+    let roster = events
+        .iter()
+        .filter(|v| v["type"] == "attack" && v["attack"] == "replay")
+        .find_map(|v| v["did"].as_str()?.split("read the user's roster: ").nth(1))
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    let contact = roster
+        .split(", ")
+        .find(|c| !c.starts_with("teacher@"))
+        .unwrap_or_else(|| panic!("{roster}"));
+    answers_check(
+        8,
+        "Grace Hopper",
+        &[
+            format!("contact={contact}"),
+            format!("password={}", captured(events, "classmate")),
+        ],
+    );
+}

@@ -60,9 +60,10 @@ async fn replay(c: &Conn) {
     )
     .await;
     let did = match &result {
-        Ok(crate::replay::Replayed::Accepted) => {
-            "played the recorded sign-in again on a new connection: <success/>".to_string()
-        }
+        Ok(crate::replay::Replayed::Accepted(roster)) => format!(
+            "played the recorded sign-in again on a new connection: <success/>; {}",
+            crate::replay::what_it_read(roster)
+        ),
         Ok(crate::replay::Replayed::Refused(why)) => {
             format!("played the recorded sign-in again on a new connection: <failure> ({why})")
         }
