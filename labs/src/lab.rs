@@ -90,6 +90,8 @@ enum Scenario {
     Tamper,
     /// `replay` of a PLAIN and a SCRAM sign-in, on the plaintext twin.
     Replay,
+    /// The student sniffs a TLS session; one client writes a key log.
+    KeyLog,
 }
 
 impl Scenario {
@@ -98,13 +100,13 @@ impl Scenario {
     fn classmate_registers(self) -> bool {
         matches!(
             self,
-            Scenario::Sniff | Scenario::Intercept | Scenario::InterceptCa
+            Scenario::Sniff | Scenario::Intercept | Scenario::InterceptCa | Scenario::KeyLog
         )
     }
 }
 
 /// Every lab, in order.
-pub const LABS: [Lab; 8] = [
+pub const LABS: [Lab; 9] = [
     Lab {
         number: 1,
         title: "Sniff the plaintext chat",
@@ -259,6 +261,25 @@ pub const LABS: [Lab; 8] = [
             ),
         ],
     },
+    Lab {
+        number: 9,
+        title: "Key logs and forward secrecy",
+        sheet: include_str!("../sheets/09-keylog.md"),
+        minutes: 45,
+        needs: "lab 2",
+        twin: Twin::Tls,
+        scenario: Scenario::KeyLog,
+        keys: &[
+            (
+                "password",
+                "sniffer read lab9.pcap --keylog KEYLOG: a CREDENTIAL line of classmate (its registration)",
+            ),
+            (
+                "codeword",
+                "sniffer read lab9.pcap --keylog KEYLOG: a MESSAGE line from classmate to teacher",
+            ),
+        ],
+    },
 ];
 
 /// The lab numbered `n`.
@@ -304,6 +325,8 @@ fn expected(n: u8, key: &str, s: &Secrets) -> Option<String> {
         (7, "sha256") => hex(&Sha256::digest(s.notes(7).as_bytes())),
         (8, "contact") => format!("{}@localhost", s.contact(8)),
         (8, "password") => s.password(8, "classmate"),
+        (9, "password") => s.password(9, "classmate"),
+        (9, "codeword") => s.codeword(9),
         _ => return None,
     })
 }
@@ -384,7 +407,7 @@ pub fn run(
     // Not the server name: for TLS labs it is an answer.
     say!("{} server on {}", lab.twin.bin(), server.addr);
     match lab.scenario {
-        Scenario::Sniff => {
+        Scenario::Sniff | Scenario::KeyLog => {
             say!("In another terminal, start the sniffer:");
             // Its full path: sudo's `secure_path` would not find it where
             // it was built or installed.
@@ -399,7 +422,11 @@ pub fn run(
                 wait_enter();
             }
             check_interrupt()?;
-            sniffed_session(&server, &s, n)?;
+            if lab.scenario == Scenario::Sniff {
+                sniffed_session(&server, &s, n)?;
+            } else {
+                keylogged_session(&server, &s, n, dir.path())?;
+            }
         }
         Scenario::Intercept | Scenario::InterceptCa => {
             intercepted_session(&server, &s, n, once, lab.scenario, dir.path())?;
@@ -600,6 +627,42 @@ fn careful_refused(
     let refused = run_refused(server, addr, "careful", &s.password(n, "careful"), flags)?;
     say!("careful ({how}) through {addr}:");
     say!("  {refused}");
+    Ok(())
+}
+
+/// Lab 9: the session of labs 1 and 2 over TLS, where classmate's client
+/// writes its session secrets to a key log (`SSLKEYLOGFILE`, the NSS
+/// format browsers write too) and careful's does not. The student opens
+/// the capture with that key log, and tries the server's private key.
+fn keylogged_session(server: &ChatServer, s: &Secrets, n: u8, dir: &Path) -> anyhow::Result<()> {
+    let keylog = dir.join("classmate-keys.log");
+    let teacher = teacher_waits(server, s, n)?;
+    let mut cmd = server.client("classmate", &s.password(n, "classmate"), &["--register"])?;
+    // Deliberately weak: whoever reads this file decrypts the session.
+    cmd.env("SSLKEYLOGFILE", &keylog);
+    let script = format!(
+        "/msg teacher the code word is {}\n/wait receipt teacher 20\n",
+        s.codeword(n)
+    );
+    harness::Proc::spawn("classmate", cmd, harness::Input::Text(script))?
+        .finish(Duration::from_secs(60))?;
+    server.run(
+        "careful",
+        &s.password(n, "careful"),
+        &[],
+        "/status away reading the RFCs\n",
+    )?;
+    teacher.finish(Duration::from_secs(30))?;
+    say!("classmate signed up and sent teacher a message; careful signed in and set a status.");
+    say!(
+        "classmate's client wrote its TLS session secrets (SSLKEYLOGFILE) to: {}",
+        keylog.display()
+    );
+    say!(
+        "The server's private key: {}",
+        dir.join("certs").join("server.key").display()
+    );
+    say!("Stop the sniffer (Ctrl-C), then read the capture with each (the sheet says how).");
     Ok(())
 }
 

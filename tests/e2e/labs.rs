@@ -140,6 +140,16 @@ fn fail(e: harness::Error, lab: &Proc) -> ! {
 /// starts on that port; Enter starts the session; Ctrl-C ends it. Returns
 /// the sniffer's JSON findings.
 fn sniff_lab(n: u8, student: &str) -> Vec<Value> {
+    let (mut lab, sniffer) = sniff_lab_session(n, student);
+    let (status, _) = lab.interrupt(WAIT).unwrap_or_else(|e| fail(e, &lab));
+    assert_eq!(status.code(), Some(0), "{}", lab.transcript());
+    no_answer_in(&lab.transcript(), n, student);
+    sniffer.stop().0
+}
+
+/// [`sniff_lab`] up to the end of the session: the lab still running (its
+/// files still there) and the sniffer still capturing.
+fn sniff_lab_session(n: u8, student: &str) -> (Proc, Sniffer) {
     let mut lab = start_lab(n, student);
     // "chat-plain server on 127.0.0.1:40123" (not its name: an answer)
     let line = lab
@@ -164,10 +174,7 @@ fn sniff_lab(n: u8, student: &str) -> Vec<Value> {
     assert!(line.contains("--answer"), "{line}");
     lab.wait_line("the server keeps running", WAIT)
         .unwrap_or_else(|e| fail(e, &lab));
-    let (status, _) = lab.interrupt(WAIT).unwrap_or_else(|e| fail(e, &lab));
-    assert_eq!(status.code(), Some(0), "{}", lab.transcript());
-    no_answer_in(&lab.transcript(), n, student);
-    sniffer.stop().0
+    (lab, sniffer)
 }
 
 /// Nothing `labs run` printed (`said`) is one of the student's answers to
@@ -642,6 +649,88 @@ fn lab_8_is_solved_from_the_replayed_plain_sign_in_and_scram_holds() {
         &[
             format!("contact={contact}"),
             format!("password={}", captured(events, "classmate")),
+        ],
+    );
+}
+
+/// Lab 9: the live capture reads nothing; the same capture read with
+/// classmate's key log gives its password and code word, and leaves the
+/// sessions without keys closed; with the server's private key nothing
+/// opens, and the sniffer says why (forward secrecy).
+#[test]
+fn lab_9_is_solved_with_the_key_log_and_the_server_key_opens_nothing() {
+    let student = "Ada Lovelace";
+    let (mut lab, sniffer) = sniff_lab_session(9, student);
+    let said = lab.transcript();
+    let path_after = |label: &str| -> String {
+        said.lines()
+            .find_map(|l| l.split(label).nth(1))
+            .unwrap_or_else(|| panic!("no '{label}' in: {said}"))
+            .trim()
+            .to_string()
+    };
+    let keylog = path_after("(SSLKEYLOGFILE) to: ");
+    let server_key = path_after("The server's private key: ");
+    let (live, sniffer) = sniffer.stop();
+    assert!(
+        !live
+            .iter()
+            .any(|v| v["type"] == "credential" || v["type"] == "message"),
+        "nothing readable live"
+    );
+    let read = |flag: &str, file: &str| -> Vec<Value> {
+        let pcap = sniffer.pcap.to_str().unwrap();
+        let (code, out, err) = tests::run_bin("sniffer", &["read", pcap, "--json", flag, file]);
+        assert_eq!(code, 0, "{err}");
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    };
+    let opened = read("--keylog", &keylog);
+    let password = opened
+        .iter()
+        .find(|v| {
+            v["type"] == "credential" && v["user"] == "classmate" && v["password"].is_string()
+        })
+        .and_then(|v| v["password"].as_str())
+        .unwrap_or_else(|| panic!("{opened:#?}"))
+        .to_string();
+    let codeword = opened
+        .iter()
+        .filter(|v| v["type"] == "message")
+        .find_map(|v| {
+            let body = v["body"].as_str()?;
+            Some(body.split("the code word is ").nth(1)?.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("{opened:#?}"));
+    // teacher's and careful's sessions are not in classmate's key log.
+    let closed = opened.iter().filter(|v| {
+        v.to_string()
+            .contains("no key for this session in the key log")
+    });
+    assert!(closed.count() >= 2, "{opened:#?}");
+    let with_key = read("--server-key", &server_key);
+    assert!(
+        !with_key
+            .iter()
+            .any(|v| v["type"] == "credential" || v["type"] == "message"),
+        "the server's key opens nothing"
+    );
+    assert!(
+        with_key
+            .iter()
+            .any(|v| v.to_string().contains("(forward secrecy)")),
+        "{with_key:#?}"
+    );
+    let (status, _) = lab.interrupt(WAIT).unwrap_or_else(|e| fail(e, &lab));
+    assert_eq!(status.code(), Some(0), "{}", lab.transcript());
+    no_answer_in(&lab.transcript(), 9, student);
+    answers_check(
+        9,
+        student,
+        &[
+            format!("password={password}"),
+            format!("codeword={codeword}"),
         ],
     );
 }
