@@ -201,6 +201,7 @@ async fn connect_all<T: ClientTransport>(
                 count: 1 << 18,
                 bytes: 64 << 20,
             },
+            pad: 0,
         };
         let t = transport.clone();
         let gate = gate.clone();

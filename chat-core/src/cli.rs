@@ -153,6 +153,12 @@ pub struct ClientArgs {
     /// Largest file accepted, in bytes; bigger offers are refused at once.
     #[arg(long, default_value_t = crate::client::files::DEFAULT_MAX_FILE_SIZE)]
     pub max_file_size: u64,
+    /// Pad every stanza sent after sign-in with white space to a multiple
+    /// of N bytes (XMPP allows white space between stanzas), so that under
+    /// TLS the record sizes no longer tell one message from another (lab
+    /// 10). Costs up to N-1 bytes a stanza; 0 (the default) pads nothing.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=16384))]
+    pub pad: u16,
     /// Print events as JSON lines.
     #[arg(long)]
     pub json: bool,
@@ -204,6 +210,7 @@ impl ClientArgs {
                 auto_accept: self.accept_files,
             },
             events: Default::default(),
+            pad: usize::from(self.pad),
         })
     }
 }

@@ -92,6 +92,9 @@ enum Scenario {
     Replay,
     /// The student sniffs a TLS session; one client writes a key log.
     KeyLog,
+    /// The student sniffs a TLS session and reads sizes and times; then the
+    /// same with padding.
+    Traffic,
 }
 
 impl Scenario {
@@ -106,7 +109,7 @@ impl Scenario {
 }
 
 /// Every lab, in order.
-pub const LABS: [Lab; 9] = [
+pub const LABS: [Lab; 10] = [
     Lab {
         number: 1,
         title: "Sniff the plaintext chat",
@@ -280,7 +283,47 @@ pub const LABS: [Lab; 9] = [
             ),
         ],
     },
+    Lab {
+        number: 10,
+        title: "Traffic analysis",
+        sheet: include_str!("../sheets/10-traffic-analysis.md"),
+        minutes: 60,
+        needs: "lab 2",
+        twin: Twin::Tls,
+        scenario: Scenario::Traffic,
+        keys: &[
+            (
+                "message",
+                "sniffer read lab10.pcap --records: the size of classmate's largest record to the server, less the size of its typing notification, is the message's length plus about 30",
+            ),
+            (
+                "typing",
+                "sniffer read lab10.pcap --records: the time of the small record classmate sent a few seconds before its message (seconds after classmate's first record, to within 1)",
+            ),
+        ],
+    },
 ];
+
+/// Lab 10's canned messages: classmate sends one of these. Their lengths
+/// differ enough (2 to about 400 characters) to tell them apart by size.
+pub const CANNED: [&str; 5] = [
+    "ok",
+    "running late, start without me",
+    "I found the bug: the parser drops the last byte when a read ends exactly on a tag boundary",
+    "Notes from today: the proxy strips STARTTLS, the careful client refuses, the server logs the session as secure anyway. Bring your capture of lab 5 tomorrow, we compare the record sizes.",
+    "Long version, since you asked. Channel binding ties the SCRAM proof to the TLS session: with tls-exporter the value comes from the session's secrets, with tls-server-end-point from the certificate the client saw. A proxy that ends TLS on both sides has two sessions, so the proof made on one fails on the other. Pinning needs the key in advance; binding needs nothing but the server's own TLS.",
+];
+
+/// The seconds, counted from classmate's sign-in, before it starts typing
+/// in lab 10 (3 to 12).
+fn typing_at(s: &Secrets, lab: u8, part: u8) -> u32 {
+    3 + s.pick(&format!("lab{lab}/typing/{part}"), 10)
+}
+
+/// Which canned message (0-based) classmate sends in part `part`.
+fn canned(s: &Secrets, lab: u8, part: u8) -> usize {
+    s.pick(&format!("lab{lab}/canned/{part}"), CANNED.len() as u32) as usize
+}
 
 /// The lab numbered `n`.
 pub fn lab(n: u8) -> anyhow::Result<&'static Lab> {
@@ -327,6 +370,8 @@ fn expected(n: u8, key: &str, s: &Secrets) -> Option<String> {
         (8, "password") => s.password(8, "classmate"),
         (9, "password") => s.password(9, "classmate"),
         (9, "codeword") => s.codeword(9),
+        (10, "message") => (canned(s, 10, 1) + 1).to_string(),
+        (10, "typing") => typing_at(s, 10, 1).to_string(),
         _ => return None,
     })
 }
@@ -343,6 +388,20 @@ fn normalise(s: &str) -> String {
     s.replace("tlsv", "tls")
         .replace("tls13aes", "tlsaes")
         .replace("tls13chacha", "tlschacha")
+}
+
+/// Whether `value` is the right answer `want` for `key`: a time to within
+/// one second (read off a capture), anything else as [`normalise`] and
+/// [`canonical`] make it.
+fn right_answer(key: &str, value: &str, want: &str) -> bool {
+    if key == "typing" {
+        let seconds = value.trim().trim_end_matches('s').trim();
+        return match (seconds.parse::<f64>(), want.parse::<f64>()) {
+            (Ok(v), Ok(w)) => (v - w).abs() <= 1.0,
+            _ => false,
+        };
+    }
+    normalise(&canonical(key, value)) == normalise(want)
 }
 
 /// An answer in the form `expected` gives: a SHA-256 given in base64 (as
@@ -407,7 +466,7 @@ pub fn run(
     // Not the server name: for TLS labs it is an answer.
     say!("{} server on {}", lab.twin.bin(), server.addr);
     match lab.scenario {
-        Scenario::Sniff | Scenario::KeyLog => {
+        Scenario::Sniff | Scenario::KeyLog | Scenario::Traffic => {
             say!("In another terminal, start the sniffer:");
             // Its full path: sudo's `secure_path` would not find it where
             // it was built or installed.
@@ -422,10 +481,10 @@ pub fn run(
                 wait_enter();
             }
             check_interrupt()?;
-            if lab.scenario == Scenario::Sniff {
-                sniffed_session(&server, &s, n)?;
-            } else {
-                keylogged_session(&server, &s, n, dir.path())?;
+            match lab.scenario {
+                Scenario::Sniff => sniffed_session(&server, &s, n)?,
+                Scenario::KeyLog => keylogged_session(&server, &s, n, dir.path())?,
+                _ => traffic_session(&server, &s, n)?,
             }
         }
         Scenario::Intercept | Scenario::InterceptCa => {
@@ -663,6 +722,47 @@ fn keylogged_session(server: &ChatServer, s: &Secrets, n: u8, dir: &Path) -> any
         dir.join("certs").join("server.key").display()
     );
     say!("Stop the sniffer (Ctrl-C), then read the capture with each (the sheet says how).");
+    Ok(())
+}
+
+/// Lab 10: classmate signs in, waits, types (a chat state), and two
+/// seconds later sends teacher one of the [`CANNED`] messages; under TLS
+/// only sizes and times show. Then the same again with `--pad 256`, with
+/// another message at another moment.
+fn traffic_session(server: &ChatServer, s: &Secrets, n: u8) -> anyhow::Result<()> {
+    for part in 1..=2 {
+        let flags: &[&str] = if part == 1 { &[] } else { &["--pad", "256"] };
+        let teacher = teacher_waits(server, s, n)?;
+        let cmd = server.client("classmate", &s.password(n, "classmate"), flags)?;
+        let mut c = harness::Proc::spawn("classmate", cmd, harness::Input::Piped)?;
+        c.wait_line("\"type\":\"connected\"", Duration::from_secs(20))?;
+        say!(
+            "Part {part}: classmate signed in{}; it will type, then send teacher one message.",
+            if part == 1 { "" } else { " with --pad 256" }
+        );
+        wait_seconds(typing_at(s, n, part.try_into()?))?;
+        c.send_line("/typing teacher")?;
+        wait_seconds(2)?;
+        c.send_line(&format!(
+            "/msg teacher {}",
+            CANNED[canned(s, n, part.try_into()?)]
+        ))?;
+        c.send_line("/wait receipt teacher 20")?;
+        c.close_stdin();
+        c.finish(Duration::from_secs(60))?;
+        teacher.finish(Duration::from_secs(30))?;
+        say!("Part {part} is over: classmate signed out.");
+    }
+    say!("Stop the sniffer (Ctrl-C), then read the capture with --records (the sheet says how).");
+    Ok(())
+}
+
+/// Sleeps `n` seconds, stopping early on Ctrl-C.
+fn wait_seconds(n: u32) -> anyhow::Result<()> {
+    for _ in 0..n * 10 {
+        check_interrupt()?;
+        std::thread::sleep(Duration::from_millis(100));
+    }
     Ok(())
 }
 
@@ -1184,7 +1284,7 @@ pub fn check(
                     .join(", ")
             );
         };
-        if normalise(&canonical(key, value)) == normalise(&want) {
+        if right_answer(key, value, &want) {
             verdicts.push(format!("{key}: right"));
             right.push(key.to_string());
         } else {
@@ -1253,10 +1353,12 @@ mod tests {
                 let (x, y) = (expected(l.number, key, &a), expected(l.number, key, &b));
                 assert!(x.is_some(), "lab {} has no answer for {key}", l.number);
                 assert_ne!(x, y, "lab {} {key} is the same for both", l.number);
-                // Nothing a student reads before doing the task is an answer.
+                // Nothing a student reads before doing the task is an answer
+                // (a choice among five, or a second count, is a number any
+                // sheet has: that sheet lists the choices).
                 let x = x.unwrap();
                 assert!(
-                    !l.sheet.contains(&x),
+                    x.len() < 3 || !l.sheet.contains(&x),
                     "lab {} sheet gives away {key}",
                     l.number
                 );

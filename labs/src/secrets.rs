@@ -112,6 +112,13 @@ impl Secrets {
         }
     }
 
+    /// A number from 0 to `n - 1`, for `what` (a choice among canned
+    /// messages, a moment).
+    pub fn pick(&self, what: &str, n: u32) -> u32 {
+        let b = self.bytes(what);
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]]) % n
+    }
+
     /// A contact's user name, e.g. `heron-quill-07`.
     pub fn contact(&self, lab: u8) -> String {
         self.phrase(&format!("lab{lab}/contact"), 2, "-")

@@ -38,6 +38,10 @@ pub const PING: &str = "urn:xmpp:ping";
 pub const VERSION: &str = "jabber:iq:version";
 /// Message delivery receipts (XEP-0184).
 pub const RECEIPTS: &str = "urn:xmpp:receipts";
+/// Chat state notifications (XEP-0085): typing, paused...
+pub const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+/// Message processing hints (XEP-0334).
+pub const HINTS: &str = "urn:xmpp:hints";
 /// Delayed delivery stamps (XEP-0203).
 pub const DELAY: &str = "urn:xmpp:delay";
 /// Data forms (XEP-0004).
@@ -92,6 +96,8 @@ pub fn interned(uri: &str) -> CompactString {
         PING,
         VERSION,
         RECEIPTS,
+        CHATSTATES,
+        HINTS,
         DELAY,
         DATA_FORMS,
         XML,

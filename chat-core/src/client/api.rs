@@ -15,7 +15,7 @@ use protocol::{Element, Jid, ns, stream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::{ClientError, Lost};
-use super::event::{ClientEvent, EventReceiver, RosterItem, WeakEventSender};
+use super::event::{ChatState, ClientEvent, EventReceiver, RosterItem, WeakEventSender};
 use super::limits::{IQ_TIMEOUT, MAX_PAGES};
 use super::outbound::queue;
 use super::state::{Pending, State, lock};
@@ -229,8 +229,24 @@ impl Client {
         let mut m = Message::chat(to.clone(), body);
         m.id = Some(id.clone());
         m.payloads.push(Element::new("request", ns::RECEIPTS));
+        // XEP-0085: a client that sends chat states marks its messages
+        // `active` (the user is in the conversation).
+        m.payloads.push(Element::new("active", ns::CHATSTATES));
         self.send(&m.to_element())?;
         Ok(id)
+    }
+
+    /// Tells `to` we are typing (`composing`) or stopped (`paused`), or
+    /// another chat state of XEP-0085: a message without a body, which the
+    /// server should not keep for later (`no-store`). Under TLS its size
+    /// and time still show: lab 10 reads them.
+    pub fn send_chat_state(&self, to: &Jid, state: ChatState) -> Result<(), ClientError> {
+        let el = Element::new("message", ns::CLIENT)
+            .attr("type", "chat")
+            .attr("to", to.to_string())
+            .child(Element::new(state.name(), ns::CHATSTATES))
+            .child(Element::new("no-store", ns::HINTS));
+        self.send(&el)
     }
 
     /// Sets our presence (available, with optional show and status).

@@ -57,6 +57,9 @@ pub struct ConnectOptions {
     /// must count every message and reads as fast as it can, asks for more
     /// (see [`EventLimits`]).
     pub events: EventLimits,
+    /// Pad every stanza after sign-in to a multiple of this many bytes
+    /// with white space (0: none): see [`outbound::padded`].
+    pub pad: usize,
 }
 
 /// The result of stream negotiation.
@@ -94,7 +97,7 @@ pub async fn connect<T: ClientTransport>(
     let n = tokio::time::timeout(CONNECT_TIMEOUT, negotiate(transport, opts))
         .await
         .map_err(|_| ClientError::Timeout("signing in".into()))??;
-    let client = start(n, opts.events);
+    let client = start(n, opts.events, opts.pad);
     client.set_file_policy(opts.files.clone());
     Ok(client)
 }
@@ -482,7 +485,7 @@ async fn bind(
 
 /// Starts the signed-in client: splits the stream between the reader and
 /// writer tasks and connects them to the API by queues.
-pub(super) fn start(n: Negotiated, events: EventLimits) -> Client {
+pub(super) fn start(n: Negotiated, events: EventLimits, pad: usize) -> Client {
     let (rd, wr) = tokio::io::split(n.stream);
     let (out_tx, out_rx) = mpsc::channel(MAX_QUEUED_STANZAS);
     let (ev_tx, ev_rx) = event_queue(events);
@@ -490,7 +493,7 @@ pub(super) fn start(n: Negotiated, events: EventLimits) -> Client {
     let pending: Pending = Arc::default();
     let state: Arc<Mutex<State>> = Arc::default();
     let stalled = Arc::new(Notify::new());
-    let writer = tokio::spawn(outbound::writer(wr, out_rx, stalled.clone()));
+    let writer = tokio::spawn(outbound::writer(wr, out_rx, stalled.clone(), pad));
     let events_tx = ev_tx.downgrade();
     let mut xml = n.reader;
     // Signed in: from now on one oversized stanza is skipped, not fatal.
@@ -556,6 +559,7 @@ mod tests {
                 max_stanza: protocol::limits::MAX_STANZA_BYTES,
             },
             EventLimits::default(),
+            0,
         );
         (c, server)
     }

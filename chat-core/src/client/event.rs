@@ -141,6 +141,14 @@ pub enum ClientEvent {
         /// The server's text.
         text: Option<String>,
     },
+    /// A contact's chat state (XEP-0085): typing, paused...
+    ChatState {
+        /// Who.
+        #[serde(serialize_with = "wire::jid")]
+        from: Jid,
+        /// What they are doing.
+        state: ChatState,
+    },
     /// A message from the server to everyone online.
     Announcement {
         /// Who sent it, as the server says ("Announcement from admin@...").
@@ -282,6 +290,7 @@ impl ClientEvent {
             ClientEvent::RosterRemoved(_) => "roster",
             ClientEvent::MessageError { .. } => "message-error",
             ClientEvent::Announcement { .. } => "announcement",
+            ClientEvent::ChatState { .. } => "chat-state",
             ClientEvent::FileOffer { .. } => "file-offer",
             ClientEvent::FileProgress { .. } => "file-progress",
             ClientEvent::FileReceived(_) => "file-received",
@@ -313,7 +322,7 @@ impl ClientEvent {
             | ClientEvent::RoomMessage { room, .. }
             | ClientEvent::RoomSubject { room, .. }
             | ClientEvent::RoomLeft { room, .. } => Some(room),
-            ClientEvent::FileOffer { from, .. } => Some(from),
+            ClientEvent::FileOffer { from, .. } | ClientEvent::ChatState { from, .. } => Some(from),
             ClientEvent::FileReceived(d) => Some(&d.peer),
             ClientEvent::Announcement { .. }
             | ClientEvent::FileProgress { .. }
@@ -348,6 +357,7 @@ impl ClientEvent {
                 body, id, delayed, ..
             } => body.len() + o(id) + o(delayed),
             ClientEvent::Receipt { id, .. } => id.len(),
+            ClientEvent::ChatState { .. } => 0,
             ClientEvent::Presence { status, .. } => o(status),
             ClientEvent::RosterPush(i) => o(&i.name) + i.subscription.len(),
             ClientEvent::MessageError {
@@ -775,5 +785,51 @@ mod tests {
         assert_eq!(v(11)["path"], "downloads/n");
         assert_eq!(v(17)["destroyed"], true);
         assert_eq!(v(17)["reason"], "");
+    }
+}
+
+/// A chat state (XEP-0085 section 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatState {
+    /// In the conversation.
+    Active,
+    /// Typing.
+    Composing,
+    /// Stopped typing.
+    Paused,
+    /// Not paying attention.
+    Inactive,
+    /// Left the conversation.
+    Gone,
+}
+
+impl ChatState {
+    /// Every state.
+    pub const ALL: [ChatState; 5] = [
+        ChatState::Active,
+        ChatState::Composing,
+        ChatState::Paused,
+        ChatState::Inactive,
+        ChatState::Gone,
+    ];
+
+    /// Its element name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChatState::Active => "active",
+            ChatState::Composing => "composing",
+            ChatState::Paused => "paused",
+            ChatState::Inactive => "inactive",
+            ChatState::Gone => "gone",
+        }
+    }
+
+    /// The state an element names, if it is one.
+    pub fn from_element(el: &protocol::Element) -> Option<ChatState> {
+        if el.ns != protocol::ns::CHATSTATES {
+            return None;
+        }
+        ChatState::ALL.into_iter().find(|s| s.name() == el.name)
     }
 }

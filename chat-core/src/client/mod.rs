@@ -47,5 +47,5 @@ mod state;
 pub use api::{Client, RawSender};
 pub use connect::{ConnectOptions, connect};
 pub use error::{ClientError, Lost};
-pub use event::{ClientEvent, EventLimits, RosterItem};
+pub use event::{ChatState, ClientEvent, EventLimits, RosterItem};
 pub use limits::*;

@@ -16,7 +16,7 @@ use protocol::{Element, Jid, StanzaErrorCondition, StreamErrorCondition, ns};
 use tokio::io::ReadHalf;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::event::{ClientEvent, EventSender, RosterItem};
+use super::event::{ChatState, ClientEvent, EventSender, RosterItem};
 use super::files::handle_file_iq;
 use super::limits::{MAX_PENDING_REQUESTS, MAX_ROSTER_ITEMS, WRITE_STALL_TIMEOUT, kept_text};
 use super::outbound::auto_reply;
@@ -228,6 +228,13 @@ fn handle_message(el: &Element, m: Message, r: &Reader) {
                 .map(Element::text_content);
             r.events.send(ClientEvent::Announcement { subject, body });
         }
+        return;
+    }
+    if m.body.is_none()
+        && let Some(state) = m.payloads.iter().find_map(ChatState::from_element)
+    {
+        // A standalone chat state (XEP-0085): typing, paused...
+        r.events.send(ClientEvent::ChatState { from, state });
         return;
     }
     if let Some(body) = m.body.clone() {

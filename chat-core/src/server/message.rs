@@ -62,7 +62,11 @@ pub(crate) async fn handle(s: &mut Session, el: Element, to: Jid, kind: MessageT
         }
         _ => {
             let got = router.send_to_available_wait(&user, &xml, Some(0)).await;
-            if !got.contains(&Delivery::Queued) {
+            // Nothing to read later in a message without a body (a chat
+            // state, a receipt) or one marked `no-store` (XEP-0334): kept,
+            // it would replay "is typing" hours later (XEP-0160 section 3).
+            let keep = el.has_child("body", ns::CLIENT) && !el.has_child("no-store", ns::HINTS);
+            if !got.contains(&Delivery::Queued) && keep {
                 store_offline(s, el, user).await?;
             }
         }

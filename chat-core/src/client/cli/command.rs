@@ -63,6 +63,8 @@ pub(super) enum Command {
     Accept(Option<String>),
     /// `/reject [SID]`.
     Reject(Option<String>),
+    /// `/typing JID [on|off]`: a chat state (XEP-0085).
+    Typing(String, bool),
     /// `/unregister`.
     Unregister,
     /// `/quit`.
@@ -135,12 +137,29 @@ impl Command {
             "/sendfile" => sendfile(rest)?,
             "/accept" => Command::Accept(optional()),
             "/reject" => Command::Reject(optional()),
+            "/typing" => typing(rest)?,
             "/unregister" => Command::Unregister,
             "/quit" => Command::Quit,
             "/wait" => wait(rest)?,
             other => return Err(BadCommand::Unknown(other.to_string())),
         })
     }
+}
+
+/// `/typing JID [on|off]`.
+fn typing(rest: &str) -> Result<Command, BadCommand> {
+    const USAGE: &str = "/typing JID [on|off]";
+    let mut words = rest.split_whitespace();
+    let who = words.next().ok_or(Usage(USAGE))?;
+    let on = match words.next() {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(_) => return Err(Usage(USAGE)),
+    };
+    if words.next().is_some() {
+        return Err(Usage(USAGE));
+    }
+    Ok(Command::Typing(who.to_string(), on))
 }
 
 /// `rest`, which must not be empty.

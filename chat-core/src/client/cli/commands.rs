@@ -18,6 +18,7 @@ use super::format::{ANNOUNCE_TARGET, Line, Out};
 use crate::client::api::Client;
 use crate::client::directory::UserEntry;
 use crate::client::error::ClientError;
+use crate::client::event::ChatState;
 use crate::client::rooms::{muc_domain, room_jid};
 
 /// What `/help` prints.
@@ -25,6 +26,7 @@ const HELP: &str = "\
 commands:
   /msg JID TEXT          send a direct message (asks for a delivery receipt)
   /chat JID              talk to JID: plain lines then go to them
+  /typing JID [on|off]   tell JID you are typing (or stopped)
   /add JID               add a contact and ask to see their presence
   /remove JID            remove a contact
   /roster                list your contacts
@@ -169,6 +171,17 @@ fn dispatch(cx: &mut Ctx<'_>, cmd: Command) -> Result<Step, ClientError> {
             Step::Done
         }
         Command::Msg(to, text) => send_text(cx, &cx.jid(&to)?, &text),
+        Command::Typing(to, on) => {
+            let state = if on {
+                ChatState::Composing
+            } else {
+                ChatState::Paused
+            };
+            match cx.client.send_chat_state(&cx.jid(&to)?, state) {
+                Ok(()) => Step::Done,
+                Err(e) => fail(cx.out, "/typing", e.to_string()),
+            }
+        }
         Command::Text(text) => plain_line(cx, &text),
         Command::Chat(to) => chat(cx, &to)?,
         Command::Add(j) => add(cx, &j)?,

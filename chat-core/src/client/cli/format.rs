@@ -19,7 +19,7 @@ use protocol::stanza::{PresenceType, Show};
 use protocol::{Jid, sasl::Mechanism};
 use serde::Serialize;
 
-use crate::client::event::{ClientEvent, FileDone, RosterItem, wire};
+use crate::client::event::{ChatState, ClientEvent, FileDone, RosterItem, wire};
 use crate::client::rooms::Occupant;
 
 /// Where output goes, in text or JSON.
@@ -260,6 +260,7 @@ impl Display for ClientEvent {
             ev @ (ClientEvent::Message { .. }
             | ClientEvent::Receipt { .. }
             | ClientEvent::MessageError { .. }
+            | ClientEvent::ChatState { .. }
             | ClientEvent::Announcement { .. }) => message_event(ev, f),
             ev @ (ClientEvent::Presence { .. }
             | ClientEvent::SubscriptionRequest { .. }
@@ -300,6 +301,17 @@ fn message_event(ev: &ClientEvent, f: &mut Formatter<'_>) -> fmt::Result {
         ClientEvent::Receipt { from, id } => {
             write!(f, "receipt from {from}: message {id} was delivered")
         }
+        ClientEvent::ChatState { from, state } => write!(
+            f,
+            "{from} {}",
+            match state {
+                ChatState::Composing => "is typing",
+                ChatState::Paused => "stopped typing",
+                ChatState::Active => "is in the conversation",
+                ChatState::Inactive => "is not paying attention",
+                ChatState::Gone => "left the conversation",
+            }
+        ),
         ClientEvent::MessageError {
             from,
             id,
