@@ -33,28 +33,6 @@ fi
 bin=target/release
 . scripts/lib/bench.sh
 
-# Starts a program on port 0, in this shell (so cleanup stops it), with its
-# stderr in LOG.
-launch() { # log command...
-    local log=$1
-    shift
-    "$@" >/dev/null 2>"$log" &
-    pids+=($!)
-}
-# The address in a program's readiness line (": ready listen=ADDR").
-address() { # log
-    for _ in $(seq 200); do
-        if grep -q ': ready listen=' "$1" 2>/dev/null; then
-            grep -o 'ready listen=[^ ]*' "$1" | head -1 | cut -d= -f2
-            return 0
-        fi
-        sleep 0.05
-    done
-    echo "did not start:" >&2
-    cat "$1" >&2
-    return 1
-}
-
 "$bin/chat-tls" certs --out "$tmp/certs" --domain localhost >/dev/null
 "$bin/mitm-proxy" ca --out "$tmp/attacker" >/dev/null
 launch "$tmp/plain.log" "$bin/chat-plain" server --listen 127.0.0.1:0 --data "$tmp/plain" \
