@@ -132,12 +132,23 @@ fn slixmpp_registers_signs_in_with_every_mechanism_chats_and_deletes_its_account
     );
     sally.expect_event("presence", "from", "alice@localhost");
 
-    // Messages both ways, with XEP-0184 receipts both ways.
+    // Chat states (XEP-0085): slixmpp's plugin reads ours.
+    alice.send("/typing sally@localhost");
+    let st = sally.expect_event("chat-state", "from", "alice@localhost");
+    assert_eq!(st["state"], "composing", "{st}");
+    alice.send("/typing sally@localhost off");
+    let st = sally.expect_event("chat-state", "from", "alice@localhost");
+    assert_eq!(st["state"], "paused", "{st}");
+
+    // Messages both ways, with XEP-0184 receipts both ways; slixmpp says
+    // it is typing before it answers, and our client shows it.
     alice.send("/msg sally@localhost hello sally");
     assert_eq!(
         sally.expect_event("message", "from", "alice@localhost")["body"],
         "hello sally"
     );
+    let st = alice.expect_event("chat-state", "from", "sally@localhost");
+    assert_eq!(st["state"], "composing", "{st}");
     assert_eq!(
         alice.expect_event("message", "from", "sally@localhost")["body"],
         "echo: hello sally"

@@ -809,15 +809,25 @@ fn lab_10_is_solved_from_record_sizes_and_times_and_padding_blurs_them() {
     let overhead = padded[0].0 % 256;
     assert!(overhead < 40, "{padded:?}");
     assert!(
-        padded[..2].iter().all(|(s, _)| *s > 0 && s % 256 == overhead),
+        padded[..2]
+            .iter()
+            .all(|(s, _)| *s > 0 && s % 256 == overhead),
         "{padded:?}"
     );
     let (status, _) = lab.interrupt(WAIT).unwrap_or_else(|e| fail(e, &lab));
     assert_eq!(status.code(), Some(0), "{}", lab.transcript());
     assert!(said.contains("with --pad 256"), "{said}");
-    for text in ["ok", "running late", "I found the bug", "Notes from", "Long version"] {
+    for text in [
+        "ok",
+        "running late",
+        "I found the bug",
+        "Notes from",
+        "Long version",
+    ] {
         assert!(
-            !said.lines().any(|l| l.contains(text) && !l.contains("labs check")),
+            !said
+                .lines()
+                .any(|l| l.contains(text) && !l.contains("labs check")),
             "labs run shows the message: {said}"
         );
     }

@@ -14,13 +14,15 @@ It prints one JSON object per line on stdout, the same shape as
   subscribe    from                   (auto-approved, as a user would click)
   message      from, body, id
   receipt      from, id               (XEP-0184, for our echo replies)
+  chat-state   from, state            (XEP-0085: composing, paused...)
   unregistered                        after the account was removed
   room-joined  room, nick, created, occupants, history   (--join)
   room-presence  room, nick, available
   room-message room, nick, body       (live groupchat from others)
   error        detail
 
-It answers every chat message with "echo: BODY" and a receipt request, and
+It answers every chat message with "echo: BODY" and a receipt request,
+saying first that it is typing (XEP-0085 `composing`), and
 every live groupchat message from someone else with "echo: BODY" in the
 room. The message "bye" makes it delete its own account (XEP-0077 remove)
 and leave.
@@ -65,7 +67,7 @@ class Peer(slixmpp.ClientXMPP):
         self.enable_direct_tls = args.tls == "direct"
         if args.ca:
             self.ca_certs = args.ca
-        for plugin in ("xep_0004", "xep_0030", "xep_0045", "xep_0077", "xep_0092", "xep_0184", "xep_0199"):
+        for plugin in ("xep_0004", "xep_0030", "xep_0045", "xep_0077", "xep_0085", "xep_0092", "xep_0184", "xep_0199"):
             self.register_plugin(plugin)
         self.plugin["xep_0077"].create_account = args.register
         self.plugin["xep_0184"].auto_request = True
@@ -78,6 +80,7 @@ class Peer(slixmpp.ClientXMPP):
         self.add_event_handler("changed_status", self.on_presence)
         self.add_event_handler("presence_subscribe", self.on_subscribe)
         self.add_event_handler("receipt_received", self.on_receipt)
+        self.add_event_handler("chatstate", self.on_chat_state)
         self.add_event_handler("failed_auth", self.on_failed_auth)
         self.add_event_handler("groupchat_message", self.on_groupchat)
         self.add_event_handler("groupchat_presence", self.on_room_presence)
@@ -173,13 +176,24 @@ class Peer(slixmpp.ClientXMPP):
         )
 
     def on_message(self, msg):
-        if msg["type"] not in ("chat", "normal"):
+        # A chat state alone (no body) is on_chat_state's.
+        if msg["type"] not in ("chat", "normal") or not msg["body"]:
             return
         emit("message", **{"from": str(msg["from"]), "body": msg["body"], "id": msg["id"]})
         if msg["body"] == "bye":
             asyncio.ensure_future(self.leave())
         else:
-            self.send_message(mto=msg["from"], mbody="echo: " + msg["body"], mtype="chat")
+            typing = self.make_message(mto=msg["from"], mtype="chat")
+            typing["chat_state"] = "composing"
+            typing.send()
+            echo = self.make_message(mto=msg["from"], mbody="echo: " + msg["body"], mtype="chat")
+            echo["chat_state"] = "active"
+            echo.send()
+
+    def on_chat_state(self, msg):
+        if msg["body"]:
+            return
+        emit("chat-state", **{"from": str(msg["from"]), "state": msg["chat_state"]})
 
     async def leave(self):
         try:
