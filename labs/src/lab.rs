@@ -465,6 +465,7 @@ pub fn run(
     say!("Lab {n}: {} (student: {})", lab.title, s.student());
     // Not the server name: for TLS labs it is an answer.
     say!("{} server on {}", lab.twin.bin(), server.addr);
+    let mut kept = None;
     match lab.scenario {
         Scenario::Sniff | Scenario::KeyLog | Scenario::Traffic => {
             say!("In another terminal, start the sniffer:");
@@ -491,8 +492,9 @@ pub fn run(
             intercepted_session(&server, &s, n, once, lab.scenario, dir.path())?;
         }
         Scenario::Strip => stripped_session(&server, &s, n, once)?,
-        Scenario::Downgrade => downgraded_session(&server, &s, n, once, dir.path())?,
-        Scenario::Tamper => tampered_session(&server, &s, n, once, dir.path())?,
+        // Their second server stays up with the first, for the student.
+        Scenario::Downgrade => kept = Some(downgraded_session(&server, &s, n, once, dir.path())?),
+        Scenario::Tamper => kept = Some(tampered_session(&server, &s, n, once, dir.path())?),
         Scenario::Replay => replayed_session(&server, &s, n, once)?,
     }
     if lab.scenario == Scenario::InterceptCa {
@@ -531,6 +533,7 @@ pub fn run(
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    drop(kept);
     Ok(0)
 }
 
@@ -932,7 +935,7 @@ fn downgraded_session(
     n: u8,
     once: bool,
     dir: &Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ChatServer> {
     say!("Part 1: downgrade SASL on the plaintext twin.");
     let plain = start_server(Twin::Plain, dir, "localhost", None, &[])?;
     let pw = s.password(n, "classmate");
@@ -955,7 +958,6 @@ fn downgraded_session(
     );
     careful_refused(&plain, down.addr, s, n, &[], "default settings")?;
     down.report()?;
-    drop(plain);
 
     say!("Part 2: channel binding, against a CA the client trusts by mistake.");
     let ca_dir = attacker_ca_in(dir)?;
@@ -978,7 +980,8 @@ fn downgraded_session(
         icpt.addr
     );
     say!("  {refused}");
-    icpt.report()
+    icpt.report()?;
+    Ok(plain)
 }
 
 /// Lab 7, part 1 and 2 (the plaintext twin): the student's proxy changes
@@ -995,7 +998,7 @@ fn tampered_session(
     n: u8,
     once: bool,
     dir: &Path,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ChatServer> {
     let (teacher_pw, classmate_pw) = (s.password(n, "teacher"), s.password(n, "classmate"));
     // Contacts before the session (straight to the server): a file goes to
     // a contact's full address, which presence tells.
@@ -1131,7 +1134,8 @@ fn tampered_session(
     for l in tls.log_lines("connection failed") {
         say!("  {}", l.trim());
     }
-    flip.report()
+    flip.report()?;
+    Ok(tls)
 }
 
 /// Lab 8 (the plaintext twin): the proxy records each sign-in it sees
