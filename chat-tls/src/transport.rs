@@ -361,11 +361,12 @@ fn tls_client(name: &str, flags: &ClientFlags) -> anyhow::Result<TlsClient> {
             .context("cannot build the certificate verifier")?,
         )
     };
-    let verifier = verify::Verifier::new(webpki, pin, provider.clone());
+    let unchecked = webpki.is_none();
+    let verifier = Arc::new(verify::Verifier::new(webpki, pin, provider.clone()));
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(VERSIONS)?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_custom_certificate_verifier(verifier.clone())
         .with_no_client_auth();
     config.key_log = key_log(name, "client");
     let mode = match flags.starttls {
@@ -381,6 +382,8 @@ fn tls_client(name: &str, flags: &ClientFlags) -> anyhow::Result<TlsClient> {
         connector: TlsConnector::from(Arc::new(config)),
         direct: flags.direct_tls,
         mode,
+        verifier,
+        unchecked: unchecked.then(|| name.to_string()),
     })
 }
 
@@ -389,6 +392,11 @@ pub struct TlsClient {
     connector: TlsConnector,
     direct: bool,
     mode: StartTls,
+    /// It remembers the key each server showed.
+    verifier: Arc<verify::Verifier>,
+    /// With `--insecure`, the program's name: the key accepted unchecked is
+    /// then said, for the user to compare with the real one.
+    unchecked: Option<String>,
 }
 
 impl TlsClient {
@@ -403,8 +411,14 @@ impl TlsClient {
                 reason: e.to_string(),
             }
         })?;
+        self.verifier.forget();
         match self.connector.connect(name, stream).await {
             Ok(tls) => {
+                if let (Some(name), Some(key)) = (&self.unchecked, self.verifier.seen_key()) {
+                    eprintln!(
+                        "{name}: WARNING: accepted without any check a certificate for '{domain}' whose key is {key}: is that the server's?"
+                    );
+                }
                 let conn = tls.get_ref().1;
                 let end_point = conn
                     .peer_certificates()
@@ -417,9 +431,19 @@ impl TlsClient {
             // server could not prove who it is, not that it is down.
             Err(e) => Err(TransportError::Tls {
                 domain: domain.to_string(),
-                reason: verify::explain(&e, domain),
+                reason: with_key(verify::explain(&e, domain), self.verifier.seen_key()),
             }),
         }
+    }
+}
+
+/// A refusal's reason, with the key of the certificate refused when the
+/// reason does not name it already (a pin mismatch does): the user can
+/// compare it with the server's real key.
+fn with_key(reason: String, key: Option<String>) -> String {
+    match key {
+        Some(k) if !reason.contains(&k) => format!("{reason}; the certificate's key is {k}"),
+        _ => reason,
     }
 }
 

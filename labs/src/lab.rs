@@ -647,22 +647,26 @@ impl Attacker {
 }
 
 /// `classmate` at `addr` with `flags`: sends teacher the code word, and
-/// teacher (signed in straight to the server) receives it.
+/// teacher (signed in straight to the server) receives it. Returns what
+/// classmate's client said of a certificate it accepted unchecked.
 fn classmate_sends_codeword(
     server: &ChatServer,
     addr: std::net::SocketAddr,
     s: &Secrets,
     n: u8,
     flags: &[&str],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
     let teacher = teacher_waits(server, s, n)?;
     let cmd = server.client_at(addr, "classmate", &s.password(n, "classmate"), flags)?;
     let script = format!(
         "/msg teacher the code word is {}\n/wait receipt teacher 20\n",
         s.codeword(n)
     );
-    harness::Proc::spawn("classmate", cmd, harness::Input::Text(script))?
-        .finish(Duration::from_secs(60))?;
+    let mut classmate = harness::Proc::spawn("classmate", cmd, harness::Input::Text(script))?;
+    let (status, _) = classmate.wait_exit(Duration::from_secs(60))?;
+    if !status.success() {
+        bail!("classmate's client failed: {}", classmate.stderr().trim());
+    }
     teacher.finish(Duration::from_secs(30))?;
     let shown: Vec<&str> = flags
         .iter()
@@ -673,7 +677,12 @@ fn classmate_sends_codeword(
         "classmate ({}) signed in through {addr} and sent a message.",
         shown.join(" ")
     );
-    Ok(())
+    Ok(classmate
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("without any check"))
+        .map(|l| l.trim().to_string())
+        .collect())
 }
 
 /// `careful` at `addr` with `flags` (`how`, in words), expecting a
@@ -827,7 +836,14 @@ fn intercepted_session(
     // client's (lab 6).
     let mut flags = vec!["--register", "--no-channel-binding"];
     flags.extend(&classmate_trust);
-    classmate_sends_codeword(server, proxy.addr, s, n, &flags)?;
+    let unchecked = classmate_sends_codeword(server, proxy.addr, s, n, &flags)?;
+    if !unchecked.is_empty() {
+        say!("classmate's client said:");
+        for l in unchecked {
+            say!("  {l}");
+        }
+        say!("The real server's key (`chat-tls certs` printed it): {pin}");
+    }
     let how = if careful_trust.is_empty() {
         "default settings"
     } else {

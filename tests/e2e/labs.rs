@@ -320,6 +320,27 @@ fn lab_2_is_solved_from_the_tls_metadata() {
 fn lab_3_is_solved_from_the_interception_proxy() {
     let lab = solve_interception_lab(3, "Ada Lovelace", "unknown issuer");
     assert!(!lab.contains("rotated"), "{lab}");
+    // The fingerprints: the key classmate accepted unchecked is the one
+    // careful refused (the proxy's), not the server's.
+    let key_after = |label: &str| -> String {
+        let rest = lab
+            .split(label)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no '{label}': {lab}"));
+        let b64 = rest
+            .strip_prefix("sha256:")
+            .unwrap_or_else(|| panic!("no key after '{label}': {lab}"));
+        let end = b64
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "+/=".contains(c)))
+            .unwrap_or(b64.len());
+        format!("sha256:{}", &b64[..end])
+    };
+    let accepted = key_after("whose key is ");
+    let refused = key_after("the certificate's key is ");
+    let real = key_after("printed it): ");
+    assert_eq!(accepted.len(), "sha256:".len() + 44, "{lab}");
+    assert_eq!(accepted, refused, "{lab}");
+    assert_ne!(accepted, real, "{lab}");
 }
 
 /// Lab 4 the same way: the proxy mints with the attacker's CA, which

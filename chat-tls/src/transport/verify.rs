@@ -95,6 +95,9 @@ pub struct Verifier {
     webpki: Option<Arc<WebPkiServerVerifier>>,
     pin: Option<[u8; 32]>,
     provider: Arc<CryptoProvider>,
+    /// The key of the last certificate shown, accepted or not: what the
+    /// user compares with the server's real key (lab 3).
+    seen: std::sync::Mutex<Option<[u8; 32]>>,
 }
 
 impl Verifier {
@@ -108,7 +111,25 @@ impl Verifier {
             webpki,
             pin,
             provider,
+            seen: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Forgets the last key (a new handshake begins).
+    pub fn forget(&self) {
+        *self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    /// The pin of the last certificate's key the server showed (`sha256:...`).
+    pub fn seen_key(&self) -> Option<String> {
+        let seen = *self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.as_ref().map(pin_text)
     }
 }
 
@@ -121,12 +142,18 @@ impl ServerCertVerifier for Verifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let key = spki_sha256(end_entity).ok();
+        *self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = key;
         if let Some(w) = &self.webpki {
             w.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
         }
         if let Some(expected) = self.pin {
-            let got = spki_sha256(end_entity)
-                .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+            let got = key.ok_or(rustls::Error::InvalidCertificate(
+                CertificateError::BadEncoding,
+            ))?;
             if got != expected {
                 return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
                     OtherError(Arc::new(PinMismatch { expected, got })),
