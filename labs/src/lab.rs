@@ -1387,6 +1387,37 @@ mod tests {
         assert_ne!(a.iterations(1), protocol::sasl::DEFAULT_ITERATIONS);
     }
 
+    /// Each sheet's title names its own number, and every lab a sheet
+    /// points to ("lab 6", "labs 3 to 8") exists.
+    #[test]
+    fn sheets_point_only_to_labs_that_exist() {
+        for l in &LABS {
+            assert!(
+                l.sheet.starts_with(&format!("# Lab {}: ", l.number)),
+                "lab {}",
+                l.number
+            );
+            let words: Vec<String> = l
+                .sheet
+                .split(|c: char| !c.is_alphanumeric())
+                .map(str::to_lowercase)
+                .collect();
+            for (i, w) in words.iter().enumerate() {
+                if w == "lab" || w == "labs" {
+                    for n in words[i + 1..].iter().take(4) {
+                        if let Ok(n) = n.parse::<usize>() {
+                            assert!(
+                                (1..=LABS.len()).contains(&n),
+                                "lab {} points to lab {n}",
+                                l.number
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn answers_are_checked_and_progress_records_keys_not_answers() {
         let d = tempfile::tempdir().unwrap();
