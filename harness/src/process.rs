@@ -319,23 +319,36 @@ impl Proc {
     pub fn finish(mut self, limit: Duration) -> Result<Vec<String>, Error> {
         let (status, lines) = self.wait_exit(limit)?;
         if !status.success() {
-            // The lines that say what went wrong, not the whole session.
-            let tail: Vec<&String> = lines
+            // The lines that say what went wrong, not the whole session;
+            // without such a line, its last lines; without any, say so.
+            let mut tail: Vec<&String> = lines
                 .iter()
                 .filter(|l| l.contains("error") || l.contains("failed"))
                 .rev()
                 .take(3)
                 .collect();
-            return Err(Error::Failed {
-                name: self.name.clone(),
-                status,
-                stderr: self.stderr().trim().to_string(),
-                tail: tail
-                    .into_iter()
+            if tail.is_empty() {
+                tail = lines.iter().rev().take(3).collect();
+            }
+            let tail = if tail.is_empty() {
+                "(nothing on stdout)".to_string()
+            } else {
+                tail.into_iter()
                     .rev()
                     .cloned()
                     .collect::<Vec<_>>()
-                    .join(" | "),
+                    .join(" | ")
+            };
+            let stderr = self.stderr().trim().to_string();
+            return Err(Error::Failed {
+                name: self.name.clone(),
+                status,
+                stderr: if stderr.is_empty() {
+                    "(nothing on stderr)".into()
+                } else {
+                    stderr
+                },
+                tail,
             });
         }
         Ok(lines)
@@ -434,6 +447,14 @@ mod tests {
         assert_eq!(e, "false did not start: boom");
         let e = p.finish(Duration::from_secs(5)).unwrap_err().to_string();
         assert!(e.starts_with("false failed (exit status: 3): boom"), "{e}");
+        // A failure that said nothing on stderr and no "error" line shows
+        // its last lines, never an empty "last output:".
+        let p = Proc::spawn("quiet", sh("echo one; echo two; exit 4"), Input::Null).unwrap();
+        let e = p.finish(Duration::from_secs(5)).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "quiet failed (exit status: 4): (nothing on stderr); last output: one | two"
+        );
     }
 
     #[test]

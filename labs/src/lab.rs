@@ -432,6 +432,7 @@ pub fn run(
 ) -> anyhow::Result<u8> {
     let lab = lab(n)?;
     let s = Secrets::new(course, student);
+    note_last_run(n, &s, course);
     let dir = tempfile::Builder::new()
         .prefix(&format!("lab{n}-"))
         .tempdir()?;
@@ -479,14 +480,10 @@ pub fn run(
             );
             if !once {
                 say!("then press Enter here to start the session.");
-                wait_enter();
+                wait_enter()?;
             }
             check_interrupt()?;
-            match lab.scenario {
-                Scenario::Sniff => sniffed_session(&server, &s, n)?,
-                Scenario::KeyLog => keylogged_session(&server, &s, n, dir.path())?,
-                _ => traffic_session(&server, &s, n)?,
-            }
+            sniffed_lab_session(lab.scenario, &server, &s, n, dir.path())?;
         }
         Scenario::Intercept | Scenario::InterceptCa => {
             intercepted_session(&server, &s, n, once, lab.scenario, dir.path())?;
@@ -527,10 +524,45 @@ pub fn run(
             .collect::<Vec<_>>()
             .join(" ")
     );
+    // A student who started the sniffer late runs the session again; an
+    // attacker lab waits for the student's proxy, so it cannot start early.
+    let again = matches!(
+        lab.scenario,
+        Scenario::Sniff | Scenario::KeyLog | Scenario::Traffic
+    );
     if !once {
-        say!("(the server keeps running for you; Ctrl-C stops everything)");
-        while check_interrupt().is_ok() {
-            std::thread::sleep(Duration::from_millis(100));
+        if again {
+            say!(
+                "(the server keeps running for you: Enter runs the session again; Ctrl-C stops everything)"
+            );
+        } else {
+            say!("(the server keeps running for you; Ctrl-C stops everything)");
+        }
+        loop {
+            match wait_enter() {
+                Ok(true) if again => {
+                    if lab.scenario.classmate_registers() {
+                        // It signs up again in the session.
+                        server.run(
+                            "classmate",
+                            &s.password(n, "classmate"),
+                            &[],
+                            "/unregister\n",
+                        )?;
+                    }
+                    sniffed_lab_session(lab.scenario, &server, &s, n, dir.path())?;
+                    say!("The session is over again (Enter: once more; Ctrl-C stops everything).");
+                }
+                Ok(true) => {}
+                // Input closed: wait for Ctrl-C.
+                Ok(false) => {
+                    while check_interrupt().is_ok() {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    break;
+                }
+                Err(_) => break,
+            }
         }
     }
     drop(kept);
@@ -550,10 +582,56 @@ pub fn answers(n: u8, student: &str, course: &str) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// Waits for Enter (or the end of input).
-fn wait_enter() {
-    let mut line = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut line);
+/// Lines typed on stdin, read by a thread of their own so that a wait for
+/// Enter still sees Ctrl-C (a blocked read would not return for it).
+fn stdin_lines() -> &'static std::sync::Mutex<std::sync::mpsc::Receiver<()>> {
+    static LINES: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Receiver<()>>> =
+        std::sync::OnceLock::new();
+    LINES.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let mut input = std::io::stdin().lock();
+            while matches!(input.read_line(&mut line), Ok(n) if n > 0) {
+                line.clear();
+                if tx.send(()).is_err() {
+                    return;
+                }
+            }
+        });
+        std::sync::Mutex::new(rx)
+    })
+}
+
+/// Waits for Enter: `true`, or `false` when input has ended (nobody will
+/// press it); Ctrl-C is an error.
+fn wait_enter() -> Result<bool, harness::Error> {
+    let lines = stdin_lines()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        check_interrupt()?;
+        match lines.recv_timeout(Duration::from_millis(100)) {
+            Ok(()) => return Ok(true),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(false),
+        }
+    }
+}
+
+/// The session of a lab the student sniffs (1, 2, 9, 10).
+fn sniffed_lab_session(
+    scenario: Scenario,
+    server: &ChatServer,
+    s: &Secrets,
+    n: u8,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    match scenario {
+        Scenario::Sniff => sniffed_session(server, s, n),
+        Scenario::KeyLog => keylogged_session(server, s, n, dir),
+        _ => traffic_session(server, s, n),
+    }
 }
 
 /// `teacher`, signed in straight to the server, waiting for classmate's
@@ -620,14 +698,16 @@ impl Attacker {
         say!("  {} {}", bin.display(), args.join(" "));
         say!("Your classmates will connect to {addr}, taking it for the server.");
         say!("Press Enter here once the proxy is listening.");
-        wait_enter();
+        wait_enter()?;
         // Nothing listens there until the student's proxy does; binding
         // the port ourselves tells, without a connection the proxy would
         // log as a client.
         while std::net::TcpListener::bind(addr).is_ok() {
             check_interrupt()?;
             say!("Nothing listens on {addr} yet: start the proxy (above), then press Enter.");
-            wait_enter();
+            if !wait_enter()? {
+                bail!("input ended before the proxy was listening on {addr}");
+            }
         }
         check_interrupt()?;
         Ok(Attacker { addr, own: None })
@@ -1281,6 +1361,10 @@ pub fn check(
                 .join(", ")
         );
     }
+    // A wrong answer may be right for the name or course secret `labs run`
+    // used on this machine: say so, instead of a hint that sends the
+    // student hunting for the wrong thing.
+    let mismatch = last_run_mismatch(n, &s, course);
     let mut right = Vec::new();
     let mut wrong = 0;
     // Printed after the progress is saved: a student piping the verdicts
@@ -1308,11 +1392,18 @@ pub fn check(
             verdicts.push(format!("{key}: right"));
             right.push(key.to_string());
         } else {
-            verdicts.push(format!("{key}: wrong. Hint: {hint}"));
+            match &mismatch {
+                Some(why) => verdicts.push(format!("{key}: wrong, but {why}")),
+                None => verdicts.push(format!("{key}: wrong. Hint: {hint}")),
+            }
             wrong += 1;
         }
     }
     if !right.is_empty() {
+        // One `labs check` at a time on this file (ten students on one
+        // shared folder, or one student in ten terminals): read, change and
+        // replace it under a lock, or records are lost.
+        let _lock = lock_beside(progress)?;
         let mut p = load(progress)?;
         let solved = p
             .entry(s.student().to_string())
@@ -1326,13 +1417,97 @@ pub fn check(
         }
         solved.sort();
         let text = serde_json::to_string_pretty(&p)?;
-        std::fs::write(progress, text)
+        // Replaced whole (a new file renamed over it): a check killed
+        // mid-write leaves the old file, never half of the new one.
+        let tmp = sibling(progress, ".tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, progress))
             .with_context(|| format!("cannot write {}", progress.display()))?;
     }
     for v in verdicts {
         outln!("{v}");
     }
     Ok(if wrong == 0 { 0 } else { 1 })
+}
+
+/// `path` with `suffix` added to its file name.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// An exclusive lock on `FILE.lock` beside `file`, released when the
+/// returned file is dropped: one writer of `file` at a time.
+fn lock_beside(file: &Path) -> anyhow::Result<std::fs::File> {
+    let path = sibling(file, ".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    f.lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(f)
+}
+
+/// Where `labs run` notes, per lab, the student and course it last ran
+/// for on this machine (never an answer: a name and a hash of the secret).
+fn last_run_path() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("twin-chat-labs").join("last-run.json")
+}
+
+/// The first 8 bytes of the course secret's SHA-256, in hex: enough to
+/// tell two secrets apart, of no use to find one.
+fn course_tag(course: &str) -> String {
+    hex(&Sha256::digest(course.as_bytes())[..8])
+}
+
+/// Notes that lab `n` ran for this student and course (best effort: a lab
+/// runs whether or not the note can be written).
+fn note_last_run(n: u8, s: &Secrets, course: &str) {
+    let path = last_run_path();
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // Two labs started at once must not lose each other's note.
+    let Ok(_lock) = lock_beside(&path) else {
+        return;
+    };
+    let mut all: BTreeMap<String, (String, String)> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    all.insert(n.to_string(), (s.student().to_string(), course_tag(course)));
+    if let Ok(text) = serde_json::to_string(&all) {
+        let tmp = sibling(&path, ".tmp");
+        let _ = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path));
+    }
+}
+
+/// Why answers for lab `n` checked as `s` under `course` cannot match what
+/// `labs run` last used on this machine, if they cannot.
+fn last_run_mismatch(n: u8, s: &Secrets, course: &str) -> Option<String> {
+    let all: BTreeMap<String, (String, String)> =
+        serde_json::from_str(&std::fs::read_to_string(last_run_path()).ok()?).ok()?;
+    let (student, tag) = all.get(&n.to_string())?;
+    if student != s.student() {
+        Some(format!(
+            "`labs run {n}` last ran here for student '{student}', not '{}': every answer depends on the name; check with the same --student",
+            s.student()
+        ))
+    } else if *tag != course_tag(course) {
+        Some(format!(
+            "`labs run {n}` last ran here with another course secret: every answer depends on it; check with the same --course-secret (or LABS_COURSE_SECRET)"
+        ))
+    } else {
+        None
+    }
 }
 
 /// `labs progress`: a table of who solved what.

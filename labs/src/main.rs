@@ -47,7 +47,7 @@ enum Command {
         /// The lab's number.
         n: u8,
         /// Your name: your secrets (passwords, messages) are derived from it.
-        #[arg(long)]
+        #[arg(long, value_parser = student_name)]
         student: String,
         /// The course secret (or LABS_COURSE_SECRET).
         #[arg(long)]
@@ -64,7 +64,7 @@ enum Command {
         /// The lab's number.
         n: u8,
         /// Your name, as given to `labs run`.
-        #[arg(long)]
+        #[arg(long, value_parser = student_name)]
         student: String,
         /// An answer, KEY=VALUE (repeatable).
         #[arg(long)]
@@ -82,7 +82,7 @@ enum Command {
         /// The lab's number.
         n: u8,
         /// The student's name, as given to `labs run`.
-        #[arg(long)]
+        #[arg(long, value_parser = student_name)]
         student: String,
         /// The course secret (or LABS_COURSE_SECRET).
         #[arg(long)]
@@ -94,6 +94,25 @@ enum Command {
         #[arg(long)]
         progress: Option<PathBuf>,
     },
+}
+
+/// A student's name: some letters, at most 64 characters, nothing a
+/// terminal or a file would treat specially (control characters).
+fn student_name(s: &str) -> Result<String, String> {
+    let name = s.trim();
+    if name.is_empty() {
+        return Err("a name is needed: --student \"Your Name\"".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("a name cannot hold control characters (tabs, new lines, escapes)".into());
+    }
+    if name.chars().count() > 64 {
+        return Err("at most 64 characters".into());
+    }
+    if !name.chars().any(char::is_alphanumeric) {
+        return Err("a name needs at least one letter or digit".into());
+    }
+    Ok(name.to_string())
 }
 
 fn main() -> ExitCode {

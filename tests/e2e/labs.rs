@@ -10,8 +10,24 @@ use harness::{Input, Proc};
 use serde_json::Value;
 use tests::{Sniffer, WAIT, bin, chain};
 
+/// Where `labs` notes what it last ran, for this test process: not the
+/// user's own note, and the same for every `labs` these tests run.
+fn state_dir() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
 fn labs(args: &[&str]) -> (i32, String, String) {
-    tests::run_bin("labs", args)
+    let out = Command::new(bin("labs"))
+        .args(args)
+        .env("XDG_STATE_HOME", state_dir())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -126,7 +142,8 @@ fn start_lab(n: u8, student: &str) -> Proc {
         student,
         "--course-secret",
         "test-course",
-    ]);
+    ])
+    .env("XDG_STATE_HOME", state_dir());
     Proc::spawn("labs run", cmd, Input::Piped).unwrap()
 }
 
@@ -268,8 +285,31 @@ fn lab_1_is_solved_from_the_capture_and_answers_are_per_student() {
     ];
     let (code, out) = check(1, "Ada Lovelace", &answers, &progress);
     assert_eq!(code, 0, "{out}");
-    // Another student cannot reuse Ada's answers.
+    // Another student cannot reuse Ada's answers; as `labs run 1` ran
+    // here for Ada, the check says that, not a task hint.
     let (code, out) = check(1, "Alan Turing", &answers[..1], &progress);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("`labs run 1` last ran here for student 'ada-lovelace', not 'alan-turing'"),
+        "{out}"
+    );
+    // Ada with another course secret: said too.
+    let (code, out, _) = labs(&[
+        "check",
+        "1",
+        "--student",
+        "Ada Lovelace",
+        "--course-secret",
+        "another-course",
+        "--progress",
+        progress.to_str().unwrap(),
+        "--answer",
+        &answers[0],
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("with another course secret"), "{out}");
+    // Wrong for the right student and secret: the task's hint.
+    let (code, out) = check(1, "Ada Lovelace", &["codeword=NOPE".into()], &progress);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("Hint:"), "{out}");
     let (code, out, _) = labs(&["progress", "--progress", progress.to_str().unwrap()]);
@@ -858,4 +898,100 @@ fn lab_10_is_solved_from_record_sizes_and_times_and_padding_blurs_them() {
         student,
         &[format!("message={k}"), format!("typing={at:.1}")],
     );
+}
+
+/// Ten `labs check` at once on one progress file (a class on a shared
+/// folder): every student's record is there.
+#[test]
+fn ten_checks_at_once_lose_no_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let progress = dir.path().join("progress.json");
+    let students: Vec<String> = (0..10).map(|i| format!("Student {i}")).collect();
+    // Every answer first, so that the ten checks start together.
+    let answers: Vec<String> = students
+        .iter()
+        .map(|student| {
+            let (_, answers, err) = labs(&[
+                "answers",
+                "1",
+                "--student",
+                student,
+                "--course-secret",
+                "test-course",
+            ]);
+            assert!(!answers.is_empty(), "{err}");
+            answers
+        })
+        .collect();
+    let children: Vec<_> = students
+        .iter()
+        .zip(&answers)
+        .map(|(student, answers)| {
+            let mut cmd = Command::new(bin("labs"));
+            cmd.args([
+                "check",
+                "1",
+                "--student",
+                student,
+                "--course-secret",
+                "test-course",
+                "--progress",
+                progress.to_str().unwrap(),
+            ])
+            .env("XDG_STATE_HOME", state_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+            for a in answers.lines() {
+                cmd.args(["--answer", a]);
+            }
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&progress).unwrap()).unwrap();
+    for i in 0..10 {
+        let lab1 = &saved[format!("student-{i}")]["lab1"];
+        assert_eq!(
+            lab1.as_array().map(Vec::len),
+            Some(3),
+            "student {i}: {saved:#}"
+        );
+    }
+}
+
+/// Names that are not names are refused, with a reason.
+#[test]
+fn an_empty_or_control_character_name_is_refused() {
+    for bad in ["", "   ", "ada\u{1b}[2J", "tab\there", "---"] {
+        let (code, out, err) = labs(&["check", "1", "--student", bad, "--answer", "password=x"]);
+        assert_eq!(code, 2, "{bad:?}: {out}{err}");
+        assert!(err.contains("--student"), "{bad:?}: {err}");
+    }
+}
+
+/// `--port` already taken: the lab refuses in one line, and runs nothing
+/// against whatever listens there.
+#[test]
+fn a_taken_port_is_refused() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (code, out, err) = labs(&[
+        "run",
+        "1",
+        "--student",
+        "Ada Lovelace",
+        "--course-secret",
+        "test-course",
+        "--once",
+        "--port",
+        &port,
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("cannot listen on 127.0.0.1:") && err.contains("in use"),
+        "{err}"
+    );
+    assert!(!out.contains("The session is over"), "{out}");
 }
