@@ -64,7 +64,7 @@ pub struct Lab {
     /// Who attacks, and how.
     scenario: Scenario,
     /// The answers `check` takes: key and where to look when it is wrong.
-    keys: &'static [(&'static str, &'static str)],
+    pub keys: &'static [(&'static str, &'static str)],
 }
 
 /// What a lab's session is, from the attacker's side.
@@ -325,11 +325,128 @@ fn canned(s: &Secrets, lab: u8, part: u8) -> usize {
     s.pick(&format!("lab{lab}/canned/{part}"), CANNED.len() as u32) as usize
 }
 
+/// Progressive hints, first a nudge, then which tool; the third is each
+/// question's own hint (which field). None gives an answer away.
+const HINTS: [(u8, &str, &str); 10] = [
+    (
+        1,
+        "Everything classmate typed crossed the wire as it typed it: look for it rather than compute it.",
+        "Run the sniffer as `labs run 1` printed it; its CREDENTIAL, MESSAGE and SCRAM lines are what you need.",
+    ),
+    (
+        2,
+        "TLS hides the content, not the handshake: what was said in clear before the encryption started?",
+        "The sniffer's ClientHello and ServerHello lines (or tshark -Y tls.handshake).",
+    ),
+    (
+        3,
+        "The proxy ended classmate's TLS and opened its own: it read both legs in clear.",
+        "The proxy's own output (its CAPTURED and stanza lines), not the sniffer.",
+    ),
+    (
+        4,
+        "classmate trusted your CA, so the proxy read everything again; careful pinned the key.",
+        "The proxy's output for classmate's connection; the refusal line labs run printed for careful.",
+    ),
+    (
+        5,
+        "After the strip, classmate's session went on in plaintext: the proxy read it all.",
+        "The first proxy's stanza lines for classmate's connection; `base64 -d` for the SASL steps.",
+    ),
+    (
+        6,
+        "Part 1 ran over plaintext with only PLAIN offered; part 2 inside TLS the proxy ended.",
+        "Each part's proxy output: the CAPTURED line, then the <challenge> decoded with `base64 -d`.",
+    ),
+    (
+        7,
+        "Your rules changed stanzas: the proxy's log says what each one said before.",
+        "The proxy's `tamper:` lines (run it with your lab7-rules.txt, a file of the right size to swap).",
+    ),
+    (
+        8,
+        "The proxy replays a sign-in when its connection ends, then acts as that user.",
+        "The proxy's `replay:` and CAPTURED lines for classmate's connection.",
+    ),
+    (
+        9,
+        "The capture alone opens nothing; classmate's client wrote the secrets of its own session.",
+        "`sniffer read lab9.pcap --keylog` with the key log labs run named.",
+    ),
+    (
+        10,
+        "Only sizes and times are visible: compare classmate's two lone records after its sign-in.",
+        "`sniffer read lab10.pcap --records`, classmate's connection, records after the first second.",
+    ),
+];
+
+/// Hint `level` (1 to 3) for question `key` of lab `n`: the lab's nudge,
+/// then the tool, then the question's own hint.
+pub fn hint(n: u8, key: &str, level: u8) -> anyhow::Result<String> {
+    let l = lab(n)?;
+    let Some((_, field)) = l.keys.iter().find(|(k, _)| *k == key) else {
+        bail!(
+            "lab {n} has no question '{key}' (keys: {})",
+            l.keys
+                .iter()
+                .map(|(k, _)| *k)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    let (_, nudge, tool) = HINTS
+        .iter()
+        .find(|(m, _, _)| *m == n)
+        .with_context(|| format!("lab {n} has no hints"))?;
+    Ok(match level {
+        0 | 1 => format!("hint 1 of 3 (a nudge): {nudge}"),
+        2 => format!("hint 2 of 3 (the tool): {tool}"),
+        _ => format!("hint 3 of 3 (where to look): {field}"),
+    })
+}
+
 /// The lab numbered `n`.
 pub fn lab(n: u8) -> anyhow::Result<&'static Lab> {
     LABS.iter()
         .find(|l| l.number == n)
         .with_context(|| format!("there is no lab {n}: `labs list` shows them"))
+}
+
+/// Where a student's values come from: the course secret here
+/// (self-study), or the class server.
+pub enum Course {
+    /// Derived from this course secret on this machine: whoever holds it
+    /// can derive anyone's answers (the weaker mode).
+    Secret(String),
+    /// Fetched, one lab at a time, from the class server at this URL.
+    Class(String),
+}
+
+impl Course {
+    /// `student`'s values for lab `n`.
+    fn secrets(&self, n: u8, student: &str) -> anyhow::Result<Secrets> {
+        match self {
+            Course::Secret(c) => Ok(Secrets::new(c, student)),
+            Course::Class(url) => crate::class::client::scenario(url, n, student),
+        }
+    }
+
+    /// What `labs run` notes of the course it ran with: the secret's
+    /// tag, or the class server's.
+    pub fn tag(&self) -> String {
+        match self {
+            Course::Secret(c) => course_tag(c),
+            Course::Class(url) => course_tag(&format!("class:{url}")),
+        }
+    }
+
+    /// ` --class URL` for a printed command, or nothing.
+    fn class_flag(&self) -> String {
+        match self {
+            Course::Secret(_) => String::new(),
+            Course::Class(url) => format!(" --class {url}"),
+        }
+    }
 }
 
 /// The course secret from the flag or the environment; the default, with a
@@ -426,13 +543,13 @@ fn hex(bytes: &[u8]) -> String {
 pub fn run(
     n: u8,
     student: &str,
-    course: &str,
+    course: &Course,
     once: bool,
     port: Option<u16>,
 ) -> anyhow::Result<u8> {
     let lab = lab(n)?;
-    let s = Secrets::new(course, student);
-    note_last_run(n, &s, course);
+    let s = course.secrets(n, student)?;
+    note_last_run(n, &s, &course.tag());
     let dir = tempfile::Builder::new()
         .prefix(&format!("lab{n}-"))
         .tempdir()?;
@@ -518,7 +635,8 @@ pub fn run(
     let keys: Vec<&str> = lab.keys.iter().map(|(k, _)| *k).collect();
     say!("The session is over. Answer with:");
     say!(
-        "  labs check {n} --student \"{student}\" {}",
+        "  labs check {n}{} --student \"{student}\" {}",
+        course.class_flag(),
         keys.iter()
             .map(|k| format!("--answer {k}=..."))
             .collect::<Vec<_>>()
@@ -1341,6 +1459,66 @@ pub fn progress_path(flag: Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("labs-progress.json"))
 }
 
+/// What checking a set of answers found.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Checked {
+    /// One line per answer: `KEY: right`, or wrong with a hint.
+    pub verdicts: Vec<String>,
+    /// The keys answered right.
+    pub right: Vec<String>,
+    /// How many were wrong.
+    pub wrong: usize,
+}
+
+/// Checks `answers` (`KEY=VALUE`) to lab `n` against `s`'s values;
+/// `mismatch` replaces the hint of a wrong answer when the student or
+/// course differs from what the lab ran with. An error for an answer that
+/// is not KEY=VALUE or names no question of the lab.
+pub fn verdicts(
+    n: u8,
+    s: &Secrets,
+    answers: &[String],
+    mismatch: Option<&str>,
+) -> anyhow::Result<Checked> {
+    let lab = lab(n)?;
+    let keys = || {
+        lab.keys
+            .iter()
+            .map(|(k, _)| *k)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if answers.is_empty() {
+        bail!("no answer: give --answer KEY=VALUE (keys: {})", keys());
+    }
+    let mut c = Checked::default();
+    for a in answers {
+        let Some((key, value)) = a.split_once('=') else {
+            bail!("'{a}' is not KEY=VALUE");
+        };
+        let key = key.trim();
+        let (Some(want), Some((_, hint))) = (
+            expected(n, key, s),
+            lab.keys.iter().find(|(k, _)| *k == key),
+        ) else {
+            bail!("lab {n} has no question '{key}' (keys: {})", keys());
+        };
+        if right_answer(key, value, &want) {
+            c.verdicts.push(format!("{key}: right"));
+            if !c.right.iter().any(|k| k == key) {
+                c.right.push(key.to_string());
+            }
+        } else {
+            match mismatch {
+                Some(why) => c.verdicts.push(format!("{key}: wrong, but {why}")),
+                None => c.verdicts.push(format!("{key}: wrong. Hint: {hint}")),
+            }
+            c.wrong += 1;
+        }
+    }
+    Ok(c)
+}
+
 /// `labs check N`: exit 0 when every answer is right, 1 otherwise.
 pub fn check(
     n: u8,
@@ -1349,56 +1527,16 @@ pub fn check(
     answers: &[String],
     progress: &Path,
 ) -> anyhow::Result<u8> {
-    let lab = lab(n)?;
     let s = Secrets::new(course, student);
-    if answers.is_empty() {
-        bail!(
-            "no answer: give --answer KEY=VALUE (keys: {})",
-            lab.keys
-                .iter()
-                .map(|(k, _)| *k)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
     // A wrong answer may be right for the name or course secret `labs run`
     // used on this machine: say so, instead of a hint that sends the
     // student hunting for the wrong thing.
-    let mismatch = last_run_mismatch(n, &s, course);
-    let mut right = Vec::new();
-    let mut wrong = 0;
-    // Printed after the progress is saved: a student piping the verdicts
-    // into a closed pipe (`| head -0`) still gets the labs they solved.
-    let mut verdicts = Vec::new();
-    for a in answers {
-        let Some((key, value)) = a.split_once('=') else {
-            bail!("'{a}' is not KEY=VALUE");
-        };
-        let key = key.trim();
-        let (Some(want), Some((_, hint))) = (
-            expected(n, key, &s),
-            lab.keys.iter().find(|(k, _)| *k == key),
-        ) else {
-            bail!(
-                "lab {n} has no question '{key}' (keys: {})",
-                lab.keys
-                    .iter()
-                    .map(|(k, _)| *k)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        };
-        if right_answer(key, value, &want) {
-            verdicts.push(format!("{key}: right"));
-            right.push(key.to_string());
-        } else {
-            match &mismatch {
-                Some(why) => verdicts.push(format!("{key}: wrong, but {why}")),
-                None => verdicts.push(format!("{key}: wrong. Hint: {hint}")),
-            }
-            wrong += 1;
-        }
-    }
+    let mismatch = last_run_mismatch(n, &s, &course_tag(course));
+    let Checked {
+        verdicts,
+        right,
+        wrong,
+    } = verdicts(n, &s, answers, mismatch.as_deref())?;
     if !right.is_empty() {
         // One `labs check` at a time on this file (ten students on one
         // shared folder, or one student in ten terminals): read, change and
@@ -1439,7 +1577,7 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 
 /// An exclusive lock on `FILE.lock` beside `file`, released when the
 /// returned file is dropped: one writer of `file` at a time.
-fn lock_beside(file: &Path) -> anyhow::Result<std::fs::File> {
+pub fn lock_beside(file: &Path) -> anyhow::Result<std::fs::File> {
     let path = sibling(file, ".lock");
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -1455,22 +1593,28 @@ fn lock_beside(file: &Path) -> anyhow::Result<std::fs::File> {
 /// Where `labs run` notes, per lab, the student and course it last ran
 /// for on this machine (never an answer: a name and a hash of the secret).
 fn last_run_path() -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
+    state_dir().join("last-run.json")
+}
+
+/// This user's state folder for the labs (`$XDG_STATE_HOME/twin-chat-labs`,
+/// by default `~/.local/state/twin-chat-labs`).
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("twin-chat-labs").join("last-run.json")
+        .unwrap_or_else(std::env::temp_dir)
+        .join("twin-chat-labs")
 }
 
 /// The first 8 bytes of the course secret's SHA-256, in hex: enough to
 /// tell two secrets apart, of no use to find one.
-fn course_tag(course: &str) -> String {
+pub fn course_tag(course: &str) -> String {
     hex(&Sha256::digest(course.as_bytes())[..8])
 }
 
 /// Notes that lab `n` ran for this student and course (best effort: a lab
 /// runs whether or not the note can be written).
-fn note_last_run(n: u8, s: &Secrets, course: &str) {
+fn note_last_run(n: u8, s: &Secrets, tag: &str) {
     let path = last_run_path();
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -1483,7 +1627,7 @@ fn note_last_run(n: u8, s: &Secrets, course: &str) {
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
-    all.insert(n.to_string(), (s.student().to_string(), course_tag(course)));
+    all.insert(n.to_string(), (s.student().to_string(), tag.to_string()));
     if let Ok(text) = serde_json::to_string(&all) {
         let tmp = sibling(&path, ".tmp");
         let _ = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path));
@@ -1492,18 +1636,18 @@ fn note_last_run(n: u8, s: &Secrets, course: &str) {
 
 /// Why answers for lab `n` checked as `s` under `course` cannot match what
 /// `labs run` last used on this machine, if they cannot.
-fn last_run_mismatch(n: u8, s: &Secrets, course: &str) -> Option<String> {
+pub fn last_run_mismatch(n: u8, s: &Secrets, tag: &str) -> Option<String> {
     let all: BTreeMap<String, (String, String)> =
         serde_json::from_str(&std::fs::read_to_string(last_run_path()).ok()?).ok()?;
-    let (student, tag) = all.get(&n.to_string())?;
+    let (student, saved) = all.get(&n.to_string())?;
     if student != s.student() {
         Some(format!(
             "`labs run {n}` last ran here for student '{student}', not '{}': every answer depends on the name; check with the same --student",
             s.student()
         ))
-    } else if *tag != course_tag(course) {
+    } else if saved != tag {
         Some(format!(
-            "`labs run {n}` last ran here with another course secret: every answer depends on it; check with the same --course-secret (or LABS_COURSE_SECRET)"
+            "`labs run {n}` last ran here with another course secret or class server: every answer depends on it; check with the same --course-secret (or LABS_COURSE_SECRET) or --class"
         ))
     } else {
         None
@@ -1560,6 +1704,50 @@ mod tests {
             }
         }
         assert_ne!(a.iterations(1), protocol::sasl::DEFAULT_ITERATIONS);
+    }
+
+    /// The class server hands the runner one lab's values: with them alone
+    /// every scenario value and every answer of that lab comes out as the
+    /// course secret gives it (a value the runner used but the server did
+    /// not send would panic here), and no hint gives an answer away.
+    #[test]
+    fn a_labs_given_values_are_all_it_needs_and_hints_give_nothing_away() {
+        let local = Secrets::new("c", "Ada Lovelace");
+        for l in &LABS {
+            let n = l.number;
+            let given = Secrets::given("Ada Lovelace", &local.scenario_values(n), n).unwrap();
+            for (key, _) in l.keys {
+                let want = expected(n, key, &local).unwrap();
+                assert_eq!(
+                    expected(n, key, &given),
+                    Some(want.clone()),
+                    "lab {n} {key}"
+                );
+                for level in 1..=3 {
+                    let h = hint(n, key, level).unwrap();
+                    assert!(
+                        want.len() < 3 || !h.contains(&want),
+                        "lab {n} {key} hint {level}"
+                    );
+                }
+            }
+            for user in ["teacher", "careful", "classmate"] {
+                assert_eq!(given.password(n, user), local.password(n, user));
+            }
+            assert_eq!(given.domain(n), local.domain(n));
+            assert_eq!(given.tls(n), local.tls(n));
+            assert_eq!(given.iterations(n), local.iterations(n));
+            assert_eq!(given.notes(n), local.notes(n));
+            assert_eq!(given.contact(n), local.contact(n));
+            for part in 1..=2 {
+                assert_eq!(typing_at(&given, n, part), typing_at(&local, n, part));
+                assert_eq!(canned(&given, n, part), canned(&local, n, part));
+            }
+        }
+        // Values for one lab open no other.
+        let one = local.scenario_values(1);
+        assert!(one.keys().all(|k| k.starts_with("lab1/")));
+        assert!(Secrets::given("Ada Lovelace", &one, 2).is_err());
     }
 
     /// Each sheet's title names its own number, and every lab a sheet

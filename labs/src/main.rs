@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod chat;
+mod class;
 mod demo;
 mod lab;
 mod secrets;
@@ -49,9 +50,13 @@ enum Command {
         /// Your name: your secrets (passwords, messages) are derived from it.
         #[arg(long, value_parser = student_name)]
         student: String,
-        /// The course secret (or LABS_COURSE_SECRET).
-        #[arg(long)]
+        /// The course secret (or LABS_COURSE_SECRET), for self-study.
+        #[arg(long, conflicts_with = "class")]
         course_secret: Option<String>,
+        /// The class server's URL (`labs serve` on the teacher's machine):
+        /// your values come from it, and no course secret is needed here.
+        #[arg(long)]
+        class: Option<String>,
         /// Run the session at once and exit (no Enter, no waiting).
         #[arg(long)]
         once: bool,
@@ -69,9 +74,12 @@ enum Command {
         /// An answer, KEY=VALUE (repeatable).
         #[arg(long)]
         answer: Vec<String>,
-        /// The course secret (or LABS_COURSE_SECRET).
-        #[arg(long)]
+        /// The course secret (or LABS_COURSE_SECRET), for self-study.
+        #[arg(long, conflicts_with = "class")]
         course_secret: Option<String>,
+        /// The class server's URL: it checks and records your answers.
+        #[arg(long)]
+        class: Option<String>,
         /// The progress file (or LABS_PROGRESS; default labs-progress.json).
         #[arg(long)]
         progress: Option<PathBuf>,
@@ -88,6 +96,48 @@ enum Command {
         #[arg(long)]
         course_secret: Option<String>,
     },
+    /// The next hint for a question: a nudge, then the tool, then where
+    /// to look. None gives an answer away.
+    Hint {
+        /// The lab's number.
+        n: u8,
+        /// The question (a key of `labs check`); the lab's first by default.
+        question: Option<String>,
+        /// Your name (with --class: the server counts your hints).
+        #[arg(long, value_parser = student_name)]
+        student: Option<String>,
+        /// The class server's URL.
+        #[arg(long, requires = "student")]
+        class: Option<String>,
+        /// Which hint (1 to 3) without a class server; the first by default.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+        level: u8,
+    },
+    /// For the teacher: the class server (scoreboard, checks, hints) until
+    /// Ctrl-C.
+    Serve {
+        /// Where it listens: loopback unless you give the lab network's
+        /// address yourself.
+        #[arg(long, default_value = "127.0.0.1:8470")]
+        listen: std::net::SocketAddr,
+        /// The course secret (or LABS_COURSE_SECRET): it stays here.
+        #[arg(long)]
+        course_secret: Option<String>,
+        /// Where the class's progress is kept (SQLite).
+        #[arg(long, default_value = "labs-class")]
+        data: PathBuf,
+        /// Show pseudonyms on the scoreboard instead of names.
+        #[arg(long)]
+        pseudonyms: bool,
+    },
+    /// For the teacher: the students of a class server's data.
+    Class {
+        #[command(subcommand)]
+        command: ClassCommand,
+        /// The class server's data folder.
+        #[arg(long, default_value = "labs-class", global = true)]
+        data: PathBuf,
+    },
     /// Show who solved what.
     Progress {
         /// The progress file (or LABS_PROGRESS; default labs-progress.json).
@@ -99,6 +149,11 @@ enum Command {
 /// A student's name: some letters, at most 64 characters, nothing a
 /// terminal or a file would treat specially (control characters).
 fn student_name(s: &str) -> Result<String, String> {
+    valid_student(s)
+}
+
+/// [`student_name`], for the class server's requests too.
+pub fn valid_student(s: &str) -> Result<String, String> {
     let name = s.trim();
     if name.is_empty() {
         return Err("a name is needed: --student \"Your Name\"".into());
@@ -113,6 +168,17 @@ fn student_name(s: &str) -> Result<String, String> {
         return Err("a name needs at least one letter or digit".into());
     }
     Ok(name.to_string())
+}
+
+#[derive(Subcommand)]
+enum ClassCommand {
+    /// Every student who joined: token state, questions solved, hints.
+    List,
+    /// Revoke a student's token (progress stays): their next run joins again.
+    Reset {
+        /// The student's name.
+        student: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -143,14 +209,33 @@ fn main() -> ExitCode {
             n,
             student,
             course_secret,
+            class,
             once,
             port,
-        } => lab::run(n, &student, &lab::course_secret(course_secret), once, port),
+        } => {
+            let course = match class {
+                Some(url) => lab::Course::Class(url),
+                None => lab::Course::Secret(lab::course_secret(course_secret)),
+            };
+            lab::run(n, &student, &course, once, port)
+        }
         Command::Check {
             n,
             student,
             answer,
             course_secret,
+            class: Some(url),
+            ..
+        } => {
+            let _ = course_secret;
+            class::client::check(&url, n, &student, &answer)
+        }
+        Command::Check {
+            n,
+            student,
+            answer,
+            course_secret,
+            class: None,
             progress,
         } => lab::check(
             n,
@@ -159,6 +244,35 @@ fn main() -> ExitCode {
             &answer,
             &lab::progress_path(progress),
         ),
+        Command::Hint {
+            n,
+            question,
+            student,
+            class,
+            level,
+        } => lab::lab(n).and_then(|l| {
+            let q = question.unwrap_or_else(|| l.keys[0].0.to_string());
+            match (class, student) {
+                (Some(url), Some(student)) => class::client::hint(&url, n, &student, &q),
+                _ => {
+                    outln!("{}", lab::hint(n, &q, level)?);
+                    if level < 3 {
+                        outln!("(the next: labs hint {n} {q} --level {})", level + 1);
+                    }
+                    Ok(0)
+                }
+            }
+        }),
+        Command::Serve {
+            listen,
+            course_secret,
+            data,
+            pseudonyms,
+        } => class::server::serve(listen, lab::course_secret(course_secret), data, pseudonyms),
+        Command::Class { command, data } => match command {
+            ClassCommand::List => class::server::list(&data),
+            ClassCommand::Reset { student } => class::server::reset(&data, &student),
+        },
         Command::Answers {
             n,
             student,

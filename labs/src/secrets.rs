@@ -27,22 +27,111 @@ const WORDS: [&str; 64] = [
 /// A student's secrets for one course.
 #[derive(Debug, Clone)]
 pub struct Secrets {
-    key: Vec<u8>,
+    source: Source,
     student: String,
+}
+
+/// Where a student's secret values come from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// Derived here from the course secret (self-study: whoever holds the
+    /// secret can derive anyone's values).
+    Course(Vec<u8>),
+    /// Given by the class server for one lab ([`Secrets::scenario_values`]):
+    /// this machine never holds the course secret.
+    Given(std::collections::BTreeMap<String, [u8; 32]>),
+}
+
+/// Every value a lab's scenario and checks use, by name (prefixed
+/// `labN/`): what the class server hands the runner for lab N.
+fn scenario_names(lab: u8) -> Vec<String> {
+    let mut names: Vec<String> = ["teacher", "careful", "classmate"]
+        .iter()
+        .map(|u| format!("password/{u}"))
+        .collect();
+    names.extend(
+        [
+            "codeword",
+            "iterations",
+            "tls",
+            "domain",
+            "notes",
+            "contact",
+            "typing/1",
+            "typing/2",
+            "canned/1",
+            "canned/2",
+        ]
+        .map(String::from),
+    );
+    names.into_iter().map(|n| format!("lab{lab}/{n}")).collect()
+}
+
+/// A student's name as every value is keyed by it: lower case, words
+/// joined by `-`.
+pub fn normalise_student(student: &str) -> String {
+    student
+        .trim()
+        .to_lowercase()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 impl Secrets {
     /// Secrets of `student` (case and spaces do not matter) under `course`.
     pub fn new(course: &str, student: &str) -> Self {
         Secrets {
-            key: course.as_bytes().to_vec(),
-            student: student
-                .trim()
-                .to_lowercase()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join("-"),
+            source: Source::Course(course.as_bytes().to_vec()),
+            student: normalise_student(student),
         }
+    }
+
+    /// The values of one lab for `student`, as [`Secrets::scenario_values`]
+    /// gave them (hex); an error if one is missing or malformed.
+    pub fn given(
+        student: &str,
+        values: &std::collections::BTreeMap<String, String>,
+        lab: u8,
+    ) -> Result<Self, String> {
+        let mut map = std::collections::BTreeMap::new();
+        for name in scenario_names(lab) {
+            let hex = values
+                .get(&name)
+                .ok_or_else(|| format!("the class server sent no value '{name}'"))?;
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|b| u8::from_str_radix(b, 16).ok())
+                })
+                .collect::<Option<_>>()
+                .ok_or_else(|| format!("the class server sent a malformed '{name}'"))?;
+            let bytes: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| format!("the class server sent a malformed '{name}'"))?;
+            map.insert(name, bytes);
+        }
+        Ok(Secrets {
+            source: Source::Given(map),
+            student: normalise_student(student),
+        })
+    }
+
+    /// Lab `lab`'s values for this student, hex, for the class server to
+    /// hand the runner: that lab's only, never the course secret.
+    pub fn scenario_values(&self, lab: u8) -> std::collections::BTreeMap<String, String> {
+        scenario_names(lab)
+            .into_iter()
+            .map(|name| {
+                let hex = self
+                    .bytes(&name)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                (name, hex)
+            })
+            .collect()
     }
 
     /// The student's normalised name.
@@ -51,8 +140,18 @@ impl Secrets {
     }
 
     fn bytes(&self, what: &str) -> [u8; 32] {
+        let key = match &self.source {
+            Source::Course(key) => key,
+            // `given` checked every name of its lab is there; a test runs
+            // every lab's scenario and checks on given values.
+            Source::Given(map) => {
+                return *map
+                    .get(what)
+                    .unwrap_or_else(|| panic!("bug: '{what}' is used but not in scenario_names"));
+            }
+        };
         // The key is any length by HMAC's definition.
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(what.as_bytes());
         mac.update(b"\0");
