@@ -995,3 +995,340 @@ fn a_taken_port_is_refused() {
     );
     assert!(!out.contains("The session is over"), "{out}");
 }
+
+/// `labs serve` on a port the system picks, with its own data folder.
+struct ClassServer {
+    proc: Proc,
+    addr: std::net::SocketAddr,
+    url: String,
+    _data: tempfile::TempDir,
+}
+
+impl ClassServer {
+    fn start() -> ClassServer {
+        let data = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(bin("labs"));
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--course-secret",
+            "test-course",
+            "--data",
+        ])
+        .arg(data.path());
+        let proc = Proc::spawn("labs serve", cmd, Input::Null).unwrap();
+        let addr = harness::chat::wait_ready(&proc).unwrap().listen;
+        ClassServer {
+            proc,
+            addr,
+            url: format!("http://{addr}"),
+            _data: data,
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        tests::http(self.addr, "GET", path, None, "")
+    }
+
+    fn post(&self, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+        tests::http(self.addr, "POST", path, token, body)
+    }
+
+    fn board(&self) -> Value {
+        let (code, body) = self.get("/api/scoreboard");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+/// `labs check --class` as a student runs it, in its own state folder
+/// (where its token is kept).
+fn class_check(
+    class: &ClassServer,
+    state: &std::path::Path,
+    student: &str,
+    answers: &str,
+) -> Command {
+    let mut cmd = Command::new(bin("labs"));
+    cmd.args(["check", "1", "--class", &class.url, "--student", student])
+        .env("XDG_STATE_HOME", state);
+    for a in answers.lines() {
+        cmd.args(["--answer", a]);
+    }
+    cmd
+}
+
+/// Sixty students check at once: every one is recorded, with the right
+/// count, on the scoreboard and in the CSV.
+#[test]
+fn sixty_checks_at_once_against_the_class_server_lose_nothing() {
+    let class = ClassServer::start();
+    let students: Vec<String> = (0..60).map(|i| format!("Student {i:02}")).collect();
+    let answers: Vec<String> = students
+        .iter()
+        .map(|s| {
+            let (code, out, err) = labs(&[
+                "answers",
+                "1",
+                "--student",
+                s,
+                "--course-secret",
+                "test-course",
+            ]);
+            assert_eq!(code, 0, "{err}");
+            out
+        })
+        .collect();
+    let states: Vec<tempfile::TempDir> = students
+        .iter()
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
+    let children: Vec<_> = students
+        .iter()
+        .zip(&answers)
+        .zip(&states)
+        .map(|((s, a), state)| {
+            class_check(&class, state.path(), s, a)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let board = class.board();
+    let rows = board["students"].as_array().unwrap();
+    assert_eq!(rows.len(), 60, "{board}");
+    for r in rows {
+        assert_eq!(r["count"], 3, "{r}");
+        assert_eq!(r["solved"]["1"].as_array().unwrap().len(), 3, "{r}");
+    }
+    let (code, csv) = class.get("/export.csv");
+    assert_eq!(code, 200);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 61, "{csv}");
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.contains(",3,0,0,0,0,0,0,0,0,0,3,0")),
+        "{csv}"
+    );
+    // The answers themselves are nowhere in what the server keeps or shows.
+    let data = std::fs::read(class._data.path().join("class.db")).unwrap();
+    let first = answers[0]
+        .lines()
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1;
+    assert!(!String::from_utf8_lossy(&data).contains(first));
+}
+
+/// A token is one student's: it cannot check for another name, a forged
+/// one is refused, and every bad request gets one clear line.
+#[test]
+fn a_class_token_cannot_check_for_another_name() {
+    let class = ClassServer::start();
+    let (code, body) = class.post("/api/join", None, r#"{"student":"Ada Lovelace"}"#);
+    assert_eq!(code, 201, "{body}");
+    let ada: Value = serde_json::from_str(&body).unwrap();
+    let token = ada["token"].as_str().unwrap();
+    let check = |student: &str, token: Option<&str>| {
+        class.post(
+            "/api/labs/1/check",
+            token,
+            &format!(r#"{{"student":"{student}","answers":["password=x"]}}"#),
+        )
+    };
+    let (code, body) = check("Grace Hopper", Some(token));
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains("belongs to 'ada-lovelace', not 'grace-hopper'"),
+        "{body}"
+    );
+    let (code, body) = check("Ada Lovelace", Some("0123456789abcdef"));
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = check("Ada Lovelace", None);
+    assert_eq!(code, 401, "{body}");
+    // Ada's own, wrong: a verdict, not an error.
+    let (code, body) = check("Ada Lovelace", Some(token));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("password: wrong"), "{body}");
+    // The name is taken: nobody else gets a token for it.
+    let (code, body) = class.post("/api/join", None, r#"{"student":"ada   LOVELACE"}"#);
+    assert_eq!(code, 409, "{body}");
+    for (path, body, want) in [
+        ("/api/join", "not json", 400),
+        ("/api/join", r#"{"student":"\u001b[2J"}"#, 400),
+        ("/api/join", r#"{"name":"x"}"#, 400),
+        (
+            "/api/labs/99/check",
+            r#"{"student":"Ada Lovelace","answers":[]}"#,
+            404,
+        ),
+        (
+            "/api/labs/1/check",
+            r#"{"student":"Ada Lovelace","answers":[1]}"#,
+            400,
+        ),
+        (
+            "/api/labs/1/check",
+            r#"{"student":"Ada Lovelace","answers":["colour=blue"]}"#,
+            400,
+        ),
+    ] {
+        let (code, answer) = class.post(path, Some(token), body);
+        assert_eq!(code, want, "{path} {body}: {answer}");
+        let v: Value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"));
+        assert!(
+            v["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{answer}"
+        );
+    }
+    // The teacher resets Ada: her old token stops, and she can join again.
+    let (code, out, err) = labs(&[
+        "class",
+        "reset",
+        "Ada Lovelace",
+        "--data",
+        class._data.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _) = check("Ada Lovelace", Some(token));
+    assert_eq!(code, 401);
+    let (code, body) = class.post("/api/join", None, r#"{"student":"Ada Lovelace"}"#);
+    assert_eq!(code, 201, "{body}");
+    assert!(class.proc.stderr().contains("ready listen="));
+}
+
+/// Lab 1 end to end through the class server, as a student in class does
+/// it: `labs run --class` (no course secret on this machine), the sniffer,
+/// `labs check --class`, a hint; the scoreboard page in a real browser
+/// then shows the three solved questions in green.
+#[test]
+fn lab_1_through_the_class_server_shows_on_the_scoreboard() {
+    let class = ClassServer::start();
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(bin("labs"));
+    cmd.args([
+        "run",
+        "1",
+        "--class",
+        &class.url,
+        "--student",
+        "Grace Hopper",
+    ])
+    .env("XDG_STATE_HOME", state.path())
+    .env_remove("LABS_COURSE_SECRET");
+    let mut lab = Proc::spawn("labs run --class", cmd, Input::Piped).unwrap();
+    let line = lab
+        .wait_line(" server on ", WAIT)
+        .unwrap_or_else(|e| fail(e, &lab));
+    let port: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
+    lab.wait_line("press Enter", WAIT)
+        .unwrap_or_else(|e| fail(e, &lab));
+    let sniffer = Sniffer::on_ports(&[port]);
+    lab.send_line("").unwrap();
+    let printed = lab
+        .wait_line("labs check 1 --class", Duration::from_secs(60))
+        .unwrap_or_else(|e| fail(e, &lab));
+    assert!(printed.contains(&class.url), "{printed}");
+    lab.wait_line("the server keeps running", WAIT)
+        .unwrap_or_else(|e| fail(e, &lab));
+    let (status, _) = lab.interrupt(WAIT).unwrap_or_else(|e| fail(e, &lab));
+    assert_eq!(status.code(), Some(0), "{}", lab.transcript());
+    // No course secret was needed, and no warning about one.
+    assert!(
+        !lab.stderr().contains("no course secret"),
+        "{}",
+        lab.stderr()
+    );
+    let found = sniffer.stop().0;
+    let password = found
+        .iter()
+        .find(|v| {
+            v["type"] == "credential" && v["user"] == "classmate" && v["password"].is_string()
+        })
+        .and_then(|v| v["password"].as_str())
+        .unwrap()
+        .to_string();
+    let codeword = found
+        .iter()
+        .filter(|v| v["type"] == "message")
+        .find_map(|v| {
+            Some(
+                v["body"]
+                    .as_str()?
+                    .split("the code word is ")
+                    .nth(1)?
+                    .to_string(),
+            )
+        })
+        .unwrap();
+    let iterations = found
+        .iter()
+        .find(|v| v["type"] == "credential" && v["user"] == "careful" && v["kind"] == "scram")
+        .and_then(|v| v["detail"].as_str())
+        .and_then(|d| d.split("iterations=").nth(1))
+        .and_then(|d| d.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let out = class_check(
+        &class,
+        state.path(),
+        "Grace Hopper",
+        &format!("password={password}\ncodeword={codeword}\niterations={iterations}"),
+    )
+    .output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(said.matches(": right").count(), 3, "{said}");
+    // A hint, counted.
+    let out = Command::new(bin("labs"))
+        .args([
+            "hint",
+            "1",
+            "codeword",
+            "--class",
+            &class.url,
+            "--student",
+            "Grace Hopper",
+        ])
+        .env("XDG_STATE_HOME", state.path())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("hint 1 of 3"),
+        "{out:?}"
+    );
+    let board = class.board();
+    assert_eq!(board["students"][0]["student"], "Grace Hopper", "{board}");
+    assert_eq!(board["students"][0]["count"], 3, "{board}");
+    assert_eq!(board["students"][0]["hints"], 1, "{board}");
+    // The page, in a real browser: the three solved cells are green.
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(shot) = tests::screenshot_url(
+        &format!("{}/", class.url),
+        &dir.path().join("board.png"),
+        1400,
+        500,
+    ) {
+        let green = shot.count([0x2e, 0x7d, 0x32], 0, 500);
+        assert!(green > 1500, "green {green}");
+    }
+}

@@ -26,8 +26,22 @@ impl Screenshot {
 /// are skipped (see [`crate::interop_tool`]). The PNG is left beside the
 /// page for a person to look at.
 pub fn screenshot(page: &Path, width: u32, height: u32) -> Option<Screenshot> {
+    shoot(
+        &format!("file://{}", page.display()),
+        &page.with_extension("png"),
+        width,
+        height,
+    )
+}
+
+/// The same for a live page at `url` (its scripts get five seconds of
+/// virtual time to fetch and draw), saved to `png`.
+pub fn screenshot_url(url: &str, png: &Path, width: u32, height: u32) -> Option<Screenshot> {
+    shoot(url, png, width, height)
+}
+
+fn shoot(url: &str, png: &Path, width: u32, height: u32) -> Option<Screenshot> {
     let chromium = crate::interop_tool("chromium")?;
-    let png = page.with_extension("png");
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new(chromium)
         // Root in CI: Chromium refuses its sandbox as root.
@@ -36,11 +50,12 @@ pub fn screenshot(page: &Path, width: u32, height: u32) -> Option<Screenshot> {
             "--no-sandbox",
             "--disable-gpu",
             "--hide-scrollbars",
+            "--virtual-time-budget=5000",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--window-size={width},{height}"))
         .arg(format!("--screenshot={}", png.display()))
-        .arg(format!("file://{}", page.display()))
+        .arg(url)
         .output()
         .unwrap();
     assert!(
@@ -48,7 +63,7 @@ pub fn screenshot(page: &Path, width: u32, height: u32) -> Option<Screenshot> {
         "chromium wrote no screenshot: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png).unwrap()));
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size().unwrap()];
     let info = reader.next_frame(&mut buf).unwrap();

@@ -60,6 +60,17 @@ fn answer(
     Ok(v)
 }
 
+/// `POST {url}/api/{path}` with `token` and a JSON `body`.
+fn post(url: &str, path: &str, token: &str, body: Value) -> anyhow::Result<Value> {
+    answer(
+        url,
+        agent()
+            .post(&format!("{url}/api/{path}"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .send_json(body),
+    )
+}
+
 fn key(url: &str, student: &str) -> String {
     format!("{url} {}", normalise_student(student))
 }
@@ -133,12 +144,11 @@ pub fn scenario(url: &str, n: u8, student: &str) -> anyhow::Result<Secrets> {
 pub fn check(url: &str, n: u8, student: &str, answers: &[String]) -> anyhow::Result<u8> {
     let url = base(url)?;
     let t = token(&url, student)?;
-    let v = answer(
+    let v = post(
         &url,
-        agent()
-            .post(&format!("{url}/api/labs/{n}/check"))
-            .header("Authorization", &format!("Bearer {t}"))
-            .send_json(json!({ "student": student, "answers": answers })),
+        &format!("labs/{n}/check"),
+        &t,
+        json!({ "student": student, "answers": answers }),
     )?;
     let checked: crate::lab::Checked =
         serde_json::from_value(v).context("the class server's verdicts are malformed")?;
@@ -160,12 +170,11 @@ pub fn check(url: &str, n: u8, student: &str, answers: &[String]) -> anyhow::Res
 pub fn hint(url: &str, n: u8, student: &str, question: &str) -> anyhow::Result<u8> {
     let url = base(url)?;
     let t = token(&url, student)?;
-    let v = answer(
+    let v = post(
         &url,
-        agent()
-            .post(&format!("{url}/api/labs/{n}/hint"))
-            .header("Authorization", &format!("Bearer {t}"))
-            .send_json(json!({ "student": student, "question": question })),
+        &format!("labs/{n}/hint"),
+        &t,
+        json!({ "student": student, "question": question }),
     )?;
     outln!("{}", v["hint"].as_str().unwrap_or("(no hint)"));
     Ok(0)

@@ -169,6 +169,14 @@ fn lab_number(n: &str) -> Result<u8, ApiError> {
     Ok(n)
 }
 
+/// A lab's POST: its number, the JSON body, and the student it names.
+fn lab_request(n: &str, body: &Bytes) -> Result<(u8, Value, String), ApiError> {
+    let n = lab_number(n)?;
+    let v = json_body(body)?;
+    let shown = student_from(&v)?;
+    Ok((n, v, shown))
+}
+
 /// `POST /api/join {"student": NAME}`: a token for a name nobody holds.
 async fn join(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
     let shown = student_from(&json_body(&body)?)?;
@@ -237,9 +245,7 @@ async fn check(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let n = lab_number(&n)?;
-    let v = json_body(&body)?;
-    let shown = student_from(&v)?;
+    let (n, v, shown) = lab_request(&n, &body)?;
     let answers: Vec<String> = v
         .get("answers")
         .and_then(Value::as_array)
@@ -277,9 +283,7 @@ async fn hint(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let n = lab_number(&n)?;
-    let v = json_body(&body)?;
-    let shown = student_from(&v)?;
+    let (n, v, shown) = lab_request(&n, &body)?;
     let key = v
         .get("question")
         .and_then(Value::as_str)
