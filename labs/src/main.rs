@@ -215,7 +215,12 @@ fn main() -> ExitCode {
         } => {
             let course = match class {
                 Some(url) => lab::Course::Class(url),
-                None => lab::Course::Secret(lab::course_secret(course_secret)),
+                None => {
+                    eprintln!(
+                        "labs: self-study mode: your values come from the course secret on this machine, from which anyone's answers can be computed; in class, the teacher's server keeps it (--class URL)"
+                    );
+                    lab::Course::Secret(lab::course_secret(course_secret))
+                }
             };
             lab::run(n, &student, &course, once, port)
         }

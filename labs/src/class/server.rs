@@ -589,3 +589,20 @@ pub fn reset(data: &Path, student: &str) -> anyhow::Result<u8> {
     protocol::outln!("{name}: token revoked; their next `labs run --class` gets a new one");
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pseudonyms_are_stable_per_course_and_csv_fields_are_inert() {
+        let a = pseudonym("c1", "ada-lovelace");
+        assert_eq!(a, pseudonym("c1", "ada-lovelace"));
+        assert_ne!(a, pseudonym("c1", "alan-turing"));
+        assert_ne!(a, pseudonym("c2", "ada-lovelace"));
+        assert!(a.starts_with("student-") && !a.contains("ada"));
+        assert_eq!(csv_field("Ada Lovelace"), "Ada Lovelace");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+    }
+}
