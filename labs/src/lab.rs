@@ -423,14 +423,6 @@ pub enum Course {
 }
 
 impl Course {
-    /// `student`'s values for lab `n`.
-    fn secrets(&self, n: u8, student: &str) -> anyhow::Result<Secrets> {
-        match self {
-            Course::Secret(c) => Ok(Secrets::new(c, student)),
-            Course::Class(url) => crate::class::client::scenario(url, n, student),
-        }
-    }
-
     /// What `labs run` notes of the course it ran with: the secret's
     /// tag, or the class server's.
     pub fn tag(&self) -> String {
@@ -543,12 +535,12 @@ fn hex(bytes: &[u8]) -> String {
 pub fn run(
     n: u8,
     student: &str,
+    s: Secrets,
     course: &Course,
     once: bool,
     port: Option<u16>,
 ) -> anyhow::Result<u8> {
     let lab = lab(n)?;
-    let s = course.secrets(n, student)?;
     note_last_run(n, &s, &course.tag());
     let dir = tempfile::Builder::new()
         .prefix(&format!("lab{n}-"))
@@ -581,6 +573,11 @@ pub fn run(
         )?;
     }
     say!("Lab {n}: {} (student: {})", lab.title, s.student());
+    if let Course::Secret(_) = course {
+        say!(
+            "Self-study mode: your values come from the course secret on this machine, from which anyone's answers can be computed; in class, the teacher's server keeps it (--class URL)."
+        );
+    }
     // Not the server name: for TLS labs it is an answer.
     say!("{} server on {}", lab.twin.bin(), server.addr);
     let mut kept = None;

@@ -215,14 +215,15 @@ fn main() -> ExitCode {
         } => {
             let course = match class {
                 Some(url) => lab::Course::Class(url),
-                None => {
-                    eprintln!(
-                        "labs: self-study mode: your values come from the course secret on this machine, from which anyone's answers can be computed; in class, the teacher's server keeps it (--class URL)"
-                    );
-                    lab::Course::Secret(lab::course_secret(course_secret))
-                }
+                None => lab::Course::Secret(lab::course_secret(course_secret)),
             };
-            lab::run(n, &student, &course, once, port)
+            // The class server's values are fetched here: `lab` knows
+            // nothing of HTTP.
+            match &course {
+                lab::Course::Secret(c) => Ok(secrets::Secrets::new(c, &student)),
+                lab::Course::Class(url) => class::client::scenario(url, n, &student),
+            }
+            .and_then(|s| lab::run(n, &student, s, &course, once, port))
         }
         Command::Check {
             n,

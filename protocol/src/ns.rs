@@ -38,6 +38,11 @@ pub const PING: &str = "urn:xmpp:ping";
 pub const VERSION: &str = "jabber:iq:version";
 /// Message delivery receipts (XEP-0184).
 pub const RECEIPTS: &str = "urn:xmpp:receipts";
+/// Message carbons (XEP-0280): copies of a user's messages to the user's
+/// other clients.
+pub const CARBONS: &str = "urn:xmpp:carbons:2";
+/// Stanza forwarding (XEP-0297): a stanza wrapped in another.
+pub const FORWARD: &str = "urn:xmpp:forward:0";
 /// Chat state notifications (XEP-0085): typing, paused...
 pub const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 /// Message processing hints (XEP-0334).
@@ -98,6 +103,8 @@ pub fn interned(uri: &str) -> CompactString {
         RECEIPTS,
         CHATSTATES,
         HINTS,
+        CARBONS,
+        FORWARD,
         DELAY,
         DATA_FORMS,
         XML,

@@ -190,7 +190,86 @@ fn acknowledged_registration_and_offline_message_survive_kill_9(twin: Twin) {
     );
 }
 
+/// Message carbons (XEP-0280): alice on her phone and her laptop sees on
+/// each what the other sent and received; the device that sent or got the
+/// message gets no copy; a carbon forged by someone else is not believed.
+fn carbons_show_each_device_what_the_other_sent_and_received(twin: Twin) {
+    carbons_on_two_devices(&Server::start(twin, &[]));
+}
+
+/// The carbons scenario against any server for `localhost`: ours here,
+/// Prosody (with mod_carbons) in the interoperability tests.
+pub(crate) fn carbons_on_two_devices(server: &Server) {
+    let twin = server.twin;
+    let mut phone = Client::start(server, "alice@localhost/phone", "alice-pw", &["--register"]);
+    connected(&mut phone);
+    let mut laptop = Client::start(server, "alice@localhost/laptop", "alice-pw", &[]);
+    connected(&mut laptop);
+    // The laptop enables carbons before its initial presence: once the
+    // phone sees it online, copies flow.
+    phone.expect("the laptop online", |v| {
+        v["type"] == "presence" && v["from"] == "alice@localhost/laptop" && v["available"] == true
+    });
+    let mut bob = Client::start(server, "bob@localhost", "bob-pw", &["--register"]);
+    connected(&mut bob);
+
+    phone.send("/msg bob@localhost sent from the phone");
+    let m = bob.expect_event("message", "from", "alice@localhost/phone");
+    assert_eq!(m["body"], "sent from the phone");
+    let c = laptop.expect("a copy of what the phone sent", |v| v["type"] == "carbon");
+    assert_eq!(c["sent"], true, "{c}");
+    assert_eq!(c["peer"], "bob@localhost", "{c}");
+    assert_eq!(c["body"], "sent from the phone", "{c}");
+
+    bob.send("/msg alice@localhost/phone only to the phone");
+    let m = phone.expect_event("message", "from", "bob@localhost");
+    assert_eq!(m["body"], "only to the phone");
+    let c = laptop.expect("a copy of what the phone received", |v| {
+        v["type"] == "carbon"
+    });
+    assert_eq!(c["sent"], false, "{c}");
+    assert!(
+        c["peer"].as_str().unwrap().starts_with("bob@localhost/"),
+        "{c}"
+    );
+    assert_eq!(c["body"], "only to the phone", "{c}");
+
+    if twin == Twin::Plain && !server.is_prosody() {
+        // mallory wraps a forged message in a carbon and sends it to the
+        // laptop; then an ordinary one, to know the first was read.
+        let answer = tests::XmppRaw::register(server, "mallory", "m-pw");
+        assert_eq!(
+            answer.get_attr("type"),
+            Some("result"),
+            "{}",
+            answer.to_xml()
+        );
+        let mut mallory = tests::XmppRaw::login(server, "mallory", "m-pw", "x");
+        mallory.send(
+            "<message to='alice@localhost/laptop' type='chat'><received xmlns='urn:xmpp:carbons:2'>\
+             <forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' type='chat' \
+             from='bob@localhost/x' to='alice@localhost/phone'><body>forged by mallory</body>\
+             </message></forwarded></received></message>",
+        );
+        mallory.send(
+            "<message to='alice@localhost/laptop' type='chat'><body>plain hello</body></message>",
+        );
+        laptop.expect_event("message", "from", "mallory@localhost");
+    }
+    for c in [bob, phone] {
+        let (code, t) = c.finish();
+        assert_eq!(code, 0, "{t}");
+    }
+    let (code, t) = laptop.finish();
+    assert_eq!(code, 0, "{t}");
+    assert!(
+        !t.contains("forged by mallory"),
+        "a forged carbon was believed: {t}"
+    );
+}
+
 tests::twin_tests!(
+    carbons_show_each_device_what_the_other_sent_and_received,
     two_clients_register_subscribe_chat_get_offline_delivery_and_remove_accounts,
     wrong_password_taken_name_and_unreachable_server_are_clear_errors,
     acknowledged_registration_and_offline_message_survive_kill_9,

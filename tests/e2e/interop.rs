@@ -188,6 +188,9 @@ fn our_client_against_prosody(twin: Twin) {
     // bound, as ours do (see `Server::prosody`).
     let server = Server::prosody(&prosody, twin);
     two_users_chat(&server);
+    // Message carbons with Prosody's mod_carbons: our client enables them
+    // and shows the copies.
+    crate::chat::carbons_on_two_devices(&server);
     // The mechanism the labs force, and the errors a user sees, hold against
     // a server we did not write too.
     let (code, out, err) = run_client(
@@ -286,7 +289,64 @@ fn slixmpp_creates_and_joins_our_rooms_and_exchanges_groupchat_with_our_client(t
     });
 }
 
+/// Message carbons (XEP-0280) between slixmpp's plugin and our client,
+/// both signed in as sally: each sees what the other sent, and slixmpp
+/// sees what its other session received.
+fn slixmpp_and_our_client_share_carbons(twin: Twin) {
+    let Some(python) = interop_tool("slixmpp") else {
+        return;
+    };
+    let server = Server::start(twin, &[]);
+    let mut alice = Client::start(&server, "alice@localhost", "alice-pw", &["--register"]);
+    alice.expect("connected", |v| v["type"] == "connected");
+    let mut sally = slixmpp(
+        &python,
+        &server,
+        "sally@localhost",
+        &["--register", "--carbons"],
+    );
+    sally.expect("carbons on", |v| v["type"] == "carbons-enabled");
+    let mut desk = Client::start(&server, "sally@localhost/desk", "sally-pw", &[]);
+    connected_with(&mut desk, twin);
+
+    // Our session sends: slixmpp gets the copy.
+    desk.send("/msg alice@localhost from the desk");
+    alice.expect_event("message", "from", "sally@localhost/desk");
+    let c = sally.expect("copy of what the desk sent", |v| v["type"] == "carbon");
+    assert_eq!(c["sent"], true, "{c}");
+    assert_eq!(c["peer"], "alice@localhost", "{c}");
+    assert_eq!(c["body"], "from the desk", "{c}");
+
+    // Our session receives: slixmpp gets the copy.
+    alice.send("/msg sally@localhost/desk to the desk only");
+    desk.expect_event("message", "from", "alice@localhost");
+    let c = sally.expect("copy of what the desk received", |v| v["type"] == "carbon");
+    assert_eq!(c["sent"], false, "{c}");
+    assert!(
+        c["peer"].as_str().unwrap().starts_with("alice@localhost/"),
+        "{c}"
+    );
+    assert_eq!(c["body"], "to the desk only", "{c}");
+
+    // slixmpp's session sends (its echo of a message to both): our client
+    // gets the copy.
+    alice.send("/msg sally@localhost to both");
+    let c = desk.expect("copy of slixmpp's echo", |v| {
+        v["type"] == "carbon" && v["body"] == "echo: to both"
+    });
+    assert_eq!(c["sent"], true, "{c}");
+    assert!(
+        c["peer"].as_str().unwrap().starts_with("alice@localhost"),
+        "{c}"
+    );
+    for c in [desk, alice] {
+        let (code, t) = c.finish();
+        assert_eq!(code, 0, "{t}");
+    }
+}
+
 tests::twin_tests!(
+    slixmpp_and_our_client_share_carbons,
     slixmpp_registers_signs_in_with_every_mechanism_chats_and_deletes_its_account,
     our_client_against_prosody,
     slixmpp_creates_and_joins_our_rooms_and_exchanges_groupchat_with_our_client,

@@ -15,6 +15,9 @@ It prints one JSON object per line on stdout, the same shape as
   message      from, body, id
   receipt      from, id               (XEP-0184, for our echo replies)
   chat-state   from, state            (XEP-0085: composing, paused...)
+  carbons-enabled                     (--carbons: XEP-0280 on)
+  carbon       sent, peer, body       (a copy of what another session of
+                                       the account sent or received)
   unregistered                        after the account was removed
   room-joined  room, nick, created, occupants, history   (--join)
   room-presence  room, nick, available
@@ -67,7 +70,7 @@ class Peer(slixmpp.ClientXMPP):
         self.enable_direct_tls = args.tls == "direct"
         if args.ca:
             self.ca_certs = args.ca
-        for plugin in ("xep_0004", "xep_0030", "xep_0045", "xep_0077", "xep_0085", "xep_0092", "xep_0184", "xep_0199"):
+        for plugin in ("xep_0004", "xep_0030", "xep_0045", "xep_0077", "xep_0085", "xep_0092", "xep_0184", "xep_0199", "xep_0280"):
             self.register_plugin(plugin)
         self.plugin["xep_0077"].create_account = args.register
         self.plugin["xep_0184"].auto_request = True
@@ -81,6 +84,8 @@ class Peer(slixmpp.ClientXMPP):
         self.add_event_handler("presence_subscribe", self.on_subscribe)
         self.add_event_handler("receipt_received", self.on_receipt)
         self.add_event_handler("chatstate", self.on_chat_state)
+        self.add_event_handler("carbon_sent", lambda m: self.on_carbon(m, True))
+        self.add_event_handler("carbon_received", lambda m: self.on_carbon(m, False))
         self.add_event_handler("failed_auth", self.on_failed_auth)
         self.add_event_handler("groupchat_message", self.on_groupchat)
         self.add_event_handler("groupchat_presence", self.on_room_presence)
@@ -113,6 +118,9 @@ class Peer(slixmpp.ClientXMPP):
             encrypted=tls,
         )
         await self.get_roster()
+        if self.args.carbons:
+            await self.plugin["xep_0280"].enable()
+            emit("carbons-enabled")
         self.send_presence(pshow=self.args.show, pstatus=self.args.status)
         if self.args.probe_server:
             domain = self.boundjid.domain
@@ -190,6 +198,13 @@ class Peer(slixmpp.ClientXMPP):
             echo["chat_state"] = "active"
             echo.send()
 
+    def on_carbon(self, msg, sent):
+        # slixmpp's plugin already checked the carbon came from our own
+        # account (the defence against forged carbons).
+        inner = msg["carbon_sent" if sent else "carbon_received"]
+        peer = inner["to"] if sent else inner["from"]
+        emit("carbon", sent=sent, peer=str(peer), body=inner["body"])
+
     def on_chat_state(self, msg):
         if msg["body"]:
             return
@@ -245,6 +260,7 @@ def main():
     p.add_argument("--join", action="append", default=[], help="room JID to join (or create)")
     p.add_argument("--nick", default="sally", help="nickname in rooms")
     p.add_argument("--quit", action="store_true", help="leave once signed in")
+    p.add_argument("--carbons", action="store_true", help="enable message carbons (XEP-0280)")
     p.add_argument("--tls", choices=["plain", "starttls", "direct"], default="plain")
     p.add_argument("--ca", default=None, help="CA certificate file to trust")
     p.add_argument("--timeout", type=float, default=60.0)

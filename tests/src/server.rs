@@ -44,6 +44,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// Whether this is Prosody (started by [`Server::prosody`]), not ours.
+    pub fn is_prosody(&self) -> bool {
+        self.restart.is_none()
+    }
+
     /// Starts the twin's server on ports the system picks, with a fresh data
     /// folder (and, for TLS, fresh lab certificates and a direct TLS port).
     pub fn start(twin: Twin, extra: &[&str]) -> Server {
@@ -200,9 +205,9 @@ ssl = {{ certificate = "{c}/server.pem", key = "{c}/server.key" }}
             )
         };
         let modules = if twin.tls() {
-            r#""roster"; "saslauth"; "tls"; "disco"; "register"; "ping"; "presence"; "message"; "offline"; "version"; "posix""#
+            r#""roster"; "saslauth"; "tls"; "disco"; "register"; "ping"; "presence"; "message"; "offline"; "version"; "posix"; "carbons""#
         } else {
-            r#""roster"; "saslauth"; "disco"; "register"; "ping"; "presence"; "message"; "offline"; "version"; "posix""#
+            r#""roster"; "saslauth"; "disco"; "register"; "ping"; "presence"; "message"; "offline"; "version"; "posix"; "carbons""#
         };
         let config = dir.path().join("prosody.cfg.lua");
         std::fs::write(

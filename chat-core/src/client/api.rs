@@ -236,6 +236,19 @@ impl Client {
         Ok(id)
     }
 
+    /// Asks the server for message carbons (XEP-0280): copies of what this
+    /// account's other sessions send and receive, so a conversation looks
+    /// the same on every device.
+    pub fn enable_carbons(&self) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
+        let fut = self.iq(
+            IqType::Set,
+            None,
+            Element::new("enable", ns::CARBONS),
+            "message carbons",
+        );
+        async move { fut.await.map(|_| ()) }
+    }
+
     /// Tells `to` we are typing (`composing`) or stopped (`paused`), or
     /// another chat state of XEP-0085: a message without a body, which the
     /// server should not keep for later (`no-store`). Under TLS its size

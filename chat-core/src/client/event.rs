@@ -141,6 +141,19 @@ pub enum ClientEvent {
         /// The server's text.
         text: Option<String>,
     },
+    /// A copy of a message another session of this account sent or
+    /// received (XEP-0280 message carbons).
+    Carbon {
+        /// `true`: sent from the other session; `false`: received by it.
+        sent: bool,
+        /// The other party: recipient of a sent one, sender of a received one.
+        #[serde(serialize_with = "wire::jid")]
+        peer: Jid,
+        /// Text.
+        body: String,
+        /// Its id.
+        id: Option<String>,
+    },
     /// A contact's chat state (XEP-0085): typing, paused...
     ChatState {
         /// Who.
@@ -291,6 +304,7 @@ impl ClientEvent {
             ClientEvent::MessageError { .. } => "message-error",
             ClientEvent::Announcement { .. } => "announcement",
             ClientEvent::ChatState { .. } => "chat-state",
+            ClientEvent::Carbon { .. } => "carbon",
             ClientEvent::FileOffer { .. } => "file-offer",
             ClientEvent::FileProgress { .. } => "file-progress",
             ClientEvent::FileReceived(_) => "file-received",
@@ -323,6 +337,7 @@ impl ClientEvent {
             | ClientEvent::RoomSubject { room, .. }
             | ClientEvent::RoomLeft { room, .. } => Some(room),
             ClientEvent::FileOffer { from, .. } | ClientEvent::ChatState { from, .. } => Some(from),
+            ClientEvent::Carbon { peer, .. } => Some(peer),
             ClientEvent::FileReceived(d) => Some(&d.peer),
             ClientEvent::Announcement { .. }
             | ClientEvent::FileProgress { .. }
@@ -358,6 +373,7 @@ impl ClientEvent {
             } => body.len() + o(id) + o(delayed),
             ClientEvent::Receipt { id, .. } => id.len(),
             ClientEvent::ChatState { .. } => 0,
+            ClientEvent::Carbon { body, id, .. } => body.len() + o(id),
             ClientEvent::Presence { status, .. } => o(status),
             ClientEvent::RosterPush(i) => o(&i.name) + i.subscription.len(),
             ClientEvent::MessageError {

@@ -201,6 +201,28 @@ fn handle_message(el: &Element, m: Message, r: &Reader) {
         });
         return;
     }
+    if let Some((sent, copy)) = carbon_in(&m) {
+        // Believed only from our own account: anyone can wrap a forged
+        // message in <forwarded/> and send it (CVE-2017-5589, carbon
+        // spoofing in several clients). The server stamps `from` on what
+        // a session sends, so a carbon from our bare JID came from it.
+        if from != me.to_bare() {
+            tracing::warn!(%from, "ignored a forged carbon: carbons come only from our own account");
+            return;
+        }
+        if let Ok(copy) = Message::from_element(copy) {
+            let peer = if sent { copy.to } else { copy.from };
+            if let (Some(peer), Some(body)) = (peer, copy.body) {
+                r.events.send(ClientEvent::Carbon {
+                    sent,
+                    peer,
+                    body,
+                    id: copy.id,
+                });
+            }
+        }
+        return;
+    }
     if let Some(id) = m.receipt_for() {
         r.events.send(ClientEvent::Receipt {
             from,
@@ -247,6 +269,24 @@ fn handle_message(el: &Element, m: Message, r: &Reader) {
             delayed,
         });
     }
+}
+
+/// The message a carbon (XEP-0280) carries, and whether it was sent (or
+/// received) by the other session.
+fn carbon_in(m: &Message) -> Option<(bool, &Element)> {
+    m.payloads.iter().find_map(|p| {
+        let sent = if p.is("sent", ns::CARBONS) {
+            true
+        } else if p.is("received", ns::CARBONS) {
+            false
+        } else {
+            return None;
+        };
+        let copy = p
+            .get_child("forwarded", ns::FORWARD)?
+            .get_child("message", ns::CLIENT)?;
+        Some((sent, copy))
+    })
 }
 
 /// A contact's availability, or a subscription request or answer.

@@ -167,6 +167,26 @@ async fn iq(s: &mut Session, el: Element, to: Option<Jid>) -> Handled {
     Ok(())
 }
 
+/// `Some(true)` for XEP-0280's `<enable/>`, `Some(false)` for `<disable/>`.
+fn carbons_request(iq: &Iq) -> Option<bool> {
+    if iq.kind != IqType::Set {
+        return None;
+    }
+    if payload_is(iq, "enable", ns::CARBONS) {
+        Some(true)
+    } else if payload_is(iq, "disable", ns::CARBONS) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Turns this session's carbons on or off.
+fn set_carbons(s: &Session, iq: &Iq, on: bool) {
+    s.shared.router.set_carbons(&s.user, s.handle.id, on);
+    s.iq_result(iq, None);
+}
+
 fn payload_is(iq: &Iq, name: &str, namespace: &str) -> bool {
     iq.payload.as_ref().is_some_and(|p| p.is(name, namespace))
 }
@@ -192,6 +212,8 @@ async fn server_iq(s: &mut Session, iq: &Iq) -> Handled {
         s.iq_result(iq, Some(service::version()));
     } else if set && payload_is(iq, "session", ns::SESSION) {
         s.iq_result(iq, None);
+    } else if let Some(on) = carbons_request(iq) {
+        set_carbons(s, iq, on);
     } else if payload_is(iq, "query", ns::REGISTER) {
         return account::register_iq(s, iq).await;
     } else if matches!(iq.kind, IqType::Get | IqType::Set) {
@@ -223,6 +245,10 @@ async fn account_iq(s: &mut Session, iq: &Iq) -> Handled {
     }
     if get && payload_is(iq, "query", ns::DISCO_INFO) {
         s.iq_result(iq, Some(service::account_info()));
+        return Ok(());
+    }
+    if let Some(on) = carbons_request(iq) {
+        set_carbons(s, iq, on);
         return Ok(());
     }
     if get && payload_is(iq, "query", ns::DISCO_ITEMS) {

@@ -47,9 +47,23 @@ pub(crate) async fn handle(s: &mut Session, el: Element, to: Jid, kind: MessageT
         return Ok(());
     }
     let router = &s.shared.router;
+    let carbons = carbon_eligible(&el, kind);
+    if carbons {
+        // The sender's other sessions see what it sent (XEP-0280 "sent").
+        router.send_carbons(&s.user, &[s.jid.resource().unwrap_or_default()], |res| {
+            carbon("sent", &el, &s.bare, res)
+        });
+    }
     if let Some(res) = to.resource()
         && router.send_to_resource_wait(&user, res, &xml).await == Delivery::Queued
     {
+        if carbons {
+            // The recipient's other sessions see what it received. A
+            // message to the bare JID reaches every available session of
+            // non-negative priority already, so it needs no copy.
+            let bare = to.to_bare();
+            router.send_carbons(&user, &[res], |r| carbon("received", &el, &bare, r));
+        }
         return Ok(());
     }
     // To a bare JID, or to a resource that has gone (RFC 6121 8.5.3.2.1).
@@ -72,6 +86,35 @@ pub(crate) async fn handle(s: &mut Session, el: Element, to: Jid, kind: MessageT
         }
     }
     Ok(())
+}
+
+/// Whether a message is copied to its sender's and recipient's other
+/// sessions (XEP-0280 section 6): a `chat` message, unless it asks not to
+/// be (`<private/>`, `<no-copy/>`) or is a carbon itself.
+fn carbon_eligible(el: &Element, kind: MessageType) -> bool {
+    kind == MessageType::Chat
+        && !el.has_child("private", ns::CARBONS)
+        && !el.has_child("no-copy", ns::HINTS)
+        && !el.has_child("sent", ns::CARBONS)
+        && !el.has_child("received", ns::CARBONS)
+}
+
+/// A carbon copy of `el` for `resource` of `bare`: `sent` (the account
+/// sent it from another session) or `received`. Its `from` is the
+/// account's own bare JID: the only sender a client may believe a carbon
+/// from (a carbon from anyone else is a forgery, CVE-2017-5589).
+fn carbon(dir: &str, el: &Element, bare: &Jid, resource: &str) -> Arc<str> {
+    Arc::from(
+        Element::new("message", ns::CLIENT)
+            .attr("from", bare.to_string())
+            .attr("to", format!("{bare}/{resource}"))
+            .attr("type", "chat")
+            .child(
+                Element::new(dir, ns::CARBONS)
+                    .child(Element::new("forwarded", ns::FORWARD).child(el.clone())),
+            )
+            .to_xml(),
+    )
 }
 
 /// Offline storage (XEP-0160): stamped with the time it arrived

@@ -34,6 +34,9 @@ struct Resource {
     presence: Option<Arc<str>>,
     /// Asked for the roster, so gets roster pushes (RFC 6121 2.1.6).
     interested: bool,
+    /// Enabled message carbons (XEP-0280): gets copies of the account's
+    /// chat messages that went to, or came from, its other sessions.
+    carbons: bool,
 }
 
 /// A handle a session keeps to be woken when the router disconnects it.
@@ -129,6 +132,7 @@ impl Router {
             priority: 0,
             presence: None,
             interested: false,
+            carbons: false,
         });
         Ok((resource, SessionHandle { id, kill, offline }))
     }
@@ -179,6 +183,32 @@ impl Router {
             for r in list.iter().filter(|r| r.available) {
                 r.offline.notify_one();
             }
+        }
+    }
+
+    /// Turns message carbons on or off for a session (XEP-0280).
+    pub fn set_carbons(&self, user: &str, id: u64, on: bool) {
+        if let Some(r) = self
+            .lock()
+            .get_mut(user)
+            .and_then(|l| l.iter_mut().find(|r| r.id == id))
+        {
+            r.carbons = on;
+        }
+    }
+
+    /// Sends each of `user`'s sessions with carbons on, other than the
+    /// resources in `except` (the sender's own, the message's recipients),
+    /// the copy `make` builds for its resource. Best effort, like presence:
+    /// a session whose queue is full is cut off as for any stanza.
+    pub fn send_carbons(&self, user: &str, except: &[&str], make: impl Fn(&str) -> Arc<str>) {
+        let users = self.lock();
+        let Some(list) = users.get(user) else { return };
+        for r in list
+            .iter()
+            .filter(|r| r.carbons && r.available && !except.contains(&r.resource.as_str()))
+        {
+            Self::push(r, make(&r.resource));
         }
     }
 

@@ -24,6 +24,7 @@ pub(crate) fn server_info() -> Element {
         ns::ROSTER,
         ns::SEARCH,
         ns::VCARD,
+        ns::CARBONS,
         "msgoffline",
     ] {
         q = q.child(Element::new("feature", ns::DISCO_INFO).attr("var", f));

@@ -261,6 +261,7 @@ impl Display for ClientEvent {
             | ClientEvent::Receipt { .. }
             | ClientEvent::MessageError { .. }
             | ClientEvent::ChatState { .. }
+            | ClientEvent::Carbon { .. }
             | ClientEvent::Announcement { .. }) => message_event(ev, f),
             ev @ (ClientEvent::Presence { .. }
             | ClientEvent::SubscriptionRequest { .. }
@@ -300,6 +301,15 @@ fn message_event(ev: &ClientEvent, f: &mut Formatter<'_>) -> fmt::Result {
         },
         ClientEvent::Receipt { from, id } => {
             write!(f, "receipt from {from}: message {id} was delivered")
+        }
+        ClientEvent::Carbon {
+            sent: true,
+            peer,
+            body,
+            ..
+        } => write!(f, "sent from your other device to {peer}: {body}"),
+        ClientEvent::Carbon { peer, body, .. } => {
+            write!(f, "message from {peer} (to your other device): {body}")
         }
         ClientEvent::ChatState { from, state } => write!(
             f,

@@ -107,6 +107,15 @@ async fn sign_in<T: ClientTransport>(
     // subscription requests arrive; then initial presence, which also
     // releases offline messages.
     client.roster().await?;
+    // Copies of what the account's other sessions send and receive. Not
+    // waited for: a server without carbons (an old one, or Prosody without
+    // the module) refuses, or never answers, and the session goes on
+    // without them. Sent before the initial presence, so a server takes it
+    // before anyone sees this session online.
+    let enable = client.enable_carbons();
+    tokio::spawn(async move {
+        let _ = enable.await;
+    });
     client.set_presence(None, None)?;
     Ok(client)
 }
