@@ -38,6 +38,18 @@ pub const PING: &str = "urn:xmpp:ping";
 pub const VERSION: &str = "jabber:iq:version";
 /// Message delivery receipts (XEP-0184).
 pub const RECEIPTS: &str = "urn:xmpp:receipts";
+/// Publish-subscribe (XEP-0060), and PEP on it (XEP-0163).
+pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+/// Pubsub's owner requests (configure, delete).
+pub const PUBSUB_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
+/// Pubsub's notifications.
+pub const PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+/// Pubsub's own error conditions (`precondition-not-met`).
+pub const PUBSUB_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
+/// The FORM_TYPE of a pubsub node configuration.
+pub const PUBSUB_NODE_CONFIG: &str = "http://jabber.org/protocol/pubsub#node_config";
+/// Entity capabilities (XEP-0115).
+pub const CAPS: &str = "http://jabber.org/protocol/caps";
 /// Message carbons (XEP-0280): copies of a user's messages to the user's
 /// other clients.
 pub const CARBONS: &str = "urn:xmpp:carbons:2";
@@ -105,6 +117,11 @@ pub fn interned(uri: &str) -> CompactString {
         HINTS,
         CARBONS,
         FORWARD,
+        PUBSUB,
+        PUBSUB_OWNER,
+        PUBSUB_EVENT,
+        PUBSUB_ERRORS,
+        CAPS,
         DELAY,
         DATA_FORMS,
         XML,

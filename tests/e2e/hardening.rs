@@ -928,3 +928,81 @@ fn a_peer_that_vanishes_without_closing_is_noticed_and_goes_offline() {
     let (code, t) = alice.finish();
     assert_eq!(code, 0, "{t}");
 }
+
+/// PEP (XEP-0163) against bad input, each with a clear error and nothing
+/// else lost: an item over the item limit, node 101, another user's node
+/// (publish, and read under the default access model), options that
+/// contradict the node's; the good items stay readable.
+#[test]
+fn pep_bounds_and_access_hold_with_clear_errors() {
+    let server = Server::start(Twin::Plain, &[]);
+    for user in ["ada", "eve"] {
+        let answer = XmppRaw::register(&server, user, "pw");
+        assert_eq!(answer.get_attr("type"), Some("result"));
+    }
+    let mut ada = XmppRaw::login(&server, "ada", "pw", "r");
+    let publish = |raw: &mut XmppRaw, id: &str, node: &str, payload: &str, options: &str| {
+        raw.send(&format!(
+            "<iq type='set' id='{id}'><pubsub xmlns='http://jabber.org/protocol/pubsub'>\
+             <publish node='{node}'><item id='x'>{payload}</item></publish>{options}</pubsub></iq>"
+        ));
+        raw.expect(id, |e| e.get_attr("id") == Some(id))
+    };
+    let condition = |e: &Element| {
+        e.get_child("error", protocol::ns::CLIENT)
+            .and_then(|err| err.elements().next())
+            .map(|c| c.name.to_string())
+            .unwrap_or_default()
+    };
+    let note = "<note xmlns='urn:example'>kept</note>";
+    let r = publish(&mut ada, "p0", "urn:kept", note, "");
+    assert_eq!(r.get_attr("type"), Some("result"), "{}", r.to_xml());
+    // An item of 40 KB: over the 32 KB an item may hold, under the stanza limit.
+    let big = format!("<note xmlns='urn:example'>{}</note>", "x".repeat(40 * 1024));
+    let r = publish(&mut ada, "p1", "urn:big", &big, "");
+    assert_eq!(condition(&r), "not-acceptable", "{}", r.to_xml());
+    // 100 nodes, then a refusal.
+    for n in 1..100 {
+        let r = publish(&mut ada, &format!("n{n}"), &format!("urn:n{n}"), note, "");
+        assert_eq!(
+            r.get_attr("type"),
+            Some("result"),
+            "node {n}: {}",
+            r.to_xml()
+        );
+    }
+    let r = publish(&mut ada, "n100", "urn:n100", note, "");
+    assert_eq!(condition(&r), "resource-constraint", "{}", r.to_xml());
+    // Options against the node's (presence, 1 item): conflict, with pubsub's
+    // precondition-not-met.
+    let open = "<publish-options><x xmlns='jabber:x:data' type='submit'>\
+                <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>\
+                <field var='pubsub#access_model'><value>open</value></field></x></publish-options>";
+    let r = publish(&mut ada, "p2", "urn:kept", note, open);
+    assert_eq!(condition(&r), "conflict", "{}", r.to_xml());
+    assert!(
+        r.to_xml().contains("precondition-not-met"),
+        "{}",
+        r.to_xml()
+    );
+    // eve: no publishing to ada's service, no reading a presence-only node.
+    let mut eve = XmppRaw::login(&server, "eve", "pw", "r");
+    eve.send(
+        "<iq type='set' id='e1' to='ada@localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'>\
+         <publish node='urn:kept'><item><note xmlns='urn:example'>forged</note></item></publish></pubsub></iq>",
+    );
+    let r = eve.expect("e1", |e| e.get_attr("id") == Some("e1"));
+    assert_eq!(condition(&r), "forbidden", "{}", r.to_xml());
+    let items =
+        "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:kept'/></pubsub>";
+    eve.send(&format!(
+        "<iq type='get' id='e2' to='ada@localhost'>{items}</iq>"
+    ));
+    let r = eve.expect("e2", |e| e.get_attr("id") == Some("e2"));
+    assert_eq!(condition(&r), "forbidden", "{}", r.to_xml());
+    // Nothing was lost: ada reads her item.
+    ada.send(&format!("<iq type='get' id='a1'>{items}</iq>"));
+    let r = ada.expect("a1", |e| e.get_attr("id") == Some("a1"));
+    assert!(r.to_xml().contains(">kept</note>"), "{}", r.to_xml());
+    assert!(!r.to_xml().contains("forged"), "{}", r.to_xml());
+}

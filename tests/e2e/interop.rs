@@ -345,7 +345,78 @@ fn slixmpp_and_our_client_share_carbons(twin: Twin) {
     }
 }
 
+/// PEP (XEP-0163) with slixmpp's XEP-0060/0163/0115 plugins: sam, a
+/// contact of sally who said (in his capabilities) he wants the node, is
+/// sent sally's item; another user reads the open node; a node with the
+/// default access model refuses a stranger.
+fn slixmpp_publishes_and_reads_pep_and_gets_notifications(twin: Twin) {
+    let Some(python) = interop_tool("slixmpp") else {
+        return;
+    };
+    const NODE: &str = "urn:example:pep:notes";
+    let server = Server::start(twin, &[]);
+    // sally publishes once she sees sam online; sam subscribes to her
+    // presence (both approve, as users would) and wants the node.
+    let note = format!("{NODE}=hello from sally");
+    let mut sally = slixmpp(
+        &python,
+        &server,
+        "sally@localhost",
+        &[
+            "--register",
+            "--pep-publish",
+            &note,
+            "--pep-when",
+            "sam@localhost",
+        ],
+    );
+    connected_with(&mut sally, twin);
+    let mut sam = slixmpp(
+        &python,
+        &server,
+        "sam@localhost",
+        &[
+            "--register",
+            "--pep-notify",
+            NODE,
+            "--add",
+            "sally@localhost",
+        ],
+    );
+    connected_with(&mut sam, twin);
+    let p = sally.expect("published", |v| v["type"] == "pep-published");
+    let id = p["id"].as_str().unwrap().to_string();
+    let e = sam.expect("sally's item, as a notification", |v| {
+        v["type"] == "pep-event"
+    });
+    assert_eq!(e["from"], "sally@localhost", "{e}");
+    assert_eq!(e["node"], NODE, "{e}");
+    assert_eq!(e["id"], id.as_str(), "{e}");
+    assert_eq!(e["text"], "hello from sally", "{e}");
+    // Anyone reads an open node.
+    let mut ted = slixmpp(
+        &python,
+        &server,
+        "ted@localhost",
+        &[
+            "--register",
+            "--pep-items",
+            "sally@localhost",
+            NODE,
+            "--quit",
+        ],
+    );
+    let items = ted.expect("items", |v| v["type"] == "pep-items");
+    assert_eq!(items["items"][0][0], id.as_str(), "{items}");
+    assert_eq!(items["items"][0][1], "hello from sally", "{items}");
+    let (code, t) = ted.finish();
+    assert_eq!(code, 0, "{t}");
+    // The peers stay signed in until dropped (which stops them).
+    drop((sally, sam));
+}
+
 tests::twin_tests!(
+    slixmpp_publishes_and_reads_pep_and_gets_notifications,
     slixmpp_and_our_client_share_carbons,
     slixmpp_registers_signs_in_with_every_mechanism_chats_and_deletes_its_account,
     our_client_against_prosody,

@@ -16,6 +16,9 @@ It prints one JSON object per line on stdout, the same shape as
   receipt      from, id               (XEP-0184, for our echo replies)
   chat-state   from, state            (XEP-0085: composing, paused...)
   carbons-enabled                     (--carbons: XEP-0280 on)
+  pep-published  node, id             (--pep-publish NODE=TEXT, access open)
+  pep-items    jid, node, items       (--pep-items JID NODE: [[id, text]])
+  pep-event    from, node, id, text   (a notification for a --pep-notify node)
   carbon       sent, peer, body       (a copy of what another session of
                                        the account sent or received)
   unregistered                        after the account was removed
@@ -33,6 +36,7 @@ and leave.
 
 import argparse
 import asyncio
+import xml.etree.ElementTree as ET
 import json
 import logging
 import sys
@@ -70,7 +74,7 @@ class Peer(slixmpp.ClientXMPP):
         self.enable_direct_tls = args.tls == "direct"
         if args.ca:
             self.ca_certs = args.ca
-        for plugin in ("xep_0004", "xep_0030", "xep_0045", "xep_0077", "xep_0085", "xep_0092", "xep_0184", "xep_0199", "xep_0280"):
+        for plugin in ("xep_0004", "xep_0030", "xep_0045", "xep_0077", "xep_0085", "xep_0092", "xep_0184", "xep_0199", "xep_0280", "xep_0115", "xep_0060", "xep_0163"):
             self.register_plugin(plugin)
         self.plugin["xep_0077"].create_account = args.register
         self.plugin["xep_0184"].auto_request = True
@@ -84,6 +88,7 @@ class Peer(slixmpp.ClientXMPP):
         self.add_event_handler("presence_subscribe", self.on_subscribe)
         self.add_event_handler("receipt_received", self.on_receipt)
         self.add_event_handler("chatstate", self.on_chat_state)
+        self.add_event_handler("pubsub_publish", self.on_pep_event)
         self.add_event_handler("carbon_sent", lambda m: self.on_carbon(m, True))
         self.add_event_handler("carbon_received", lambda m: self.on_carbon(m, False))
         self.add_event_handler("failed_auth", self.on_failed_auth)
@@ -121,7 +126,19 @@ class Peer(slixmpp.ClientXMPP):
         if self.args.carbons:
             await self.plugin["xep_0280"].enable()
             emit("carbons-enabled")
+        for node in self.args.pep_notify:
+            # NODE+notify in our capabilities (XEP-0115): the server asks
+            # what they mean, and sends that node's items from then on.
+            self.plugin["xep_0030"].add_feature(node + "+notify")
+        if self.args.pep_notify:
+            await self.plugin["xep_0115"].update_caps(broadcast=False)
         self.send_presence(pshow=self.args.show, pstatus=self.args.status)
+        if not self.args.pep_when:
+            for spec in self.args.pep_publish:
+                node, text = spec.split("=", 1)
+                await self.pep_publish(node, text)
+        for jid, node in self.args.pep_items:
+            await self.pep_items(jid, node)
         if self.args.probe_server:
             domain = self.boundjid.domain
             info = await self.plugin["xep_0030"].get_info(jid=domain)
@@ -205,6 +222,50 @@ class Peer(slixmpp.ClientXMPP):
         peer = inner["to"] if sent else inner["from"]
         emit("carbon", sent=sent, peer=str(peer), body=inner["body"])
 
+    async def publish_later(self):
+        # A second for the server to learn, from the contact's
+        # capabilities, that it wants the node.
+        await asyncio.sleep(1)
+        for spec in self.args.pep_publish:
+            node, text = spec.split("=", 1)
+            await self.pep_publish(node, text)
+
+    async def pep_publish(self, node, text):
+        payload = ET.Element("{urn:example:pep}note")
+        payload.text = text
+        form = self.plugin["xep_0004"].make_form(ftype="submit")
+        form.add_field(var="FORM_TYPE", ftype="hidden",
+                       value="http://jabber.org/protocol/pubsub#publish-options")
+        form.add_field(var="pubsub#access_model", value="open")
+        form.add_field(var="pubsub#max_items", value="max")
+        try:
+            iq = await self.plugin["xep_0060"].publish(
+                self.boundjid.bare, node, payload=payload, options=form)
+            item = iq["pubsub"]["publish"]["item"]
+            emit("pep-published", node=node, id=item["id"])
+        except slixmpp.exceptions.IqError as e:
+            emit("error", detail="publish: " + e.iq["error"]["condition"])
+
+    async def pep_items(self, jid, node):
+        try:
+            iq = await self.plugin["xep_0060"].get_items(jid, node)
+            items = [[i["id"], i["payload"].text if i["payload"] is not None else None]
+                     for i in iq["pubsub"]["items"]]
+            emit("pep-items", jid=jid, node=node, items=items)
+        except slixmpp.exceptions.IqError as e:
+            emit("error", detail="items: " + e.iq["error"]["condition"])
+
+    def on_pep_event(self, msg):
+        items = msg["pubsub_event"]["items"]
+        item = items["item"]
+        payload = item["payload"]
+        emit("pep-event", **{
+            "from": str(msg["from"]),
+            "node": items["node"],
+            "id": item["id"],
+            "text": payload.text if payload is not None else None,
+        })
+
     def on_chat_state(self, msg):
         if msg["body"]:
             return
@@ -222,6 +283,10 @@ class Peer(slixmpp.ClientXMPP):
     def on_presence(self, pres):
         if pres["from"].bare == self.boundjid.bare:
             return
+        if (self.args.pep_when and pres["from"].bare == self.args.pep_when
+                and pres["type"] != "unavailable" and not getattr(self, "published", False)):
+            self.published = True
+            asyncio.ensure_future(self.publish_later())
         emit(
             "presence",
             **{
@@ -261,6 +326,11 @@ def main():
     p.add_argument("--nick", default="sally", help="nickname in rooms")
     p.add_argument("--quit", action="store_true", help="leave once signed in")
     p.add_argument("--carbons", action="store_true", help="enable message carbons (XEP-0280)")
+    p.add_argument("--pep-notify", action="append", default=[], help="PEP node to get notifications for")
+    p.add_argument("--pep-publish", action="append", default=[], help="NODE=TEXT to publish (access open)")
+    p.add_argument("--pep-when", default=None, help="publish once this JID is seen online")
+    p.add_argument("--pep-items", action="append", nargs=2, default=[], metavar=("JID", "NODE"),
+                   help="read a PEP node's items")
     p.add_argument("--tls", choices=["plain", "starttls", "direct"], default="plain")
     p.add_argument("--ca", default=None, help="CA certificate file to trust")
     p.add_argument("--timeout", type=float, default=60.0)

@@ -21,7 +21,7 @@ use protocol::{Element, Jid, StanzaErrorCondition, StreamErrorCondition, ns};
 use super::context::{Close, Failure, Handled, Session};
 use super::outbound::Delivery;
 use super::roster::subscription;
-use super::{account, directory, message, presence, rooms, roster, service};
+use super::{account, directory, message, pep, presence, rooms, roster, service};
 use crate::storage;
 
 /// Which of the three stanzas an element is (RFC 6120 8).
@@ -193,6 +193,9 @@ fn payload_is(iq: &Iq, name: &str, namespace: &str) -> bool {
 
 /// An iq to the server itself.
 async fn server_iq(s: &mut Session, iq: &Iq) -> Handled {
+    if pep::capabilities_answer(s, iq) {
+        return Ok(());
+    }
     let get = iq.kind == IqType::Get;
     let set = iq.kind == IqType::Set;
     if get && payload_is(iq, "query", ns::DISCO_INFO) {
@@ -230,6 +233,9 @@ async fn server_iq(s: &mut Session, iq: &Iq) -> Handled {
 /// on behalf of the account.
 async fn account_iq(s: &mut Session, iq: &Iq) -> Handled {
     let get = iq.kind == IqType::Get;
+    if pep::is_pubsub(iq) {
+        return pep::iq(s, iq, s.user.clone()).await;
+    }
     if payload_is(iq, "query", ns::ROSTER) {
         return roster::iq(s, iq).await;
     }
@@ -281,6 +287,8 @@ async fn other_account_iq(s: &mut Session, iq: &Iq, user: String) -> Handled {
         s.shared.router.is_online(&user) || s.db(move |c| storage::account_exists(c, &u)).await?;
     if !exists {
         s.iq_error(iq, StanzaErrorCondition::ServiceUnavailable, "no such user");
+    } else if pep::is_pubsub(iq) {
+        return pep::iq(s, iq, user).await;
     } else if iq.kind == IqType::Get && payload_is(iq, "query", ns::DISCO_INFO) {
         s.iq_result(iq, Some(service::account_info()));
     } else if iq.kind == IqType::Get && payload_is(iq, "vCard", ns::VCARD) {

@@ -50,6 +50,7 @@ mod dispatch;
 mod message;
 mod negotiate;
 mod outbound;
+mod pep;
 mod presence;
 mod rooms;
 mod roster;

@@ -79,6 +79,9 @@ fn contact_user<'r>(s: &Session, row: &'r RosterRow) -> Option<&'r str> {
 /// Broadcast presence (RFC 6121 4.2, 4.4, 4.5).
 async fn broadcast(s: &mut Session, p: Presence, mut el: Element) -> Handled {
     el.remove_attr("to");
+    // What the client can do, for PEP notifications (XEP-0163 via
+    // XEP-0115).
+    super::pep::ask_capabilities(s, &el);
     let available = p.kind == PresenceType::Available;
     if !available {
         // Going unavailable takes the user out of every room too

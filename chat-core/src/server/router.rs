@@ -37,6 +37,11 @@ struct Resource {
     /// Enabled message carbons (XEP-0280): gets copies of the account's
     /// chat messages that went to, or came from, its other sessions.
     carbons: bool,
+    /// The capabilities version its client announced, and the id of the
+    /// disco#info query the server sent about it (XEP-0115).
+    caps: Option<(String, String)>,
+    /// The PEP nodes it wants notifications for (`NODE+notify`).
+    notify: Vec<String>,
 }
 
 /// A handle a session keeps to be woken when the router disconnects it.
@@ -133,6 +138,8 @@ impl Router {
             presence: None,
             interested: false,
             carbons: false,
+            caps: None,
+            notify: Vec::new(),
         });
         Ok((resource, SessionHandle { id, kill, offline }))
     }
@@ -186,15 +193,22 @@ impl Router {
         }
     }
 
-    /// Turns message carbons on or off for a session (XEP-0280).
-    pub fn set_carbons(&self, user: &str, id: u64, on: bool) {
-        if let Some(r) = self
-            .lock()
+    /// Runs `f` on session `id` of `user`, if it is bound.
+    fn with_session<T>(
+        &self,
+        user: &str,
+        id: u64,
+        f: impl FnOnce(&mut Resource) -> T,
+    ) -> Option<T> {
+        self.lock()
             .get_mut(user)
             .and_then(|l| l.iter_mut().find(|r| r.id == id))
-        {
-            r.carbons = on;
-        }
+            .map(f)
+    }
+
+    /// Turns message carbons on or off for a session (XEP-0280).
+    pub fn set_carbons(&self, user: &str, id: u64, on: bool) {
+        self.with_session(user, id, |r| r.carbons = on);
     }
 
     /// Sends each of `user`'s sessions with carbons on, other than the
@@ -212,15 +226,46 @@ impl Router {
         }
     }
 
+    /// Notes that a session announced capabilities `ver` and is being
+    /// asked about them with query `id`; `false` (ask nothing) when that
+    /// version was asked about already.
+    pub fn caps_asked(&self, user: &str, id: u64, ver: &str, query: &str) -> bool {
+        self.with_session(user, id, |r| {
+            if r.caps.as_ref().is_some_and(|(v, _)| v == ver) {
+                return false;
+            }
+            r.caps = Some((ver.to_string(), query.to_string()));
+            true
+        })
+        .unwrap_or(false)
+    }
+
+    /// The answer to query `query`: the PEP nodes the session wants.
+    /// An answer to another query (an old one, a guessed id) is ignored.
+    pub fn caps_answered(&self, user: &str, id: u64, query: &str, nodes: Vec<String>) {
+        self.with_session(user, id, |r| {
+            if r.caps.as_ref().is_some_and(|(_, q)| q == query) {
+                r.notify = nodes;
+            }
+        });
+    }
+
+    /// Sends each available session of `user` that wants `node`'s
+    /// notifications the message `make` builds for its resource.
+    pub fn send_to_interested(&self, user: &str, node: &str, make: impl Fn(&str) -> Arc<str>) {
+        let users = self.lock();
+        let Some(list) = users.get(user) else { return };
+        for r in list
+            .iter()
+            .filter(|r| r.available && r.notify.iter().any(|n| n == node))
+        {
+            Self::push(r, make(&r.resource));
+        }
+    }
+
     /// Marks a session as interested in roster pushes.
     pub fn set_interested(&self, user: &str, id: u64) {
-        if let Some(r) = self
-            .lock()
-            .get_mut(user)
-            .and_then(|l| l.iter_mut().find(|r| r.id == id))
-        {
-            r.interested = true;
-        }
+        self.with_session(user, id, |r| r.interested = true);
     }
 
     /// True when the account has any bound session.

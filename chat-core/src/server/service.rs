@@ -52,9 +52,32 @@ pub(crate) fn version() -> Element {
 /// An account's identity (`disco#info` to a bare JID, answered by the
 /// server on the account's behalf).
 pub(crate) fn account_info() -> Element {
-    Element::new("query", ns::DISCO_INFO).child(
-        Element::new("identity", ns::DISCO_INFO)
-            .attr("category", "account")
-            .attr("type", "registered"),
-    )
+    let mut q = Element::new("query", ns::DISCO_INFO)
+        .child(
+            Element::new("identity", ns::DISCO_INFO)
+                .attr("category", "account")
+                .attr("type", "registered"),
+        )
+        // Every account is a PEP service (XEP-0163 section 4).
+        .child(
+            Element::new("identity", ns::DISCO_INFO)
+                .attr("category", "pubsub")
+                .attr("type", "pep"),
+        );
+    for f in [
+        ns::PUBSUB,
+        "http://jabber.org/protocol/pubsub#publish",
+        "http://jabber.org/protocol/pubsub#publish-options",
+        "http://jabber.org/protocol/pubsub#retrieve-items",
+        "http://jabber.org/protocol/pubsub#retract-items",
+        "http://jabber.org/protocol/pubsub#delete-nodes",
+        "http://jabber.org/protocol/pubsub#config-node",
+        "http://jabber.org/protocol/pubsub#auto-create",
+        "http://jabber.org/protocol/pubsub#access-open",
+        "http://jabber.org/protocol/pubsub#access-presence",
+        "http://jabber.org/protocol/pubsub#persistent-items",
+    ] {
+        q = q.child(Element::new("feature", ns::DISCO_INFO).attr("var", f));
+    }
+    q
 }

@@ -144,6 +144,8 @@ pub fn delete_account(
         params![username, bare_jid],
     )?;
     tx.execute("DELETE FROM offline WHERE owner=?1", params![username])?;
+    tx.execute("DELETE FROM pep_items WHERE owner=?1", params![username])?;
+    tx.execute("DELETE FROM pep_nodes WHERE owner=?1", params![username])?;
     tx.execute("DELETE FROM profiles WHERE username=?1", params![username])?;
     // The account's rooms go with it: whoever registers the name next must
     // not inherit the right to configure or destroy them.

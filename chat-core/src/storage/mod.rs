@@ -23,6 +23,7 @@
 mod accounts;
 mod directory;
 mod offline;
+mod pep;
 mod rooms;
 mod roster;
 
@@ -34,6 +35,7 @@ use rusqlite::{Connection, params};
 pub use accounts::*;
 pub use directory::*;
 pub use offline::*;
+pub use pep::*;
 pub use rooms::*;
 pub use roster::*;
 
@@ -118,6 +120,21 @@ CREATE TABLE IF NOT EXISTS room_history (
 );
 CREATE INDEX IF NOT EXISTS room_history_by_room ON room_history(room, id);
 CREATE INDEX IF NOT EXISTS rooms_by_owner ON rooms(owner);
+CREATE TABLE IF NOT EXISTS pep_nodes (
+    owner TEXT NOT NULL,
+    node TEXT NOT NULL,
+    access TEXT NOT NULL,
+    max_items INTEGER NOT NULL,
+    PRIMARY KEY (owner, node)
+);
+CREATE TABLE IF NOT EXISTS pep_items (
+    owner TEXT NOT NULL,
+    node TEXT NOT NULL,
+    id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (owner, node, id)
+);
 CREATE TABLE IF NOT EXISTS secrets (
     name TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -214,6 +231,56 @@ mod tests {
         drop(s);
         let c = Connection::open(dir.path().join("chat.db")).unwrap();
         (dir, c)
+    }
+
+    #[test]
+    fn pep_nodes_keep_their_bounds_and_options() {
+        let (_dir, mut c) = db();
+        let open = PepConfig {
+            access: PepAccess::Open,
+            max_items: 2,
+        };
+        for i in 0..3 {
+            let id = format!("i{i}");
+            let p = pep_publish(&mut c, "ada", "urn:x", Some(open), &id, "<x/>").unwrap();
+            assert_eq!(p, Published::Stored);
+        }
+        // Two kept, the newest; republishing an id moves it to the end.
+        let (config, items) = pep_items(&c, "ada", "urn:x", None).unwrap().unwrap();
+        assert_eq!(config, open);
+        let ids: Vec<&str> = items.iter().map(|(i, _)| i.as_str()).collect();
+        assert_eq!(ids, ["i1", "i2"]);
+        pep_publish(&mut c, "ada", "urn:x", None, "i1", "<y/>").unwrap();
+        let (_, items) = pep_items(&c, "ada", "urn:x", Some(1)).unwrap().unwrap();
+        assert_eq!(items, [("i1".to_string(), "<y/>".to_string())]);
+        // Options that differ from the node's: refused, nothing changed.
+        let presence = PepConfig::default();
+        assert_eq!(
+            pep_publish(&mut c, "ada", "urn:x", Some(presence), "i9", "<z/>").unwrap(),
+            Published::PreconditionNotMet
+        );
+        assert!(pep_retract(&c, "ada", "urn:x", "i2").unwrap());
+        assert!(!pep_retract(&c, "ada", "urn:x", "i2").unwrap());
+        assert!(pep_items(&c, "ada", "urn:none", None).unwrap().is_none());
+        // The node bound.
+        for n in 1..MAX_PEP_NODES {
+            let node = format!("urn:n{n}");
+            assert_eq!(
+                pep_publish(&mut c, "ada", &node, None, "a", "<x/>").unwrap(),
+                Published::Stored
+            );
+        }
+        assert_eq!(
+            pep_publish(&mut c, "ada", "urn:one-too-many", None, "a", "<x/>").unwrap(),
+            Published::TooManyNodes
+        );
+        // Another account is not bound by ada's nodes.
+        assert_eq!(
+            pep_publish(&mut c, "bob", "urn:x", None, "a", "<x/>").unwrap(),
+            Published::Stored
+        );
+        assert!(pep_delete_node(&mut c, "ada", "urn:x").unwrap());
+        assert!(pep_items(&c, "ada", "urn:x", None).unwrap().is_none());
     }
 
     #[test]
