@@ -411,8 +411,23 @@ fn slixmpp_publishes_and_reads_pep_and_gets_notifications(twin: Twin) {
     assert_eq!(items["items"][0][1], "hello from sally", "{items}");
     let (code, t) = ted.finish();
     assert_eq!(code, 0, "{t}");
+    // sue subscribed to sally earlier (with our client, while slixmpp's
+    // sally approved); signing in with slixmpp wanting the node, she is
+    // sent sally's latest item at once (XEP-0163 6.2).
+    let mut sue = Client::start(&server, "sue@localhost", "sally-pw", &["--register"]);
+    connected_with(&mut sue, twin);
+    sue.send("/add sally@localhost");
+    sue.expect_event("subscription", "from", "sally@localhost");
+    let (code, t) = sue.finish();
+    assert_eq!(code, 0, "{t}");
+    let mut sue = slixmpp(&python, &server, "sue@localhost", &["--pep-notify", NODE]);
+    let e = sue.expect("sally's latest item, at sign-in", |v| {
+        v["type"] == "pep-event"
+    });
+    assert_eq!(e["from"], "sally@localhost", "{e}");
+    assert_eq!(e["text"], "hello from sally", "{e}");
     // The peers stay signed in until dropped (which stops them).
-    drop((sally, sam));
+    drop((sally, sam, sue));
 }
 
 tests::twin_tests!(

@@ -193,7 +193,7 @@ fn payload_is(iq: &Iq, name: &str, namespace: &str) -> bool {
 
 /// An iq to the server itself.
 async fn server_iq(s: &mut Session, iq: &Iq) -> Handled {
-    if pep::capabilities_answer(s, iq) {
+    if pep::capabilities_answer(s, iq).await? {
         return Ok(());
     }
     let get = iq.kind == IqType::Get;

@@ -432,10 +432,16 @@ pub(crate) fn ask_capabilities(s: &Session, presence: &Element) {
 }
 
 /// The answer to [`ask_capabilities`]: the `NODE+notify` features become
-/// the session's notification interests. `false` when it was not one.
-pub(crate) fn capabilities_answer(s: &Session, iq: &Iq) -> bool {
+/// the session's notification interests, and the session is sent the
+/// latest item of each such node it may read (XEP-0163 section 6.2: a
+/// client that signs in learns its contacts' current state). `false` when
+/// the iq was not such an answer.
+pub(crate) async fn capabilities_answer(
+    s: &Session,
+    iq: &Iq,
+) -> Result<bool, super::context::Failure> {
     if iq.kind != IqType::Result || !iq.id.starts_with("caps-") {
-        return false;
+        return Ok(false);
     }
     let nodes: Vec<String> = iq
         .payload
@@ -450,8 +456,57 @@ pub(crate) fn capabilities_answer(s: &Session, iq: &Iq) -> bool {
         .filter(|n| n.len() <= MAX_NODE_NAME)
         .take(MAX_NOTIFY_NODES)
         .collect();
-    s.shared
+    if !s
+        .shared
         .router
-        .caps_answered(&s.user, s.handle.id, &iq.id, nodes);
-    true
+        .caps_answered(&s.user, s.handle.id, &iq.id, nodes.clone())
+    {
+        return Ok(true);
+    }
+    let user = s.user.clone();
+    let domain = s.domain().to_string();
+    let latest = s
+        .db(move |c| {
+            // Whose nodes this session may read: its own account's, and
+            // those of the contacts it is subscribed to.
+            let mut readable: Vec<String> = storage::roster_rows(c, &user)?
+                .into_iter()
+                .filter(|r| r.subscription.has_to())
+                .filter_map(|r| {
+                    let (local, d) = r.contact.split_once('@')?;
+                    (d == domain).then(|| local.to_string())
+                })
+                .collect();
+            readable.push(user.clone());
+            let mut out = Vec::new();
+            for node in nodes {
+                for (owner, _, id, payload) in storage::pep_latest(c, &node)? {
+                    if readable.contains(&owner) {
+                        out.push((owner, node.clone(), id, payload));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+    for (owner, node, id, payload) in latest {
+        let mut item = Element::new("item", ns::PUBSUB_EVENT).attr("id", id);
+        if let Some(p) = parse_payload(&payload) {
+            item = item.child(p);
+        }
+        let event = Element::new("message", ns::CLIENT)
+            .attr("from", format!("{owner}@{}", s.domain()))
+            .attr("to", s.jid.to_string())
+            .attr("type", "headline")
+            .attr("id", random_id(6))
+            .child(
+                Element::new("event", ns::PUBSUB_EVENT).child(
+                    Element::new("items", ns::PUBSUB_EVENT)
+                        .attr("node", node)
+                        .child(item),
+                ),
+            );
+        s.to_self_el(&event);
+    }
+    Ok(true)
 }

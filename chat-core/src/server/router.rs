@@ -242,12 +242,21 @@ impl Router {
 
     /// The answer to query `query`: the PEP nodes the session wants.
     /// An answer to another query (an old one, a guessed id) is ignored.
-    pub fn caps_answered(&self, user: &str, id: u64, query: &str, nodes: Vec<String>) {
+    /// Whether it was the answer awaited.
+    pub fn caps_answered(&self, user: &str, id: u64, query: &str, nodes: Vec<String>) -> bool {
         self.with_session(user, id, |r| {
-            if r.caps.as_ref().is_some_and(|(_, q)| q == query) {
+            let awaited = r.caps.as_ref().is_some_and(|(_, q)| q == query);
+            if awaited {
                 r.notify = nodes;
+                // Answered: a second answer to the same query counts for
+                // nothing.
+                if let Some((_, q)) = r.caps.as_mut() {
+                    q.clear();
+                }
             }
-        });
+            awaited
+        })
+        .unwrap_or(false)
     }
 
     /// Sends each available session of `user` that wants `node`'s

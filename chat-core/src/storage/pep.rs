@@ -169,6 +169,30 @@ pub fn pep_items(
     Ok(Some((config, items)))
 }
 
+/// The latest item of `node` of every owner that has one, with the
+/// node's access model: `(owner, access, id, payload)`.
+pub fn pep_latest(
+    c: &Connection,
+    node: &str,
+) -> rusqlite::Result<Vec<(String, PepAccess, String, String)>> {
+    let mut st = c.prepare_cached(
+        "SELECT i.owner, n.access, i.id, i.payload FROM pep_items i
+         JOIN pep_nodes n ON n.owner = i.owner AND n.node = i.node
+         WHERE i.node = ?1
+           AND i.seq = (SELECT MAX(seq) FROM pep_items WHERE owner = i.owner AND node = i.node)",
+    )?;
+    st.query_map(params![node], |r| {
+        let access: String = r.get(1)?;
+        Ok((
+            r.get(0)?,
+            PepAccess::parse(&access).unwrap_or(PepAccess::Presence),
+            r.get(2)?,
+            r.get(3)?,
+        ))
+    })?
+    .collect()
+}
+
 /// Removes an item; whether it was there.
 pub fn pep_retract(c: &Connection, owner: &str, node: &str, id: &str) -> rusqlite::Result<bool> {
     Ok(c.execute(
