@@ -360,6 +360,17 @@ impl Seen {
                             .map(Cow::into_owned),
                     });
                 }
+                // A copy of another message inside this one (carbons,
+                // XEP-0280; archive results, XEP-0313): on the wire it is as
+                // readable as the original, so it is dissected the same.
+                for wrapper in el.elements() {
+                    if let Some(inner) = wrapper
+                        .child("forwarded", ns::FORWARD)
+                        .and_then(|f| f.child("message", ns::CLIENT))
+                    {
+                        self.element(dir, inner, out);
+                    }
+                }
             }
             ("features", ns::STREAM) => {
                 let tls = el.child("starttls", ns::TLS);
@@ -657,6 +668,27 @@ mod tests {
                 c.seen.finished.len()
             );
         }
+    }
+
+    /// A carbon (XEP-0280) carries a whole message: the eavesdropper reads
+    /// it as it reads the original.
+    #[test]
+    fn a_message_inside_a_carbon_is_recovered() {
+        let f = run(
+            &[HDR],
+            &[
+                SHDR,
+                "<message from='alice@localhost' to='alice@localhost/phone' type='chat'>\
+                 <received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>\
+                 <message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost/laptop' type='chat'>\
+                 <body>copied to the phone</body></message></forwarded></received></message>",
+            ],
+        );
+        assert!(
+            f.iter().any(|x| matches!(x, Finding::Message { body, from: Some(from), .. }
+                if body == "copied to the phone" && from == "bob@localhost/x")),
+            "{f:#?}"
+        );
     }
 
     #[test]
