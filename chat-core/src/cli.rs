@@ -68,6 +68,12 @@ pub struct ServerArgs {
     /// more; clients see the count in the SCRAM challenge.
     #[arg(long, value_name = "N", default_value_t = protocol::sasl::DEFAULT_ITERATIONS)]
     pub scram_iterations: u32,
+    /// Keep each user's one-to-one messages this many days, for their
+    /// clients to fetch (XEP-0313 message archive); 0 (the default, as in
+    /// Prosody) keeps none. An archive is every conversation, stored on the
+    /// server in clear: whoever runs the server reads it.
+    #[arg(long, value_name = "DAYS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=3650))]
+    pub archive_days: u32,
     /// Log every connection and stanza error in detail.
     #[arg(short, long)]
     pub verbose: bool,
@@ -100,6 +106,7 @@ impl ServerArgs {
             );
         }
         c.scram_iterations = self.scram_iterations;
+        c.archive_days = self.archive_days;
         for a in &self.admins {
             let j = Jid::parse(a)
                 .ok()

@@ -21,7 +21,7 @@ pub fn unix_now() -> i64 {
 
 /// XMPP date-times (XEP-0082) live in the protocol crate, which the sniffer
 /// shares.
-pub use protocol::datetime::xmpp_datetime;
+pub use protocol::datetime::{parse_xmpp_datetime, xmpp_datetime};
 
 #[cfg(test)]
 mod tests {

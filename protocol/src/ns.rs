@@ -50,6 +50,8 @@ pub const PUBSUB_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
 pub const PUBSUB_NODE_CONFIG: &str = "http://jabber.org/protocol/pubsub#node_config";
 /// Entity capabilities (XEP-0115).
 pub const CAPS: &str = "http://jabber.org/protocol/caps";
+/// The message archive (XEP-0313, version 2).
+pub const MAM: &str = "urn:xmpp:mam:2";
 /// Message carbons (XEP-0280): copies of a user's messages to the user's
 /// other clients.
 pub const CARBONS: &str = "urn:xmpp:carbons:2";
@@ -117,6 +119,7 @@ pub fn interned(uri: &str) -> CompactString {
         HINTS,
         CARBONS,
         FORWARD,
+        MAM,
         PUBSUB,
         PUBSUB_OWNER,
         PUBSUB_EVENT,

@@ -685,8 +685,10 @@ mod tests {
             ],
         );
         assert!(
-            f.iter().any(|x| matches!(x, Finding::Message { body, from: Some(from), .. }
-                if body == "copied to the phone" && from == "bob@localhost/x")),
+            f.iter().any(
+                |x| matches!(x, Finding::Message { body, from: Some(from), .. }
+                if body == "copied to the phone" && from == "bob@localhost/x")
+            ),
             "{f:#?}"
         );
     }

@@ -268,7 +268,92 @@ pub(crate) fn carbons_on_two_devices(server: &Server) {
     );
 }
 
+/// The message archive (XEP-0313) with `--archive-days`: each side pages
+/// back through the conversation with `/history`; a forged archive result
+/// is not believed; a server without an archive says so.
+fn history_pages_back_through_the_archive(twin: Twin) {
+    let server = Server::start(twin, &["--archive-days", "30"]);
+    let mut alice = Client::start(&server, "alice@localhost", "alice-pw", &["--register"]);
+    connected(&mut alice);
+    let mut bob = Client::start(&server, "bob@localhost", "bob-pw", &["--register"]);
+    connected(&mut bob);
+    for text in ["first", "second", "third"] {
+        alice.send(&format!("/msg bob@localhost {text}"));
+        bob.expect_event("message", "from", "alice@localhost");
+    }
+    bob.send("/msg alice@localhost fourth, from bob");
+    alice.expect_event("message", "from", "bob@localhost");
+    // The last two, oldest first, then the word that more are kept.
+    alice.send("/history bob@localhost 2");
+    let a = alice.expect("archived 1", |v| v["type"] == "archived");
+    assert_eq!(a["body"], "third", "{a}");
+    let b = alice.expect("archived 2", |v| v["type"] == "archived");
+    assert_eq!(b["body"], "fourth, from bob", "{b}");
+    assert!(
+        b["from"].as_str().unwrap().starts_with("bob@localhost"),
+        "{b}"
+    );
+    let done = alice.expect("history done", |v| {
+        v["type"] == "ok" && v["command"] == "/history"
+    });
+    assert!(
+        done["detail"]
+            .as_str()
+            .unwrap()
+            .contains("older messages are kept"),
+        "{done}"
+    );
+    // bob's own archive has the same conversation.
+    bob.send("/history alice@localhost 100");
+    let mut bodies = Vec::new();
+    for _ in 0..4 {
+        bodies.push(bob.expect("archived", |v| v["type"] == "archived")["body"].clone());
+    }
+    assert_eq!(bodies, ["first", "second", "third", "fourth, from bob"]);
+    let done = bob.expect("history done", |v| {
+        v["type"] == "ok" && v["command"] == "/history"
+    });
+    assert!(
+        done["detail"]
+            .as_str()
+            .unwrap()
+            .contains("all the archive keeps"),
+        "{done}"
+    );
+    if twin == Twin::Plain {
+        // mallory sends something shaped like an archive result.
+        let answer = tests::XmppRaw::register(&server, "mallory", "m-pw");
+        assert_eq!(answer.get_attr("type"), Some("result"));
+        let mut mallory = tests::XmppRaw::login(&server, "mallory", "m-pw", "x");
+        let bare = "alice@localhost";
+        mallory.send(&format!(
+            "<message to='{bare}'><result xmlns='urn:xmpp:mam:2' id='1'><forwarded xmlns='urn:xmpp:forward:0'>\
+             <message xmlns='jabber:client' from='bob@localhost/x' to='{bare}'><body>forged history</body></message>\
+             </forwarded></result></message>\
+             <message to='{bare}' type='chat'><body>plain hello</body></message>"
+        ));
+        alice.expect_event("message", "from", "mallory@localhost");
+    }
+    let (code, t) = bob.finish();
+    assert_eq!(code, 0, "{t}");
+    let (code, t) = alice.finish();
+    assert_eq!(code, 0, "{t}");
+    assert!(!t.contains("forged history"), "{t}");
+    // Without --archive-days: no archive, and the client is told.
+    let plain = Server::start(twin, &[]);
+    let (code, out, _) = tests::run_client(
+        &plain,
+        "carol@localhost",
+        "c-pw",
+        &["--register"],
+        "/history bob@localhost\n",
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("keeps no archive"), "{out}");
+}
+
 tests::twin_tests!(
+    history_pages_back_through_the_archive,
     carbons_show_each_device_what_the_other_sent_and_received,
     two_clients_register_subscribe_chat_get_offline_delivery_and_remove_accounts,
     wrong_password_taken_name_and_unreachable_server_are_clear_errors,

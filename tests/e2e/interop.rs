@@ -191,6 +191,23 @@ fn our_client_against_prosody(twin: Twin) {
     // Message carbons with Prosody's mod_carbons: our client enables them
     // and shows the copies.
     crate::chat::carbons_on_two_devices(&server);
+    // The message archive with Prosody's mod_mam: our client's /history.
+    let mut dave = Client::start(&server, "dave@localhost", "dave-pw", &["--register"]);
+    dave.expect("connected", |v| v["type"] == "connected");
+    let mut erin = Client::start(&server, "erin@localhost", "erin-pw", &["--register"]);
+    erin.expect("connected", |v| v["type"] == "connected");
+    dave.send("/msg erin@localhost kept by prosody");
+    erin.expect_event("message", "from", "dave@localhost");
+    dave.send("/history erin@localhost 5");
+    let a = dave.expect("archived by prosody", |v| v["type"] == "archived");
+    assert_eq!(a["body"], "kept by prosody", "{a}");
+    dave.expect("history done", |v| {
+        v["type"] == "ok" && v["command"] == "/history"
+    });
+    for c in [dave, erin] {
+        let (code, t) = c.finish();
+        assert_eq!(code, 0, "{t}");
+    }
     // The mechanism the labs force, and the errors a user sees, hold against
     // a server we did not write too.
     let (code, out, err) = run_client(
@@ -430,7 +447,40 @@ fn slixmpp_publishes_and_reads_pep_and_gets_notifications(twin: Twin) {
     drop((sally, sam, sue));
 }
 
+/// slixmpp's XEP-0313 plugin reads our archive of its conversation with
+/// our client.
+fn slixmpp_reads_our_message_archive(twin: Twin) {
+    let Some(python) = interop_tool("slixmpp") else {
+        return;
+    };
+    let server = Server::start(twin, &["--archive-days", "30"]);
+    let mut sally = slixmpp(&python, &server, "sally@localhost", &["--register"]);
+    connected_with(&mut sally, twin);
+    let mut alice = Client::start(&server, "alice@localhost", "alice-pw", &["--register"]);
+    alice.expect("connected", |v| v["type"] == "connected");
+    alice.send("/msg sally@localhost for the archive");
+    alice.expect("slixmpp's echo", |v| {
+        v["type"] == "message" && v["body"] == "echo: for the archive"
+    });
+    drop(sally);
+    let mut sally = slixmpp(
+        &python,
+        &server,
+        "sally@localhost",
+        &["--mam-with", "alice@localhost", "--quit"],
+    );
+    let m = sally.expect("the archive", |v| v["type"] == "mam");
+    assert_eq!(
+        m["bodies"],
+        serde_json::json!(["for the archive", "echo: for the archive"]),
+        "{m}"
+    );
+    let (code, t) = alice.finish();
+    assert_eq!(code, 0, "{t}");
+}
+
 tests::twin_tests!(
+    slixmpp_reads_our_message_archive,
     slixmpp_publishes_and_reads_pep_and_gets_notifications,
     slixmpp_and_our_client_share_carbons,
     slixmpp_registers_signs_in_with_every_mechanism_chats_and_deletes_its_account,

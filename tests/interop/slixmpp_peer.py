@@ -19,6 +19,7 @@ It prints one JSON object per line on stdout, the same shape as
   pep-published  node, id             (--pep-publish NODE=TEXT, access open)
   pep-items    jid, node, items       (--pep-items JID NODE: [[id, text]])
   pep-event    from, node, id, text   (a notification for a --pep-notify node)
+  mam          with, bodies           (--mam-with JID: the archive with JID)
   carbon       sent, peer, body       (a copy of what another session of
                                        the account sent or received)
   unregistered                        after the account was removed
@@ -74,7 +75,7 @@ class Peer(slixmpp.ClientXMPP):
         self.enable_direct_tls = args.tls == "direct"
         if args.ca:
             self.ca_certs = args.ca
-        for plugin in ("xep_0004", "xep_0030", "xep_0045", "xep_0077", "xep_0085", "xep_0092", "xep_0184", "xep_0199", "xep_0280", "xep_0115", "xep_0060", "xep_0163"):
+        for plugin in ("xep_0004", "xep_0030", "xep_0045", "xep_0077", "xep_0085", "xep_0092", "xep_0184", "xep_0199", "xep_0280", "xep_0115", "xep_0060", "xep_0163", "xep_0313"):
             self.register_plugin(plugin)
         self.plugin["xep_0077"].create_account = args.register
         self.plugin["xep_0184"].auto_request = True
@@ -139,6 +140,15 @@ class Peer(slixmpp.ClientXMPP):
                 await self.pep_publish(node, text)
         for jid, node in self.args.pep_items:
             await self.pep_items(jid, node)
+        for jid in self.args.mam_with:
+            try:
+                iq = await self.plugin["xep_0313"].retrieve(
+                    with_jid=slixmpp.JID(jid), rsm={"max": 10})
+                bodies = [m["mam_result"]["forwarded"]["stanza"]["body"]
+                          for m in iq["mam"]["results"]]
+                emit("mam", bodies=bodies, **{"with": jid})
+            except slixmpp.exceptions.IqError as e:
+                emit("error", detail="mam: " + e.iq["error"]["condition"])
         if self.args.probe_server:
             domain = self.boundjid.domain
             info = await self.plugin["xep_0030"].get_info(jid=domain)
@@ -329,6 +339,7 @@ def main():
     p.add_argument("--pep-notify", action="append", default=[], help="PEP node to get notifications for")
     p.add_argument("--pep-publish", action="append", default=[], help="NODE=TEXT to publish (access open)")
     p.add_argument("--pep-when", default=None, help="publish once this JID is seen online")
+    p.add_argument("--mam-with", action="append", default=[], help="fetch the archive with this JID")
     p.add_argument("--pep-items", action="append", nargs=2, default=[], metavar=("JID", "NODE"),
                    help="read a PEP node's items")
     p.add_argument("--tls", choices=["plain", "starttls", "direct"], default="plain")

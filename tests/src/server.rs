@@ -205,9 +205,9 @@ ssl = {{ certificate = "{c}/server.pem", key = "{c}/server.key" }}
             )
         };
         let modules = if twin.tls() {
-            r#""roster"; "saslauth"; "tls"; "disco"; "register"; "ping"; "presence"; "message"; "offline"; "version"; "posix"; "carbons""#
+            r#""roster"; "saslauth"; "tls"; "disco"; "register"; "ping"; "presence"; "message"; "offline"; "version"; "posix"; "carbons"; "mam""#
         } else {
-            r#""roster"; "saslauth"; "disco"; "register"; "ping"; "presence"; "message"; "offline"; "version"; "posix"; "carbons""#
+            r#""roster"; "saslauth"; "disco"; "register"; "ping"; "presence"; "message"; "offline"; "version"; "posix"; "carbons"; "mam""#
         };
         let config = dir.path().join("prosody.cfg.lua");
         std::fs::write(

@@ -236,6 +236,47 @@ impl Client {
         Ok(id)
     }
 
+    /// Asks the server's archive (XEP-0313) for the last `max` messages
+    /// with `with`; they arrive as [`ClientEvent::Archived`] events before
+    /// this completes. Returns whether that was all there is.
+    pub fn history(
+        &self,
+        with: &Jid,
+        max: usize,
+    ) -> impl Future<Output = Result<bool, ClientError>> + Send + 'static {
+        let query = Element::new("query", ns::MAM)
+            .attr("queryid", format!("h-{}", random_id(4)))
+            .child(
+                Element::new("x", ns::DATA_FORMS)
+                    .attr("type", "submit")
+                    .child(
+                        Element::new("field", ns::DATA_FORMS)
+                            .attr("var", "FORM_TYPE")
+                            .attr("type", "hidden")
+                            .child(Element::new("value", ns::DATA_FORMS).text(ns::MAM)),
+                    )
+                    .child(
+                        Element::new("field", ns::DATA_FORMS)
+                            .attr("var", "with")
+                            .child(
+                                Element::new("value", ns::DATA_FORMS)
+                                    .text(with.to_bare().to_string()),
+                            ),
+                    ),
+            )
+            .child(
+                // The last page: the `max` most recent.
+                Element::new("set", ns::RSM)
+                    .child(Element::new("max", ns::RSM).text(max.to_string()))
+                    .child(Element::new("before", ns::RSM)),
+            );
+        let fut = self.iq(IqType::Set, None, query, "message archive");
+        async move {
+            let iq = fut.await?;
+            Ok(iq.payload.as_ref().and_then(|f| f.get_attr("complete")) == Some("true"))
+        }
+    }
+
     /// Asks the server for message carbons (XEP-0280): copies of what this
     /// account's other sessions send and receive, so a conversation looks
     /// the same on every device.

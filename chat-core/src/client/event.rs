@@ -141,6 +141,19 @@ pub enum ClientEvent {
         /// The server's text.
         text: Option<String>,
     },
+    /// A message from the account's archive (XEP-0313), for `/history`.
+    Archived {
+        /// Its sender.
+        #[serde(serialize_with = "wire::opt_jid")]
+        from: Option<Jid>,
+        /// Its recipient.
+        #[serde(serialize_with = "wire::opt_jid")]
+        to: Option<Jid>,
+        /// Text.
+        body: String,
+        /// When the server kept it (XEP-0082).
+        stamp: Option<String>,
+    },
     /// A copy of a message another session of this account sent or
     /// received (XEP-0280 message carbons).
     Carbon {
@@ -305,6 +318,7 @@ impl ClientEvent {
             ClientEvent::Announcement { .. } => "announcement",
             ClientEvent::ChatState { .. } => "chat-state",
             ClientEvent::Carbon { .. } => "carbon",
+            ClientEvent::Archived { .. } => "archived",
             ClientEvent::FileOffer { .. } => "file-offer",
             ClientEvent::FileProgress { .. } => "file-progress",
             ClientEvent::FileReceived(_) => "file-received",
@@ -338,6 +352,7 @@ impl ClientEvent {
             | ClientEvent::RoomLeft { room, .. } => Some(room),
             ClientEvent::FileOffer { from, .. } | ClientEvent::ChatState { from, .. } => Some(from),
             ClientEvent::Carbon { peer, .. } => Some(peer),
+            ClientEvent::Archived { from, .. } => from.as_ref(),
             ClientEvent::FileReceived(d) => Some(&d.peer),
             ClientEvent::Announcement { .. }
             | ClientEvent::FileProgress { .. }
@@ -374,6 +389,7 @@ impl ClientEvent {
             ClientEvent::Receipt { id, .. } => id.len(),
             ClientEvent::ChatState { .. } => 0,
             ClientEvent::Carbon { body, id, .. } => body.len() + o(id),
+            ClientEvent::Archived { body, stamp, .. } => body.len() + o(stamp),
             ClientEvent::Presence { status, .. } => o(status),
             ClientEvent::RosterPush(i) => o(&i.name) + i.subscription.len(),
             ClientEvent::MessageError {

@@ -201,6 +201,32 @@ fn handle_message(el: &Element, m: Message, r: &Reader) {
         });
         return;
     }
+    if let Some(result) = m.payloads.iter().find(|p| p.is("result", ns::MAM)) {
+        // Believed only from our own account, as carbons are: anyone can
+        // send a message that looks like an archive result.
+        if from != me.to_bare() {
+            tracing::warn!(%from, "ignored a forged archive result");
+            return;
+        }
+        let forwarded = result.get_child("forwarded", ns::FORWARD);
+        let stamp = forwarded
+            .and_then(|f| f.get_child("delay", ns::DELAY))
+            .and_then(|d| d.get_attr("stamp"))
+            .map(str::to_string);
+        if let Some(copy) = forwarded
+            .and_then(|f| f.get_child("message", ns::CLIENT))
+            .and_then(|c| Message::from_element(c).ok())
+            && let Some(body) = copy.body
+        {
+            r.events.send(ClientEvent::Archived {
+                from: copy.from,
+                to: copy.to,
+                body,
+                stamp,
+            });
+        }
+        return;
+    }
     if let Some((sent, copy)) = carbon_in(&m) {
         // Believed only from our own account: anyone can wrap a forged
         // message in <forwarded/> and send it (CVE-2017-5589, carbon

@@ -69,6 +69,9 @@ pub struct ServerConfig {
     /// PBKDF2 iterations of the SCRAM credentials of new passwords
     /// (accounts keep the count they were made with).
     pub scram_iterations: u32,
+    /// Days one-to-one messages are kept in each user's archive (XEP-0313);
+    /// 0, the default, keeps none.
+    pub archive_days: u32,
 }
 
 impl ServerConfig {
@@ -87,6 +90,7 @@ impl ServerConfig {
             registrations_per_hour: throttle::DEFAULT_REGISTRATIONS_PER_HOUR,
             admins: Vec::new(),
             scram_iterations: protocol::sasl::DEFAULT_ITERATIONS,
+            archive_days: 0,
         }
     }
 }

@@ -21,7 +21,7 @@ use protocol::{Element, Jid, StanzaErrorCondition, StreamErrorCondition, ns};
 use super::context::{Close, Failure, Handled, Session};
 use super::outbound::Delivery;
 use super::roster::subscription;
-use super::{account, directory, message, pep, presence, rooms, roster, service};
+use super::{account, archive, directory, message, pep, presence, rooms, roster, service};
 use crate::storage;
 
 /// Which of the three stanzas an element is (RFC 6120 8).
@@ -236,6 +236,9 @@ async fn account_iq(s: &mut Session, iq: &Iq) -> Handled {
     if pep::is_pubsub(iq) {
         return pep::iq(s, iq, s.user.clone()).await;
     }
+    if payload_is(iq, "query", ns::MAM) {
+        return archive::query(s, iq).await;
+    }
     if payload_is(iq, "query", ns::ROSTER) {
         return roster::iq(s, iq).await;
     }
@@ -250,7 +253,10 @@ async fn account_iq(s: &mut Session, iq: &Iq) -> Handled {
         };
     }
     if get && payload_is(iq, "query", ns::DISCO_INFO) {
-        s.iq_result(iq, Some(service::account_info()));
+        s.iq_result(
+            iq,
+            Some(service::account_info(s.shared.config.archive_days > 0)),
+        );
         return Ok(());
     }
     if let Some(on) = carbons_request(iq) {
@@ -290,7 +296,10 @@ async fn other_account_iq(s: &mut Session, iq: &Iq, user: String) -> Handled {
     } else if pep::is_pubsub(iq) {
         return pep::iq(s, iq, user).await;
     } else if iq.kind == IqType::Get && payload_is(iq, "query", ns::DISCO_INFO) {
-        s.iq_result(iq, Some(service::account_info()));
+        s.iq_result(
+            iq,
+            Some(service::account_info(s.shared.config.archive_days > 0)),
+        );
     } else if iq.kind == IqType::Get && payload_is(iq, "vCard", ns::VCARD) {
         // Anyone's public profile, answered by the server for them.
         return directory::vcard_get(s, iq, user).await;

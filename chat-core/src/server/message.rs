@@ -46,6 +46,9 @@ pub(crate) async fn handle(s: &mut Session, el: Element, to: Jid, kind: MessageT
         s.bounce_too_large(&el, xml.len());
         return Ok(());
     }
+    if kind == MessageType::Chat || kind == MessageType::Normal {
+        super::archive::keep(s, &el, &user).await;
+    }
     let router = &s.shared.router;
     let carbons = carbon_eligible(&el, kind);
     if carbons {
@@ -141,8 +144,9 @@ async fn store_offline(s: &Session, mut el: Element, user: String) -> Handled {
         s.bounce_too_large(&el, xml.len());
         return Ok(());
     }
+    let owner = user.clone();
     let stored = s
-        .db(move |c| storage::store_offline(c, &user, &xml))
+        .db(move |c| storage::store_offline(c, &owner, &xml))
         .await?;
     if !stored {
         s.bounce(
@@ -150,6 +154,12 @@ async fn store_offline(s: &Session, mut el: Element, user: String) -> Handled {
             StanzaErrorCondition::ResourceConstraint,
             "the recipient's offline storage is full",
         );
+    } else {
+        // The recipient may have become available between the check that
+        // sent this to storage and the write: its sign-in delivery may
+        // have read the store already. Wake its sessions to read again,
+        // or the message would wait for its next sign-in.
+        s.shared.router.offline_released(&user);
     }
     Ok(())
 }

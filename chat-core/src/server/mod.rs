@@ -43,6 +43,7 @@
 //! - [`throttle`]: slowing down password guessing and mass registration.
 
 mod account;
+mod archive;
 pub mod config;
 mod context;
 mod directory;

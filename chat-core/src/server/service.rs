@@ -51,7 +51,7 @@ pub(crate) fn version() -> Element {
 
 /// An account's identity (`disco#info` to a bare JID, answered by the
 /// server on the account's behalf).
-pub(crate) fn account_info() -> Element {
+pub(crate) fn account_info(archive: bool) -> Element {
     let mut q = Element::new("query", ns::DISCO_INFO)
         .child(
             Element::new("identity", ns::DISCO_INFO)
@@ -78,6 +78,9 @@ pub(crate) fn account_info() -> Element {
         "http://jabber.org/protocol/pubsub#persistent-items",
     ] {
         q = q.child(Element::new("feature", ns::DISCO_INFO).attr("var", f));
+    }
+    if archive {
+        q = q.child(Element::new("feature", ns::DISCO_INFO).attr("var", ns::MAM));
     }
     q
 }

@@ -30,6 +30,9 @@ pub struct Shared {
     /// Offline messages queued to a session and not yet deleted: each goes
     /// to one session of its account at a time.
     offline_in_flight: Mutex<HashSet<i64>>,
+    /// The message archive's writer (see `archive`), started on first use.
+    pub(crate) archive:
+        std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::storage::ArchiveWrite>>,
 }
 
 impl Shared {
@@ -45,6 +48,7 @@ impl Shared {
             rooms: Rooms::default(),
             next_id: AtomicU64::new(1),
             offline_in_flight: Mutex::default(),
+            archive: std::sync::OnceLock::new(),
         }))
     }
 

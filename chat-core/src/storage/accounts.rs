@@ -145,6 +145,7 @@ pub fn delete_account(
     )?;
     tx.execute("DELETE FROM offline WHERE owner=?1", params![username])?;
     tx.execute("DELETE FROM pep_items WHERE owner=?1", params![username])?;
+    tx.execute("DELETE FROM archive WHERE owner=?1", params![username])?;
     tx.execute("DELETE FROM pep_nodes WHERE owner=?1", params![username])?;
     tx.execute("DELETE FROM profiles WHERE username=?1", params![username])?;
     // The account's rooms go with it: whoever registers the name next must

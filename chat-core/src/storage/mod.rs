@@ -21,6 +21,7 @@
 //! - [`rooms`]: rooms, subjects and history.
 
 mod accounts;
+mod archive;
 mod directory;
 mod offline;
 mod pep;
@@ -33,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, params};
 
 pub use accounts::*;
+pub use archive::*;
 pub use directory::*;
 pub use offline::*;
 pub use pep::*;
@@ -135,6 +137,15 @@ CREATE TABLE IF NOT EXISTS pep_items (
     seq INTEGER NOT NULL,
     PRIMARY KEY (owner, node, id)
 );
+CREATE TABLE IF NOT EXISTS archive (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    stamp INTEGER NOT NULL,
+    stanza TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS archive_by_owner ON archive(owner, id);
+CREATE INDEX IF NOT EXISTS archive_by_peer ON archive(owner, peer, id);
 CREATE TABLE IF NOT EXISTS secrets (
     name TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -181,6 +192,45 @@ impl Storage {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Starts the task that writes the message archive a batch at a time
+    /// (a transaction per batch, not per message: the message path pays a
+    /// queue, not a disk sync), keeping `days` of it. Must run inside a
+    /// runtime.
+    pub fn spawn_archive_writer(&self, days: u32) -> tokio::sync::mpsc::Sender<ArchiveWrite> {
+        /// Messages waiting for the writer: beyond, senders wait.
+        const QUEUE: usize = 4096;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<ArchiveWrite>(QUEUE);
+        let storage = self.clone();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = Vec::new();
+                let mut flushes = Vec::new();
+                // What else is already queued goes in the same transaction.
+                let mut next = Some(first);
+                while let Some(m) = next {
+                    match m {
+                        ArchiveWrite::Keep(a) => batch.push(a),
+                        ArchiveWrite::Flush(done) => flushes.push(done),
+                    }
+                    next = if batch.len() < 512 {
+                        rx.try_recv().ok()
+                    } else {
+                        None
+                    };
+                }
+                if !batch.is_empty()
+                    && let Err(e) = storage.run(move |c| archive_batch(c, &batch, days)).await
+                {
+                    tracing::error!("archive: {e}");
+                }
+                for f in flushes {
+                    let _ = f.send(());
+                }
+            }
+        });
+        tx
     }
 
     /// Runs `f` with the connection on the blocking thread pool.
@@ -231,6 +281,83 @@ mod tests {
         drop(s);
         let c = Connection::open(dir.path().join("chat.db")).unwrap();
         (dir, c)
+    }
+
+    #[test]
+    fn the_archive_pages_forwards_and_back_and_keeps_its_bound() {
+        let (_dir, mut c) = db();
+        let now = crate::util::unix_now();
+        let batch: Vec<ToArchive> = (0..5)
+            .map(|i| ToArchive {
+                owner: "ada".into(),
+                peer: if i % 2 == 0 { "bob@x" } else { "eve@x" }.into(),
+                stamp: now,
+                stanza: format!("<m{i}/>"),
+            })
+            .collect();
+        archive_batch(&mut c, &batch, 30).unwrap();
+        let page = |c: &Connection, q: ArchiveQuery| {
+            let (rows, complete) = archive_page(c, "ada", &q).unwrap();
+            (
+                rows.into_iter().map(|r| r.stanza).collect::<Vec<_>>(),
+                complete,
+            )
+        };
+        // The last two with bob, oldest first; more are there.
+        let last = ArchiveQuery {
+            with: Some("bob@x".into()),
+            before: Some(None),
+            max: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            page(&c, last),
+            (vec!["<m2/>".into(), "<m4/>".into()], false)
+        );
+        // Forwards from the start, in pages of two.
+        let (first, complete) = archive_page(
+            &c,
+            "ada",
+            &ArchiveQuery {
+                max: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(!complete);
+        let after = first.last().unwrap().id;
+        let rest = ArchiveQuery {
+            after: Some(after),
+            max: 10,
+            ..Default::default()
+        };
+        assert_eq!(page(&c, rest).0, ["<m2/>", "<m3/>", "<m4/>"]);
+        // Another user's archive is not ada's; old messages age out.
+        assert!(
+            archive_page(
+                &c,
+                "bob",
+                &ArchiveQuery {
+                    max: 10,
+                    ..Default::default()
+                }
+            )
+            .unwrap()
+            .0
+            .is_empty()
+        );
+        let old = vec![ToArchive {
+            owner: "ada".into(),
+            peer: "bob@x".into(),
+            stamp: now - 40 * 86_400,
+            stanza: "<old/>".into(),
+        }];
+        archive_batch(&mut c, &old, 30).unwrap();
+        let all = ArchiveQuery {
+            max: 100,
+            ..Default::default()
+        };
+        assert!(!page(&c, all).0.contains(&"<old/>".to_string()));
     }
 
     #[test]

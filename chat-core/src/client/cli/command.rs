@@ -63,6 +63,8 @@ pub(super) enum Command {
     Accept(Option<String>),
     /// `/reject [SID]`.
     Reject(Option<String>),
+    /// `/history JID [N]`: the last N messages with JID from the archive.
+    History(String, usize),
     /// `/typing JID [on|off]`: a chat state (XEP-0085).
     Typing(String, bool),
     /// `/unregister`.
@@ -138,12 +140,32 @@ impl Command {
             "/accept" => Command::Accept(optional()),
             "/reject" => Command::Reject(optional()),
             "/typing" => typing(rest)?,
+            "/history" => history(rest)?,
             "/unregister" => Command::Unregister,
             "/quit" => Command::Quit,
             "/wait" => wait(rest)?,
             other => return Err(BadCommand::Unknown(other.to_string())),
         })
     }
+}
+
+/// `/history JID [N]` (N from 1 to 100, 20 by default).
+fn history(rest: &str) -> Result<Command, BadCommand> {
+    const USAGE: &str = "/history JID [N]  (N: 1 to 100)";
+    let mut words = rest.split_whitespace();
+    let who = words.next().ok_or(Usage(USAGE))?;
+    let n = match words.next() {
+        None => 20,
+        Some(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or(Usage(USAGE))?,
+    };
+    if words.next().is_some() {
+        return Err(Usage(USAGE));
+    }
+    Ok(Command::History(who.to_string(), n))
 }
 
 /// `/typing JID [on|off]`.

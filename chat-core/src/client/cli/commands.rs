@@ -27,6 +27,7 @@ commands:
   /msg JID TEXT          send a direct message (asks for a delivery receipt)
   /chat JID              talk to JID: plain lines then go to them
   /typing JID [on|off]   tell JID you are typing (or stopped)
+  /history JID [N]       the last N messages with JID, from the server's archive
   /add JID               add a contact and ask to see their presence
   /remove JID            remove a contact
   /roster                list your contacts
@@ -171,6 +172,21 @@ fn dispatch(cx: &mut Ctx<'_>, cmd: Command) -> Result<Step, ClientError> {
             Step::Done
         }
         Command::Msg(to, text) => send_text(cx, &cx.jid(&to)?, &text),
+        Command::History(with, n) => {
+            let with = cx.jid(&with)?;
+            let fut = cx.client.history(&with, n);
+            cx.later(async move {
+                let complete = fut.await?;
+                Ok(format!(
+                    "history with {with}: {}",
+                    if complete {
+                        "that is all the archive keeps"
+                    } else {
+                        "older messages are kept too (ask for more)"
+                    }
+                ))
+            })
+        }
         Command::Typing(to, on) => {
             let state = if on {
                 ChatState::Composing

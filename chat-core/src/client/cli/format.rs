@@ -262,6 +262,7 @@ impl Display for ClientEvent {
             | ClientEvent::MessageError { .. }
             | ClientEvent::ChatState { .. }
             | ClientEvent::Carbon { .. }
+            | ClientEvent::Archived { .. }
             | ClientEvent::Announcement { .. }) => message_event(ev, f),
             ev @ (ClientEvent::Presence { .. }
             | ClientEvent::SubscriptionRequest { .. }
@@ -311,6 +312,18 @@ fn message_event(ev: &ClientEvent, f: &mut Formatter<'_>) -> fmt::Result {
         ClientEvent::Carbon { peer, body, .. } => {
             write!(f, "message from {peer} (to your other device): {body}")
         }
+        ClientEvent::Archived {
+            from,
+            to,
+            body,
+            stamp,
+        } => write!(
+            f,
+            "history {} {} -> {}: {body}",
+            stamp.as_deref().unwrap_or("?"),
+            from.as_ref().map_or("?".to_string(), |j| j.to_string()),
+            to.as_ref().map_or("?".to_string(), |j| j.to_string())
+        ),
         ClientEvent::ChatState { from, state } => write!(
             f,
             "{from} {}",

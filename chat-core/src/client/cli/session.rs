@@ -179,19 +179,23 @@ impl Session {
             // One command at a time (see the module header).
             let read_stdin = self.stdin_open && !self.quitting && idle;
             let deadline = self.wait.as_ref().map(|w| w.deadline);
+            // In this order: what the server sent before a request's
+            // answer (the archive's messages before `/history`'s end, a
+            // roster push before `/add`'s) is shown before the answer.
             tokio::select! {
-                line = lines.next_line(), if read_stdin => match line {
-                    Ok(Some(line)) => self.line(&line),
-                    Ok(None) | Err(_) => self.stdin_open = false,
+                biased;
+                ev = self.client.next_event() => {
+                    if let Some(end) = self.event(ev).await {
+                        return end;
+                    }
                 },
                 Some(d) = self.done_rx.recv() => {
                     self.in_flight -= 1;
                     self.report(d);
                 },
-                ev = self.client.next_event() => {
-                    if let Some(end) = self.event(ev).await {
-                        return end;
-                    }
+                line = lines.next_line(), if read_stdin => match line {
+                    Ok(Some(line)) => self.line(&line),
+                    Ok(None) | Err(_) => self.stdin_open = false,
                 },
                 _ = sleep_until(deadline) => self.wait_timed_out(),
             }

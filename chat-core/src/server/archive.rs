@@ -1,0 +1,187 @@
+//! The message archive (XEP-0313 MAM, paged with XEP-0059), when the
+//! server is started with `--archive-days N`: each one-to-one message with
+//! a body is kept in the sender's and the recipient's archives, and a
+//! user's clients page through their own archive.
+//!
+//! The archive is every conversation, stored in clear on the server:
+//! whoever runs the server (or steals its disk) reads it. That is what
+//! end-to-end encryption is for.
+//!
+//! Writes are batched by one task (a transaction per batch, not per
+//! message), so archiving costs the message path a channel send, not a
+//! disk sync; a query first waits for what is queued to be written.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::stanza::{Iq, IqType};
+use protocol::{Element, StanzaErrorCondition, ns};
+use tokio::sync::{mpsc, oneshot};
+
+use super::context::{Handled, Session};
+use super::shared::Shared;
+use crate::storage::{self, ArchiveQuery, ArchiveWrite as ToWriter, ToArchive};
+use crate::util::{unix_now, xmpp_datetime};
+
+/// The most a page holds (XEP-0059 `<max/>`), and the page without one.
+const MAX_PAGE: i64 = 100;
+const DEFAULT_PAGE: i64 = 50;
+
+/// The writer task's queue, started on first use (inside the runtime).
+fn writer(shared: &Arc<Shared>) -> &mpsc::Sender<ToWriter> {
+    shared.archive.get_or_init(|| {
+        shared
+            .storage
+            .spawn_archive_writer(shared.config.archive_days)
+    })
+}
+
+/// Keeps a delivered message in the sender's and the recipient's archives
+/// (a message to oneself, once).
+pub(crate) async fn keep(s: &Session, el: &Element, recipient: &str) {
+    if s.shared.config.archive_days == 0 || !el.has_child("body", ns::CLIENT) {
+        return;
+    }
+    // With its namespace spelled out: it is replayed inside <forwarded/>,
+    // where jabber:client is not the default.
+    let stanza = el.to_xml_in("");
+    let stamp = unix_now();
+    let domain = s.domain();
+    let mut copies = vec![ToArchive {
+        owner: s.user.clone(),
+        peer: format!("{recipient}@{domain}"),
+        stamp,
+        stanza: stanza.clone(),
+    }];
+    if recipient != s.user {
+        copies.push(ToArchive {
+            owner: recipient.to_string(),
+            peer: s.bare.to_string(),
+            stamp,
+            stanza,
+        });
+    }
+    let tx = writer(&s.shared);
+    for c in copies {
+        // Waits when the writer is behind: a slow disk slows senders
+        // down rather than losing what they said.
+        let _ = tx.send(ToWriter::Keep(c)).await;
+    }
+}
+
+/// Waits until every message queued so far is written.
+async fn flush(shared: &Arc<Shared>) {
+    let (done, wait) = oneshot::channel();
+    if writer(shared).send(ToWriter::Flush(done)).await.is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
+    }
+}
+
+/// A form field's value.
+fn field(form: Option<&Element>, var: &str) -> Option<String> {
+    form?
+        .elements()
+        .find(|f| f.name == "field" && f.get_attr("var") == Some(var))?
+        .child_text("value", ns::DATA_FORMS)
+}
+
+/// `<query xmlns='urn:xmpp:mam:2'>` to the user's own archive: the page's
+/// messages, each wrapped in `<result><forwarded/></result>`, then
+/// `<fin/>` with the page's bounds.
+pub(crate) async fn query(s: &mut Session, iq: &Iq) -> Handled {
+    let Some(q) = iq.payload.as_ref() else {
+        return Ok(());
+    };
+    if iq.kind != IqType::Set {
+        s.iq_error(
+            iq,
+            StanzaErrorCondition::FeatureNotImplemented,
+            "no query form here: send the query (type set) with its filters",
+        );
+        return Ok(());
+    }
+    if s.shared.config.archive_days == 0 {
+        s.iq_error(
+            iq,
+            StanzaErrorCondition::ServiceUnavailable,
+            "this server keeps no archive (start it with --archive-days)",
+        );
+        return Ok(());
+    }
+    let form = q.get_child("x", ns::DATA_FORMS);
+    let time = |var: &str| -> Result<Option<i64>, String> {
+        field(form, var)
+            .map(|v| {
+                crate::util::parse_xmpp_datetime(v.trim())
+                    .ok_or_else(|| format!("{var} '{v}' is not an XMPP date-time"))
+            })
+            .transpose()
+    };
+    let rsm = q.get_child("set", ns::RSM);
+    let id = |name: &str| -> Result<Option<Option<i64>>, String> {
+        let Some(e) = rsm.and_then(|r| r.get_child(name, ns::RSM)) else {
+            return Ok(None);
+        };
+        let t = e.text_content();
+        if t.trim().is_empty() {
+            return Ok(Some(None));
+        }
+        t.trim()
+            .parse()
+            .map(|v| Some(Some(v)))
+            .map_err(|_| format!("<{name}>{t}</{name}> is not an id of this archive"))
+    };
+    let parsed = (|| -> Result<ArchiveQuery, String> {
+        Ok(ArchiveQuery {
+            with: field(form, "with").map(|w| w.split('/').next().unwrap_or("").to_lowercase()),
+            start: time("start")?,
+            end: time("end")?,
+            after: id("after")?.flatten(),
+            before: id("before")?,
+            max: rsm
+                .and_then(|r| r.child_text("max", ns::RSM))
+                .and_then(|m| m.trim().parse::<i64>().ok())
+                .map_or(DEFAULT_PAGE, |m| m.clamp(1, MAX_PAGE)),
+        })
+    })();
+    let aq = match parsed {
+        Ok(q) => q,
+        Err(why) => {
+            s.iq_error(iq, StanzaErrorCondition::BadRequest, &why);
+            return Ok(());
+        }
+    };
+    flush(&s.shared).await;
+    let user = s.user.clone();
+    let (page, complete) = s.db(move |c| storage::archive_page(c, &user, &aq)).await?;
+    let queryid = q.get_attr("queryid").map(str::to_string);
+    for m in &page {
+        let mut result = Element::new("result", ns::MAM).attr("id", m.id.to_string());
+        if let Some(qid) = &queryid {
+            result = result.attr("queryid", qid.clone());
+        }
+        // The stored message goes in as XML: it is our own serialisation.
+        let xml = format!(
+            "<message xmlns='jabber:client' from='{bare}' to='{jid}'>{result_open}<forwarded xmlns='{fwd}'><delay xmlns='{delay}' stamp='{stamp}'/>{stanza}</forwarded></result></message>",
+            bare = protocol::element::escape(&s.bare.to_string()),
+            jid = protocol::element::escape(&s.jid.to_string()),
+            result_open = result.to_xml().trim_end_matches("/>").to_string() + ">",
+            fwd = ns::FORWARD,
+            delay = ns::DELAY,
+            stamp = xmpp_datetime(m.stamp),
+            stanza = m.stanza,
+        );
+        s.to_self(Arc::from(xml));
+    }
+    let mut set = Element::new("set", ns::RSM);
+    if let (Some(first), Some(last)) = (page.first(), page.last()) {
+        set = set
+            .child(Element::new("first", ns::RSM).text(first.id.to_string()))
+            .child(Element::new("last", ns::RSM).text(last.id.to_string()));
+    }
+    let fin = Element::new("fin", ns::MAM)
+        .attr("complete", if complete { "true" } else { "false" })
+        .child(set);
+    s.iq_result(iq, Some(fin));
+    Ok(())
+}
