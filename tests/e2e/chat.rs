@@ -352,7 +352,50 @@ fn history_pages_back_through_the_archive(twin: Twin) {
     assert!(out.contains("keeps no archive"), "{out}");
 }
 
+/// PEP from our client end to end (XEP-0172 nicknames over XEP-0163): our
+/// client's capabilities say it wants nicknames, the server asks it what
+/// they mean, and a contact's `/nick` reaches it, now and at its next
+/// sign-in.
+fn nicknames_reach_contacts_over_pep(twin: Twin) {
+    nicknames_over_pep(&Server::start(twin, &[]));
+}
+
+/// The nickname scenario against any server for `localhost`: ours here,
+/// Prosody (mod_pep) in the interoperability tests.
+pub(crate) fn nicknames_over_pep(server: &Server) {
+    let mut kim = Client::start(server, "kim@localhost", "kim-pw", &["--register"]);
+    connected(&mut kim);
+    let mut lou = Client::start(server, "lou@localhost", "lou-pw", &["--register"]);
+    connected(&mut lou);
+    kim.send("/add lou@localhost");
+    lou.expect_event("subscribe", "from", "kim@localhost");
+    lou.send("/add kim@localhost");
+    kim.expect("lou online", |v| {
+        presence_from(v, "lou@localhost") && v["available"] == true
+    });
+    lou.expect("kim online", |v| {
+        presence_from(v, "kim@localhost") && v["available"] == true
+    });
+    lou.send("/nick Lou the Second");
+    lou.expect("published", |v| {
+        v["type"] == "ok" && v["command"] == "/nick"
+    });
+    let n = kim.expect_event("nick", "from", "lou@localhost");
+    assert_eq!(n["nick"], "Lou the Second", "{n}");
+    let (code, t) = kim.finish();
+    assert_eq!(code, 0, "{t}");
+    // Signing in again, kim learns lou's current nickname at once.
+    let mut kim = Client::start(server, "kim@localhost", "kim-pw", &[]);
+    let n = kim.expect_event("nick", "from", "lou@localhost");
+    assert_eq!(n["nick"], "Lou the Second", "{n}");
+    for c in [kim, lou] {
+        let (code, t) = c.finish();
+        assert_eq!(code, 0, "{t}");
+    }
+}
+
 tests::twin_tests!(
+    nicknames_reach_contacts_over_pep,
     history_pages_back_through_the_archive,
     carbons_show_each_device_what_the_other_sent_and_received,
     two_clients_register_subscribe_chat_get_offline_delivery_and_remove_accounts,

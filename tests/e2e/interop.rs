@@ -191,6 +191,8 @@ fn our_client_against_prosody(twin: Twin) {
     // Message carbons with Prosody's mod_carbons: our client enables them
     // and shows the copies.
     crate::chat::carbons_on_two_devices(&server);
+    // PEP with Prosody's mod_pep: our client's nickname reaches a contact.
+    crate::chat::nicknames_over_pep(&server);
     // The message archive with Prosody's mod_mam: our client's /history.
     let mut dave = Client::start(&server, "dave@localhost", "dave-pw", &["--register"]);
     dave.expect("connected", |v| v["type"] == "connected");

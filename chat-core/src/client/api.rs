@@ -312,7 +312,31 @@ impl Client {
         let mut p = Presence::new(PresenceType::Available);
         p.show = show;
         p.status = status.map(str::to_string);
-        self.send(&p.to_element())
+        // What this client can do (XEP-0115), so that the server sends it
+        // the PEP notifications it wants (contacts' nicknames).
+        let mut el = p.to_element();
+        el.children
+            .push(protocol::Node::Element(super::caps::element()));
+        self.send(&el)
+    }
+
+    /// Publishes our nickname (XEP-0172) over PEP: contacts whose clients
+    /// want it are sent it, now and when they sign in.
+    pub fn set_nick(
+        &self,
+        nick: &str,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
+        let publish = Element::new("pubsub", ns::PUBSUB).child(
+            Element::new("publish", ns::PUBSUB)
+                .attr("node", super::caps::NICK)
+                .child(
+                    Element::new("item", ns::PUBSUB)
+                        .attr("id", "current")
+                        .child(Element::new("nick", super::caps::NICK).text(nick)),
+                ),
+        );
+        let fut = self.iq(IqType::Set, None, publish, "publishing the nickname");
+        async move { fut.await.map(|_| ()) }
     }
 
     fn send_subscription(&self, to: &Jid, kind: PresenceType) -> Result<(), ClientError> {

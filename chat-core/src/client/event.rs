@@ -141,6 +141,14 @@ pub enum ClientEvent {
         /// The server's text.
         text: Option<String>,
     },
+    /// A contact's nickname, published over PEP (XEP-0172).
+    Nick {
+        /// Whose.
+        #[serde(serialize_with = "wire::jid")]
+        from: Jid,
+        /// The nickname.
+        nick: String,
+    },
     /// A message from the account's archive (XEP-0313), for `/history`.
     Archived {
         /// Its sender.
@@ -319,6 +327,7 @@ impl ClientEvent {
             ClientEvent::ChatState { .. } => "chat-state",
             ClientEvent::Carbon { .. } => "carbon",
             ClientEvent::Archived { .. } => "archived",
+            ClientEvent::Nick { .. } => "nick",
             ClientEvent::FileOffer { .. } => "file-offer",
             ClientEvent::FileProgress { .. } => "file-progress",
             ClientEvent::FileReceived(_) => "file-received",
@@ -353,6 +362,7 @@ impl ClientEvent {
             ClientEvent::FileOffer { from, .. } | ClientEvent::ChatState { from, .. } => Some(from),
             ClientEvent::Carbon { peer, .. } => Some(peer),
             ClientEvent::Archived { from, .. } => from.as_ref(),
+            ClientEvent::Nick { from, .. } => Some(from),
             ClientEvent::FileReceived(d) => Some(&d.peer),
             ClientEvent::Announcement { .. }
             | ClientEvent::FileProgress { .. }
@@ -390,6 +400,7 @@ impl ClientEvent {
             ClientEvent::ChatState { .. } => 0,
             ClientEvent::Carbon { body, id, .. } => body.len() + o(id),
             ClientEvent::Archived { body, stamp, .. } => body.len() + o(stamp),
+            ClientEvent::Nick { nick, .. } => nick.len(),
             ClientEvent::Presence { status, .. } => o(status),
             ClientEvent::RosterPush(i) => o(&i.name) + i.subscription.len(),
             ClientEvent::MessageError {

@@ -32,6 +32,7 @@
 //! [`Client::next_event`].
 
 mod api;
+mod caps;
 pub mod cli;
 mod connect;
 pub mod directory;

@@ -150,6 +150,14 @@ fn handle_iq(el: &Element, iq: Iq, r: &Reader) {
             iq.result(None)
         }
         Some(p) if iq.kind == IqType::Get && p.is("ping", ns::PING) => iq.result(None),
+        // What we can do (XEP-0030), asked about the capabilities our
+        // presence announced (XEP-0115).
+        Some(p) if iq.kind == IqType::Get && p.is("query", ns::DISCO_INFO) => {
+            let mut reply = iq.result(Some(super::caps::info(p.get_attr("node"))));
+            reply.from = None;
+            auto_reply(&r.out, reply.to_element().to_xml());
+            return;
+        }
         _ => iq.error_reply(StanzaErrorCondition::ServiceUnavailable, None),
     };
     reply.from = None;
@@ -199,6 +207,23 @@ fn handle_message(el: &Element, m: Message, r: &Reader) {
                 .map_or("undefined-condition".into(), |c| c.to_string()),
             text: err.and_then(protocol::error::error_text),
         });
+        return;
+    }
+    if let Some(event) = m.payloads.iter().find(|p| p.is("event", ns::PUBSUB_EVENT)) {
+        // A PEP notification comes from the owner's bare JID, which only
+        // the owner's server can send (it stamps the full JID on what a
+        // client sends): a full JID here is someone imitating one.
+        if !from.is_bare() {
+            return;
+        }
+        let nick = event
+            .get_child("items", ns::PUBSUB_EVENT)
+            .filter(|i| i.get_attr("node") == Some(super::caps::NICK))
+            .and_then(|i| i.elements().last())
+            .and_then(|item| item.child_text("nick", super::caps::NICK));
+        if let Some(nick) = nick {
+            r.events.send(ClientEvent::Nick { from, nick });
+        }
         return;
     }
     if let Some(result) = m.payloads.iter().find(|p| p.is("result", ns::MAM)) {

@@ -63,6 +63,8 @@ pub(super) enum Command {
     Accept(Option<String>),
     /// `/reject [SID]`.
     Reject(Option<String>),
+    /// `/nick NAME`: our nickname, published over PEP (XEP-0172).
+    Nick(String),
     /// `/history JID [N]`: the last N messages with JID from the archive.
     History(String, usize),
     /// `/typing JID [on|off]`: a chat state (XEP-0085).
@@ -141,6 +143,7 @@ impl Command {
             "/reject" => Command::Reject(optional()),
             "/typing" => typing(rest)?,
             "/history" => history(rest)?,
+            "/nick" => Command::Nick(nonempty(rest, "/nick NAME")?),
             "/unregister" => Command::Unregister,
             "/quit" => Command::Quit,
             "/wait" => wait(rest)?,

@@ -28,6 +28,7 @@ commands:
   /chat JID              talk to JID: plain lines then go to them
   /typing JID [on|off]   tell JID you are typing (or stopped)
   /history JID [N]       the last N messages with JID, from the server's archive
+  /nick NAME             publish your nickname to your contacts (PEP)
   /add JID               add a contact and ask to see their presence
   /remove JID            remove a contact
   /roster                list your contacts
@@ -172,6 +173,13 @@ fn dispatch(cx: &mut Ctx<'_>, cmd: Command) -> Result<Step, ClientError> {
             Step::Done
         }
         Command::Msg(to, text) => send_text(cx, &cx.jid(&to)?, &text),
+        Command::Nick(nick) => {
+            let fut = cx.client.set_nick(&nick);
+            cx.later(async move {
+                fut.await?;
+                Ok(format!("nickname '{nick}' published to your contacts"))
+            })
+        }
         Command::History(with, n) => {
             let with = cx.jid(&with)?;
             let fut = cx.client.history(&with, n);

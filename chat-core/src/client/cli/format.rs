@@ -263,6 +263,7 @@ impl Display for ClientEvent {
             | ClientEvent::ChatState { .. }
             | ClientEvent::Carbon { .. }
             | ClientEvent::Archived { .. }
+            | ClientEvent::Nick { .. }
             | ClientEvent::Announcement { .. }) => message_event(ev, f),
             ev @ (ClientEvent::Presence { .. }
             | ClientEvent::SubscriptionRequest { .. }
@@ -312,6 +313,7 @@ fn message_event(ev: &ClientEvent, f: &mut Formatter<'_>) -> fmt::Result {
         ClientEvent::Carbon { peer, body, .. } => {
             write!(f, "message from {peer} (to your other device): {body}")
         }
+        ClientEvent::Nick { from, nick } => write!(f, "{from} is known as '{nick}'"),
         ClientEvent::Archived {
             from,
             to,
