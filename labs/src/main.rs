@@ -174,6 +174,9 @@ pub fn valid_student(s: &str) -> Result<String, String> {
 enum ClassCommand {
     /// Every student who joined: token state, questions solved, hints.
     List,
+    /// The gradebook as CSV with real names, on stdout (the server's
+    /// /export.csv shows pseudonyms when it runs with --pseudonyms).
+    Export,
     /// Revoke a student's token (progress stays): their next run joins again.
     Reset {
         /// The student's name.
@@ -277,6 +280,7 @@ fn main() -> ExitCode {
         } => class::server::serve(listen, lab::course_secret(course_secret), data, pseudonyms),
         Command::Class { command, data } => match command {
             ClassCommand::List => class::server::list(&data),
+            ClassCommand::Export => class::server::export_local(&data),
             ClassCommand::Reset { student } => class::server::reset(&data, &student),
         },
         Command::Answers {

@@ -1006,6 +1006,10 @@ struct ClassServer {
 
 impl ClassServer {
     fn start() -> ClassServer {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> ClassServer {
         let data = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(bin("labs"));
         cmd.args([
@@ -1016,7 +1020,8 @@ impl ClassServer {
             "test-course",
             "--data",
         ])
-        .arg(data.path());
+        .arg(data.path())
+        .args(extra);
         let proc = Proc::spawn("labs serve", cmd, Input::Null).unwrap();
         let addr = harness::chat::wait_ready(&proc).unwrap().listen;
         ClassServer {
@@ -1331,4 +1336,35 @@ fn lab_1_through_the_class_server_shows_on_the_scoreboard() {
         let green = shot.count([0x2e, 0x7d, 0x32], 0, 500);
         assert!(green > 1500, "green {green}");
     }
+}
+
+/// `--pseudonyms`: what the server shows (scoreboard, CSV) hides names;
+/// the teacher's `labs class export` has them.
+#[test]
+fn pseudonyms_hide_names_from_the_projector_not_from_the_teacher() {
+    let class = ClassServer::start_with(&["--pseudonyms"]);
+    let (code, body) = class.post("/api/join", None, r#"{"student":"Ada Lovelace"}"#);
+    assert_eq!(code, 201, "{body}");
+    let board = class.board();
+    let shown = board["students"][0]["student"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(shown.starts_with("student-"), "{board}");
+    let (_, csv) = class.get("/export.csv");
+    assert!(
+        csv.contains(&shown) && !csv.to_lowercase().contains("ada"),
+        "{csv}"
+    );
+    let (code, out, err) = labs(&[
+        "class",
+        "export",
+        "--data",
+        class._data.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Ada Lovelace") && !out.contains(&shown),
+        "{out}"
+    );
 }

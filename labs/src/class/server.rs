@@ -325,6 +325,12 @@ struct Row {
 }
 
 fn board(db: &Connection, app: &App) -> Result<Board, ApiError> {
+    board_as(db, app.pseudonyms.then_some(app.course.as_str()))
+}
+
+/// The board, with names shown as typed, or as pseudonyms keyed by the
+/// course secret.
+fn board_as(db: &Connection, pseudonyms: Option<&str>) -> Result<Board, ApiError> {
     let mut rows = Vec::new();
     let mut students = db
         .prepare("SELECT name, shown FROM students ORDER BY joined, name")
@@ -354,10 +360,9 @@ fn board(db: &Connection, app: &App) -> Result<Board, ApiError> {
                 |r| r.get(0),
             )
             .map_err(internal)?;
-        let label = if app.pseudonyms {
-            pseudonym(&app.course, &name)
-        } else {
-            shown
+        let label = match pseudonyms {
+            Some(course) => pseudonym(course, &name),
+            None => shown,
         };
         rows.push(Row {
             label,
@@ -419,6 +424,22 @@ async fn scoreboard(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
 /// solved), the total and the hints used.
 async fn export(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
     let b = with_db(&app, board).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"labs.csv\"",
+            ),
+        ],
+        csv(&b),
+    )
+        .into_response())
+}
+
+/// The gradebook: one row per student, a column per lab (questions
+/// solved), the total and the hints used.
+fn csv(b: &Board) -> String {
     let mut csv = String::from("student");
     for l in &LABS {
         csv.push_str(&format!(",lab {} (of {})", l.number, l.keys.len()));
@@ -437,17 +458,17 @@ async fn export(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
         }
         csv.push_str(&format!(",{},{hints}\r\n", solved.len()));
     }
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"labs.csv\"",
-            ),
-        ],
-        csv,
-    )
-        .into_response())
+    csv
+}
+
+/// `labs class export`: the gradebook with the names as students typed
+/// them, read from the data folder on the teacher's machine (the server's
+/// own `/export.csv` shows pseudonyms when it runs with `--pseudonyms`).
+pub fn export_local(data: &Path) -> anyhow::Result<u8> {
+    let db = open(data)?;
+    let b = board_as(&db, None).map_err(|e| anyhow::anyhow!(e.1))?;
+    protocol::out!("{}", csv(&b));
+    Ok(0)
 }
 
 /// A CSV field (RFC 4180), and never a formula a spreadsheet would run.
