@@ -185,6 +185,23 @@ impl ChatServer {
         Ok(Proc::spawn(user, cmd, Input::Text(script.into()))?.finish(Duration::from_secs(60))?)
     }
 
+    /// Runs `user` at `addr` with `extra` flags and `script` to its end (up
+    /// to a minute), failing or not: whether it succeeded, and its stderr
+    /// (where the client says why it stopped).
+    pub fn run_to_end(
+        &self,
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+        extra: &[&str],
+        script: &str,
+    ) -> anyhow::Result<(bool, String)> {
+        let cmd = self.client_at(addr, user, password, extra)?;
+        let mut p = Proc::spawn(user, cmd, Input::Text(script.into()))?;
+        let (status, _) = p.wait_exit(Duration::from_secs(60))?;
+        Ok((status.success(), p.stderr()))
+    }
+
     /// Starts `user` with `script`, returning once it is signed in.
     pub fn start(
         &self,

@@ -852,15 +852,19 @@ fn classmate_sends_codeword(
     flags: &[&str],
 ) -> anyhow::Result<Vec<String>> {
     let teacher = teacher_waits(server, s, n)?;
-    let cmd = server.client_at(addr, "classmate", &s.password(n, "classmate"), flags)?;
     let script = format!(
         "/msg teacher the code word is {}\n/wait receipt teacher 20\n",
         s.codeword(n)
     );
-    let mut classmate = harness::Proc::spawn("classmate", cmd, harness::Input::Text(script))?;
-    let (status, _) = classmate.wait_exit(Duration::from_secs(60))?;
-    if !status.success() {
-        bail!("classmate's client failed: {}", classmate.stderr().trim());
+    let (ok, said) = server.run_to_end(
+        addr,
+        "classmate",
+        &s.password(n, "classmate"),
+        flags,
+        &script,
+    )?;
+    if !ok {
+        bail!("classmate's client failed: {}", said.trim());
     }
     teacher.finish(Duration::from_secs(30))?;
     let shown: Vec<&str> = flags
@@ -872,8 +876,7 @@ fn classmate_sends_codeword(
         "classmate ({}) signed in through {addr} and sent a message.",
         shown.join(" ")
     );
-    Ok(classmate
-        .stderr()
+    Ok(said
         .lines()
         .filter(|l| l.contains("without any check"))
         .map(|l| l.trim().to_string())
@@ -1105,24 +1108,24 @@ fn stripped_session(server: &ChatServer, s: &Secrets, n: u8, once: bool) -> anyh
 
     say!("Part 2: inject a command at the STARTTLS switch.");
     let inject = Attacker::start(server.addr, &["--attack", "inject-starttls"], once)?;
-    let cmd = server.client_at(inject.addr, "careful", &s.password(n, "careful"), &[])?;
-    let mut careful = harness::Proc::spawn(
+    let (ok, careful) = server.run_to_end(
+        inject.addr,
         "careful",
-        cmd,
-        harness::Input::Text("/status away reading the RFCs\n".into()),
+        &s.password(n, "careful"),
+        &[],
+        "/status away reading the RFCs\n",
     )?;
-    let (status, _) = careful.wait_exit(Duration::from_secs(30))?;
     say!(
         "careful (default settings) through {}: {}",
         inject.addr,
-        if status.success() {
+        if ok {
             "signed in and set its status"
         } else {
             "failed"
         }
     );
     say!("What careful's client said:");
-    for l in careful.stderr().lines().filter(|l| l.contains("discarded")) {
+    for l in careful.lines().filter(|l| l.contains("discarded")) {
         say!("  {}", l.trim());
     }
     say!("What the server logged:");
@@ -1322,23 +1325,23 @@ fn tampered_session(
     let tls = start_server(Twin::Tls, dir, &s.domain(n), None, &[])?;
     tls.run("classmate", &classmate_pw, &["--register"], "")?;
     let flip = Attacker::start(tls.addr, &["--attack", "corrupt-tls"], once)?;
-    let cmd = tls.client_at(flip.addr, "classmate", &classmate_pw, &[])?;
-    let mut classmate = harness::Proc::spawn(
+    let (ok, said) = tls.run_to_end(
+        flip.addr,
         "classmate",
-        cmd,
-        harness::Input::Text("/status away reading the RFCs\n/msg careful hello\n".into()),
+        &classmate_pw,
+        &[],
+        "/status away reading the RFCs\n/msg careful hello\n",
     )?;
-    let (status, _) = classmate.wait_exit(Duration::from_secs(30))?;
     say!(
         "classmate (default settings) through {}: {}",
         flip.addr,
-        if status.success() {
+        if ok {
             "finished normally"
         } else {
             "its connection failed"
         }
     );
-    for l in classmate.stderr().lines().filter(|l| !l.trim().is_empty()) {
+    for l in said.lines().filter(|l| !l.trim().is_empty()) {
         say!("  {}", l.trim());
     }
     say!("What the chat-tls server logged:");
@@ -1413,17 +1416,16 @@ fn run_refused(
     password: &str,
     extra: &[&str],
 ) -> anyhow::Result<String> {
-    let cmd = server.client_at(addr, user, password, extra)?;
-    let mut p = harness::Proc::spawn(
+    let (ok, why) = server.run_to_end(
+        addr,
         user,
-        cmd,
-        harness::Input::Text("/status away reading the RFCs\n".into()),
+        password,
+        extra,
+        "/status away reading the RFCs\n",
     )?;
-    let (status, _) = p.wait_exit(Duration::from_secs(30))?;
-    if status.success() {
+    if ok {
         return Ok(format!("{user} was NOT refused: it signed in"));
     }
-    let why = p.stderr();
     Ok(why
         .lines()
         .rev()

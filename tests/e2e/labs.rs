@@ -247,42 +247,43 @@ fn check(n: u8, student: &str, answers: &[String], progress: &std::path::Path) -
     (code, format!("{out}{err}"))
 }
 
-#[test]
-fn lab_1_is_solved_from_the_capture_and_answers_are_per_student() {
-    let found = sniff_lab(1, "Ada Lovelace");
+/// Lab 1's answers as a student reads them in the sniffer's findings:
+/// classmate's PLAIN password, the code word in its message, careful's
+/// SCRAM iteration count, as `KEY=VALUE`.
+fn lab_1_answers(found: &[Value]) -> Vec<String> {
     let password = found
         .iter()
         .find(|v| {
             v["type"] == "credential" && v["user"] == "classmate" && v["kind"] == "sasl-plain"
         })
         .and_then(|v| v["password"].as_str())
-        .unwrap_or_else(|| panic!("no PLAIN credential: {found:?}"))
-        .to_string();
+        .unwrap_or_else(|| panic!("no PLAIN credential: {found:?}"));
     let codeword = found
         .iter()
         .filter(|v| v["type"] == "message")
-        .find_map(|v| {
-            v["body"]
-                .as_str()?
-                .strip_prefix("the code word is ")
-                .map(str::to_string)
-        })
-        .unwrap();
+        .find_map(|v| v["body"].as_str()?.strip_prefix("the code word is "))
+        .unwrap_or_else(|| panic!("no message: {found:?}"));
     let iterations = found
         .iter()
         .find(|v| v["type"] == "credential" && v["user"] == "careful" && v["kind"] == "scram")
         .and_then(|v| v["detail"].as_str())
         .and_then(|d| d.split("iterations=").nth(1))
         .and_then(|d| d.split_whitespace().next())
-        .unwrap()
-        .to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let progress = dir.path().join("progress.json");
-    let answers = vec![
+        .unwrap_or_else(|| panic!("no SCRAM exchange: {found:?}"));
+    vec![
         format!("password={password}"),
         format!("codeword={codeword}"),
         format!("iterations={iterations}"),
-    ];
+    ]
+}
+
+#[test]
+fn lab_1_is_solved_from_the_capture_and_answers_are_per_student() {
+    let found = sniff_lab(1, "Ada Lovelace");
+    let dir = tempfile::tempdir().unwrap();
+    let progress = dir.path().join("progress.json");
+    let answers = lab_1_answers(&found);
+    let password = answers[0].split_once('=').unwrap().1.to_string();
     let (code, out) = check(1, "Ada Lovelace", &answers, &progress);
     assert_eq!(code, 0, "{out}");
     // Another student cannot reuse Ada's answers; as `labs run 1` ran
@@ -1258,44 +1259,10 @@ fn lab_1_through_the_class_server_shows_on_the_scoreboard() {
         "{}",
         lab.stderr()
     );
-    let found = sniffer.stop().0;
-    let password = found
-        .iter()
-        .find(|v| {
-            v["type"] == "credential" && v["user"] == "classmate" && v["password"].is_string()
-        })
-        .and_then(|v| v["password"].as_str())
-        .unwrap()
-        .to_string();
-    let codeword = found
-        .iter()
-        .filter(|v| v["type"] == "message")
-        .find_map(|v| {
-            Some(
-                v["body"]
-                    .as_str()?
-                    .split("the code word is ")
-                    .nth(1)?
-                    .to_string(),
-            )
-        })
+    let answers = lab_1_answers(&sniffer.stop().0);
+    let out = class_check(&class, state.path(), "Grace Hopper", &answers.join("\n"))
+        .output()
         .unwrap();
-    let iterations = found
-        .iter()
-        .find(|v| v["type"] == "credential" && v["user"] == "careful" && v["kind"] == "scram")
-        .and_then(|v| v["detail"].as_str())
-        .and_then(|d| d.split("iterations=").nth(1))
-        .and_then(|d| d.split_whitespace().next())
-        .unwrap()
-        .to_string();
-    let out = class_check(
-        &class,
-        state.path(),
-        "Grace Hopper",
-        &format!("password={password}\ncodeword={codeword}\niterations={iterations}"),
-    )
-    .output()
-    .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

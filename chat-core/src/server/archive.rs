@@ -19,6 +19,8 @@ use protocol::{Element, StanzaErrorCondition, ns};
 use tokio::sync::{mpsc, oneshot};
 
 use super::context::{Handled, Session};
+use super::outbound::Delivery;
+use super::router::{Router, STALL_TIMEOUT};
 use super::shared::Shared;
 use crate::storage::{self, ArchiveQuery, ArchiveWrite as ToWriter, ToArchive};
 use crate::util::{unix_now, xmpp_datetime};
@@ -171,7 +173,21 @@ pub(crate) async fn query(s: &mut Session, iq: &Iq) -> Handled {
             stamp = xmpp_datetime(m.stamp),
             stanza = m.stanza,
         );
-        s.to_self(Arc::from(xml));
+        // A page can be 100 stanzas near the size limit, more than a
+        // session's queue holds: wait for the client to read, as offline
+        // delivery does, rather than cut it off for asking.
+        let deadline = tokio::time::Instant::now() + STALL_TIMEOUT;
+        match s.tx.send_until(Arc::from(xml), deadline).await {
+            Delivery::Queued => {}
+            // Kept near the limit, wrapped it is over: skipped, not fatal.
+            Delivery::TooLarge => {
+                tracing::warn!(jid = %s.jid, id = m.id, "an archived message is too large to send wrapped");
+            }
+            Delivery::Offline | Delivery::Overflow => {
+                Router::overflowed(&s.tx, &s.handle.kill);
+                return Ok(());
+            }
+        }
     }
     let mut set = Element::new("set", ns::RSM);
     if let (Some(first), Some(last)) = (page.first(), page.last()) {

@@ -418,6 +418,11 @@ pub(crate) fn ask_capabilities(s: &Session, presence: &Element) {
     let (Some(node), Some(ver)) = (c.get_attr("node"), c.get_attr("ver")) else {
         return;
     };
+    // A hash is 28 base64 characters (SHA-1) or 44 (SHA-256): anything
+    // much longer is not one, and is not kept per session.
+    if ver.len() > 128 || node.len() > MAX_NODE_NAME {
+        return;
+    }
     let id = format!("caps-{}", random_id(6));
     if !s.shared.router.caps_asked(&s.user, s.handle.id, ver, &id) {
         return;

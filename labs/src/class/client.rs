@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use protocol::display::Safe;
 use protocol::outln;
 use serde_json::{Value, json};
 
@@ -50,11 +51,15 @@ fn answer(
         .read_json()
         .with_context(|| format!("{url} did not answer as a class server does ({status})"))?;
     if !status.is_success() {
+        // The server's words, escaped: a terminal must not run what a
+        // server (or someone posing as it on the network) sends.
         bail!(
             "the class server refused: {}",
-            v.get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("no reason given")
+            Safe(
+                v.get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no reason given")
+            )
         );
     }
     Ok(v)
@@ -153,7 +158,7 @@ pub fn check(url: &str, n: u8, student: &str, answers: &[String]) -> anyhow::Res
     let checked: crate::lab::Checked =
         serde_json::from_value(v).context("the class server's verdicts are malformed")?;
     for line in &checked.verdicts {
-        outln!("{line}");
+        outln!("{}", Safe(line));
     }
     if checked.wrong > 0 {
         let s = Secrets::new("", student);
@@ -176,6 +181,6 @@ pub fn hint(url: &str, n: u8, student: &str, question: &str) -> anyhow::Result<u
         &t,
         json!({ "student": student, "question": question }),
     )?;
-    outln!("{}", v["hint"].as_str().unwrap_or("(no hint)"));
+    outln!("{}", Safe(v["hint"].as_str().unwrap_or("(no hint)")));
     Ok(0)
 }
