@@ -14,7 +14,9 @@
 #    dissector looks), kept under target/bench/real/ between runs.
 # 3. Times, on each file: `sniffer read --json` (every finding printed),
 #    `sniffer read --quiet --json` (the summary), and the same with
-#    `--keylog` on the TLS copy; tshark (`-Y xmpp.message -V`, and with the
+#    `--keylog` on the TLS copy, each on one core (`--threads 1`, pinned)
+#    and on every core (the default: connections read by several
+#    threads); tshark (`-Y xmpp.message -V`, and with the
 #    key log for TLS) on the smallest size only (it reads about 3 MB/s).
 #    Message bodies found by each are counted; peak memory is shown.
 set -euo pipefail
@@ -61,12 +63,15 @@ record() { # mode(plain|starttls) -> $dir/session-MODE.pcap (+ keys.log)
 record plain
 record starttls
 
-# Sniffer: "seconds peak_kb messages".
-sniffer_run() { # file args...
-    local f=$1
-    shift
+# Sniffer: "seconds peak_kb messages". One thread pinned to one core, or
+# (all) the default threads on every core.
+sniffer_run() { # one|all file args...
+    local cores=$core threads=1
+    [ "$1" = all ] && cores=0-$(($(nproc) - 1)) threads=0
+    local f=$2
+    shift 2
     cat "$f" >/dev/null
-    /usr/bin/time -f "%e %M" -o "$tmp/t" taskset -c "$core" "$bin/sniffer" read "$f" "$@" >"$tmp/out"
+    /usr/bin/time -f "%e %M" -o "$tmp/t" taskset -c "$cores" "$bin/sniffer" read "$f" --threads "$threads" "$@" >"$tmp/out"
     local m
     m=$(grep '"type":"totals"' "$tmp/out" | sed 's/.*"messages":\([0-9]*\).*/\1/')
     echo "$(cat "$tmp/t") $m"
@@ -82,7 +87,7 @@ tshark_run() { # file args...
     echo "$(cat "$tmp/t") $n"
 }
 row() { # label bytes "secs kb count"
-    local label=$1 bytes=$2
+    local label=$1 bytes=$2 secs kb n
     read -r secs kb n <<<"$3"
     python3 -c "print(f'{\"$label\":<44} {$secs:>7.2f} s {($bytes/1e6)/max($secs,0.001):>8.1f} MB/s {$kb/1024:>8.1f} MB {$n:>10} messages')"
 }
@@ -99,11 +104,15 @@ for size in "${sizes[@]}"; do
     bytes=$(stat -c %s "$plain")
     tbytes=$(stat -c %s "$tls")
     echo "== $size MiB: plaintext $bytes bytes, TLS $tbytes bytes (Prosody and slixmpp, replicated)"
-    row "sniffer --json (every finding)" "$bytes" "$(sniffer_run "$plain" --json)"
-    row "sniffer --quiet --json (summary)" "$bytes" "$(sniffer_run "$plain" --quiet --json)"
-    row "sniffer TLS --keylog --json" "$tbytes" "$(sniffer_run "$tls" --keylog "$dir/keys.log" --json)"
-    row "sniffer TLS --keylog --quiet --json" "$tbytes" "$(sniffer_run "$tls" --keylog "$dir/keys.log" --quiet --json)"
+    for on in one all; do
+        echo "-- sniffer, $on: $([ $on = one ] && echo "--threads 1 on one core" || echo "default threads on $(nproc) cores")"
+        row "sniffer --json (every finding)" "$bytes" "$(sniffer_run $on "$plain" --json)"
+        row "sniffer --quiet --json (summary)" "$bytes" "$(sniffer_run $on "$plain" --quiet --json)"
+        row "sniffer TLS --keylog --json" "$tbytes" "$(sniffer_run $on "$tls" --keylog "$dir/keys.log" --json)"
+        row "sniffer TLS --keylog --quiet --json" "$tbytes" "$(sniffer_run $on "$tls" --keylog "$dir/keys.log" --quiet --json)"
+    done
     if ((first)); then
+        echo "-- tshark (one core)"
         row "tshark -Y xmpp.message -V" "$bytes" "$(tshark_run "$plain")"
         row "tshark TLS, same key log" "$tbytes" "$(tshark_run "$tls" -o "tls.keylog_file:$dir/keys.log")"
         first=0

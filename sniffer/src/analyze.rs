@@ -1,98 +1,24 @@
-//! The pipeline from frames to findings: decode, reassemble, recognise each
-//! direction by its content (XMPP, TLS, or neither; never by port), hand the
-//! bytes to the right dissector, follow the switch to TLS after
-//! `<proceed/>`, and keep a per-connection tally for the summary.
+//! The pipeline from frames to findings: decode, reassemble, then read
+//! each connection (see [`crate::dissect`]) on this thread or, for a big
+//! capture, on several (see [`crate::pool`]). UDP datagrams are counted
+//! per address pair and searched like streams.
 
 use rustc_hash::FxHashMap as HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::decode::{self, Datagram, DecodeError, LinkType, Packet};
+pub use crate::dissect::{ConnSummary, Layer, Tap};
+use crate::dissect::{Dissector, Hooks, Out};
 use crate::findings::Finding;
 use crate::keylog::KeyLog;
+use crate::pool::{Merged, Pool};
+pub use crate::pool::{Render, Write};
 use crate::reassembly::{ConnId, Dir, Event, Limits, Reassembler};
-use crate::tls::TlsConn;
-use crate::xmpp::{CarriedFile, XmppConn, hex};
-
-/// Bytes looked at before a direction that is neither XMPP nor TLS is
-/// given up on.
-const SNIFF_BYTES: usize = 16;
 
 /// Summary rows kept; beyond this, connections are still analysed and
 /// counted in the totals but get no row of their own.
 pub const MAX_SUMMARY_ROWS: usize = 100_000;
-
-/// What a direction carries.
-#[derive(Debug)]
-enum Side {
-    /// Not known yet: the first bytes.
-    Sniffing(Vec<u8>),
-    Xmpp,
-    Tls,
-    Other,
-}
-
-/// How a connection turned out. As JSON, one `summary` object: `conn`
-/// (the number), the addresses as `IP:PORT`, and one key per [`Category`](crate::findings::Category).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "type", rename = "summary")]
-pub struct ConnSummary {
-    /// Its number.
-    #[serde(rename = "conn")]
-    pub id: ConnId,
-    /// Client address.
-    pub client: SocketAddr,
-    /// Server address.
-    pub server: SocketAddr,
-    /// `XMPP`, `XMPP+STARTTLS`, `TLS`, `other`.
-    pub protocol: String,
-    /// Whether the content was protected by TLS (all of it after a switch).
-    pub tls: bool,
-    /// Whether a key log opened that TLS: what was found inside it counts
-    /// like plaintext.
-    pub decrypted: bool,
-    /// Findings per [`Category`](crate::findings::Category), in [`Category::ALL`](crate::findings::Category::ALL) order.
-    #[serde(flatten, serialize_with = "crate::findings::by_category")]
-    pub counts: [u64; 6],
-    /// Bytes reassembled, both directions.
-    pub bytes: u64,
-}
-
-#[derive(Debug)]
-struct Conn {
-    client: SocketAddr,
-    server: SocketAddr,
-    to_server: Side,
-    to_client: Side,
-    xmpp: Option<XmppConn>,
-    tls: Option<TlsConn>,
-    /// The XMPP read inside TLS, from records a key log opened.
-    inner: Option<XmppConn>,
-    /// Decrypted bytes so far, per direction (the tap's offsets).
-    inner_bytes: [u64; 2],
-    switched: bool,
-    counts: [u64; 6],
-    bytes: u64,
-}
-
-impl Conn {
-    fn side(&mut self, dir: Dir) -> &mut Side {
-        dir.pick(&mut self.to_server, &mut self.to_client)
-    }
-
-    fn protocol(&self) -> String {
-        let any = |f: fn(&Side) -> bool| f(&self.to_server) || f(&self.to_client);
-        if self.switched {
-            "XMPP+STARTTLS".into()
-        } else if any(|s| matches!(s, Side::Xmpp)) {
-            "XMPP".into()
-        } else if any(|s| matches!(s, Side::Tls)) {
-            "TLS".into()
-        } else {
-            "other".into()
-        }
-    }
-}
 
 /// Datagrams between two addresses, both ways: UDP has no connection, so
 /// the address pair is the flow (as Wireshark's UDP conversations).
@@ -129,28 +55,41 @@ pub struct Stats {
 /// Called with each finding: connection, capture time, finding.
 pub type Sink<'a> = Box<dyn FnMut(ConnId, f64, &Finding) + 'a>;
 
-/// Which bytes a [`Tap`] is given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Layer {
-    /// What crossed the wire (TLS records as ciphertext).
-    Wire,
-    /// What a key log opened inside TLS, offsets counted in the plaintext.
-    Decrypted,
+/// Where connections are read.
+enum Back<'a> {
+    /// Here, each finding to the sink as it is made.
+    Here(Dissector, Sink<'a>),
+    /// On worker threads, findings rendered there and written here.
+    Pool(Pool<'a>),
 }
 
-/// Called with each run of reassembled bytes: connection, direction,
-/// layer, stream offset (within that layer), bytes.
-pub type Tap<'a> = Box<dyn FnMut(ConnId, Dir, Layer, u64, &[u8]) + 'a>;
+/// The caller's sink as a [`Out`]: the analyser's tallies kept on the way.
+struct Here<'x, 'a> {
+    sink: &'x mut Sink<'a>,
+    summaries: &'x mut Vec<ConnSummary>,
+    totals: &'x mut [u64; 6],
+}
+
+impl Out for Here<'_, '_> {
+    fn finding(&mut self, conn: ConnId, ts: f64, f: &Finding) {
+        if let Some(cat) = f.category() {
+            self.totals[cat.index()] += 1;
+        }
+        (self.sink)(conn, ts, f);
+    }
+
+    fn summary(&mut self, s: ConnSummary) {
+        if self.summaries.len() < MAX_SUMMARY_ROWS {
+            self.summaries.push(s);
+        }
+    }
+}
 
 /// The analyser.
 pub struct Analyzer<'a> {
     reasm: Reassembler,
-    conns: HashMap<ConnId, Conn>,
-    export: Option<PathBuf>,
-    sink: Sink<'a>,
-    tap: Option<Tap<'a>>,
-    ended: Option<Box<dyn FnMut(ConnId) + 'a>>,
-    keylog: Option<KeyLog>,
+    back: Back<'a>,
+    hooks: Hooks<'a>,
     udp: HashMap<(SocketAddr, SocketAddr), UdpFlow>,
     /// UDP flows seen, and how many may be followed at once.
     udp_flows: u64,
@@ -165,36 +104,37 @@ pub struct Analyzer<'a> {
     last_ts: f64,
 }
 
-/// Keeps only characters that are safe in a file name.
-fn safe_name(name: &str) -> String {
-    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let s: String = last
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(100)
-        .collect();
-    let s = s.trim_start_matches('.').to_string();
-    if s.is_empty() { "file".into() } else { s }
-}
-
 impl<'a> Analyzer<'a> {
     /// An analyser sending findings to `sink`; in-band files are written
     /// to `export` when given.
     pub fn new(limits: Limits, export: Option<PathBuf>, sink: Sink<'a>) -> Self {
+        let d = Dissector::new(export, None);
+        Self::with_back(limits, Back::Here(d, sink))
+    }
+
+    /// An analyser that reads connections on `threads` worker threads
+    /// (at least 2): each finding is made into bytes by `render` there,
+    /// and those bytes given to `write` here, in the order [`Analyzer::new`]
+    /// would have made them, so the output is the same, byte for byte.
+    /// It takes the key log now (each worker has a copy), and no tap.
+    /// An error when the threads cannot be started.
+    pub fn parallel(
+        limits: Limits,
+        export: Option<PathBuf>,
+        keylog: Option<KeyLog>,
+        threads: usize,
+        render: Render,
+        write: Write<'a>,
+    ) -> std::io::Result<Self> {
+        let pool = Pool::new(threads, render, write, export, keylog)?;
+        Ok(Self::with_back(limits, Back::Pool(pool)))
+    }
+
+    fn with_back(limits: Limits, back: Back<'a>) -> Self {
         Analyzer {
             reasm: Reassembler::new(limits),
-            conns: HashMap::default(),
-            export,
-            sink,
-            tap: None,
-            ended: None,
-            keylog: None,
+            back,
+            hooks: Hooks::default(),
             udp: HashMap::default(),
             udp_flows: 0,
             max_udp: limits.max_flows.max(1),
@@ -206,23 +146,41 @@ impl<'a> Analyzer<'a> {
         }
     }
 
-    /// Also sends every reassembled byte to `tap` (follow, guard).
+    /// Also sends every reassembled byte to `tap` (follow, guard). Only
+    /// an analyser made by [`Analyzer::new`] has a tap: a parallel one
+    /// reads inside TLS on other threads.
     pub fn with_tap(mut self, tap: Tap<'a>) -> Self {
-        self.tap = Some(tap);
+        debug_assert!(
+            matches!(self.back, Back::Here(..)),
+            "a tap needs Analyzer::new"
+        );
+        self.hooks.tap = Some(tap);
         self
     }
 
     /// Also tells `ended` when a connection or UDP flow is over (the tap's
-    /// user can forget what it kept for it).
+    /// user can forget what it kept for it). As for the tap, only an
+    /// analyser made by [`Analyzer::new`].
     pub fn with_end(mut self, ended: Box<dyn FnMut(ConnId) + 'a>) -> Self {
-        self.ended = Some(ended);
+        debug_assert!(
+            matches!(self.back, Back::Here(..)),
+            "ended needs Analyzer::new"
+        );
+        self.hooks.ended = Some(ended);
         self
     }
 
     /// Opens TLS with the secrets in `keylog`: what is inside is read
-    /// like plaintext (and given to the tap as [`Layer::Decrypted`]).
+    /// like plaintext (and given to the tap as [`Layer::Decrypted`]). A
+    /// parallel analyser takes its key log when it is made.
     pub fn with_keylog(mut self, keylog: KeyLog) -> Self {
-        self.keylog = Some(keylog);
+        debug_assert!(
+            matches!(self.back, Back::Here(..)),
+            "use Analyzer::parallel's key log"
+        );
+        if let Back::Here(d, _) = &mut self.back {
+            d.keylog = Some(keylog);
+        }
         self
     }
 
@@ -246,6 +204,7 @@ impl<'a> Analyzer<'a> {
             Ok(Packet::Udp(d)) => {
                 self.stats.udp += 1;
                 self.datagram(&d, ts);
+                self.send_if_full();
                 return;
             }
             Err(DecodeError::NotTcpOrUdp | DecodeError::Fragment) => {
@@ -262,6 +221,55 @@ impl<'a> Analyzer<'a> {
         self.reasm.push(&seg, ts, &mut |e| events.push(e));
         for e in events {
             self.event(e);
+        }
+        self.send_if_full();
+    }
+
+    fn event(&mut self, e: Event<'_>) {
+        let ts = self.last_ts;
+        match &mut self.back {
+            Back::Here(d, sink) => {
+                let mut out = Here {
+                    sink,
+                    summaries: &mut self.summaries,
+                    totals: &mut self.totals,
+                };
+                d.event(e, ts, &mut self.hooks, &mut out);
+            }
+            Back::Pool(p) => p.push(e, ts),
+        }
+    }
+
+    fn send_if_full(&mut self) {
+        if let Back::Pool(p) = &mut self.back
+            && let Some(m) = p.send_if_full()
+        {
+            self.keep(m);
+        }
+    }
+
+    /// What the workers found, once written.
+    fn keep(&mut self, m: Merged) {
+        for (t, n) in self.totals.iter_mut().zip(m.totals) {
+            *t += n;
+        }
+        let room = MAX_SUMMARY_ROWS.saturating_sub(self.summaries.len());
+        self.summaries.extend(m.summaries.into_iter().take(room));
+    }
+
+    /// This thread's own finding (UDP), or summary, sent where the
+    /// connections' go.
+    fn here(&mut self, f: impl FnOnce(&mut dyn Out)) {
+        match &mut self.back {
+            Back::Here(_, sink) => f(&mut Here {
+                sink,
+                summaries: &mut self.summaries,
+                totals: &mut self.totals,
+            }),
+            Back::Pool(p) => {
+                p.main_seq();
+                f(&mut p.main);
+            }
         }
     }
 
@@ -290,14 +298,11 @@ impl<'a> Analyzer<'a> {
                     bytes: [0; 2],
                 },
             );
-            self.emit(
-                id,
-                ts,
-                Finding::UdpFlow {
-                    client: d.src.to_string(),
-                    server: d.dst.to_string(),
-                },
-            );
+            let f = Finding::UdpFlow {
+                client: d.src.to_string(),
+                server: d.dst.to_string(),
+            };
+            self.here(|out| out.finding(id, ts, &f));
         }
         let Some(f) = self.udp.get_mut(&k) else {
             return;
@@ -311,7 +316,7 @@ impl<'a> Analyzer<'a> {
         let offset = *at;
         *at += d.payload.len() as u64;
         self.udp_bytes += d.payload.len() as u64;
-        if let Some(tap) = self.tap.as_mut() {
+        if let Some(tap) = self.hooks.tap.as_mut() {
             tap(f.id, dir, Layer::Wire, offset, d.payload);
         }
     }
@@ -324,25 +329,25 @@ impl<'a> Analyzer<'a> {
         let mut counts = [0; 6];
         counts[crate::findings::Category::Metadata.index()] = 1;
         for f in flows {
-            if let Some(end) = self.ended.as_mut() {
+            if let Some(end) = self.hooks.ended.as_mut() {
                 end(f.id);
             }
-            if self.summaries.len() < MAX_SUMMARY_ROWS {
-                self.summaries.push(ConnSummary {
-                    id: f.id,
-                    client: f.client,
-                    server: f.server,
-                    protocol: "UDP".into(),
-                    tls: false,
-                    decrypted: false,
-                    counts,
-                    bytes: f.bytes[0] + f.bytes[1],
-                });
-            }
+            let s = ConnSummary {
+                id: f.id,
+                client: f.client,
+                server: f.server,
+                protocol: "UDP".into(),
+                tls: false,
+                decrypted: false,
+                counts,
+                bytes: f.bytes[0] + f.bytes[1],
+            };
+            self.here(|out| out.summary(s));
         }
     }
 
-    /// The capture is over: every open connection is finished.
+    /// The capture is over: every open connection is finished (and, on
+    /// several threads, everything found is written).
     pub fn finish(&mut self) {
         self.finish_udp();
         let mut events = Vec::new();
@@ -352,267 +357,11 @@ impl<'a> Analyzer<'a> {
         for e in events {
             self.event(e);
         }
-    }
-
-    fn emit(&mut self, conn: ConnId, ts: f64, f: Finding) {
-        if let Some(cat) = f.category() {
-            let i = cat.index();
-            self.totals[i] += 1;
-            if let Some(c) = self.conns.get_mut(&conn) {
-                c.counts[i] += 1;
-            }
-        }
-        (self.sink)(conn, ts, &f);
-    }
-
-    fn event(&mut self, e: Event<'_>) {
-        match e {
-            Event::Open {
-                conn,
-                client,
-                server,
-                mid_stream,
-                ts,
-            } => {
-                self.conns.insert(
-                    conn,
-                    Conn {
-                        client,
-                        server,
-                        to_server: Side::Sniffing(Vec::new()),
-                        to_client: Side::Sniffing(Vec::new()),
-                        xmpp: None,
-                        tls: None,
-                        inner: None,
-                        inner_bytes: [0; 2],
-                        switched: false,
-                        counts: [0; 6],
-                        bytes: 0,
-                    },
-                );
-                self.emit(
-                    conn,
-                    ts,
-                    Finding::Connection {
-                        client: client.to_string(),
-                        server: server.to_string(),
-                        mid_stream,
-                    },
-                );
-            }
-            Event::Data {
-                conn,
-                dir,
-                offset,
-                data,
-                ts,
-            } => {
-                if let Some(tap) = self.tap.as_mut() {
-                    tap(conn, dir, Layer::Wire, offset, &data);
-                }
-                self.data(conn, dir, &data, ts);
-            }
-            Event::Gap {
-                conn,
-                dir,
-                offset,
-                len,
-            } => {
-                let ts = self.last_ts;
-                self.emit(conn, ts, Finding::Gap { dir, offset, len });
-            }
-            Event::Close { conn, ts, .. } => self.close(conn, ts),
+        if let Back::Pool(p) = &mut self.back {
+            let m = p.finish();
+            self.keep(m);
         }
     }
-
-    fn data(&mut self, conn: ConnId, dir: Dir, data: &[u8], ts: f64) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        c.bytes += data.len() as u64;
-        let mut found = Vec::new();
-        let mut on = |f: Finding| found.push(f);
-        // Recognise the direction by its first bytes.
-        let mut owned: Option<Vec<u8>> = None;
-        if let Side::Sniffing(buf) = c.side(dir) {
-            buf.extend_from_slice(data);
-            let first = buf.iter().position(|b| !b.is_ascii_whitespace());
-            let kind = match first.map(|i| &buf[i..]) {
-                Some([b'<', ..]) => Some(Side::Xmpp),
-                Some([0x16, 0x03, ..]) | Some([0x16]) if buf.len() < 2 => None,
-                Some([0x16, 0x03, ..]) => Some(Side::Tls),
-                Some(_) => Some(Side::Other),
-                None if buf.len() > SNIFF_BYTES => Some(Side::Other),
-                None => None,
-            };
-            let Some(kind) = kind else { return };
-            let name = match kind {
-                Side::Xmpp => "xmpp",
-                Side::Tls => "tls",
-                _ => "unknown",
-            };
-            owned = Some(std::mem::take(buf));
-            *c.side(dir) = kind;
-            on(Finding::Protocol {
-                dir,
-                protocol: name,
-            });
-        }
-        let bytes: &[u8] = owned.as_deref().unwrap_or(data);
-        match c.side(dir) {
-            Side::Xmpp => {
-                let x = c.xmpp.get_or_insert_with(XmppConn::default);
-                if let Some(sw) = x.feed(dir, bytes, ts, &mut on) {
-                    c.switched = true;
-                    c.to_server = Side::Tls;
-                    c.to_client = Side::Tls;
-                    on(Finding::TlsSwitch {
-                        to_server_offset: sw.to_server_offset,
-                        to_client_offset: sw.to_client_offset,
-                    });
-                    let t = c.tls.get_or_insert_with(TlsConn::default);
-                    let mut k = self.keylog.as_mut();
-                    t.feed_with_keys(
-                        Dir::ToServer,
-                        &sw.to_server_rest,
-                        ts,
-                        k.as_deref_mut(),
-                        &mut on,
-                    );
-                    t.feed_with_keys(Dir::ToClient, &sw.to_client_rest, ts, k, &mut on);
-                }
-            }
-            Side::Tls => {
-                c.tls.get_or_insert_with(TlsConn::default).feed_with_keys(
-                    dir,
-                    bytes,
-                    ts,
-                    self.keylog.as_mut(),
-                    &mut on,
-                );
-            }
-            _ => {}
-        }
-        Self::inside_tls(c, conn, ts, &mut self.tap, &mut on);
-        let mut files: Vec<CarriedFile> = c
-            .xmpp
-            .as_mut()
-            .map(XmppConn::take_finished)
-            .unwrap_or_default();
-        if let Some(x) = c.inner.as_mut() {
-            files.append(&mut x.take_finished());
-        }
-        for f in found {
-            self.emit(conn, ts, f);
-        }
-        for f in files {
-            let finding = self.file(conn, f);
-            self.emit(conn, ts, finding);
-        }
-    }
-
-    /// What a key log opened: to the tap, then read as XMPP (a stream of
-    /// its own, begun after the handshake).
-    fn inside_tls(
-        c: &mut Conn,
-        conn: ConnId,
-        ts: f64,
-        tap: &mut Option<Tap<'a>>,
-        on: &mut impl FnMut(Finding),
-    ) {
-        let Some(t) = c.tls.as_mut() else { return };
-        for (dir, plain) in std::mem::take(&mut t.plaintext) {
-            let at = &mut c.inner_bytes[dir.pick(0, 1)];
-            if let Some(tap) = tap.as_mut() {
-                tap(conn, dir, Layer::Decrypted, *at, &plain);
-            }
-            *at += plain.len() as u64;
-            // A STARTTLS inside TLS switches nothing (and never returns one).
-            let _ = c
-                .inner
-                .get_or_insert_with(XmppConn::inside_tls)
-                .feed(dir, &plain, ts, on);
-        }
-    }
-
-    fn file(&self, conn: ConnId, f: CarriedFile) -> Finding {
-        let (sha256, sha256_matches) = f.sha256();
-        let path = self.export.as_ref().and_then(|dir| export(dir, conn, &f));
-        Finding::File {
-            sid: f.sid,
-            name: f.name,
-            size: f.data.len() as u64,
-            offered_size: f.offered_size,
-            sha256,
-            offered_sha256: f.offered_sha256.as_deref().map(hex),
-            sha256_matches,
-            path,
-            complete: f.complete,
-            missing_blocks: f.missing_blocks,
-            duplicate_blocks: f.duplicate_blocks,
-            reordered_blocks: f.reordered_blocks,
-        }
-    }
-
-    fn close(&mut self, conn: ConnId, ts: f64) {
-        // What only the end of a connection tells: files whose transfer
-        // never closed, and the TLS traffic totals. Counted like any other
-        // finding, while the connection is still in the table.
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let mut found = Vec::new();
-        if let Some(t) = c.tls.as_mut() {
-            t.finish(self.keylog.as_mut(), &mut |f| found.push(f));
-        }
-        Self::inside_tls(c, conn, ts, &mut self.tap, &mut |f| found.push(f));
-        let mut files = Vec::new();
-        for x in [c.xmpp.as_mut(), c.inner.as_mut()].into_iter().flatten() {
-            x.unfinished();
-            files.append(&mut x.take_finished());
-        }
-        let traffic = c.tls.as_ref().and_then(TlsConn::traffic);
-        for f in found {
-            self.emit(conn, ts, f);
-        }
-        for f in files {
-            let finding = self.file(conn, f);
-            self.emit(conn, ts, finding);
-        }
-        if let Some(t) = traffic {
-            self.emit(conn, ts, t);
-        }
-        if let Some(end) = self.ended.as_mut() {
-            end(conn);
-        }
-        let Some(c) = self.conns.remove(&conn) else {
-            return;
-        };
-        if self.summaries.len() < MAX_SUMMARY_ROWS {
-            self.summaries.push(ConnSummary {
-                id: conn,
-                client: c.client,
-                server: c.server,
-                protocol: c.protocol(),
-                tls: c.switched || matches!((&c.to_server, &c.to_client), (Side::Tls, Side::Tls)),
-                decrypted: c.inner_bytes != [0, 0],
-                counts: c.counts,
-                bytes: c.bytes,
-            });
-        }
-    }
-}
-
-/// Writes a recovered file under `dir` with a safe name; `None` (and a
-/// warning) when it cannot.
-fn export(dir: &Path, conn: ConnId, f: &CarriedFile) -> Option<String> {
-    let name = format!("conn{conn}-{}-{}", safe_name(&f.sid), safe_name(&f.name));
-    let path = dir.join(name);
-    if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, &f.data)) {
-        eprintln!("sniffer: cannot export {}: {e}", path.display());
-        return None;
-    }
-    Some(path.display().to_string())
 }
 
 #[cfg(test)]
@@ -658,6 +407,95 @@ mod tests {
             }
         }
         frames
+    }
+
+    /// Frames of several connections and UDP flows, interleaved, with
+    /// connections dropped for room: the same findings, in the same order,
+    /// and the same summary, on one thread and on several (the unit tests
+    /// send batches of three events, so many are in flight at once).
+    #[test]
+    fn several_threads_print_what_one_prints() {
+        use crate::decode::build::ethernet_udp;
+        let hdr: &[u8] = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+        let mut streams: Vec<std::collections::VecDeque<Vec<u8>>> = (0..7u16)
+            .map(|i| {
+                let body = format!("<message to='b@x'><body>hello {i}</body></message>");
+                let auth = format!(
+                    "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
+                    base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        format!("\0u{i}\0pw{i}")
+                    )
+                );
+                exchange(
+                    51000 + i,
+                    5222,
+                    &[hdr, auth.as_bytes(), body.as_bytes(), body.as_bytes()],
+                    &[hdr, b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"],
+                )
+                .into()
+            })
+            .collect();
+        let mut frames = Vec::new();
+        let mut n = 0u16;
+        while streams.iter().any(|s| !s.is_empty()) {
+            for s in &mut streams {
+                if let Some(f) = s.pop_front() {
+                    frames.push(f);
+                }
+            }
+            n += 1;
+            let a: SocketAddr = format!("127.0.0.1:{}", 40000 + n % 5).parse().unwrap();
+            let b: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+            frames.push(ethernet_udp(a, b, b"canary"));
+        }
+        let limits = Limits {
+            max_flows: 4,
+            ..Limits::default()
+        };
+        let line = |c: ConnId, ts: f64, f: &Finding| format!("{c} {ts} {f:?}\n");
+        let mut one = String::new();
+        let (sums, totals) = {
+            let mut a = Analyzer::new(
+                limits,
+                None,
+                Box::new(|c, ts, f: &Finding| one.push_str(&line(c, ts, f))),
+            );
+            for (i, f) in frames.iter().enumerate() {
+                a.frame(LinkType::Ethernet, i as f64, f);
+            }
+            a.finish();
+            (a.summaries.clone(), a.totals)
+        };
+        assert!(
+            one.contains("pw6") && one.contains("UdpFlow") && one.contains("hello 3"),
+            "{one}"
+        );
+        for threads in [2, 3] {
+            let mut many = Vec::new();
+            let render: Render = std::sync::Arc::new(move |c, ts, f, buf| {
+                buf.extend_from_slice(line(c, ts, f).as_bytes())
+            });
+            let (s, t) = {
+                let mut a = Analyzer::parallel(
+                    limits,
+                    None,
+                    None,
+                    threads,
+                    render,
+                    Box::new(|b: &[u8]| many.extend_from_slice(b)),
+                )
+                .unwrap();
+                for (i, f) in frames.iter().enumerate() {
+                    a.frame(LinkType::Ethernet, i as f64, f);
+                }
+                a.finish();
+                (a.summaries.clone(), a.totals)
+            };
+            assert_eq!(String::from_utf8(many).unwrap(), one, "{threads} threads");
+            assert_eq!(s, sums);
+            assert_eq!(t, totals);
+        }
     }
 
     #[test]
@@ -717,12 +555,5 @@ mod tests {
         let (_, sums) = run(&exchange(50002, 5222, &[hdr, msg], &[]));
         assert_eq!(sums[0].counts[1], 2, "two messages: {:?}", sums[0]);
         assert!(!sums[0].tls);
-    }
-
-    #[test]
-    fn names_of_exported_files_are_made_safe() {
-        assert_eq!(safe_name("../../etc/passwd"), "passwd");
-        assert_eq!(safe_name("a b;c.txt"), "a_b_c.txt");
-        assert_eq!(safe_name("..."), "file");
     }
 }

@@ -77,7 +77,7 @@ pub enum KeyLogError {
 }
 
 /// The secrets of a key log, by client random.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct KeyLog {
     sessions: HashMap<[u8; 32], Secrets>,
     /// A live capture's file, to read again as it grows.

@@ -12,8 +12,11 @@
 //!   shares, alerts, and the sizes and timing of encrypted records.
 //! - [`keylog`]: TLS session secrets from an NSS key log (`SSLKEYLOGFILE`).
 //! - [`decrypt`]: TLS 1.2 and 1.3 records opened with those secrets.
+//! - [`dissect`]: one connection's bytes to findings, protocols recognised
+//!   by content on any port, TLS opened with a key log.
+//! - [`pool`]: connections read on several threads, the output the same.
 //! - [`analyze`]: the pipeline: frames in, findings and per-connection
-//!   summaries out, protocols recognised by content on any port.
+//!   summaries out.
 //! - [`guard`]: the leak check's needle search (plain, hex, base64 at every
 //!   alignment), streaming, and its verdict lines.
 //! - [`findings`]: what was learned, one [`findings::Record`] per finding,
@@ -28,11 +31,13 @@ pub mod analyze;
 pub mod capture;
 pub mod decode;
 pub mod decrypt;
+pub mod dissect;
 pub mod findings;
 pub mod guard;
 pub mod html;
 pub mod jsonl;
 pub mod keylog;
+pub mod pool;
 pub mod reassembly;
 pub mod report;
 pub mod tls;

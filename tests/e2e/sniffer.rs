@@ -288,6 +288,13 @@ fn opened_with_the_key_log(
     let (p, k) = (pcap.to_str().unwrap(), keys.to_str().unwrap());
     let (code, out, err) = sniffer(&["read", p, "--keylog", k, "--json"]);
     assert_eq!(code, 0, "{err}");
+    // However many threads read the connections, the same bytes out.
+    for threads in ["1", "3"] {
+        let (code, again, err) =
+            sniffer(&["read", p, "--keylog", k, "--json", "--threads", threads]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(again, out, "--threads {threads}");
+    }
     let found: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -117,6 +117,10 @@ pub(crate) enum Command {
         /// BPF filter.
         #[arg(long)]
         filter: Option<String>,
+        /// Threads that read connections (the output is the same with
+        /// any number); 0, the default, is one per core, up to 8.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        threads: usize,
         #[command(flatten)]
         common: Common,
     },

@@ -26,8 +26,9 @@ pub(crate) fn run(cmd: Command) -> anyhow::Result<u8> {
         Command::Read {
             files,
             filter,
+            threads,
             common,
-        } => read(&files, filter.as_deref(), &common),
+        } => read(&files, filter.as_deref(), threads, &common),
         Command::Live {
             interface,
             filter,
@@ -69,17 +70,55 @@ pub(crate) fn run(cmd: Command) -> anyhow::Result<u8> {
 }
 
 /// `read`: every frame of the files, in order, as one capture; findings as
-/// they come, then the summary.
-fn read(files: &[PathBuf], filter: Option<&str>, common: &Common) -> anyhow::Result<u8> {
-    let mut a = with_keys(
-        Analyzer::new(
+/// they come, then the summary. Connections are read on `threads` threads
+/// (0: one per core, up to 8); the output does not depend on how many.
+fn read(
+    files: &[PathBuf],
+    filter: Option<&str>,
+    threads: usize,
+    common: &Common,
+) -> anyhow::Result<u8> {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+        n => n,
+    };
+    let keylog = common.keylog(false)?;
+    let parallel = if threads > 1 {
+        let p = common.printer();
+        let render: sniffer::analyze::Render = std::sync::Arc::new(move |conn, ts, f, buf| {
+            if let Some(line) = p.line(conn, ts, f) {
+                buf.extend_from_slice(line.as_bytes());
+                buf.push(b'\n');
+            }
+        });
+        let a = Analyzer::parallel(
             common.limits(),
             common.export.clone(),
-            Box::new(print_finding(common.printer())),
-        ),
-        common,
-        false,
-    )?;
+            keylog.clone(),
+            threads,
+            render,
+            Box::new(out_bytes),
+        );
+        // Without threads to spare the same work is done on this one.
+        a.inspect_err(|e| eprintln!("sniffer: warning: cannot start threads ({e}); reading on one"))
+            .ok()
+    } else {
+        None
+    };
+    let mut a = match parallel {
+        Some(a) => a,
+        None => {
+            let a = Analyzer::new(
+                common.limits(),
+                common.export.clone(),
+                Box::new(print_finding(common.printer())),
+            );
+            match keylog {
+                Some(k) => a.with_keylog(k),
+                None => a,
+            }
+        }
+    };
     read_files(&mut a, files, filter)?;
     a.finish();
     print_summary(&a, common.json, common.wide);
