@@ -40,6 +40,7 @@ if command -v dpkg >/dev/null 2>&1; then
         command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
         command -v tcpreplay >/dev/null 2>&1 || need+=(tcpreplay)
         command -v chromium >/dev/null 2>&1 || need+=(chromium)
+        command -v curl >/dev/null 2>&1 || need+=(curl)
         command -v python3 >/dev/null 2>&1 || need+=(python3)
         # Debian splits venv support (ensurepip) out of python3.
         python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)

@@ -74,6 +74,21 @@ pub struct ServerArgs {
     /// server in clear: whoever runs the server reads it.
     #[arg(long, value_name = "DAYS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=3650))]
     pub archive_days: u32,
+    /// Offer HTTP file upload (XEP-0363) on `upload.<domain>`, its HTTP
+    /// listener on this address (loopback; port 0 lets the system pick).
+    /// Plain HTTP on chat-plain, HTTPS with the server's certificate on
+    /// chat-tls. Either way the server keeps every file and can read it.
+    #[arg(long, value_name = "ADDR")]
+    pub upload_listen: Option<SocketAddr>,
+    /// Largest file the upload service takes, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = server::DEFAULT_UPLOAD_MAX_SIZE)]
+    pub upload_max_size: u64,
+    /// Bytes of files (and open slots) each user may keep.
+    #[arg(long, value_name = "BYTES", default_value_t = server::DEFAULT_UPLOAD_QUOTA)]
+    pub upload_quota: u64,
+    /// Seconds a slot waits for its file before it is dropped.
+    #[arg(long, value_name = "SECS", default_value_t = server::UPLOAD_SLOT_EXPIRY.as_secs())]
+    pub upload_expiry: u64,
     /// Log every connection and stanza error in detail.
     #[arg(short, long)]
     pub verbose: bool,
@@ -302,35 +317,67 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Opens storage and binds the listener, with errors that say what to do.
-pub async fn prepare_server(
+/// Opens storage and binds the listeners, with errors that say what to
+/// do: the chat's, and the upload listener when asked (`--upload-listen`;
+/// `https`: whether its transport is TLS, for the URLs it hands out).
+async fn prepare_server(
     args: &ServerArgs,
-) -> anyhow::Result<(Arc<Shared>, tokio::net::TcpListener)> {
-    let config = args.config()?;
+    https: Option<bool>,
+) -> anyhow::Result<(
+    Arc<Shared>,
+    tokio::net::TcpListener,
+    Option<tokio::net::TcpListener>,
+)> {
+    let mut config = args.config()?;
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (is another server running there?)"))
+    };
+    let listener = bind(args.listen).await?;
+    let upload = match (args.upload_listen, https) {
+        (Some(addr), Some(https)) => {
+            let l = bind(addr).await?;
+            let at = l.local_addr().unwrap_or(addr);
+            let scheme = if https { "https" } else { "http" };
+            config.upload = Some(server::UploadConfig {
+                domain: format!("upload.{}", config.domain),
+                base_url: format!("{scheme}://{at}"),
+                max_size: args.upload_max_size.max(1),
+                quota: args.upload_quota,
+                expiry: Duration::from_secs(args.upload_expiry.max(1)),
+            });
+            Some(l)
+        }
+        _ => None,
+    };
     let shared =
         Shared::new(config).context("cannot open the data folder (is another server using it?)")?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (is another server running there?)",
-                args.listen
-            )
-        })?;
-    Ok((shared, listener))
+    Ok((shared, listener, upload))
 }
 
-/// Runs a server until Ctrl-C or SIGTERM: `transport` on `--listen`, and
-/// `direct` (direct TLS, XEP-0368) on a second address when given. Both
-/// listeners share one set of accounts, rooms and sessions.
-pub async fn run_server<T: ServerTransport, D: ServerTransport>(
+/// How a twin serves HTTP file upload: the transport of its listener, and
+/// whether that is TLS.
+pub struct UploadTransport<U> {
+    /// Accepts each connection (a TLS handshake, or nothing).
+    pub transport: U,
+    /// Whether the URLs are `https`.
+    pub https: bool,
+}
+
+/// Runs a server until Ctrl-C or SIGTERM: `transport` on `--listen`,
+/// `direct` (direct TLS, XEP-0368) on a second address when given, and the
+/// upload listener on `--upload-listen`. All share one set of accounts,
+/// rooms and sessions.
+pub async fn run_server<T: ServerTransport, D: ServerTransport, U: ServerTransport>(
     name: &str,
     args: &ServerArgs,
     transport: T,
     direct: Option<(SocketAddr, D)>,
+    upload: UploadTransport<U>,
     note: &str,
 ) -> anyhow::Result<u8> {
-    let (shared, listener) = prepare_server(args).await?;
+    let (shared, listener, upload_listener) = prepare_server(args, Some(upload.https)).await?;
     let addr = listener.local_addr().unwrap_or(args.listen);
     eprintln!(
         "{name} server: listening on {addr} for domain '{}', data in {} ({note})",
@@ -351,7 +398,17 @@ pub async fn run_server<T: ServerTransport, D: ServerTransport>(
         }
         None => None,
     };
-    for a in std::iter::once(addr).chain(direct.as_ref().map(|d| d.1)) {
+    let upload_addr = upload_listener.as_ref().map(|l| {
+        l.local_addr()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+    });
+    if let (Some(a), Some(u)) = (upload_addr, &shared.config.upload) {
+        eprintln!("{name} server: HTTP file upload on {a} ({})", u.base_url);
+    }
+    for a in std::iter::once(addr)
+        .chain(direct.as_ref().map(|d| d.1))
+        .chain(upload_addr)
+    {
         if !a.ip().is_loopback() {
             eprintln!(
                 "{name} server: warning: {a} is not a loopback address; other machines can connect"
@@ -368,7 +425,18 @@ pub async fn run_server<T: ServerTransport, D: ServerTransport>(
     if let Some((_, daddr, _)) = &direct {
         ready.push_str(&format!(" direct-tls={daddr}"));
     }
+    if let Some(a) = upload_addr {
+        ready.push_str(&format!(" upload={a}"));
+    }
     eprintln!("{ready}");
+    let uploads = upload_listener.map(|l| {
+        tokio::spawn(server::http::serve(
+            shared.clone(),
+            l,
+            Arc::new(upload.transport),
+            shutdown_signal(),
+        ))
+    });
     let main = server::serve(
         shared.clone(),
         listener,
@@ -381,6 +449,9 @@ pub async fn run_server<T: ServerTransport, D: ServerTransport>(
             tokio::join!(main, second);
         }
         None => main.await,
+    }
+    if let Some(u) = uploads {
+        let _ = u.await;
     }
     eprintln!("{name} server: stopped");
     Ok(0)

@@ -7,7 +7,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use chat_core::cli::{NoCommands, NoFlags, ServerArgs, Twin, run_server};
+use chat_core::cli::{NoCommands, NoFlags, ServerArgs, Twin, UploadTransport, run_server};
 use chat_core::transport::{
     BoxStream, ClientTransport, Security, ServerTransport, StartTls, TransportError, tcp_connect,
 };
@@ -28,6 +28,12 @@ impl Twin for Transport {
             &args,
             Plain,
             None::<(SocketAddr, Plain)>,
+            // Deliberately plain HTTP: a shared file crosses the wire as
+            // readable as the chat does.
+            UploadTransport {
+                transport: Plain,
+                https: false,
+            },
             "plaintext: no TLS",
         )
         .await

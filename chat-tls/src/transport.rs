@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use chat_core::cli::{ServerArgs, Twin, run_server};
+use chat_core::cli::{ServerArgs, Twin, UploadTransport, run_server};
 use chat_core::transport::{
     BoxStream, ClientTransport, Security, ServerTransport, StartTls, TransportError, tcp_connect,
 };
@@ -160,22 +160,24 @@ impl Twin for Transport {
             direct: false,
             end_point: end_point.clone(),
         };
-        let direct = flags.direct_tls.map(|addr| {
-            (
-                addr,
-                TlsServer {
-                    acceptor: TlsAcceptor::from(config),
-                    mode: StartTls::Unavailable,
-                    direct: true,
-                    end_point,
-                },
-            )
-        });
+        let direct_tls = || TlsServer {
+            acceptor: TlsAcceptor::from(config.clone()),
+            mode: StartTls::Unavailable,
+            direct: true,
+            end_point: end_point.clone(),
+        };
+        let direct = flags.direct_tls.map(|addr| (addr, direct_tls()));
+        // HTTPS for file upload: TLS from the first byte, as direct TLS,
+        // with the same certificate.
+        let upload = UploadTransport {
+            transport: direct_tls(),
+            https: true,
+        };
         let note = match flags.starttls {
             ServerStartTls::Required => "STARTTLS required, TLS 1.2/1.3",
             ServerStartTls::Optional => "STARTTLS optional, TLS 1.2/1.3",
         };
-        run_server(name, &args, starttls, direct, note).await
+        run_server(name, &args, starttls, direct, upload, note).await
     }
 
     type Client = TlsClient;

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! `listen=` is the plaintext or STARTTLS port; `direct-tls=` is there when
-//! the server also serves direct TLS. Unknown `key=value` words are skipped,
+//! the server also serves direct TLS, `upload=` when it serves HTTP file
+//! upload. Unknown `key=value` words are skipped,
 //! so the line can grow.
 
 use std::net::SocketAddr;
@@ -39,6 +40,8 @@ pub struct Ports {
     pub listen: SocketAddr,
     /// The direct TLS port (XEP-0368), when the server serves one.
     pub direct_tls: Option<SocketAddr>,
+    /// The HTTP file upload listener (XEP-0363), when there is one.
+    pub upload: Option<SocketAddr>,
 }
 
 impl Ports {
@@ -48,16 +51,19 @@ impl Ports {
         let (_, words) = line.split_once(READY)?;
         let mut listen = None;
         let mut direct_tls = None;
+        let mut upload = None;
         for w in words.split_whitespace() {
             match w.split_once('=') {
                 Some(("listen", a)) => listen = Some(a.parse().ok()?),
                 Some(("direct-tls", a)) => direct_tls = Some(a.parse().ok()?),
+                Some(("upload", a)) => upload = Some(a.parse().ok()?),
                 _ => {}
             }
         }
         Some(Ports {
             listen: listen?,
             direct_tls,
+            upload,
         })
     }
 }
@@ -109,6 +115,9 @@ mod tests {
         let p = Ports::parse("chat-plain server: ready listen=127.0.0.1:40211").unwrap();
         assert_eq!(p.listen, "127.0.0.1:40211".parse().unwrap());
         assert_eq!(p.direct_tls, None);
+        assert_eq!(p.upload, None);
+        let p = Ports::parse("chat-plain server: ready listen=127.0.0.1:1 upload=127.0.0.1:3").unwrap();
+        assert_eq!(p.upload, Some("127.0.0.1:3".parse().unwrap()));
         let p =
             Ports::parse("chat-tls server: ready listen=127.0.0.1:1 future=x direct-tls=[::1]:2")
                 .unwrap();

@@ -55,6 +55,8 @@ pub const MAM: &str = "urn:xmpp:mam:2";
 /// Message carbons (XEP-0280): copies of a user's messages to the user's
 /// other clients.
 pub const CARBONS: &str = "urn:xmpp:carbons:2";
+/// HTTP File Upload (XEP-0363).
+pub const HTTP_UPLOAD: &str = "urn:xmpp:http:upload:0";
 /// Stanza forwarding (XEP-0297): a stanza wrapped in another.
 pub const FORWARD: &str = "urn:xmpp:forward:0";
 /// Chat state notifications (XEP-0085): typing, paused...

@@ -31,6 +31,9 @@ fn slixmpp(python: &std::path::Path, server: &Server, jid: &str, args: &[&str]) 
         ]),
     };
     if let Some(ca) = ca {
+        // aiohttp (HTTP file upload) trusts what OpenSSL's default paths
+        // name: the lab CA, as the XMPP connection does.
+        cmd.env("SSL_CERT_FILE", &ca);
         cmd.arg("--ca").arg(ca);
     }
     cmd.args(args);
@@ -481,7 +484,206 @@ fn slixmpp_reads_our_message_archive(twin: Twin) {
     assert_eq!(code, 0, "{t}");
 }
 
+/// HTTP file upload (XEP-0363): slixmpp's plugin finds the service, gets a
+/// slot and PUTs the file with aiohttp; curl fetches it back, over plain
+/// HTTP on the plaintext twin and HTTPS (the lab CA) on the TLS twins.
+/// Then what a careless or hostile client tries: the same slot twice, more
+/// bytes than the slot, fewer, an expired slot, a made-up token, a path in
+/// the file name, a file over the size limit, over the quota. Each is
+/// refused with its own status or error, and the first file is still there.
+fn slixmpp_uploads_a_file_and_curl_fetches_it(twin: Twin) {
+    let (Some(python), Some(curl)) = (interop_tool("slixmpp"), interop_tool("curl")) else {
+        return;
+    };
+    let server = Server::start(
+        twin,
+        &[
+            "--upload-listen",
+            "127.0.0.1:0",
+            "--upload-max-size",
+            "400000",
+            "--upload-quota",
+            "700000",
+            "--upload-expiry",
+            "3",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("photo.jpg");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&photo, &data).unwrap();
+    let curl_cmd = |args: &[&str]| {
+        let mut c = Command::new(&curl);
+        c.args(["-s", "-S", "--max-time", "20"]);
+        if let Some(certs) = &server.certs {
+            c.arg("--cacert").arg(certs.join("ca.pem"));
+        }
+        let out = c.args(args).output().unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // PUT `len` bytes of `body` (curl sends the length it is given).
+    let put = |url: &str, body: &[u8]| {
+        let f = dir.path().join(format!("body-{}", body.len()));
+        std::fs::write(&f, body).unwrap();
+        let at = format!("@{}", f.display());
+        curl_cmd(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "PUT",
+            "--data-binary",
+            &at,
+            url,
+        ])
+        .0
+    };
+
+    let mut sally = slixmpp(
+        &python,
+        &server,
+        "sally@localhost",
+        &["--register", "--quit", "--upload", photo.to_str().unwrap()],
+    );
+    let up = sally.expect("uploaded", |v| {
+        v["type"] == "uploaded" || v["type"] == "error"
+    });
+    assert_eq!(up["type"], "uploaded", "{up}\n{}", server.log());
+    let url = up["url"].as_str().unwrap().to_string();
+    let scheme = if twin == Twin::Plain {
+        "http://"
+    } else {
+        "https://"
+    };
+    assert!(
+        url.starts_with(scheme) && url.ends_with("/photo.jpg"),
+        "{url}"
+    );
+    let got = dir.path().join("got.jpg");
+    let (headers, err) = curl_cmd(&["-D", "-", "-o", got.to_str().unwrap(), &url]);
+    assert!(headers.starts_with("HTTP/1.1 200"), "{headers}{err}");
+    assert!(headers.contains("content-type: image/jpeg"), "{headers}");
+    assert!(
+        headers.contains("x-content-type-options: nosniff"),
+        "{headers}"
+    );
+    assert_eq!(
+        std::fs::read(&got).unwrap(),
+        data,
+        "the file came back changed"
+    );
+    let (code, t) = sally.finish();
+    assert_eq!(code, 0, "{t}");
+
+    // The same slot again: refused, the file unchanged.
+    assert_eq!(put(&url, b"overwritten"), "409");
+    // A made-up token, and a real one with another name.
+    let base = &url[..url.find("/upload/").unwrap()];
+    assert_eq!(
+        put(&format!("{base}/upload/AAAAAAAA/photo.jpg"), b"x"),
+        "404"
+    );
+    let (status, _) = curl_cmd(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &url.replace("photo.jpg", "other.jpg"),
+    ]);
+    assert_eq!(status, "404");
+
+    // Slots asked for by hand: a path in the name, the size limit, the quota.
+    let mut sally = slixmpp(
+        &python,
+        &server,
+        "sally@localhost",
+        &[
+            "--quit",
+            "--upload-slot",
+            "../../etc/passwd",
+            "1000",
+            "--upload-slot",
+            "big.bin",
+            "400001",
+            "--upload-slot",
+            "short.bin",
+            "1000",
+            "--upload-slot",
+            "late.bin",
+            "1000",
+            "--upload-slot",
+            "second.bin",
+            "300000",
+            "--upload-slot",
+            "third.bin",
+            "300000",
+        ],
+    );
+    let next = |sally: &mut Client| {
+        sally.expect("a slot or an error", |v| {
+            v["type"] == "slot" || v["type"] == "error"
+        })
+    };
+    let tricky = next(&mut sally);
+    let tricky_put = tricky["put"].as_str().unwrap_or_else(|| panic!("{tricky}"));
+    assert!(
+        tricky_put.ends_with("/passwd") && !tricky_put.contains(".."),
+        "{tricky}"
+    );
+    let big = next(&mut sally);
+    assert_eq!(big["detail"], "slot: not-acceptable", "{big}");
+    assert!(
+        big["text"].as_str().unwrap().contains("400000 bytes"),
+        "{big}"
+    );
+    let short = next(&mut sally);
+    let late = next(&mut sally);
+    let second = next(&mut sally);
+    assert_eq!(second["type"], "slot", "{second}");
+    // 300,000 kept + 1,000 x3 + 300,000 open: the next 300,000 is over 700,000.
+    let third = next(&mut sally);
+    assert_eq!(third["detail"], "slot: resource-constraint", "{third}");
+    assert!(third["text"].as_str().unwrap().contains("quota"), "{third}");
+    let (code, t) = sally.finish();
+    assert_eq!(code, 0, "{t}");
+
+    // The file in the slot with the path trick lands under its token.
+    assert_eq!(put(tricky_put, &[1u8; 1000]), "201");
+    assert!(!server.data.join("etc").exists());
+    // More bytes than the slot, then fewer: refused, nothing kept.
+    let short_put = short["put"].as_str().unwrap();
+    assert_eq!(put(short_put, &[2u8; 1001]), "413");
+    assert_eq!(put(short_put, &[2u8; 999]), "400");
+    let (status, _) = curl_cmd(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        short["get"].as_str().unwrap(),
+    ]);
+    assert_eq!(status, "404", "a refused upload is not served");
+    // A slot left past its expiry (3 s here).
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let late_put = late["put"].as_str().unwrap();
+    assert_eq!(put(late_put, &[3u8; 1000]), "410");
+
+    // Through all that, the first file is still served, whole.
+    let (_, err) = curl_cmd(&["-o", got.to_str().unwrap(), &url]);
+    assert_eq!(std::fs::read(&got).unwrap(), data, "{err}");
+    let parts: Vec<_> = std::fs::read_dir(server.data.join("uploads"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "part"))
+        .collect();
+    assert!(parts.is_empty(), "partial uploads left behind: {parts:?}");
+}
+
 tests::twin_tests!(
+    slixmpp_uploads_a_file_and_curl_fetches_it,
     slixmpp_reads_our_message_archive,
     slixmpp_publishes_and_reads_pep_and_gets_notifications,
     slixmpp_and_our_client_share_carbons,

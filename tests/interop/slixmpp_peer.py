@@ -20,6 +20,8 @@ It prints one JSON object per line on stdout, the same shape as
   pep-items    jid, node, items       (--pep-items JID NODE: [[id, text]])
   pep-event    from, node, id, text   (a notification for a --pep-notify node)
   mam          with, bodies           (--mam-with JID: the archive with JID)
+  uploaded     url                    (--upload FILE: XEP-0363, PUT by aiohttp)
+  slot         put, get               (--upload-slot NAME SIZE: a slot only)
   carbon       sent, peer, body       (a copy of what another session of
                                        the account sent or received)
   unregistered                        after the account was removed
@@ -75,7 +77,7 @@ class Peer(slixmpp.ClientXMPP):
         self.enable_direct_tls = args.tls == "direct"
         if args.ca:
             self.ca_certs = args.ca
-        for plugin in ("xep_0004", "xep_0030", "xep_0045", "xep_0077", "xep_0085", "xep_0092", "xep_0184", "xep_0199", "xep_0280", "xep_0115", "xep_0060", "xep_0163", "xep_0313"):
+        for plugin in ("xep_0004", "xep_0030", "xep_0045", "xep_0077", "xep_0085", "xep_0092", "xep_0184", "xep_0199", "xep_0280", "xep_0115", "xep_0060", "xep_0163", "xep_0313", "xep_0363"):
             self.register_plugin(plugin)
         self.plugin["xep_0077"].create_account = args.register
         self.plugin["xep_0184"].auto_request = True
@@ -149,6 +151,23 @@ class Peer(slixmpp.ClientXMPP):
                 emit("mam", bodies=bodies, **{"with": jid})
             except slixmpp.exceptions.IqError as e:
                 emit("error", detail="mam: " + e.iq["error"]["condition"])
+        for path in self.args.upload:
+            try:
+                url = await self.plugin["xep_0363"].upload_file(path, timeout=10)
+                emit("uploaded", url=url)
+            except Exception as e:  # FileTooBig, IqError, HTTPError...
+                detail = e.iq["error"]["condition"] if isinstance(e, slixmpp.exceptions.IqError) else repr(e)
+                emit("error", detail="upload: " + detail)
+        for name, size in self.args.upload_slot:
+            try:
+                service = await self.plugin["xep_0363"].find_upload_service(timeout=10)
+                iq = await self.plugin["xep_0363"].request_slot(
+                    service["from"], name, int(size), "application/octet-stream", timeout=10)
+                emit("slot", put=iq["http_upload_slot"]["put"]["url"],
+                     get=iq["http_upload_slot"]["get"]["url"])
+            except slixmpp.exceptions.IqError as e:
+                emit("error", detail="slot: " + e.iq["error"]["condition"],
+                     text=e.iq["error"]["text"])
         if self.args.probe_server:
             domain = self.boundjid.domain
             info = await self.plugin["xep_0030"].get_info(jid=domain)
@@ -342,6 +361,9 @@ def main():
     p.add_argument("--mam-with", action="append", default=[], help="fetch the archive with this JID")
     p.add_argument("--pep-items", action="append", nargs=2, default=[], metavar=("JID", "NODE"),
                    help="read a PEP node's items")
+    p.add_argument("--upload-slot", action="append", nargs=2, default=[], metavar=("NAME", "SIZE"),
+                   help="ask for an upload slot and print it")
+    p.add_argument("--upload", action="append", default=[], help="FILE to share by HTTP upload")
     p.add_argument("--tls", choices=["plain", "starttls", "direct"], default="plain")
     p.add_argument("--ca", default=None, help="CA certificate file to trust")
     p.add_argument("--timeout", type=float, default=60.0)

@@ -63,6 +63,10 @@ pub fn interop_tool(name: &str) -> Option<PathBuf> {
             .iter()
             .map(PathBuf::from)
             .find(|p| p.exists()),
+        "curl" => ["/usr/bin/curl", "/usr/local/bin/curl"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists()),
         "chromium" => ["/usr/bin/chromium", "/usr/local/bin/chromium"]
             .iter()
             .map(PathBuf::from)

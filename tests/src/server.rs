@@ -28,6 +28,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The direct TLS port (TLS twins).
     pub direct: Option<SocketAddr>,
+    /// The HTTP file upload listener (`--upload-listen`).
+    pub upload: Option<SocketAddr>,
     /// How clients connect.
     pub twin: Twin,
     /// The lab CA and server certificate (TLS twins): `ca.pem`, ...
@@ -109,6 +111,7 @@ impl Server {
         Server {
             addr: ports.listen,
             direct: ports.direct_tls,
+            upload: ports.upload,
             twin,
             certs,
             pin: None,
@@ -243,6 +246,7 @@ VirtualHost "localhost"
         let s = Server {
             addr,
             direct,
+            upload: None,
             twin,
             certs,
             pin: None,

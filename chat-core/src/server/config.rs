@@ -72,6 +72,30 @@ pub struct ServerConfig {
     /// Days one-to-one messages are kept in each user's archive (XEP-0313);
     /// 0, the default, keeps none.
     pub archive_days: u32,
+    /// HTTP file upload (XEP-0363), when the server has its HTTP listener.
+    pub upload: Option<UploadConfig>,
+}
+
+/// Largest file taken by default (`--upload-max-size`).
+pub const DEFAULT_UPLOAD_MAX_SIZE: u64 = 10 << 20;
+/// Bytes each user may keep by default (`--upload-quota`).
+pub const DEFAULT_UPLOAD_QUOTA: u64 = 100 << 20;
+/// How long a slot waits for its file by default (`--upload-expiry`).
+pub const UPLOAD_SLOT_EXPIRY: Duration = Duration::from_secs(300);
+
+/// The upload service's settings.
+#[derive(Debug, Clone)]
+pub struct UploadConfig {
+    /// Its address, `upload.<domain>`.
+    pub domain: String,
+    /// Where its HTTP listener is, `http://127.0.0.1:PORT` (or `https`).
+    pub base_url: String,
+    /// Largest file, in bytes.
+    pub max_size: u64,
+    /// Bytes each user may keep (files and open slots).
+    pub quota: u64,
+    /// How long a slot waits for its file.
+    pub expiry: Duration,
 }
 
 impl ServerConfig {
@@ -91,6 +115,7 @@ impl ServerConfig {
             admins: Vec::new(),
             scram_iterations: protocol::sasl::DEFAULT_ITERATIONS,
             archive_days: 0,
+            upload: None,
         }
     }
 }

@@ -21,7 +21,7 @@ use protocol::{Element, Jid, StanzaErrorCondition, StreamErrorCondition, ns};
 use super::context::{Close, Failure, Handled, Session};
 use super::outbound::Delivery;
 use super::roster::subscription;
-use super::{account, archive, directory, message, pep, presence, rooms, roster, service};
+use super::{account, archive, directory, message, pep, presence, rooms, roster, service, upload};
 use crate::storage;
 
 /// Which of the three stanzas an element is (RFC 6120 8).
@@ -124,6 +124,12 @@ async fn iq(s: &mut Session, el: Element, to: Option<Jid>) -> Handled {
     let Some(to) = to else {
         return account_iq(s, &iq).await;
     };
+    if let Some(up) = s.shared.config.upload.clone()
+        && to.domain() == up.domain
+        && to.local().is_none()
+    {
+        return upload::iq(s, &iq, &up).await;
+    }
     if to.domain() != s.domain() {
         if request {
             s.iq_error(
@@ -208,7 +214,13 @@ async fn server_iq(s: &mut Session, iq: &Iq) -> Handled {
     } else if payload_is(iq, "query", ns::SEARCH) {
         return directory::search(s, iq).await;
     } else if get && payload_is(iq, "query", ns::DISCO_ITEMS) {
-        s.iq_result(iq, Some(service::server_items(s.muc_domain())));
+        s.iq_result(
+            iq,
+            Some(service::server_items(
+                s.muc_domain(),
+                s.shared.config.upload.as_ref().map(|u| u.domain.as_str()),
+            )),
+        );
     } else if get && payload_is(iq, "ping", ns::PING) {
         s.iq_result(iq, None);
     } else if get && payload_is(iq, "query", ns::VERSION) {

@@ -38,6 +38,8 @@
 //! - [`directory`]: profiles, user search, who is online, announcements.
 //! - [`account`]: registration form, password change, account removal.
 //! - [`service`]: what the server says about itself (disco, version).
+//! - [`upload`]: HTTP file upload slots on `upload.<domain>` (XEP-0363),
+//!   and [`http`], the listener that takes and serves their files.
 //! - [`router`]: who is online, and delivery to their queues.
 //! - [`outbound`]: each session's bounded queue and its writer task.
 //! - [`throttle`]: slowing down password guessing and mass registration.
@@ -48,6 +50,7 @@ pub mod config;
 mod context;
 mod directory;
 mod dispatch;
+pub mod http;
 mod message;
 mod negotiate;
 mod outbound;
@@ -60,6 +63,7 @@ mod service;
 mod session;
 mod shared;
 pub mod throttle;
+mod upload;
 
 #[cfg(test)]
 mod tests;
@@ -74,7 +78,8 @@ use tokio::net::TcpListener;
 use crate::transport::ServerTransport;
 pub use config::{
     DEFAULT_AUTH_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PING_AFTER, DEFAULT_PING_TIMEOUT,
-    KERNEL_SEND_BUFFER, MAX_AUTH_ATTEMPTS, ServerConfig,
+    DEFAULT_UPLOAD_MAX_SIZE, DEFAULT_UPLOAD_QUOTA, KERNEL_SEND_BUFFER, MAX_AUTH_ATTEMPTS,
+    ServerConfig, UPLOAD_SLOT_EXPIRY, UploadConfig,
 };
 pub use shared::Shared;
 

@@ -33,13 +33,21 @@ pub(crate) fn server_info() -> Element {
 }
 
 /// The services next to the server (`disco#items` to the domain): the
-/// room service.
-pub(crate) fn server_items(muc_domain: &str) -> Element {
-    Element::new("query", ns::DISCO_ITEMS).child(
+/// room service, and the upload service when there is one.
+pub(crate) fn server_items(muc_domain: &str, upload: Option<&str>) -> Element {
+    let mut q = Element::new("query", ns::DISCO_ITEMS).child(
         Element::new("item", ns::DISCO_ITEMS)
             .attr("jid", muc_domain)
             .attr("name", "Chat rooms"),
-    )
+    );
+    if let Some(u) = upload {
+        q = q.child(
+            Element::new("item", ns::DISCO_ITEMS)
+                .attr("jid", u)
+                .attr("name", "HTTP file upload"),
+        );
+    }
+    q
 }
 
 /// The software version answer (XEP-0092).

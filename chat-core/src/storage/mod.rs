@@ -27,6 +27,7 @@ mod offline;
 mod pep;
 mod rooms;
 mod roster;
+mod uploads;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,7 @@ pub use offline::*;
 pub use pep::*;
 pub use rooms::*;
 pub use roster::*;
+pub use uploads::*;
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +148,16 @@ CREATE TABLE IF NOT EXISTS archive (
 );
 CREATE INDEX IF NOT EXISTS archive_by_owner ON archive(owner, id);
 CREATE INDEX IF NOT EXISTS archive_by_peer ON archive(owner, peer, id);
+CREATE TABLE IF NOT EXISTS uploads (
+    token TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    done INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS uploads_by_owner ON uploads(owner);
 CREATE TABLE IF NOT EXISTS secrets (
     name TEXT PRIMARY KEY,
     value BLOB NOT NULL
