@@ -116,7 +116,8 @@ mod tests {
         assert_eq!(p.listen, "127.0.0.1:40211".parse().unwrap());
         assert_eq!(p.direct_tls, None);
         assert_eq!(p.upload, None);
-        let p = Ports::parse("chat-plain server: ready listen=127.0.0.1:1 upload=127.0.0.1:3").unwrap();
+        let p =
+            Ports::parse("chat-plain server: ready listen=127.0.0.1:1 upload=127.0.0.1:3").unwrap();
         assert_eq!(p.upload, Some("127.0.0.1:3".parse().unwrap()));
         let p =
             Ports::parse("chat-tls server: ready listen=127.0.0.1:1 future=x direct-tls=[::1]:2")

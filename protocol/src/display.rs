@@ -21,6 +21,32 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io;
 
+/// A file name a peer offered, made safe for a disk and a URL: its last
+/// path part only (`../../etc/passwd` is `passwd`: no writing outside the
+/// folder it is meant for), only ASCII letters, digits, `.`, `-` and `_`
+/// (anything else `_`), no leading dot (no hidden `.bashrc`), at most 100
+/// characters, and `file` when nothing is left.
+pub fn ascii_file_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let s: String = last
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    let s = s.trim_start_matches('.');
+    if s.is_empty() {
+        "file".into()
+    } else {
+        s.into()
+    }
+}
+
 /// Whether `c` must not reach a terminal as it is: every C0 and C1 control
 /// (which includes ESC, BEL, backspace, CR, LF and TAB), DEL, the Unicode line
 /// and paragraph separators, and the bidirectional formatting characters.

@@ -541,14 +541,21 @@ mod tests {
     }
 
     #[test]
-    fn neither_xmpp_nor_tls_is_other_and_summaries_count_categories() {
+    fn http_files_others_and_summaries_count_categories() {
+        // HTTP on any port: the answer's body is a file (an upload fetched).
         let frames = exchange(
             50001,
-            80,
-            &[b"GET / HTTP/1.0\r\n\r\n"],
-            &[b"HTTP/1.0 200 OK\r\n\r\n"],
+            8081,
+            &[b"GET /upload/T/a.txt HTTP/1.1\r\n\r\n"],
+            &[b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"],
         );
-        let (_, sums) = run(&frames);
+        let (found, sums) = run(&frames);
+        assert_eq!(sums[0].protocol, "HTTP");
+        assert!(
+            found.iter().any(|(_, f)| matches!(f, Finding::File { name, size: 5, complete: true, .. } if name == "a.txt")),
+            "{found:?}"
+        );
+        let (_, sums) = run(&exchange(50003, 22, &[b"SSH-2.0-OpenSSH_9.2\r\n"], &[]));
         assert_eq!(sums[0].protocol, "other");
         let hdr: &[u8] = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
         let msg: &[u8] = b"<message to='b@x'><body>hi</body></message><message to='b@x'><body>again</body></message>";

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::findings::Finding;
+use crate::http::HttpConn;
 use crate::keylog::KeyLog;
 use crate::reassembly::{ConnId, Dir, Event};
 use crate::tls::TlsConn;
@@ -28,6 +29,8 @@ enum Side {
     Sniffing(Vec<u8>),
     Xmpp,
     Tls,
+    /// Plain HTTP (a chat server's file upload).
+    Http,
     Other,
 }
 
@@ -65,6 +68,7 @@ struct Conn {
     to_client: Side,
     xmpp: Option<XmppConn>,
     tls: Option<TlsConn>,
+    http: Option<HttpConn>,
     /// The XMPP read inside TLS, from records a key log opened.
     inner: Option<XmppConn>,
     /// Decrypted bytes so far, per direction (the tap's offsets).
@@ -87,6 +91,8 @@ impl Conn {
             "XMPP".into()
         } else if any(|s| matches!(s, Side::Tls)) {
             "TLS".into()
+        } else if any(|s| matches!(s, Side::Http)) {
+            "HTTP".into()
         } else {
             "other".into()
         }
@@ -105,6 +111,26 @@ pub enum Layer {
 /// Called with each run of reassembled bytes: connection, direction,
 /// layer, stream offset (within that layer), bytes.
 pub type Tap<'a> = Box<dyn FnMut(ConnId, Dir, Layer, u64, &[u8]) + 'a>;
+
+/// `Some(Side::Http)` when `b` begins as an HTTP/1 request or response
+/// does, `None` otherwise; a beginning too short to tell is taken for
+/// HTTP only when it is the start of one (the next bytes decide).
+fn looks_like_http(b: &[u8]) -> Option<Side> {
+    const STARTS: [&[u8]; 8] = [
+        b"GET /",
+        b"PUT /",
+        b"POST /",
+        b"HEAD /",
+        b"DELETE /",
+        b"OPTIONS ",
+        b"PATCH /",
+        b"HTTP/1.",
+    ];
+    STARTS
+        .iter()
+        .any(|s| b.starts_with(s))
+        .then_some(Side::Http)
+}
 
 /// Where a [`Dissector`]'s results go: each finding as it is made, and
 /// each connection's summary when it ends.
@@ -132,24 +158,6 @@ pub(crate) struct Dissector {
     export: Option<PathBuf>,
     /// The secrets that open TLS, when given.
     pub(crate) keylog: Option<KeyLog>,
-}
-
-/// Keeps only characters that are safe in a file name.
-fn safe_name(name: &str) -> String {
-    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let s: String = last
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(100)
-        .collect();
-    let s = s.trim_start_matches('.').to_string();
-    if s.is_empty() { "file".into() } else { s }
 }
 
 impl Dissector {
@@ -197,6 +205,7 @@ impl Dissector {
                         to_client: Side::Sniffing(Vec::new()),
                         xmpp: None,
                         tls: None,
+                        http: None,
                         inner: None,
                         inner_bytes: [0; 2],
                         switched: false,
@@ -259,6 +268,7 @@ impl Dissector {
             let first = buf.iter().position(|b| !b.is_ascii_whitespace());
             let kind = match first.map(|i| &buf[i..]) {
                 Some([b'<', ..]) => Some(Side::Xmpp),
+                Some(b) if looks_like_http(b).is_some() => looks_like_http(b),
                 Some([0x16, 0x03, ..]) | Some([0x16]) if buf.len() < 2 => None,
                 Some([0x16, 0x03, ..]) => Some(Side::Tls),
                 Some(_) => Some(Side::Other),
@@ -269,6 +279,7 @@ impl Dissector {
             let name = match kind {
                 Side::Xmpp => "xmpp",
                 Side::Tls => "tls",
+                Side::Http => "http",
                 _ => "unknown",
             };
             owned = Some(std::mem::take(buf));
@@ -302,6 +313,10 @@ impl Dissector {
                     t.feed_with_keys(Dir::ToClient, &sw.to_client_rest, ts, k, &mut on);
                 }
             }
+            Side::Http => c
+                .http
+                .get_or_insert_with(HttpConn::default)
+                .feed(dir, bytes),
             Side::Tls => {
                 c.tls.get_or_insert_with(TlsConn::default).feed_with_keys(
                     dir,
@@ -321,6 +336,9 @@ impl Dissector {
             .unwrap_or_default();
         if let Some(x) = c.inner.as_mut() {
             files.append(&mut x.take_finished());
+        }
+        if let Some(h) = c.http.as_mut() {
+            files.append(&mut h.take_finished());
         }
         for f in found {
             self.emit(conn, ts, f, out);
@@ -366,6 +384,10 @@ impl Dissector {
         for x in [c.xmpp.as_mut(), c.inner.as_mut()].into_iter().flatten() {
             x.unfinished();
             files.append(&mut x.take_finished());
+        }
+        if let Some(h) = c.http.as_mut() {
+            h.finish();
+            files.append(&mut h.take_finished());
         }
         let traffic = c.tls.as_ref().and_then(TlsConn::traffic);
         for f in found {
@@ -424,23 +446,12 @@ fn inside_tls(
 /// Writes a recovered file under `dir` with a safe name; `None` (and a
 /// warning) when it cannot.
 fn export(dir: &Path, conn: ConnId, f: &CarriedFile) -> Option<String> {
-    let name = format!("conn{conn}-{}-{}", safe_name(&f.sid), safe_name(&f.name));
+    let safe = protocol::display::ascii_file_name;
+    let name = format!("conn{conn}-{}-{}", safe(&f.sid), safe(&f.name));
     let path = dir.join(name);
     if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, &f.data)) {
         eprintln!("sniffer: cannot export {}: {e}", path.display());
         return None;
     }
     Some(path.display().to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_of_exported_files_are_made_safe() {
-        assert_eq!(safe_name("../../etc/passwd"), "passwd");
-        assert_eq!(safe_name("a b;c.txt"), "a_b_c.txt");
-        assert_eq!(safe_name("..."), "file");
-    }
 }

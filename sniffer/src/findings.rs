@@ -575,6 +575,7 @@ impl fmt::Display for Record<'_> {
                 self.time.as_deref().unwrap_or_default()
             ),
             Finding::File {
+                sid,
                 name,
                 size,
                 sha256,
@@ -588,6 +589,12 @@ impl fmt::Display for Record<'_> {
                 ..
             } => {
                 let mut notes = Vec::new();
+                // Over HTTP the request line is the URL, whose token is the
+                // only key to an uploaded file: whoever reads it can fetch
+                // the file again, later, from anywhere that reaches the server.
+                if let Some(line) = sid.strip_prefix("http ") {
+                    notes.push(format!("HTTP {line}: that URL fetches it again"));
+                }
                 match (sha256_matches, offered_sha256) {
                     (Some(true), _) => notes.push("matches the offered hash".to_string()),
                     (Some(false), Some(o)) => notes.push(format!("MISMATCH: offered sha256 {o}")),

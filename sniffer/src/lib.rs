@@ -8,6 +8,7 @@
 //!   streams, with gaps reported and memory bounded.
 //! - [`xmpp`]: plaintext XMPP through the `protocol` crate's lenient parser:
 //!   credentials, messages, contacts, presence, files, the STARTTLS switch.
+//! - [`http`]: plain HTTP/1 bodies (a chat server's file upload) as files.
 //! - [`tls`]: TLS records and hellos: SNI, ALPN, versions, suites, key
 //!   shares, alerts, and the sizes and timing of encrypted records.
 //! - [`keylog`]: TLS session secrets from an NSS key log (`SSLKEYLOGFILE`).
@@ -35,6 +36,7 @@ pub mod dissect;
 pub mod findings;
 pub mod guard;
 pub mod html;
+pub mod http;
 pub mod jsonl;
 pub mod keylog;
 pub mod pool;

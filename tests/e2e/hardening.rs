@@ -614,6 +614,11 @@ fn empty_rooms_leave_memory_and_owners_destroy_rooms() {
     owner.expect("left", |e| e.get_attr("type") == Some("unavailable"));
     // Empty: unloaded. The next join loads it again, history included.
     owner.join_room("lab", "o");
+    // The log is read by another thread: the line may lag the answer.
+    let t0 = std::time::Instant::now();
+    while server.log().matches("room loaded").count() < 2 && t0.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let loads = server.log().matches("room loaded").count();
     assert_eq!(
         loads,

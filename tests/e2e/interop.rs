@@ -543,6 +543,13 @@ fn slixmpp_uploads_a_file_and_curl_fetches_it(twin: Twin) {
         .0
     };
 
+    // The sniffer on the chat's ports and the upload's.
+    let mut ports = vec![
+        server.addr.port(),
+        server.upload.expect("upload port").port(),
+    ];
+    ports.extend(server.direct.map(|d| d.port()));
+    let sniffer = tests::Sniffer::on_ports(&ports);
     let mut sally = slixmpp(
         &python,
         &server,
@@ -578,6 +585,7 @@ fn slixmpp_uploads_a_file_and_curl_fetches_it(twin: Twin) {
     );
     let (code, t) = sally.finish();
     assert_eq!(code, 0, "{t}");
+    sniffed_upload(sniffer, &server, &data);
 
     // The same slot again: refused, the file unchanged.
     assert_eq!(put(&url, b"overwritten"), "409");
@@ -680,6 +688,64 @@ fn slixmpp_uploads_a_file_and_curl_fetches_it(twin: Twin) {
         .filter(|e| e.path().extension().is_some_and(|x| x == "part"))
         .collect();
     assert!(parts.is_empty(), "partial uploads left behind: {parts:?}");
+}
+
+/// What the sniffer made of the upload and the download: on the plaintext
+/// twin the file twice (the PUT's body and the GET's answer), whole, with
+/// the SHA-256 of what was sent, and the URL with its token; under TLS no
+/// file, but a connection to the upload port whose records to the server
+/// add up to at least the file's size.
+fn sniffed_upload(sniffer: tests::Sniffer, server: &Server, data: &[u8]) {
+    use sha2::Digest;
+    let (_, sniffer) = sniffer.stop();
+    let (code, out, err) = tests::run_bin(
+        "sniffer",
+        &["read", sniffer.pcap.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let found: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let sha: String = sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let files: Vec<&Value> = found
+        .iter()
+        .filter(|v| v["type"] == "file" && v["name"] == "photo.jpg")
+        .collect();
+    if server.twin == Twin::Plain {
+        assert_eq!(files.len(), 2, "{out}");
+        for f in &files {
+            assert_eq!(f["sha256"], sha.as_str(), "{f}");
+            assert_eq!(f["complete"], true, "{f}");
+            assert!(f["sid"].as_str().unwrap().contains("/upload/"), "{f}");
+        }
+        return;
+    }
+    assert!(files.is_empty(), "{out}");
+    let upload = server.upload.unwrap().to_string();
+    let conns: Vec<&Value> = found
+        .iter()
+        .filter(|v| v["type"] == "connection" && v["server"] == upload.as_str())
+        .collect();
+    let sent = found
+        .iter()
+        .filter(|v| v["type"] == "tls-traffic" && conns.iter().any(|c| c["conn"] == v["conn"]))
+        .flat_map(|v| {
+            v["sizes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_i64)
+        })
+        .filter(|&n| n > 0)
+        .sum::<i64>();
+    assert!(
+        sent >= data.len() as i64,
+        "{sent} bytes to the upload port:\n{out}"
+    );
 }
 
 tests::twin_tests!(

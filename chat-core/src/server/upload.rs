@@ -28,30 +28,6 @@ pub(crate) fn file_path(data_dir: &Path, token: &str) -> PathBuf {
     data_dir.join("uploads").join(token)
 }
 
-/// A file name made safe for a URL and a disk: its last path part, only
-/// letters, digits, `.`, `-` and `_` (anything else `_`), no leading dot,
-/// at most 100 characters. `../../etc/passwd` is `passwd`.
-pub(crate) fn safe_name(name: &str) -> String {
-    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let s: String = last
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(100)
-        .collect();
-    let s = s.trim_start_matches('.');
-    if s.is_empty() {
-        "file".into()
-    } else {
-        s.into()
-    }
-}
-
 /// A content type as announced, if it is one (`type/subtype`, printable,
 /// short): it is sent back as a header, so nothing that could split one.
 fn content_type(t: Option<&str>) -> String {
@@ -167,7 +143,7 @@ async fn slot(s: &mut Session, iq: &Iq, req: &Element, up: &UploadConfig) -> Han
     let slot = Upload {
         token: token.clone(),
         owner: s.bare.to_string(),
-        name: safe_name(name),
+        name: protocol::display::ascii_file_name(name),
         size,
         content_type: content_type(req.get_attr("content-type")),
         created: unix_now(),
@@ -216,12 +192,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_lose_their_paths_and_odd_characters() {
-        assert_eq!(safe_name("../../etc/passwd"), "passwd");
-        assert_eq!(safe_name("..\\..\\boot.ini"), "boot.ini");
-        assert_eq!(safe_name("a b;c<script>.png"), "a_b_c_script_.png");
-        assert_eq!(safe_name(".."), "file");
-        assert_eq!(safe_name("ünï.txt"), "_n_.txt");
+    fn names_lose_their_paths_and_types_cannot_split_headers() {
+        use protocol::display::ascii_file_name;
+        assert_eq!(ascii_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(ascii_file_name("..\\..\\boot.ini"), "boot.ini");
+        assert_eq!(ascii_file_name("a b;c<script>.png"), "a_b_c_script_.png");
+        assert_eq!(ascii_file_name(".."), "file");
+        assert_eq!(ascii_file_name("ünï.txt"), "_n_.txt");
         assert_eq!(content_type(Some("image/png")), "image/png");
         assert_eq!(
             content_type(Some("text/html\r\nX: y")),
