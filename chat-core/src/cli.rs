@@ -81,13 +81,16 @@ pub struct ServerArgs {
     #[arg(long, value_name = "ADDR")]
     pub upload_listen: Option<SocketAddr>,
     /// Largest file the upload service takes, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = server::DEFAULT_UPLOAD_MAX_SIZE)]
+    #[arg(long, value_name = "BYTES", default_value_t = server::DEFAULT_UPLOAD_MAX_SIZE,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
     pub upload_max_size: u64,
     /// Bytes of files (and open slots) each user may keep.
-    #[arg(long, value_name = "BYTES", default_value_t = server::DEFAULT_UPLOAD_QUOTA)]
+    #[arg(long, value_name = "BYTES", default_value_t = server::DEFAULT_UPLOAD_QUOTA,
+          value_parser = clap::value_parser!(u64).range(0..=1 << 50))]
     pub upload_quota: u64,
     /// Seconds a slot waits for its file before it is dropped.
-    #[arg(long, value_name = "SECS", default_value_t = server::UPLOAD_SLOT_EXPIRY.as_secs())]
+    #[arg(long, value_name = "SECS", default_value_t = server::UPLOAD_SLOT_EXPIRY.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=7 * 86_400))]
     pub upload_expiry: u64,
     /// Log every connection and stanza error in detail.
     #[arg(short, long)]
@@ -451,7 +454,8 @@ pub async fn run_server<T: ServerTransport, D: ServerTransport, U: ServerTranspo
         None => main.await,
     }
     if let Some(u) = uploads {
-        let _ = u.await;
+        // A stalled upload does not hold the server up past a few seconds.
+        let _ = tokio::time::timeout(Duration::from_secs(5), u).await;
     }
     eprintln!("{name} server: stopped");
     Ok(0)

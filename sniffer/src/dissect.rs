@@ -241,7 +241,12 @@ impl Dissector {
                 dir,
                 offset,
                 len,
-            } => self.emit(conn, last_ts, Finding::Gap { dir, offset, len }, out),
+            } => {
+                if let Some(h) = self.conns.get_mut(&conn).and_then(|c| c.http.as_mut()) {
+                    h.gap(dir);
+                }
+                self.emit(conn, last_ts, Finding::Gap { dir, offset, len }, out);
+            }
             Event::Close { conn, ts, .. } => self.close(conn, ts, hooks, out),
         }
     }
@@ -448,7 +453,15 @@ fn inside_tls(
 fn export(dir: &Path, conn: ConnId, f: &CarriedFile) -> Option<String> {
     let safe = protocol::display::ascii_file_name;
     let name = format!("conn{conn}-{}-{}", safe(&f.sid), safe(&f.name));
-    let path = dir.join(name);
+    // Two files of one connection can share a name (the same URL fetched
+    // twice): the second is `-2`, never written over the first.
+    let path = (1..1000)
+        .map(|i| match i {
+            1 => dir.join(&name),
+            i => dir.join(format!("{name}-{i}")),
+        })
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| dir.join(&name));
     if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, &f.data)) {
         eprintln!("sniffer: cannot export {}: {e}", path.display());
         return None;

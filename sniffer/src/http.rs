@@ -18,6 +18,9 @@ use crate::xmpp::{CarriedFile, MAX_FILE_BYTES};
 const MAX_HEAD: usize = 64 * 1024;
 /// Headers parsed per message.
 const MAX_HEADERS: usize = 64;
+/// Requests waiting for their answer (pipelining, or a capture that lost
+/// the answers): beyond, the oldest is forgotten.
+const MAX_ASKED: usize = 1024;
 
 /// How a body ends.
 #[derive(Debug)]
@@ -67,10 +70,24 @@ impl HttpConn {
     pub fn finish(&mut self) {
         for dir in [Dir::ToServer, Dir::ToClient] {
             let side = dir.pick(&mut self.to_server, &mut self.to_client);
-            if let Some((how, mut f, _)) = side.body.take() {
-                f.complete = matches!(how, Body::Close);
+            if let Some((how, mut f, seen)) = side.body.take() {
+                f.complete = matches!(how, Body::Close) && seen as usize == f.data.len();
                 self.finished.push(f);
             }
+        }
+    }
+
+    /// Bytes of one direction were never captured: its body so far is a
+    /// file with a hole, and nothing after can be trusted to line up (a
+    /// body's length would swallow the next message's head).
+    pub fn gap(&mut self, dir: Dir) {
+        let side = dir.pick(&mut self.to_server, &mut self.to_client);
+        side.lost = true;
+        side.buf = Vec::new();
+        if let Some((_, mut f, _)) = side.body.take() {
+            f.complete = false;
+            f.missing_blocks += 1;
+            self.finished.push(f);
         }
     }
 
@@ -122,6 +139,9 @@ impl HttpConn {
                 };
                 let method = req.method.unwrap_or("").to_string();
                 let target = req.path.unwrap_or("").to_string();
+                if self.asked.len() >= MAX_ASKED {
+                    self.asked.pop_front();
+                }
                 self.asked.push_back((method.clone(), target.clone()));
                 // A request without a length has no body (RFC 9112 6.3).
                 let how = length(req.headers).unwrap_or(Body::Length(0));
@@ -334,6 +354,21 @@ mod tests {
         );
         assert_eq!(files[0].data, b"all of it");
         assert!(files[0].complete);
+        // A hole in a body: kept, not complete, nothing after it read.
+        let mut h = HttpConn::default();
+        h.feed(
+            Dir::ToServer,
+            b"PUT /f HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123",
+        );
+        h.gap(Dir::ToServer);
+        h.feed(
+            Dir::ToServer,
+            b"PUT /g HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",
+        );
+        h.finish();
+        let files = h.take_finished();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(!files[0].complete && files[0].data == b"0123");
         // Not HTTP: nothing, and no panic.
         assert!(run(&[b"\x16\x03\x01 garbage \r\n\r\n"], &[]).is_empty());
     }

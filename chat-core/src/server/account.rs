@@ -108,9 +108,11 @@ pub(crate) async fn register_iq(s: &mut Session, iq: &Iq) -> Handled {
 async fn remove(s: &mut Session, iq: &Iq) -> Handled {
     let user = s.user.clone();
     let bare = s.bare.to_string();
-    let owners = s
+    let removed = s
         .db(move |c| storage::delete_account(c, &user, &bare))
         .await?;
+    super::upload::remove_files(&s.shared.config.data_dir, &removed.uploads);
+    let owners = removed.owners;
     tracing::info!(jid = %s.jid, "account removed");
     s.iq_result(iq, None);
     // Everyone who had us in their roster sees us go.

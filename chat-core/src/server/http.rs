@@ -26,7 +26,9 @@ use tokio::task::JoinSet;
 
 use super::Shared;
 use super::upload::{file_path, remove_files};
-use crate::storage::{Upload, upload_done, upload_expire, upload_get};
+use crate::storage::{
+    Upload, upload_claim, upload_done, upload_expire, upload_get, upload_release,
+};
 use crate::transport::{BoxStream, ServerTransport};
 use crate::util::unix_now;
 
@@ -35,6 +37,90 @@ use crate::util::unix_now;
 /// handshake is dropped after [`HANDSHAKE_TIMEOUT`].
 const PENDING: usize = 64;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP connections open at once; more wait in the backlog. With
+/// [`IDLE_TIMEOUT`] this bounds what a slow-loris client (a request line
+/// a byte a minute, or a PUT that stalls) can hold: descriptors the chat
+/// listener shares.
+const MAX_CONNECTIONS: usize = 256;
+/// A connection that moves no byte either way for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connection's stream, counted against [`MAX_CONNECTIONS`] while it
+/// lives, and failed with `TimedOut` when idle for [`IDLE_TIMEOUT`].
+struct Guarded {
+    io: BoxStream,
+    idle: std::pin::Pin<Box<tokio::time::Sleep>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Guarded {
+    /// Progress was made: the idle clock starts again.
+    fn moved(&mut self) {
+        self.idle
+            .as_mut()
+            .reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
+    }
+
+    /// Nothing moved: has the idle time run out?
+    fn idle_out<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        match self.idle.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "idle HTTP connection",
+            ))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Guarded {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.io).poll_read(cx, buf) {
+            std::task::Poll::Pending => self.idle_out(cx),
+            done => {
+                self.moved();
+                done
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Guarded {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.io).poll_write(cx, buf) {
+            std::task::Poll::Pending => self.idle_out(cx),
+            done => {
+                self.moved();
+                done
+            }
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
 
 /// The listener as axum sees it: connections that went through the
 /// transport (TLS or not), handshakes run side by side so that one slow
@@ -42,15 +128,22 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 struct Accepted<T: ServerTransport> {
     tcp: TcpListener,
     transport: Arc<T>,
-    pending: JoinSet<Option<(BoxStream, SocketAddr)>>,
+    pending: JoinSet<Option<(Guarded, SocketAddr)>>,
+    open: Arc<tokio::sync::Semaphore>,
 }
 
 impl<T: ServerTransport> axum::serve::Listener for Accepted<T> {
-    type Io = BoxStream;
+    type Io = Guarded;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (BoxStream, SocketAddr) {
+    async fn accept(&mut self) -> (Guarded, SocketAddr) {
         loop {
+            // A connection's permit is taken before it is accepted: at the
+            // cap, new ones wait in the kernel's backlog.
+            let permit = match self.open.clone().acquire_owned().await {
+                Ok(p) => p,
+                Err(_) => std::future::pending().await,
+            };
             tokio::select! {
                 accepted = self.tcp.accept(), if self.pending.len() < PENDING => {
                     let Ok((tcp, peer)) = accepted else {
@@ -61,7 +154,14 @@ impl<T: ServerTransport> axum::serve::Listener for Accepted<T> {
                     let transport = self.transport.clone();
                     self.pending.spawn(async move {
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, transport.accept(tcp, peer)).await {
-                            Ok(Ok((stream, _))) => Some((stream, peer)),
+                            Ok(Ok((io, _))) => Some((
+                                Guarded {
+                                    io,
+                                    idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
+                                    _permit: permit,
+                                },
+                                peer,
+                            )),
                             Ok(Err(e)) => {
                                 tracing::info!(%peer, "upload: connection setup failed: {e}");
                                 None
@@ -100,6 +200,7 @@ pub async fn serve<T: ServerTransport>(
         tcp: listener,
         transport,
         pending: JoinSet::new(),
+        open: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
     };
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -201,27 +302,44 @@ async fn store(
             &format!("the slot is for a file of type {}", up.content_type),
         );
     }
+    // One upload per slot at a time: two PUTs racing on it, one wins, and
+    // the loser never touches the winner's file.
+    let t = up.token.clone();
+    match shared.storage.run(move |c| upload_claim(c, &t)).await {
+        Ok(true) => {}
+        Ok(false) => return refuse(StatusCode::CONFLICT, "this slot is being uploaded to"),
+        Err(e) => {
+            tracing::error!("upload: {e}");
+            return refuse(StatusCode::INTERNAL_SERVER_ERROR, "storage failed");
+        }
+    }
     let path = file_path(&shared.config.data_dir, &up.token);
     let part = path.with_extension("part");
-    let written = write_part(&part, body, up.size).await;
-    if let Err(r) = written {
+    let kept = match write_part(&part, body, up.size).await {
+        Ok(()) => tokio::fs::rename(&part, &path).await.map_err(|e| {
+            tracing::error!("upload: cannot keep a stored file: {e}");
+            refuse(StatusCode::INTERNAL_SERVER_ERROR, "cannot keep the file")
+        }),
+        Err(r) => Err(r),
+    };
+    let t = up.token.clone();
+    if let Err(r) = kept {
+        // Nothing kept, and the slot open again: the client may retry.
         let _ = tokio::fs::remove_file(&part).await;
+        if let Err(e) = shared.storage.run(move |c| upload_release(c, &t)).await {
+            tracing::error!("upload: {e}");
+        }
         return r;
     }
-    if let Err(e) = tokio::fs::rename(&part, &path).await {
-        tracing::error!("upload: cannot keep {}: {e}", path.display());
-        let _ = tokio::fs::remove_file(&part).await;
-        return refuse(StatusCode::INTERNAL_SERVER_ERROR, "cannot keep the file");
-    }
-    let t = up.token.clone();
     match shared.storage.run(move |c| upload_done(c, &t)).await {
         Ok(true) => {
             tracing::info!(owner = %up.owner, bytes = up.size, "upload: file stored");
             StatusCode::CREATED.into_response()
         }
         Ok(false) => {
-            // Expired (and swept) or filled by another PUT meanwhile.
-            refuse(StatusCode::CONFLICT, "this slot is no longer open")
+            // Swept meanwhile (the server was killed mid-upload an hour ago).
+            let _ = tokio::fs::remove_file(&path).await;
+            refuse(StatusCode::GONE, "this slot expired; ask for another")
         }
         Err(e) => {
             tracing::error!("upload: {e}");
@@ -241,19 +359,15 @@ async fn write_part(part: &std::path::Path, mut body: Body, size: u64) -> Result
     if let Some(dir) = part.parent() {
         tokio::fs::create_dir_all(dir).await.map_err(failed)?;
     }
-    // create_new: two PUTs racing on one slot do not write into one file.
+    // The slot is claimed: no other PUT writes here. A leftover of a
+    // server killed mid-upload is written over.
     let mut file = tokio::fs::OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(true)
         .open(part)
         .await
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                refuse(StatusCode::CONFLICT, "this slot is being uploaded to")
-            } else {
-                failed(e)
-            }
-        })?;
+        .map_err(failed)?;
     let mut got = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| refuse(StatusCode::BAD_REQUEST, "the upload broke off"))?;
@@ -293,13 +407,27 @@ async fn fetch(
         Ok(_) => return refuse(StatusCode::NOT_FOUND, "no such file"),
         Err(r) => return r,
     };
-    let data = match tokio::fs::read(file_path(&shared.config.data_dir, &up.token)).await {
-        Ok(d) => d,
+    // Streamed, a chunk at a time: many readers of a big file do not each
+    // hold all of it in memory.
+    let file = match tokio::fs::File::open(file_path(&shared.config.data_dir, &up.token)).await {
+        Ok(f) => f,
         Err(e) => {
-            tracing::error!("upload: cannot read {}: {e}", up.token);
+            tracing::error!("upload: cannot read a stored file of {}: {e}", up.owner);
             return refuse(StatusCode::NOT_FOUND, "no such file");
         }
     };
+    let chunks = futures_util::stream::unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(buf), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
     let ctype = HeaderValue::from_str(&up.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     (
@@ -313,8 +441,9 @@ async fn fetch(
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static("default-src 'none'; sandbox"),
             ),
+            (header::CONTENT_LENGTH, HeaderValue::from(up.size)),
         ],
-        data,
+        Body::from_stream(chunks),
     )
         .into_response()
 }

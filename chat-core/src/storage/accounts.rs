@@ -126,13 +126,22 @@ pub fn account_exists(c: &Connection, username: &str) -> rusqlite::Result<bool> 
     .map(|o| o.is_some())
 }
 
+/// What removing an account leaves to do.
+#[derive(Debug, Default)]
+pub struct Removed {
+    /// Users who had it in their roster (they see it go).
+    pub owners: Vec<String>,
+    /// Tokens of its uploaded files, to delete from disk.
+    pub uploads: Vec<String>,
+}
+
 /// Deletes an account, its roster and its offline messages, and removes it
 /// from every other roster. Returns the owners whose rosters lost the item.
 pub fn delete_account(
     c: &mut Connection,
     username: &str,
     bare_jid: &str,
-) -> rusqlite::Result<Vec<String>> {
+) -> rusqlite::Result<Removed> {
     let tx = c.transaction()?;
     let owners = {
         let mut st = tx.prepare("SELECT owner FROM roster WHERE contact=?1 AND in_roster=1")?;
@@ -155,7 +164,15 @@ pub fn delete_account(
         params![bare_jid],
     )?;
     tx.execute("DELETE FROM rooms WHERE owner=?1", params![bare_jid])?;
+    // Its uploaded files too (the caller deletes them from disk): a file
+    // shared by a removed account is not left behind, readable by whoever
+    // kept its URL.
+    let uploads = {
+        let mut st = tx.prepare("DELETE FROM uploads WHERE owner=?1 RETURNING token")?;
+        st.query_map(params![bare_jid], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?
+    };
     tx.execute("DELETE FROM accounts WHERE username=?1", params![username])?;
     tx.commit()?;
-    Ok(owners)
+    Ok(Removed { owners, uploads })
 }

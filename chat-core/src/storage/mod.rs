@@ -158,6 +158,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     done INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS uploads_by_owner ON uploads(owner);
+CREATE INDEX IF NOT EXISTS uploads_by_state ON uploads(done, created);
 CREATE TABLE IF NOT EXISTS secrets (
     name TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -498,7 +499,38 @@ mod tests {
         store_offline(&c, "alice", "<x/>").unwrap();
         create_room(&c, "hers", "alice@localhost", 10, 10).unwrap();
         create_room(&c, "his", "bob@localhost", 10, 10).unwrap();
-        let owners = delete_account(&mut c, "alice", "alice@localhost").unwrap();
+        let slot = |token: &str, owner: &str| Upload {
+            token: token.into(),
+            owner: owner.into(),
+            name: "f".into(),
+            size: 10,
+            content_type: "text/plain".into(),
+            created: 100,
+            done: false,
+        };
+        for (t, o) in [("hers", "alice@localhost"), ("his", "bob@localhost")] {
+            let (ok, _) = upload_slot(&mut c, &slot(t, o), 3 * UPLOAD_MIN_CHARGE, 0).unwrap();
+            assert_eq!(ok, Ok(()));
+        }
+        // A 10-byte file costs a block: three fit the quota, not four.
+        for t in ["b2", "b3", "b4"] {
+            let (ok, _) =
+                upload_slot(&mut c, &slot(t, "bob@localhost"), 3 * UPLOAD_MIN_CHARGE, 0).unwrap();
+            assert_eq!(ok.is_ok(), t != "b4", "{t}");
+        }
+        // One upload at a time per slot: claimed once, open again after a
+        // failure, done only when claimed.
+        assert!(upload_claim(&c, "his").unwrap());
+        assert!(!upload_claim(&c, "his").unwrap(), "a second PUT loses");
+        upload_release(&c, "his").unwrap();
+        assert!(!upload_done(&c, "his").unwrap(), "not claimed");
+        assert!(upload_claim(&c, "his").unwrap());
+        assert!(upload_done(&c, "his").unwrap());
+        assert!(upload_get(&c, "his").unwrap().unwrap().done);
+        let removed = delete_account(&mut c, "alice", "alice@localhost").unwrap();
+        let owners = removed.owners;
+        assert_eq!(removed.uploads, ["hers"], "her files go with her");
+        assert!(upload_get(&c, "his").unwrap().is_some());
         assert_eq!(room_names(&c).unwrap(), ["his"], "her rooms go with her");
         assert_eq!(owners, ["bob"]);
         assert!(!account_exists(&c, "alice").unwrap());

@@ -24,6 +24,15 @@ pub struct Upload {
     pub done: bool,
 }
 
+/// What each file costs against the quota at least: a disk block, so that
+/// a million one-byte files are not nearly free.
+pub const UPLOAD_MIN_CHARGE: u64 = 4096;
+
+/// `done` in the table: open, being uploaded, or holding its file.
+const OPEN: i64 = 0;
+const DONE: i64 = 1;
+const UPLOADING: i64 = 2;
+
 /// Why a slot was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotRefused {
@@ -44,12 +53,12 @@ pub fn upload_slot(
     let tx = c.transaction()?;
     let expired = expire(&tx, expired_before)?;
     let used: i64 = tx.query_row(
-        "SELECT COALESCE(SUM(size), 0) FROM uploads WHERE owner = ?1",
-        params![slot.owner],
+        "SELECT COALESCE(SUM(MAX(size, ?2)), 0) FROM uploads WHERE owner = ?1",
+        params![slot.owner, UPLOAD_MIN_CHARGE as i64],
         |r| r.get(0),
     )?;
     let used = used.max(0) as u64;
-    if used.saturating_add(slot.size) > quota {
+    if used.saturating_add(slot.size.max(UPLOAD_MIN_CHARGE)) > quota {
         tx.commit()?;
         return Ok((Err(SlotRefused::Quota(used)), expired));
     }
@@ -69,7 +78,9 @@ pub fn upload_slot(
     Ok((Ok(()), expired))
 }
 
-/// Drops the slots handed out before `before` and never used; their tokens.
+/// Drops the slots handed out before `before` and never used, and those
+/// whose upload stalled an hour past that (a server killed mid-upload);
+/// their tokens.
 pub fn upload_expire(c: &mut Connection, before: i64) -> rusqlite::Result<Vec<String>> {
     let tx = c.transaction()?;
     let gone = expire(&tx, before)?;
@@ -97,25 +108,35 @@ pub fn upload_get(c: &Connection, token: &str) -> rusqlite::Result<Option<Upload
                 size: r.get::<_, i64>(3)?.max(0) as u64,
                 content_type: r.get(4)?,
                 created: r.get(5)?,
-                done: r.get::<_, i64>(6)? != 0,
+                done: r.get::<_, i64>(6)? == DONE,
             })
         },
     )
     .optional()
 }
 
-/// Marks the slot's file as uploaded; false when the slot is gone (it
-/// expired meanwhile) or was already filled.
-pub fn upload_done(c: &Connection, token: &str) -> rusqlite::Result<bool> {
+/// Claims an open slot for one upload: false when it is being uploaded
+/// to, already filled, or gone. Two PUTs racing on one slot: one wins.
+pub fn upload_claim(c: &Connection, token: &str) -> rusqlite::Result<bool> {
     Ok(c.execute(
-        "UPDATE uploads SET done = 1 WHERE token = ?1 AND done = 0",
-        params![token],
+        "UPDATE uploads SET done = ?2 WHERE token = ?1 AND done = ?3",
+        params![token, UPLOADING, OPEN],
     )? == 1)
 }
 
-/// Every token of `owner` (its files are deleted with the account).
-pub fn upload_tokens_of(c: &Connection, owner: &str) -> rusqlite::Result<Vec<String>> {
-    let mut st = c.prepare("SELECT token FROM uploads WHERE owner = ?1")?;
-    let rows = st.query_map(params![owner], |r| r.get(0))?;
-    rows.collect()
+/// Opens a claimed slot again (its upload failed: the client may retry).
+pub fn upload_release(c: &Connection, token: &str) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE uploads SET done = ?2 WHERE token = ?1 AND done = ?3",
+        params![token, OPEN, UPLOADING],
+    )?;
+    Ok(())
+}
+
+/// Marks a claimed slot's file as uploaded; false when the slot is gone.
+pub fn upload_done(c: &Connection, token: &str) -> rusqlite::Result<bool> {
+    Ok(c.execute(
+        "UPDATE uploads SET done = ?2 WHERE token = ?1 AND done = ?3",
+        params![token, DONE, UPLOADING],
+    )? == 1)
 }
