@@ -346,6 +346,16 @@ impl<'a> Analyzer<'a> {
         }
     }
 
+    /// Writes what the worker threads found so far (nothing to do on one
+    /// thread, which writes as it goes): reading stopped with an error,
+    /// and what was found before it must not be lost.
+    pub fn flush(&mut self) {
+        if let Back::Pool(p) = &mut self.back {
+            let m = p.finish();
+            self.keep(m);
+        }
+    }
+
     /// The capture is over: every open connection is finished (and, on
     /// several threads, everything found is written).
     pub fn finish(&mut self) {

@@ -295,6 +295,17 @@ fn opened_with_the_key_log(
         assert_eq!(code, 0, "{err}");
         assert_eq!(again, out, "--threads {threads}");
     }
+    // A second file that cannot be read: what the first gave is printed
+    // all the same, by one thread or several, then the error.
+    let missing = pcap.with_extension("missing");
+    let m = missing.to_str().unwrap();
+    let (code, one, _) = sniffer(&["read", p, m, "--keylog", k, "--json", "--threads", "1"]);
+    assert_eq!(code, 2);
+    let (code, three, err) = sniffer(&["read", p, m, "--keylog", k, "--json", "--threads", "3"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read"), "{err}");
+    assert!(one.contains("\"type\":\"message\""), "{one}");
+    assert_eq!(three, one);
     let found: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -119,7 +119,11 @@ fn read(
             }
         }
     };
-    read_files(&mut a, files, filter)?;
+    if let Err(e) = read_files(&mut a, files, filter) {
+        // What was read before the error is printed, as one thread would.
+        a.flush();
+        return Err(e);
+    }
     a.finish();
     print_summary(&a, common.json, common.wide);
     Ok(0)
