@@ -552,12 +552,13 @@ mod tests {
 
     #[test]
     fn http_files_others_and_summaries_count_categories() {
-        // HTTP on any port: the answer's body is a file (an upload fetched).
+        // HTTP on any port, its first segment cut short ("GE"): the
+        // answer's body is a file (an upload fetched).
         let frames = exchange(
             50001,
             8081,
-            &[b"GET /upload/T/a.txt HTTP/1.1\r\n\r\n"],
-            &[b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"],
+            &[b"GE", b"T /upload/T/a.txt HTTP/1.1\r\n\r\n"],
+            &[b"", b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"],
         );
         let (found, sums) = run(&frames);
         assert_eq!(sums[0].protocol, "HTTP");

@@ -112,24 +112,29 @@ pub enum Layer {
 /// layer, stream offset (within that layer), bytes.
 pub type Tap<'a> = Box<dyn FnMut(ConnId, Dir, Layer, u64, &[u8]) + 'a>;
 
-/// `Some(Side::Http)` when `b` begins as an HTTP/1 request or response
-/// does, `None` otherwise; a beginning too short to tell is taken for
-/// HTTP only when it is the start of one (the next bytes decide).
-fn looks_like_http(b: &[u8]) -> Option<Side> {
-    const STARTS: [&[u8]; 8] = [
-        b"GET /",
-        b"PUT /",
-        b"POST /",
-        b"HEAD /",
-        b"DELETE /",
-        b"OPTIONS ",
-        b"PATCH /",
-        b"HTTP/1.",
-    ];
-    STARTS
+/// Beginnings of HTTP/1 requests and responses.
+const HTTP_STARTS: [&[u8]; 8] = [
+    b"GET /",
+    b"PUT /",
+    b"POST /",
+    b"HEAD /",
+    b"DELETE /",
+    b"OPTIONS ",
+    b"PATCH /",
+    b"HTTP/1.",
+];
+
+/// Whether `b` begins as an HTTP/1 request or response does.
+fn is_http(b: &[u8]) -> bool {
+    HTTP_STARTS.iter().any(|s| b.starts_with(s))
+}
+
+/// Whether `b` is too short to tell, and could still begin one (`GE`: a
+/// first segment cut short; the next bytes decide).
+fn may_be_http(b: &[u8]) -> bool {
+    HTTP_STARTS
         .iter()
-        .any(|s| b.starts_with(s))
-        .then_some(Side::Http)
+        .any(|s| b.len() < s.len() && s.starts_with(b))
 }
 
 /// Where a [`Dissector`]'s results go: each finding as it is made, and
@@ -273,7 +278,8 @@ impl Dissector {
             let first = buf.iter().position(|b| !b.is_ascii_whitespace());
             let kind = match first.map(|i| &buf[i..]) {
                 Some([b'<', ..]) => Some(Side::Xmpp),
-                Some(b) if looks_like_http(b).is_some() => looks_like_http(b),
+                Some(b) if is_http(b) => Some(Side::Http),
+                Some(b) if may_be_http(b) => None,
                 Some([0x16, 0x03, ..]) | Some([0x16]) if buf.len() < 2 => None,
                 Some([0x16, 0x03, ..]) => Some(Side::Tls),
                 Some(_) => Some(Side::Other),
