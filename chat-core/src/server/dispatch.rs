@@ -124,11 +124,10 @@ async fn iq(s: &mut Session, el: Element, to: Option<Jid>) -> Handled {
     let Some(to) = to else {
         return account_iq(s, &iq).await;
     };
-    if let Some(up) = s.shared.config.upload.clone()
-        && to.domain() == up.domain
-        && to.local().is_none()
+    if to.local().is_none()
+        && (s.shared.config.upload.as_ref()).is_some_and(|u| to.domain() == u.domain)
     {
-        return upload::iq(s, &iq, &up).await;
+        return upload::iq(s, &iq).await;
     }
     if to.domain() != s.domain() {
         if request {

@@ -71,8 +71,13 @@ fn info(up: &UploadConfig) -> Element {
         .child(form)
 }
 
-/// An iq to `upload.<domain>`.
-pub(crate) async fn iq(s: &mut Session, iq: &Iq, up: &UploadConfig) -> Handled {
+/// An iq to `upload.<domain>` (which exists: the server has an upload
+/// listener).
+pub(crate) async fn iq(s: &mut Session, iq: &Iq) -> Handled {
+    let shared = s.shared.clone();
+    let Some(up) = shared.config.upload.as_ref() else {
+        return Ok(());
+    };
     let payload = iq.payload.as_ref();
     match (iq.kind, payload) {
         (IqType::Get, Some(p)) if p.is("query", ns::DISCO_INFO) => s.iq_result(iq, Some(info(up))),
