@@ -10,6 +10,10 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use protocol::sasl::ChannelBinding;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -138,6 +142,118 @@ pub trait ClientTransport: Send + Sync + 'static {
         stream: BoxStream,
         domain: &str,
     ) -> impl Future<Output = Result<(BoxStream, Security), TransportError>> + Send;
+
+    /// What opens connections to shared files' URLs (HTTP file upload,
+    /// XEP-0363), kept by the signed-in client.
+    fn web(&self) -> Arc<dyn WebConnector>;
+}
+
+/// A future a [`WebConnector`] returns (boxed: the client keeps the
+/// connector as a trait object, not generic over its transport).
+pub type WebFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<BoxStream, TransportError>> + Send + 'a>>;
+
+/// Opens the connections that carry shared files (XEP-0363 PUT and GET),
+/// with the same transport as the chat: plain TCP in the plaintext twin,
+/// TLS in the TLS twin, checked with the chat's own trust (its CA, its pin,
+/// or `--insecure`). So a file is exactly as exposed as the chat is.
+pub trait WebConnector: Send + Sync + 'static {
+    /// The one URL scheme this twin uses: `http` or `https`. The TLS twin
+    /// refuses `http` URLs (the file would cross the wire readable by
+    /// anyone on the path, whatever the chat does); the plaintext twin
+    /// cannot do `https`.
+    fn scheme(&self) -> &'static str;
+
+    /// Connects to `addr` (`host:port`); TLS checks the certificate is for
+    /// `host` (a DNS name or an IP address).
+    fn open<'a>(&'a self, addr: &'a str, host: &'a str) -> WebFuture<'a>;
+}
+
+/// A stream that fails with `TimedOut` once no byte has moved either way
+/// for a while. A peer that stalls (a slow-loris client sending a request
+/// a byte a minute, a server that stops reading an upload) then cannot
+/// hold a connection, or the task waiting on it, for ever.
+pub struct IdleStream {
+    io: BoxStream,
+    after: Duration,
+    idle: Pin<Box<tokio::time::Sleep>>,
+    /// Kept as long as the stream (a connection-count permit).
+    _hold: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl IdleStream {
+    /// `io`, failed after `after` without progress.
+    pub fn new(io: BoxStream, after: Duration) -> Self {
+        IdleStream {
+            io,
+            after,
+            idle: Box::pin(tokio::time::sleep(after)),
+            _hold: None,
+        }
+    }
+
+    /// Keeps `value` until the stream is dropped.
+    pub fn holding(mut self, value: impl std::any::Any + Send + Sync) -> Self {
+        self._hold = Some(Box::new(value));
+        self
+    }
+
+    /// Progress was made: the idle clock starts again.
+    fn moved(&mut self) {
+        let at = tokio::time::Instant::now() + self.after;
+        self.idle.as_mut().reset(at);
+    }
+
+    /// Nothing moved: has the idle time run out?
+    fn idle_out<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match self.idle.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("nothing moved for {} s", self.after.as_secs()),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for IdleStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.io).poll_read(cx, buf) {
+            Poll::Pending => self.idle_out(cx),
+            done => {
+                self.moved();
+                done
+            }
+        }
+    }
+}
+
+impl AsyncWrite for IdleStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write(cx, buf) {
+            Poll::Pending => self.idle_out(cx),
+            done => {
+                self.moved();
+                done
+            }
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// Connects a TCP socket with a bounded wait and a clear error.

@@ -6,10 +6,12 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use chat_core::cli::{NoCommands, NoFlags, ServerArgs, Twin, UploadTransport, run_server};
 use chat_core::transport::{
-    BoxStream, ClientTransport, Security, ServerTransport, StartTls, TransportError, tcp_connect,
+    BoxStream, ClientTransport, Security, ServerTransport, StartTls, TransportError, WebConnector,
+    WebFuture, tcp_connect,
 };
 use tokio::net::TcpStream;
 
@@ -93,5 +95,22 @@ impl ClientTransport for Plain {
         _domain: &str,
     ) -> Result<(BoxStream, Security), TransportError> {
         Err(TransportError::CannotEncrypt)
+    }
+
+    fn web(&self) -> Arc<dyn WebConnector> {
+        Arc::new(Plain)
+    }
+}
+
+/// Shared files over plain HTTP. Deliberately weak, like the chat: the
+/// file crosses the wire readable (the sniffer rebuilds it), and anyone on
+/// the path can swap it for another.
+impl WebConnector for Plain {
+    fn scheme(&self) -> &'static str {
+        "http"
+    }
+
+    fn open<'a>(&'a self, addr: &'a str, _host: &'a str) -> WebFuture<'a> {
+        Box::pin(async move { Ok(Box::new(tcp_connect(addr).await?) as BoxStream) })
     }
 }

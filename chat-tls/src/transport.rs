@@ -29,7 +29,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use chat_core::cli::{ServerArgs, Twin, UploadTransport, run_server};
 use chat_core::transport::{
-    BoxStream, ClientTransport, Security, ServerTransport, StartTls, TransportError, tcp_connect,
+    BoxStream, ClientTransport, Security, ServerTransport, StartTls, TransportError, WebConnector,
+    WebFuture, tcp_connect,
 };
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -390,6 +391,7 @@ fn tls_client(name: &str, flags: &ClientFlags) -> anyhow::Result<TlsClient> {
 }
 
 /// The client side: STARTTLS or direct TLS, with the verifier above.
+#[derive(Clone)]
 pub struct TlsClient {
     connector: TlsConnector,
     direct: bool,
@@ -473,5 +475,26 @@ impl ClientTransport for TlsClient {
         domain: &str,
     ) -> Result<(BoxStream, Security), TransportError> {
         self.handshake(stream, domain).await
+    }
+
+    fn web(&self) -> Arc<dyn WebConnector> {
+        Arc::new(self.clone())
+    }
+}
+
+/// Shared files over HTTPS, checked exactly as the chat's server is (the
+/// same CA or pin; `--insecure` is as weak here as there). The TLS twin has
+/// no plain `http` at all: a file fetched in the clear could be read or
+/// swapped on the way, whatever protects the chat.
+impl WebConnector for TlsClient {
+    fn scheme(&self) -> &'static str {
+        "https"
+    }
+
+    fn open<'a>(&'a self, addr: &'a str, host: &'a str) -> WebFuture<'a> {
+        Box::pin(async move {
+            let tcp: BoxStream = Box::new(tcp_connect(addr).await?);
+            Ok(self.handshake(tcp, host).await?.0)
+        })
     }
 }

@@ -57,6 +57,9 @@ pub const MAM: &str = "urn:xmpp:mam:2";
 pub const CARBONS: &str = "urn:xmpp:carbons:2";
 /// HTTP File Upload (XEP-0363).
 pub const HTTP_UPLOAD: &str = "urn:xmpp:http:upload:0";
+/// Out-of-band data (XEP-0066): the URL of a shared file, next to the
+/// same URL as the body, as clients send what they uploaded.
+pub const OOB: &str = "jabber:x:oob";
 /// Stanza forwarding (XEP-0297): a stanza wrapped in another.
 pub const FORWARD: &str = "urn:xmpp:forward:0";
 /// Chat state notifications (XEP-0085): typing, paused...

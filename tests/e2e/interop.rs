@@ -182,6 +182,67 @@ fn slixmpp_registers_signs_in_with_every_mechanism_chats_and_deletes_its_account
     assert_eq!(code, 0, "{t}");
 }
 
+/// Our client shares a file with a contact who is offline, through the
+/// server's upload service; the contact downloads it on signing in. Over
+/// TLS the file goes over HTTPS, checked with the chat's own CA.
+fn shares_a_file_with_an_offline_contact(server: &Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("photo of us.jpg");
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    std::fs::write(&photo, &data).unwrap();
+    let want: String = tests::sha256_hex(&data);
+    let mut frank = Client::start(server, "frank@localhost", "frank-pw", &["--register"]);
+    frank.expect("connected", |v| v["type"] == "connected");
+    let (code, t) = frank.finish();
+    assert_eq!(code, 0, "{t}");
+    let mut gina = Client::start(server, "gina@localhost", "gina-pw", &["--register"]);
+    gina.expect("connected", |v| v["type"] == "connected");
+    gina.send(&format!("/sendfile frank@localhost {}", photo.display()));
+    let shared = gina.expect("shared", |v| {
+        v["command"] == "/sendfile" && (v["type"] == "ok" || v["type"] == "error")
+    });
+    assert_eq!(shared["type"], "ok", "{shared}\n{}", server.log());
+    let detail = shared["detail"].as_str().unwrap();
+    assert!(detail.contains(&want), "{shared}");
+    if server.is_prosody() {
+        // Through mod_http_file_share, the twin's way.
+        let scheme = if server.twin.tls() { "https" } else { "http" };
+        assert!(
+            detail.contains(&format!("at {scheme}://localhost:"))
+                && detail.contains("/file_share/"),
+            "{shared}"
+        );
+    }
+    let downloads = dir.path().join("downloads");
+    let mut frank = Client::start(
+        server,
+        "frank@localhost",
+        "frank-pw",
+        &["--accept-files", "--downloads", downloads.to_str().unwrap()],
+    );
+    let offer = frank.expect_event("file-shared", "name", "photo of us.jpg");
+    assert!(
+        offer["from"]
+            .as_str()
+            .unwrap()
+            .starts_with("gina@localhost"),
+        "{offer}"
+    );
+    let got = frank.expect("downloaded", |v| {
+        v["type"] == "file-received" || v["type"] == "file-failed"
+    });
+    assert_eq!(got["type"], "file-received", "{got}\n{}", server.log());
+    assert_eq!(got["sha256"], want.as_str());
+    assert_eq!(
+        std::fs::read(downloads.join("photo of us.jpg")).unwrap(),
+        data
+    );
+    for c in [frank, gina] {
+        let (code, t) = c.finish();
+        assert_eq!(code, 0, "{t}");
+    }
+}
+
 fn our_client_against_prosody(twin: Twin) {
     let Some(prosody) = interop_tool("prosody") else {
         return;
@@ -196,6 +257,8 @@ fn our_client_against_prosody(twin: Twin) {
     crate::chat::carbons_on_two_devices(&server);
     // PEP with Prosody's mod_pep: our client's nickname reaches a contact.
     crate::chat::nicknames_over_pep(&server);
+    // HTTP file upload with Prosody's mod_http_file_share.
+    shares_a_file_with_an_offline_contact(&server);
     // The message archive with Prosody's mod_mam: our client's /history.
     let mut dave = Client::start(&server, "dave@localhost", "dave-pw", &["--register"]);
     dave.expect("connected", |v| v["type"] == "connected");
@@ -696,7 +759,6 @@ fn slixmpp_uploads_a_file_and_curl_fetches_it(twin: Twin) {
 /// file, but a connection to the upload port whose records to the server
 /// add up to at least the file's size.
 fn sniffed_upload(sniffer: tests::Sniffer, server: &Server, data: &[u8]) {
-    use sha2::Digest;
     let (_, sniffer) = sniffer.stop();
     let (code, out, err) = tests::run_bin(
         "sniffer",
@@ -707,10 +769,7 @@ fn sniffed_upload(sniffer: tests::Sniffer, server: &Server, data: &[u8]) {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    let sha: String = sha2::Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha: String = tests::sha256_hex(data);
     let files: Vec<&Value> = found
         .iter()
         .filter(|v| v["type"] == "file" && v["name"] == "photo.jpg")
@@ -748,7 +807,86 @@ fn sniffed_upload(sniffer: tests::Sniffer, server: &Server, data: &[u8]) {
     );
 }
 
+/// Files shared both ways between slixmpp and our client through our
+/// upload service, each side downloading what the other uploaded: our
+/// share message (a body and XEP-0066 out-of-band data) and our PUT are
+/// understood by a client we did not write, and its are by ours.
+fn slixmpp_and_our_client_share_files_both_ways(twin: Twin) {
+    let Some(python) = interop_tool("slixmpp") else {
+        return;
+    };
+    let server = Server::start(twin, &["--upload-listen", "127.0.0.1:0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let ours: Vec<u8> = (0..150_000u32).map(|i| (i * 31 % 253) as u8).collect();
+    let theirs: Vec<u8> = (0..90_000u32).map(|i| (i * 17 % 241) as u8).collect();
+    let ours_path = dir.path().join("slides.pdf");
+    let theirs_path = dir.path().join("scan.png");
+    std::fs::write(&ours_path, &ours).unwrap();
+    std::fs::write(&theirs_path, &theirs).unwrap();
+    let downloads = dir.path().join("downloads");
+    let mut alice = Client::start(
+        &server,
+        "alice@localhost",
+        "alice-pw",
+        &[
+            "--register",
+            "--accept-files",
+            "--downloads",
+            downloads.to_str().unwrap(),
+        ],
+    );
+    alice.expect("connected", |v| v["type"] == "connected");
+    let mut sally = slixmpp(&python, &server, "sally@localhost", &["--register"]);
+    connected_with(&mut sally, twin);
+
+    // Ours to slixmpp: it downloads our upload with aiohttp.
+    alice.send(&format!("/share sally@localhost {}", ours_path.display()));
+    alice.expect("shared", |v| v["type"] == "ok" && v["command"] == "/share");
+    let got = sally.expect("downloaded", |v| {
+        v["type"] == "downloaded" || v["type"] == "error"
+    });
+    assert_eq!(got["type"], "downloaded", "{got}");
+    assert_eq!(got["sha256"], tests::sha256_hex(&ours).as_str(), "{got}");
+    assert!(
+        got["from"]
+            .as_str()
+            .unwrap()
+            .starts_with("alice@localhost/")
+    );
+
+    // slixmpp's to ours: its upload and share message, our download.
+    let mut sam = slixmpp(
+        &python,
+        &server,
+        "sally@localhost",
+        &[
+            "--upload",
+            theirs_path.to_str().unwrap(),
+            "--share-to",
+            "alice@localhost",
+        ],
+    );
+    sam.expect("uploaded", |v| v["type"] == "uploaded");
+    let offer = alice.expect_event("file-shared", "name", "scan.png");
+    assert!(
+        offer["from"]
+            .as_str()
+            .unwrap()
+            .starts_with("sally@localhost/")
+    );
+    let got = alice.expect("downloaded", |v| {
+        v["type"] == "file-received" || v["type"] == "file-failed"
+    });
+    assert_eq!(got["type"], "file-received", "{got}");
+    assert_eq!(got["sha256"], tests::sha256_hex(&theirs).as_str());
+    assert_eq!(std::fs::read(downloads.join("scan.png")).unwrap(), theirs);
+    drop((sally, sam));
+    let (code, t) = alice.finish();
+    assert_eq!(code, 0, "{t}");
+}
+
 tests::twin_tests!(
+    slixmpp_and_our_client_share_files_both_ways,
     slixmpp_uploads_a_file_and_curl_fetches_it,
     slixmpp_reads_our_message_archive,
     slixmpp_publishes_and_reads_pep_and_gets_notifications,

@@ -1000,12 +1000,7 @@ fn pair_via(
 fn tamper_rewrites_a_message_and_swaps_a_file_with_its_checksum() {
     use base64::Engine as _;
     use sha2::{Digest, Sha256};
-    let hex = |b: &[u8]| -> String {
-        Sha256::digest(b)
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect()
-    };
+    let hex = tests::sha256_hex;
     let dir = tempfile::tempdir().unwrap();
     let real = dir.path().join("notes.txt");
     let evil = dir.path().join("evil.txt");

@@ -8,7 +8,6 @@
 use std::process::Command;
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tests::{Client, Server, Sniffer, Twin, bin, interop_tool};
 
 const ALICE_PW: &str = "alice-secret-pw-1";
@@ -124,10 +123,7 @@ fn a_whole_session_is_sniffed(twin: Twin) {
     }
     let (found, sniffer) = sniffer.stop();
     let all = serde_json::to_string_pretty(&found).unwrap();
-    let want_sha: String = Sha256::digest(FILE_BODY)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let want_sha: String = tests::sha256_hex(FILE_BODY);
 
     if twin == Twin::Plain {
         the_conversation_leaked(&found, &all, &want_sha);

@@ -20,7 +20,11 @@ It prints one JSON object per line on stdout, the same shape as
   pep-items    jid, node, items       (--pep-items JID NODE: [[id, text]])
   pep-event    from, node, id, text   (a notification for a --pep-notify node)
   mam          with, bodies           (--mam-with JID: the archive with JID)
-  uploaded     url                    (--upload FILE: XEP-0363, PUT by aiohttp)
+  uploaded     url                    (--upload FILE: XEP-0363, PUT by aiohttp;
+                                       with --share-to JID, the URL then goes
+                                       to JID as body and XEP-0066 oob)
+  downloaded   from, url, size, sha256  (a file shared with us by a message
+                                       with an XEP-0066 oob URL, GET by aiohttp)
   slot         put, get               (--upload-slot NAME SIZE: a slot only)
   carbon       sent, peer, body       (a copy of what another session of
                                        the account sent or received)
@@ -77,7 +81,7 @@ class Peer(slixmpp.ClientXMPP):
         self.enable_direct_tls = args.tls == "direct"
         if args.ca:
             self.ca_certs = args.ca
-        for plugin in ("xep_0004", "xep_0030", "xep_0045", "xep_0077", "xep_0085", "xep_0092", "xep_0184", "xep_0199", "xep_0280", "xep_0115", "xep_0060", "xep_0163", "xep_0313", "xep_0363"):
+        for plugin in ("xep_0004", "xep_0030", "xep_0045", "xep_0077", "xep_0085", "xep_0092", "xep_0184", "xep_0199", "xep_0280", "xep_0115", "xep_0060", "xep_0163", "xep_0313", "xep_0363", "xep_0066"):
             self.register_plugin(plugin)
         self.plugin["xep_0077"].create_account = args.register
         self.plugin["xep_0184"].auto_request = True
@@ -155,6 +159,12 @@ class Peer(slixmpp.ClientXMPP):
             try:
                 url = await self.plugin["xep_0363"].upload_file(path, timeout=10)
                 emit("uploaded", url=url)
+                if self.args.share_to:
+                    # As Conversations and Dino share a file: the URL as
+                    # the body, and again as out-of-band data.
+                    share = self.make_message(mto=self.args.share_to, mbody=url, mtype="chat")
+                    share["oob"]["url"] = url
+                    share.send()
             except Exception as e:  # FileTooBig, IqError, HTTPError...
                 detail = e.iq["error"]["condition"] if isinstance(e, slixmpp.exceptions.IqError) else repr(e)
                 emit("error", detail="upload: " + detail)
@@ -233,6 +243,9 @@ class Peer(slixmpp.ClientXMPP):
         # A chat state alone (no body) is on_chat_state's.
         if msg["type"] not in ("chat", "normal") or not msg["body"]:
             return
+        if msg["oob"]["url"]:
+            asyncio.ensure_future(self.download(str(msg["from"]), msg["oob"]["url"]))
+            return
         emit("message", **{"from": str(msg["from"]), "body": msg["body"], "id": msg["id"]})
         if msg["body"] == "bye":
             asyncio.ensure_future(self.leave())
@@ -243,6 +256,19 @@ class Peer(slixmpp.ClientXMPP):
             echo = self.make_message(mto=msg["from"], mbody="echo: " + msg["body"], mtype="chat")
             echo["chat_state"] = "active"
             echo.send()
+
+    async def download(self, sender, url):
+        import hashlib
+        import aiohttp
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=20)) as resp:
+                    resp.raise_for_status()
+                    body = await resp.read()
+            emit("downloaded", url=url, size=len(body),
+                 sha256=hashlib.sha256(body).hexdigest(), **{"from": sender})
+        except Exception as e:
+            emit("error", detail="download: " + repr(e))
 
     def on_carbon(self, msg, sent):
         # slixmpp's plugin already checked the carbon came from our own
@@ -364,6 +390,7 @@ def main():
     p.add_argument("--upload-slot", action="append", nargs=2, default=[], metavar=("NAME", "SIZE"),
                    help="ask for an upload slot and print it")
     p.add_argument("--upload", action="append", default=[], help="FILE to share by HTTP upload")
+    p.add_argument("--share-to", help="JID to send each uploaded file's URL to")
     p.add_argument("--tls", choices=["plain", "starttls", "direct"], default="plain")
     p.add_argument("--ca", default=None, help="CA certificate file to trust")
     p.add_argument("--timeout", type=float, default=60.0)

@@ -191,3 +191,13 @@ pub fn http(
     };
     (status, body)
 }
+
+/// The SHA-256 of `bytes` in lowercase hex, as the client and the sniffer
+/// print it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

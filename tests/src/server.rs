@@ -155,6 +155,7 @@ impl Server {
         while t0.elapsed() < WAIT {
             if TcpStream::connect(self.addr).is_ok()
                 && self.direct.is_none_or(|d| TcpStream::connect(d).is_ok())
+                && self.upload.is_none_or(|u| TcpStream::connect(u).is_ok())
             {
                 return;
             }
@@ -169,8 +170,10 @@ impl Server {
 
     /// Prosody, the reference XMPP server (Debian's package), on free
     /// loopback ports for the domain `localhost`, with a throw-away config
-    /// and data folder: in-band registration on, no s2s, no HTTP, nothing
-    /// listening beyond loopback. For a TLS twin it gets lab certificates,
+    /// and data folder: in-band registration on, no s2s, nothing listening
+    /// beyond loopback. Its HTTP file upload (`mod_http_file_share` on
+    /// `upload.localhost`) is served the twin's way: HTTPS with the lab
+    /// certificates, or plain HTTP for `Plain`. For a TLS twin it gets lab certificates,
     /// requires STARTTLS and serves direct TLS too; for `Plain` it allows
     /// plaintext, as our plaintext twin does.
     pub fn prosody(prosody: &Path, twin: Twin) -> Server {
@@ -207,6 +210,21 @@ ssl = {{ certificate = "{c}/server.pem", key = "{c}/server.key" }}
                     .to_string(),
             )
         };
+        let http: SocketAddr = format!("127.0.0.1:{}", prosody_free_port())
+            .parse()
+            .unwrap();
+        let web = if twin.tls() {
+            format!(
+                "https_ports = {{ {p} }}\nhttp_ports = {{ }}\nhttps_interfaces = {{ \"127.0.0.1\" }}\nhttps_ssl = {{ certificate = \"{c}/server.pem\", key = \"{c}/server.key\" }}\nhttp_external_url = \"https://localhost:{p}/\"\n",
+                p = http.port(),
+                c = certs_dir.display()
+            )
+        } else {
+            format!(
+                "http_ports = {{ {p} }}\nhttps_ports = {{ }}\nhttp_interfaces = {{ \"127.0.0.1\" }}\nhttp_external_url = \"http://localhost:{p}/\"\n",
+                p = http.port()
+            )
+        };
         let modules = if twin.tls() {
             r#""roster"; "saslauth"; "tls"; "disco"; "register"; "ping"; "presence"; "message"; "offline"; "version"; "posix"; "carbons"; "mam"; "pep""#
         } else {
@@ -227,12 +245,16 @@ c2s_ports = {{ {port} }}
 legacy_ssl_ports = {{ }}
 s2s_ports = {{ }}
 {tls}
+{web}
 modules_enabled = {{ {modules} }}
-modules_disabled = {{ "s2s"; "http" }}
+modules_disabled = {{ "s2s" }}
 allow_registration = true
 authentication = "internal_hashed"
 log = {{ {{ levels = {{ min = "info" }}, to = "console" }} }}
 VirtualHost "localhost"
+Component "upload.localhost" "http_file_share"
+    http_host = "localhost"
+    http_file_share_size_limit = 1000000
 "#,
                 dir = dir.path().display(),
                 port = addr.port(),
@@ -246,7 +268,7 @@ VirtualHost "localhost"
         let s = Server {
             addr,
             direct,
-            upload: None,
+            upload: Some(http),
             twin,
             certs,
             pin: None,

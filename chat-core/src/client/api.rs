@@ -114,6 +114,11 @@ impl IqSender {
         }
     }
 
+    /// Sends a stanza (not a request: nothing is waited for).
+    pub(crate) fn send(&self, el: &Element) -> Result<(), ClientError> {
+        queue(&self.out, el.to_xml(), self.max_stanza)
+    }
+
     /// See [`Client::iq`].
     pub(crate) fn iq(
         &self,

@@ -24,7 +24,7 @@ use super::event::{EventLimits, event_queue};
 use super::limits::{CONNECT_TIMEOUT, MAX_QUEUED_STANZAS};
 use super::outbound;
 use super::reader::{self, Reader};
-use super::state::{FilePolicy, Pending, State};
+use super::state::{FilePolicy, Pending, State, Web, lock};
 use crate::transport::{BoxStream, ClientTransport, Security, StartTls, TransportError};
 use crate::util::random_id;
 use crate::xmpp_io::{XmppReader, write_element, write_str};
@@ -99,6 +99,7 @@ pub async fn connect<T: ClientTransport>(
         .map_err(|_| ClientError::Timeout("signing in".into()))??;
     let client = start(n, opts.events, opts.pad);
     client.set_file_policy(opts.files.clone());
+    lock(&client.state).files.web = Some(Web(transport.web()));
     Ok(client)
 }
 

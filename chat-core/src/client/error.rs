@@ -155,8 +155,32 @@ pub enum ClientError {
     #[error("you are not in {0}: /join it first")]
     JoinFirst(Jid),
     /// A file for a bare JID, and none of the contact's resources is online.
-    #[error("{0} is not online (files go to an online contact; use a full JID otherwise)")]
+    #[error(
+        "{0} is not online, and the server has no upload service to leave a file with (direct transfers go to an online contact)"
+    )]
     NotOnline(Jid),
+    /// Sharing by upload, and the server has no upload service (XEP-0363).
+    #[error("the server offers no file upload service (HTTP file upload, XEP-0363)")]
+    NoUploadService,
+    /// A file over the upload service's limit: refused before any byte is
+    /// sent.
+    #[error("{} is {size} bytes; the server's upload service takes files up to {max} bytes", path.display())]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The service's limit.
+        max: u64,
+    },
+    /// Uploading or downloading a shared file failed.
+    #[error("{url}: {reason}")]
+    Http {
+        /// The URL.
+        url: String,
+        /// What went wrong, in words for the user.
+        reason: String,
+    },
     /// The file to send cannot be read.
     #[error("cannot read {}: {source}", path.display())]
     ReadFile {

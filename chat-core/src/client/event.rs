@@ -62,6 +62,8 @@ pub struct FileDone {
     pub size: u64,
     /// SHA-256, hex.
     pub sha256: String,
+    /// The URL, for a file shared through the server's upload service.
+    pub url: Option<String>,
 }
 
 /// Something that happened, for the user to see.
@@ -202,6 +204,19 @@ pub enum ClientEvent {
         /// Announced size.
         size: u64,
     },
+    /// A file shared with us through the server's upload service
+    /// (XEP-0363): its URL came in a message. `/accept SID` downloads it.
+    FileShared {
+        /// Who shared it.
+        #[serde(serialize_with = "wire::jid")]
+        from: Jid,
+        /// Our id for it, for `/accept SID` and `/reject SID`.
+        sid: String,
+        /// The file name the URL gives (made safe).
+        name: String,
+        /// The URL.
+        url: String,
+    },
     /// A large file is on its way (every 10%).
     FileProgress {
         /// The stream id.
@@ -329,6 +344,7 @@ impl ClientEvent {
             ClientEvent::Archived { .. } => "archived",
             ClientEvent::Nick { .. } => "nick",
             ClientEvent::FileOffer { .. } => "file-offer",
+            ClientEvent::FileShared { .. } => "file-shared",
             ClientEvent::FileProgress { .. } => "file-progress",
             ClientEvent::FileReceived(_) => "file-received",
             ClientEvent::FileFailed { .. } => "file-failed",
@@ -359,7 +375,9 @@ impl ClientEvent {
             | ClientEvent::RoomMessage { room, .. }
             | ClientEvent::RoomSubject { room, .. }
             | ClientEvent::RoomLeft { room, .. } => Some(room),
-            ClientEvent::FileOffer { from, .. } | ClientEvent::ChatState { from, .. } => Some(from),
+            ClientEvent::FileOffer { from, .. }
+            | ClientEvent::FileShared { from, .. }
+            | ClientEvent::ChatState { from, .. } => Some(from),
             ClientEvent::Carbon { peer, .. } => Some(peer),
             ClientEvent::Archived { from, .. } => from.as_ref(),
             ClientEvent::Nick { from, .. } => Some(from),
@@ -411,6 +429,7 @@ impl ClientEvent {
             } => o(id) + condition.len() + o(text),
             ClientEvent::Announcement { subject, body } => o(subject) + body.len(),
             ClientEvent::FileOffer { sid, name, .. } => sid.len() + name.len(),
+            ClientEvent::FileShared { sid, name, url, .. } => sid.len() + name.len() + url.len(),
             ClientEvent::FileProgress { sid, name, .. } => sid.len() + name.len(),
             ClientEvent::FileReceived(d) => d.sid.len() + d.name.len() + d.sha256.len(),
             ClientEvent::FileFailed {
@@ -739,6 +758,12 @@ mod tests {
                 name: "n".into(),
                 size: 1,
             },
+            ClientEvent::FileShared {
+                from: bob.clone(),
+                sid: "f".into(),
+                name: "n".into(),
+                url: "https://h/n".into(),
+            },
             ClientEvent::FileProgress {
                 sid: "s".into(),
                 name: "n".into(),
@@ -753,6 +778,7 @@ mod tests {
                 path: Some(PathBuf::from("downloads/n")),
                 size: 1,
                 sha256: "00".into(),
+                url: None,
             }),
             ClientEvent::FileFailed {
                 sid: "s".into(),
@@ -824,10 +850,12 @@ mod tests {
             serde_json::json!({"type": "roster", "jid": "bob@localhost", "subscription": "remove"})
         );
         assert!(v(7)["to"].is_null() && v(7).get("from").is_none());
-        assert_eq!(v(11)["from"], "bob@localhost/phone");
-        assert_eq!(v(11)["path"], "downloads/n");
-        assert_eq!(v(17)["destroyed"], true);
-        assert_eq!(v(17)["reason"], "");
+        assert_eq!(v(10)["url"], "https://h/n");
+        assert_eq!(v(12)["from"], "bob@localhost/phone");
+        assert_eq!(v(12)["path"], "downloads/n");
+        assert!(v(12)["url"].is_null());
+        assert_eq!(v(18)["destroyed"], true);
+        assert_eq!(v(18)["reason"], "");
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::io::ReadHalf;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::event::{ChatState, ClientEvent, EventSender, RosterItem};
-use super::files::handle_file_iq;
+use super::files::{handle_file_iq, shared, shared_url};
 use super::limits::{MAX_PENDING_REQUESTS, MAX_ROSTER_ITEMS, WRITE_STALL_TIMEOUT, kept_text};
 use super::outbound::auto_reply;
 use super::rooms::{handle_room_stanza, muc_domain};
@@ -308,6 +308,14 @@ fn handle_message(el: &Element, m: Message, r: &Reader) {
     {
         // A standalone chat state (XEP-0085): typing, paused...
         r.events.send(ClientEvent::ChatState { from, state });
+        return;
+    }
+    // A file shared through the server (XEP-0363): offered for download.
+    // The usual body is the URL itself, which is then not shown twice.
+    if let Some(url) = shared_url(&m)
+        && shared(&url, &from, &r.state, &r.events)
+        && m.body.as_deref().is_none_or(|b| b.trim() == url)
+    {
         return;
     }
     if let Some(body) = m.body.clone() {

@@ -2,7 +2,7 @@
 //! list rooms and occupants, and turn the room's stanzas into events.
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use protocol::service::MAX_ROOM_HISTORY;
 use protocol::stanza::{IqType, Message, MessageType, Presence, PresenceType};
@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 use super::api::Client;
 use super::error::{ClientError, Lost};
 use super::event::{ClientEvent, EventSender};
+use super::files::{shared, shared_url};
 use super::limits::{IQ_TIMEOUT, kept_text};
 pub use super::state::Occupant;
 use super::state::{RoomState, State, lock};
@@ -315,7 +316,11 @@ fn muc_user(p: &Presence) -> MucUser {
 /// Handles a stanza from a room; returns `false` when it is not a room
 /// stanza this module handles (private messages, iqs, errors to messages),
 /// so the caller treats it as usual.
-pub(crate) fn handle_room_stanza(el: &Element, state: &Mutex<State>, events: &EventSender) -> bool {
+pub(crate) fn handle_room_stanza(
+    el: &Element,
+    state: &Arc<Mutex<State>>,
+    events: &EventSender,
+) -> bool {
     match el.name.as_str() {
         "presence" => {
             if let Ok(p) = Presence::from_element(el) {
@@ -325,7 +330,7 @@ pub(crate) fn handle_room_stanza(el: &Element, state: &Mutex<State>, events: &Ev
         }
         "message" => match Message::from_element(el) {
             Ok(m) if m.kind == MessageType::Groupchat => {
-                room_message(m, events);
+                room_message(m, state, events);
                 true
             }
             Ok(_) => false,
@@ -438,8 +443,8 @@ fn occupant_available(
 }
 
 /// A groupchat message: the subject (a subject without a body) or what
-/// someone said.
-fn room_message(m: Message, events: &EventSender) {
+/// someone said, which may share a file (XEP-0363).
+fn room_message(m: Message, state: &Arc<Mutex<State>>, events: &EventSender) {
     let Some(from) = m.from.clone() else { return };
     let room = from.to_bare();
     let nick = from.resource().map(str::to_string);
@@ -458,6 +463,15 @@ fn room_message(m: Message, events: &EventSender) {
     }
     if let Some(body) = m.body.clone() {
         let delayed = m.delay_stamp().map(str::to_string);
+        // A file shared now by someone else (not our own share coming
+        // back, and not history replayed at join: those are old news).
+        let share = shared_url(&m).filter(|_| {
+            delayed.is_none()
+                && lock(state)
+                    .rooms
+                    .get(&room)
+                    .is_none_or(|r| Some(&r.nick) != nick.as_ref())
+        });
         events.send(ClientEvent::RoomMessage {
             room,
             nick,
@@ -465,5 +479,8 @@ fn room_message(m: Message, events: &EventSender) {
             id: m.id.clone(),
             delayed,
         });
+        if let Some(url) = share {
+            shared(&url, &from, state, events);
+        }
     }
 }

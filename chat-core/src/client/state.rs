@@ -164,6 +164,9 @@ pub(crate) struct Offer {
     pub(crate) size: u64,
     /// SHA-256 the sender announced, raw bytes.
     pub(crate) sha256: Option<Vec<u8>>,
+    /// A file shared by URL (HTTP file upload, XEP-0363): accepting it
+    /// downloads it, and `sid` and `iq_id` are ours, not the sender's.
+    pub(crate) url: Option<String>,
 }
 
 /// An incoming In-Band Bytestreams message for a receive task.
@@ -204,6 +207,44 @@ pub(crate) struct Files {
     pub(crate) accepted: HashMap<(Jid, String), Offer>,
     /// Receiving: (from, sid) → the task writing the file.
     pub(crate) receiving: HashMap<(Jid, String), mpsc::Sender<Ibb>>,
+    /// Downloads of shared files under way (counted against
+    /// [`MAX_PENDING_OFFERS`](super::limits::MAX_PENDING_OFFERS)).
+    pub(crate) downloading: usize,
+    /// Files shared with us so far (their ids: `f1`, `f2`...).
+    pub(crate) shares: u64,
+    /// How shared files' URLs are reached (the sign-in's transport).
+    pub(crate) web: Option<Web>,
+    /// The server's upload service, once looked for: `Some(None)` when it
+    /// has none.
+    pub(crate) upload: Option<Option<UploadService>>,
+}
+
+impl Files {
+    /// Transfers waiting or under way, each direction and kind: at most
+    /// [`MAX_PENDING_OFFERS`](super::limits::MAX_PENDING_OFFERS), so a
+    /// flood of offers cannot pile up memory, tasks or open files.
+    pub(crate) fn busy(&self) -> usize {
+        self.offers.len() + self.accepted.len() + self.receiving.len() + self.downloading
+    }
+}
+
+/// The transport's connector for shared files' URLs.
+#[derive(Clone)]
+pub(crate) struct Web(pub(crate) std::sync::Arc<dyn crate::transport::WebConnector>);
+
+impl std::fmt::Debug for Web {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Web({})", self.0.scheme())
+    }
+}
+
+/// An upload service (XEP-0363) and the largest file it takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadService {
+    /// Its address, e.g. `upload.localhost`.
+    pub jid: Jid,
+    /// The largest file, when it says (`max-file-size`).
+    pub max_size: Option<u64>,
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use super::upload::{file_path, remove_files};
 use crate::storage::{
     Upload, upload_claim, upload_done, upload_expire, upload_get, upload_release,
 };
-use crate::transport::{BoxStream, ServerTransport};
+use crate::transport::{IdleStream, ServerTransport};
 use crate::util::unix_now;
 
 /// TLS handshakes (or plain accepts) waited on at once; more connections
@@ -42,85 +42,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// a byte a minute, or a PUT that stalls) can hold: descriptors the chat
 /// listener shares.
 const MAX_CONNECTIONS: usize = 256;
-/// A connection that moves no byte either way for this long is closed.
+/// A connection that moves no byte either way for this long is closed
+/// (and its permit returned).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A connection's stream, counted against [`MAX_CONNECTIONS`] while it
-/// lives, and failed with `TimedOut` when idle for [`IDLE_TIMEOUT`].
-struct Guarded {
-    io: BoxStream,
-    idle: std::pin::Pin<Box<tokio::time::Sleep>>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl Guarded {
-    /// Progress was made: the idle clock starts again.
-    fn moved(&mut self) {
-        self.idle
-            .as_mut()
-            .reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
-    }
-
-    /// Nothing moved: has the idle time run out?
-    fn idle_out<T>(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<T>> {
-        match self.idle.as_mut().poll(cx) {
-            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "idle HTTP connection",
-            ))),
-            std::task::Poll::Pending => std::task::Poll::Pending,
-        }
-    }
-}
-
-impl tokio::io::AsyncRead for Guarded {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match std::pin::Pin::new(&mut self.io).poll_read(cx, buf) {
-            std::task::Poll::Pending => self.idle_out(cx),
-            done => {
-                self.moved();
-                done
-            }
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for Guarded {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match std::pin::Pin::new(&mut self.io).poll_write(cx, buf) {
-            std::task::Poll::Pending => self.idle_out(cx),
-            done => {
-                self.moved();
-                done
-            }
-        }
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
 
 /// The listener as axum sees it: connections that went through the
 /// transport (TLS or not), handshakes run side by side so that one slow
@@ -128,15 +52,15 @@ impl tokio::io::AsyncWrite for Guarded {
 struct Accepted<T: ServerTransport> {
     tcp: TcpListener,
     transport: Arc<T>,
-    pending: JoinSet<Option<(Guarded, SocketAddr)>>,
+    pending: JoinSet<Option<(IdleStream, SocketAddr)>>,
     open: Arc<tokio::sync::Semaphore>,
 }
 
 impl<T: ServerTransport> axum::serve::Listener for Accepted<T> {
-    type Io = Guarded;
+    type Io = IdleStream;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (Guarded, SocketAddr) {
+    async fn accept(&mut self) -> (IdleStream, SocketAddr) {
         loop {
             // A connection's permit is taken before it is accepted: at the
             // cap, new ones wait in the kernel's backlog.
@@ -154,14 +78,10 @@ impl<T: ServerTransport> axum::serve::Listener for Accepted<T> {
                     let transport = self.transport.clone();
                     self.pending.spawn(async move {
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, transport.accept(tcp, peer)).await {
-                            Ok(Ok((io, _))) => Some((
-                                Guarded {
-                                    io,
-                                    idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
-                                    _permit: permit,
-                                },
-                                peer,
-                            )),
+                            // The permit lives as long as the stream.
+                            Ok(Ok((io, _))) => {
+                                Some((IdleStream::new(io, IDLE_TIMEOUT).holding(permit), peer))
+                            }
                             Ok(Err(e)) => {
                                 tracing::info!(%peer, "upload: connection setup failed: {e}");
                                 None

@@ -59,6 +59,9 @@ pub(super) enum Command {
     Broadcast(String),
     /// `/sendfile JID PATH [as NAME]`.
     SendFile(String, String, Option<String>),
+    /// `/share JID PATH [as NAME]`: through the server's upload service,
+    /// whoever is online.
+    Share(String, String, Option<String>),
     /// `/accept [SID]`.
     Accept(Option<String>),
     /// `/reject [SID]`.
@@ -138,7 +141,14 @@ impl Command {
             "/profile" => profile(rest)?,
             "/online" => Command::Online,
             "/broadcast" => Command::Broadcast(nonempty(rest, "/broadcast TEXT")?),
-            "/sendfile" => sendfile(rest)?,
+            "/sendfile" => {
+                let (to, path, name) = file_args(rest, "/sendfile JID PATH")?;
+                Command::SendFile(to, path, name)
+            }
+            "/share" => {
+                let (to, path, name) = file_args(rest, "/share JID PATH")?;
+                Command::Share(to, path, name)
+            }
             "/accept" => Command::Accept(optional()),
             "/reject" => Command::Reject(optional()),
             "/typing" => typing(rest)?,
@@ -251,20 +261,19 @@ fn destroy(rest: &str) -> Result<Command, BadCommand> {
 }
 
 /// `JID PATH [as NAME]`: the last ` as ` splits off the offered name.
-fn sendfile(rest: &str) -> Result<Command, BadCommand> {
+fn file_args(
+    rest: &str,
+    usage: &'static str,
+) -> Result<(String, String, Option<String>), BadCommand> {
     match rest.split_once(' ') {
         Some((to, path)) if !path.trim().is_empty() => {
             let (path, name) = match path.rsplit_once(" as ") {
                 Some((p, n)) if !n.trim().is_empty() => (p, Some(n.trim().to_string())),
                 _ => (path, None),
             };
-            Ok(Command::SendFile(
-                to.to_string(),
-                path.trim().to_string(),
-                name,
-            ))
+            Ok((to.to_string(), path.trim().to_string(), name))
         }
-        _ => Err(Usage("/sendfile JID PATH")),
+        _ => Err(Usage(usage)),
     }
 }
 
@@ -380,6 +389,15 @@ mod tests {
                 Some("c.txt".into())
             ))
         );
+        assert_eq!(
+            Command::parse("/share lab@conference.localhost notes.txt"),
+            Ok(Command::Share(
+                "lab@conference.localhost".into(),
+                "notes.txt".into(),
+                None
+            ))
+        );
+        assert_eq!(err("/share bob"), "usage: /share JID PATH");
         assert_eq!(
             Command::parse("/profile name Ada Lovelace email a@b"),
             Ok(Command::Profile(

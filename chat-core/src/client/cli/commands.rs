@@ -46,9 +46,14 @@ commands:
   /profile [name NAME] [email EMAIL]  set (or show) your public profile
   /online                users online now (up to 100)
   /broadcast TEXT        announce to everyone online (admins only)
-  /sendfile JID PATH [as NAME]  offer a file (under another name) and send
-                         it once accepted
-  /accept [SID]          accept a file offer (the latest by default)
+  /sendfile JID PATH [as NAME]  send a file (under another name): directly
+                         to an online contact once accepted; through the
+                         server's upload service to an offline contact or a
+                         room
+  /share JID PATH [as NAME]  share a file through the server's upload
+                         service (the server keeps it; the URL is the key)
+  /accept [SID]          accept a file offer or download a shared file (the
+                         latest by default)
   /reject [SID]          refuse a file offer (the latest by default)
   /unregister            delete your account and quit
   /wait TYPE [JID] [SECONDS]  wait for an event (message, receipt, presence,
@@ -226,7 +231,8 @@ fn dispatch(cx: &mut Ctx<'_>, cmd: Command) -> Result<Step, ClientError> {
         Command::Profile(name, email) => set_profile(cx, name, email),
         Command::Online => online(cx),
         Command::Broadcast(text) => broadcast(cx, &text)?,
-        Command::SendFile(to, path, name) => send_file(cx, &to, &path, name)?,
+        Command::SendFile(to, path, name) => send_file(cx, &to, &path, name, false)?,
+        Command::Share(to, path, name) => send_file(cx, &to, &path, name, true)?,
         Command::Accept(sid) => cx.ok(format!(
             "accepted {}",
             cx.client.accept_file(sid.as_deref())?
@@ -487,11 +493,34 @@ fn send_file(
     typed: &str,
     path: &str,
     offered: Option<String>,
+    share: bool,
 ) -> Result<Step, ClientError> {
     let to = cx.jid(typed)?;
-    let fut = cx
-        .client
-        .send_file(&to, Path::new(path), offered.as_deref());
+    let path = Path::new(path);
+    if share || cx.client.shares_by_upload(&to) {
+        let fut = cx.client.share_file(&to, path, offered.as_deref());
+        // `/sendfile` to a contact who is offline, on a server without an
+        // upload service: say the contact is offline.
+        let in_room = cx.client.joined_rooms().iter().any(|(r, _)| *r == to);
+        let offline = (!share && !in_room).then(|| to.clone());
+        return Ok(cx.later(async move {
+            let d = match (fut.await, offline) {
+                (Err(ClientError::NoUploadService), Some(to)) => {
+                    return Err(ClientError::NotOnline(to));
+                }
+                (other, _) => other?,
+            };
+            Ok(format!(
+                "shared {} with {} ({} bytes, sha256 {}) at {}",
+                d.name,
+                d.peer,
+                d.size,
+                d.sha256,
+                d.url.unwrap_or_default()
+            ))
+        }));
+    }
+    let fut = cx.client.send_file(&to, path, offered.as_deref());
     Ok(cx.later(async move {
         let d = fut.await?;
         Ok(format!(

@@ -271,6 +271,7 @@ impl Display for ClientEvent {
             | ClientEvent::RosterPush(_)
             | ClientEvent::RosterRemoved(_)) => contact_event(ev, f),
             ev @ (ClientEvent::FileOffer { .. }
+            | ClientEvent::FileShared { .. }
             | ClientEvent::FileProgress { .. }
             | ClientEvent::FileReceived(_)
             | ClientEvent::FileFailed { .. }) => file_event(ev, f),
@@ -414,6 +415,15 @@ fn file_event(ev: &ClientEvent, f: &mut Formatter<'_>) -> fmt::Result {
         } => write!(
             f,
             "file offer from {from}: {name} ({size} bytes); /accept {sid} or /reject {sid}"
+        ),
+        ClientEvent::FileShared {
+            from,
+            sid,
+            name,
+            url,
+        } => write!(
+            f,
+            "file shared by {from}: {name} at {url}; /accept {sid} to download it, or /reject {sid}"
         ),
         ClientEvent::FileProgress {
             name,

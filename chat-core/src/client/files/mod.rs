@@ -19,18 +19,26 @@
 //! In `chat-plain`, every block crosses the network readable: the sniffer
 //! reassembles whole files from the base64.
 //!
+//! Files also go through the server (HTTP file upload, XEP-0363), for a
+//! contact who is offline or a room: `share`. The same defences guard what
+//! is downloaded.
+//!
 //! - `names`: what a received file is called (the path-traversal defences).
 //! - `progress`: progress events for large files.
 //! - `disk`: reading the file to send (whole blocks, its SHA-256).
 //! - `send`: offering a file and streaming it (`Client::send_file`).
 //! - `receive`: offers to us, `/accept` and `/reject`, and the task that
 //!   writes, checks and saves an incoming file.
+//! - `http`: the PUT and GET of shared files, over the twin's transport.
+//! - `share`: the upload service, sharing a file, and downloading a share.
 
 mod disk;
+mod http;
 mod names;
 mod progress;
 mod receive;
 mod send;
+mod share;
 
 pub use super::event::FileDone;
 pub use super::limits::{
@@ -40,3 +48,4 @@ pub use super::limits::{
 pub use super::state::FilePolicy;
 pub use names::safe_file_name;
 pub(crate) use receive::handle_file_iq;
+pub(crate) use share::{shared, shared_url};

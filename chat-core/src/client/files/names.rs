@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::client::event::FileDone;
+use crate::client::state::Offer;
+
 /// Reduces an offered file name to one safe name inside the downloads
 /// folder: the last path component only (no `..`, no `/`, no `\`), no
 /// control characters and no bidi controls or line separators (which make
@@ -63,6 +66,29 @@ pub(super) fn free_path(dir: &Path, name: &str) -> Option<PathBuf> {
             }
         })
         .find(|p| !p.exists())
+}
+
+/// What a saved incoming file is reported as: its name as saved (which may
+/// differ from the offered one: `name (1)`).
+pub(super) fn saved(
+    offer: &Offer,
+    dest: PathBuf,
+    size: u64,
+    sha256: String,
+    url: Option<String>,
+) -> FileDone {
+    FileDone {
+        sid: offer.sid.clone(),
+        peer: offer.from.clone(),
+        name: dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        path: Some(dest),
+        size,
+        sha256,
+        url,
+    }
 }
 
 #[cfg(test)]

@@ -26,8 +26,14 @@ impl Progress {
         if self.total < PROGRESS_MIN_SIZE {
             return;
         }
+        // One event however many tenths one step crossed (a 64 KiB chunk
+        // of a small file crosses several).
+        let mut crossed = false;
         while self.next_tenth < 10 && done * 10 >= self.total * self.next_tenth {
             self.next_tenth += 1;
+            crossed = true;
+        }
+        if crossed {
             events.send(ClientEvent::FileProgress {
                 sid: self.sid.clone(),
                 name: self.name.clone(),

@@ -15,10 +15,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::disk::hex;
-use super::names::{free_path, part_name, safe_file_name};
+use super::names::{free_path, part_name, safe_file_name, saved};
 use super::progress::Progress;
+use super::share::start_download;
 use crate::client::api::Client;
-use crate::client::error::ClientError;
+use crate::client::error::{ClientError, Lost};
 use crate::client::event::{ClientEvent, EventSender, FileDone};
 use crate::client::limits::{MAX_IBB_BLOCK_SIZE, MAX_PENDING_OFFERS, MAX_QUEUED_BLOCKS};
 use crate::client::outbound::auto_reply;
@@ -30,10 +31,19 @@ impl Client {
         lock(&self.state).files.policy = policy;
     }
 
-    /// Accepts a pending offer (the latest when `sid` is `None`).
+    /// Accepts a pending offer (the latest when `sid` is `None`): a
+    /// direct transfer starts, or a shared file downloads.
     pub fn accept_file(&self, sid: Option<&str>) -> Result<String, ClientError> {
         let mut st = lock(&self.state);
         let offer = take_offer(&mut st, sid)?;
+        if offer.url.is_some() {
+            let name = offer.name.clone();
+            let Some(events) = self.events_tx.upgrade() else {
+                return Err(Lost::AlreadyClosed.into());
+            };
+            start_download(&mut st, &self.state, offer, events);
+            return Ok(name);
+        }
         let reply = accept_reply(&offer);
         let name = offer.name.clone();
         st.files
@@ -44,9 +54,13 @@ impl Client {
         Ok(name)
     }
 
-    /// Refuses a pending offer (the latest when `sid` is `None`).
+    /// Refuses a pending offer (the latest when `sid` is `None`). A shared
+    /// file is just forgotten: its sender is not told.
     pub fn reject_file(&self, sid: Option<&str>) -> Result<String, ClientError> {
         let offer = take_offer(&mut lock(&self.state), sid)?;
+        if offer.url.is_some() {
+            return Ok(offer.name);
+        }
         self.send(&refusal(
             &offer.from,
             &offer.iq_id,
@@ -191,6 +205,7 @@ impl Request<'_> {
             name: name.clone(),
             size,
             sha256,
+            url: None,
         };
         self.events.send(ClientEvent::FileOffer {
             from: self.from.clone(),
@@ -316,7 +331,7 @@ fn offer_refusal(
                 .any(|o| o.child_text("value", ns::DATA_FORMS).as_deref() == Some(ns::IBB))
         });
     let max = st.files.policy.max_size;
-    let busy = st.files.offers.len() + st.files.accepted.len() + st.files.receiving.len();
+    let busy = st.files.busy();
     if !offers_ibb {
         Some((
             StanzaErrorCondition::BadRequest,
@@ -554,17 +569,7 @@ impl PartFile {
                 path: dest.clone(),
                 source,
             })?;
-        Ok(FileDone {
-            sid: offer.sid.clone(),
-            peer: offer.from.clone(),
-            name: dest
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            path: Some(dest),
-            size: self.got,
-            sha256: hex(&digest),
-        })
+        Ok(saved(offer, dest, self.got, hex(&digest), None))
     }
 
     /// Deletes the partial file (saved files are linked under their name).

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use protocol::stanza::{Iq, IqType};
 use protocol::{Element, Jid, ns};
 
-use super::disk::{hash_file, hex, read_full};
+use super::disk::{Outgoing, hex, outgoing, read_full};
 use super::progress::Progress;
 use crate::client::api::{Client, IqSender};
 use crate::client::error::ClientError;
@@ -47,20 +47,7 @@ impl Client {
         let path = path.to_path_buf();
         async move {
             let to = target?;
-            let cant = |source: std::io::Error| ClientError::ReadFile {
-                path: path.clone(),
-                source,
-            };
-            let meta = tokio::fs::metadata(&path).await.map_err(cant)?;
-            if !meta.is_file() {
-                return Err(ClientError::NotAFile(path));
-            }
-            let (sha, size) = hash_file(&path).await.map_err(cant)?;
-            let name = offered_name.unwrap_or_else(|| {
-                path.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "file".into())
-            });
+            let Outgoing { name, size, sha } = outgoing(&path, offered_name, None).await?;
             let sid = format!("s{}", random_id(8));
             // The receiver may take a while to decide: a longer wait than
             // other requests get.
@@ -89,7 +76,13 @@ impl Client {
                 "opening the bytestream",
             )
             .await?;
-            let file = tokio::fs::File::open(&path).await.map_err(cant)?;
+            let file =
+                tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|source| ClientError::ReadFile {
+                        path: path.clone(),
+                        source,
+                    })?;
             let progress = events.map(|ev| (Progress::new(&sid, &name, true, size), ev));
             let sent = send_blocks(&iq, &to, &sid, file, progress)
                 .await
@@ -109,6 +102,7 @@ impl Client {
                 path: None,
                 size: sent,
                 sha256: hex(&sha),
+                url: None,
             })
         }
     }
