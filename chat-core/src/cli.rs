@@ -74,6 +74,11 @@ pub struct ServerArgs {
     /// server in clear: whoever runs the server reads it.
     #[arg(long, value_name = "DAYS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=3650))]
     pub archive_days: u32,
+    /// Seconds a session whose connection dropped waits for its client to
+    /// resume it (XEP-0198 stream management), so nothing it was sent is
+    /// lost; 0 turns resumption off (acknowledgements stay on).
+    #[arg(long, value_name = "SECS", default_value_t = server::DEFAULT_RESUME_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(0..=86400))]
+    pub resume_timeout: u64,
     /// Offer HTTP file upload (XEP-0363) on `upload.<domain>`, its HTTP
     /// listener on this address (loopback; port 0 lets the system pick).
     /// Plain HTTP on chat-plain, HTTPS with the server's certificate on
@@ -125,6 +130,7 @@ impl ServerArgs {
         }
         c.scram_iterations = self.scram_iterations;
         c.archive_days = self.archive_days;
+        c.resume_timeout = Duration::from_secs(self.resume_timeout);
         for a in &self.admins {
             let j = Jid::parse(a)
                 .ok()

@@ -55,6 +55,8 @@ pub const MAM: &str = "urn:xmpp:mam:2";
 /// Message carbons (XEP-0280): copies of a user's messages to the user's
 /// other clients.
 pub const CARBONS: &str = "urn:xmpp:carbons:2";
+/// Stream management (XEP-0198): acknowledgements and resumption.
+pub const SM: &str = "urn:xmpp:sm:3";
 /// HTTP File Upload (XEP-0363).
 pub const HTTP_UPLOAD: &str = "urn:xmpp:http:upload:0";
 /// Out-of-band data (XEP-0066): the URL of a shared file, next to the

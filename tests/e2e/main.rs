@@ -18,4 +18,5 @@ mod mitm;
 mod pipes;
 mod rooms;
 mod sniffer;
+mod stream_management;
 mod tls;

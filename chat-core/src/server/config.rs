@@ -74,7 +74,14 @@ pub struct ServerConfig {
     pub archive_days: u32,
     /// HTTP file upload (XEP-0363), when the server has its HTTP listener.
     pub upload: Option<UploadConfig>,
+    /// How long a session whose connection dropped waits to be resumed
+    /// (XEP-0198); zero: no resumption.
+    pub resume_timeout: Duration,
 }
+
+/// See [`ServerConfig::resume_timeout`]: Prosody's default is 600 s; five
+/// minutes covers a train tunnel or a lid closed between lectures.
+pub const DEFAULT_RESUME_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Largest file taken by default (`--upload-max-size`).
 pub const DEFAULT_UPLOAD_MAX_SIZE: u64 = 10 << 20;
@@ -116,6 +123,7 @@ impl ServerConfig {
             scram_iterations: protocol::sasl::DEFAULT_ITERATIONS,
             archive_days: 0,
             upload: None,
+            resume_timeout: DEFAULT_RESUME_TIMEOUT,
         }
     }
 }

@@ -42,6 +42,8 @@
 //!   and [`http`], the listener that takes and serves their files.
 //! - [`router`]: who is online, and delivery to their queues.
 //! - [`outbound`]: each session's bounded queue and its writer task.
+//! - [`sm`]: stream management (XEP-0198): what the writer sent and the
+//!   client has not acknowledged, and the sessions waiting to be resumed.
 //! - [`throttle`]: slowing down password guessing and mass registration.
 
 mod account;
@@ -62,6 +64,7 @@ mod router;
 mod service;
 mod session;
 mod shared;
+mod sm;
 pub mod throttle;
 mod upload;
 
@@ -78,8 +81,8 @@ use tokio::net::TcpListener;
 use crate::transport::ServerTransport;
 pub use config::{
     DEFAULT_AUTH_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_PING_AFTER, DEFAULT_PING_TIMEOUT,
-    DEFAULT_UPLOAD_MAX_SIZE, DEFAULT_UPLOAD_QUOTA, KERNEL_SEND_BUFFER, MAX_AUTH_ATTEMPTS,
-    ServerConfig, UPLOAD_SLOT_EXPIRY, UploadConfig,
+    DEFAULT_RESUME_TIMEOUT, DEFAULT_UPLOAD_MAX_SIZE, DEFAULT_UPLOAD_QUOTA, KERNEL_SEND_BUFFER,
+    MAX_AUTH_ATTEMPTS, ServerConfig, UPLOAD_SLOT_EXPIRY, UploadConfig,
 };
 pub use shared::Shared;
 
@@ -174,7 +177,23 @@ async fn serve_stream<T: ServerTransport>(
         &shared, transport, stream, security, peer,
     ))
     .await;
-    if let Some(bound) = negotiated {
-        session::run(shared, Box::new(bound), peer).await;
+    match negotiated {
+        Some(negotiate::Negotiated::Bound(bound)) => session::run(shared, bound, peer).await,
+        Some(negotiate::Negotiated::Resume(session, r)) => {
+            if let Err(lost) = session.send(*r).await {
+                // The session ended between the lookup and now.
+                let mut r = lost.0;
+                let failed = sm::failed(
+                    protocol::StanzaErrorCondition::ItemNotFound,
+                    "the session ended: bind a new one",
+                );
+                let _ = crate::xmpp_io::write_str(
+                    &mut r.stream,
+                    &format!("{}{}", failed.to_xml(), protocol::stream::CLOSE),
+                )
+                .await;
+            }
+        }
+        None => {}
     }
 }

@@ -25,6 +25,7 @@ use protocol::{Limits, StreamErrorCondition, stream};
 use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use super::sm::{self, Attach, SmOut};
 use crate::transport::BoxStream;
 
 /// How long a sender waits for room in a recipient's full queue before the
@@ -300,32 +301,84 @@ const WRITE_BATCH: usize = 16 * 1024;
 /// there is something to write: an idle session holds none (thousands of
 /// idle connections are what a slowloris attacker multiplies). Returns
 /// whether everything queued, and the closing tag, reached the socket.
-pub(super) async fn writer_task(mut wr: WriteHalf<BoxStream>, mut rx: OutboundRx) -> bool {
+///
+/// With stream management (XEP-0198, [`SmOut`]) every stanza written is
+/// also kept until the client acknowledges it, and an ack request follows
+/// what is written. If the session is resumable, a failed write does not
+/// end the writer: it goes on taking what is queued (all kept) until
+/// `attach` brings the next connection, which gets `<resumed/>` and
+/// everything unacknowledged first.
+pub(super) async fn writer_task(
+    wr: WriteHalf<BoxStream>,
+    mut rx: OutboundRx,
+    sm: Arc<SmOut>,
+    mut attach: mpsc::UnboundedReceiver<Attach>,
+) -> bool {
+    let mut wr = Some(wr);
     let mut batch: Vec<u8> = Vec::new();
-    while let Some(item) = rx.recv().await {
-        match item {
-            // Alone in the queue: written as it is, no copy.
-            Outbound::Xml(xml, _permit) if batch.is_empty() && rx.is_empty() => {
-                if wr.write_all(xml.as_bytes()).await.is_err() || wr.flush().await.is_err() {
-                    return false;
+    let mut attaching = true;
+    loop {
+        let item = tokio::select! {
+            biased;
+            next = attach.recv(), if attaching => {
+                match next {
+                    Some(a) => {
+                        batch.clear();
+                        wr = resume(wr.take(), a, &sm).await;
+                    }
+                    None => attaching = false,
                 }
-                rx.wrote();
                 continue;
             }
-            // The permit goes back to the queue's budget once the bytes
-            // are in the batch, on their way to the socket.
-            Outbound::Xml(xml, _permit) => batch.extend_from_slice(xml.as_bytes()),
+            item = rx.recv() => item,
+        };
+        let Some(item) = item else { break };
+        match item {
+            Outbound::Xml(xml, _permit) => {
+                if !sm.record(&xml) {
+                    // Stream management on, and the client acknowledges
+                    // nothing: it cannot make the server keep everything.
+                    tracing::info!("closing a session: too many stanzas unacknowledged");
+                    batch.extend_from_slice(
+                        StreamErrorCondition::PolicyViolation
+                            .to_element(Some("too many stanzas unacknowledged"))
+                            .to_xml()
+                            .as_bytes(),
+                    );
+                    finish(wr.as_mut(), batch).await;
+                    return false;
+                }
+                if batch.is_empty() && rx.is_empty() && !sm.enabled() {
+                    // Alone in the queue: written as it is, no copy.
+                    if !write_out(wr.as_mut(), xml.as_bytes()).await {
+                        return false;
+                    }
+                    rx.wrote();
+                    continue;
+                }
+                // The permit goes back to the queue's budget once the
+                // bytes are in the batch, on their way to the socket.
+                batch.extend_from_slice(xml.as_bytes());
+            }
             Outbound::Close(cond, text) => {
                 if let Some(c) = cond {
                     batch.extend_from_slice(c.to_element(text.as_deref()).to_xml().as_bytes());
                 }
-                return finish(&mut wr, batch).await;
+                return finish(wr.as_mut(), batch).await;
             }
         }
         let idle = rx.is_empty();
         if idle || batch.len() >= WRITE_BATCH {
-            if wr.write_all(&batch).await.is_err() || wr.flush().await.is_err() {
-                return false;
+            if idle && sm.want_ack() {
+                batch.extend_from_slice(sm::REQUEST.as_bytes());
+            }
+            if wr.is_some() && !write_out(wr.as_mut(), &batch).await {
+                if !sm.resumable() {
+                    return false;
+                }
+                // The connection is gone, the session is not: what comes
+                // now is kept for the client's next connection.
+                wr = None;
             }
             rx.wrote();
             if idle {
@@ -335,12 +388,67 @@ pub(super) async fn writer_task(mut wr: WriteHalf<BoxStream>, mut rx: OutboundRx
             }
         }
     }
-    finish(&mut wr, batch).await
+    finish(wr.as_mut(), batch).await
+}
+
+/// Writes and flushes; `false` on failure (or with no connection).
+async fn write_out(wr: Option<&mut WriteHalf<BoxStream>>, bytes: &[u8]) -> bool {
+    match wr {
+        Some(wr) => wr.write_all(bytes).await.is_ok() && wr.flush().await.is_ok(),
+        None => false,
+    }
+}
+
+/// Moves the writer to a resumed session's new connection: the old one (if
+/// it is still open) is told it lost its session, the new one gets
+/// `<resumed/>` and every stanza the client did not acknowledge. `None`
+/// if the new connection failed too (the writer keeps waiting).
+async fn resume(
+    old: Option<WriteHalf<BoxStream>>,
+    a: Attach,
+    sm: &SmOut,
+) -> Option<WriteHalf<BoxStream>> {
+    if let Some(mut old) = old {
+        let bye = format!(
+            "{}{}",
+            StreamErrorCondition::Conflict
+                .to_element(Some("this session was resumed on another connection"))
+                .to_xml(),
+            stream::CLOSE
+        );
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            let _ = old.write_all(bye.as_bytes()).await;
+            let _ = old.shutdown().await;
+        })
+        .await;
+    }
+    if let Err(e) = sm.ack(a.client_h) {
+        // Nothing is dropped for a count that cannot be right: the client
+        // gets everything again (a duplicate, not a loss).
+        tracing::warn!(
+            h = e.h,
+            sent = e.sent,
+            "a resumption acknowledged more than was sent"
+        );
+    }
+    let replay = sm.unacked();
+    let mut out = a.resumed().to_xml().into_bytes();
+    for x in &replay {
+        out.extend_from_slice(x.as_bytes());
+    }
+    if !replay.is_empty() {
+        out.extend_from_slice(sm::REQUEST.as_bytes());
+        sm.requested();
+    }
+    tracing::info!(resent = replay.len(), "session resumed");
+    let mut wr = a.wr;
+    write_out(Some(&mut wr), &out).await.then_some(wr)
 }
 
 /// Writes what is left and the closing tag, flushes and shuts the socket's
 /// sending side.
-async fn finish(wr: &mut WriteHalf<BoxStream>, mut rest: Vec<u8>) -> bool {
+async fn finish(wr: Option<&mut WriteHalf<BoxStream>>, mut rest: Vec<u8>) -> bool {
+    let Some(wr) = wr else { return false };
     rest.extend_from_slice(stream::CLOSE.as_bytes());
     let ok = wr.write_all(&rest).await.is_ok() && wr.flush().await.is_ok();
     let _ = wr.shutdown().await;

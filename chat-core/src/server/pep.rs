@@ -12,7 +12,6 @@
 
 use std::sync::Arc;
 
-use protocol::parser::{Event, Mode, StreamParser};
 use protocol::stanza::{Iq, IqType};
 use protocol::{Element, Node, StanzaErrorCondition, ns};
 
@@ -340,37 +339,13 @@ async fn items(s: &mut Session, iq: &Iq, owner: String, node: String) -> Handled
     let mut list = Element::new("items", ns::PUBSUB).attr("node", node);
     for (id, xml) in stored {
         let mut item = Element::new("item", ns::PUBSUB).attr("id", id);
-        if let Some(payload) = parse_payload(&xml) {
+        if let Some(payload) = crate::util::parse_own_xml(&xml) {
             item = item.child(payload);
         }
         list = list.child(item);
     }
     s.iq_result(iq, Some(Element::new("pubsub", ns::PUBSUB).child(list)));
     Ok(())
-}
-
-/// A stored payload back as an element (it was stored as our own XML).
-fn parse_payload(xml: &str) -> Option<Element> {
-    let mut p = StreamParser::new(Mode::Lenient);
-    p.feed(
-        format!(
-            "<stream:stream xmlns='{}' xmlns:stream='{}'>",
-            ns::CLIENT,
-            ns::STREAM
-        )
-        .as_bytes(),
-    );
-    p.feed(xml.as_bytes());
-    loop {
-        match p.next_event() {
-            Ok(Some(e)) => {
-                if let Event::Element(el) = e.event {
-                    return Some(el);
-                }
-            }
-            _ => return None,
-        }
-    }
 }
 
 /// Sends `event` (an `<items/>` of pubsub#event) about the owner's `node`
@@ -496,7 +471,7 @@ pub(crate) async fn capabilities_answer(
         .await?;
     for (owner, node, id, payload) in latest {
         let mut item = Element::new("item", ns::PUBSUB_EVENT).attr("id", id);
-        if let Some(p) = parse_payload(&payload) {
+        if let Some(p) = crate::util::parse_own_xml(&payload) {
             item = item.child(p);
         }
         let event = Element::new("message", ns::CLIENT)

@@ -30,6 +30,8 @@ pub struct Shared {
     /// Offline messages queued to a session and not yet deleted: each goes
     /// to one session of its account at a time.
     offline_in_flight: Mutex<HashSet<i64>>,
+    /// Sessions that can be resumed (XEP-0198), by resumption id.
+    pub(crate) resumable: super::sm::Registry,
     /// The message archive's writer (see `archive`), started on first use.
     pub(crate) archive:
         std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::storage::ArchiveWrite>>,
@@ -45,6 +47,7 @@ impl Shared {
             config,
             storage,
             router: Router::default(),
+            resumable: super::sm::Registry::default(),
             rooms: Rooms::default(),
             next_id: AtomicU64::new(1),
             offline_in_flight: Mutex::default(),

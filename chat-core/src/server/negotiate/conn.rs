@@ -60,6 +60,12 @@ pub(super) struct Conn<'a, T> {
     pub(super) attempted: Option<String>,
     pub(super) auth_failures: u32,
     pub(super) bound: Option<(Jid, SessionHandle, OutboundTx, OutboundRx)>,
+    /// A resumption (XEP-0198) instead of a bound resource: the session to
+    /// hand this connection to, and the client's `h`.
+    pub(super) resume: Option<(
+        tokio::sync::mpsc::Sender<crate::server::sm::Resumption>,
+        u32,
+    )>,
 }
 
 pub(super) fn server_header(domain: &str, to: Option<String>) -> String {

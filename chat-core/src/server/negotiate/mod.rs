@@ -24,10 +24,20 @@ use tokio::io::AsyncWriteExt;
 use super::outbound::{self, OutboundRx, OutboundTx};
 use super::router::{BindError, MAX_SESSIONS_PER_ACCOUNT, SessionHandle};
 use super::shared::Shared;
+use super::sm::{self, Resumption};
 use crate::transport::{BoxStream, Security, ServerTransport, StartTls};
 use crate::util::random_id;
 use crate::xmpp_io::{XmppReader, write_str};
 use conn::{Conn, Unbound, server_header};
+
+/// What negotiation ended with.
+pub enum Negotiated {
+    /// A new session, bound.
+    Bound(Box<Bound>),
+    /// A session resumed (XEP-0198): this connection, for the session
+    /// that waits for it.
+    Resume(tokio::sync::mpsc::Sender<Resumption>, Box<Resumption>),
+}
 
 /// A session that finished negotiation.
 pub struct Bound {
@@ -47,14 +57,15 @@ pub struct Bound {
     pub rx: OutboundRx,
 }
 
-/// Negotiates a stream; `None` when the connection ended before binding.
+/// Negotiates a stream; `None` when the connection ended before binding
+/// or resuming.
 pub async fn negotiate<T: ServerTransport>(
     shared: &Arc<Shared>,
     transport: &T,
     stream: BoxStream,
     security: Security,
     peer: SocketAddr,
-) -> Option<Bound> {
+) -> Option<Negotiated> {
     let mut n = Conn {
         shared,
         transport,
@@ -67,12 +78,22 @@ pub async fn negotiate<T: ServerTransport>(
         attempted: None,
         auth_failures: 0,
         bound: None,
+        resume: None,
     };
     let outcome = tokio::time::timeout(shared.config.auth_timeout, run(&mut n)).await;
     let end = match outcome {
         Ok(Ok(())) => {
+            if let Some((session, h)) = n.resume.take() {
+                let r = Resumption {
+                    stream: n.stream,
+                    reader: n.reader,
+                    h,
+                    peer: n.peer,
+                };
+                return Some(Negotiated::Resume(session, Box::new(r)));
+            }
             let (jid, handle, tx, rx) = n.bound.take()?;
-            return Some(Bound {
+            return Some(Negotiated::Bound(Box::new(Bound {
                 stream: n.stream,
                 reader: n.reader,
                 user: n.user.unwrap_or_default(),
@@ -80,7 +101,7 @@ pub async fn negotiate<T: ServerTransport>(
                 handle,
                 tx,
                 rx,
-            });
+            })));
         }
         Ok(Err(end)) => end,
         Err(_) => Unbound::Error(
@@ -214,9 +235,14 @@ fn features<T: ServerTransport>(c: &Conn<'_, T>) -> Element {
             f = f.child(Element::new("register", ns::REGISTER_FEATURE));
         }
     } else {
-        f = f.child(Element::new("bind", ns::BIND)).child(
-            Element::new("session", ns::SESSION).child(Element::new("optional", ns::SESSION)),
-        );
+        f = f
+            .child(Element::new("bind", ns::BIND))
+            .child(
+                Element::new("session", ns::SESSION).child(Element::new("optional", ns::SESSION)),
+            )
+            // Stream management (XEP-0198): enabled after binding, or a
+            // dropped session resumed instead of binding.
+            .child(Element::new("sm", ns::SM));
     }
     f
 }
@@ -246,6 +272,12 @@ async fn stream_loop<T: ServerTransport>(c: &mut Conn<'_, T>) -> Result<bool, Un
         }
         if el.is("iq", ns::CLIENT) {
             if pre_bind_iq(c, el).await? {
+                return Ok(true);
+            }
+            continue;
+        }
+        if el.is("resume", ns::SM) && c.user.is_some() {
+            if resume(c, &el).await? {
                 return Ok(true);
             }
             continue;
@@ -332,6 +364,42 @@ async fn pre_bind_iq<T: ServerTransport>(
         .await?;
     }
     Ok(false)
+}
+
+/// `<resume previd='ID' h='N'/>` after authentication (XEP-0198 section
+/// 5): `Ok(true)` when a session of this account waits under that id. A
+/// made-up id and another account's id get the same `item-not-found`, so
+/// the answer says nothing about anyone else's sessions.
+async fn resume<T: ServerTransport>(c: &mut Conn<'_, T>, el: &Element) -> Result<bool, Unbound> {
+    let user = c.user.clone().unwrap_or_default();
+    let h = el.get_attr("h").and_then(|h| h.parse::<u32>().ok());
+    let session = el
+        .get_attr("previd")
+        .and_then(|id| c.shared.resumable.claim(id, &user));
+    match (session, h) {
+        (Some(session), Some(h)) => {
+            c.resume = Some((session, h));
+            tracing::info!(peer = %c.peer, user, "resuming a session");
+            Ok(true)
+        }
+        (_, None) => {
+            c.send(&sm::failed(
+                StanzaErrorCondition::BadRequest,
+                "a resumption needs the count of stanzas handled (h)",
+            ))
+            .await?;
+            Ok(false)
+        }
+        (None, _) => {
+            tracing::info!(peer = %c.peer, user, "refused a resumption: no such session of this account");
+            c.send(&sm::failed(
+                StanzaErrorCondition::ItemNotFound,
+                "no session to resume under that id: bind a new one",
+            ))
+            .await?;
+            Ok(false)
+        }
+    }
 }
 
 async fn bind<T: ServerTransport>(c: &mut Conn<'_, T>, iq: &Iq) -> Result<bool, Unbound> {

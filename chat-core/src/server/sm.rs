@@ -1,0 +1,302 @@
+//! Stream management (XEP-0198): acknowledgements and resumption.
+//!
+//! Without it, a message the server wrote into a connection that was
+//! already dead (a phone that lost its network, a laptop lid closed) is
+//! gone: TCP took it, nobody read it, and neither side knows. That is how
+//! chats lose messages on unreliable networks, silently.
+//!
+//! With it, both sides count the stanzas they handled. The server keeps
+//! every stanza it sent until the client acknowledges it (`<a h='N'/>`,
+//! answering the server's `<r/>`). When the connection drops, the session
+//! waits (`--resume-timeout`) instead of ending: a client that signs in
+//! again and says `<resume previd='ID' h='N'/>` gets its session back,
+//! and every stanza after the N it had is sent again. A session that is
+//! never resumed ends as usual, and the messages it was sent but never
+//! acknowledged go to offline storage: delivered at the next sign-in, not
+//! lost.
+//!
+//! The resumption id is a secret (16 random bytes), and it only works for
+//! the account that enabled it: someone else's id, or a made-up one, gets
+//! the same `item-not-found` (a resumed session would receive another
+//! user's messages: session hijacking).
+//!
+//! - [`SmOut`]: what the session's writer sent and the client has not
+//!   acknowledged, shared by the session and its writer.
+//! - [`Registry`]: the resumable sessions, by id.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use protocol::{Element, ns};
+use tokio::io::WriteHalf;
+use tokio::sync::mpsc;
+
+use crate::transport::BoxStream;
+use crate::xmpp_io::XmppReader;
+
+/// Stanzas sent and not yet acknowledged, at most: a client that enables
+/// stream management and never acknowledges is cut off, so it cannot make
+/// the server keep everything it was ever sent.
+pub const MAX_UNACKED: usize = 1000;
+/// ... and at most these bytes of them.
+pub const MAX_UNACKED_BYTES: usize = 2 << 20;
+
+/// An ack request, as the writer appends it after what it writes.
+pub const REQUEST: &str = "<r xmlns='urn:xmpp:sm:3'/>";
+
+/// The outbound side of stream management for one session.
+#[derive(Debug, Default)]
+pub struct SmOut {
+    /// Set once the client enables stream management: before that, the
+    /// writer counts and keeps nothing.
+    enabled: AtomicBool,
+    inner: Mutex<Outgoing>,
+}
+
+#[derive(Debug, Default)]
+struct Outgoing {
+    /// Resumption allowed: a write error does not end the writer, which
+    /// keeps what it is sent for the next connection.
+    resumable: bool,
+    /// Stanzas sent since enabling (wrapping at 2^32, as `h` does).
+    sent: u32,
+    /// Sent and not acknowledged, oldest first.
+    unacked: VecDeque<Arc<str>>,
+    bytes: usize,
+    /// An `<r/>` is out and unanswered.
+    requested: bool,
+}
+
+/// Whether serialized XML is a stanza (counted) rather than a nonza
+/// (`<r/>`, `<a/>`, a stream error).
+fn is_stanza(xml: &str) -> bool {
+    xml.starts_with("<message") || xml.starts_with("<presence") || xml.starts_with("<iq")
+}
+
+/// The client said it handled more than it was sent.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooHigh {
+    /// What it said.
+    pub h: u32,
+    /// What it was sent.
+    pub sent: u32,
+}
+
+impl SmOut {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Outgoing> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts counting (`<enable/>`), with resumption or without.
+    pub fn enable(&self, resumable: bool) {
+        self.lock().resumable = resumable;
+        self.enabled.store(true, Ordering::Release);
+    }
+
+    /// Whether the client enabled stream management.
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
+    /// Whether the session may be resumed.
+    pub fn resumable(&self) -> bool {
+        self.enabled() && self.lock().resumable
+    }
+
+    /// The writer sends `xml`: a stanza is counted and kept until
+    /// acknowledged. `false` when too much is unacknowledged already.
+    pub fn record(&self, xml: &Arc<str>) -> bool {
+        if !self.enabled() || !is_stanza(xml) {
+            return true;
+        }
+        let mut o = self.lock();
+        o.sent = o.sent.wrapping_add(1);
+        o.bytes += xml.len();
+        o.unacked.push_back(xml.clone());
+        o.unacked.len() <= MAX_UNACKED && o.bytes <= MAX_UNACKED_BYTES
+    }
+
+    /// Whether to ask for an acknowledgement now: something is
+    /// unacknowledged and no request is out.
+    pub fn want_ack(&self) -> bool {
+        if !self.enabled() {
+            return false;
+        }
+        let mut o = self.lock();
+        if o.requested || o.unacked.is_empty() {
+            return false;
+        }
+        o.requested = true;
+        true
+    }
+
+    /// The client handled `h` stanzas in all: those are forgotten.
+    pub fn ack(&self, h: u32) -> Result<usize, TooHigh> {
+        let mut o = self.lock();
+        let acked_before = o.sent.wrapping_sub(o.unacked.len() as u32);
+        let n = h.wrapping_sub(acked_before) as usize;
+        if n > o.unacked.len() {
+            return Err(TooHigh { h, sent: o.sent });
+        }
+        let freed: usize = o.unacked.drain(..n).map(|x| x.len()).sum();
+        o.bytes -= freed;
+        o.requested = false;
+        Ok(n)
+    }
+
+    /// After an `ack` for a resumption: what is left to send again.
+    pub fn unacked(&self) -> Vec<Arc<str>> {
+        self.lock().unacked.iter().cloned().collect()
+    }
+
+    /// Everything unacknowledged, taken (the session is ending).
+    pub fn take(&self) -> Vec<Arc<str>> {
+        let mut o = self.lock();
+        o.bytes = 0;
+        o.unacked.drain(..).collect()
+    }
+
+    /// A request went out with a resumption's replay.
+    pub fn requested(&self) {
+        self.lock().requested = true;
+    }
+}
+
+/// A new connection for a resumable session: after SASL, it said
+/// `<resume previd='ID' h='N'/>`.
+pub struct Resumption {
+    /// The new connection, authenticated as the session's account.
+    pub stream: BoxStream,
+    /// Its parser, with whatever was read after `<resume/>`.
+    pub reader: XmppReader,
+    /// Stanzas the client handled (its `h`).
+    pub h: u32,
+    /// Where it comes from.
+    pub peer: SocketAddr,
+}
+
+/// What the writer is told when a session moves to a new connection.
+pub struct Attach {
+    /// The new connection's writing half.
+    pub wr: WriteHalf<BoxStream>,
+    /// Stanzas the client handled.
+    pub client_h: u32,
+    /// Stanzas the server handled (the `h` of `<resumed/>`).
+    pub server_h: u32,
+    /// The resumption id.
+    pub previd: String,
+}
+
+impl Attach {
+    /// `<resumed/>`, which starts the new connection's replay.
+    pub fn resumed(&self) -> Element {
+        Element::new("resumed", ns::SM)
+            .attr("h", self.server_h.to_string())
+            .attr("previd", self.previd.clone())
+    }
+}
+
+/// The resumable sessions, by resumption id.
+#[derive(Default)]
+pub struct Registry {
+    map: Mutex<HashMap<String, (String, mpsc::Sender<Resumption>)>>,
+}
+
+impl Registry {
+    /// Makes `user`'s session resumable: its id and where resumptions
+    /// arrive. `None` with no random numbers.
+    pub fn register(&self, user: &str) -> Option<(String, mpsc::Receiver<Resumption>)> {
+        let mut raw = [0u8; 16];
+        getrandom::fill(&mut raw).ok()?;
+        let id = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw);
+        let (tx, rx) = mpsc::channel(1);
+        self.lock().insert(id.clone(), (user.to_string(), tx));
+        Some((id, rx))
+    }
+
+    /// The session `id` is over.
+    pub fn remove(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Where to send a resumption of `id` by `user`: only the account that
+    /// enabled it may resume it; for anyone else it does not exist.
+    pub fn claim(&self, id: &str, user: &str) -> Option<mpsc::Sender<Resumption>> {
+        self.lock()
+            .get(id)
+            .filter(|(owner, _)| owner == user)
+            .map(|(_, tx)| tx.clone())
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (String, mpsc::Sender<Resumption>)>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// `<failed/>` with a stanza error condition.
+pub fn failed(cond: protocol::StanzaErrorCondition, text: &str) -> Element {
+    Element::new("failed", ns::SM).child(cond.to_element(Some(text)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn x(s: &str) -> Arc<str> {
+        Arc::from(s)
+    }
+
+    #[test]
+    fn stanzas_are_kept_until_acknowledged_and_counted_mod_2_32() {
+        let sm = SmOut::default();
+        assert!(sm.record(&x("<message/>")), "not enabled: nothing kept");
+        assert!(sm.unacked().is_empty());
+        sm.enable(true);
+        for m in [
+            "<message id='1'/>",
+            "<a xmlns='urn:xmpp:sm:3' h='0'/>",
+            "<iq id='2'/>",
+            "<presence/>",
+        ] {
+            assert!(sm.record(&x(m)));
+        }
+        assert_eq!(sm.unacked().len(), 3, "a nonza is not counted");
+        assert!(sm.want_ack());
+        assert!(!sm.want_ack(), "one request at a time");
+        assert_eq!(sm.ack(1), Ok(1));
+        assert_eq!(&*sm.unacked()[0], "<iq id='2'/>");
+        assert_eq!(sm.ack(1), Ok(0), "an old ack again changes nothing");
+        assert_eq!(sm.ack(5), Err(TooHigh { h: 5, sent: 3 }));
+        assert_eq!(sm.ack(3), Ok(2));
+        assert!(sm.unacked().is_empty());
+        // h wraps at 2^32 (XEP-0198 section 4).
+        sm.lock().sent = u32::MAX;
+        sm.record(&x("<message id='w'/>"));
+        assert_eq!(sm.ack(0), Ok(1));
+    }
+
+    #[test]
+    fn a_client_that_never_acknowledges_hits_the_bound() {
+        let sm = SmOut::default();
+        sm.enable(false);
+        let ok = (0..=MAX_UNACKED).all(|_| sm.record(&x("<message/>")));
+        assert!(!ok);
+        assert_eq!(sm.take().len(), MAX_UNACKED + 1);
+        assert!(sm.unacked().is_empty());
+    }
+
+    #[test]
+    fn only_the_owner_can_resume() {
+        let r = Registry::default();
+        let (id, _rx) = r.register("alice").unwrap();
+        assert!(r.claim(&id, "alice").is_some());
+        assert!(r.claim(&id, "mallory").is_none(), "another user's id");
+        assert!(r.claim("made-up", "alice").is_none(), "a forged id");
+        r.remove(&id);
+        assert!(r.claim(&id, "alice").is_none());
+    }
+}

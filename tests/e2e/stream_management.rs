@@ -1,0 +1,213 @@
+//! Stream management (XEP-0198) on our server, spoken by hand: a session
+//! whose connection drops is resumed and gets again everything it had not
+//! acknowledged; one never resumed leaves its messages in offline storage;
+//! a made-up or someone else's resumption id resumes nothing.
+
+use std::time::Duration;
+
+use protocol::Element;
+use tests::{RawEvent, Server, Twin, XmppRaw};
+
+const SM: &str = "urn:xmpp:sm:3";
+
+fn chat(to: &str, id: &str, body: &str) -> String {
+    format!("<message to='{to}' id='{id}' type='chat'><body>{body}</body></message>")
+}
+
+fn body(e: &Element) -> Option<String> {
+    (e.name == "message")
+        .then(|| e.child_text("body", protocol::ns::CLIENT))
+        .flatten()
+}
+
+/// alice signed in on resource `phone`, available, with stream management
+/// and resumption on: her connection and the resumption id.
+fn alice_with_sm(server: &Server) -> (XmppRaw, String) {
+    let mut alice = XmppRaw::login(server, "alice", "pw-a", "phone");
+    let features = alice.features.clone().unwrap();
+    assert!(
+        features.get_child("sm", SM).is_some(),
+        "stream management is offered after sign-in: {}",
+        features.to_xml()
+    );
+    alice.send(&format!("<enable xmlns='{SM}' resume='true'/>"));
+    let enabled = alice.expect("enabled", |e| e.name == "enabled");
+    assert_eq!(
+        enabled.get_attr("resume"),
+        Some("true"),
+        "{}",
+        enabled.to_xml()
+    );
+    let id = enabled.get_attr("id").unwrap().to_string();
+    assert!(id.len() >= 20, "an unguessable id: {id}");
+    alice.send("<presence/>");
+    (alice, id)
+}
+
+#[test]
+fn a_dropped_session_is_resumed_and_nothing_it_was_sent_is_lost() {
+    let server = Server::start(Twin::Plain, &[]);
+    for (u, p) in [("alice", "pw-a"), ("bob", "pw-b")] {
+        let r = XmppRaw::register(&server, u, p);
+        assert_eq!(r.get_attr("type"), Some("result"));
+    }
+    let (mut alice, id) = alice_with_sm(&server);
+    let mut bob = XmppRaw::login(&server, "bob", "pw-b", "desk");
+
+    // alice gets the first message; the server asks her to acknowledge
+    // what it sends (once: it waits for an answer before asking again).
+    bob.send(&chat("alice@localhost/phone", "m1", "one"));
+    // She counts the stanzas she handles (her own presence comes back to
+    // her first), as XEP-0198's `h`.
+    let mut asked = false;
+    let mut handled = 0;
+    loop {
+        match alice.read(Duration::from_secs(10)) {
+            RawEvent::Element(e) if e.is("r", SM) => asked = true,
+            RawEvent::Element(e) => {
+                if ["message", "presence", "iq"].contains(&e.name.as_str()) {
+                    handled += 1;
+                }
+                if body(&e).as_deref() == Some("one") {
+                    break;
+                }
+            }
+            other => panic!("{other:?} before m1"),
+        }
+    }
+    assert!(asked, "the server asked for an acknowledgement");
+    alice.send(&format!("<r xmlns='{SM}'/>"));
+    let a = alice.expect("the server's count", |e| e.is("a", SM));
+    assert_eq!(a.get_attr("h"), Some("1"), "her presence: {}", a.to_xml());
+
+    // Her network goes: no closing tag, the socket just vanishes. What bob
+    // sends now is written into a dead connection.
+    alice.stream.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(alice);
+    std::thread::sleep(Duration::from_millis(300));
+    bob.send(&chat("alice@localhost/phone", "m2", "two"));
+    bob.send(&chat("alice@localhost/phone", "m3", "three"));
+    // bob hears no error: the session is still there, waiting.
+    assert!(matches!(
+        bob.read(Duration::from_millis(500)),
+        RawEvent::Timeout
+    ));
+
+    // Someone else's id, and a made-up one: nothing to resume.
+    let mut mallory = XmppRaw::login_unbound(&server, "bob", "pw-b");
+    mallory.send(&format!("<resume xmlns='{SM}' previd='{id}' h='0'/>"));
+    let failed = mallory.expect("failed", |e| e.is("failed", SM));
+    assert!(
+        failed.to_xml().contains("item-not-found"),
+        "{}",
+        failed.to_xml()
+    );
+    let mut forged = XmppRaw::login_unbound(&server, "alice", "pw-a");
+    forged.send(&format!(
+        "<resume xmlns='{SM}' previd='AAAAAAAAAAAAAAAAAAAAAA' h='0'/>"
+    ));
+    let failed = forged.expect("failed", |e| e.is("failed", SM));
+    assert!(
+        failed.to_xml().contains("item-not-found"),
+        "{}",
+        failed.to_xml()
+    );
+    // A failed resumption leaves the stream usable: bind as usual.
+    let bound = forged.bind("laptop");
+    assert_eq!(bound.get_attr("type"), Some("result"), "{}", bound.to_xml());
+
+    // alice comes back, with the count of what she handled.
+    let mut back = XmppRaw::login_unbound(&server, "alice", "pw-a");
+    back.send(&format!(
+        "<resume xmlns='{SM}' previd='{id}' h='{handled}'/>"
+    ));
+    let resumed = back.expect("resumed", |e| e.name == "resumed");
+    assert!(resumed.is("resumed", SM), "{}", resumed.to_xml());
+    assert_eq!(resumed.get_attr("previd"), Some(id.as_str()));
+    assert_eq!(resumed.get_attr("h"), Some("1"), "{}", resumed.to_xml());
+    // m2 and m3 again, in order; m1, acknowledged, not again.
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match back.read(Duration::from_secs(10)) {
+            RawEvent::Element(e) => got.extend(body(&e)),
+            other => panic!("{other:?} after {got:?}"),
+        }
+    }
+    assert_eq!(got, ["two", "three"]);
+    // The session goes on: same resource, and new messages arrive.
+    bob.send(&chat("alice@localhost/phone", "m4", "four"));
+    back.expect("m4", |e| body(e).as_deref() == Some("four"));
+    back.send(&format!("<a xmlns='{SM}' h='{}'/>", handled + 3));
+    back.send(&chat("bob@localhost/desk", "r1", "got them all"));
+    let reply = bob.expect("alice's reply", |e| body(e).is_some());
+    assert_eq!(reply.get_attr("from"), Some("alice@localhost/phone"));
+    // Acknowledged everything: a clean sign-out leaves nothing stored.
+    back.send("</stream:stream>");
+    back.read_to_close();
+    let mut later = XmppRaw::login(&server, "alice", "pw-a", "phone");
+    later.send("<presence/>");
+    assert!(
+        !matches!(later.read(Duration::from_millis(800)), RawEvent::Element(ref e) if body(e).is_some()),
+        "nothing replayed from offline storage"
+    );
+}
+
+#[test]
+fn a_session_never_resumed_leaves_its_unacknowledged_messages_for_the_next_sign_in() {
+    let server = Server::start(Twin::Plain, &["--resume-timeout", "1"]);
+    for (u, p) in [("alice", "pw-a"), ("bob", "pw-b")] {
+        XmppRaw::register(&server, u, p);
+    }
+    let (alice, _id) = alice_with_sm(&server);
+    let mut bob = XmppRaw::login(&server, "bob", "pw-b", "desk");
+    std::thread::sleep(Duration::from_millis(200));
+    alice.stream.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(alice);
+    std::thread::sleep(Duration::from_millis(200));
+    bob.send(&chat("alice@localhost/phone", "m1", "kept for later"));
+    // The session waits one second, then ends: alice goes offline.
+    bob.send("<presence/>");
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut alice = XmppRaw::login(&server, "alice", "pw-a", "laptop");
+    alice.send("<presence/>");
+    let m = alice.expect("the stored message", |e| body(e).is_some());
+    assert_eq!(body(&m).as_deref(), Some("kept for later"));
+    assert!(
+        m.to_xml().contains("urn:xmpp:delay"),
+        "stamped when stored: {}",
+        m.to_xml()
+    );
+}
+
+#[test]
+fn a_client_that_acknowledges_too_much_is_closed_and_one_without_sm_gets_failed() {
+    let server = Server::start(Twin::Plain, &[]);
+    XmppRaw::register(&server, "alice", "pw-a");
+    let mut alice = XmppRaw::login(&server, "alice", "pw-a", "phone");
+    // Asking for acks before enabling: refused, the session goes on.
+    alice.send(&format!("<r xmlns='{SM}'/>"));
+    let failed = alice.expect("failed", |e| e.is("failed", SM));
+    assert!(
+        failed.to_xml().contains("unexpected-request"),
+        "{}",
+        failed.to_xml()
+    );
+    alice.send(&format!("<enable xmlns='{SM}'/>"));
+    let enabled = alice.expect("enabled", |e| e.name == "enabled");
+    assert_eq!(
+        enabled.get_attr("id"),
+        None,
+        "no resumption asked, none given"
+    );
+    alice.send(&format!("<a xmlns='{SM}' h='7'/>"));
+    let rest = alice.read_to_close();
+    let err = rest
+        .iter()
+        .find(|e| e.name == "error")
+        .expect("a stream error");
+    assert!(
+        err.to_xml().contains("handled-count-too-high"),
+        "{}",
+        err.to_xml()
+    );
+}
