@@ -885,7 +885,61 @@ fn slixmpp_and_our_client_share_files_both_ways(twin: Twin) {
     assert_eq!(code, 0, "{t}");
 }
 
+/// slixmpp's stream management (XEP-0198) against our server: its
+/// connection drops right after a message, our client sends two more into
+/// the void, and slixmpp resumes the session and gets both (and our client
+/// the echoes of all three).
+fn slixmpp_resumes_a_dropped_session_and_misses_nothing(twin: Twin) {
+    let Some(python) = interop_tool("slixmpp") else {
+        return;
+    };
+    let server = Server::start(twin, &[]);
+    let mut sally = slixmpp(
+        &python,
+        &server,
+        "sally@localhost",
+        &["--register", "--sm", "--drop-after", "1"],
+    );
+    connected_with(&mut sally, twin);
+    let enabled = sally.expect("sm on", |v| {
+        v["type"] == "sm-enabled" || v["type"] == "error"
+    });
+    assert_eq!(enabled["type"], "sm-enabled", "{enabled}");
+    assert_eq!(enabled["resume"], true, "{enabled}");
+    let mut alice = Client::start(&server, "alice@localhost", "alice-pw", &["--register"]);
+    alice.expect("connected", |v| v["type"] == "connected");
+    alice.send("/msg sally@localhost one");
+    alice.expect_event("message", "body", "echo: one");
+    // slixmpp drops its connection 0.2 s after reading it, and comes back
+    // a second later; these go to its session meanwhile, and must not be
+    // lost.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    alice.send("/msg sally@localhost two");
+    alice.send("/msg sally@localhost three");
+    sally.expect("resumed", |v| v["type"] == "sm-resumed");
+    let mut bodies = Vec::new();
+    while bodies.len() < 2 {
+        let m = sally.expect("a message", |v| v["type"] == "message");
+        bodies.push(m["body"].as_str().unwrap().to_string());
+    }
+    bodies.sort();
+    assert_eq!(bodies, ["three", "two"], "each once");
+    for n in ["two", "three"] {
+        alice.expect_event("message", "body", &format!("echo: {n}"));
+    }
+    let log = server.log();
+    let resent: usize = log
+        .lines()
+        .filter_map(|l| l.split("resent=").nth(1))
+        .filter_map(|n| n.trim().parse::<usize>().ok())
+        .sum();
+    assert!(resent >= 2, "the server sent two and three again:\n{log}");
+    let (code, t) = alice.finish();
+    assert_eq!(code, 0, "{t}");
+}
+
 tests::twin_tests!(
+    slixmpp_resumes_a_dropped_session_and_misses_nothing,
     slixmpp_and_our_client_share_files_both_ways,
     slixmpp_uploads_a_file_and_curl_fetches_it,
     slixmpp_reads_our_message_archive,

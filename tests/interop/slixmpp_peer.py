@@ -26,6 +26,8 @@ It prints one JSON object per line on stdout, the same shape as
   downloaded   from, url, size, sha256  (a file shared with us by a message
                                        with an XEP-0066 oob URL, GET by aiohttp)
   slot         put, get               (--upload-slot NAME SIZE: a slot only)
+  sm-enabled   resume                 (--sm: XEP-0198 stream management on)
+  sm-resumed                          (the session came back after a drop)
   carbon       sent, peer, body       (a copy of what another session of
                                        the account sent or received)
   unregistered                        after the account was removed
@@ -84,6 +86,13 @@ class Peer(slixmpp.ClientXMPP):
         for plugin in ("xep_0004", "xep_0030", "xep_0045", "xep_0077", "xep_0085", "xep_0092", "xep_0184", "xep_0199", "xep_0280", "xep_0115", "xep_0060", "xep_0163", "xep_0313", "xep_0363", "xep_0066"):
             self.register_plugin(plugin)
         self.plugin["xep_0077"].create_account = args.register
+        if args.sm:
+            self.register_plugin("xep_0198")
+            self.add_event_handler("sm_enabled", lambda e: emit("sm-enabled", resume=bool(e["id"])))
+            self.add_event_handler("session_resumed", lambda e: emit("sm-resumed"))
+            self.add_event_handler("sm_failed", lambda e: emit("error", detail="sm: " + str(e)))
+        self.dropping = False
+        self.chats = 0
         self.plugin["xep_0184"].auto_request = True
         self.plugin["xep_0184"].auto_ack = True
         self.add_event_handler("session_start", self.on_start)
@@ -247,6 +256,9 @@ class Peer(slixmpp.ClientXMPP):
             asyncio.ensure_future(self.download(str(msg["from"]), msg["oob"]["url"]))
             return
         emit("message", **{"from": str(msg["from"]), "body": msg["body"], "id": msg["id"]})
+        self.chats += 1
+        if self.chats == self.args.drop_after:
+            asyncio.ensure_future(self.drop_and_return())
         if msg["body"] == "bye":
             asyncio.ensure_future(self.leave())
         else:
@@ -256,6 +268,22 @@ class Peer(slixmpp.ClientXMPP):
             echo = self.make_message(mto=msg["from"], mbody="echo: " + msg["body"], mtype="chat")
             echo["chat_state"] = "active"
             echo.send()
+
+    async def drop_and_return(self):
+        # The network goes: the socket is torn down with no closing tag,
+        # as when a phone loses its signal. A second later it connects
+        # again (without registering twice), and slixmpp's XEP-0198 plugin
+        # resumes the session.
+        await asyncio.sleep(0.2)
+        self.dropping = True
+        self.plugin["xep_0077"].create_account = False
+        host, port = self.args.server.rsplit(":", 1)
+
+        async def back(_event):
+            await asyncio.sleep(1)
+            self.connect(host, int(port))
+        self.add_event_handler("disconnected", back, disposable=True)
+        self.abort()
 
     async def download(self, sender, url):
         import hashlib
@@ -394,6 +422,9 @@ def main():
     p.add_argument("--tls", choices=["plain", "starttls", "direct"], default="plain")
     p.add_argument("--ca", default=None, help="CA certificate file to trust")
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--sm", action="store_true", help="use stream management (XEP-0198)")
+    p.add_argument("--drop-after", type=int, default=0, metavar="N",
+                   help="drop the connection after the Nth chat message, then come back")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args()
     logging.basicConfig(
@@ -406,7 +437,15 @@ def main():
     peer = Peer(args)
     peer.connect(host, int(port))
     try:
-        peer.loop.run_until_complete(asyncio.wait_for(peer.disconnected, args.timeout))
+        deadline = peer.loop.time() + args.timeout
+        while True:
+            waiting = peer.disconnected
+            left = max(0.1, deadline - peer.loop.time())
+            peer.loop.run_until_complete(asyncio.wait_for(waiting, left))
+            if not peer.dropping:
+                break
+            # The drop was ours (--drop-after): wait for the next end.
+            peer.dropping = False
     except asyncio.TimeoutError:
         emit("error", detail="timed out")
         sys.exit(3)
