@@ -35,6 +35,7 @@ pub mod parser;
 pub mod rsm;
 pub mod sasl;
 pub mod service;
+pub mod sm;
 pub mod stanza;
 pub mod stream;
 

@@ -180,6 +180,10 @@ fn files_for_offline_contacts_and_rooms_go_through_the_upload_service(twin: Twin
     alice.expect("second shared", |v| {
         v["command"] == "/sendfile" && v["type"] == "ok"
     });
+    alice.send(&format!("/sendfile bob@localhost {}", notes.display()));
+    alice.expect("third shared", |v| {
+        v["command"] == "/sendfile" && v["type"] == "ok"
+    });
     alice.send(&format!("/sendfile bob@localhost {}", big.display()));
     let e = alice.expect("too big", |v| {
         v["command"] == "/sendfile" && v["type"] == "error"
@@ -199,6 +203,7 @@ fn files_for_offline_contacts_and_rooms_go_through_the_upload_service(twin: Twin
             .starts_with("alice@localhost")
     );
     let second = bob.expect_event("file-shared", "name", "x");
+    let third = bob.expect_event("file-shared", "name", "notes.txt");
     assert!(!downloads.exists(), "nothing downloaded before /accept");
     bob.send(&format!("/accept {}", first["sid"].as_str().unwrap()));
     let got = bob.expect("received", |v| {
@@ -208,24 +213,29 @@ fn files_for_offline_contacts_and_rooms_go_through_the_upload_service(twin: Twin
     assert_eq!(got["sha256"], sha256_hex(&data).as_str());
     assert_eq!(std::fs::read(downloads.join("photo.jpg")).unwrap(), data);
 
-    // alice deletes her account, and her files go with it: the second
+    // The hostile name lands inside the downloads folder.
+    bob.send(&format!("/accept {}", second["sid"].as_str().unwrap()));
+    let got = bob.expect_event("file-received", "name", "x");
+    assert_eq!(got["path"], downloads.join("x").to_str().unwrap());
+    assert!(!dir.path().join("home/etc/cron.d/x").exists());
+
+    // alice deletes her account, and her files go with it: the third
     // share is gone, and bob is told so.
     alice.send("/unregister");
     let (code, t) = alice.finish();
     assert_eq!(code, 1, "the oversized file failed: {t}");
-    bob.send(&format!("/accept {}", second["sid"].as_str().unwrap()));
+    bob.send(&format!("/accept {}", third["sid"].as_str().unwrap()));
     let gone = bob.expect("gone", |v| {
         v["type"] == "file-received" || v["type"] == "file-failed"
     });
     assert_eq!(gone["type"], "file-failed", "{gone}");
     assert!(gone["reason"].as_str().unwrap().contains("404"), "{gone}");
-    assert!(!dir.path().join("home/etc/cron.d/x").exists());
     let mut left: Vec<String> = std::fs::read_dir(&downloads)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
-    assert_eq!(left, ["photo.jpg"], "no partial file left");
+    assert_eq!(left, ["photo.jpg", "x"], "nothing else");
 
     // In a room, with --accept-files: the file arrives by itself.
     let mut carol = Client::start(&server, "carol@localhost", "pw-c", &["--register"]);

@@ -99,7 +99,20 @@ pub async fn connect<T: ClientTransport>(
         .map_err(|_| ClientError::Timeout("signing in".into()))??;
     let client = start(n, opts.events, opts.pad);
     client.set_file_policy(opts.files.clone());
-    lock(&client.state).files.web = Some(Web(transport.web()));
+    {
+        let mut st = lock(&client.state);
+        st.files.web = Some(Web(transport.web()));
+        let host = opts
+            .server
+            .rsplit_once(':')
+            .map_or(opts.server.as_str(), |(h, _)| h);
+        st.files.home_hosts = vec![
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_ascii_lowercase(),
+            opts.jid.domain().to_ascii_lowercase(),
+        ];
+    }
     Ok(client)
 }
 

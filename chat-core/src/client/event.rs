@@ -431,7 +431,7 @@ impl ClientEvent {
             ClientEvent::FileOffer { sid, name, .. } => sid.len() + name.len(),
             ClientEvent::FileShared { sid, name, url, .. } => sid.len() + name.len() + url.len(),
             ClientEvent::FileProgress { sid, name, .. } => sid.len() + name.len(),
-            ClientEvent::FileReceived(d) => d.sid.len() + d.name.len() + d.sha256.len(),
+            ClientEvent::FileReceived(d) => d.sid.len() + d.name.len() + d.sha256.len() + o(&d.url),
             ClientEvent::FileFailed {
                 sid, name, reason, ..
             } => sid.len() + name.len() + reason.len(),

@@ -214,6 +214,9 @@ pub(crate) struct Files {
     pub(crate) shares: u64,
     /// How shared files' URLs are reached (the sign-in's transport).
     pub(crate) web: Option<Web>,
+    /// Hosts of our own server (its address, our domain): only files on
+    /// them download without `/accept`, even with `--accept-files`.
+    pub(crate) home_hosts: Vec<String>,
     /// The server's upload service, once looked for: `Some(None)` when it
     /// has none.
     pub(crate) upload: Option<Option<UploadService>>,

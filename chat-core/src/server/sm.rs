@@ -24,7 +24,7 @@
 //!   acknowledged, shared by the session and its writer.
 //! - [`Registry`]: the resumable sessions, by id.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,8 +43,8 @@ pub const MAX_UNACKED: usize = 1000;
 /// ... and at most these bytes of them.
 pub const MAX_UNACKED_BYTES: usize = 2 << 20;
 
-/// An ack request, as the writer appends it after what it writes.
-pub const REQUEST: &str = "<r xmlns='urn:xmpp:sm:3'/>";
+pub use protocol::sm::REQUEST;
+use protocol::sm::{TooHigh, Unacked, is_stanza};
 
 /// The outbound side of stream management for one session.
 #[derive(Debug, Default)]
@@ -60,28 +60,11 @@ struct Outgoing {
     /// Resumption allowed: a write error does not end the writer, which
     /// keeps what it is sent for the next connection.
     resumable: bool,
-    /// Stanzas sent since enabling (wrapping at 2^32, as `h` does).
-    sent: u32,
-    /// Sent and not acknowledged, oldest first.
-    unacked: VecDeque<Arc<str>>,
-    bytes: usize,
+    /// Sent and not acknowledged (the counting is the protocol crate's,
+    /// shared with the client).
+    unacked: Unacked,
     /// An `<r/>` is out and unanswered.
     requested: bool,
-}
-
-/// Whether serialized XML is a stanza (counted) rather than a nonza
-/// (`<r/>`, `<a/>`, a stream error).
-fn is_stanza(xml: &str) -> bool {
-    xml.starts_with("<message") || xml.starts_with("<presence") || xml.starts_with("<iq")
-}
-
-/// The client said it handled more than it was sent.
-#[derive(Debug, PartialEq, Eq)]
-pub struct TooHigh {
-    /// What it said.
-    pub h: u32,
-    /// What it was sent.
-    pub sent: u32,
 }
 
 impl SmOut {
@@ -112,10 +95,8 @@ impl SmOut {
             return true;
         }
         let mut o = self.lock();
-        o.sent = o.sent.wrapping_add(1);
-        o.bytes += xml.len();
-        o.unacked.push_back(xml.clone());
-        o.unacked.len() <= MAX_UNACKED && o.bytes <= MAX_UNACKED_BYTES
+        o.unacked.push(xml.clone());
+        o.unacked.len() <= MAX_UNACKED && o.unacked.bytes() <= MAX_UNACKED_BYTES
     }
 
     /// Whether to ask for an acknowledgement now: something is
@@ -135,27 +116,19 @@ impl SmOut {
     /// The client handled `h` stanzas in all: those are forgotten.
     pub fn ack(&self, h: u32) -> Result<usize, TooHigh> {
         let mut o = self.lock();
-        let acked_before = o.sent.wrapping_sub(o.unacked.len() as u32);
-        let n = h.wrapping_sub(acked_before) as usize;
-        if n > o.unacked.len() {
-            return Err(TooHigh { h, sent: o.sent });
-        }
-        let freed: usize = o.unacked.drain(..n).map(|x| x.len()).sum();
-        o.bytes -= freed;
+        let n = o.unacked.ack(h)?;
         o.requested = false;
         Ok(n)
     }
 
     /// After an `ack` for a resumption: what is left to send again.
     pub fn unacked(&self) -> Vec<Arc<str>> {
-        self.lock().unacked.iter().cloned().collect()
+        self.lock().unacked.kept()
     }
 
     /// Everything unacknowledged, taken (the session is ending).
     pub fn take(&self) -> Vec<Arc<str>> {
-        let mut o = self.lock();
-        o.bytes = 0;
-        o.unacked.drain(..).collect()
+        self.lock().unacked.take()
     }
 
     /// A request went out with a resumption's replay.
@@ -251,32 +224,24 @@ mod tests {
     }
 
     #[test]
-    fn stanzas_are_kept_until_acknowledged_and_counted_mod_2_32() {
+    fn nothing_is_kept_before_enabling_and_one_request_is_out_at_a_time() {
         let sm = SmOut::default();
-        assert!(sm.record(&x("<message/>")), "not enabled: nothing kept");
-        assert!(sm.unacked().is_empty());
+        assert!(sm.record(&x("<message/>")));
+        assert!(sm.unacked().is_empty() && !sm.want_ack());
         sm.enable(true);
         for m in [
             "<message id='1'/>",
             "<a xmlns='urn:xmpp:sm:3' h='0'/>",
             "<iq id='2'/>",
-            "<presence/>",
         ] {
             assert!(sm.record(&x(m)));
         }
-        assert_eq!(sm.unacked().len(), 3, "a nonza is not counted");
+        assert_eq!(sm.unacked().len(), 2, "a nonza is not kept");
         assert!(sm.want_ack());
         assert!(!sm.want_ack(), "one request at a time");
         assert_eq!(sm.ack(1), Ok(1));
-        assert_eq!(&*sm.unacked()[0], "<iq id='2'/>");
-        assert_eq!(sm.ack(1), Ok(0), "an old ack again changes nothing");
-        assert_eq!(sm.ack(5), Err(TooHigh { h: 5, sent: 3 }));
-        assert_eq!(sm.ack(3), Ok(2));
-        assert!(sm.unacked().is_empty());
-        // h wraps at 2^32 (XEP-0198 section 4).
-        sm.lock().sent = u32::MAX;
-        sm.record(&x("<message id='w'/>"));
-        assert_eq!(sm.ack(0), Ok(1));
+        assert!(sm.want_ack(), "an answer allows the next request");
+        assert_eq!(sm.ack(9), Err(TooHigh { h: 9, sent: 2 }));
     }
 
     #[test]

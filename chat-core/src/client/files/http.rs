@@ -58,6 +58,13 @@ pub(crate) struct WebUrl {
     pub(crate) name: String,
 }
 
+impl WebUrl {
+    /// The host (an IPv6 address without its brackets).
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+}
+
 /// Parses `url` for a twin whose one scheme is `scheme` (`http` or
 /// `https`).
 pub(crate) fn parse_url(url: &str, scheme: &str) -> Result<WebUrl, ClientError> {
@@ -173,16 +180,21 @@ async fn refusal(url: &WebUrl, response: Response<Incoming>) -> ClientError {
         .map(str::to_string);
     let mut text = Vec::new();
     let mut body = response.into_body();
-    while text.len() < MAX_ERROR_TEXT {
-        match body.frame().await {
-            Some(Ok(f)) => {
-                if let Ok(d) = f.into_data() {
-                    text.extend_from_slice(&d);
+    // The page, for at most a few seconds: a server trickling it must not
+    // hold the transfer.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while text.len() < MAX_ERROR_TEXT {
+            match body.frame().await {
+                Some(Ok(f)) => {
+                    if let Ok(d) = f.into_data() {
+                        text.extend_from_slice(&d);
+                    }
                 }
+                _ => break,
             }
-            _ => break,
         }
-    }
+    })
+    .await;
     text.truncate(MAX_ERROR_TEXT);
     let text = protocol::display::terminal_safe(String::from_utf8_lossy(&text).trim()).into_owned();
     let mut reason = format!("the server answered {status}");

@@ -34,11 +34,13 @@ impl Client {
     /// Accepts a pending offer (the latest when `sid` is `None`): a
     /// direct transfer starts, or a shared file downloads.
     pub fn accept_file(&self, sid: Option<&str>) -> Result<String, ClientError> {
+        let events = self.events_tx.upgrade();
         let mut st = lock(&self.state);
         let offer = take_offer(&mut st, sid)?;
         if offer.url.is_some() {
             let name = offer.name.clone();
-            let Some(events) = self.events_tx.upgrade() else {
+            let Some(events) = events else {
+                st.files.offers.push(offer);
                 return Err(Lost::AlreadyClosed.into());
             };
             start_download(&mut st, &self.state, offer, events);

@@ -27,12 +27,17 @@ use crate::client::api::{Client, IqSender};
 use crate::client::error::ClientError;
 use crate::client::event::{ClientEvent, EventSender, FileDone};
 use crate::client::limits::MAX_PENDING_OFFERS;
+use crate::client::rooms::muc_domain;
 use crate::client::state::{Offer, State, UploadService, Web, lock};
 use crate::util::random_id;
 
 /// Service discovery asks at most this many of the server's items whether
 /// they are an upload service.
 const MAX_ITEMS_ASKED: usize = 20;
+/// After this many seconds a download must have averaged at least
+/// [`MIN_BYTES_PER_SEC`], or it is stopped.
+const SLOW_AFTER_SECS: u64 = 30;
+const MIN_BYTES_PER_SEC: u64 = 4 * 1024;
 
 impl Client {
     /// The server's upload service, found by service discovery (XEP-0030)
@@ -63,12 +68,11 @@ impl Client {
     /// contact with no resource online (who may pick it up later). An
     /// online contact gets a direct transfer, which the server never
     /// keeps.
+    /// A full JID (an occupant of a room too) always gets a direct,
+    /// private transfer.
     pub fn shares_by_upload(&self, to: &Jid) -> bool {
         let st = lock(&self.state);
-        if st.rooms.get(&to.to_bare()).is_some_and(|r| r.joined) {
-            return true;
-        }
-        to.is_bare() && !st.online.keys().any(|j| j.to_bare() == *to)
+        to.is_bare() && (joined(&st, to) || !st.online.keys().any(|j| j.to_bare() == *to))
     }
 
     /// Uploads a file to the server's upload service and sends its URL to
@@ -85,13 +89,17 @@ impl Client {
         let events = self.events_tx.upgrade();
         let (web, room) = {
             let st = lock(&self.state);
-            let room = st.rooms.get(&to.to_bare()).is_some_and(|r| r.joined);
-            (st.files.web.clone(), room)
+            (st.files.web.clone(), joined(&st, to))
         };
-        let to = if room { to.to_bare() } else { to.clone() };
+        // A room we are not in would bounce the message (after the upload).
+        let not_joined = !room && to.is_bare() && to.domain() == muc_domain(&self.jid);
+        let to = to.clone();
         let path = path.to_path_buf();
         let offered_name = offered_name.map(str::to_string);
         async move {
+            if not_joined {
+                return Err(ClientError::JoinFirst(to));
+            }
             let service = service.await?.ok_or(ClientError::NoUploadService)?;
             let web = web.ok_or(ClientError::NoUploadService)?;
             let Outgoing { name, size, sha } =
@@ -128,6 +136,12 @@ impl Client {
             })
         }
     }
+}
+
+/// Whether `to` is a room we are in (its bare JID: a full one is an
+/// occupant).
+fn joined(st: &State, to: &Jid) -> bool {
+    to.is_bare() && st.rooms.get(to).is_some_and(|r| r.joined)
 }
 
 /// Asks the server's items which one is an upload service.
@@ -300,14 +314,30 @@ pub(crate) fn shared(
         from: from.clone(),
         sid,
         name,
-        url: parsed.url,
+        url: parsed.url.clone(),
     });
-    if st.files.policy.auto_accept {
+    // `--accept-files` fetches only from our own server. A URL elsewhere,
+    // fetched the moment it arrives, would let anyone who can message us
+    // make this client connect wherever they like (a machine on our own
+    // network, a server that logs our address): it waits for `/accept`.
+    if st.files.policy.auto_accept && is_home(&st.files.home_hosts, parsed.host()) {
         start_download(&mut st, state, offer, events.clone());
     } else {
         st.files.offers.push(offer);
     }
     true
+}
+
+/// Whether `host` is our server's: its address, our domain, or a name
+/// under our domain (`upload.localhost`).
+fn is_home(home: &[String], host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    home.iter().any(|h| {
+        *h == host
+            || host
+                .strip_suffix(h.as_str())
+                .is_some_and(|p| p.ends_with('.'))
+    })
 }
 
 /// Starts downloading an accepted share (its offer has a URL).
@@ -371,6 +401,7 @@ async fn download(
     let mut hash = Sha256::new();
     let mut got = 0u64;
     let mut progress = length.map(|n| Progress::new(&offer.sid, &offer.name, false, n));
+    let started = std::time::Instant::now();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ClientError::Http {
             url: url.url.clone(),
@@ -391,6 +422,18 @@ async fn download(
         }
         file.write_all(&data).await.map_err(|e| disk(&part.0, e))?;
         hash.update(&data);
+        // A server that trickles a byte now and then (never idle long
+        // enough to time out) would hold a transfer slot for ever.
+        let secs = started.elapsed().as_secs();
+        if secs >= SLOW_AFTER_SECS && got < secs * MIN_BYTES_PER_SEC {
+            return Err(ClientError::Http {
+                url: url.url.clone(),
+                reason: format!(
+                    "too slow: {got} bytes in {secs} s (under {} KiB/s): stopped",
+                    MIN_BYTES_PER_SEC / 1024
+                ),
+            });
+        }
         if let Some(p) = &mut progress {
             p.update(got, events);
         }
@@ -404,13 +447,20 @@ async fn download(
     file.flush().await.map_err(|e| disk(&part.0, e))?;
     file.sync_all().await.map_err(|e| disk(&part.0, e))?;
     drop(file);
-    let dest = free_path(downloads, &offer.name).ok_or_else(|| ClientError::Http {
-        url: url.url.clone(),
-        reason: format!("no free name for {} in {}", offer.name, downloads.display()),
-    })?;
-    tokio::fs::hard_link(&part.0, &dest)
-        .await
-        .map_err(|e| disk(&dest, e))?;
+    // Another download may take the free name first: the link then fails
+    // (it never overwrites), and the next free name is tried.
+    let mut tries = 0;
+    let dest = loop {
+        let dest = free_path(downloads, &offer.name).ok_or_else(|| ClientError::Http {
+            url: url.url.clone(),
+            reason: format!("no free name for {} in {}", offer.name, downloads.display()),
+        })?;
+        match tokio::fs::hard_link(&part.0, &dest).await {
+            Ok(()) => break dest,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 10 => tries += 1,
+            Err(e) => return Err(disk(&dest, e)),
+        }
+    };
     Ok(saved(
         offer,
         dest,
@@ -491,6 +541,37 @@ mod tests {
             headers,
             vec![("Authorization".to_string(), "Bearer x".to_string())]
         );
+    }
+
+    #[test]
+    fn only_our_own_server_s_files_download_by_themselves() {
+        let home = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        for h in ["127.0.0.1", "localhost", "upload.localhost", "LOCALHOST"] {
+            assert!(is_home(&home, h), "{h}");
+        }
+        for h in [
+            "evil.example",
+            "notlocalhost",
+            "127.0.0.2",
+            "169.254.169.254",
+            "localhost.evil",
+        ] {
+            assert!(!is_home(&home, h), "{h}");
+        }
+    }
+
+    #[test]
+    fn hostile_names_in_a_url_become_one_safe_name() {
+        for (url, want) in [
+            ("https://h/u/t/..%2F..%2Fetc%2Fpasswd", "passwd"),
+            ("https://h/u/t/%2e%2e", "file"),
+            ("https://h/u/t/a%00b%1b%5B2J.txt", "ab[2J.txt"),
+            ("https://h/u/t/.bashrc", "bashrc"),
+            ("https://h/u/t/report%E2%80%AEfdp.exe", "reportfdp.exe"),
+        ] {
+            let name = http::parse_url(url, "https").unwrap().name;
+            assert_eq!(safe_file_name(&name), want, "{url}");
+        }
     }
 
     #[test]
