@@ -190,6 +190,11 @@ pub struct ClientArgs {
     /// 10). Costs up to N-1 bytes a stanza; 0 (the default) pads nothing.
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=16384))]
     pub pad: u16,
+    /// Do not use stream management (XEP-0198). Without it, what the server
+    /// writes into a connection that just dropped is lost without anyone
+    /// knowing, and a dropped connection ends the session.
+    #[arg(long)]
+    pub no_stream_management: bool,
     /// Print events as JSON lines.
     #[arg(long)]
     pub json: bool,
@@ -242,6 +247,7 @@ impl ClientArgs {
             },
             events: Default::default(),
             pad: usize::from(self.pad),
+            stream_management: !self.no_stream_management,
         })
     }
 }

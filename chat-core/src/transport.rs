@@ -122,8 +122,10 @@ pub enum TransportError {
     CannotEncrypt,
 }
 
-/// What the client needs from its transport.
-pub trait ClientTransport: Send + Sync + 'static {
+/// What the client needs from its transport. Cloned by a client that
+/// resumes its session after a dropped connection (XEP-0198): it connects
+/// again exactly as it first did.
+pub trait ClientTransport: Clone + Send + Sync + 'static {
     /// Connects to the server; direct TLS performs its handshake here. Also
     /// says whether the stream is already encrypted.
     fn connect(

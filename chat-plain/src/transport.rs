@@ -53,6 +53,7 @@ impl Twin for Transport {
 }
 
 /// Plain TCP for both server and client.
+#[derive(Clone)]
 pub struct Plain;
 
 fn cannot_upgrade() -> io::Error {

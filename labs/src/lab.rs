@@ -941,7 +941,14 @@ fn keylogged_session(server: &ChatServer, s: &Secrets, n: u8, dir: &Path) -> any
 /// another message at another moment.
 fn traffic_session(server: &ChatServer, s: &Secrets, n: u8) -> anyhow::Result<()> {
     for part in 1..=2 {
-        let flags: &[&str] = if part == 1 { &[] } else { &["--pad", "256"] };
+        // Without stream management: its acks (`<r/>`, `<a/>`) come and go
+        // on their own timing, records that blur the two this lab is about
+        // (a lesson of their own, not this lab's).
+        let flags: &[&str] = if part == 1 {
+            &["--no-stream-management"]
+        } else {
+            &["--pad", "256", "--no-stream-management"]
+        };
         let teacher = teacher_waits(server, s, n)?;
         let cmd = server.client("classmate", &s.password(n, "classmate"), flags)?;
         let mut c = harness::Proc::spawn("classmate", cmd, harness::Input::Piped)?;

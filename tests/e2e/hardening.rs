@@ -882,7 +882,17 @@ fn a_poison_message_never_blocks_the_ones_behind_it() {
 /// to offline storage instead of into a dead socket.
 #[test]
 fn a_peer_that_vanishes_without_closing_is_noticed_and_goes_offline() {
-    let server = Server::start(Twin::Plain, &["--ping-after", "1", "--ping-timeout", "1"]);
+    let server = Server::start(
+        Twin::Plain,
+        &[
+            "--ping-after",
+            "1",
+            "--ping-timeout",
+            "1",
+            "--resume-timeout",
+            "2",
+        ],
+    );
     let mut alice = Client::start(&server, "alice@localhost", "pw-a", &["--register"]);
     alice.expect("connected", |v| v["type"] == "connected");
     let mut bob = Client::start(&server, "bob@localhost", "pw-b", &["--register"]);

@@ -94,7 +94,15 @@ fn rooms_join_talk_history_private_messages_and_leave(twin: Twin) {
     });
     let (code, t) = bob.finish();
     assert_eq!(code, 1, "the failed /say makes the exit code 1: {t}");
-    let mut dave = Client::start(&server, "dave@localhost", "pw-d", &["--register"]);
+    // Without stream management: killed, dave leaves at once. (With it,
+    // his session would wait --resume-timeout for him to come back first,
+    // still in the room: tests/e2e/stream_management.rs.)
+    let mut dave = Client::start(
+        &server,
+        "dave@localhost",
+        "pw-d",
+        &["--register", "--no-stream-management"],
+    );
     dave.send("/join lab");
     joined(&mut dave, "dave");
     alice.expect("dave joined", |v| {

@@ -1,12 +1,14 @@
 //! Stream management (XEP-0198) on our server, spoken by hand: a session
 //! whose connection drops is resumed and gets again everything it had not
 //! acknowledged; one never resumed leaves its messages in offline storage;
-//! a made-up or someone else's resumption id resumes nothing.
+//! a made-up or someone else's resumption id resumes nothing. And our
+//! client through a network that drops: it resumes by itself, and says
+//! what came back.
 
 use std::time::Duration;
 
 use protocol::Element;
-use tests::{RawEvent, Server, Twin, XmppRaw};
+use tests::{Client, RawEvent, Relay, Server, Twin, XmppRaw};
 
 const SM: &str = "urn:xmpp:sm:3";
 
@@ -211,3 +213,71 @@ fn a_client_that_acknowledges_too_much_is_closed_and_one_without_sm_gets_failed(
         err.to_xml()
     );
 }
+
+/// Our client on a network that drops for two seconds: it says so, comes
+/// back by itself, and shows the three messages sent to it meanwhile
+/// ("resumed; 3 messages redelivered"); what it sent during the outage
+/// reaches its contact too.
+fn our_client_resumes_after_the_network_drops(twin: Twin) {
+    let server = Server::start(twin, &[]);
+    let upstream = match twin {
+        Twin::DirectTls => server.direct.unwrap(),
+        _ => server.addr,
+    };
+    let relay = Relay::start(upstream);
+    let mut bob = Client::start(&server, "bob@localhost", "pw-b", &["--register"]);
+    bob.expect("connected", |v| v["type"] == "connected");
+    let mut alice = Client::start_via(
+        &server,
+        relay.addr,
+        "alice@localhost",
+        "pw-a",
+        &["--register"],
+    );
+    alice.expect("connected", |v| v["type"] == "connected");
+    alice.befriend(&mut bob);
+
+    relay.cut(Duration::from_secs(2));
+    let lost = alice.expect("reconnecting", |v| v["type"] == "reconnecting");
+    assert!(lost["reason"].as_str().is_some(), "{lost}");
+    // Into the outage: bob's messages wait in alice's session on the
+    // server; alice's own waits in her client.
+    for n in ["one", "two", "three"] {
+        bob.send(&format!("/msg alice@localhost {n}"));
+    }
+    alice.send("/msg bob@localhost written during the outage");
+    // The messages come back first, then the client says what happened.
+    let mut bodies = Vec::new();
+    let back = loop {
+        let v = alice.expect("resumed", |v| {
+            ["resumed", "disconnected", "message"].contains(&v["type"].as_str().unwrap_or(""))
+        });
+        if v["type"] == "message" {
+            bodies.push(v["body"].as_str().unwrap().to_string());
+        } else {
+            break v;
+        }
+    };
+    assert_eq!(back["type"], "resumed", "{back}\n{}", server.log());
+    assert_eq!(back["redelivered"], 3, "{back}");
+    // At least her message; more if some of hers were in flight when the
+    // network went (the server's count says which it never got).
+    assert!(back["resent"].as_u64().unwrap() >= 1, "{back}");
+    assert_eq!(bodies, ["one", "two", "three"], "each once, in order");
+    bob.expect_event("message", "body", "written during the outage");
+    // Still the same session: bob never saw alice go offline.
+    alice.send("/msg bob@localhost still here");
+    bob.expect_event("message", "body", "still here");
+    let (code, t) = alice.finish();
+    assert_eq!(code, 0, "{t}");
+    let (code, t) = bob.finish();
+    assert_eq!(code, 0, "{t}");
+    // Until alice signed out at the end, bob never saw her go offline.
+    let before_the_end = &t[..t.find("still here").unwrap()];
+    assert!(
+        !before_the_end.contains(r#""available":false"#),
+        "bob saw alice go offline: {t}"
+    );
+}
+
+tests::twin_tests!(our_client_resumes_after_the_network_drops);

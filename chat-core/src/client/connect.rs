@@ -7,6 +7,7 @@
 //! split between the two tasks.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -24,6 +25,7 @@ use super::event::{EventLimits, event_queue};
 use super::limits::{CONNECT_TIMEOUT, MAX_QUEUED_STANZAS};
 use super::outbound;
 use super::reader::{self, Reader};
+use super::sm::{DEFAULT_RESUME_WINDOW, Reconnect, Reconnected, Resumer, Sm};
 use super::state::{FilePolicy, Pending, State, Web, lock};
 use crate::transport::{BoxStream, ClientTransport, Security, StartTls, TransportError};
 use crate::util::random_id;
@@ -60,6 +62,9 @@ pub struct ConnectOptions {
     /// Pad every stanza after sign-in to a multiple of this many bytes
     /// with white space (0: none): see [`outbound::padded`].
     pub pad: usize,
+    /// Use stream management (XEP-0198) when the server offers it: acks,
+    /// and resuming the session after a dropped connection.
+    pub stream_management: bool,
 }
 
 /// The result of stream negotiation.
@@ -73,6 +78,22 @@ pub(super) struct Negotiated {
     discarded_at_switch: usize,
     /// The largest stanza the server accepts (see [`server_limit`]).
     max_stanza: usize,
+    /// Stream management as the server enabled it: the resumption id and
+    /// how long the server keeps the session (`None` without resumption).
+    sm: Option<Option<(String, Duration)>>,
+    /// A resumption: the count of our stanzas the server had handled.
+    resumed: Option<u32>,
+}
+
+/// What a negotiation ends with: a new session, or an old one resumed.
+#[derive(Clone, Copy)]
+enum Goal<'a> {
+    Bind,
+    /// `<resume previd h/>` instead of binding.
+    Resume {
+        previd: &'a str,
+        h: u32,
+    },
 }
 
 /// The stanza limit a server announces in its features (XEP-0478), or our
@@ -94,10 +115,39 @@ pub async fn connect<T: ClientTransport>(
     transport: &T,
     opts: &ConnectOptions,
 ) -> Result<Client, ClientError> {
-    let n = tokio::time::timeout(CONNECT_TIMEOUT, negotiate(transport, opts))
+    let n = tokio::time::timeout(CONNECT_TIMEOUT, negotiate(transport, opts, Goal::Bind))
         .await
         .map_err(|_| ClientError::Timeout("signing in".into()))??;
-    let client = start(n, opts.events, opts.pad);
+    let resumer = match &n.sm {
+        Some(Some((id, window))) => {
+            // Connecting again is what the client first did: the same
+            // transport (its TLS trust, pin, --insecure) and account.
+            let (t, mut o) = (transport.clone(), opts.clone());
+            // The account exists now: signing in again must not register.
+            o.register = false;
+            let reconnect: Reconnect = Arc::new(move |previd: String, h: u32| {
+                let (t, o) = (t.clone(), o.clone());
+                Box::pin(async move {
+                    let goal = Goal::Resume { previd: &previd, h };
+                    let n = tokio::time::timeout(CONNECT_TIMEOUT, negotiate(&t, &o, goal))
+                        .await
+                        .map_err(|_| ClientError::Timeout("resuming".into()))??;
+                    Ok(Reconnected {
+                        server_h: n.resumed.unwrap_or(0),
+                        stream: n.stream,
+                        reader: n.reader,
+                    })
+                })
+            });
+            Some(Resumer {
+                id: id.clone(),
+                window: *window,
+                reconnect,
+            })
+        }
+        _ => None,
+    };
+    let client = start(n, opts.events, opts.pad, resumer);
     client.set_file_policy(opts.files.clone());
     {
         let mut st = lock(&client.state);
@@ -162,6 +212,7 @@ async fn next_element(
 async fn negotiate<T: ClientTransport>(
     transport: &T,
     opts: &ConnectOptions,
+    goal: Goal<'_>,
 ) -> Result<Negotiated, ClientError> {
     let domain = opts.jid.domain().to_string();
     let (mut stream, mut security) =
@@ -211,13 +262,27 @@ async fn negotiate<T: ClientTransport>(
             reader.reset();
             continue;
         }
+        let max_stanza = server_limit(&features);
+        if let Goal::Resume { previd, h } = goal {
+            let server_h = resume(&mut stream, &mut reader, previd, h).await?;
+            return Ok(Negotiated {
+                stream,
+                reader,
+                jid: opts.jid.clone(),
+                mechanism: mechanism.unwrap_or(Mechanism::Plain),
+                secure: security.is_tls(),
+                discarded_at_switch,
+                max_stanza,
+                sm: None,
+                resumed: Some(server_h),
+            });
+        }
         if !features.has_child("bind", ns::BIND) {
             return Err(ClientError::Unexpected(
                 "stream features without <bind/>".into(),
             ));
         }
         let jid = bind(&mut stream, &mut reader, opts.jid.resource()).await?;
-        let max_stanza = server_limit(&features);
         let session = features.get_child("session", ns::SESSION);
         if session.is_some_and(|s| !s.has_child("optional", ns::SESSION)) {
             let iq = Iq::request(
@@ -229,6 +294,11 @@ async fn negotiate<T: ClientTransport>(
             write_element(&mut stream, &iq.to_element()).await?;
             let _ = next_element(&mut stream, &mut reader).await?;
         }
+        let sm = if opts.stream_management && features.has_child("sm", ns::SM) {
+            enable_sm(&mut stream, &mut reader).await?
+        } else {
+            None
+        };
         return Ok(Negotiated {
             stream,
             reader,
@@ -237,7 +307,66 @@ async fn negotiate<T: ClientTransport>(
             secure: security.is_tls(),
             discarded_at_switch,
             max_stanza,
+            sm,
+            resumed: None,
         });
+    }
+}
+
+/// Turns stream management on (XEP-0198), asking for resumption: `None`
+/// when the server refuses, `Some(None)` when it allows no resumption.
+async fn enable_sm(
+    stream: &mut BoxStream,
+    reader: &mut XmppReader,
+) -> Result<Option<Option<(String, Duration)>>, ClientError> {
+    write_element(
+        stream,
+        &Element::new("enable", ns::SM).attr("resume", "true"),
+    )
+    .await?;
+    let el = next_element(stream, reader).await?;
+    if !el.is("enabled", ns::SM) {
+        // `<failed/>`: the session goes on without it.
+        return Ok(None);
+    }
+    let resumable = matches!(el.get_attr("resume"), Some("true" | "1"));
+    let window = el
+        .get_attr("max")
+        .and_then(|m| m.parse::<u64>().ok())
+        .map_or(DEFAULT_RESUME_WINDOW, Duration::from_secs);
+    Ok(Some(
+        el.get_attr("id")
+            .filter(|_| resumable)
+            .map(|id| (id.to_string(), window)),
+    ))
+}
+
+/// `<resume/>` after signing in again: the server's count of our stanzas,
+/// or why the session could not be resumed.
+async fn resume(
+    stream: &mut BoxStream,
+    reader: &mut XmppReader,
+    previd: &str,
+    h: u32,
+) -> Result<u32, ClientError> {
+    write_element(
+        stream,
+        &Element::new("resume", ns::SM)
+            .attr("previd", previd)
+            .attr("h", h.to_string()),
+    )
+    .await?;
+    let el = next_element(stream, reader).await?;
+    match (el.is("resumed", ns::SM), protocol::sm::h_of(&el)) {
+        (true, Some(h)) => Ok(h),
+        _ => Err(ClientError::Refused {
+            what: "resuming the session".into(),
+            condition: el
+                .elements()
+                .next()
+                .map_or_else(|| el.name.to_string(), |c| c.name.to_string()),
+            text: protocol::error::error_text(&el),
+        }),
     }
 }
 
@@ -499,7 +628,14 @@ async fn bind(
 
 /// Starts the signed-in client: splits the stream between the reader and
 /// writer tasks and connects them to the API by queues.
-pub(super) fn start(n: Negotiated, events: EventLimits, pad: usize) -> Client {
+pub(super) fn start(
+    n: Negotiated,
+    events: EventLimits,
+    pad: usize,
+    resumer: Option<Resumer>,
+) -> Client {
+    let sm = n.sm.as_ref().map(|_| Arc::new(Sm::default()));
+    let (attach_tx, attach_rx) = mpsc::unbounded_channel();
     let (rd, wr) = tokio::io::split(n.stream);
     let (out_tx, out_rx) = mpsc::channel(MAX_QUEUED_STANZAS);
     let (ev_tx, ev_rx) = event_queue(events);
@@ -507,7 +643,14 @@ pub(super) fn start(n: Negotiated, events: EventLimits, pad: usize) -> Client {
     let pending: Pending = Arc::default();
     let state: Arc<Mutex<State>> = Arc::default();
     let stalled = Arc::new(Notify::new());
-    let writer = tokio::spawn(outbound::writer(wr, out_rx, stalled.clone(), pad));
+    let writer = tokio::spawn(outbound::writer(
+        wr,
+        out_rx,
+        stalled.clone(),
+        pad,
+        sm.clone(),
+        attach_rx,
+    ));
     let events_tx = ev_tx.downgrade();
     let mut xml = n.reader;
     // Signed in: from now on one oversized stanza is skipped, not fatal.
@@ -519,6 +662,9 @@ pub(super) fn start(n: Negotiated, events: EventLimits, pad: usize) -> Client {
         stalled,
         pending: pending.clone(),
         state: state.clone(),
+        sm,
+        resumer,
+        attach: attach_tx,
     };
     tokio::spawn(reader::run(rd, xml, r, closed_tx));
     Client {
@@ -571,9 +717,12 @@ mod tests {
                 secure: false,
                 discarded_at_switch: 0,
                 max_stanza: protocol::limits::MAX_STANZA_BYTES,
+                sm: None,
+                resumed: None,
             },
             EventLimits::default(),
             0,
+            None,
         );
         (c, server)
     }

@@ -319,6 +319,19 @@ pub enum ClientEvent {
         /// How many since the last such event.
         count: u64,
     },
+    /// The connection dropped; the client is connecting again to resume
+    /// its session (XEP-0198).
+    Reconnecting {
+        /// What happened to the connection.
+        reason: String,
+    },
+    /// The session was resumed on a new connection: nothing was lost.
+    Resumed {
+        /// Messages the server sent again (they had not arrived).
+        redelivered: usize,
+        /// Stanzas of ours sent again (the server had not had them).
+        resent: usize,
+    },
     /// The connection ended.
     Disconnected {
         /// Why, if it was not a normal close.
@@ -355,6 +368,8 @@ impl ClientEvent {
             ClientEvent::RoomLeft { .. } => "room-left",
             ClientEvent::StanzaTooLarge { .. } => "stanza-too-large",
             ClientEvent::EventsDropped { .. } => "events-dropped",
+            ClientEvent::Reconnecting { .. } => "reconnecting",
+            ClientEvent::Resumed { .. } => "resumed",
             ClientEvent::Disconnected { .. } => "disconnected",
         }
     }
@@ -387,6 +402,8 @@ impl ClientEvent {
             | ClientEvent::FileFailed { .. }
             | ClientEvent::StanzaTooLarge { .. }
             | ClientEvent::EventsDropped { .. }
+            | ClientEvent::Reconnecting { .. }
+            | ClientEvent::Resumed { .. }
             | ClientEvent::Disconnected { .. } => None,
         }
     }
@@ -449,7 +466,9 @@ impl ClientEvent {
             ClientEvent::RoomSubject { nick, subject, .. } => o(nick) + subject.len(),
             ClientEvent::RoomLeft { reason, .. } => o(reason),
             ClientEvent::Disconnected { reason } => o(reason),
-            ClientEvent::SubscriptionRequest { .. }
+            ClientEvent::Reconnecting { reason } => reason.len(),
+            ClientEvent::Resumed { .. }
+            | ClientEvent::SubscriptionRequest { .. }
             | ClientEvent::Subscription { .. }
             | ClientEvent::RosterRemoved(_)
             | ClientEvent::StanzaTooLarge { .. }

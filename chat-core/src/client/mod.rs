@@ -20,6 +20,8 @@
 //!   events, sign-out.
 //! - [`rooms`], [`files`], [`directory`]: the feature APIs (more
 //!   `impl Client`) and the handlers of their incoming stanzas.
+//! - `sm`: stream management (XEP-0198): the counts the reader and writer
+//!   share, and how a dropped session is resumed.
 //! - `reader`: the reader task, which dispatches each stanza to its owner.
 //! - `connect`: stream negotiation (STARTTLS, registration, SASL, binding),
 //!   then starting the reader and writer.
@@ -43,6 +45,7 @@ pub mod limits;
 mod outbound;
 mod reader;
 pub mod rooms;
+mod sm;
 mod state;
 
 pub use api::{Client, RawSender};

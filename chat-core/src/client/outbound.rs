@@ -14,6 +14,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::error::{ClientError, Lost};
 use super::limits::{MAX_QUEUED_AUTO_REPLIES, WRITE_STALL_TIMEOUT};
+use super::sm::{Attach, Sm};
 use crate::transport::BoxStream;
 
 /// Queues a stanza the user asked for: [`ClientError::Congested`] when the
@@ -63,46 +64,134 @@ pub(crate) fn padded(mut xml: String, pad: usize) -> String {
     xml
 }
 
-/// Writes queued stanzas, each [`padded`] to a multiple of `pad` bytes. A
-/// write that makes no progress for [`WRITE_STALL_TIMEOUT`] wakes
-/// `stalled`: the reader then ends the connection with an error saying the
-/// server does not read.
+/// Drains the queue onto the socket, flushing when the queue is empty (so
+/// bursts go out together). A server that reads nothing for
+/// [`WRITE_STALL_TIMEOUT`] wakes `stalled` and ends the writer.
+///
+/// With stream management (`sm`), each stanza written is kept until the
+/// server acknowledges it, an ack request follows what is written, and an
+/// ack of what we handled goes just before our closing tag. If the
+/// connection fails, the writer does not end: it keeps what is queued
+/// meanwhile, and `attach` brings the resumed connection, where what the
+/// server never acknowledged goes first.
 pub(crate) async fn writer(
     wr: WriteHalf<BoxStream>,
     mut rx: mpsc::Receiver<String>,
     stalled: Arc<Notify>,
     pad: usize,
+    sm: Option<Arc<Sm>>,
+    mut attach: mpsc::UnboundedReceiver<Attach>,
 ) {
-    let mut w = BufWriter::new(wr);
-    while let Some(xml) = rx.recv().await {
+    let mut w = Some(BufWriter::new(wr));
+    let mut attaching = true;
+    loop {
+        let xml = tokio::select! {
+            biased;
+            next = attach.recv(), if attaching => {
+                match next {
+                    Some(a) => w = resumed(a, sm.as_deref()).await,
+                    None => attaching = false,
+                }
+                continue;
+            }
+            xml = rx.recv() => match xml {
+                Some(x) => x,
+                None => break,
+            },
+        };
         let xml = padded(xml, pad);
-        match tokio::time::timeout(WRITE_STALL_TIMEOUT, w.write_all(xml.as_bytes())).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return,
-            Err(_) => {
-                stalled.notify_one();
-                return;
+        let closing = xml == stream::CLOSE;
+        if let Some(sm) = &sm {
+            if closing {
+                // Everything handled, said before leaving: the server then
+                // keeps nothing of ours for a next sign-in.
+                let ack = padded(protocol::sm::ack(sm.handled()), pad);
+                write_or_detach(&mut w, &ack, &stalled).await;
+            } else if protocol::sm::is_stanza(&xml) {
+                sm.sent(&xml);
             }
         }
-        if xml == stream::CLOSE {
+        // Without stream management a failed write ends the writer. With
+        // it, the writer goes on detached: what comes now is kept (above)
+        // for the resumed connection, or lost with the session if none.
+        if w.is_some() && !write_or_detach(&mut w, &xml, &stalled).await && sm.is_none() {
+            return;
+        }
+        if closing {
             // Nothing may follow the end of the stream (RFC 6120 4.4): an
             // automatic answer (a receipt, a pong) queued after it is
             // dropped, not sent into a closed stream.
             break;
         }
         if rx.is_empty() {
-            match tokio::time::timeout(WRITE_STALL_TIMEOUT, w.flush()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return,
-                Err(_) => {
-                    stalled.notify_one();
-                    return;
+            if let Some(sm) = &sm
+                && sm.want_ack()
+            {
+                // Padded like everything else (`--pad`): an unpadded
+                // request would stand out in the record sizes.
+                let request = padded(protocol::sm::REQUEST.to_string(), pad);
+                write_or_detach(&mut w, &request, &stalled).await;
+            }
+            if let Some(out) = &mut w {
+                match tokio::time::timeout(WRITE_STALL_TIMEOUT, out.flush()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => {
+                        if sm.is_none() {
+                            return;
+                        }
+                        w = None;
+                    }
+                    Err(_) => {
+                        stalled.notify_one();
+                        return;
+                    }
                 }
             }
         }
     }
-    let _ = w.flush().await;
-    let _ = w.shutdown().await;
+    if let Some(mut out) = w {
+        let _ = out.flush().await;
+        let _ = out.shutdown().await;
+    }
+}
+
+/// Writes `xml`; on failure the writer has no connection any more
+/// (`false`). A server that reads nothing for [`WRITE_STALL_TIMEOUT`] is
+/// reported through `stalled`.
+async fn write_or_detach(
+    w: &mut Option<BufWriter<WriteHalf<BoxStream>>>,
+    xml: &str,
+    stalled: &Notify,
+) -> bool {
+    let Some(out) = w else { return false };
+    match tokio::time::timeout(WRITE_STALL_TIMEOUT, out.write_all(xml.as_bytes())).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => {
+            *w = None;
+            false
+        }
+        Err(_) => {
+            stalled.notify_one();
+            *w = None;
+            false
+        }
+    }
+}
+
+/// The resumed connection: what the server never acknowledged goes first.
+async fn resumed(a: Attach, sm: Option<&Sm>) -> Option<BufWriter<WriteHalf<BoxStream>>> {
+    let mut out = BufWriter::new(a.wr);
+    let mut ok = true;
+    for x in &a.replay {
+        ok = ok && out.write_all(x.as_bytes()).await.is_ok();
+    }
+    if ok && !a.replay.is_empty() && sm.is_some_and(Sm::want_ack) {
+        ok = out
+            .write_all(protocol::sm::REQUEST.as_bytes())
+            .await
+            .is_ok();
+    }
+    (ok && out.flush().await.is_ok()).then_some(out)
 }
 
 #[cfg(test)]

@@ -16,11 +16,13 @@ use protocol::{Element, Jid, StanzaErrorCondition, StreamErrorCondition, ns};
 use tokio::io::ReadHalf;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::error::ClientError;
 use super::event::{ChatState, ClientEvent, EventSender, RosterItem};
 use super::files::{handle_file_iq, shared, shared_url};
 use super::limits::{MAX_PENDING_REQUESTS, MAX_ROSTER_ITEMS, WRITE_STALL_TIMEOUT, kept_text};
 use super::outbound::auto_reply;
 use super::rooms::{handle_room_stanza, muc_domain};
+use super::sm::{Attach, RETRY_WAITS, Resumer, Sm};
 use super::state::{Pending, State, lock};
 use crate::transport::BoxStream;
 use crate::util::random_id;
@@ -41,16 +43,27 @@ pub(crate) struct Reader {
     pub(crate) pending: Pending,
     /// What the API reads.
     pub(crate) state: Arc<Mutex<State>>,
+    /// Stream management's counts, once it is on (XEP-0198).
+    pub(crate) sm: Option<Arc<Sm>>,
+    /// How to get back into the session after a dropped connection.
+    pub(crate) resumer: Option<Resumer>,
+    /// Tells the writer about the resumed connection.
+    pub(crate) attach: mpsc::UnboundedSender<Attach>,
 }
 
 /// Reads until the stream ends, then fails what waits on the connection,
 /// signals `closed` and sends the last event, [`ClientEvent::Disconnected`].
+/// A resumable session (XEP-0198) whose connection drops is resumed on a
+/// new one first, as often as the server allows.
 pub(crate) async fn run(
     mut rd: ReadHalf<BoxStream>,
     mut xml: XmppReader,
     r: Reader,
     closed: oneshot::Sender<()>,
 ) {
+    // After a resumption: message stanzas that came back, counted until
+    // the server's first ack request (it follows its replay) or a moment.
+    let mut comeback: Option<Comeback> = None;
     let reason = loop {
         let next = tokio::select! {
             next = xml.next(&mut rd) => next,
@@ -58,12 +71,35 @@ pub(crate) async fn run(
                 "the server has not read anything we sent for {} seconds; disconnected",
                 WRITE_STALL_TIMEOUT.as_secs()
             )),
+            _ = until(comeback.as_ref().map(|c| c.until)) => {
+                if let Some(c) = comeback.take() {
+                    c.report(&r.events);
+                }
+                continue;
+            }
         };
         let el = match next {
             Ok(Event::Element(el)) => el,
             Ok(Event::StreamClose) => break None,
             Ok(Event::StreamOpen(_)) => break Some("the server restarted the stream".to_string()),
-            Err(ReadError::Eof) => break Some("the server closed the connection".to_string()),
+            Err(e @ (ReadError::Eof | ReadError::Io(_))) => {
+                let why = match e {
+                    ReadError::Eof => "the server closed the connection".to_string(),
+                    other => other.to_string(),
+                };
+                let Some(resumer) = &r.resumer else {
+                    break Some(why);
+                };
+                match comeback_after(&r, resumer, &why).await {
+                    Ok((new_rd, new_xml, c)) => {
+                        rd = new_rd;
+                        xml = new_xml;
+                        comeback = Some(c);
+                        continue;
+                    }
+                    Err(e) => break Some(format!("{why}; the session could not be resumed: {e}")),
+                }
+            }
             Err(ReadError::Parse(protocol::ParseError::TooLarge { limit })) if xml.can_go_on() => {
                 // A hostile or broken server cannot end our session with one
                 // huge stanza: it was skipped, unread, and we go on.
@@ -83,6 +119,34 @@ pub(crate) async fn run(
                 None => format!("stream error {c}"),
             });
         }
+        if let Some(sm) = &r.sm {
+            if el.ns == ns::SM {
+                match el.name.as_str() {
+                    "r" => {
+                        auto_reply(&r.out, protocol::sm::ack(sm.handled()));
+                        if let Some(c) = comeback.take() {
+                            c.report(&r.events);
+                        }
+                    }
+                    "a" => {
+                        if let Some(h) = protocol::sm::h_of(&el) {
+                            sm.acked(h);
+                        }
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            if protocol::sm::is_stanza_element(&el) {
+                sm.handled_one();
+                if let Some(c) = &mut comeback
+                    && el.name == "message"
+                    && el.has_child("body", ns::CLIENT)
+                {
+                    c.redelivered += 1;
+                }
+            }
+        }
         dispatch(&el, &r);
     };
     lock(&r.pending).clear();
@@ -92,6 +156,87 @@ pub(crate) async fn run(
     r.events
         .send_last(ClientEvent::Disconnected { reason })
         .await;
+}
+
+/// Counting what a resumed session got back.
+struct Comeback {
+    redelivered: usize,
+    resent: usize,
+    until: tokio::time::Instant,
+}
+
+impl Comeback {
+    fn report(self, events: &EventSender) {
+        events.send(ClientEvent::Resumed {
+            redelivered: self.redelivered,
+            resent: self.resent,
+        });
+    }
+}
+
+/// Whether connecting failed for want of a network (worth another try).
+fn network_trouble(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Connect { .. } | ClientError::ConnectionLost(_) | ClientError::Timeout(_)
+    )
+}
+
+/// Sleeps until `at`, or for ever.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The connection dropped: connects again and resumes the session, trying
+/// for as long as the server keeps it. The writer moves to the new
+/// connection and sends again what the server never acknowledged.
+async fn comeback_after(
+    r: &Reader,
+    resumer: &Resumer,
+    why: &str,
+) -> Result<(ReadHalf<BoxStream>, XmppReader, Comeback), ClientError> {
+    let sm = r
+        .sm
+        .as_ref()
+        .ok_or_else(|| ClientError::Unexpected("a resumption without stream management".into()))?;
+    r.events.send(ClientEvent::Reconnecting {
+        reason: why.to_string(),
+    });
+    let deadline = tokio::time::Instant::now() + resumer.window;
+    let mut attempt = 0;
+    let n = loop {
+        // Quick at first, then backing off (the last wait repeats).
+        let wait = RETRY_WAITS[attempt.min(RETRY_WAITS.len() - 1)];
+        attempt += 1;
+        tokio::time::sleep(wait).await;
+        match (resumer.reconnect)(resumer.id.clone(), sm.handled()).await {
+            Ok(n) => break n,
+            // Only a network that is not back yet is worth waiting for.
+            // The server saying no (the session expired, a wrong password
+            // now, a certificate that does not verify) would say no again.
+            Err(e) if !network_trouble(&e) => return Err(e),
+            Err(e) if tokio::time::Instant::now() + wait >= deadline => return Err(e),
+            Err(e) => tracing::info!("resuming failed, trying again: {e}"),
+        }
+    };
+    sm.acked(n.server_h);
+    let (rd, wr) = tokio::io::split(n.stream);
+    let xml = n.reader;
+    let replay = sm.kept();
+    let resent = replay.len();
+    let _ = r.attach.send(Attach { wr, replay });
+    Ok((
+        rd,
+        xml,
+        Comeback {
+            redelivered: 0,
+            resent,
+            until: tokio::time::Instant::now() + std::time::Duration::from_secs(2),
+        },
+    ))
 }
 
 /// Sends one stanza to the module that owns it.

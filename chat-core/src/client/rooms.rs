@@ -24,10 +24,7 @@ use crate::util::random_id;
 /// Real rooms of this toolkit hold a class, tens of people.
 pub const MAX_ROOM_OCCUPANTS: usize = 4096;
 
-/// The group-room service of our server: `conference.<domain>`.
-pub fn muc_domain(me: &Jid) -> String {
-    format!("conference.{}", me.domain())
-}
+pub use super::state::muc_domain;
 
 /// A room JID from what a user typed: a bare name is a room on our server's
 /// room service; anything with an `@` is taken as a room JID.

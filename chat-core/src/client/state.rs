@@ -250,6 +250,11 @@ pub struct UploadService {
     pub max_size: Option<u64>,
 }
 
+/// The group-room service of our server: `conference.<domain>`.
+pub fn muc_domain(me: &Jid) -> String {
+    format!("conference.{}", me.domain())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

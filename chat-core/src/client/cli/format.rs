@@ -282,6 +282,8 @@ impl Display for ClientEvent {
             | ClientEvent::RoomLeft { .. }) => room_event(ev, f),
             ev @ (ClientEvent::StanzaTooLarge { .. }
             | ClientEvent::EventsDropped { .. }
+            | ClientEvent::Reconnecting { .. }
+            | ClientEvent::Resumed { .. }
             | ClientEvent::Disconnected { .. }) => connection_event(ev, f),
         }
     }
@@ -556,6 +558,24 @@ fn connection_event(ev: &ClientEvent, f: &mut Formatter<'_>) -> fmt::Result {
         ),
         ClientEvent::Disconnected { reason } => {
             write!(f, "disconnected{}", opt(": ", reason.as_ref()))
+        }
+        ClientEvent::Reconnecting { reason } => {
+            write!(f, "connection lost ({reason}); resuming the session...")
+        }
+        ClientEvent::Resumed {
+            redelivered,
+            resent,
+        } => {
+            let plural = |n: usize| if n == 1 { "" } else { "s" };
+            write!(
+                f,
+                "resumed; {redelivered} message{} redelivered",
+                plural(*redelivered)
+            )?;
+            if *resent > 0 {
+                write!(f, ", {resent} stanza{} of ours sent again", plural(*resent))?;
+            }
+            Ok(())
         }
         _ => Ok(()),
     }

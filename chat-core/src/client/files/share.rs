@@ -27,8 +27,7 @@ use crate::client::api::{Client, IqSender};
 use crate::client::error::ClientError;
 use crate::client::event::{ClientEvent, EventSender, FileDone};
 use crate::client::limits::MAX_PENDING_OFFERS;
-use crate::client::rooms::muc_domain;
-use crate::client::state::{Offer, State, UploadService, Web, lock};
+use crate::client::state::{Offer, State, UploadService, Web, lock, muc_domain};
 use crate::util::random_id;
 
 /// Service discovery asks at most this many of the server's items whether

@@ -1,0 +1,133 @@
+//! Stream management on the client (XEP-0198): the counts both tasks
+//! share, and the way back into a session after a dropped connection.
+//!
+//! The reader counts what it handles and answers the server's `<r/>`; the
+//! writer keeps what it sends until the server acknowledges it. When the
+//! connection drops without a closing tag, the reader connects again as
+//! the client first did, signs in, and says `<resume/>` with its count:
+//! the server sends again whatever this client had not handled, and the
+//! writer sends again whatever the server had not. Nothing is lost, and
+//! the user is told how much came back.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use protocol::sm::Unacked;
+use tokio::io::WriteHalf;
+
+use super::error::ClientError;
+use crate::transport::BoxStream;
+use crate::xmpp_io::XmppReader;
+
+/// How long the client keeps trying to resume when the server names no
+/// limit (`max`).
+pub const DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(60);
+/// Waits between attempts to connect again: quick at first (a blip),
+/// then backing off.
+pub const RETRY_WAITS: [Duration; 6] = [
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(15),
+];
+
+/// What the reader and the writer share once stream management is on.
+#[derive(Debug, Default)]
+pub(crate) struct Sm {
+    inner: Mutex<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    /// Stanzas handled from the server.
+    handled: u32,
+    /// Stanzas sent and not acknowledged.
+    out: Unacked,
+    /// An `<r/>` is out.
+    requested: bool,
+}
+
+impl Sm {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One more stanza handled from the server.
+    pub(crate) fn handled_one(&self) {
+        let mut c = self.lock();
+        c.handled = c.handled.wrapping_add(1);
+    }
+
+    /// Stanzas handled from the server so far (our `h`).
+    pub(crate) fn handled(&self) -> u32 {
+        self.lock().handled
+    }
+
+    /// The writer sent a stanza: kept until acknowledged.
+    pub(crate) fn sent(&self, xml: &str) {
+        self.lock().out.push(Arc::from(xml));
+    }
+
+    /// Whether to ask for an acknowledgement after this write.
+    pub(crate) fn want_ack(&self) -> bool {
+        let mut c = self.lock();
+        if c.requested || c.out.is_empty() {
+            return false;
+        }
+        c.requested = true;
+        true
+    }
+
+    /// The server handled `h` of ours in all. A count beyond what we sent
+    /// changes nothing (everything stays kept: a duplicate, not a loss).
+    pub(crate) fn acked(&self, h: u32) {
+        let mut c = self.lock();
+        if let Err(e) = c.out.ack(h) {
+            tracing::warn!(
+                h = e.h,
+                sent = e.sent,
+                "the server acknowledged more than we sent"
+            );
+        }
+        c.requested = false;
+    }
+
+    /// What to send again on a resumed stream.
+    pub(crate) fn kept(&self) -> Vec<Arc<str>> {
+        self.lock().out.kept()
+    }
+}
+
+/// A resumed session's new connection: the stream, its parser, and the
+/// count of our stanzas the server had handled.
+pub(crate) struct Reconnected {
+    pub(crate) stream: BoxStream,
+    pub(crate) reader: XmppReader,
+    pub(crate) server_h: u32,
+}
+
+/// Connects again and resumes session `previd` having handled `h`.
+pub(crate) type Reconnect = Arc<
+    dyn Fn(String, u32) -> Pin<Box<dyn Future<Output = Result<Reconnected, ClientError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A resumable session: its id, how long the server keeps it, and how to
+/// get back to it.
+#[derive(Clone)]
+pub(crate) struct Resumer {
+    pub(crate) id: String,
+    pub(crate) window: Duration,
+    pub(crate) reconnect: Reconnect,
+}
+
+/// The writer moves to a resumed connection, sending `replay` first.
+pub(crate) struct Attach {
+    pub(crate) wr: WriteHalf<BoxStream>,
+    pub(crate) replay: Vec<Arc<str>>,
+}
