@@ -259,6 +259,9 @@ fn our_client_against_prosody(twin: Twin) {
     crate::chat::nicknames_over_pep(&server);
     // HTTP file upload with Prosody's mod_http_file_share.
     shares_a_file_with_an_offline_contact(&server);
+    // Stream management with Prosody's mod_smacks: our client resumes
+    // after the network drops, and misses nothing.
+    crate::stream_management::resumes_after_the_network_drops(&server);
     // The message archive with Prosody's mod_mam: our client's /history.
     let mut dave = Client::start(&server, "dave@localhost", "dave-pw", &["--register"]);
     dave.expect("connected", |v| v["type"] == "connected");

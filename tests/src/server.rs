@@ -226,9 +226,9 @@ ssl = {{ certificate = "{c}/server.pem", key = "{c}/server.key" }}
             )
         };
         let modules = if twin.tls() {
-            r#""roster"; "saslauth"; "tls"; "disco"; "register"; "ping"; "presence"; "message"; "offline"; "version"; "posix"; "carbons"; "mam"; "pep""#
+            r#""roster"; "saslauth"; "tls"; "disco"; "register"; "ping"; "presence"; "message"; "offline"; "version"; "posix"; "carbons"; "mam"; "pep"; "smacks""#
         } else {
-            r#""roster"; "saslauth"; "disco"; "register"; "ping"; "presence"; "message"; "offline"; "version"; "posix"; "carbons"; "mam"; "pep""#
+            r#""roster"; "saslauth"; "disco"; "register"; "ping"; "presence"; "message"; "offline"; "version"; "posix"; "carbons"; "mam"; "pep"; "smacks""#
         };
         let config = dir.path().join("prosody.cfg.lua");
         std::fs::write(

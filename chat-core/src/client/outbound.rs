@@ -103,6 +103,7 @@ pub(crate) async fn writer(
         let closing = xml == stream::CLOSE;
         if let Some(sm) = &sm {
             if closing {
+                sm.close();
                 // Everything handled, said before leaving: the server then
                 // keeps nothing of ours for a next sign-in.
                 let ack = padded(protocol::sm::ack(sm.handled()), pad);

@@ -90,6 +90,11 @@ pub(crate) async fn run(
                 let Some(resumer) = &r.resumer else {
                     break Some(why);
                 };
+                if r.sm.as_ref().is_some_and(|sm| sm.closing()) {
+                    // We were signing out: some servers close the
+                    // connection without their closing tag.
+                    break None;
+                }
                 match comeback_after(&r, resumer, &why).await {
                     Ok((new_rd, new_xml, c)) => {
                         rd = new_rd;

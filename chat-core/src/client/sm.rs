@@ -39,6 +39,9 @@ pub const RETRY_WAITS: [Duration; 6] = [
 #[derive(Debug, Default)]
 pub(crate) struct Sm {
     inner: Mutex<Counts>,
+    /// Our closing tag went out: the connection ending now is the end of
+    /// the session, not a drop to recover from.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -54,6 +57,17 @@ struct Counts {
 impl Sm {
     fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// We are signing out.
+    pub(crate) fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether we are signing out.
+    pub(crate) fn closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// One more stanza handled from the server.
