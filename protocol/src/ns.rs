@@ -55,6 +55,9 @@ pub const MAM: &str = "urn:xmpp:mam:2";
 /// Message carbons (XEP-0280): copies of a user's messages to the user's
 /// other clients.
 pub const CARBONS: &str = "urn:xmpp:carbons:2";
+/// Unique and stable stanza ids (XEP-0359): the archive id a message was
+/// kept under.
+pub const SID: &str = "urn:xmpp:sid:0";
 /// Stream management (XEP-0198): acknowledgements and resumption.
 pub const SM: &str = "urn:xmpp:sm:3";
 /// HTTP File Upload (XEP-0363).

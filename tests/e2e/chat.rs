@@ -333,7 +333,37 @@ fn history_pages_back_through_the_archive(twin: Twin) {
              <message to='{bare}' type='chat'><body>plain hello</body></message>"
         ));
         alice.expect_event("message", "from", "mallory@localhost");
+        // A stanza-id claiming to be alice's archive id, from a client:
+        // removed, and the real one (the server's) is there instead.
+        let mut raw_alice = tests::XmppRaw::login(&server, "alice", "alice-pw", "raw");
+        raw_alice.send("<presence/>");
+        mallory.send(&format!(
+            "<message to='{bare}/raw' type='chat'><body>stamped</body>\
+             <stanza-id xmlns='urn:xmpp:sid:0' id='1' by='{bare}'/></message>"
+        ));
+        let m = raw_alice.expect("stamped", |e| e.to_xml().contains("stamped"));
+        let ids: Vec<_> = m
+            .elements()
+            .filter(|e| e.is("stanza-id", "urn:xmpp:sid:0"))
+            .collect();
+        assert_eq!(ids.len(), 1, "{}", m.to_xml());
+        assert_ne!(ids[0].get_attr("id"), Some("1"), "{}", m.to_xml());
+        assert_eq!(ids[0].get_attr("by"), Some(bare));
     }
+    // A room's archive: alice reads back what was said in a room she is in.
+    for c in [&mut alice, &mut bob] {
+        c.send("/join history@conference.localhost");
+        c.expect("joined", |v| v["type"] == "room-joined");
+    }
+    bob.send("/say history@conference.localhost said in the room");
+    alice.expect_event("room-message", "body", "said in the room");
+    alice.send("/history history@conference.localhost 5");
+    let a = alice.expect("room archived", |v| v["type"] == "archived");
+    assert_eq!(a["body"], "said in the room", "{a}");
+    assert_eq!(a["from"], "history@conference.localhost/bob", "{a}");
+    alice.expect("room history done", |v| {
+        v["type"] == "ok" && v["command"] == "/history"
+    });
     let (code, t) = bob.finish();
     assert_eq!(code, 0, "{t}");
     let (code, t) = alice.finish();

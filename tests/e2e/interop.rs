@@ -530,6 +530,12 @@ fn slixmpp_reads_our_message_archive(twin: Twin) {
     let mut alice = Client::start(&server, "alice@localhost", "alice-pw", &["--register"]);
     alice.expect("connected", |v| v["type"] == "connected");
     alice.send("/msg sally@localhost for the archive");
+    // Delivered with its id in sally's archive (XEP-0359).
+    let got = sally.expect_event("message", "body", "for the archive");
+    let stanza_id = got["stanza_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{got}"))
+        .to_string();
     alice.expect("slixmpp's echo", |v| {
         v["type"] == "message" && v["body"] == "echo: for the archive"
     });
@@ -546,6 +552,46 @@ fn slixmpp_reads_our_message_archive(twin: Twin) {
         serde_json::json!(["for the archive", "echo: for the archive"]),
         "{m}"
     );
+    // The same id in the archive: a client reading both knows it has it.
+    assert_eq!(m["ids"][0], stanza_id.as_str(), "{m}");
+
+    // A room's archive, for those in it: alice (ours) talks in a room,
+    // sally joins later and reads it; asked from outside, it is refused.
+    alice.send("/join archived@conference.localhost");
+    alice.expect("joined", |v| v["type"] == "room-joined");
+    for line in ["first for the room", "second for the room"] {
+        alice.send(&format!("/say archived@conference.localhost {line}"));
+        alice.expect_event("room-message", "body", line);
+    }
+    let mut sally = slixmpp(
+        &python,
+        &server,
+        "sally@localhost",
+        &[
+            "--join",
+            "archived@conference.localhost",
+            "--mam-room",
+            "archived@conference.localhost",
+            "--quit",
+        ],
+    );
+    let m = sally.expect("the room's archive", |v| {
+        v["type"] == "mam" || v["type"] == "error"
+    });
+    assert_eq!(
+        m["bodies"],
+        serde_json::json!(["first for the room", "second for the room"]),
+        "{m}"
+    );
+    drop(sally);
+    let mut sally = slixmpp(
+        &python,
+        &server,
+        "sally@localhost",
+        &["--mam-room", "archived@conference.localhost", "--quit"],
+    );
+    let e = sally.expect("refused", |v| v["type"] == "mam" || v["type"] == "error");
+    assert_eq!(e["detail"], "mam: forbidden", "{e}");
     let (code, t) = alice.finish();
     assert_eq!(code, 0, "{t}");
 }

@@ -12,14 +12,16 @@ It prints one JSON object per line on stdout, the same shape as
   server_info  features, software, ping   (--probe-server)
   presence     from, available, show, status
   subscribe    from                   (auto-approved, as a user would click)
-  message      from, body, id
+  message      from, body, id, stanza_id  (stanza_id: XEP-0359, by our JID)
   receipt      from, id               (XEP-0184, for our echo replies)
   chat-state   from, state            (XEP-0085: composing, paused...)
   carbons-enabled                     (--carbons: XEP-0280 on)
   pep-published  node, id             (--pep-publish NODE=TEXT, access open)
   pep-items    jid, node, items       (--pep-items JID NODE: [[id, text]])
   pep-event    from, node, id, text   (a notification for a --pep-notify node)
-  mam          with, bodies           (--mam-with JID: the archive with JID)
+  mam          with, bodies, ids      (--mam-with JID: the archive with JID;
+                                       --mam-room ROOM: a room's archive,
+                                       after the --join)
   uploaded     url                    (--upload FILE: XEP-0363, PUT by aiohttp;
                                        with --share-to JID, the URL then goes
                                        to JID as body and XEP-0066 oob)
@@ -83,7 +85,7 @@ class Peer(slixmpp.ClientXMPP):
         self.enable_direct_tls = args.tls == "direct"
         if args.ca:
             self.ca_certs = args.ca
-        for plugin in ("xep_0004", "xep_0030", "xep_0045", "xep_0077", "xep_0085", "xep_0092", "xep_0184", "xep_0199", "xep_0280", "xep_0115", "xep_0060", "xep_0163", "xep_0313", "xep_0363", "xep_0066"):
+        for plugin in ("xep_0004", "xep_0030", "xep_0045", "xep_0077", "xep_0085", "xep_0092", "xep_0184", "xep_0199", "xep_0280", "xep_0115", "xep_0060", "xep_0163", "xep_0313", "xep_0363", "xep_0066", "xep_0359"):
             self.register_plugin(plugin)
         self.plugin["xep_0077"].create_account = args.register
         if args.sm:
@@ -156,14 +158,7 @@ class Peer(slixmpp.ClientXMPP):
         for jid, node in self.args.pep_items:
             await self.pep_items(jid, node)
         for jid in self.args.mam_with:
-            try:
-                iq = await self.plugin["xep_0313"].retrieve(
-                    with_jid=slixmpp.JID(jid), rsm={"max": 10})
-                bodies = [m["mam_result"]["forwarded"]["stanza"]["body"]
-                          for m in iq["mam"]["results"]]
-                emit("mam", bodies=bodies, **{"with": jid})
-            except slixmpp.exceptions.IqError as e:
-                emit("error", detail="mam: " + e.iq["error"]["condition"])
+            await self.mam(with_jid=slixmpp.JID(jid), label=jid)
         for path in self.args.upload:
             try:
                 url = await self.plugin["xep_0363"].upload_file(path, timeout=10)
@@ -203,8 +198,21 @@ class Peer(slixmpp.ClientXMPP):
             self.send_presence_subscription(pto=contact)
         for room in self.args.join:
             await self.join_room(room)
+        for room in self.args.mam_room:
+            await self.mam(jid=slixmpp.JID(room), label=room)
         if self.args.quit:
             self.disconnect()
+
+    async def mam(self, label, **where):
+        try:
+            iq = await self.plugin["xep_0313"].retrieve(rsm={"max": 10}, **where)
+            results = iq["mam"]["results"]
+            emit("mam",
+                 bodies=[m["mam_result"]["forwarded"]["stanza"]["body"] for m in results],
+                 ids=[m["mam_result"]["id"] for m in results],
+                 **{"with": label})
+        except slixmpp.exceptions.IqError as e:
+            emit("error", detail="mam: " + e.iq["error"]["condition"])
 
     async def join_room(self, room):
         muc = self.plugin["xep_0045"]
@@ -255,7 +263,10 @@ class Peer(slixmpp.ClientXMPP):
         if msg["oob"]["url"]:
             asyncio.ensure_future(self.download(str(msg["from"]), msg["oob"]["url"]))
             return
-        emit("message", **{"from": str(msg["from"]), "body": msg["body"], "id": msg["id"]})
+        sid = msg["stanza_id"]
+        stanza_id = sid["id"] if sid["by"] == self.boundjid.bare else None
+        emit("message", stanza_id=stanza_id,
+             **{"from": str(msg["from"]), "body": msg["body"], "id": msg["id"]})
         self.chats += 1
         if self.chats == self.args.drop_after:
             asyncio.ensure_future(self.drop_and_return())
@@ -413,6 +424,7 @@ def main():
     p.add_argument("--pep-publish", action="append", default=[], help="NODE=TEXT to publish (access open)")
     p.add_argument("--pep-when", default=None, help="publish once this JID is seen online")
     p.add_argument("--mam-with", action="append", default=[], help="fetch the archive with this JID")
+    p.add_argument("--mam-room", action="append", default=[], help="fetch this room's archive (after --join)")
     p.add_argument("--pep-items", action="append", nargs=2, default=[], metavar=("JID", "NODE"),
                    help="read a PEP node's items")
     p.add_argument("--upload-slot", action="append", nargs=2, default=[], metavar=("NAME", "SIZE"),

@@ -242,40 +242,41 @@ impl Client {
     }
 
     /// Asks the server's archive (XEP-0313) for the last `max` messages
-    /// with `with`; they arrive as [`ClientEvent::Archived`] events before
-    /// this completes. Returns whether that was all there is.
+    /// with `with`, or of room `with` when it is a room we are in (the
+    /// room's own archive); they arrive as [`ClientEvent::Archived`] events
+    /// before this completes. Returns whether that was all there is.
     pub fn history(
         &self,
         with: &Jid,
         max: usize,
     ) -> impl Future<Output = Result<bool, ClientError>> + Send + 'static {
+        let room = with.is_bare() && lock(&self.state).rooms.get(with).is_some_and(|r| r.joined);
+        let mut form = Element::new("x", ns::DATA_FORMS)
+            .attr("type", "submit")
+            .child(
+                Element::new("field", ns::DATA_FORMS)
+                    .attr("var", "FORM_TYPE")
+                    .attr("type", "hidden")
+                    .child(Element::new("value", ns::DATA_FORMS).text(ns::MAM)),
+            );
+        if !room {
+            form = form.child(
+                Element::new("field", ns::DATA_FORMS)
+                    .attr("var", "with")
+                    .child(Element::new("value", ns::DATA_FORMS).text(with.to_bare().to_string())),
+            );
+        }
         let query = Element::new("query", ns::MAM)
             .attr("queryid", format!("h-{}", random_id(4)))
-            .child(
-                Element::new("x", ns::DATA_FORMS)
-                    .attr("type", "submit")
-                    .child(
-                        Element::new("field", ns::DATA_FORMS)
-                            .attr("var", "FORM_TYPE")
-                            .attr("type", "hidden")
-                            .child(Element::new("value", ns::DATA_FORMS).text(ns::MAM)),
-                    )
-                    .child(
-                        Element::new("field", ns::DATA_FORMS)
-                            .attr("var", "with")
-                            .child(
-                                Element::new("value", ns::DATA_FORMS)
-                                    .text(with.to_bare().to_string()),
-                            ),
-                    ),
-            )
+            .child(form)
             .child(
                 // The last page: the `max` most recent.
                 Element::new("set", ns::RSM)
                     .child(Element::new("max", ns::RSM).text(max.to_string()))
                     .child(Element::new("before", ns::RSM)),
             );
-        let fut = self.iq(IqType::Set, None, query, "message archive");
+        let archive = room.then(|| with.clone());
+        let fut = self.iq(IqType::Set, archive, query, "message archive");
         async move {
             let iq = fut.await?;
             Ok(iq.payload.as_ref().and_then(|f| f.get_attr("complete")) == Some("true"))

@@ -377,9 +377,14 @@ fn handle_message(el: &Element, m: Message, r: &Reader) {
         return;
     }
     if let Some(result) = m.payloads.iter().find(|p| p.is("result", ns::MAM)) {
-        // Believed only from our own account, as carbons are: anyone can
-        // send a message that looks like an archive result.
-        if from != me.to_bare() {
+        // Believed only from our own account, as carbons are, or from a
+        // room we are in (its archive): anyone can send a message that
+        // looks like an archive result.
+        let our_room = lock(&r.state)
+            .rooms
+            .get(&from)
+            .is_some_and(|room| room.joined);
+        if from != me.to_bare() && !our_room {
             tracing::warn!(%from, "ignored a forged archive result");
             return;
         }

@@ -1,7 +1,15 @@
 //! The message archive (XEP-0313 MAM, paged with XEP-0059), when the
 //! server is started with `--archive-days N`: each one-to-one message with
 //! a body is kept in the sender's and the recipient's archives, and a
-//! user's clients page through their own archive.
+//! user's clients page through their own archive. Each room keeps its own
+//! archive too, which its occupants page through.
+//!
+//! A message is delivered with its archive id as a stanza-id (XEP-0359),
+//! so a client that reads the archive later knows which messages it has
+//! already: the id in the archive and on the message are the same. Only
+//! the server may say what its archive ids are: a `<stanza-id/>` a client
+//! sends claiming to be by our server is removed (a forged one would make
+//! other clients skip a real message as a duplicate).
 //!
 //! The archive is every conversation, stored in clear on the server:
 //! whoever runs the server (or steals its disk) reads it. That is what
@@ -38,10 +46,43 @@ fn writer(shared: &Arc<Shared>) -> &mpsc::Sender<ToWriter> {
     })
 }
 
+/// Whether messages are archived at all.
+pub(crate) fn on(shared: &Shared) -> bool {
+    shared.config.archive_days > 0
+}
+
+/// `<stanza-id/>` (XEP-0359): `id` in the archive of `by`.
+pub(crate) fn stanza_id(id: i64, by: &str) -> Element {
+    Element::new("stanza-id", ns::SID)
+        .attr("id", id.to_string())
+        .attr("by", by)
+}
+
+/// Removes every `<stanza-id/>` that claims to be by this server (by an
+/// account or a room on it): only the server stamps those.
+pub(crate) fn strip_forged_ids(el: &mut Element, domain: &str) {
+    el.children.retain(|n| match n {
+        protocol::Node::Element(c) if c.is("stanza-id", ns::SID) => {
+            let by = c.get_attr("by").unwrap_or("");
+            let host = by
+                .rsplit('@')
+                .next()
+                .unwrap_or("")
+                .split('/')
+                .next()
+                .unwrap_or("");
+            !(host.eq_ignore_ascii_case(domain)
+                || host.to_ascii_lowercase().ends_with(&format!(".{domain}")))
+        }
+        _ => true,
+    });
+}
+
 /// Keeps a delivered message in the sender's and the recipient's archives
-/// (a message to oneself, once).
-pub(crate) async fn keep(s: &Session, el: &Element, recipient: &str) {
-    if s.shared.config.archive_days == 0 || !el.has_child("body", ns::CLIENT) {
+/// (a message to oneself, once); `id` is the recipient's copy's, the
+/// stanza-id it was delivered with.
+pub(crate) async fn keep(s: &Session, el: &Element, recipient: &str, id: i64) {
+    if !on(&s.shared) || !el.has_child("body", ns::CLIENT) {
         return;
     }
     // With its namespace spelled out: it is replayed inside <forwarded/>,
@@ -50,6 +91,11 @@ pub(crate) async fn keep(s: &Session, el: &Element, recipient: &str) {
     let stamp = unix_now();
     let domain = s.domain();
     let mut copies = vec![ToArchive {
+        id: if recipient == s.user {
+            id
+        } else {
+            s.shared.storage.next_archive_id()
+        },
         owner: s.user.clone(),
         peer: format!("{recipient}@{domain}"),
         stamp,
@@ -57,6 +103,7 @@ pub(crate) async fn keep(s: &Session, el: &Element, recipient: &str) {
     }];
     if recipient != s.user {
         copies.push(ToArchive {
+            id,
             owner: recipient.to_string(),
             peer: s.bare.to_string(),
             stamp,
@@ -69,6 +116,31 @@ pub(crate) async fn keep(s: &Session, el: &Element, recipient: &str) {
         // down rather than losing what they said.
         let _ = tx.send(ToWriter::Keep(c)).await;
     }
+}
+
+/// Keeps a room's message in the room's archive under `id` (the
+/// stanza-id its occupants got). `speaker` is the occupant's room JID.
+pub(crate) async fn keep_in_room(
+    shared: &Arc<Shared>,
+    room: &str,
+    speaker: &str,
+    el: &Element,
+    id: i64,
+) {
+    if !on(shared) {
+        return;
+    }
+    let mut copy = el.clone();
+    copy.attrs.retain(|(k, _)| k != "to");
+    let _ = writer(shared)
+        .send(ToWriter::Keep(ToArchive {
+            id,
+            owner: room.to_string(),
+            peer: speaker.to_string(),
+            stamp: unix_now(),
+            stanza: copy.to_xml_in(""),
+        }))
+        .await;
 }
 
 /// Waits until every message queued so far is written.
@@ -91,6 +163,25 @@ fn field(form: Option<&Element>, var: &str) -> Option<String> {
 /// messages, each wrapped in `<result><forwarded/></result>`, then
 /// `<fin/>` with the page's bounds.
 pub(crate) async fn query(s: &mut Session, iq: &Iq) -> Handled {
+    let owner = s.user.clone();
+    let from = s.bare.to_string();
+    query_archive(s, iq, owner, from, false).await
+}
+
+/// The same for a room's archive (the caller checked the asker is in the
+/// room): `with` is an occupant's room JID, kept whole.
+pub(crate) async fn query_room(s: &mut Session, iq: &Iq, room: &str) -> Handled {
+    query_archive(s, iq, room.to_string(), room.to_string(), true).await
+}
+
+/// A query to archive `owner`, whose results come from `from`.
+async fn query_archive(
+    s: &mut Session,
+    iq: &Iq,
+    owner: String,
+    from: String,
+    room: bool,
+) -> Handled {
     let Some(q) = iq.payload.as_ref() else {
         return Ok(());
     };
@@ -135,7 +226,13 @@ pub(crate) async fn query(s: &mut Session, iq: &Iq) -> Handled {
     };
     let parsed = (|| -> Result<ArchiveQuery, String> {
         Ok(ArchiveQuery {
-            with: field(form, "with").map(|w| w.split('/').next().unwrap_or("").to_lowercase()),
+            with: field(form, "with").map(|w| {
+                if room {
+                    w.trim().to_string()
+                } else {
+                    w.split('/').next().unwrap_or("").to_lowercase()
+                }
+            }),
             start: time("start")?,
             end: time("end")?,
             after: id("after")?.flatten(),
@@ -154,8 +251,7 @@ pub(crate) async fn query(s: &mut Session, iq: &Iq) -> Handled {
         }
     };
     flush(&s.shared).await;
-    let user = s.user.clone();
-    let (page, complete) = s.db(move |c| storage::archive_page(c, &user, &aq)).await?;
+    let (page, complete) = s.db(move |c| storage::archive_page(c, &owner, &aq)).await?;
     let queryid = q.get_attr("queryid").map(str::to_string);
     for m in &page {
         let mut result = Element::new("result", ns::MAM).attr("id", m.id.to_string());
@@ -165,7 +261,7 @@ pub(crate) async fn query(s: &mut Session, iq: &Iq) -> Handled {
         // The stored message goes in as XML: it is our own serialisation.
         let xml = format!(
             "<message xmlns='jabber:client' from='{bare}' to='{jid}'>{result_open}<forwarded xmlns='{fwd}'><delay xmlns='{delay}' stamp='{stamp}'/>{stanza}</forwarded></result></message>",
-            bare = protocol::element::escape(&s.bare.to_string()),
+            bare = protocol::element::escape(&from),
             jid = protocol::element::escape(&s.jid.to_string()),
             result_open = result.to_xml().trim_end_matches("/>").to_string() + ">",
             fwd = ns::FORWARD,

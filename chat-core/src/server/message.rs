@@ -21,7 +21,12 @@ use crate::util::{unix_now, xmpp_datetime};
 const OFFLINE_BATCH: usize = 32;
 
 /// A message to a user of this server (or, bounced, of another).
-pub(crate) async fn handle(s: &mut Session, el: Element, to: Jid, kind: MessageType) -> Handled {
+pub(crate) async fn handle(
+    s: &mut Session,
+    mut el: Element,
+    to: Jid,
+    kind: MessageType,
+) -> Handled {
     if to.domain() != s.domain() {
         s.bounce(
             &el,
@@ -38,6 +43,20 @@ pub(crate) async fn handle(s: &mut Session, el: Element, to: Jid, kind: MessageT
         );
         return Ok(());
     };
+    // Only this server says what its archive ids are (XEP-0359).
+    super::archive::strip_forged_ids(&mut el, s.domain());
+    let archived = (kind == MessageType::Chat || kind == MessageType::Normal)
+        && super::archive::on(&s.shared)
+        && el.has_child("body", ns::CLIENT);
+    let archive_id = archived.then(|| s.shared.storage.next_archive_id());
+    if let Some(id) = archive_id {
+        // Delivered with the id it has in the recipient's archive.
+        el.children
+            .push(protocol::Node::Element(super::archive::stanza_id(
+                id,
+                &format!("{user}@{}", s.domain()),
+            )));
+    }
     let xml: Arc<str> = Arc::from(el.to_xml());
     if xml.len() > s.max_stanza() {
         // Measured as it will be delivered: the client's bytes were
@@ -46,8 +65,8 @@ pub(crate) async fn handle(s: &mut Session, el: Element, to: Jid, kind: MessageT
         s.bounce_too_large(&el, xml.len());
         return Ok(());
     }
-    if kind == MessageType::Chat || kind == MessageType::Normal {
-        super::archive::keep(s, &el, &user).await;
+    if let Some(id) = archive_id {
+        super::archive::keep(s, &el, &user, id).await;
     }
     let router = &s.shared.router;
     let carbons = carbon_eligible(&el, kind);

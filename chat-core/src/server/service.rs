@@ -88,7 +88,9 @@ pub(crate) fn account_info(archive: bool) -> Element {
         q = q.child(Element::new("feature", ns::DISCO_INFO).attr("var", f));
     }
     if archive {
-        q = q.child(Element::new("feature", ns::DISCO_INFO).attr("var", ns::MAM));
+        q = q
+            .child(Element::new("feature", ns::DISCO_INFO).attr("var", ns::MAM))
+            .child(Element::new("feature", ns::DISCO_INFO).attr("var", ns::SID));
     }
     q
 }

@@ -19,9 +19,13 @@ pub struct Archived {
     pub stanza: String,
 }
 
-/// A message to keep in `owner`'s archive, with `peer` (a bare JID).
+/// A message to keep in `owner`'s archive (a user name, or a room's bare
+/// JID), with `peer` (a bare JID, or in a room the speaker's room JID).
 #[derive(Debug, Clone)]
 pub struct ToArchive {
+    /// Its id ([`Storage::next_archive_id`](super::Storage::next_archive_id)):
+    /// the stanza-id its recipient saw.
+    pub id: i64,
     /// Whose archive.
     pub owner: String,
     /// The other party's bare JID.
@@ -38,10 +42,10 @@ pub fn archive_batch(c: &mut Connection, batch: &[ToArchive], days: u32) -> rusq
     let tx = c.transaction()?;
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO archive (owner, peer, stamp, stanza) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO archive (id, owner, peer, stamp, stanza) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         for m in batch {
-            insert.execute(params![m.owner, m.peer, m.stamp, m.stanza])?;
+            insert.execute(params![m.id, m.owner, m.peer, m.stamp, m.stanza])?;
         }
         let mut owners: Vec<&str> = batch.iter().map(|m| m.owner.as_str()).collect();
         owners.sort_unstable();

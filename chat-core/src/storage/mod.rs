@@ -74,6 +74,10 @@ pub struct Storage {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
     secret: [u8; 32],
+    /// The last message archive id handed out: ids are given when a
+    /// message passes (its stanza-id, XEP-0359), before the batch writer
+    /// stores it.
+    archive_ids: Arc<std::sync::atomic::AtomicI64>,
 }
 
 const SCHEMA: &str = "
@@ -188,10 +192,21 @@ impl Storage {
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         let secret = server_secret(&conn).map_err(err)?;
+        // Never an id used before, even one deleted since (AUTOINCREMENT's
+        // own counter remembers those).
+        let last_id: i64 = conn
+            .query_row(
+                "SELECT MAX(COALESCE((SELECT MAX(id) FROM archive), 0),
+                            COALESCE((SELECT seq FROM sqlite_sequence WHERE name='archive'), 0))",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
         Ok(Storage {
             conn: Arc::new(Mutex::new(conn)),
             path,
             secret,
+            archive_ids: Arc::new(std::sync::atomic::AtomicI64::new(last_id)),
         })
     }
 
@@ -200,6 +215,13 @@ impl Storage {
     /// users, which must stay the same across restarts as real ones do).
     pub fn server_secret(&self) -> &[u8; 32] {
         &self.secret
+    }
+
+    /// A new message archive id, never handed out before.
+    pub fn next_archive_id(&self) -> i64 {
+        self.archive_ids
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
     }
 
     /// The database file.
@@ -302,6 +324,7 @@ mod tests {
         let now = crate::util::unix_now();
         let batch: Vec<ToArchive> = (0..5)
             .map(|i| ToArchive {
+                id: 100 + i,
                 owner: "ada".into(),
                 peer: if i % 2 == 0 { "bob@x" } else { "eve@x" }.into(),
                 stamp: now,
@@ -360,6 +383,7 @@ mod tests {
             .is_empty()
         );
         let old = vec![ToArchive {
+            id: 99,
             owner: "ada".into(),
             peer: "bob@x".into(),
             stamp: now - 40 * 86_400,
@@ -371,6 +395,28 @@ mod tests {
             ..Default::default()
         };
         assert!(!page(&c, all).0.contains(&"<old/>".to_string()));
+    }
+
+    #[test]
+    fn archive_ids_go_on_from_the_highest_ever_used_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path()).unwrap();
+        let a = s.next_archive_id();
+        assert!(s.next_archive_id() > a);
+        let mut c = Connection::open(dir.path().join("chat.db")).unwrap();
+        let keep = |id| ToArchive {
+            id,
+            owner: "ada".into(),
+            peer: "bob@x".into(),
+            stamp: crate::util::unix_now(),
+            stanza: "<m/>".into(),
+        };
+        archive_batch(&mut c, &[keep(500)], 30).unwrap();
+        c.execute("DELETE FROM archive", []).unwrap();
+        drop((s, c));
+        // Deleted, 500 is still never handed out again.
+        let s = Storage::open(dir.path()).unwrap();
+        assert_eq!(s.next_archive_id(), 501);
     }
 
     #[test]

@@ -32,6 +32,7 @@ use protocol::service::MAX_ROOM_HISTORY;
 use protocol::stanza::{MessageType, Presence, PresenceType};
 use protocol::{Element, Jid, StanzaErrorCondition, ns};
 
+use super::archive;
 use super::context::{Failure, Handled, Session};
 use crate::storage::{self, CreatedRoom, HistoryRow};
 use crate::util::unix_now;
@@ -330,8 +331,10 @@ pub(crate) async fn leave_all(s: &Session) {
     }
 }
 
-async fn message(s: &mut Session, el: Element, room: String, to: Jid) -> Handled {
+async fn message(s: &mut Session, mut el: Element, room: String, to: Jid) -> Handled {
     let kind = MessageType::of(&el);
+    // Only the room stamps its archive ids (XEP-0359).
+    archive::strip_forged_ids(&mut el, s.domain());
     if kind == MessageType::Error {
         return Ok(());
     }
@@ -340,6 +343,8 @@ async fn message(s: &mut Session, el: Element, room: String, to: Jid) -> Handled
     let id = el.get_attr("id").map(str::to_string);
     let mut out: Outbox = Vec::new();
     let mut store: Option<HistoryRow> = None;
+    // The room's archive: the id, the speaker's room JID, the message.
+    let mut to_archive: Option<(i64, String, Element)> = None;
     let mut new_subject: Option<(String, String)> = None;
     {
         let rooms = s.shared.rooms.lock();
@@ -428,6 +433,18 @@ async fn message(s: &mut Session, el: Element, room: String, to: Jid) -> Handled
                 s.bounce_too_large(&el, size);
                 return Ok(());
             }
+            let mut el = el.clone();
+            if body.is_some() && archive::on(&s.shared) {
+                // Every copy carries the id it has in the room's archive.
+                let id = s.shared.storage.next_archive_id();
+                el.children.push(protocol::Node::Element(archive::stanza_id(
+                    id,
+                    &to.to_bare().to_string(),
+                )));
+                let mut kept = el.clone();
+                kept.set_attr("from", from.clone());
+                to_archive = Some((id, from.clone(), kept));
+            }
             // Exactly one copy per occupant, the sender included (that
             // echo is how a client knows the room accepted it).
             for o in &r.occupants {
@@ -455,6 +472,9 @@ async fn message(s: &mut Session, el: Element, room: String, to: Jid) -> Handled
         let name = room.clone();
         s.db(move |c| storage::add_room_history(c, &name, &row, MAX_ROOM_HISTORY))
             .await?;
+    }
+    if let Some((id, speaker, kept)) = &to_archive {
+        archive::keep_in_room(&s.shared, &to.to_bare().to_string(), speaker, kept, *id).await;
     }
     if let Some((nick, text)) = new_subject.clone() {
         let name = room.clone();
@@ -495,6 +515,28 @@ async fn room_iq(s: &mut Session, el: Element, room: String, to: Jid) -> Handled
         s.iq_error(&iq, StanzaErrorCondition::ItemNotFound, why);
         return Ok(());
     }
+    if payload("query", ns::MAM) {
+        // The room's archive, for those in the room (as its history is):
+        // anyone else would read a conversation they are not part of.
+        let inside = s
+            .shared
+            .rooms
+            .lock()
+            .get(&room)
+            .is_some_and(|r| r.occupant_by_jid(&s.jid).is_some());
+        let done = if inside {
+            archive::query_room(s, &iq, &to.to_bare().to_string()).await
+        } else {
+            s.iq_error(
+                &iq,
+                StanzaErrorCondition::Forbidden,
+                "join the room to read its archive",
+            );
+            Ok(())
+        };
+        unload_if_empty(s, &room);
+        return done;
+    }
     let destroy_request = iq
         .payload
         .as_ref()
@@ -526,6 +568,11 @@ async fn room_iq(s: &mut Session, el: Element, room: String, to: Jid) -> Handled
                     .attr("type", "text")
                     .attr("name", room.clone()),
             );
+            if archive::on(&s.shared) {
+                for f in [ns::MAM, ns::SID] {
+                    q = q.child(Element::new("feature", ns::DISCO_INFO).attr("var", f));
+                }
+            }
             for f in [
                 ns::MUC,
                 "muc_persistent",
