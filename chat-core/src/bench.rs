@@ -63,6 +63,10 @@ pub struct BenchArgs {
     /// ends TLS, which channel binding would refuse).
     #[arg(long)]
     pub no_channel_binding: bool,
+    /// Use stream management (XEP-0198: acks, and resumption if the
+    /// server allows it), to measure what it costs.
+    #[arg(long)]
+    pub stream_management: bool,
     /// Print JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -202,9 +206,10 @@ async fn connect_all<T: ClientTransport>(
                 bytes: 64 << 20,
             },
             pad: 0,
-            // The benchmarks measure the chat itself, as they did before
-            // stream management, and compare with a Prosody without it.
-            stream_management: false,
+            // Off unless asked: the benchmarks measure the chat itself, as
+            // they did before stream management, and compare with a
+            // Prosody without it.
+            stream_management: args.stream_management,
         };
         let t = transport.clone();
         let gate = gate.clone();

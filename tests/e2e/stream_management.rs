@@ -289,3 +289,28 @@ pub fn resumes_after_the_network_drops(server: &Server) {
 }
 
 tests::twin_tests!(our_client_resumes_after_the_network_drops);
+
+/// Signing out while the client waits for the network to come back ends
+/// it at once, cleanly (exit 0), not after the resumption window.
+#[test]
+fn signing_out_while_reconnecting_ends_at_once() {
+    let server = Server::start(Twin::Plain, &[]);
+    let relay = Relay::start(server.addr);
+    let mut alice = Client::start_via(
+        &server,
+        relay.addr,
+        "alice@localhost",
+        "pw-a",
+        &["--register"],
+    );
+    alice.expect("connected", |v| v["type"] == "connected");
+    // Signed in and settled (its first requests answered).
+    alice.send("/roster");
+    alice.expect("roster", |v| v["type"] == "ok" && v["command"] == "/roster");
+    relay.cut(Duration::from_secs(60));
+    alice.expect("reconnecting", |v| v["type"] == "reconnecting");
+    let t0 = std::time::Instant::now();
+    let (code, t) = alice.finish();
+    assert_eq!(code, 0, "{t}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+}

@@ -16,7 +16,7 @@ use protocol::{Element, Jid, StanzaErrorCondition, StreamErrorCondition, ns};
 use tokio::io::ReadHalf;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::error::ClientError;
+use super::error::{ClientError, Lost};
 use super::event::{ChatState, ClientEvent, EventSender, RosterItem};
 use super::files::{handle_file_iq, shared, shared_url};
 use super::limits::{MAX_PENDING_REQUESTS, MAX_ROSTER_ITEMS, WRITE_STALL_TIMEOUT, kept_text};
@@ -102,6 +102,7 @@ pub(crate) async fn run(
                         comeback = Some(c);
                         continue;
                     }
+                    Err(_) if r.sm.as_ref().is_some_and(|sm| sm.closing()) => break None,
                     Err(e) => break Some(format!("{why}; the session could not be resumed: {e}")),
                 }
             }
@@ -216,7 +217,11 @@ async fn comeback_after(
         // Quick at first, then backing off (the last wait repeats).
         let wait = RETRY_WAITS[attempt.min(RETRY_WAITS.len() - 1)];
         attempt += 1;
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            // The user signed out meanwhile: nothing to come back to.
+            () = sm.signed_out() => return Err(Lost::AlreadyClosed.into()),
+        }
         match (resumer.reconnect)(resumer.id.clone(), sm.handled()).await {
             Ok(n) => break n,
             // Only a network that is not back yet is worth waiting for.

@@ -42,6 +42,8 @@ pub(crate) struct Sm {
     /// Our closing tag went out: the connection ending now is the end of
     /// the session, not a drop to recover from.
     closing: std::sync::atomic::AtomicBool,
+    /// Wakes a reader waiting to reconnect when the user signs out.
+    closed: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +65,14 @@ impl Sm {
     pub(crate) fn close(&self) {
         self.closing
             .store(true, std::sync::atomic::Ordering::Release);
+        self.closed.notify_one();
+    }
+
+    /// Waits for the user to sign out.
+    pub(crate) async fn signed_out(&self) {
+        if !self.closing() {
+            self.closed.notified().await;
+        }
     }
 
     /// Whether we are signing out.

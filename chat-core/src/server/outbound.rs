@@ -312,21 +312,17 @@ pub(super) async fn writer_task(
     wr: WriteHalf<BoxStream>,
     mut rx: OutboundRx,
     sm: Arc<SmOut>,
-    mut attach: mpsc::UnboundedReceiver<Attach>,
 ) -> bool {
     let mut wr = Some(wr);
     let mut batch: Vec<u8> = Vec::new();
-    let mut attaching = true;
     loop {
         let item = tokio::select! {
             biased;
-            next = attach.recv(), if attaching => {
-                match next {
-                    Some(a) => {
-                        batch.clear();
-                        wr = resume(wr.take(), a, &sm).await;
-                    }
-                    None => attaching = false,
+            next = sm.moved() => {
+                if let Some(a) = next {
+                    batch.clear();
+                    // Boxed: rare, and no idle writer should carry it.
+                    wr = Box::pin(resume(wr.take(), a, &sm)).await;
                 }
                 continue;
             }

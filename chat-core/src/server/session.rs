@@ -76,10 +76,9 @@ enum Stopped {
 
 /// A session's stream management state, beyond what its writer shares.
 struct Sm {
-    /// Shared with the writer: what was sent and not acknowledged.
+    /// Shared with the writer: what was sent and not acknowledged, and
+    /// where a new connection is handed to it.
     out: Arc<SmOut>,
-    /// Tells the writer about a new connection.
-    attach: mpsc::UnboundedSender<Attach>,
     /// Stanzas handled from the client since it enabled stream management.
     handled: u32,
     /// The resumption id and where resumptions arrive, once enabled.
@@ -101,11 +100,9 @@ pub async fn run(shared: Arc<Shared>, bound: Box<Bound>, mut peer: SocketAddr) {
     } = *bound;
     let (mut rd, wr) = tokio::io::split(stream);
     let out = Arc::new(SmOut::default());
-    let (attach, attach_rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(outbound::writer_task(wr, rx, out.clone(), attach_rx));
+    let writer = tokio::spawn(outbound::writer_task(wr, rx, out.clone()));
     let mut sm = Sm {
         out,
-        attach,
         handled: 0,
         resume: None,
     };
@@ -148,7 +145,7 @@ pub async fn run(shared: Arc<Shared>, bound: Box<Bound>, mut peer: SocketAddr) {
             .as_ref()
             .map(|(id, _)| id.clone())
             .unwrap_or_default();
-        let _ = sm.attach.send(Attach {
+        sm.out.attach(Attach {
             wr: new_wr,
             client_h: resumption.h,
             server_h: sm.handled,

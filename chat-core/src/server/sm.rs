@@ -47,12 +47,26 @@ pub use protocol::sm::REQUEST;
 use protocol::sm::{TooHigh, Unacked, is_stanza};
 
 /// The outbound side of stream management for one session.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct SmOut {
     /// Set once the client enables stream management: before that, the
     /// writer counts and keeps nothing.
     enabled: AtomicBool,
     inner: Mutex<Outgoing>,
+    /// A resumed session's new connection, for the writer. A slot and a
+    /// wake-up rather than a channel: a channel allocates its first block
+    /// up front, kilobytes for every idle session (`bench-idle.sh`).
+    next: Mutex<Option<Attach>>,
+    moved: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for SmOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmOut")
+            .field("enabled", &self.enabled)
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -134,6 +148,18 @@ impl SmOut {
     /// A request went out with a resumption's replay.
     pub fn requested(&self) {
         self.lock().requested = true;
+    }
+
+    /// The session moved to a new connection: the writer is told.
+    pub fn attach(&self, a: Attach) {
+        *self.next.lock().unwrap_or_else(|p| p.into_inner()) = Some(a);
+        self.moved.notify_one();
+    }
+
+    /// Waits for the session to move to a new connection.
+    pub async fn moved(&self) -> Option<Attach> {
+        self.moved.notified().await;
+        self.next.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 

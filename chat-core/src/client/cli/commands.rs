@@ -28,6 +28,7 @@ commands:
   /chat JID              talk to JID: plain lines then go to them
   /typing JID [on|off]   tell JID you are typing (or stopped)
   /history JID [N]       the last N messages with JID, from the server's archive
+                         (a room's JID, once in it: the room's archive)
   /nick NAME             publish your nickname to your contacts (PEP)
   /add JID               add a contact and ask to see their presence
   /remove JID            remove a contact
