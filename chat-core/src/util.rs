@@ -51,6 +51,15 @@ pub(crate) fn parse_own_xml(xml: &str) -> Option<protocol::Element> {
     }
 }
 
+/// Waits for a timer that may not be armed: for ever when it is not (a
+/// `select!` branch that never fires until the timer is set).
+pub(crate) async fn armed(t: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
+    match t {
+        Some(s) => s.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,20 @@ use crate::{Element, ns};
 /// An ack request.
 pub const REQUEST: &str = "<r xmlns='urn:xmpp:sm:3'/>";
 
+/// Ask for an ack once this many stanzas wait for one...
+pub const ACK_EVERY: usize = 8;
+/// ...or once the first of them has waited this long. An ack request
+/// after every stanza would double the packets of a busy session (measured:
+/// `scripts/bench-sm.sh`); an ack that waits only costs memory (bounded)
+/// and, after a drop, a few stanzas sent again.
+pub const ACK_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether to ask for an ack now: `pending` stanzas wait for one, a
+/// request is out or not, and the timer ([`ACK_AFTER`]) is `due` or not.
+pub fn should_request(pending: usize, requested: bool, due: bool) -> bool {
+    !requested && pending > 0 && (due || pending >= ACK_EVERY)
+}
+
 /// An ack: we handled `h` stanzas in all.
 pub fn ack(h: u32) -> String {
     format!("<a xmlns='urn:xmpp:sm:3' h='{h}'/>")

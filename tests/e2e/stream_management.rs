@@ -61,23 +61,22 @@ fn a_dropped_session_is_resumed_and_nothing_it_was_sent_is_lost() {
     bob.send(&chat("alice@localhost/phone", "m1", "one"));
     // She counts the stanzas she handles (her own presence comes back to
     // her first), as XEP-0198's `h`.
+    // The server asks for an ack once stanzas have waited half a second.
     let mut asked = false;
+    let mut got_m1 = false;
     let mut handled = 0;
-    loop {
+    while !(asked && got_m1) {
         match alice.read(Duration::from_secs(10)) {
             RawEvent::Element(e) if e.is("r", SM) => asked = true,
             RawEvent::Element(e) => {
                 if ["message", "presence", "iq"].contains(&e.name.as_str()) {
                     handled += 1;
                 }
-                if body(&e).as_deref() == Some("one") {
-                    break;
-                }
+                got_m1 |= body(&e).as_deref() == Some("one");
             }
-            other => panic!("{other:?} before m1"),
+            other => panic!("{other:?} before m1 and an ack request"),
         }
     }
-    assert!(asked, "the server asked for an acknowledgement");
     alice.send(&format!("<r xmlns='{SM}'/>"));
     let a = alice.expect("the server's count", |e| e.is("a", SM));
     assert_eq!(a.get_attr("h"), Some("1"), "her presence: {}", a.to_xml());
@@ -313,4 +312,44 @@ fn signing_out_while_reconnecting_ends_at_once() {
     let (code, t) = alice.finish();
     assert_eq!(code, 0, "{t}");
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+}
+
+/// A client that enables stream management and never acknowledges is sent
+/// at most 1,000 stanzas it has not acknowledged; then the server waits
+/// for acks (its queue fills, the sender slows), and cuts it off when none
+/// come. It cannot make the server keep everything it was ever sent.
+#[test]
+fn a_client_that_never_acknowledges_is_cut_off_at_the_bound() {
+    let server = Server::start(Twin::Plain, &[]);
+    for (u, p) in [("alice", "pw-a"), ("bob", "pw-b")] {
+        XmppRaw::register(&server, u, p);
+    }
+    let mut alice = XmppRaw::login(&server, "alice", "pw-a", "phone");
+    alice.send(&format!("<enable xmlns='{SM}'/>"));
+    alice.expect("enabled", |e| e.name == "enabled");
+    let mut bob = XmppRaw::login(&server, "bob", "pw-b", "desk");
+    let flood: String = (0..1100)
+        .map(|i| chat("alice@localhost/phone", &format!("f{i}"), "x"))
+        .collect();
+    bob.send(&flood);
+    let mut messages = 0;
+    let t0 = std::time::Instant::now();
+    let end = loop {
+        match alice.read(Duration::from_secs(20)) {
+            RawEvent::Element(e) if e.name == "message" => messages += 1,
+            RawEvent::Element(e) if e.name == "error" => break e,
+            RawEvent::Element(_) => {}
+            other => panic!("{other:?} after {messages} messages"),
+        }
+    };
+    assert!(
+        end.to_xml().contains("never acknowledged"),
+        "{}",
+        end.to_xml()
+    );
+    assert!((1000..1100).contains(&messages), "{messages}");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(9),
+        "it waited for acks first"
+    );
 }

@@ -84,6 +84,8 @@ pub(crate) async fn writer(
 ) {
     let mut w = Some(BufWriter::new(wr));
     let mut attaching = true;
+    // Armed while our stanzas wait for an ack and none was asked for.
+    let mut ack_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         let xml = tokio::select! {
             biased;
@@ -91,6 +93,20 @@ pub(crate) async fn writer(
                 match next {
                     Some(a) => w = resumed(a, sm.as_deref()).await,
                     None => attaching = false,
+                }
+                continue;
+            }
+            () = crate::util::armed(&mut ack_timer) => {
+                ack_timer = None;
+                if let Some(sm) = &sm
+                    && sm.want_ack(true)
+                {
+                    let request = padded(protocol::sm::REQUEST.to_string(), pad);
+                    if write_or_detach(&mut w, &request, &stalled).await
+                        && let Some(out) = &mut w
+                    {
+                        let _ = tokio::time::timeout(WRITE_STALL_TIMEOUT, out.flush()).await;
+                    }
                 }
                 continue;
             }
@@ -126,7 +142,7 @@ pub(crate) async fn writer(
         }
         if rx.is_empty() {
             if let Some(sm) = &sm
-                && sm.want_ack()
+                && sm.want_ack(false)
             {
                 // Padded like everything else (`--pad`): an unpadded
                 // request would stand out in the record sizes.
@@ -147,6 +163,9 @@ pub(crate) async fn writer(
                         return;
                     }
                 }
+            }
+            if ack_timer.is_none() && sm.as_ref().is_some_and(|sm| sm.waiting()) {
+                ack_timer = Some(Box::pin(tokio::time::sleep(protocol::sm::ACK_AFTER)));
             }
         }
     }
@@ -186,7 +205,7 @@ async fn resumed(a: Attach, sm: Option<&Sm>) -> Option<BufWriter<WriteHalf<BoxSt
     for x in &a.replay {
         ok = ok && out.write_all(x.as_bytes()).await.is_ok();
     }
-    if ok && !a.replay.is_empty() && sm.is_some_and(Sm::want_ack) {
+    if ok && !a.replay.is_empty() && sm.is_some_and(|sm| sm.want_ack(true)) {
         ok = out
             .write_all(protocol::sm::REQUEST.as_bytes())
             .await

@@ -96,14 +96,21 @@ impl Sm {
         self.lock().out.push(Arc::from(xml));
     }
 
-    /// Whether to ask for an acknowledgement after this write.
-    pub(crate) fn want_ack(&self) -> bool {
+    /// Whether to ask for an acknowledgement now
+    /// ([`protocol::sm::should_request`]); `due`: the timer fired.
+    pub(crate) fn want_ack(&self, due: bool) -> bool {
         let mut c = self.lock();
-        if c.requested || c.out.is_empty() {
+        if !protocol::sm::should_request(c.out.len(), c.requested, due) {
             return false;
         }
         c.requested = true;
         true
+    }
+
+    /// Whether stanzas wait for an ack with no request out.
+    pub(crate) fn waiting(&self) -> bool {
+        let c = self.lock();
+        !c.requested && !c.out.is_empty()
     }
 
     /// The server handled `h` of ours in all. A count beyond what we sent

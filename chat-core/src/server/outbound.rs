@@ -315,6 +315,9 @@ pub(super) async fn writer_task(
 ) -> bool {
     let mut wr = Some(wr);
     let mut batch: Vec<u8> = Vec::new();
+    // Armed while stanzas wait for an ack and none was asked for; boxed
+    // and only then, so an idle writer carries no timer.
+    let mut ack_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         let item = tokio::select! {
             biased;
@@ -326,25 +329,23 @@ pub(super) async fn writer_task(
                 }
                 continue;
             }
+            () = crate::util::armed(&mut ack_timer) => {
+                ack_timer = None;
+                if sm.want_ack(true) && wr.is_some() && !write_out(wr.as_mut(), sm::REQUEST.as_bytes()).await {
+                    if !sm.resumable() {
+                        return false;
+                    }
+                    wr = None;
+                }
+                continue;
+            }
             item = rx.recv() => item,
         };
         let Some(item) = item else { break };
         match item {
             Outbound::Xml(xml, _permit) => {
-                if !sm.record(&xml) {
-                    // Stream management on, and the client acknowledges
-                    // nothing: it cannot make the server keep everything.
-                    tracing::info!("closing a session: too many stanzas unacknowledged");
-                    batch.extend_from_slice(
-                        StreamErrorCondition::PolicyViolation
-                            .to_element(Some("too many stanzas unacknowledged"))
-                            .to_xml()
-                            .as_bytes(),
-                    );
-                    finish(wr.as_mut(), batch).await;
-                    return false;
-                }
-                if batch.is_empty() && rx.is_empty() && !sm.enabled() {
+                let within = sm.record(&xml);
+                if within && batch.is_empty() && rx.is_empty() && !sm.enabled() {
                     // Alone in the queue: written as it is, no copy.
                     if !write_out(wr.as_mut(), xml.as_bytes()).await {
                         return false;
@@ -355,6 +356,35 @@ pub(super) async fn writer_task(
                 // The permit goes back to the queue's budget once the
                 // bytes are in the batch, on their way to the socket.
                 batch.extend_from_slice(xml.as_bytes());
+                if !within {
+                    // At the bound of what is kept unacknowledged: what is
+                    // gathered goes out with a request, then the writer
+                    // waits for acks (and the queue behind it fills, which
+                    // slows the senders: flow control). A client that
+                    // never acknowledges is cut off.
+                    if sm.want_ack(true) {
+                        batch.extend_from_slice(sm::REQUEST.as_bytes());
+                    }
+                    if wr.is_some() && !write_out(wr.as_mut(), &batch).await {
+                        if !sm.resumable() {
+                            return false;
+                        }
+                        wr = None;
+                    }
+                    rx.wrote();
+                    batch.clear();
+                    if !sm.within_bound(STALL_TIMEOUT).await {
+                        tracing::info!("closing a session: stanzas never acknowledged");
+                        let bye = StreamErrorCondition::PolicyViolation
+                            .to_element(Some("stanzas sent and never acknowledged"))
+                            .to_xml()
+                            .into_bytes();
+                        finish(wr.as_mut(), bye).await;
+                        return false;
+                    }
+                    rx.wrote();
+                    continue;
+                }
             }
             Outbound::Close(cond, text) => {
                 if let Some(c) = cond {
@@ -365,7 +395,7 @@ pub(super) async fn writer_task(
         }
         let idle = rx.is_empty();
         if idle || batch.len() >= WRITE_BATCH {
-            if idle && sm.want_ack() {
+            if idle && sm.want_ack(false) {
                 batch.extend_from_slice(sm::REQUEST.as_bytes());
             }
             if wr.is_some() && !write_out(wr.as_mut(), &batch).await {
@@ -379,6 +409,9 @@ pub(super) async fn writer_task(
             rx.wrote();
             if idle {
                 batch = Vec::new();
+                if ack_timer.is_none() && sm.waiting() {
+                    ack_timer = Some(Box::pin(tokio::time::sleep(protocol::sm::ACK_AFTER)));
+                }
             } else {
                 batch.clear();
             }

@@ -36,8 +36,11 @@ use tokio::sync::mpsc;
 use crate::transport::BoxStream;
 use crate::xmpp_io::XmppReader;
 
-/// Stanzas sent and not yet acknowledged, at most: a client that enables
-/// stream management and never acknowledges is cut off, so it cannot make
+/// Stanzas sent and not yet acknowledged, at most. Beyond it the writer
+/// stops and waits for the client to acknowledge (flow control, as TCP's
+/// window): a fast burst only waits, while a client that enables stream
+/// management and never acknowledges is cut off after
+/// [`STALL_TIMEOUT`](super::outbound::STALL_TIMEOUT), so it cannot make
 /// the server keep everything it was ever sent.
 pub const MAX_UNACKED: usize = 1000;
 /// ... and at most these bytes of them.
@@ -58,6 +61,8 @@ pub struct SmOut {
     /// up front, kilobytes for every idle session (`bench-idle.sh`).
     next: Mutex<Option<Attach>>,
     moved: tokio::sync::Notify,
+    /// Woken by each ack, for a writer waiting at the bound.
+    acked: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for SmOut {
@@ -113,18 +118,28 @@ impl SmOut {
         o.unacked.len() <= MAX_UNACKED && o.unacked.bytes() <= MAX_UNACKED_BYTES
     }
 
-    /// Whether to ask for an acknowledgement now: something is
-    /// unacknowledged and no request is out.
-    pub fn want_ack(&self) -> bool {
+    /// Whether to ask for an acknowledgement now
+    /// ([`protocol::sm::should_request`]); `due`: the timer fired.
+    pub fn want_ack(&self, due: bool) -> bool {
         if !self.enabled() {
             return false;
         }
         let mut o = self.lock();
-        if o.requested || o.unacked.is_empty() {
+        if !protocol::sm::should_request(o.unacked.len(), o.requested, due) {
             return false;
         }
         o.requested = true;
         true
+    }
+
+    /// Whether stanzas wait for an ack with no request out: the writer
+    /// then asks after [`protocol::sm::ACK_AFTER`].
+    pub fn waiting(&self) -> bool {
+        if !self.enabled() {
+            return false;
+        }
+        let o = self.lock();
+        !o.requested && !o.unacked.is_empty()
     }
 
     /// The client handled `h` stanzas in all: those are forgotten.
@@ -132,6 +147,8 @@ impl SmOut {
         let mut o = self.lock();
         let n = o.unacked.ack(h)?;
         o.requested = false;
+        drop(o);
+        self.acked.notify_one();
         Ok(n)
     }
 
@@ -150,10 +167,37 @@ impl SmOut {
         self.lock().requested = true;
     }
 
+    /// Whether more is unacknowledged than the bound allows.
+    fn over_bound(&self) -> bool {
+        let o = self.lock();
+        o.unacked.len() > MAX_UNACKED || o.unacked.bytes() > MAX_UNACKED_BYTES
+    }
+
+    /// Waits until acks bring what is unacknowledged within the bound, or
+    /// a resumed connection arrives (its client acknowledges on the new
+    /// one); `false` if neither comes within `patience`.
+    pub async fn within_bound(&self, patience: std::time::Duration) -> bool {
+        let moving = || {
+            self.next
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+        };
+        tokio::time::timeout(patience, async {
+            while self.over_bound() && !moving() {
+                self.acked.notified().await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+
     /// The session moved to a new connection: the writer is told.
     pub fn attach(&self, a: Attach) {
         *self.next.lock().unwrap_or_else(|p| p.into_inner()) = Some(a);
         self.moved.notify_one();
+        // A writer waiting at the bound goes on to take it.
+        self.acked.notify_one();
     }
 
     /// Waits for the session to move to a new connection.
@@ -253,7 +297,7 @@ mod tests {
     fn nothing_is_kept_before_enabling_and_one_request_is_out_at_a_time() {
         let sm = SmOut::default();
         assert!(sm.record(&x("<message/>")));
-        assert!(sm.unacked().is_empty() && !sm.want_ack());
+        assert!(sm.unacked().is_empty() && !sm.want_ack(true));
         sm.enable(true);
         for m in [
             "<message id='1'/>",
@@ -263,10 +307,13 @@ mod tests {
             assert!(sm.record(&x(m)));
         }
         assert_eq!(sm.unacked().len(), 2, "a nonza is not kept");
-        assert!(sm.want_ack());
-        assert!(!sm.want_ack(), "one request at a time");
+        assert!(!sm.want_ack(false), "two are not enough to ask at once");
+        assert!(sm.waiting());
+        assert!(sm.want_ack(true), "the timer says ask");
+        assert!(!sm.want_ack(true), "one request at a time");
+        assert!(!sm.waiting());
         assert_eq!(sm.ack(1), Ok(1));
-        assert!(sm.want_ack(), "an answer allows the next request");
+        assert!(sm.want_ack(true), "an answer allows the next request");
         assert_eq!(sm.ack(9), Err(TooHigh { h: 9, sent: 2 }));
     }
 
