@@ -331,11 +331,8 @@ pub(super) async fn writer_task(
             }
             () = crate::util::armed(&mut ack_timer) => {
                 ack_timer = None;
-                if sm.want_ack(true) && wr.is_some() && !write_out(wr.as_mut(), sm::REQUEST.as_bytes()).await {
-                    if !sm.resumable() {
-                        return false;
-                    }
-                    wr = None;
+                if sm.want_ack(true) && !write_or_keep(&mut wr, sm::REQUEST.as_bytes(), &sm).await {
+                    return false;
                 }
                 continue;
             }
@@ -365,11 +362,8 @@ pub(super) async fn writer_task(
                     if sm.want_ack(true) {
                         batch.extend_from_slice(sm::REQUEST.as_bytes());
                     }
-                    if wr.is_some() && !write_out(wr.as_mut(), &batch).await {
-                        if !sm.resumable() {
-                            return false;
-                        }
-                        wr = None;
+                    if !write_or_keep(&mut wr, &batch, &sm).await {
+                        return false;
                     }
                     rx.wrote();
                     batch.clear();
@@ -398,13 +392,8 @@ pub(super) async fn writer_task(
             if idle && sm.want_ack(false) {
                 batch.extend_from_slice(sm::REQUEST.as_bytes());
             }
-            if wr.is_some() && !write_out(wr.as_mut(), &batch).await {
-                if !sm.resumable() {
-                    return false;
-                }
-                // The connection is gone, the session is not: what comes
-                // now is kept for the client's next connection.
-                wr = None;
+            if !write_or_keep(&mut wr, &batch, &sm).await {
+                return false;
             }
             rx.wrote();
             if idle {
@@ -418,6 +407,20 @@ pub(super) async fn writer_task(
         }
     }
     finish(wr.as_mut(), batch).await
+}
+
+/// Writes what is gathered. When that fails and the session can be
+/// resumed, the writer goes on without a connection: the connection is
+/// gone, the session is not, and what comes is kept for the client's next
+/// connection. Otherwise the writer must end (`false`).
+async fn write_or_keep(wr: &mut Option<WriteHalf<BoxStream>>, bytes: &[u8], sm: &SmOut) -> bool {
+    if wr.is_some() && !write_out(wr.as_mut(), bytes).await {
+        if !sm.resumable() {
+            return false;
+        }
+        *wr = None;
+    }
+    true
 }
 
 /// Writes and flushes; `false` on failure (or with no connection).
