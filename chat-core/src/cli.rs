@@ -217,7 +217,11 @@ impl ClientArgs {
     pub fn connect_options(&self) -> anyhow::Result<ConnectOptions> {
         let jid = Jid::parse(&self.jid).with_context(|| format!("invalid --jid '{}'", self.jid))?;
         if jid.local().is_none() {
-            anyhow::bail!("--jid must be name@domain, not just a domain");
+            anyhow::bail!(
+                "--jid '{}' names a server, not an account: a JID is name@domain (for example {}@localhost)",
+                self.jid,
+                self.jid
+            );
         }
         let password = match std::env::var("CHAT_PASSWORD") {
             Ok(p) if !p.is_empty() => p,
@@ -228,8 +232,18 @@ impl ClientArgs {
                         "no password: set CHAT_PASSWORD (stdin carries commands when it is not a terminal)"
                     );
                 }
-                rpassword::prompt_password(format!("password for {}: ", jid.to_bare()))
-                    .context("cannot read the password")?
+                let p = rpassword::prompt_password(format!("password for {}: ", jid.to_bare()))
+                    .context("cannot read the password")?;
+                if self.register {
+                    // A new password is typed blind: once more, so a typo
+                    // does not become the account's password.
+                    let again = rpassword::prompt_password("the same password again: ")
+                        .context("cannot read the password")?;
+                    if again != p {
+                        anyhow::bail!("the two passwords differ: nothing was registered");
+                    }
+                }
+                p
             }
         };
         Ok(ConnectOptions {

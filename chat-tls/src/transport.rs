@@ -346,6 +346,13 @@ fn tls_client(name: &str, flags: &ClientFlags) -> anyhow::Result<TlsClient> {
                 }
             }
             None => {
+                if pin.is_some() {
+                    // A pin narrows trust, it does not replace it: the
+                    // certificate must still come from a trusted CA.
+                    eprintln!(
+                        "{name}: note: --pin is checked in addition to trust in the certificate's CA (here: this system's trusted roots); for the lab's own CA add --ca ca.pem"
+                    );
+                }
                 let native = rustls_native_certs::load_native_certs();
                 roots.add_parsable_certificates(native.certs);
                 if roots.is_empty() {

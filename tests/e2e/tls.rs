@@ -331,3 +331,63 @@ fn failed_handshakes_close_only_their_connection_and_are_logged() {
     );
     drop((alice, bob));
 }
+
+/// Common mistakes, each answered with what to do: the STARTTLS port with
+/// `--direct-tls` and the reverse (with either twin), a JID without a
+/// name, and a pin without the CA it narrows.
+#[test]
+fn wrong_ports_jids_and_pins_get_a_hint() {
+    let server = Server::start(Twin::DirectTls, &[]);
+    let (starttls, direct) = (server.addr.to_string(), server.direct.unwrap().to_string());
+    let ca = ca(&server);
+    let (code, _, err) = tls_client(
+        &[
+            "--server",
+            &starttls,
+            "--direct-tls",
+            "--jid",
+            "a@localhost",
+            "--ca",
+            &ca,
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        one_line_error(&err).contains("is this the STARTTLS port? drop --direct-tls"),
+        "{err}"
+    );
+    for twin in ["chat-tls", "chat-plain"] {
+        let mut args = vec!["--server", direct.as_str(), "--jid", "a@localhost"];
+        if twin == "chat-tls" {
+            args.extend(["--ca", &ca]);
+        }
+        let (code, _, err) = client_of(twin, &args, &[]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            one_line_error(&err).contains("is this the direct-TLS port? try --direct-tls"),
+            "{twin}: {err}"
+        );
+    }
+    let (code, _, err) = tls_client(&["--server", &starttls, "--jid", "alice", "--ca", &ca], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("a JID is name@domain (for example alice@localhost)"),
+        "{err}"
+    );
+    let (_, _, err) = tls_client(
+        &[
+            "--server",
+            &starttls,
+            "--jid",
+            "a@localhost",
+            "--pin",
+            "sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ],
+        &[],
+    );
+    assert!(
+        err.contains("--pin is checked in addition to trust in the certificate's CA"),
+        "{err}"
+    );
+}

@@ -170,7 +170,17 @@ async fn read_features(
     stream: &mut BoxStream,
     reader: &mut XmppReader,
 ) -> Result<Element, ClientError> {
-    match reader.next(stream).await? {
+    let first = reader.next(stream).await.map_err(|e| match e {
+        // A TLS record (an alert, 0x15, or a handshake, 0x16) where the
+        // stream header should be: we spoke XMPP to a port that expects
+        // TLS first.
+        crate::xmpp_io::ReadError::Parse(protocol::ParseError::IllegalChar {
+            offset: 0,
+            byte: 0x15 | 0x16,
+        }) => ClientError::TlsPort,
+        e => e.into(),
+    })?;
+    match first {
         Event::StreamOpen(_) => {}
         other => {
             return Err(ClientError::Unexpected(format!(

@@ -86,6 +86,12 @@ pub enum ClientError {
         /// The server's explanation.
         text: Option<String>,
     },
+    /// The server answered the stream header with TLS: the port expects
+    /// direct TLS.
+    #[error(
+        "the server answered with TLS, not XMPP: is this the direct-TLS port? try --direct-tls (with chat-tls), or use the STARTTLS port"
+    )]
+    TlsPort,
     /// No answer in time; names what was asked.
     #[error("{0}: no answer from the server in time")]
     Timeout(String),

@@ -222,6 +222,11 @@ pub fn explain(e: &std::io::Error, domain: &str) -> String {
             CertificateError::Other(o) => o.to_string(),
             other => format!("invalid certificate: {other:?}"),
         },
+        // What came back was not TLS at all: an XMPP stream header, most
+        // likely, from a port that expects STARTTLS.
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            "the server did not answer with TLS: is this the STARTTLS port? drop --direct-tls (or use the direct-TLS port)".to_string()
+        }
         other => other.to_string(),
     }
 }
