@@ -474,11 +474,14 @@ pub async fn run_server<T: ServerTransport, D: ServerTransport, U: ServerTranspo
     );
     match direct {
         Some((l, _, d)) => {
-            let second = server::serve(shared, l, Arc::new(d), shutdown_signal());
+            let second = server::serve(shared.clone(), l, Arc::new(d), shutdown_signal());
             tokio::join!(main, second);
         }
         None => main.await,
     }
+    // Every session was told `system-shutdown`: a few seconds for them to
+    // say it and close their streams properly.
+    shared.drained(Duration::from_secs(3)).await;
     if let Some(u) = uploads {
         // A stalled upload does not hold the server up past a few seconds.
         let _ = tokio::time::timeout(Duration::from_secs(5), u).await;

@@ -391,3 +391,27 @@ fn wrong_ports_jids_and_pins_get_a_hint() {
         "{err}"
     );
 }
+
+/// A server stopped with SIGTERM tells its clients why, and closes TLS
+/// properly: the client shows `system-shutdown`, not a TLS error about a
+/// missing close_notify.
+#[test]
+fn a_server_shutting_down_says_so_and_closes_tls_cleanly() {
+    let server = Server::start(Twin::StartTls, &[]);
+    let mut alice = Client::start(&server, "alice@localhost", "pw-a", &["--register"]);
+    alice.expect("connected", |v| v["type"] == "connected");
+    alice.send("/roster");
+    alice.expect("settled", |v| {
+        v["type"] == "ok" && v["command"] == "/roster"
+    });
+    let ok = Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let end = alice.expect("disconnected", |v| v["type"] == "disconnected");
+    let reason = end["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("system-shutdown"), "{end}");
+    assert!(!reason.contains("close_notify"), "{end}");
+}

@@ -120,6 +120,11 @@ pub(crate) async fn run(
             // Recorded before the pending requests fail (below), so they can
             // look at it.
             lock(&r.state).stream_error = Some(c.clone());
+            if c == "system-shutdown" && text.is_none() {
+                break Some(
+                    "the server is shutting down (stream error system-shutdown)".to_string(),
+                );
+            }
             break Some(match text {
                 Some(t) => format!("stream error {c}: {t}"),
                 None => format!("stream error {c}"),

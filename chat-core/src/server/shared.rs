@@ -38,6 +38,15 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Waits (up to `patience`) until every connection has ended: after
+    /// [`Router::close_all`], each session writes its stream error and
+    /// closes its stream (TLS: `close_notify`) before the process exits,
+    /// so clients read why instead of a cut connection.
+    pub async fn drained(&self, patience: std::time::Duration) {
+        let all = u32::try_from(self.config.max_connections).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(patience, self.connections.acquire_many(all)).await;
+    }
+
     /// Opens the database and builds the shared state.
     pub fn new(config: ServerConfig) -> Result<Arc<Shared>, StorageError> {
         let storage = Storage::open(&config.data_dir)?;
