@@ -198,7 +198,8 @@ pub struct ClientArgs {
     /// Print events as JSON lines.
     #[arg(long)]
     pub json: bool,
-    /// Show protocol details in errors.
+    /// Show protocol details in errors, and every roster change in text
+    /// mode.
     #[arg(short, long)]
     pub verbose: bool,
 }
@@ -508,7 +509,7 @@ pub async fn run_client<T: ClientTransport>(
         );
     }
     Ok(
-        match crate::client::cli::run(name, transport, opts, args.json).await {
+        match crate::client::cli::run(name, transport, opts, args.json, args.verbose).await {
             Outcome::Done => 0,
             Outcome::Failed => EXIT_FAILED,
             Outcome::Error => EXIT_ERROR,

@@ -432,3 +432,57 @@ tests::twin_tests!(
     wrong_password_taken_name_and_unreachable_server_are_clear_errors,
     acknowledged_registration_and_offline_message_survive_kill_9,
 );
+
+/// Text mode says what a subscription did once, not every roster change
+/// (`-v` shows them all): one `/add` was five roster lines.
+#[test]
+fn text_mode_shows_subscriptions_once_and_roster_changes_with_v() {
+    let server = Server::start(Twin::Plain, &[]);
+    let mut bob = Client::start(&server, "bob@localhost", "pw-b", &["--register"]);
+    bob.expect("connected", |v| v["type"] == "connected");
+    let mut run = |user: &str, extra: &[&str]| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(tests::bin("chat-plain"))
+            .args([
+                "client",
+                "--server",
+                &server.addr.to_string(),
+                "--jid",
+                user,
+                "--register",
+            ])
+            .args(extra)
+            .env("CHAT_PASSWORD", "pw")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(
+                b"/add bob@localhost\n/wait subscription bob@localhost 10\n/msg bob@localhost hi\n",
+            )
+            .unwrap();
+        // bob says yes.
+        bob.expect_event("subscribe", "from", user);
+        bob.send(&format!("/add {user}"));
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let quiet = run("carol@localhost", &[]);
+    assert!(
+        quiet.contains("subscription: bob@localhost accepted"),
+        "{quiet}"
+    );
+    assert!(!quiet.lines().any(|l| l.starts_with("roster ")), "{quiet}");
+    // A script's stdin is not on the screen: its message gets a line.
+    assert!(quiet.contains("sent m-"), "{quiet}");
+    let verbose = run("dave@localhost", &["-v"]);
+    assert!(
+        verbose.lines().filter(|l| l.starts_with("roster ")).count() >= 2,
+        "{verbose}"
+    );
+}

@@ -251,7 +251,9 @@ fn dispatch(cx: &mut Ctx<'_>, cmd: Command) -> Result<Step, ClientError> {
 fn send_text(cx: &Ctx<'_>, to: &Jid, text: &str) -> Step {
     match cx.client.send_message(to, text) {
         Ok(id) => {
-            cx.out.print(&Line::Sent { to: to.clone(), id });
+            if cx.out.shows_sent() {
+                cx.out.print(&Line::Sent { to: to.clone(), id });
+            }
             Step::Done
         }
         Err(e) => fail(cx.out, "/msg", e.to_string()),

@@ -27,9 +27,28 @@ use crate::client::rooms::Occupant;
 pub(super) struct Out {
     /// JSON lines instead of text.
     pub(super) json: bool,
+    /// Text mode shows every roster change (`-v`); otherwise the
+    /// subscription lines say what happened, once.
+    pub(super) verbose: bool,
+    /// The user's typed line is on the screen (stdin is a terminal): a
+    /// sent message needs no line of its own.
+    pub(super) echoed: bool,
 }
 
 impl Out {
+    /// Whether an event gets a line. JSON shows everything (scripts count
+    /// on it); text leaves out the roster pushes of each subscription
+    /// step unless asked (`-v`): one `/add` was five roster lines.
+    pub(super) fn shows(&self, ev: &ClientEvent) -> bool {
+        self.json || self.verbose || !matches!(ev, ClientEvent::RosterPush(_))
+    }
+
+    /// Whether a sent message gets its `sent ID to JID` line: in JSON, and
+    /// when the typed line is not on the screen (a script's stdin).
+    pub(super) fn shows_sent(&self) -> bool {
+        self.json || !self.echoed
+    }
+
     /// Prints one value as one line: its JSON, or its text made safe for a
     /// terminal.
     pub(super) fn print<T: Serialize + Display>(&self, value: &T) {

@@ -47,8 +47,13 @@ pub async fn run<T: ClientTransport>(
     transport: T,
     opts: ConnectOptions,
     json: bool,
+    verbose: bool,
 ) -> Outcome {
-    let out = Out { json };
+    let out = Out {
+        json,
+        verbose,
+        echoed: std::io::stdin().is_terminal(),
+    };
     let client = match sign_in(name, &transport, &opts, out).await {
         Ok(c) => c,
         Err(e) => {
@@ -303,7 +308,9 @@ impl Session {
                 End::Lost
             });
         };
-        self.out.print(&ev);
+        if self.out.shows(&ev) {
+            self.out.print(&ev);
+        }
         if let ClientEvent::Disconnected { .. } = ev {
             return Some(self.disconnected().await);
         }
@@ -348,7 +355,9 @@ impl Session {
                     break;
                 }
                 self.failed |= ev.is_failure();
-                self.out.print(&ev);
+                if self.out.shows(&ev) {
+                    self.out.print(&ev);
+                }
             }
         };
         if tokio::time::timeout(CLOSE_WAIT, drain).await.is_err() {
