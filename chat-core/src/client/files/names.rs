@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::client::event::FileDone;
+use crate::client::event::{ClientEvent, FileDone};
 use crate::client::state::Offer;
 
 /// Reduces an offered file name to one safe name inside the downloads
@@ -88,6 +88,19 @@ pub(super) fn saved(
         size,
         sha256,
         url,
+    }
+}
+
+/// The event that ends an incoming file: saved, or why not.
+pub(super) fn received(offer: &Offer, outcome: Result<FileDone, String>) -> ClientEvent {
+    match outcome {
+        Ok(done) => ClientEvent::FileReceived(done),
+        Err(reason) => ClientEvent::FileFailed {
+            sid: offer.sid.clone(),
+            name: offer.name.clone(),
+            sending: false,
+            reason,
+        },
     }
 }
 

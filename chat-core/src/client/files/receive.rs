@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::disk::hex;
-use super::names::{free_path, part_name, safe_file_name, saved};
+use super::names::{free_path, part_name, received, safe_file_name, saved};
 use super::progress::Progress;
 use super::share::start_download;
 use crate::client::api::Client;
@@ -463,15 +463,7 @@ async fn receive(
             outcome
         }
     };
-    events.send(match outcome {
-        Ok(done) => ClientEvent::FileReceived(done),
-        Err(e) => ClientEvent::FileFailed {
-            sid: offer.sid.clone(),
-            name: offer.name.clone(),
-            sending: false,
-            reason: e.to_string(),
-        },
-    });
+    events.send(received(&offer, outcome.map_err(|e| e.to_string())));
 }
 
 /// An incoming file while it arrives: written under a local name, hashed

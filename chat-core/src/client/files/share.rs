@@ -21,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::disk::{Outgoing, hex, outgoing};
 use super::http;
-use super::names::{free_path, part_name, safe_file_name, saved};
+use super::names::{free_path, part_name, received, safe_file_name, saved};
 use super::progress::Progress;
 use crate::client::api::{Client, IqSender};
 use crate::client::error::ClientError;
@@ -359,15 +359,7 @@ pub(super) fn start_download(
         if let Some(state) = state.upgrade() {
             lock(&state).files.downloading -= 1;
         }
-        events.send(match outcome {
-            Ok(done) => ClientEvent::FileReceived(done),
-            Err(e) => ClientEvent::FileFailed {
-                sid: offer.sid.clone(),
-                name: offer.name.clone(),
-                sending: false,
-                reason: e.to_string(),
-            },
-        });
+        events.send(received(&offer, outcome.map_err(|e| e.to_string())));
     });
 }
 
