@@ -23,11 +23,14 @@ pub const ACK_EVERY: usize = 8;
 /// and, after a drop, a few stanzas sent again.
 pub const ACK_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Whether to ask for an ack now: `pending` stanzas wait for one, a
-/// request is out or not, and the timer ([`ACK_AFTER`]) is `due` or not.
-pub fn should_request(pending: usize, requested: bool, due: bool) -> bool {
-    !requested && pending > 0 && (due || pending >= ACK_EVERY)
-}
+/// Stanzas kept unacknowledged, at most (and [`MAX_UNACKED_BYTES`]): a peer
+/// that never acknowledges cannot make the other end keep everything it
+/// ever sent. What happens at the bound is each end's call (the server
+/// waits for acks, then cuts the client off; the client forgets the
+/// oldest).
+pub const MAX_UNACKED: usize = 1000;
+/// ... and at most these bytes of them.
+pub const MAX_UNACKED_BYTES: usize = 2 << 20;
 
 /// An ack: we handled `h` stanzas in all.
 pub fn ack(h: u32) -> String {
@@ -59,13 +62,16 @@ pub struct TooHigh {
     pub sent: u32,
 }
 
-/// Stanzas sent and not yet acknowledged, oldest first.
+/// Stanzas sent and not yet acknowledged, oldest first, and whether an
+/// ack request is out.
 #[derive(Debug, Default)]
 pub struct Unacked {
     /// Stanzas sent since stream management was enabled (wrapping).
     sent: u32,
     queue: VecDeque<Arc<str>>,
     bytes: usize,
+    /// An `<r/>` is out and unanswered.
+    requested: bool,
 }
 
 impl Unacked {
@@ -76,17 +82,62 @@ impl Unacked {
         self.queue.push_back(xml);
     }
 
-    /// The other end handled `h` stanzas in all: those are forgotten.
-    /// Returns how many were.
+    /// The other end handled `h` stanzas in all: those are forgotten, and
+    /// the next request may go out. Returns how many were. A count behind
+    /// what is already forgotten (an old ack, or stanzas dropped at the
+    /// bound) forgets nothing more.
     pub fn ack(&mut self, h: u32) -> Result<usize, TooHigh> {
+        self.requested = false;
         let acked_before = self.sent.wrapping_sub(self.queue.len() as u32);
-        let n = h.wrapping_sub(acked_before) as usize;
+        // Distances modulo 2^32, as `h` wraps: negative means behind.
+        let ahead = h.wrapping_sub(acked_before) as i32;
+        if ahead < 0 {
+            return Ok(0);
+        }
+        let n = ahead as usize;
         if n > self.queue.len() {
             return Err(TooHigh { h, sent: self.sent });
         }
         let freed: usize = self.queue.drain(..n).map(|x| x.len()).sum();
         self.bytes -= freed;
         Ok(n)
+    }
+
+    /// Whether to ask for an ack now, and if so notes the request: stanzas
+    /// wait, none is asked for yet, and there are [`ACK_EVERY`] of them or
+    /// the timer ([`ACK_AFTER`]) is `due`.
+    pub fn want_ack(&mut self, due: bool) -> bool {
+        let len = self.queue.len();
+        if self.requested || len == 0 || !(due || len >= ACK_EVERY) {
+            return false;
+        }
+        self.requested = true;
+        true
+    }
+
+    /// Whether stanzas wait for an ack and none is asked for (the timer
+    /// should run).
+    pub fn waiting(&self) -> bool {
+        !self.requested && !self.queue.is_empty()
+    }
+
+    /// A request went out (with a resumption's replay).
+    pub fn mark_requested(&mut self) {
+        self.requested = true;
+    }
+
+    /// Whether more is kept than [`MAX_UNACKED`] or [`MAX_UNACKED_BYTES`].
+    pub fn over_bound(&self) -> bool {
+        self.queue.len() > MAX_UNACKED || self.bytes > MAX_UNACKED_BYTES
+    }
+
+    /// Forgets the oldest kept stanza (at the bound, on an end that
+    /// chooses to drop rather than wait). It no longer goes again on a
+    /// resumed stream.
+    pub fn forget_oldest(&mut self) {
+        if let Some(x) = self.queue.pop_front() {
+            self.bytes -= x.len();
+        }
     }
 
     /// How many are kept.
@@ -148,5 +199,39 @@ mod tests {
         u.set_sent(u32::MAX);
         u.push(x("<message id='w'/>"));
         assert_eq!(u.ack(0), Ok(1));
+    }
+
+    #[test]
+    fn requests_wait_for_a_batch_or_the_timer_and_go_one_at_a_time() {
+        let mut u = Unacked::default();
+        assert!(!u.want_ack(true) && !u.waiting(), "nothing to ask about");
+        u.push(x("<message/>"));
+        assert!(
+            !u.want_ack(false) && u.waiting(),
+            "one stanza waits for the timer"
+        );
+        assert!(u.want_ack(true));
+        assert!(!u.want_ack(true) && !u.waiting(), "one request at a time");
+        assert_eq!(u.ack(1), Ok(1));
+        for _ in 0..ACK_EVERY {
+            u.push(x("<message/>"));
+        }
+        assert!(u.want_ack(false), "a batch asks at once");
+    }
+
+    #[test]
+    fn forgotten_stanzas_are_not_counted_again_by_a_late_ack() {
+        let mut u = Unacked::default();
+        for _ in 0..=MAX_UNACKED {
+            u.push(x("<message/>"));
+        }
+        assert!(u.over_bound());
+        u.forget_oldest();
+        assert!(!u.over_bound());
+        // The peer acknowledges none, then the first (already forgotten).
+        assert_eq!(u.ack(0), Ok(0));
+        assert_eq!(u.ack(1), Ok(0));
+        assert_eq!(u.ack(2), Ok(1));
+        assert_eq!(u.len(), MAX_UNACKED - 1);
     }
 }

@@ -50,10 +50,11 @@ pub(crate) struct Sm {
 struct Counts {
     /// Stanzas handled from the server.
     handled: u32,
-    /// Stanzas sent and not acknowledged.
+    /// Stanzas sent and not acknowledged, and whether an ack request is
+    /// out (the protocol crate's, shared with the server).
     out: Unacked,
-    /// An `<r/>` is out.
-    requested: bool,
+    /// The warning about forgetting was given.
+    forgetting: bool,
 }
 
 impl Sm {
@@ -91,40 +92,43 @@ impl Sm {
         self.lock().handled
     }
 
-    /// The writer sent a stanza: kept until acknowledged.
+    /// The writer sent a stanza: kept until acknowledged. A server that
+    /// acknowledges nothing would make the client keep everything it ever
+    /// sent: beyond the bound the oldest is forgotten (and would not go
+    /// again after a drop).
     pub(crate) fn sent(&self, xml: &str) {
-        self.lock().out.push(Arc::from(xml));
+        let mut c = self.lock();
+        c.out.push(Arc::from(xml));
+        if c.out.over_bound() {
+            c.out.forget_oldest();
+            if !std::mem::replace(&mut c.forgetting, true) {
+                tracing::warn!(
+                    "the server acknowledges nothing: the oldest of what we send is no longer kept for a resumption"
+                );
+            }
+        }
     }
 
-    /// Whether to ask for an acknowledgement now
-    /// ([`protocol::sm::should_request`]); `due`: the timer fired.
+    /// Whether to ask for an acknowledgement now; `due`: the timer fired.
     pub(crate) fn want_ack(&self, due: bool) -> bool {
-        let mut c = self.lock();
-        if !protocol::sm::should_request(c.out.len(), c.requested, due) {
-            return false;
-        }
-        c.requested = true;
-        true
+        self.lock().out.want_ack(due)
     }
 
     /// Whether stanzas wait for an ack with no request out.
     pub(crate) fn waiting(&self) -> bool {
-        let c = self.lock();
-        !c.requested && !c.out.is_empty()
+        self.lock().out.waiting()
     }
 
     /// The server handled `h` of ours in all. A count beyond what we sent
     /// changes nothing (everything stays kept: a duplicate, not a loss).
     pub(crate) fn acked(&self, h: u32) {
-        let mut c = self.lock();
-        if let Err(e) = c.out.ack(h) {
+        if let Err(e) = self.lock().out.ack(h) {
             tracing::warn!(
                 h = e.h,
                 sent = e.sent,
                 "the server acknowledged more than we sent"
             );
         }
-        c.requested = false;
     }
 
     /// What to send again on a resumed stream.

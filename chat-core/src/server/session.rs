@@ -330,7 +330,7 @@ fn stream_management(s: &mut Session, sm: &mut Sm, el: &Element) -> Result<(), C
             s.to_self_el(&Element::new("a", ns::SM).attr("h", sm.handled.to_string()));
         }
         "a" if sm.out.enabled() => {
-            let h = el.get_attr("h").and_then(|h| h.parse::<u32>().ok());
+            let h = protocol::sm::h_of(el);
             match h.map(|h| sm.out.ack(h)) {
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {

@@ -36,16 +36,6 @@ use tokio::sync::mpsc;
 use crate::transport::BoxStream;
 use crate::xmpp_io::XmppReader;
 
-/// Stanzas sent and not yet acknowledged, at most. Beyond it the writer
-/// stops and waits for the client to acknowledge (flow control, as TCP's
-/// window): a fast burst only waits, while a client that enables stream
-/// management and never acknowledges is cut off after
-/// [`STALL_TIMEOUT`](super::outbound::STALL_TIMEOUT), so it cannot make
-/// the server keep everything it was ever sent.
-pub const MAX_UNACKED: usize = 1000;
-/// ... and at most these bytes of them.
-pub const MAX_UNACKED_BYTES: usize = 2 << 20;
-
 pub use protocol::sm::REQUEST;
 use protocol::sm::{TooHigh, Unacked, is_stanza};
 
@@ -79,11 +69,9 @@ struct Outgoing {
     /// Resumption allowed: a write error does not end the writer, which
     /// keeps what it is sent for the next connection.
     resumable: bool,
-    /// Sent and not acknowledged (the counting is the protocol crate's,
-    /// shared with the client).
+    /// Sent and not acknowledged, and whether an ack request is out (the
+    /// protocol crate's, shared with the client).
     unacked: Unacked,
-    /// An `<r/>` is out and unanswered.
-    requested: bool,
 }
 
 impl SmOut {
@@ -108,46 +96,33 @@ impl SmOut {
     }
 
     /// The writer sends `xml`: a stanza is counted and kept until
-    /// acknowledged. `false` when too much is unacknowledged already.
+    /// acknowledged. `false` beyond [`protocol::sm::MAX_UNACKED`] (or its
+    /// bytes): the writer then waits for acks (flow control, as TCP's
+    /// window), and cuts off a client that sends none, so it cannot make
+    /// the server keep everything it was ever sent.
     pub fn record(&self, xml: &Arc<str>) -> bool {
         if !self.enabled() || !is_stanza(xml) {
             return true;
         }
         let mut o = self.lock();
         o.unacked.push(xml.clone());
-        o.unacked.len() <= MAX_UNACKED && o.unacked.bytes() <= MAX_UNACKED_BYTES
+        !o.unacked.over_bound()
     }
 
-    /// Whether to ask for an acknowledgement now
-    /// ([`protocol::sm::should_request`]); `due`: the timer fired.
+    /// Whether to ask for an acknowledgement now; `due`: the timer fired.
     pub fn want_ack(&self, due: bool) -> bool {
-        if !self.enabled() {
-            return false;
-        }
-        let mut o = self.lock();
-        if !protocol::sm::should_request(o.unacked.len(), o.requested, due) {
-            return false;
-        }
-        o.requested = true;
-        true
+        self.enabled() && self.lock().unacked.want_ack(due)
     }
 
     /// Whether stanzas wait for an ack with no request out: the writer
     /// then asks after [`protocol::sm::ACK_AFTER`].
     pub fn waiting(&self) -> bool {
-        if !self.enabled() {
-            return false;
-        }
-        let o = self.lock();
-        !o.requested && !o.unacked.is_empty()
+        self.enabled() && self.lock().unacked.waiting()
     }
 
     /// The client handled `h` stanzas in all: those are forgotten.
     pub fn ack(&self, h: u32) -> Result<usize, TooHigh> {
-        let mut o = self.lock();
-        let n = o.unacked.ack(h)?;
-        o.requested = false;
-        drop(o);
+        let n = self.lock().unacked.ack(h)?;
         self.acked.notify_one();
         Ok(n)
     }
@@ -164,13 +139,12 @@ impl SmOut {
 
     /// A request went out with a resumption's replay.
     pub fn requested(&self) {
-        self.lock().requested = true;
+        self.lock().unacked.mark_requested();
     }
 
     /// Whether more is unacknowledged than the bound allows.
     fn over_bound(&self) -> bool {
-        let o = self.lock();
-        o.unacked.len() > MAX_UNACKED || o.unacked.bytes() > MAX_UNACKED_BYTES
+        self.lock().unacked.over_bound()
     }
 
     /// Waits until acks bring what is unacknowledged within the bound, or
@@ -288,6 +262,7 @@ pub fn failed(cond: protocol::StanzaErrorCondition, text: &str) -> Element {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::sm::MAX_UNACKED;
 
     fn x(s: &str) -> Arc<str> {
         Arc::from(s)

@@ -372,7 +372,7 @@ async fn pre_bind_iq<T: ServerTransport>(
 /// the answer says nothing about anyone else's sessions.
 async fn resume<T: ServerTransport>(c: &mut Conn<'_, T>, el: &Element) -> Result<bool, Unbound> {
     let user = c.user.clone().unwrap_or_default();
-    let h = el.get_attr("h").and_then(|h| h.parse::<u32>().ok());
+    let h = protocol::sm::h_of(el);
     let session = el
         .get_attr("previd")
         .and_then(|id| c.shared.resumable.claim(id, &user));
