@@ -41,6 +41,9 @@ if command -v dpkg >/dev/null 2>&1; then
         command -v tcpreplay >/dev/null 2>&1 || need+=(tcpreplay)
         command -v chromium >/dev/null 2>&1 || need+=(chromium)
         command -v curl >/dev/null 2>&1 || need+=(curl)
+        # A real terminal for the terminal UI's tests (they type into it
+        # and read the screen back).
+        command -v tmux >/dev/null 2>&1 || need+=(tmux)
         command -v python3 >/dev/null 2>&1 || need+=(python3)
         # Debian splits venv support (ensurepip) out of python3.
         python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)

@@ -195,9 +195,14 @@ pub struct ClientArgs {
     /// knowing, and a dropped connection ends the session.
     #[arg(long)]
     pub no_stream_management: bool,
-    /// Print events as JSON lines.
+    /// Print events as JSON lines (implies --line).
     #[arg(long)]
     pub json: bool,
+    /// The line client even at a terminal: one command per line in, one
+    /// event per line out (without it, a terminal gets the full-screen
+    /// UI; pipes and scripts always get lines).
+    #[arg(long)]
+    pub line: bool,
     /// Show protocol details in errors, and every roster change in text
     /// mode.
     #[arg(short, long)]
@@ -213,6 +218,17 @@ fn parse_mechanism(s: &str) -> Result<Mechanism, String> {
 }
 
 impl ClientArgs {
+    /// The terminal UI: a person at a terminal (stdin and stdout both one,
+    /// and a terminal that can draw), and no `--line` or `--json`.
+    pub fn wants_tui(&self) -> bool {
+        use std::io::IsTerminal;
+        !self.line
+            && !self.json
+            && std::io::stdin().is_terminal()
+            && std::io::stdout().is_terminal()
+            && std::env::var("TERM").is_ok_and(|t| !t.is_empty() && t != "dumb")
+    }
+
     /// Connection options; the password comes from `CHAT_PASSWORD` or a
     /// prompt without echo.
     pub fn connect_options(&self) -> anyhow::Result<ConnectOptions> {
@@ -284,8 +300,26 @@ pub fn init_tracing(verbose: bool) {
 }
 
 /// Builds the runtime and runs `f`, turning an error into one line on stderr
-/// and exit code 2.
+/// and exit code 2. Leaving waits for the runtime's blocking work (a
+/// server's storage writes) to finish.
 pub fn run_main<F, Fut>(name: &str, verbose: bool, f: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<u8>>,
+{
+    run_main_waiting(name, verbose, None, f)
+}
+
+/// [`run_main`], waiting at most `exit_wait` for blocking work at the end.
+/// The client reads stdin on a blocking thread that no one can interrupt:
+/// when the connection ends, leaving must not wait for the user to press
+/// Enter (and swallow the line they type).
+pub fn run_main_waiting<F, Fut>(
+    name: &str,
+    verbose: bool,
+    exit_wait: Option<Duration>,
+    f: F,
+) -> ExitCode
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<u8>>,
@@ -300,7 +334,11 @@ where
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    match rt.block_on(f()) {
+    let result = rt.block_on(f());
+    if let Some(wait) = exit_wait {
+        rt.shutdown_timeout(wait);
+    }
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             // Errors can carry the server's own words (a stream error's
@@ -491,6 +529,10 @@ pub async fn run_server<T: ServerTransport, D: ServerTransport, U: ServerTranspo
     Ok(0)
 }
 
+/// How long a client's blocking work (a file being written) may hold up
+/// its exit; a read of stdin is never waited for.
+const CLIENT_EXIT_WAIT: Duration = Duration::from_millis(500);
+
 /// Runs the line client; returns its exit code.
 pub async fn run_client<T: ClientTransport>(
     name: &str,
@@ -508,13 +550,16 @@ pub async fn run_client<T: ClientTransport>(
             "{name}: WARNING: --sasl PLAIN: if the offer is cut down to PLAIN (a man in the middle can do that on a plaintext stream), this client sends its password"
         );
     }
-    Ok(
-        match crate::client::cli::run(name, transport, opts, args.json, args.verbose).await {
-            Outcome::Done => 0,
-            Outcome::Failed => EXIT_FAILED,
-            Outcome::Error => EXIT_ERROR,
-        },
-    )
+    let outcome = if args.wants_tui() {
+        crate::client::cli::tui::run(name, transport, opts, args.verbose).await
+    } else {
+        crate::client::cli::run(name, transport, opts, args.json, args.verbose).await
+    };
+    Ok(match outcome {
+        Outcome::Done => 0,
+        Outcome::Failed => EXIT_FAILED,
+        Outcome::Error => EXIT_ERROR,
+    })
 }
 
 /// No flags beyond the common ones (the plaintext twin's transport has none).
@@ -609,11 +654,14 @@ pub fn twin_main<T: Twin>(name: &'static str) -> ExitCode {
             run_main(name, verbose, || T::server(name, args, flags))
         }
         TwinCommand::Client { args, flags } => {
-            if args.verbose {
+            // Not under the terminal UI: log lines would write over it.
+            if args.verbose && !args.wants_tui() {
                 init_tracing(true);
             }
+            // While there is one thread (see the function).
+            crate::client::cli::tui::remember_local_offset();
             let verbose = args.verbose;
-            run_main(name, verbose, || async move {
+            run_main_waiting(name, verbose, Some(CLIENT_EXIT_WAIT), || async move {
                 run_client(name, &args, T::client_transport(name, flags)?).await
             })
         }

@@ -32,10 +32,40 @@ pub enum Security {
     /// Plain TCP: anyone on the path reads and changes it.
     #[default]
     Plaintext,
-    /// TLS, with this end's value of each channel-binding type the channel
-    /// supports (SCRAM-*-PLUS binds the sign-in to them, which defeats a
-    /// relay that ends the TLS itself).
-    Tls(Vec<ChannelBinding>),
+    /// TLS: what was negotiated, and this end's value of each
+    /// channel-binding type the channel supports (SCRAM-*-PLUS binds the
+    /// sign-in to them, which defeats a relay that ends the TLS itself).
+    Tls(TlsInfo),
+}
+
+/// What a TLS channel negotiated, as a user is shown it (the TUI's status
+/// bar): what protects the link, and how far to trust it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// This end's channel-binding values.
+    pub bindings: Vec<ChannelBinding>,
+    /// `TLS 1.3` or `TLS 1.2`.
+    pub version: String,
+    /// The cipher suite's IANA name (`TLS_AES_256_GCM_SHA384`).
+    pub suite: String,
+    /// How the client checked who the server is (`None` on the server,
+    /// which asks clients for no certificate).
+    pub trust: Option<Trust>,
+}
+
+/// How a client checked the server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// The chain leads to a CA given with `--ca`, and names the domain.
+    Ca,
+    /// The chain leads to one of this system's trusted roots.
+    SystemRoots,
+    /// As [`Trust::Ca`] or [`Trust::SystemRoots`], and the key is the
+    /// pinned one (which also defeats a CA that issued a false certificate).
+    Pinned,
+    /// Not checked at all (`--insecure`): deliberately weak, anyone in the
+    /// middle can pose as the server.
+    Insecure,
 }
 
 impl Security {
@@ -48,7 +78,15 @@ impl Security {
     pub fn bindings(&self) -> &[ChannelBinding] {
         match self {
             Security::Plaintext => &[],
-            Security::Tls(b) => b,
+            Security::Tls(t) => &t.bindings,
+        }
+    }
+
+    /// What TLS negotiated, if the stream is TLS.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        match self {
+            Security::Plaintext => None,
+            Security::Tls(t) => Some(t),
         }
     }
 }

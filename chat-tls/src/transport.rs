@@ -29,8 +29,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use chat_core::cli::{ServerArgs, Twin, UploadTransport, run_server};
 use chat_core::transport::{
-    BoxStream, ClientTransport, Security, ServerTransport, StartTls, TransportError, WebConnector,
-    WebFuture, tcp_connect,
+    BoxStream, ClientTransport, Security, ServerTransport, StartTls, TlsInfo, TransportError,
+    Trust, WebConnector, WebFuture, tcp_connect,
 };
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -206,6 +206,29 @@ fn suite_name(s: &rustls::SupportedCipherSuite) -> String {
     format!("{:?}", s.suite()).replacen("TLS13_", "TLS_", 1)
 }
 
+/// What a finished handshake negotiated, for the user to see.
+fn tls_info<D>(
+    conn: &rustls::ConnectionCommon<D>,
+    bindings: Vec<protocol::sasl::ChannelBinding>,
+    trust: Option<Trust>,
+) -> TlsInfo {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3".to_string(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2".to_string(),
+        Some(other) => format!("{other:?}"),
+        None => "TLS".to_string(),
+    };
+    TlsInfo {
+        bindings,
+        version,
+        suite: conn
+            .negotiated_cipher_suite()
+            .map(|s| suite_name(&s))
+            .unwrap_or_default(),
+        trust,
+    }
+}
+
 /// TLS 1.3 and 1.2 only.
 const VERSIONS: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
@@ -304,8 +327,10 @@ struct TlsServer {
 impl TlsServer {
     async fn handshake(&self, stream: BoxStream) -> io::Result<(BoxStream, Security)> {
         let tls = self.acceptor.accept(stream).await?;
-        let bindings = binding::channel_bindings(tls.get_ref().1, self.end_point.clone());
-        Ok((Box::new(tls), Security::Tls(bindings)))
+        let conn = tls.get_ref().1;
+        let bindings = binding::channel_bindings(conn, self.end_point.clone());
+        let info = tls_info(conn, bindings, None);
+        Ok((Box::new(tls), Security::Tls(info)))
     }
 }
 
@@ -372,6 +397,12 @@ fn tls_client(name: &str, flags: &ClientFlags) -> anyhow::Result<TlsClient> {
         )
     };
     let unchecked = webpki.is_none();
+    let trust = match (&webpki, &pin, &flags.ca) {
+        (None, _, _) => Trust::Insecure,
+        (Some(_), Some(_), _) => Trust::Pinned,
+        (Some(_), None, Some(_)) => Trust::Ca,
+        (Some(_), None, None) => Trust::SystemRoots,
+    };
     let verifier = Arc::new(verify::Verifier::new(webpki, pin, provider.clone()));
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(VERSIONS)?
@@ -394,6 +425,7 @@ fn tls_client(name: &str, flags: &ClientFlags) -> anyhow::Result<TlsClient> {
         mode,
         verifier,
         unchecked: unchecked.then(|| name.to_string()),
+        trust,
     })
 }
 
@@ -408,6 +440,8 @@ pub struct TlsClient {
     /// With `--insecure`, the program's name: the key accepted unchecked is
     /// then said, for the user to compare with the real one.
     unchecked: Option<String>,
+    /// How the certificate is checked, for the user to see.
+    trust: Trust,
 }
 
 impl TlsClient {
@@ -436,7 +470,8 @@ impl TlsClient {
                     .and_then(|c| c.first())
                     .and_then(|c| binding::server_end_point(c.as_ref()));
                 let bindings = binding::channel_bindings(conn, end_point);
-                Ok((Box::new(tls), Security::Tls(bindings)))
+                let info = tls_info(conn, bindings, Some(self.trust));
+                Ok((Box::new(tls), Security::Tls(info)))
             }
             // A TLS failure, not a connection failure: the client says the
             // server could not prove who it is, not that it is down.

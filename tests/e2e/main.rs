@@ -20,3 +20,4 @@ mod rooms;
 mod sniffer;
 mod stream_management;
 mod tls;
+mod tui;

@@ -18,6 +18,7 @@ mod raw;
 mod relay;
 mod server;
 mod sniffer;
+mod tmux;
 mod twin;
 
 pub use browser::*;
@@ -28,4 +29,5 @@ pub use raw::*;
 pub use relay::*;
 pub use server::*;
 pub use sniffer::*;
+pub use tmux::*;
 pub use twin::*;

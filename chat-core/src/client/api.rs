@@ -24,8 +24,7 @@ use crate::util::random_id;
 /// A signed-in client.
 pub struct Client {
     pub(super) jid: Jid,
-    pub(super) mechanism: Mechanism,
-    pub(super) secure: bool,
+    pub(super) link: super::state::Link,
     /// Bytes dropped at the STARTTLS switch (see [`Client::discarded_at_switch`]).
     pub(super) discarded_at_switch: usize,
     /// The server's stanza limit: nothing larger is sent.
@@ -180,12 +179,18 @@ impl Client {
 
     /// The SASL mechanism used to sign in.
     pub fn mechanism(&self) -> Mechanism {
-        self.mechanism
+        self.link.mechanism
     }
 
     /// Whether the stream is encrypted.
     pub fn is_secure(&self) -> bool {
-        self.secure
+        self.link.tls.is_some()
+    }
+
+    /// What protects the link to the server, as it was signed in (a
+    /// resumed session goes on with the same transport and settings).
+    pub fn link(&self) -> &super::state::Link {
+        &self.link
     }
 
     /// How many bytes arrived after the server's `<proceed/>` and before

@@ -26,7 +26,7 @@ use super::limits::{CONNECT_TIMEOUT, MAX_QUEUED_STANZAS};
 use super::outbound;
 use super::reader::{self, Reader};
 use super::sm::{DEFAULT_RESUME_WINDOW, Reconnect, Reconnected, Resumer, Sm};
-use super::state::{FilePolicy, Pending, State, Web, lock};
+use super::state::{FilePolicy, Link, Pending, State, Web, lock};
 use crate::transport::{BoxStream, ClientTransport, Security, StartTls, TransportError};
 use crate::util::random_id;
 use crate::xmpp_io::{XmppReader, write_element, write_str};
@@ -72,8 +72,7 @@ pub(super) struct Negotiated {
     stream: BoxStream,
     reader: XmppReader,
     jid: Jid,
-    mechanism: Mechanism,
-    secure: bool,
+    link: Link,
     /// Bytes that came after `<proceed/>`, before TLS, and were dropped.
     discarded_at_switch: usize,
     /// The largest stanza the server accepts (see [`server_limit`]).
@@ -238,7 +237,9 @@ async fn negotiate<T: ClientTransport>(
             })?;
     let mut reader = XmppReader::new(Limits::default());
     let mut registered = !opts.register;
+    let direct = security.is_tls();
     let mut mechanism = None;
+    let mut binding = None;
     let username = opts.jid.local().unwrap_or_default().to_string();
     let mut discarded_at_switch = 0;
     loop {
@@ -267,6 +268,9 @@ async fn negotiate<T: ClientTransport>(
             }
             let plan = sasl_plan(&features, &security, opts)?;
             let mech = plan.mechanism;
+            if let Gs2::Bound(b) = &plan.gs2 {
+                binding = Some(b.kind);
+            }
             authenticate(&mut stream, &mut reader, plan, &username, &opts.password).await?;
             mechanism = Some(mech);
             reader.reset();
@@ -279,8 +283,12 @@ async fn negotiate<T: ClientTransport>(
                 stream,
                 reader,
                 jid: opts.jid.clone(),
-                mechanism: mechanism.unwrap_or(Mechanism::Plain),
-                secure: security.is_tls(),
+                link: Link {
+                    tls: security.tls().cloned(),
+                    direct,
+                    mechanism: mechanism.unwrap_or(Mechanism::Plain),
+                    binding,
+                },
                 discarded_at_switch,
                 max_stanza,
                 sm: None,
@@ -313,8 +321,12 @@ async fn negotiate<T: ClientTransport>(
             stream,
             reader,
             jid,
-            mechanism: mechanism.unwrap_or(Mechanism::Plain),
-            secure: security.is_tls(),
+            link: Link {
+                tls: security.tls().cloned(),
+                direct,
+                mechanism: mechanism.unwrap_or(Mechanism::Plain),
+                binding,
+            },
             discarded_at_switch,
             max_stanza,
             sm,
@@ -679,8 +691,7 @@ pub(super) fn start(
     tokio::spawn(reader::run(rd, xml, r, closed_tx));
     Client {
         jid: n.jid,
-        mechanism: n.mechanism,
-        secure: n.secure,
+        link: n.link,
         discarded_at_switch: n.discarded_at_switch,
         max_stanza: n.max_stanza,
         out: out_tx,
@@ -723,8 +734,12 @@ mod tests {
                 stream,
                 reader,
                 jid: Jid::parse("alice@localhost/r").unwrap(),
-                mechanism: Mechanism::Plain,
-                secure: false,
+                link: Link {
+                    tls: None,
+                    direct: false,
+                    mechanism: Mechanism::Plain,
+                    binding: None,
+                },
                 discarded_at_switch: 0,
                 max_stanza: protocol::limits::MAX_STANZA_BYTES,
                 sm: None,

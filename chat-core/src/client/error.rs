@@ -95,6 +95,15 @@ pub enum ClientError {
     /// No answer in time; names what was asked.
     #[error("{0}: no answer from the server in time")]
     Timeout(String),
+    /// A file offer that the peer neither accepted nor refused in time
+    /// (the server passed it on: the silence is the peer's).
+    #[error("{peer} neither accepted nor refused the file within {} s", waited.as_secs())]
+    OfferUnanswered {
+        /// Who was offered the file.
+        peer: Jid,
+        /// How long the offer stood.
+        waited: std::time::Duration,
+    },
     /// The server did not offer STARTTLS and the client requires it: the
     /// defence against STARTTLS stripping.
     #[error(
@@ -237,6 +246,18 @@ pub enum Lost {
     /// Reading or writing failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl ClientError {
+    /// Whether connecting failed for want of a network (worth another
+    /// try). The server saying no (a session expired, a wrong password
+    /// now, a certificate that does not verify) would say no again.
+    pub fn is_network_trouble(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Connect { .. } | ClientError::ConnectionLost(_) | ClientError::Timeout(_)
+        )
+    }
 }
 
 impl From<ReadError> for ClientError {

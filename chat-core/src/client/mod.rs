@@ -53,3 +53,4 @@ pub use connect::{ConnectOptions, connect};
 pub use error::{ClientError, Lost};
 pub use event::{ChatState, ClientEvent, EventLimits, RosterItem};
 pub use limits::*;
+pub use state::Link;

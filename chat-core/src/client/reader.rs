@@ -185,14 +185,6 @@ impl Comeback {
     }
 }
 
-/// Whether connecting failed for want of a network (worth another try).
-fn network_trouble(e: &ClientError) -> bool {
-    matches!(
-        e,
-        ClientError::Connect { .. } | ClientError::ConnectionLost(_) | ClientError::Timeout(_)
-    )
-}
-
 /// Sleeps until `at`, or for ever.
 async fn until(at: Option<tokio::time::Instant>) {
     match at {
@@ -232,7 +224,7 @@ async fn comeback_after(
             // Only a network that is not back yet is worth waiting for.
             // The server saying no (the session expired, a wrong password
             // now, a certificate that does not verify) would say no again.
-            Err(e) if !network_trouble(&e) => return Err(e),
+            Err(e) if !e.is_network_trouble() => return Err(e),
             Err(e) if tokio::time::Instant::now() + wait >= deadline => return Err(e),
             Err(e) => tracing::info!("resuming failed, trying again: {e}"),
         }

@@ -19,6 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::error::ClientError;
 use super::event::{RosterItem, wire};
 use super::limits::{DEFAULT_MAX_FILE_SIZE, MAX_ONLINE_RESOURCES, kept_text};
+use crate::transport::TlsInfo;
+use protocol::sasl::{ChannelBindingType, Mechanism};
 
 /// Locks `m`, going on after a panic elsewhere: the maps stay usable, and a
 /// client that stopped on a poisoned lock would lose the connection.
@@ -248,6 +250,24 @@ pub struct UploadService {
     pub jid: Jid,
     /// The largest file, when it says (`max-file-size`).
     pub max_size: Option<u64>,
+}
+
+/// What protects the link to the server, as negotiated: what the user is
+/// shown (the TUI's status bar), so that what is protected, and how, is
+/// where the student looks.
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// What TLS negotiated; `None` on a plaintext stream (anyone on the
+    /// path reads and changes it).
+    pub tls: Option<TlsInfo>,
+    /// TLS from the first byte (XEP-0368) rather than STARTTLS: nothing
+    /// for a man in the middle to strip.
+    pub direct: bool,
+    /// The SASL mechanism.
+    pub mechanism: Mechanism,
+    /// The channel-binding type the sign-in was bound to (-PLUS), which
+    /// defeats a relay that ends the TLS itself.
+    pub binding: Option<ChannelBindingType>,
 }
 
 /// The group-room service of our server: `conference.<domain>`.

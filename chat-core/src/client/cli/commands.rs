@@ -10,8 +10,8 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 
+use protocol::Jid;
 use protocol::stanza::Show;
-use protocol::{Jid, outln};
 
 use super::command::Command;
 use super::format::{ANNOUNCE_TARGET, Line, Out};
@@ -101,7 +101,7 @@ pub(super) fn parse_jid(typed: &str, domain: &str) -> Result<Jid, ClientError> {
 }
 
 /// Prints the failure of `command` at once.
-pub(super) fn fail(out: Out, command: &str, text: String) -> Step {
+pub(super) fn fail(out: &Out, command: &str, text: String) -> Step {
     out.error(command, text);
     Step::Failed
 }
@@ -152,7 +152,7 @@ impl Ctx<'_> {
 /// is printed when it completes.
 pub(super) fn execute(
     client: &Client,
-    out: Out,
+    out: &Out,
     cmd: Command,
     current: &mut Option<Jid>,
     line: &str,
@@ -160,13 +160,13 @@ pub(super) fn execute(
     let name = line.split_whitespace().next().unwrap_or("").to_string();
     let mut cx = Ctx {
         client,
-        out,
+        out: out.clone(),
         current,
         name,
     };
     match dispatch(&mut cx, cmd) {
         Ok(step) => step,
-        Err(e) => fail(out, &cx.name, e.to_string()),
+        Err(e) => fail(&cx.out, &cx.name, e.to_string()),
     }
 }
 
@@ -175,7 +175,7 @@ fn dispatch(cx: &mut Ctx<'_>, cmd: Command) -> Result<Step, ClientError> {
     Ok(match cmd {
         Command::Empty | Command::Quit | Command::Wait { .. } => Step::Done,
         Command::Help => {
-            outln!("{HELP}");
+            cx.out.lines(HELP);
             Step::Done
         }
         Command::Msg(to, text) => send_text(cx, &cx.jid(&to)?, &text),
@@ -209,7 +209,7 @@ fn dispatch(cx: &mut Ctx<'_>, cmd: Command) -> Result<Step, ClientError> {
             };
             match cx.client.send_chat_state(&cx.jid(&to)?, state) {
                 Ok(()) => Step::Done,
-                Err(e) => fail(cx.out, "/typing", e.to_string()),
+                Err(e) => fail(&cx.out, "/typing", e.to_string()),
             }
         }
         Command::Text(text) => plain_line(cx, &text),
@@ -256,7 +256,7 @@ fn send_text(cx: &Ctx<'_>, to: &Jid, text: &str) -> Step {
             }
             Step::Done
         }
-        Err(e) => fail(cx.out, "/msg", e.to_string()),
+        Err(e) => fail(&cx.out, "/msg", e.to_string()),
     }
 }
 
@@ -270,7 +270,7 @@ fn say(cx: &Ctx<'_>, room: &Jid, text: &str) -> Step {
             });
             Step::Done
         }
-        Err(e) => fail(cx.out, "/say", e.to_string()),
+        Err(e) => fail(&cx.out, "/say", e.to_string()),
     }
 }
 
@@ -280,7 +280,7 @@ fn plain_line(cx: &Ctx<'_>, text: &str) -> Step {
         Some(room) if room.domain() == muc_domain(cx.client.jid()) => say(cx, &room, text),
         Some(to) => send_text(cx, &to, text),
         None => fail(
-            cx.out,
+            &cx.out,
             "message",
             "no chat selected: use /chat JID first, or /msg JID TEXT".into(),
         ),
@@ -314,7 +314,7 @@ fn remove(cx: &Ctx<'_>, typed: &str) -> Result<Step, ClientError> {
 
 fn roster(cx: &Ctx<'_>) -> Step {
     let fut = cx.client.roster();
-    let out = cx.out;
+    let out = cx.out.clone();
     cx.later(async move {
         let items = fut.await?;
         let n = items.len();
@@ -358,7 +358,7 @@ fn join(cx: &mut Ctx<'_>, typed: &str, nick: Option<String>) -> Result<Step, Cli
 
 fn rooms(cx: &Ctx<'_>) -> Step {
     let fut = cx.client.list_rooms();
-    let out = cx.out;
+    let out = cx.out.clone();
     cx.later(async move {
         let rooms = fut.await?;
         let n = rooms.len();
@@ -378,7 +378,7 @@ fn subject(cx: &Ctx<'_>, typed: &str, text: &str) -> Result<Step, ClientError> {
 fn occupants(cx: &Ctx<'_>, typed: &str) -> Result<Step, ClientError> {
     let room = cx.room(typed)?;
     let fut = cx.client.occupants(&room);
-    let out = cx.out;
+    let out = cx.out.clone();
     Ok(cx.later(async move {
         let list = fut.await?;
         let n = list.len();
@@ -421,7 +421,7 @@ fn users(
     cx: &Ctx<'_>,
     fut: impl Future<Output = Result<(Vec<UserEntry>, usize), ClientError>> + Send + 'static,
 ) -> Step {
-    let out = cx.out;
+    let out = cx.out.clone();
     cx.later(async move {
         let (users, total) = fut.await?;
         let shown = users.len();
@@ -471,7 +471,7 @@ fn set_profile(cx: &Ctx<'_>, name: Option<String>, email: Option<String>) -> Ste
 
 fn online(cx: &Ctx<'_>) -> Step {
     let fut = cx.client.online_users();
-    let out = cx.out;
+    let out = cx.out.clone();
     cx.later(async move {
         let users = fut.await?;
         let n = users.len();

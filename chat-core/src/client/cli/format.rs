@@ -12,6 +12,7 @@
 //! escapes control characters itself.
 
 use std::fmt::{self, Display, Formatter};
+use std::sync::Arc;
 
 use protocol::display::Safe;
 use protocol::outln;
@@ -23,7 +24,7 @@ use crate::client::event::{ChatState, ClientEvent, FileDone, RosterItem, wire};
 use crate::client::rooms::Occupant;
 
 /// Where output goes, in text or JSON.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub(super) struct Out {
     /// JSON lines instead of text.
     pub(super) json: bool,
@@ -33,6 +34,18 @@ pub(super) struct Out {
     /// The user's typed line is on the screen (stdin is a terminal): a
     /// sent message needs no line of its own.
     pub(super) echoed: bool,
+    /// Where the lines go.
+    pub(super) sink: Sink,
+}
+
+/// Where [`Out`]'s lines go.
+#[derive(Clone)]
+pub(super) enum Sink {
+    /// Standard output, a line each.
+    Stdout,
+    /// The terminal UI: each line (already made terminal-safe) to the
+    /// window the command was typed in; `true` for an error.
+    Window(Arc<dyn Fn(String, bool) + Send + Sync>),
 }
 
 impl Out {
@@ -62,7 +75,32 @@ impl Out {
                 Err(_) => outln!("{}", Safe(&value.to_string())),
             }
         } else {
-            outln!("{}", Safe(&value.to_string()));
+            self.text(&value.to_string(), false);
+        }
+    }
+
+    /// One line, made terminal-safe: a newline in it (a peer's) is shown
+    /// escaped, never taken as the start of another line.
+    pub(super) fn text(&self, line: &str, error: bool) {
+        match &self.sink {
+            Sink::Stdout => outln!("{}", Safe(line)),
+            Sink::Window(put) => put(Safe(line).to_string(), error),
+        }
+    }
+
+    /// A warning about the connection: on stderr for the line client
+    /// (stdout carries events), in the console of the terminal UI.
+    pub(super) fn warn(&self, name: &str, text: &str) {
+        match &self.sink {
+            Sink::Stdout => eprintln!("{name}: {text}"),
+            Sink::Window(_) => self.text(text, true),
+        }
+    }
+
+    /// Our own text of several lines (`/help`).
+    pub(super) fn lines(&self, text: &str) {
+        for line in text.lines() {
+            self.text(line, false);
         }
     }
 
@@ -76,10 +114,15 @@ impl Out {
 
     /// `error: TEXT` for `command`.
     pub(super) fn error(&self, command: &str, error: String) {
-        self.print(&Line::Error {
+        let line = Line::Error {
             command: command.to_string(),
             error,
-        });
+        };
+        if self.json {
+            self.print(&line);
+        } else {
+            self.text(&line.to_string(), true);
+        }
     }
 }
 

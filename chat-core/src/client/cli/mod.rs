@@ -13,11 +13,14 @@
 //!   JSON, so the two cannot differ (peer text is made terminal-safe).
 //! - `wait`: `/wait` and the backlog of events it matches.
 //! - `session`: sign-in, the command loop, sign-out.
+//! - [`tui`]: the terminal UI, for people at a terminal: the same
+//!   commands and output lines, in windows, with a security status bar.
 
 mod command;
 mod commands;
 mod format;
 mod session;
+pub mod tui;
 mod wait;
 
 pub use session::{Outcome, run};

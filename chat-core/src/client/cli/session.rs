@@ -15,12 +15,12 @@ use tokio::sync::mpsc;
 
 use super::command::Command;
 use super::commands::{Done, Step, execute, parse_jid};
-use super::format::{Line, Out};
+use super::format::{Line, Out, Sink};
 use super::wait::{Backlog, Wait};
 use crate::client::api::Client;
 use crate::client::connect::{ConnectOptions, connect};
 use crate::client::error::ClientError;
-use crate::client::event::ClientEvent;
+use crate::client::event::{ClientEvent, RosterItem};
 use crate::client::rooms::room_jid;
 use crate::transport::ClientTransport;
 
@@ -53,9 +53,10 @@ pub async fn run<T: ClientTransport>(
         json,
         verbose,
         echoed: std::io::stdin().is_terminal(),
+        sink: Sink::Stdout,
     };
-    let client = match sign_in(name, &transport, &opts, out).await {
-        Ok(c) => c,
+    let client = match sign_in(name, &transport, &opts, &out).await {
+        Ok((c, _)) => c,
         Err(e) => {
             // The error can quote the server (a stream error's text).
             eprintln!("{name}: {}", Safe(&e.to_string()));
@@ -78,13 +79,13 @@ pub async fn run<T: ClientTransport>(
 }
 
 /// Connects, says who we are and how, then fetches the roster and sends
-/// initial presence.
-async fn sign_in<T: ClientTransport>(
+/// initial presence; returns the client and the roster.
+pub(super) async fn sign_in<T: ClientTransport>(
     name: &str,
     transport: &T,
     opts: &ConnectOptions,
-    out: Out,
-) -> Result<Client, ClientError> {
+    out: &Out,
+) -> Result<(Client, Vec<RosterItem>), ClientError> {
     let client = connect(transport, opts).await?;
     if opts.register {
         out.print(&Line::Registered {
@@ -98,20 +99,24 @@ async fn sign_in<T: ClientTransport>(
     });
     if !client.is_secure() {
         // The plaintext twin, said where it happens.
-        eprintln!(
-            "{name}: warning: this connection is NOT encrypted; anyone on the network path can read and change it"
+        out.warn(
+            name,
+            "warning: this connection is NOT encrypted; anyone on the network path can read and change it",
         );
     }
     if client.discarded_at_switch() > 0 {
-        eprintln!(
-            "{name}: warning: {} bytes arrived after <proceed/>, before TLS, and were discarded (STARTTLS response injection?)",
-            client.discarded_at_switch()
+        out.warn(
+            name,
+            &format!(
+                "warning: {} bytes arrived after <proceed/>, before TLS, and were discarded (STARTTLS response injection?)",
+                client.discarded_at_switch()
+            ),
         );
     }
     // Roster first, so the client knows its contacts before presence and
     // subscription requests arrive; then initial presence, which also
     // releases offline messages.
-    client.roster().await?;
+    let roster = client.roster().await?;
     // Copies of what the account's other sessions send and receive. Not
     // waited for: a server without carbons (an old one, or Prosody without
     // the module) refuses, or never answers, and the session goes on
@@ -122,7 +127,7 @@ async fn sign_in<T: ClientTransport>(
         let _ = enable.await;
     });
     client.set_presence(None, None)?;
-    Ok(client)
+    Ok((client, roster))
 }
 
 /// How the command loop ended.
@@ -227,7 +232,7 @@ impl Session {
             } => self.start_wait(kind, from, seconds),
             other => {
                 self.unregistering |= matches!(other, Command::Unregister);
-                match execute(&self.client, self.out, other, &mut self.current, line) {
+                match execute(&self.client, &self.out, other, &mut self.current, line) {
                     Step::Done => {}
                     Step::Failed => self.failed = true,
                     Step::Pending(f) => {

@@ -1,4 +1,5 @@
-//! Progress events for large files, at every 10%.
+//! Progress events for large files, at every 10% (100% included: a front
+//! end showing a gauge knows it is done).
 
 use crate::client::event::{ClientEvent, EventSender};
 use crate::client::limits::PROGRESS_MIN_SIZE;
@@ -29,7 +30,7 @@ impl Progress {
         // One event however many tenths one step crossed (a 64 KiB chunk
         // of a small file crosses several).
         let mut crossed = false;
-        while self.next_tenth < 10 && done * 10 >= self.total * self.next_tenth {
+        while self.next_tenth <= 10 && done * 10 >= self.total * self.next_tenth {
             self.next_tenth += 1;
             crossed = true;
         }

@@ -59,7 +59,14 @@ impl Client {
                     "offering the file",
                     OFFER_TIMEOUT,
                 )
-                .await?;
+                .await
+                .map_err(|e| match e {
+                    ClientError::Timeout(_) => ClientError::OfferUnanswered {
+                        peer: to.clone(),
+                        waited: OFFER_TIMEOUT,
+                    },
+                    e => e,
+                })?;
             if !accepts_ibb(&answer) {
                 return Err(ClientError::Unexpected(
                     "an acceptance without In-Band Bytestreams".into(),
