@@ -90,6 +90,70 @@ fn the_demo_shows_what_leaks_in_plaintext_and_what_tls_hides() {
 }
 
 #[test]
+fn the_live_demo_shows_each_finding_as_it_happens_and_ends_with_the_same_table() {
+    let args: Vec<String> = ["demo", "--live", "--pace", "0.3"]
+        .map(String::from)
+        .to_vec();
+    let dir = state_dir().display().to_string();
+    let t = tests::Tmux::start(&bin("labs"), &args, &[("XDG_STATE_HOME", &dir)], (160, 45));
+    // While it runs: the conversation on both sides, and a plaintext
+    // message recovered from the wire on the left only.
+    let during = t.wait_for_within("a message recovered", Duration::from_secs(90), |s| {
+        s.contains("MESSAGES: alice@localhost -> bob@localhost: Hi Bob")
+    });
+    assert!(
+        during.contains("PLAINTEXT (chat-plain): what alice and bob see"),
+        "{during}"
+    );
+    assert!(
+        during.contains("TLS (chat-tls, STARTTLS required): what alice and bob see"),
+        "{during}"
+    );
+    for line in during.lines().filter(|l| l.contains("MESSAGES:")) {
+        // The left pane ends at the middle of the screen.
+        let at = line.find("MESSAGES:").unwrap();
+        assert!(
+            line[..at].chars().count() < 80,
+            "a message leaked on the TLS side: {line}"
+        );
+    }
+    let done = t.wait_for_within("the end", Duration::from_secs(90), |s| {
+        s.contains("Press a key to leave")
+    });
+    let row = |name: &str| {
+        done.lines()
+            .find(|l| l.trim_start_matches('│').starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} row:\n{done}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let creds = row("credentials");
+    assert!(
+        creds.contains(&"LEAKED".to_string()) && creds.contains(&"hidden".to_string()),
+        "{creds:?}"
+    );
+    let names = row("server name");
+    assert_eq!(
+        names.iter().filter(|w| *w == "visible").count(),
+        2,
+        "{names:?}"
+    );
+    t.keys(&["Enter"]);
+    assert_eq!(t.exit_status(), 0, "{}", t.screen());
+    let after = t.screen();
+    assert!(after.contains("TLS hid the content"), "{after}");
+    assert!(!t.alternate_screen());
+}
+
+#[test]
+fn the_live_demo_needs_a_terminal_and_says_so() {
+    let (code, _, err) = labs(&["demo", "--live"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--live draws on a terminal"), "{err}");
+}
+
+#[test]
 fn ctrl_c_stops_every_process_and_removes_every_file() {
     let mut child = Command::new(bin("labs"))
         .args(["demo", "--pace", "3"])

@@ -33,6 +33,18 @@ fn tui(
     Tmux::start(&bin(server.twin.bin()), &args, &all_env, size)
 }
 
+/// alice, new, in a 120×34 terminal.
+fn alice(server: &Server) -> Tmux {
+    tui(
+        server,
+        None,
+        "alice@localhost",
+        &["--register"],
+        &[],
+        (120, 34),
+    )
+}
+
 fn enter(t: &Tmux, line: &str) {
     t.type_text(line);
     t.keys(&["Enter"]);
@@ -51,14 +63,7 @@ fn befriend(alice: &Tmux, bob: &mut Client) {
 fn chat_in_the_terminal_ui(twin: Twin) {
     let server = Server::start(twin, &[]);
     let mut bob = Client::start(&server, "bob@localhost", "pw-b", &["--register"]);
-    let alice = tui(
-        &server,
-        None,
-        "alice@localhost",
-        &["--register"],
-        &[],
-        (120, 34),
-    );
+    let alice = alice(&server);
     befriend(&alice, &mut bob);
 
     // What protects the chat is on screen, per twin.
@@ -148,14 +153,7 @@ fn a_file_offer_waits_in_the_background_while_the_chat_goes_on() {
         "pw-b",
         &["--register", "--downloads", downloads.to_str().unwrap()],
     );
-    let alice = tui(
-        &server,
-        None,
-        "alice@localhost",
-        &["--register"],
-        &[],
-        (120, 34),
-    );
+    let alice = alice(&server);
     befriend(&alice, &mut bob);
     let path = dir.path().join("notes.bin");
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();

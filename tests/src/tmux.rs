@@ -108,13 +108,23 @@ impl Tmux {
     /// Waits until the screen satisfies `pred`; returns it. Fails with the
     /// screen as it was.
     pub fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        self.wait_for_within(what, WAIT, pred)
+    }
+
+    /// [`Tmux::wait_for`] with a time of its own.
+    pub fn wait_for_within(
+        &self,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
         let t0 = Instant::now();
         loop {
             let s = self.screen();
             if pred(&s) {
                 return s;
             }
-            if t0.elapsed() > WAIT {
+            if t0.elapsed() > limit {
                 panic!("timed out waiting for {what}; the screen:\n{s}");
             }
             std::thread::sleep(Duration::from_millis(100));

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use comfy_table::Cell;
 use serde::Serialize;
-use serde_json::Value;
 use sniffer::html::{escape, page};
 use sniffer::report::Look;
 
@@ -20,6 +19,11 @@ use harness::signals::check_interrupt;
 use harness::{Input, Proc};
 
 use crate::chat::{ChatServer, Twin, bin, start_server};
+
+mod findings;
+mod live;
+
+use findings::{Findings, Side};
 
 /// The conversation's secrets: what must leak in plaintext and stay hidden
 /// under TLS.
@@ -37,18 +41,19 @@ pub struct DemoArgs {
     /// Print one JSON object instead of the side-by-side view.
     #[arg(long)]
     pub json: bool,
-    /// Seconds to wait between steps, for a live classroom.
-    #[arg(long, default_value_t = 0.0)]
-    pub pace: f64,
+    /// Seconds to wait between steps, for a live classroom (with --live,
+    /// between the conversation's beats; 2 by default there).
+    #[arg(long)]
+    pub pace: Option<f64>,
+    /// Show the demo as it happens, full screen (for a projector): each
+    /// message in the chat panes, the sniffer's finding for it beside it,
+    /// plaintext on the left and TLS on the right, and the verdict filling
+    /// in. Needs a terminal; the table is printed at the end as without it.
+    #[arg(long, conflicts_with = "json")]
+    pub live: bool,
     /// Also write the side-by-side view as one self-contained HTML page.
     #[arg(long, value_name = "FILE")]
     pub html: Option<std::path::PathBuf>,
-}
-
-/// What the sniffer found about one twin.
-#[derive(Debug, Default)]
-struct Side {
-    categories: BTreeMap<&'static str, Vec<String>>,
 }
 
 /// The demo's outcome: what the sniffer recovered on each side, and the
@@ -95,170 +100,123 @@ fn step(json: bool, pace: f64, n: u8, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The scripted conversation on one server: alice and bob sign up, add
-/// each other, set a status, chat, talk in a room, send a small file. Each
-/// step waits for the event it depends on (alice is in the room before bob
-/// is told to join), so the run is the same every time.
-fn converse(server: &ChatServer, dir: &Path) -> anyhow::Result<()> {
+/// Who types a line of the conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Alice,
+    Bob,
+}
+
+/// One beat of the conversation: what it shows, and the lines alice and
+/// bob type for it. Each `/wait` holds its client until the event it
+/// depends on (alice is in the room before bob is told to join), so the
+/// run is the same every time, at any pace.
+struct Beat {
+    caption: &'static str,
+    lines: Vec<(Who, String)>,
+}
+
+/// The scripted conversation: alice and bob sign up, add each other, set a
+/// status, chat, talk in a room, send a small file.
+fn conversation(file: &Path) -> Vec<Beat> {
+    use Who::{Alice, Bob};
+    let l = |who, s: &str| (who, s.to_string());
+    vec![
+        Beat {
+            caption: "alice and bob add each other as contacts",
+            lines: vec![
+                l(Alice, "/add bob"),
+                l(Bob, "/wait subscribe alice 20"),
+                l(Bob, "/add alice"),
+                l(Alice, "/wait subscription bob 20"),
+                l(Alice, "/wait presence bob 20"),
+            ],
+        },
+        Beat {
+            caption: "bob sets a status",
+            lines: vec![l(Bob, &format!("/status away {STATUS}"))],
+        },
+        Beat {
+            caption: "alice joins a room and writes to bob",
+            lines: vec![
+                l(Alice, "/join study"),
+                l(Alice, &format!("/msg bob {DM_ALICE}")),
+            ],
+        },
+        Beat {
+            caption: "bob answers, and joins the room",
+            lines: vec![
+                l(Bob, "/wait message alice 20"),
+                l(Bob, &format!("/msg alice {DM_BOB}")),
+                l(Bob, "/join study"),
+            ],
+        },
+        Beat {
+            caption: "alice writes in the room",
+            lines: vec![
+                l(Alice, "/wait message bob 20"),
+                l(Alice, "/wait room-presence study 20"),
+                l(Alice, &format!("/say study {ROOM_MSG}")),
+                l(Bob, "/wait room-message study 20"),
+            ],
+        },
+        Beat {
+            caption: "alice sends bob a file",
+            lines: vec![
+                l(Alice, &format!("/sendfile bob {}", file.display())),
+                l(Bob, "/wait file-received alice 20"),
+            ],
+        },
+    ]
+}
+
+/// Everyone's flags: bob signs in with PLAIN (so the sniffer has a
+/// password to find on the plaintext twin) and takes every file.
+fn flags(who: Who, downloads: &str) -> Vec<&str> {
+    match who {
+        Who::Alice => vec!["--register"],
+        Who::Bob => vec![
+            "--register",
+            "--plain",
+            "--accept-files",
+            "--downloads",
+            downloads,
+        ],
+    }
+}
+
+/// The file alice sends, and where bob saves it, on `server`.
+fn files(server: &ChatServer, dir: &Path) -> anyhow::Result<(std::path::PathBuf, String)> {
     let file = dir.join(format!("notes-{}.txt", server.twin.bin()));
     std::fs::write(&file, FILE_TEXT)?;
     let downloads = dir.join(format!("downloads-{}", server.twin.bin()));
-    let d = downloads.to_string_lossy().into_owned();
-    let bob = server.start(
-        "bob",
-        BOB_PW,
-        &["--register", "--plain", "--accept-files", "--downloads", &d],
-        &format!(
-            "/wait subscribe alice 20\n/add alice\n/status away {STATUS}\n/wait message alice 20\n\
-             /msg alice {DM_BOB}\n/join study\n/wait room-message study 20\n/wait file-received alice 20\n"
-        ),
-    )?;
+    Ok((file, downloads.to_string_lossy().into_owned()))
+}
+
+/// The conversation on one server, each client with its whole script.
+fn converse(server: &ChatServer, dir: &Path) -> anyhow::Result<()> {
+    let (file, d) = files(server, dir)?;
+    let beats = conversation(&file);
+    let script = |who: Who| {
+        let mut s = String::new();
+        for (w, line) in beats.iter().flat_map(|b| &b.lines) {
+            if *w == who {
+                s.push_str(line);
+                s.push('\n');
+            }
+        }
+        s
+    };
+    let bob = server.start("bob", BOB_PW, &flags(Who::Bob, &d), &script(Who::Bob))?;
     let alice = server.start(
         "alice",
         ALICE_PW,
-        &["--register"],
-        &format!(
-            "/add bob\n/wait subscription bob 20\n/wait presence bob 20\n/join study\n\
-             /msg bob {DM_ALICE}\n/wait message bob 20\n/wait room-presence study 20\n\
-             /say study {ROOM_MSG}\n/sendfile bob {}\n",
-            file.display()
-        ),
+        &flags(Who::Alice, &d),
+        &script(Who::Alice),
     )?;
     alice.finish(Duration::from_secs(40))?;
     bob.finish(Duration::from_secs(40))?;
     Ok(())
-}
-
-/// Sorts the sniffer's findings by the server each connection went to.
-fn sort_findings(lines: &[String], ports: &HashMap<u16, Twin>) -> HashMap<Twin, Side> {
-    let mut conn_twin: HashMap<u64, Twin> = HashMap::new();
-    // A client's own stanzas carry no `from`; its bound JID says who it is.
-    let mut bound: HashMap<u64, String> = HashMap::new();
-    let mut first_ts: Option<f64> = None;
-    let mut body_sizes: Vec<String> = Vec::new();
-    let mut sides: HashMap<Twin, Side> = HashMap::new();
-    sides.insert(Twin::Plain, Side::default());
-    sides.insert(Twin::Tls, Side::default());
-    for l in lines {
-        let Ok(v) = serde_json::from_str::<Value>(l) else {
-            continue;
-        };
-        let conn = v["conn"].as_u64().unwrap_or(u64::MAX);
-        if v["type"] == "connection" {
-            let port = v["server"]
-                .as_str()
-                .and_then(|s| s.rsplit(':').next())
-                .and_then(|p| p.parse::<u16>().ok());
-            if let Some(t) = port.and_then(|p| ports.get(&p)) {
-                conn_twin.insert(conn, *t);
-            }
-        }
-        let Some(twin) = conn_twin.get(&conn) else {
-            continue;
-        };
-        if v["type"] == "bound-jid" {
-            let jid = v["jid"].as_str().unwrap_or("?");
-            bound.insert(conn, jid.split('/').next().unwrap_or(jid).to_string());
-        }
-        let me = bound.get(&conn).cloned().unwrap_or_else(|| "?".into());
-        let side = sides.entry(*twin).or_default();
-        let s = |k: &str| v[k].as_str().unwrap_or("?").to_string();
-        // An address, without the resource; a missing `from` is the client.
-        let who = |k: &str| match v[k].as_str() {
-            Some(x) => x.split('/').next().unwrap_or(x).to_string(),
-            None => me.clone(),
-        };
-        let ts = v["ts"].as_f64().unwrap_or(0.0);
-        let t0 = *first_ts.get_or_insert(ts);
-        let (cat, text): (&'static str, String) = match v["type"].as_str().unwrap_or("") {
-            "credential" => (
-                "credentials",
-                match v["password"].as_str() {
-                    Some(p) => format!("{}: password {p} ({})", s("user"), s("kind")),
-                    None => format!("{}: {} {}", s("user"), s("kind"), s("detail")),
-                },
-            ),
-            "message" => {
-                if *twin == Twin::Plain {
-                    body_sizes.push(format!("{} bytes: {}", s("body").len(), s("body")));
-                }
-                (
-                    "messages",
-                    format!("{} -> {}: {}", who("from"), who("to"), s("body")),
-                )
-            }
-            "contact" => (
-                "contacts",
-                match v["subscription"].as_str() {
-                    Some(sub) => format!("{} (subscription {sub})", s("jid")),
-                    None => format!("{} (added to a roster)", s("jid")),
-                },
-            ),
-            "subscription" => (
-                "contacts",
-                format!("{} {} -> {}", s("kind"), who("from"), who("to")),
-            ),
-            "presence" if !v["status"].is_null() => {
-                ("presence", format!("{}: {}", who("from"), s("status")))
-            }
-            "file" => (
-                "file",
-                format!(
-                    "{} {} bytes sha256 {}",
-                    s("name"),
-                    v["size"],
-                    &s("sha256")[..16.min(s("sha256").len())]
-                ),
-            ),
-            "stream" if !v["to"].is_null() => ("server name", format!("stream to {}", s("to"))),
-            "client-hello" => ("server name", format!("SNI {}", s("sni"))),
-            "connection" => (
-                "who talks to whom, when",
-                format!(
-                    "{} -> {} at +{:.3} s",
-                    v["client"].as_str().unwrap_or("?"),
-                    v["server"].as_str().unwrap_or("?"),
-                    ts - t0
-                ),
-            ),
-            "tls-traffic" => (
-                "sizes",
-                format!(
-                    "{} records / {} bytes up, {} / {} down; first sizes {}",
-                    v["records_to_server"],
-                    v["bytes_to_server"],
-                    v["records_to_client"],
-                    v["bytes_to_client"],
-                    v["sizes"]
-                        .as_array()
-                        .map(|a| a
-                            .iter()
-                            .take(6)
-                            .map(|x| x.to_string())
-                            .collect::<Vec<_>>()
-                            .join(" "))
-                        .unwrap_or_default()
-                ),
-            ),
-            _ => continue,
-        };
-        // The same stanza is seen going in and coming out: show it once.
-        let list = side.categories.entry(cat).or_default();
-        if !list.contains(&text) {
-            list.push(text);
-        }
-    }
-    // Plaintext sizes: every message's length is right there.
-    if let Some(plain) = sides.get_mut(&Twin::Plain) {
-        body_sizes.dedup();
-        let list = plain.categories.entry("sizes").or_default();
-        for b in body_sizes {
-            if !list.contains(&b) {
-                list.push(b);
-            }
-        }
-    }
-    sides
 }
 
 fn verdict(side: &Side, cat: &str, kind: &str) -> &'static str {
@@ -280,13 +238,92 @@ fn clip(s: &str, n: usize) -> String {
     }
 }
 
+/// The servers and the sniffer watching them.
+struct Stage {
+    plain: ChatServer,
+    tls: ChatServer,
+    sniffer: Proc,
+    findings: Findings,
+}
+
+impl Stage {
+    /// Stops the sniffer and sorts what it still had; returns what that
+    /// revealed.
+    fn stop_sniffer(&mut self) -> anyhow::Result<Vec<findings::Found>> {
+        // The last packets reach the sniffer a moment after the clients end.
+        std::thread::sleep(Duration::from_millis(300));
+        let (_, lines) = self.sniffer.interrupt(Duration::from_secs(10))?;
+        Ok(lines.iter().flat_map(|l| self.findings.add(l)).collect())
+    }
+
+    /// Stops the servers; what was found stays.
+    fn into_findings(self) -> Findings {
+        self.findings
+    }
+}
+
+/// Starts both servers and the sniffer (`say` tells each step).
+fn set_up(
+    dir: &Path,
+    say: &mut dyn FnMut(u8, &str) -> anyhow::Result<()>,
+) -> anyhow::Result<Stage> {
+    let plain = start_server(Twin::Plain, dir, "localhost", None, &[])?;
+    let tls = start_server(Twin::Tls, dir, "localhost", None, &[])?;
+    say(2, "starting the sniffer on lo")?;
+    let mut cmd = Command::new(bin("sniffer")?);
+    cmd.args(["live", "--interface", "lo", "--json", "--filter"])
+        .arg(format!(
+            "tcp port {} or tcp port {}",
+            plain.addr.port(),
+            tls.addr.port()
+        ));
+    let sniffer = Proc::spawn("sniffer", cmd, Input::Null)?;
+    sniffer
+        .wait_stderr("capturing on", Duration::from_secs(10))
+        .map_err(|e| match e {
+            harness::Error::Interrupted => e.into(),
+            e => anyhow::anyhow!(
+                "{e}\n(the demo captures live traffic: run it as root, e.g. sudo scripts/demo.sh)"
+            ),
+        })?;
+    let ports: HashMap<u16, Twin> = [
+        (plain.addr.port(), Twin::Plain),
+        (tls.addr.port(), Twin::Tls),
+    ]
+    .into();
+    Ok(Stage {
+        plain,
+        tls,
+        sniffer,
+        findings: Findings::new(ports),
+    })
+}
+
+/// The verdict on every row, from what was found.
+fn verdicts(findings: &Findings) -> Vec<Verdict> {
+    let empty = Side::default();
+    let p = findings.sides.get(&Twin::Plain).unwrap_or(&empty);
+    let t = findings.sides.get(&Twin::Tls).unwrap_or(&empty);
+    ROWS.iter()
+        .map(|(cat, kind)| Verdict {
+            category: cat,
+            plaintext: verdict(p, cat, kind),
+            tls: verdict(t, cat, kind),
+        })
+        .collect()
+}
+
 /// Runs the demo; returns the exit code.
 pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
+    if args.live {
+        return live::run(args);
+    }
+    let pace = args.pace.unwrap_or(0.0);
     let t0 = Instant::now();
     let dir = tempfile::Builder::new().prefix("labs-demo-").tempdir()?;
     step(
         args.json,
-        args.pace,
+        pace,
         1,
         "starting a chat-plain server and a chat-tls server (lab CA made on the fly) on loopback",
     )?;
@@ -296,71 +333,44 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
             dir.path().display()
         );
     }
-    let plain = start_server(Twin::Plain, dir.path(), "localhost", None, &[])?;
-    let tls = start_server(Twin::Tls, dir.path(), "localhost", None, &[])?;
-    step(args.json, args.pace, 2, "starting the sniffer on lo")?;
-    let mut cmd = Command::new(bin("sniffer")?);
-    cmd.args(["live", "--interface", "lo", "--json", "--filter"])
-        .arg(format!(
-            "tcp port {} or tcp port {}",
-            plain.addr.port(),
-            tls.addr.port()
-        ));
-    let mut sniffer = Proc::spawn("sniffer", cmd, Input::Null)?;
-    sniffer
-        .wait_stderr("capturing on", Duration::from_secs(10))
-        .map_err(|e| match e {
-            harness::Error::Interrupted => e.into(),
-            e => anyhow::anyhow!(
-                "{e}\n(the demo captures live traffic: run it as root, e.g. sudo scripts/demo.sh)"
-            ),
-        })?;
+    let mut stage = set_up(dir.path(), &mut |n, text| step(args.json, pace, n, text))?;
     step(
         args.json,
-        args.pace,
+        pace,
         3,
         "alice and bob chat over chat-plain (sign up, contacts, status, messages, a room, a file)",
     )?;
-    converse(&plain, dir.path())?;
+    converse(&stage.plain, dir.path())?;
     step(
         args.json,
-        args.pace,
+        pace,
         4,
         "the same conversation over chat-tls (STARTTLS required)",
     )?;
-    converse(&tls, dir.path())?;
+    converse(&stage.tls, dir.path())?;
     step(
         args.json,
-        args.pace,
+        pace,
         5,
         "stopping the sniffer and reading what it saw",
     )?;
-    std::thread::sleep(Duration::from_millis(300));
-    let (_, lines) = sniffer.interrupt(Duration::from_secs(10))?;
-    let ports: HashMap<u16, Twin> = [
-        (plain.addr.port(), Twin::Plain),
-        (tls.addr.port(), Twin::Tls),
-    ]
-    .into();
-    let sides = sort_findings(&lines, &ports);
-    drop((plain, tls));
-    step(args.json, args.pace, 6, "what an attacker on the wire got")?;
+    stage.stop_sniffer()?;
+    let findings = stage.into_findings();
+    step(args.json, pace, 6, "what an attacker on the wire got")?;
+    finish(args, &findings, t0)
+}
+
+/// The outcome, from the findings: `--html`, then `--json` or the table.
+fn finish(args: &DemoArgs, findings: &Findings, t0: Instant) -> anyhow::Result<u8> {
     let empty = Side::default();
-    let p = sides.get(&Twin::Plain).unwrap_or(&empty);
-    let t = sides.get(&Twin::Tls).unwrap_or(&empty);
+    let p = findings.sides.get(&Twin::Plain).unwrap_or(&empty);
+    let t = findings.sides.get(&Twin::Tls).unwrap_or(&empty);
     let report = Report {
         plaintext: &p.categories,
         seconds: t0.elapsed().as_secs_f64(),
         tls: &t.categories,
         kind: "demo",
-        verdict: ROWS
-            .iter()
-            .map(|(cat, kind)| Verdict {
-                category: cat,
-                plaintext: verdict(p, cat, kind),
-                tls: verdict(t, cat, kind),
-            })
-            .collect(),
+        verdict: verdicts(findings),
     };
     if let Some(path) = &args.html {
         std::fs::write(path, html_page(&report))
