@@ -32,11 +32,25 @@ pub enum ReadError {
     #[error("connection closed by the peer")]
     Eof,
     /// A socket error.
-    #[error("connection error: {0}")]
+    #[error("connection error: {}", describe_io(.0))]
     Io(#[from] io::Error),
     /// The peer sent XML we cannot accept.
     #[error("{0}")]
     Parse(#[from] ParseError),
+}
+
+/// An I/O error in words for the user. A TLS connection cut without its
+/// closing alert (the server killed, the network gone) is the common case;
+/// rustls's own text for it points at its manual.
+pub fn describe_io(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => {
+            "the connection was cut (no TLS close_notify: the server was killed, or the network dropped)"
+                .to_string()
+        }
+        io::ErrorKind::ConnectionReset => "the connection was reset".to_string(),
+        _ => e.to_string(),
+    }
 }
 
 /// Reading side: a parser and a read buffer.

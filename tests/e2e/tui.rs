@@ -196,10 +196,15 @@ fn a_lost_connection_shows_and_the_client_signs_in_again_and_rejoins() {
     bob.send("/join lab");
     bob.expect_event("room-joined", "room", "lab@conference.localhost");
 
-    relay.cut(Duration::from_secs(2));
+    relay.cut(Duration::from_secs(3));
     alice.wait_for("the loss in the status bar", |s| {
         s.contains("OFFLINE") || s.contains("RECONNECTING")
     });
+    // Without a session nothing can be sent: said, and the line stays.
+    enter(&alice, "too soon");
+    alice.wait_text("not sent: not connected");
+    alice.wait_text("to #lab> too soon");
+    alice.keys(&["C-u"]);
     alice.wait_text("back in lab@conference.localhost as alice");
     let screen = alice.screen();
     assert!(
@@ -273,4 +278,33 @@ fn the_line_client_at_a_terminal_leaves_when_the_server_goes_without_waiting_for
     // and took the next line typed with it.
     assert_eq!(t.exit_status(), 2, "{}", t.screen());
     assert!(t.screen().contains("connection lost"), "{}", t.screen());
+}
+
+#[test]
+fn a_message_typed_while_the_connection_is_down_arrives_once_it_is_back() {
+    // The server forgets a dropped session after a second: the client
+    // cannot resume it and signs in anew, and what the old session's server
+    // never acknowledged goes again on the new one.
+    let server = Server::start(Twin::Plain, &["--resume-timeout", "1"]);
+    let mut bob = Client::start(&server, "bob@localhost", "pw-b", &["--register"]);
+    let relay = Relay::start(server.addr);
+    let alice = tui(
+        &server,
+        Some(relay.addr),
+        "alice@localhost",
+        &["--register"],
+        &[],
+        (120, 34),
+    );
+    befriend(&alice, &mut bob);
+    enter(&alice, "/chat bob");
+    alice.wait_text("to bob>");
+    relay.cut(Duration::from_secs(3));
+    alice.wait_text("RECONNECTING");
+    enter(&alice, "typed while down");
+    bob.expect_event("message", "body", "typed while down");
+    alice.wait_text("alice: typed while down ✓");
+    enter(&alice, "/win 1");
+    alice.wait_text("signed in again");
+    alice.wait_text("1 message(s) the server had not acknowledged were sent again");
 }

@@ -38,6 +38,8 @@ pub struct Client {
     pub(super) events_tx: WeakEventSender,
     pub(super) writer: tokio::task::JoinHandle<()>,
     pub(super) closed: Option<oneshot::Receiver<()>>,
+    /// Stream management's record of what the server has not acknowledged.
+    pub(super) sm: Option<Arc<super::sm::Sm>>,
 }
 
 /// Sends serialized stanzas on a client's connection from any task (the
@@ -185,6 +187,34 @@ impl Client {
     /// Whether the stream is encrypted.
     pub fn is_secure(&self) -> bool {
         self.link.tls.is_some()
+    }
+
+    /// The messages with a body that the server never acknowledged
+    /// (stream management), oldest first: after the session ended without
+    /// being resumed, what a front end must send again on a new session
+    /// (or say was not sent), since nobody else will. Empty without stream
+    /// management, which cannot tell.
+    pub fn unacknowledged_messages(&self) -> Vec<Element> {
+        let Some(sm) = &self.sm else {
+            return Vec::new();
+        };
+        sm.kept()
+            .iter()
+            .filter(|xml| xml.starts_with("<message"))
+            .filter_map(|xml| {
+                // Our own serialized stanzas, read back.
+                let mut p = protocol::StreamParser::new(protocol::Mode::Lenient);
+                p.feed(xml.as_bytes());
+                match p.next_event() {
+                    Ok(Some(e)) => match e.event {
+                        protocol::Event::Element(el) => Some(el),
+                        _ => None,
+                    },
+                    _ => None,
+                }
+            })
+            .filter(|el| el.get_child("body", ns::CLIENT).is_some())
+            .collect()
     }
 
     /// What protects the link to the server, as it was signed in (a

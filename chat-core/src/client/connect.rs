@@ -381,14 +381,27 @@ async fn resume(
     let el = next_element(stream, reader).await?;
     match (el.is("resumed", ns::SM), protocol::sm::h_of(&el)) {
         (true, Some(h)) => Ok(h),
-        _ => Err(ClientError::Refused {
-            what: "resuming the session".into(),
-            condition: el
+        _ => {
+            // The condition is a direct child (XEP-0198); some servers
+            // wrap it in an <error/> as in a stanza error.
+            let holder = el.get_child("error", ns::CLIENT).unwrap_or(&el);
+            let condition = holder
                 .elements()
-                .next()
-                .map_or_else(|| el.name.to_string(), |c| c.name.to_string()),
-            text: protocol::error::error_text(&el),
-        }),
+                .find(|c| c.ns == ns::STANZA_ERRORS && c.name != "text")
+                .map_or_else(|| el.name.to_string(), |c| c.name.to_string());
+            let text = holder
+                .child_text("text", ns::STANZA_ERRORS)
+                .filter(|t| !t.is_empty());
+            Err(ClientError::Refused {
+                what: "resuming the session".into(),
+                text: text.or_else(|| {
+                    (condition == "item-not-found").then(|| {
+                        "the server no longer has it (it restarted, or the session expired)".into()
+                    })
+                }),
+                condition,
+            })
+        }
     }
 }
 
@@ -684,7 +697,7 @@ pub(super) fn start(
         stalled,
         pending: pending.clone(),
         state: state.clone(),
-        sm,
+        sm: sm.clone(),
         resumer,
         attach: attach_tx,
     };
@@ -701,6 +714,7 @@ pub(super) fn start(
         events_tx,
         writer,
         closed: Some(closed_rx),
+        sm,
     }
 }
 

@@ -254,9 +254,17 @@ impl Registry {
     }
 }
 
-/// `<failed/>` with a stanza error condition.
+/// `<failed/>` with a stanza error condition as its direct child, as
+/// XEP-0198 shows it (clients look there for `item-not-found`), and the
+/// reason in words.
 pub fn failed(cond: protocol::StanzaErrorCondition, text: &str) -> Element {
-    Element::new("failed", ns::SM).child(cond.to_element(Some(text)))
+    Element::new("failed", ns::SM)
+        .child(Element::new(cond.as_str(), ns::STANZA_ERRORS))
+        .child(
+            Element::new("text", ns::STANZA_ERRORS)
+                .attr("xml:lang", "en")
+                .text(text),
+        )
 }
 
 #[cfg(test)]

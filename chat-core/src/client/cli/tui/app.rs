@@ -87,6 +87,9 @@ pub(super) struct Window {
     pub(super) unread: usize,
     /// How many lines up from the bottom the view is scrolled.
     pub(super) scroll: usize,
+    /// How far it can be scrolled: the view sets it as it draws (it
+    /// knows the height), so PgUp stops with the first line at the top.
+    pub(super) max_scroll: std::cell::Cell<usize>,
     /// The contact's chat state (XEP-0085), shown in the title.
     pub(super) state: Option<ChatState>,
     /// A room's occupants, by nickname.
@@ -106,6 +109,7 @@ impl Window {
             lines: VecDeque::new(),
             unread: 0,
             scroll: 0,
+            max_scroll: std::cell::Cell::new(0),
             state: None,
             occupants: BTreeMap::new(),
             nick: None,
@@ -300,8 +304,8 @@ impl App {
     pub(super) fn scroll(&mut self, lines: isize) {
         let id = self.active;
         let w = self.window_mut(id);
-        let max = w.lines.len().saturating_sub(1);
-        w.scroll = w.scroll.saturating_add_signed(lines).min(max);
+        let max = w.max_scroll.get();
+        w.scroll = w.scroll.min(max).saturating_add_signed(lines).min(max);
     }
 
     /// Adds a line to window `id`.
@@ -326,7 +330,7 @@ impl App {
         Entry {
             time: (self.clock)(),
             who,
-            text: Safe(text).to_string(),
+            text: safe_lines(text),
             tone,
             id: None,
             tick: Tick::None,
@@ -353,6 +357,20 @@ impl App {
         e.tick = Tick::Sent;
         self.push(win, e);
         // Sending a message ends our typing in that conversation.
+    }
+
+    /// Our message `id` to `to` never reached the server (its session
+    /// ended unresumed): marked, and said.
+    pub(super) fn not_delivered(&mut self, to: &Jid, id: &str) {
+        if let Some(win) = self.find(to)
+            && self.mark(win, id, Tick::Failed)
+        {
+            self.say(
+                win,
+                Tone::Error,
+                "a message above was lost with the connection: send it again",
+            );
+        }
     }
 
     /// Marks our message `id` in window `win`; true if it was there.
@@ -430,8 +448,10 @@ impl App {
                 self.say(win, Tone::Error, &ev.to_string());
             }
             ClientEvent::ChatState { from, state } => {
+                // Only typing is shown: "paused" and the rest would stay in
+                // the title long after they meant anything.
                 if let Some(win) = self.find(from) {
-                    self.window_mut(win).state = Some(*state);
+                    self.window_mut(win).state = (*state == ChatState::Composing).then_some(*state);
                 }
             }
             ClientEvent::Carbon {
@@ -455,6 +475,8 @@ impl App {
                 body,
                 stamp,
             } => self.archived(from.as_ref(), to.as_ref(), body, stamp.as_deref()),
+            // Our own nickname comes back too (PEP): we are no contact.
+            ClientEvent::Nick { from, .. } if from.to_bare() == self.me.to_bare() => {}
             ClientEvent::Nick { from, nick } => {
                 self.contacts.entry(from.to_bare()).or_default().nick = Some(nick.clone());
             }
@@ -535,7 +557,8 @@ impl App {
                 show,
                 ..
             } => {
-                let win = self.open(room);
+                // A window closed (and the room left) stays closed.
+                let Some(win) = self.find(room) else { return };
                 let w = self.window_mut(win);
                 let known = w.occupants.contains_key(nick);
                 if *available {
@@ -587,12 +610,12 @@ impl App {
                 self.push(win, e);
             }
             ClientEvent::RoomSubject { room, subject, .. } => {
-                let win = self.open(room);
+                let Some(win) = self.find(room) else { return };
                 self.window_mut(win).subject = Some(subject.clone()).filter(|s| !s.is_empty());
                 self.say(win, Tone::Info, &ev.to_string());
             }
             ClientEvent::RoomLeft { room, .. } => {
-                let win = self.open(room);
+                let Some(win) = self.find(room) else { return };
                 let w = self.window_mut(win);
                 w.joined = false;
                 w.occupants.clear();
@@ -610,6 +633,7 @@ impl App {
                 self.say(CONSOLE, Tone::Info, &ev.to_string());
             }
             ClientEvent::Disconnected { reason } => {
+                self.signed_out();
                 self.conn = Conn::Offline(
                     reason
                         .clone()
@@ -617,6 +641,17 @@ impl App {
                 );
                 self.say(CONSOLE, Tone::Error, &ev.to_string());
             }
+        }
+    }
+
+    /// The session ended: nobody is known to be online any more (a new
+    /// session hears everyone's presence again), and no one is typing.
+    pub(super) fn signed_out(&mut self) {
+        for c in self.contacts.values_mut() {
+            c.online.clear();
+        }
+        for w in &mut self.windows {
+            w.state = None;
         }
     }
 
@@ -702,7 +737,8 @@ impl App {
     /// rooms: what Tab completes.
     pub(super) fn completions(&self) -> Vec<String> {
         let mut out: Vec<String> = self.shown().occupants.keys().cloned().collect();
-        for jid in self.contacts.keys() {
+        let me = self.me.to_bare();
+        for jid in self.contacts.keys().filter(|j| **j != me) {
             out.push(jid.to_string());
         }
         for w in &self.windows {
@@ -714,6 +750,17 @@ impl App {
         out.dedup();
         out
     }
+}
+
+/// Text made terminal-safe line by line: a message of several lines (from
+/// clients that allow them) keeps its lines, which the view indents under
+/// the first, so none can pass for a message of its own; every other
+/// control character is shown escaped.
+fn safe_lines(text: &str) -> String {
+    text.split('\n')
+        .map(|l| Safe(l.strip_suffix('\r').unwrap_or(l)).to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A timestamp (XEP-0082, `2026-12-03T14:05:09Z` or with fractions) as
@@ -872,6 +919,85 @@ mod tests {
         assert_eq!(a.conn, Conn::Online);
         a.event(&ClientEvent::Disconnected { reason: None });
         assert!(matches!(a.conn, Conn::Offline(_)));
+    }
+
+    #[test]
+    fn a_closed_room_window_stays_closed_when_the_room_says_goodbye() {
+        let mut a = app();
+        let room = jid("lab@conference.localhost");
+        a.event(&ClientEvent::RoomJoined {
+            room: room.clone(),
+            nick: "al".into(),
+            created: false,
+            occupants: vec![],
+        });
+        a.focus(1);
+        assert!(a.close_shown().is_some());
+        a.event(&ClientEvent::RoomPresence {
+            room: room.clone(),
+            nick: "al".into(),
+            joined: false,
+            available: false,
+            show: None,
+            status: None,
+        });
+        a.event(&ClientEvent::RoomLeft {
+            room,
+            destroyed: false,
+            reason: None,
+        });
+        assert_eq!(a.windows.len(), 1, "only the console");
+    }
+
+    #[test]
+    fn our_own_nickname_makes_no_contact_and_a_lost_session_forgets_presence() {
+        let mut a = app();
+        a.event(&ClientEvent::Nick {
+            from: jid("alice@localhost"),
+            nick: "Al".into(),
+        });
+        assert!(a.contacts.is_empty());
+        a.event(&ClientEvent::Presence {
+            from: jid("bob@localhost/desk"),
+            available: true,
+            show: None,
+            status: None,
+        });
+        a.open(&jid("bob@localhost"));
+        a.event(&ClientEvent::ChatState {
+            from: jid("bob@localhost/desk"),
+            state: ChatState::Composing,
+        });
+        assert!(a.window(1).unwrap().state.is_some());
+        a.event(&ClientEvent::Disconnected { reason: None });
+        assert_eq!(a.contacts[&jid("bob@localhost")].presence(), None);
+        assert!(a.window(1).unwrap().state.is_none());
+        // "Paused" shows nothing: only typing does.
+        a.event(&ClientEvent::ChatState {
+            from: jid("bob@localhost/desk"),
+            state: ChatState::Paused,
+        });
+        assert!(a.window(1).unwrap().state.is_none());
+    }
+
+    #[test]
+    fn a_message_of_several_lines_keeps_them_and_escapes_the_rest() {
+        let mut a = app();
+        a.event(&ClientEvent::Message {
+            from: jid("bob@localhost/phone"),
+            body: "one\r\ntwo\u{1b}[2J\rthree".into(),
+            id: None,
+            kind: protocol::stanza::MessageType::Chat,
+            delayed: None,
+        });
+        let text = &a.window(1).unwrap().lines[0].text;
+        let lines: Vec<&str> = text.split('\n').collect();
+        assert_eq!(lines.len(), 2, "{text:?}");
+        assert_eq!(lines[0], "one");
+        assert!(
+            !lines[1].contains('\u{1b}') && !lines[1].contains('\r'),
+            "{text:?}"
+        );
     }
 
     #[test]

@@ -179,8 +179,9 @@ impl Input {
 
     /// Tab: completes the word before the cursor from `commands` (when it
     /// is the first word and starts with `/`) or `names`; Tab again shows
-    /// the next match.
-    pub(super) fn complete(&mut self, commands: &[&str], names: &[String]) {
+    /// the next match. A nickname of `nicks` at the start of the line gets
+    /// `: ` after it (addressing them), any other completion a space.
+    pub(super) fn complete(&mut self, commands: &[&str], names: &[String], nicks: &[String]) {
         if let Some(c) = self.completing.as_mut() {
             if c.matches.len() > 1 {
                 let word = c.matches[c.next].clone();
@@ -195,6 +196,11 @@ impl Input {
             start -= 1;
         }
         let word: String = self.chars[start..self.cursor].iter().collect();
+        // Nothing typed: nothing to complete (a second Tab after a
+        // completion must not add a word).
+        if word.is_empty() {
+            return;
+        }
         let lower = word.to_lowercase();
         let candidates: Vec<String> = if start == 0 && word.starts_with('/') {
             commands.iter().map(|c| c.to_string()).collect()
@@ -209,6 +215,9 @@ impl Input {
             0 => {}
             1 => {
                 let mut w = matches[0].clone();
+                if start == 0 && nicks.contains(&w) {
+                    w.push(':');
+                }
                 w.push(' ');
                 self.replace_word(start, &w);
             }
@@ -315,25 +324,37 @@ mod tests {
             "bobby@localhost".to_string(),
             "carol@localhost".to_string(),
         ];
+        let none: Vec<String> = Vec::new();
         let mut i = typed("/jo");
-        i.complete(&cmds, &names);
+        i.complete(&cmds, &names, &none);
         assert_eq!(i.text(), "/join ");
         let mut i = typed("/h");
-        i.complete(&cmds, &names);
+        i.complete(&cmds, &names, &none);
         assert_eq!(i.text(), "/history");
-        i.complete(&cmds, &names);
+        i.complete(&cmds, &names, &none);
         assert_eq!(i.text(), "/help");
         let mut i = typed("/msg ca");
-        i.complete(&cmds, &names);
+        i.complete(&cmds, &names, &none);
+        assert_eq!(i.text(), "/msg carol@localhost ");
+        // A second Tab after a whole word adds nothing.
+        i.complete(&cmds, &names, &none);
         assert_eq!(i.text(), "/msg carol@localhost ");
         // Two matches with a longer common prefix: that first.
         let mut i = typed("/msg b");
-        i.complete(&cmds, &names);
+        i.complete(&cmds, &names, &none);
         assert_eq!(i.text(), "/msg bob");
         // Nothing matches: nothing changes.
         let mut i = typed("zz");
-        i.complete(&cmds, &names);
+        i.complete(&cmds, &names, &none);
         assert_eq!(i.text(), "zz");
+        // A room nickname first on the line addresses them.
+        let nicks = vec!["dave".to_string()];
+        let mut i = typed("da");
+        i.complete(&cmds, &nicks, &nicks);
+        assert_eq!(i.text(), "dave: ");
+        let mut i = typed("hi da");
+        i.complete(&cmds, &nicks, &nicks);
+        assert_eq!(i.text(), "hi dave ");
     }
 
     #[test]

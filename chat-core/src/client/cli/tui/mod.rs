@@ -151,6 +151,19 @@ pub async fn run<T: ClientTransport>(
     };
     // An account is registered once; signing in again must not.
     opts.register = false;
+    if client
+        .link()
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.trust == Some(crate::transport::Trust::Insecure))
+    {
+        // Deliberately weak, said where the student looks, not only in the
+        // terminal the UI now covers.
+        ui_out.at(CONSOLE).text(
+            "warning: --insecure: the server's certificate was NOT checked; anyone in the middle can pose as the server and read everything",
+            true,
+        );
+    }
     let mut app = App::new(client.jid().clone(), clock);
     app.link = Some(client.link().clone());
     app.roster(roster);
@@ -194,6 +207,7 @@ pub async fn run<T: ClientTransport>(
         signing_in: None,
         retry_at: None,
         attempt: 0,
+        left_behind: Vec::new(),
     };
     let result = ui.run(&mut terminal, lines, done).await;
     ratatui::restore();
@@ -249,6 +263,9 @@ struct Ui {
     signing_in: Option<SigningIn>,
     retry_at: Option<Instant>,
     attempt: usize,
+    /// Messages of a session that ended unresumed which its server never
+    /// acknowledged: sent again once signed in again.
+    left_behind: Vec<protocol::Element>,
 }
 
 impl Ui {
@@ -345,8 +362,14 @@ impl Ui {
             KeyCode::Up => self.input.older(),
             KeyCode::Down => self.input.newer(),
             KeyCode::Tab => {
-                let names = self.app.completions();
-                self.input.complete(COMMANDS, &names);
+                let mut names = self.app.completions();
+                if self.input.text().starts_with("/win ") {
+                    names.extend(self.app.windows.iter().map(|w| w.label()));
+                }
+                // A nickname at the start of a line in a room addresses
+                // that person: "bob: ".
+                let room_nicks: Vec<String> = self.app.shown().occupants.keys().cloned().collect();
+                self.input.complete(COMMANDS, &names, &room_nicks);
             }
             KeyCode::PageUp => self.app.scroll(10),
             KeyCode::PageDown => self.app.scroll(-10),
@@ -428,12 +451,24 @@ impl Ui {
             }
             _ => {}
         }
+        let shown = self.app.shown();
+        let (kind, jid) = (shown.kind, shown.jid.clone());
+        // Commands about a conversation default to the one shown.
+        let line = match (head, rest.trim().is_empty(), &jid) {
+            ("/occupants" | "/leave" | "/destroy", true, Some(room)) if kind == Kind::Room => {
+                format!("{head} {room}")
+            }
+            ("/history", true, Some(j)) => format!("/history {j}"),
+            _ => line,
+        };
         let cmd = match Command::parse(&line) {
             Ok(c) => c,
             Err(bad) => return self.app.say(win, Tone::Error, &format!("error: {bad}")),
         };
-        let shown = self.app.shown();
-        let (kind, jid) = (shown.kind, shown.jid.clone());
+        let talks = matches!(cmd, Command::Text(_) | Command::Msg(..) | Command::Say(..));
+        if talks && !self.can_send(&line) {
+            return;
+        }
         match cmd {
             Command::Empty => {}
             Command::Quit => self.quit(),
@@ -466,6 +501,15 @@ impl Ui {
             },
             other => {
                 let help = matches!(other, Command::Help);
+                if let Command::SendFile(to, path, _) | Command::Share(to, path, _) = &other {
+                    self.app.say(
+                        win,
+                        Tone::Info,
+                        &format!(
+                            "{path} for {to}: under way in the background; the answer will show here"
+                        ),
+                    );
+                }
                 if matches!(other, Command::Unregister) {
                     self.unregistered = true;
                 }
@@ -494,6 +538,21 @@ impl Ui {
         }
     }
 
+    /// Whether there is a session to send on; if not, says so and puts
+    /// `line` back in the input, so nothing typed is lost.
+    fn can_send(&mut self, line: &str) -> bool {
+        if self.live {
+            return true;
+        }
+        self.app.say(
+            self.app.active,
+            Tone::Error,
+            "not sent: not connected (signing in again; your line is back in the input)",
+        );
+        self.input.insert_str(line);
+        false
+    }
+
     /// A message to a contact, shown at once; ticked by its receipt.
     fn message(&mut self, to: &Jid, text: &str) {
         // The message itself says "active" (XEP-0085).
@@ -519,6 +578,13 @@ impl Ui {
 
     /// `/win N` or `/win JID`.
     fn win(&mut self, which: &str) {
+        if which.is_empty() {
+            return self.app.say(
+                self.app.active,
+                Tone::Error,
+                "error: usage: /win N or /win JID",
+            );
+        }
         if let Ok(n) = which.parse::<usize>() {
             if !self.app.focus_nth(n) {
                 let count = self.app.windows.len();
@@ -610,6 +676,7 @@ impl Ui {
         }
         self.app.event(&ev);
         if let ClientEvent::Disconnected { .. } = ev {
+            self.left_behind = self.client.unacknowledged_messages();
             self.live = false;
             self.lost();
         }
@@ -675,6 +742,7 @@ impl Ui {
                     });
                 }
                 self.app.say(CONSOLE, Tone::Info, "signed in again");
+                self.send_left_behind();
             }
             Err(e) if e.is_network_trouble() => {
                 self.app.say(
@@ -692,6 +760,40 @@ impl Ui {
                 self.app.say(CONSOLE, Tone::Error, &why);
                 self.app.conn = app::Conn::Offline(format!("{why}; /quit"));
             }
+        }
+    }
+
+    /// What the last session's server never acknowledged: a message to a
+    /// contact goes again on the new session (its receipt ticks it; the
+    /// same id lets the peer's client drop a copy); one to a room is
+    /// marked not delivered, since the room is being joined again and
+    /// would refuse it.
+    fn send_left_behind(&mut self) {
+        let mut again = 0;
+        for el in std::mem::take(&mut self.left_behind) {
+            let to = el.get_attr("to").and_then(|t| Jid::parse(t).ok());
+            let id = el.get_attr("id").map(str::to_string);
+            let groupchat = el.get_attr("type") == Some("groupchat");
+            match (to, groupchat) {
+                (Some(to), true) => {
+                    if let Some(id) = id {
+                        self.app.not_delivered(&to, &id);
+                    }
+                }
+                (Some(_), false) => {
+                    if self.client.send(&el).is_ok() {
+                        again += 1;
+                    }
+                }
+                (None, _) => {}
+            }
+        }
+        if again > 0 {
+            self.app.say(
+                CONSOLE,
+                Tone::Info,
+                &format!("{again} message(s) the server had not acknowledged were sent again"),
+            );
         }
     }
 

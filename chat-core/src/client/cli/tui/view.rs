@@ -100,11 +100,18 @@ impl Theme {
 pub(super) fn draw(frame: &mut Frame, app: &App, input: &Input, theme: Theme) {
     let area = frame.area();
     let gauges = app.transfers.len().min(MAX_GAUGES) as u16;
+    // The security lines wrap rather than lose their end (a warning cut
+    // short is no warning); at most a third of the screen.
+    let security_text = security_lines(app, theme);
+    let security_rows = Paragraph::new(security_text.clone())
+        .wrap(Wrap { trim: false })
+        .line_count(area.width.max(1))
+        .clamp(1, usize::from(area.height / 3).max(1));
     let [main, transfers, bar, security, prompt] = Layout::vertical([
         Constraint::Min(3),
         Constraint::Length(gauges),
         Constraint::Length(1),
-        Constraint::Length(2),
+        Constraint::Length(u16::try_from(security_rows).unwrap_or(1)),
         Constraint::Length(1),
     ])
     .areas(area);
@@ -121,7 +128,10 @@ pub(super) fn draw(frame: &mut Frame, app: &App, input: &Input, theme: Theme) {
     }
     transfer_gauges(frame, app, transfers, theme);
     frame.render_widget(Paragraph::new(window_bar(app, theme)), bar);
-    frame.render_widget(Paragraph::new(security_lines(app, theme)), security);
+    frame.render_widget(
+        Paragraph::new(security_text).wrap(Wrap { trim: false }),
+        security,
+    );
     input_line(frame, app, input, prompt, theme);
 }
 
@@ -140,51 +150,60 @@ fn conversation(frame: &mut Frame, app: &App, area: Rect, theme: Theme) {
     }
     let mut block =
         Block::bordered().title(Line::from(title).style(Style::new().add_modifier(Modifier::BOLD)));
-    if let Some(state) = w.state {
-        use crate::client::event::ChatState;
-        let text = match state {
-            ChatState::Composing => " typing… ",
-            ChatState::Paused => " stopped typing ",
-            ChatState::Inactive => " not looking ",
-            ChatState::Gone => " left the conversation ",
-            ChatState::Active => "",
-        };
-        if !text.is_empty() {
-            block = block.title(
-                Line::from(text)
-                    .style(theme.fg(Color::Yellow))
-                    .right_aligned(),
-            );
-        }
-    }
-    if w.scroll > 0 {
-        block = block.title_bottom(
-            Line::from(format!(" ↑ {} more below (PgDn) ", w.scroll))
-                .style(theme.fg(Color::Yellow)),
+    if w.state.is_some() {
+        block = block.title(
+            Line::from(" typing… ")
+                .style(theme.fg(Color::Yellow))
+                .right_aligned(),
         );
     }
     let inner = block.inner(area);
+    // How far up the view can go: until the first line is at the top.
+    let height = usize::from(inner.height);
+    let mut top_rows = 0usize;
+    let mut max_scroll = 0usize;
+    for (i, e) in w.lines.iter().enumerate() {
+        top_rows += Paragraph::new(entry_line(e, theme))
+            .wrap(Wrap { trim: false })
+            .line_count(inner.width.max(1));
+        if top_rows >= height {
+            max_scroll = w.lines.len() - 1 - i;
+            break;
+        }
+    }
+    w.max_scroll.set(max_scroll);
+    let scroll = w.scroll.min(max_scroll);
+    if scroll > 0 {
+        block = block.title_bottom(
+            Line::from(format!(" ↓ {scroll} more below (PgDn) ")).style(theme.fg(Color::Yellow)),
+        );
+    }
     frame.render_widget(block, area);
     if inner.height == 0 || inner.width == 0 {
         return;
     }
     // Only as many entries as can show (the last ones, less the scroll):
     // each is wrapped to the width, so count its rows.
-    let end = w.lines.len().saturating_sub(w.scroll);
+    let end = w.lines.len().saturating_sub(scroll);
     let mut rows = 0usize;
-    let mut lines: Vec<Line> = Vec::new();
+    let mut entries: Vec<Text> = Vec::new();
     for e in w.lines.range(..end).rev() {
-        let line = entry_line(e, theme);
-        rows += Paragraph::new(line.clone())
+        let text = entry_line(e, theme);
+        rows += Paragraph::new(text.clone())
             .wrap(Wrap { trim: false })
             .line_count(inner.width);
-        lines.push(line);
+        entries.push(text);
         if rows >= usize::from(inner.height) {
             break;
         }
     }
-    lines.reverse();
-    let text = Text::from(lines);
+    let text = Text::from(
+        entries
+            .into_iter()
+            .rev()
+            .flat_map(|t| t.lines)
+            .collect::<Vec<_>>(),
+    );
     let overflow = rows.saturating_sub(usize::from(inner.height));
     let p = Paragraph::new(text)
         .wrap(Wrap { trim: false })
@@ -192,37 +211,52 @@ fn conversation(frame: &mut Frame, app: &App, area: Rect, theme: Theme) {
     frame.render_widget(p, inner);
 }
 
-/// One line of a window: time, who, text, tick.
-fn entry_line(e: &Entry, theme: Theme) -> Line<'static> {
-    let mut spans = vec![Span::styled(format!("{} ", e.time), theme.dim())];
+/// One entry of a window: time, who, text, tick. A text of several lines
+/// continues under a bar, so no line of it passes for a message of its own.
+fn entry_line(e: &Entry, theme: Theme) -> Text<'static> {
     let text_style = match e.tone {
         Tone::Me | Tone::Peer => Style::new(),
         Tone::Info => theme.dim(),
         Tone::Notice => theme.fg(Color::Yellow).add_modifier(Modifier::BOLD),
         Tone::Error => theme.fg(Color::Red).add_modifier(Modifier::BOLD),
     };
+    let mut parts = e.text.split('\n');
+    let mut first = vec![Span::styled(format!("{} ", e.time), theme.dim())];
     if let Some(who) = &e.who {
         let colour = if e.tone == Tone::Me {
             Color::Cyan
         } else {
             Color::Magenta
         };
-        spans.push(Span::styled(
+        first.push(Span::styled(
             format!("{who}: "),
             theme.fg(colour).add_modifier(Modifier::BOLD),
         ));
     }
-    spans.push(Span::styled(e.text.clone(), text_style));
-    match e.tick {
-        Tick::None => {}
-        Tick::Sent => spans.push(Span::styled(" ·", theme.dim())),
-        Tick::Delivered => spans.push(Span::styled(" ✓", theme.fg(Color::Green))),
-        Tick::Failed => spans.push(Span::styled(
+    first.push(Span::styled(
+        parts.next().unwrap_or("").to_string(),
+        text_style,
+    ));
+    let mut lines = vec![Line::from(first)];
+    for more in parts {
+        lines.push(Line::from(vec![
+            Span::styled("      ┆ ", theme.dim()),
+            Span::styled(more.to_string(), text_style),
+        ]));
+    }
+    let tick = match e.tick {
+        Tick::None => None,
+        Tick::Sent => Some(Span::styled(" ·", theme.dim())),
+        Tick::Delivered => Some(Span::styled(" ✓", theme.fg(Color::Green))),
+        Tick::Failed => Some(Span::styled(
             " ✗ not delivered",
             theme.fg(Color::Red).add_modifier(Modifier::BOLD),
         )),
+    };
+    if let (Some(t), Some(last)) = (tick, lines.last_mut()) {
+        last.push_span(t);
     }
-    Line::from(spans)
+    Text::from(lines)
 }
 
 /// Contacts and their presence, the rooms we are in, and the occupants of
@@ -325,8 +359,9 @@ fn transfer_gauges(frame: &mut Frame, app: &App, area: Rect, theme: Theme) {
         };
         let arrow = if t.sending { "↑" } else { "↓" };
         let label = format!(
-            "{arrow} {} {} / {} bytes",
+            "{arrow} {} {}% ({} of {} bytes)",
             protocol::display::Safe(&t.name),
+            (ratio * 100.0).round(),
             t.bytes,
             t.total
         );
@@ -431,7 +466,7 @@ pub(super) fn security_parts(link: &Link, kind: Kind) -> [Vec<(String, Level)>; 
             ));
             first.push(match tls.trust {
                 Some(Trust::Insecure) => (
-                    "certificate NOT checked (--insecure): a man in the middle can pose as the server"
+                    "certificate NOT checked (--insecure): anyone in the middle can pose as the server"
                         .to_string(),
                     Level::Bad,
                 ),
