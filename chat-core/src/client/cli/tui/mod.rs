@@ -102,6 +102,9 @@ const PAUSED_AFTER: Duration = Duration::from_secs(5);
 /// How long signing out may take before the client leaves anyway.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
+/// Set when any thread panics: the UI ends (see [`run`]).
+static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The local time zone's offset, read at start-up (see
 /// [`remember_local_offset`]).
 static LOCAL_OFFSET: OnceLock<time::UtcOffset> = OnceLock::new();
@@ -173,7 +176,18 @@ pub async fn run<T: ClientTransport>(
         false,
     );
     let mut terminal = match ratatui::try_init() {
-        Ok(t) => t,
+        Ok(t) => {
+            // ratatui's hook gives the terminal back on a panic; a panic in
+            // a background task leaves the process running, so the UI
+            // also learns of it and ends instead of drawing into a
+            // terminal that is no longer raw.
+            let restore = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                PANICKED.store(true, std::sync::atomic::Ordering::SeqCst);
+                restore(info);
+            }));
+            t
+        }
         Err(e) => {
             eprintln!("{name}: cannot start the terminal UI ({e}); try --line");
             client.close().await;
@@ -280,6 +294,11 @@ impl Ui {
         let mut term = signal(tokio::signal::unix::SignalKind::terminate());
         let mut hangup = signal(tokio::signal::unix::SignalKind::hangup());
         loop {
+            if PANICKED.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(std::io::Error::other(
+                    "a part of the client failed (the message is above); signing out",
+                ));
+            }
             if std::mem::take(&mut self.clear) {
                 terminal.clear()?;
             }
