@@ -45,6 +45,20 @@ fn alice(server: &Server) -> Tmux {
     )
 }
 
+/// alice, new, through `relay`, with `extra` flags.
+fn alice_via(server: &Server, relay: &Relay, extra: &[&str]) -> Tmux {
+    let mut flags = vec!["--register"];
+    flags.extend_from_slice(extra);
+    tui(
+        server,
+        Some(relay.addr),
+        "alice@localhost",
+        &flags,
+        &[],
+        (120, 34),
+    )
+}
+
 fn enter(t: &Tmux, line: &str) {
     t.type_text(line);
     t.keys(&["Enter"]);
@@ -104,6 +118,7 @@ fn chat_in_the_terminal_ui(twin: Twin) {
     // A message arrives while half a line is typed: the typed text stays
     // whole, on its own line.
     alice.type_text("half a li");
+    alice.wait_text("to bob> half a li");
     bob.send("/msg alice ping from bob");
     let screen = alice.wait_text("bob: ping from bob");
     assert!(screen.contains("to bob> half a li"), "{screen}");
@@ -182,14 +197,7 @@ fn a_lost_connection_shows_and_the_client_signs_in_again_and_rejoins() {
     let relay = Relay::start(server.addr);
     // Without stream management nothing is resumed: the UI itself signs in
     // again and joins its rooms again.
-    let alice = tui(
-        &server,
-        Some(relay.addr),
-        "alice@localhost",
-        &["--register", "--no-stream-management"],
-        &[],
-        (120, 34),
-    );
+    let alice = alice_via(&server, &relay, &["--no-stream-management"]);
     alice.wait_text("signed in as alice@localhost");
     enter(&alice, "/join lab");
     alice.wait_text("joined lab@conference.localhost as alice");
@@ -200,12 +208,11 @@ fn a_lost_connection_shows_and_the_client_signs_in_again_and_rejoins() {
     alice.wait_for("the loss in the status bar", |s| {
         s.contains("OFFLINE") || s.contains("RECONNECTING")
     });
-    // Without a session nothing can be sent: said, and the line stays.
-    enter(&alice, "too soon");
-    alice.wait_text("not sent: not connected");
-    alice.wait_text("to #lab> too soon");
-    alice.keys(&["C-u"]);
+    // Typed with no session: kept, and said once the room is joined again.
+    enter(&alice, "said while away");
     alice.wait_text("back in lab@conference.localhost as alice");
+    bob.expect_event("room-message", "body", "said while away");
+    alice.wait_text("alice: said while away ✓");
     let screen = alice.screen();
     assert!(
         !screen.contains("OFFLINE") && !screen.contains("RECONNECTING"),
@@ -288,14 +295,7 @@ fn a_message_typed_while_the_connection_is_down_arrives_once_it_is_back() {
     let server = Server::start(Twin::Plain, &["--resume-timeout", "1"]);
     let mut bob = Client::start(&server, "bob@localhost", "pw-b", &["--register"]);
     let relay = Relay::start(server.addr);
-    let alice = tui(
-        &server,
-        Some(relay.addr),
-        "alice@localhost",
-        &["--register"],
-        &[],
-        (120, 34),
-    );
+    let alice = alice_via(&server, &relay, &[]);
     befriend(&alice, &mut bob);
     enter(&alice, "/chat bob");
     alice.wait_text("to bob>");
@@ -304,7 +304,16 @@ fn a_message_typed_while_the_connection_is_down_arrives_once_it_is_back() {
     enter(&alice, "typed while down");
     bob.expect_event("message", "body", "typed while down");
     alice.wait_text("alice: typed while down ✓");
+    // Typed while the client was still resuming, it went out again as one
+    // the server had not acknowledged; typed a moment later (the client
+    // already knew the session was gone, under load), from the outbox.
+    // Either way it arrived once, and the console says how.
     enter(&alice, "/win 1");
     alice.wait_text("signed in again");
-    alice.wait_text("1 message(s) the server had not acknowledged were sent again");
+    let console = alice.screen();
+    assert!(
+        console.contains("1 message(s) the server had not acknowledged were sent again")
+            || console.contains("kept, and sent once signed in again"),
+        "{console}"
+    );
 }

@@ -19,10 +19,8 @@ use ratatui::widgets::{Block, Paragraph, Row, Table, Wrap};
 use serde_json::Value;
 
 use super::findings::Found;
-use super::{
-    ALICE_PW, BOB_PW, DemoArgs, ROWS, Stage, Who, conversation, files, finish, flags, set_up,
-    verdicts,
-};
+use super::report::{DemoArgs, ROWS, finish, verdicts};
+use super::stage::{ALICE_PW, BOB_PW, Stage, Who, conversation, files, flags, set_up};
 use crate::chat::Twin;
 
 /// How long the clients may take to finish once their scripts are in.

@@ -359,6 +359,22 @@ impl App {
         // Sending a message ends our typing in that conversation.
     }
 
+    /// Our message shown under `old` (queued) now went out as `new`: its
+    /// receipt will tick it.
+    pub(super) fn rekey(&mut self, to: &Jid, old: &str, new: String) {
+        if let Some(win) = self.find(to) {
+            let w = self.window_mut(win);
+            if let Some(e) = w
+                .lines
+                .iter_mut()
+                .rev()
+                .find(|e| e.id.as_deref() == Some(old))
+            {
+                e.id = Some(new);
+            }
+        }
+    }
+
     /// Our message `id` to `to` never reached the server (its session
     /// ended unresumed): marked, and said.
     pub(super) fn not_delivered(&mut self, to: &Jid, id: &str) {
@@ -784,6 +800,18 @@ mod tests {
         App::new(jid("alice@localhost/tui"), || "12:00".to_string())
     }
 
+    /// alice in lab@conference.localhost as "al", with `others`.
+    fn in_lab(a: &mut App, others: &[&str]) -> Jid {
+        let room = jid("lab@conference.localhost");
+        a.event(&ClientEvent::RoomJoined {
+            room: room.clone(),
+            nick: "al".into(),
+            created: false,
+            occupants: others.iter().map(|o| o.to_string()).collect(),
+        });
+        room
+    }
+
     #[test]
     fn a_sent_message_is_ticked_by_its_receipt_and_not_by_another() {
         let mut a = app();
@@ -839,13 +867,7 @@ mod tests {
     #[test]
     fn our_room_message_is_ticked_when_the_room_reflects_it() {
         let mut a = app();
-        let room = jid("lab@conference.localhost");
-        a.event(&ClientEvent::RoomJoined {
-            room: room.clone(),
-            nick: "al".into(),
-            created: false,
-            occupants: vec!["bo".into()],
-        });
+        let room = in_lab(&mut a, &["bo"]);
         a.sent(&room, "r-1".into(), "hello room");
         a.event(&ClientEvent::RoomMessage {
             room: room.clone(),
@@ -924,13 +946,7 @@ mod tests {
     #[test]
     fn a_closed_room_window_stays_closed_when_the_room_says_goodbye() {
         let mut a = app();
-        let room = jid("lab@conference.localhost");
-        a.event(&ClientEvent::RoomJoined {
-            room: room.clone(),
-            nick: "al".into(),
-            created: false,
-            occupants: vec![],
-        });
+        let room = in_lab(&mut a, &[]);
         a.focus(1);
         assert!(a.close_shown().is_some());
         a.event(&ClientEvent::RoomPresence {

@@ -222,6 +222,8 @@ pub async fn run<T: ClientTransport>(
         retry_at: None,
         attempt: 0,
         left_behind: Vec::new(),
+        outbox: Vec::new(),
+        queued_total: 0,
     };
     let result = ui.run(&mut terminal, lines, done).await;
     ratatui::restore();
@@ -280,6 +282,19 @@ struct Ui {
     /// Messages of a session that ended unresumed which its server never
     /// acknowledged: sent again once signed in again.
     left_behind: Vec<protocol::Element>,
+    /// Lines typed while there was no session, oldest first.
+    outbox: Vec<Queued>,
+    /// How many were ever queued (their local ids stay unique).
+    queued_total: usize,
+}
+
+/// A line typed while there was no session.
+struct Queued {
+    to: Jid,
+    text: String,
+    /// The id it is shown under until it is sent.
+    local: String,
+    room: bool,
 }
 
 impl Ui {
@@ -484,10 +499,6 @@ impl Ui {
             Ok(c) => c,
             Err(bad) => return self.app.say(win, Tone::Error, &format!("error: {bad}")),
         };
-        let talks = matches!(cmd, Command::Text(_) | Command::Msg(..) | Command::Say(..));
-        if talks && !self.can_send(&line) {
-            return;
-        }
         match cmd {
             Command::Empty => {}
             Command::Quit => self.quit(),
@@ -557,25 +568,14 @@ impl Ui {
         }
     }
 
-    /// Whether there is a session to send on; if not, says so and puts
-    /// `line` back in the input, so nothing typed is lost.
-    fn can_send(&mut self, line: &str) -> bool {
-        if self.live {
-            return true;
-        }
-        self.app.say(
-            self.app.active,
-            Tone::Error,
-            "not sent: not connected (signing in again; your line is back in the input)",
-        );
-        self.input.insert_str(line);
-        false
-    }
-
     /// A message to a contact, shown at once; ticked by its receipt.
+    /// Without a session it waits in the outbox.
     fn message(&mut self, to: &Jid, text: &str) {
         // The message itself says "active" (XEP-0085).
         self.typing_to = None;
+        if !self.live {
+            return self.queue(to, text, false);
+        }
         match self.client.send_message(to, text) {
             Ok(id) => self.app.sent(to, id, text),
             Err(e) => self
@@ -585,13 +585,68 @@ impl Ui {
     }
 
     /// Something said in a room, shown at once; ticked when the room
-    /// sends it back.
+    /// sends it back. Without a session it waits in the outbox until the
+    /// room is joined again.
     fn say_in(&mut self, room: &Jid, text: &str) {
+        if !self.live {
+            return self.queue(room, text, true);
+        }
         match self.client.say(room, text) {
             Ok(id) => self.app.sent(room, id, text),
             Err(e) => self
                 .app
                 .say(self.app.active, Tone::Error, &format!("error: {e}")),
+        }
+    }
+
+    /// A line typed while there is no session: shown (not yet ticked) and
+    /// kept, to go once signed in again (see [`Ui::flush`]); nothing typed
+    /// is lost.
+    fn queue(&mut self, to: &Jid, text: &str, room: bool) {
+        let local = format!("queued-{}", self.outbox.len() + self.queued_total);
+        self.queued_total += 1;
+        self.app.sent(to, local.clone(), text);
+        self.outbox.push(Queued {
+            to: to.clone(),
+            text: text.to_string(),
+            local,
+            room,
+        });
+        if self.outbox.len() == 1 {
+            self.app.say(
+                self.app.active,
+                Tone::Info,
+                "not connected: kept, and sent once signed in again",
+            );
+        }
+    }
+
+    /// Sends what waited in the outbox: direct messages (`room` `None`),
+    /// or what was said in `room` once it is joined again.
+    fn flush(&mut self, room: Option<&Jid>) {
+        if !self.live {
+            return;
+        }
+        let (now, later): (Vec<Queued>, Vec<Queued>) = std::mem::take(&mut self.outbox)
+            .into_iter()
+            .partition(|q| match room {
+                None => !q.room,
+                Some(r) => q.room && q.to == *r,
+            });
+        self.outbox = later;
+        for q in now {
+            let sent = if q.room {
+                self.client.say(&q.to, &q.text)
+            } else {
+                self.client.send_message(&q.to, &q.text)
+            };
+            match sent {
+                Ok(id) => self.app.rekey(&q.to, &q.local, id),
+                Err(e) => {
+                    self.app.not_delivered(&q.to, &q.local);
+                    self.app.say(CONSOLE, Tone::Error, &format!("error: {e}"));
+                }
+            }
         }
     }
 
@@ -694,6 +749,9 @@ impl Ui {
             self.clear = true;
         }
         self.app.event(&ev);
+        if let ClientEvent::RoomJoined { room, .. } = &ev {
+            self.flush(Some(room));
+        }
         if let ClientEvent::Disconnected { .. } = ev {
             self.left_behind = self.client.unacknowledged_messages();
             self.live = false;
@@ -762,6 +820,7 @@ impl Ui {
                 }
                 self.app.say(CONSOLE, Tone::Info, "signed in again");
                 self.send_left_behind();
+                self.flush(None);
             }
             Err(e) if e.is_network_trouble() => {
                 self.app.say(
@@ -784,9 +843,9 @@ impl Ui {
 
     /// What the last session's server never acknowledged: a message to a
     /// contact goes again on the new session (its receipt ticks it; the
-    /// same id lets the peer's client drop a copy); one to a room is
-    /// marked not delivered, since the room is being joined again and
-    /// would refuse it.
+    /// same id lets the peer's client drop a copy); one to a room waits in
+    /// the outbox until the room is joined again (it would refuse it
+    /// before).
     fn send_left_behind(&mut self) {
         let mut again = 0;
         for el in std::mem::take(&mut self.left_behind) {
@@ -795,8 +854,15 @@ impl Ui {
             let groupchat = el.get_attr("type") == Some("groupchat");
             match (to, groupchat) {
                 (Some(to), true) => {
-                    if let Some(id) = id {
-                        self.app.not_delivered(&to, &id);
+                    if let (Some(local), Some(text)) =
+                        (id, el.child_text("body", protocol::ns::CLIENT))
+                    {
+                        self.outbox.push(Queued {
+                            to,
+                            text: text.to_string(),
+                            local,
+                            room: true,
+                        });
                     }
                 }
                 (Some(_), false) => {
