@@ -31,6 +31,7 @@ pub mod error;
 pub mod jid;
 pub mod limits;
 pub mod ns;
+pub mod omemo;
 pub mod parser;
 pub mod rsm;
 pub mod sasl;

@@ -15,6 +15,7 @@ mod interop;
 mod labs;
 mod leak_check;
 mod mitm;
+mod omemo;
 mod pipes;
 mod rooms;
 mod sniffer;

@@ -201,18 +201,8 @@ impl Client {
         sm.kept()
             .iter()
             .filter(|xml| xml.starts_with("<message"))
-            .filter_map(|xml| {
-                // Our own serialized stanzas, read back.
-                let mut p = protocol::StreamParser::new(protocol::Mode::Lenient);
-                p.feed(xml.as_bytes());
-                match p.next_event() {
-                    Ok(Some(e)) => match e.event {
-                        protocol::Event::Element(el) => Some(el),
-                        _ => None,
-                    },
-                    _ => None,
-                }
-            })
+            // Our own serialized stanzas, read back.
+            .filter_map(|xml| protocol::parser::parse_element(xml))
             .filter(|el| el.get_child("body", ns::CLIENT).is_some())
             .collect()
     }

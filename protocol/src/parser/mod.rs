@@ -76,3 +76,18 @@ pub use error::{ParseError, Restricted};
 pub use event::{Event, Mode, Parsed};
 pub use simple::{StreamParser, both_builders};
 pub use skim::{Children, ElementRef, EventRef, Skimmed};
+
+/// One element read from a string (no stream around it): a stanza we
+/// serialized ourselves and kept, or a payload carried as text (OMEMO's
+/// encrypted envelope). `None` if the text is not exactly one element.
+pub fn parse_element(xml: &str) -> Option<crate::Element> {
+    let mut p = StreamParser::new(Mode::Lenient);
+    p.feed(xml.as_bytes());
+    match p.next_event() {
+        Ok(Some(parsed)) => match parsed.event {
+            Event::Element(el) => Some(el),
+            _ => None,
+        },
+        _ => None,
+    }
+}

@@ -326,7 +326,7 @@ impl ScramCredentials {
     }
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     // The OS random source failing is not recoverable; refusing to go on is
     // safer than using a predictable nonce.

@@ -1,0 +1,346 @@
+//! OMEMO against the reference implementation. python-omemo's backends
+//! (twomemo for `urn:xmpp:omemo:2`, oldmemo for
+//! `eu.siacs.conversations.axolotl`), driven by
+//! `tests/interop/omemo_driver.py`, and our `protocol::omemo` exchange
+//! messages both ways in both versions: bundles and `<encrypted/>`
+//! elements as XML, each side reading what the other wrote. No XMPP yet:
+//! the stanzas are handed over as files.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use protocol::omemo::Version;
+use protocol::omemo::keys::{Bundle, IdentityKey, PreKey};
+use protocol::omemo::payload::{Sealed, open_old, open_two, seal_old, seal_two};
+use protocol::omemo::session::Session;
+use protocol::omemo::xml::{
+    KeyFor, bundle_element, encrypted_element, envelope, read_bundle, read_encrypted, read_envelope,
+};
+use protocol::parser::parse_element;
+use serde_json::Value;
+use tests::{interop_tool, workspace_root};
+
+/// The reference driver, run with the interop venv's Python.
+struct Driver {
+    python: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Driver {
+    fn new() -> Option<Driver> {
+        Some(Driver {
+            python: interop_tool("slixmpp")?,
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Runs one driver command; its JSON answer.
+    fn run(&self, args: &[&str]) -> Value {
+        let out = Command::new(&self.python)
+            .arg(workspace_root().join("tests/interop/omemo_driver.py"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "omemo_driver {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn ns_arg(v: Version) -> &'static str {
+    match v {
+        Version::Two => "twomemo",
+        Version::Old => "oldmemo",
+    }
+}
+
+/// One of our devices: its keys, and its bundle.
+struct Ours {
+    jid: &'static str,
+    id: u32,
+    identity: IdentityKey,
+    spk: PreKey,
+    prekeys: Vec<PreKey>,
+}
+
+impl Ours {
+    fn new(jid: &'static str, id: u32) -> Ours {
+        Ours {
+            jid,
+            id,
+            identity: IdentityKey::generate(),
+            spk: PreKey::generate(1),
+            prekeys: (1..=3).map(PreKey::generate).collect(),
+        }
+    }
+
+    fn bundle_xml(&self, v: Version) -> String {
+        bundle_element(v, &Bundle::new(v, &self.identity, &self.spk, &self.prekeys)).to_xml()
+    }
+
+    /// Seals `text` as the version does (OMEMO 2: inside an envelope).
+    fn seal(&self, v: Version, text: &str) -> Sealed {
+        match v {
+            Version::Two => seal_two(envelope(text, self.jid, "2026-12-03T12:00:00Z").as_bytes()),
+            Version::Old => seal_old(text.as_bytes()),
+        }
+    }
+
+    /// `<encrypted/>` from us to one device.
+    fn message(&self, v: Version, to: &str, rid: u32, s: &mut Session, sealed: &Sealed) -> String {
+        let key = s.encrypt(&sealed.key_material).unwrap();
+        encrypted_element(
+            v,
+            self.id,
+            &[KeyFor {
+                jid: to.to_string(),
+                rid,
+                key,
+            }],
+            Some(&sealed.ciphertext),
+            &sealed.iv,
+        )
+        .to_xml()
+    }
+}
+
+/// The text of a payload, as the version carries it.
+fn open(v: Version, material: &[u8], payload: &[u8], iv: &[u8]) -> String {
+    match v {
+        Version::Two => {
+            let (body, _from) = read_envelope(&open_two(material, payload).unwrap()).unwrap();
+            body
+        }
+        Version::Old => String::from_utf8(open_old(material, iv, payload).unwrap()).unwrap(),
+    }
+}
+
+/// What the reference decrypted, as text.
+fn their_text(v: Version, answer: &Value) -> String {
+    let key = if v == Version::Two {
+        "sce_body"
+    } else {
+        "plaintext"
+    };
+    answer[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .to_string()
+}
+
+fn xml_of(v: &Value) -> protocol::Element {
+    parse_element(v["xml"].as_str().unwrap()).unwrap()
+}
+
+/// We start the session: with the reference's bundle, our first message
+/// (a key exchange) opens there, its automatic answer confirms our
+/// session, and messages then go both ways.
+fn we_start(v: Version, d: &Driver) {
+    let state = d.path(&format!("bob-{v:?}.json"));
+    let made = d.run(&[
+        "gen",
+        "--state",
+        &state,
+        "--jid",
+        "bob@localhost",
+        "--device-id",
+        "2222",
+        "--prekeys",
+        "5",
+    ]);
+    let bundle_xml = made["bundles"][ns_arg(v)]["xml"].as_str().unwrap();
+    let bundle = read_bundle(v, &parse_element(bundle_xml).unwrap()).unwrap();
+    bundle.verify(v).unwrap();
+
+    let alice = Ours::new("alice@localhost", 1111);
+    let alice_bundle = d.write(&format!("alice-{v:?}.xml"), &alice.bundle_xml(v));
+    let mut session = Session::initiate(v, &alice.identity, &bundle).unwrap();
+    let sealed = alice.seal(v, "hello python");
+    let msg = d.write(
+        "a1.xml",
+        &alice.message(v, "bob@localhost", 2222, &mut session, &sealed),
+    );
+    let got = d.run(&[
+        "decrypt",
+        "--state",
+        &state,
+        "--ns",
+        ns_arg(v),
+        "--from-jid",
+        "alice@localhost",
+        "--message",
+        &msg,
+        "--sender-bundle",
+        &alice_bundle,
+    ]);
+    assert_eq!(their_text(v, &got), "hello python", "{got}");
+    assert_eq!(got["session"], "new-passive", "{got}");
+
+    // The reference answers a key exchange with an empty message: it
+    // confirms our session.
+    let reply = read_encrypted(v, &xml_of(&got["auto_reply"])).unwrap();
+    let (data, kex) = reply.key_for("alice@localhost", 1111).unwrap();
+    assert!(!kex);
+    session.decrypt(data).unwrap();
+    assert!(session.confirmed());
+    assert!(reply.payload.is_none(), "an empty message");
+
+    // A real message from the reference.
+    let mut args = vec![
+        "encrypt",
+        "--state",
+        &state,
+        "--ns",
+        ns_arg(v),
+        "--to-jid",
+        "alice@localhost",
+        "--to-device",
+        "1111",
+        "--plaintext",
+        "hello rust",
+    ];
+    if v == Version::Two {
+        args.push("--sce");
+    }
+    let sent = d.run(&args);
+    let m = read_encrypted(v, &xml_of(&sent)).unwrap();
+    assert_eq!(m.sid, 2222);
+    let (data, kex) = m.key_for("alice@localhost", 1111).unwrap();
+    assert!(!kex);
+    let material = session.decrypt(data).unwrap();
+    assert_eq!(
+        open(v, &material, m.payload.as_deref().unwrap(), &m.iv),
+        "hello rust"
+    );
+
+    // And ours again, now without a key exchange.
+    let sealed = alice.seal(v, "and back");
+    let msg = d.write(
+        "a2.xml",
+        &alice.message(v, "bob@localhost", 2222, &mut session, &sealed),
+    );
+    let got = d.run(&[
+        "decrypt",
+        "--state",
+        &state,
+        "--ns",
+        ns_arg(v),
+        "--from-jid",
+        "alice@localhost",
+        "--message",
+        &msg,
+        "--sender-bundle",
+        &alice_bundle,
+        "--no-auto-reply",
+    ]);
+    assert_eq!(their_text(v, &got), "and back", "{got}");
+    assert!(
+        got["session"].as_str().unwrap().starts_with("existing"),
+        "{got}"
+    );
+}
+
+/// The reference starts the session with our published bundle (its
+/// signature checked there, OMEMO 0.3's sign bit included); we answer.
+fn they_start(v: Version, d: &Driver) {
+    let dave = Ours::new("dave@localhost", 3333);
+    let dave_bundle = d.write(&format!("dave-{v:?}.xml"), &dave.bundle_xml(v));
+    let state = d.path(&format!("carol-{v:?}.json"));
+    d.run(&[
+        "gen",
+        "--state",
+        &state,
+        "--jid",
+        "carol@localhost",
+        "--device-id",
+        "4444",
+    ]);
+    let mut args = vec![
+        "encrypt",
+        "--state",
+        &state,
+        "--ns",
+        ns_arg(v),
+        "--to-jid",
+        "dave@localhost",
+        "--to-device",
+        "3333",
+        "--bundle",
+        &dave_bundle,
+        "--plaintext",
+        "from python",
+    ];
+    if v == Version::Two {
+        args.push("--sce");
+    }
+    let sent = d.run(&args);
+    let m = read_encrypted(v, &xml_of(&sent)).unwrap();
+    let (data, kex) = m.key_for("dave@localhost", 3333).unwrap();
+    assert!(kex, "the first message is a key exchange");
+    let (exchange, inner) = Session::read_key_exchange(v, data).unwrap();
+    let pk = dave
+        .prekeys
+        .iter()
+        .find(|p| p.id == exchange.pk_id)
+        .expect("a pre key of ours");
+    let (mut session, material) =
+        Session::respond(v, &dave.identity, &dave.spk, pk, &exchange, &inner).unwrap();
+    assert_eq!(
+        open(v, &material, m.payload.as_deref().unwrap(), &m.iv),
+        "from python"
+    );
+
+    let sealed = dave.seal(v, "from rust");
+    let msg = d.write(
+        "d1.xml",
+        &dave.message(v, "carol@localhost", 4444, &mut session, &sealed),
+    );
+    let got = d.run(&[
+        "decrypt",
+        "--state",
+        &state,
+        "--ns",
+        ns_arg(v),
+        "--from-jid",
+        "dave@localhost",
+        "--message",
+        &msg,
+        "--sender-bundle",
+        &dave_bundle,
+    ]);
+    assert_eq!(their_text(v, &got), "from rust", "{got}");
+    assert!(
+        got["session"].as_str().unwrap().starts_with("existing"),
+        "{got}"
+    );
+}
+
+fn with_the_reference(v: Version) {
+    let Some(d) = Driver::new() else { return };
+    we_start(v, &d);
+    they_start(v, &d);
+}
+
+#[test]
+fn omemo_2_messages_go_both_ways_with_the_reference() {
+    with_the_reference(Version::Two);
+}
+
+#[test]
+fn omemo_0_3_messages_go_both_ways_with_the_reference() {
+    with_the_reference(Version::Old);
+}
