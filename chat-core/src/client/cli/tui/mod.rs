@@ -308,6 +308,9 @@ impl Ui {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut term = signal(tokio::signal::unix::SignalKind::terminate());
         let mut hangup = signal(tokio::signal::unix::SignalKind::hangup());
+        // Drawn when something may have changed, not on every tick: an
+        // idle client on sixty laptops should cost nothing.
+        let mut dirty = true;
         loop {
             if PANICKED.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err(std::io::Error::other(
@@ -317,7 +320,9 @@ impl Ui {
             if std::mem::take(&mut self.clear) {
                 terminal.clear()?;
             }
-            terminal.draw(|f| view::draw(f, &self.app, &self.input, self.theme))?;
+            if std::mem::take(&mut dirty) {
+                terminal.draw(|f| view::draw(f, &self.app, &self.input, self.theme))?;
+            }
             if self.quitting.is_some_and(|t| Instant::now() >= t)
                 || (self.quitting.is_some() && !self.live)
             {
@@ -339,10 +344,15 @@ impl Ui {
                     self.retry_at = None;
                     self.signing_in = Some((self.again)());
                 }
-                _ = tick.tick() => self.tick(),
+                _ = tick.tick() => {
+                    // Nothing on screen moves with time alone.
+                    self.tick();
+                    continue;
+                }
                 _ = recv_opt(&mut term) => self.quit(),
                 _ = recv_opt(&mut hangup) => self.quit(),
             }
+            dirty = true;
         }
     }
 
