@@ -133,6 +133,17 @@ fn reference_run(v: Version) {
     assert_eq!(b.decrypt(&bad), Err(OmemoError::Mac));
     // A forgery changes nothing: the real one still opens.
     assert_eq!(b.decrypt(&m3.data).unwrap(), b"m3");
+
+    // Both sides stored and read back (the client keeps sessions between
+    // runs) go on where they were, skipped keys included.
+    let m4 = a.encrypt(b"m4").unwrap();
+    let m5 = a.encrypt(b"m5").unwrap();
+    assert_eq!(b.decrypt(&m5.data).unwrap(), b"m5");
+    let mut a: Session = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+    let mut b: Session = serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap();
+    assert_eq!(b.decrypt(&m4.data).unwrap(), b"m4");
+    let back = b.encrypt(b"after a restart").unwrap();
+    assert_eq!(a.decrypt(&back.data).unwrap(), b"after a restart");
 }
 
 #[test]

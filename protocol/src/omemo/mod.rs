@@ -46,7 +46,7 @@ pub mod x3dh;
 pub mod xml;
 
 /// Which OMEMO.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Version {
     /// `urn:xmpp:omemo:2`.
     Two,

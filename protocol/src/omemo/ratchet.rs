@@ -27,7 +27,7 @@ use super::{OLD_MESSAGE_VERSION, OmemoError, Version};
 pub const MAX_SKIP: u32 = 1000;
 
 /// A sending or receiving chain.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Chain {
     key: [u8; 32],
     /// The number of the next message.
@@ -35,15 +35,16 @@ struct Chain {
 }
 
 /// The key of a message not received yet.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Skipped {
     dh: [u8; 32],
     n: u32,
     key: [u8; 32],
 }
 
-/// One side of a session's ratchet.
-#[derive(Clone)]
+/// One side of a session's ratchet. It serializes (the client keeps it
+/// between runs, in a file only its user can read: it holds keys).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Ratchet {
     v: Version,
     /// The initiator's identity key, then the responder's.

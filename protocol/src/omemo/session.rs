@@ -13,8 +13,9 @@ use super::wire::{OldKeyExchange, TwoAuthenticated, TwoKeyExchange, decode};
 use super::x3dh::{self, KeyExchange};
 use super::{OLD_MESSAGE_VERSION, OmemoError, Version};
 
-/// A session with one device.
-#[derive(Debug, Clone)]
+/// A session with one device. It serializes, for the client to keep
+/// between runs (it holds keys: a file only its user can read).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Session {
     v: Version,
     ratchet: Ratchet,

@@ -22,7 +22,7 @@ pub struct Agreement {
 }
 
 /// What the initiator sends along so that the responder can agree too.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyExchange {
     /// The responder's one-time pre key used.
     pub pk_id: u32,
