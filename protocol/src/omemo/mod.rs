@@ -36,6 +36,7 @@
 //! The primitives are RustCrypto's and dalek's (X25519, Ed25519, AES-CBC,
 //! AES-GCM, HMAC-SHA-256, HKDF); only the protocol logic is written here.
 
+pub mod device;
 mod kdf;
 pub mod keys;
 pub mod payload;
