@@ -42,6 +42,7 @@ pub mod error;
 pub mod event;
 pub mod files;
 pub mod limits;
+pub mod omemo;
 mod outbound;
 mod reader;
 pub mod rooms;

@@ -1,0 +1,280 @@
+//! Where the client keeps its OMEMO state between runs, in its data
+//! folder: this device's keys, a session per peer device and version, and
+//! what it knows of each peer device's identity key (the trusted
+//! contacts' keys).
+//!
+//! Every file holds secrets or trust decisions, so each is readable by the
+//! user alone (mode 0600, the folder 0700), and each is written whole to a
+//! temporary file that then replaces the old one: a client killed in the
+//! middle of a write (kill -9, a full disk) leaves the old file, never
+//! half of a new one.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use protocol::Jid;
+use protocol::omemo::Version;
+use protocol::omemo::device::Device;
+use protocol::omemo::session::Session;
+use serde::{Deserialize, Serialize};
+
+/// How far a peer device's identity key is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trust {
+    /// Trusted without being checked (blind trust before verification, as
+    /// Conversations does): the contact has no verified device yet.
+    Blind,
+    /// Its fingerprint was compared out of band (`/verify`).
+    Verified,
+    /// Not trusted: a new device of a contact who has a verified one, or a
+    /// key that changed. Nothing is encrypted to it until it is verified.
+    Untrusted,
+}
+
+/// What is known of one peer device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Known {
+    /// Its identity key (Ed25519, hex), as first seen.
+    pub ik: String,
+    /// How far it is trusted.
+    pub trust: Trust,
+}
+
+/// What a newly seen identity key means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// Known, same key.
+    Same(Trust),
+    /// A device not seen before, trusted as said.
+    New(Trust),
+    /// A known device with a different key: someone else's key, or the
+    /// device reinstalled. Untrusted until verified; said loudly.
+    Changed {
+        /// The key known before.
+        was: String,
+    },
+}
+
+/// The trusted contacts' keys: bare JID → device id → what is known.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keyring {
+    peers: BTreeMap<String, BTreeMap<u32, Known>>,
+}
+
+impl Keyring {
+    /// Records device `device` of `jid` showing identity key `ik`.
+    pub fn see(&mut self, jid: &Jid, device: u32, ik: &[u8; 32]) -> Seen {
+        let ik = protocol::omemo::keys::hex(ik);
+        let devices = self.peers.entry(jid.to_bare().to_string()).or_default();
+        let any_verified = devices.values().any(|k| k.trust == Trust::Verified);
+        match devices.get_mut(&device) {
+            Some(k) if k.ik == ik => Seen::Same(k.trust),
+            Some(k) => {
+                let was = std::mem::replace(&mut k.ik, ik);
+                k.trust = Trust::Untrusted;
+                Seen::Changed { was }
+            }
+            None => {
+                // Blind trust until the contact has one verified device;
+                // after that a new device must be verified too (a device
+                // slipped into the list by a man in the middle gets
+                // nothing).
+                let trust = if any_verified {
+                    Trust::Untrusted
+                } else {
+                    Trust::Blind
+                };
+                devices.insert(device, Known { ik, trust });
+                Seen::New(trust)
+            }
+        }
+    }
+
+    /// Marks the device of `jid` whose key has fingerprint `fingerprint`
+    /// (hex, spaces and case ignored) verified; its id, or `None` if no
+    /// device of `jid` has that key.
+    pub fn verify(&mut self, jid: &Jid, fingerprint: &str) -> Option<u32> {
+        let want: String = fingerprint
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != ':')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let devices = self.peers.get_mut(&jid.to_bare().to_string())?;
+        let (id, k) = devices.iter_mut().find(|(_, k)| k.ik == want)?;
+        k.trust = Trust::Verified;
+        Some(*id)
+    }
+
+    /// The devices of `jid` and what is known of each.
+    pub fn devices(&self, jid: &Jid) -> Vec<(u32, Known)> {
+        self.peers
+            .get(&jid.to_bare().to_string())
+            .map(|d| d.iter().map(|(id, k)| (*id, k.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// How device `device` of `jid` is trusted, if known.
+    pub fn trust(&self, jid: &Jid, device: u32) -> Option<Trust> {
+        self.peers
+            .get(&jid.to_bare().to_string())?
+            .get(&device)
+            .map(|k| k.trust)
+    }
+}
+
+/// A fingerprint as people compare it: hex in groups of eight.
+pub fn fingerprint(ik_hex: &str) -> String {
+    ik_hex
+        .as_bytes()
+        .chunks(8)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The OMEMO folder of one account.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    /// The store in `dir` (created, readable by the user alone).
+    pub fn open(dir: &Path) -> io::Result<Store> {
+        std::fs::create_dir_all(dir.join("sessions"))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn read<T: for<'de> Deserialize<'de>>(&self, path: &Path) -> io::Result<Option<T>> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} is damaged: {e}", path.display()),
+                )
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write<T: Serialize>(&self, path: &Path, value: &T) -> io::Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
+        write_private(path, &bytes)
+    }
+
+    /// This device's keys, if made before.
+    pub fn device(&self) -> io::Result<Option<Device>> {
+        self.read(&self.dir.join("device.json"))
+    }
+
+    /// Keeps this device's keys.
+    pub fn save_device(&self, d: &Device) -> io::Result<()> {
+        self.write(&self.dir.join("device.json"), d)
+    }
+
+    fn session_path(&self, jid: &Jid, device: u32, v: Version) -> PathBuf {
+        let version = match v {
+            Version::Two => "2",
+            Version::Old => "0.3",
+        };
+        // A JID may hold characters a file name should not: hex.
+        let name = protocol::omemo::keys::hex(jid.to_bare().to_string().as_bytes());
+        self.dir
+            .join("sessions")
+            .join(format!("{name}-{device}-{version}.json"))
+    }
+
+    /// The session with device `device` of `jid` in version `v`.
+    pub fn session(&self, jid: &Jid, device: u32, v: Version) -> io::Result<Option<Session>> {
+        self.read(&self.session_path(jid, device, v))
+    }
+
+    /// Keeps a session (after every message: the ratchet moved).
+    pub fn save_session(&self, jid: &Jid, device: u32, s: &Session) -> io::Result<()> {
+        self.write(&self.session_path(jid, device, s.version()), s)
+    }
+
+    /// The trusted contacts' keys.
+    pub fn keyring(&self) -> io::Result<Keyring> {
+        Ok(self.read(&self.dir.join("trust.json"))?.unwrap_or_default())
+    }
+
+    /// Keeps the keyring.
+    pub fn save_keyring(&self, k: &Keyring) -> io::Result<()> {
+        self.write(&self.dir.join("trust.json"), k)
+    }
+}
+
+/// Writes `bytes` to `path` readable by the user alone, replacing it only
+/// once the new content is whole on disk.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jid(s: &str) -> Jid {
+        Jid::parse(s).unwrap()
+    }
+
+    #[test]
+    fn blind_trust_until_a_device_is_verified_then_new_devices_wait() {
+        let mut k = Keyring::default();
+        let bob = jid("bob@localhost/phone");
+        assert_eq!(k.see(&bob, 1, &[1; 32]), Seen::New(Trust::Blind));
+        assert_eq!(k.see(&bob, 1, &[1; 32]), Seen::Same(Trust::Blind));
+        let fp = fingerprint(&protocol::omemo::keys::hex(&[1; 32]));
+        assert_eq!(k.verify(&bob, &fp.to_uppercase()), Some(1));
+        assert_eq!(k.verify(&bob, "00"), None);
+        // A device that appears now is not trusted (the attack an injected
+        // device list makes).
+        assert_eq!(k.see(&bob, 2, &[2; 32]), Seen::New(Trust::Untrusted));
+        // A key that changes under a known id is untrusted, and said.
+        assert!(matches!(k.see(&bob, 1, &[3; 32]), Seen::Changed { .. }));
+        assert_eq!(k.trust(&bob, 1), Some(Trust::Untrusted));
+    }
+
+    #[test]
+    fn files_are_private_and_survive_a_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("omemo")).unwrap();
+        assert!(store.device().unwrap().is_none());
+        let d = Device::generate();
+        store.save_device(&d).unwrap();
+        let again = store.device().unwrap().unwrap();
+        assert_eq!(again.bundle(Version::Two), d.bundle(Version::Two));
+        let mode = std::fs::metadata(dir.path().join("omemo/device.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dmode = std::fs::metadata(dir.path().join("omemo"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dmode & 0o777, 0o700);
+        // A damaged file is an error that names it, not a panic.
+        std::fs::write(dir.path().join("omemo/trust.json"), b"{not json").unwrap();
+        let e = store.keyring().unwrap_err();
+        assert!(e.to_string().contains("trust.json is damaged"), "{e}");
+    }
+}
