@@ -16,7 +16,9 @@ use protocol::stanza::{Iq, IqType};
 use protocol::{Element, Node, StanzaErrorCondition, ns};
 
 use super::context::{Handled, Session};
-use crate::storage::{self, MAX_PEP_ITEM_BYTES, MAX_PEP_ITEMS, PepAccess, PepConfig, Published};
+use crate::storage::{
+    self, MAX_PEP_ITEM_BYTES, MAX_PEP_ITEMS, PepAccess, PepConfig, PepOptions, Published,
+};
 use crate::util::random_id;
 
 /// Most nodes one session's capabilities may ask notifications for.
@@ -62,6 +64,10 @@ pub(crate) async fn iq(s: &mut Session, iq: &Iq, owner: String) -> Handled {
             let (u, n) = (s.user.clone(), node.clone());
             if s.db(move |c| storage::pep_delete_node(c, &u, &n)).await? {
                 s.iq_result(iq, None);
+                // XEP-0060 8.4.2: whoever was told of its items is told
+                // it is gone.
+                let event = Element::new("delete", ns::PUBSUB_EVENT).attr("node", node.clone());
+                return notify(s, &node, event).await;
             } else {
                 s.iq_error(iq, StanzaErrorCondition::ItemNotFound, "no such node");
             }
@@ -92,8 +98,8 @@ pub(crate) async fn iq(s: &mut Session, iq: &Iq, owner: String) -> Handled {
                 s.iq_error(iq, StanzaErrorCondition::ItemNotFound, "no such node");
                 return Ok(());
             };
-            let config = match form.map(|f| read_options(f, current)) {
-                Some(Ok(c)) => c,
+            let config = match form.map(read_options) {
+                Some(Ok(o)) => o.over(current),
                 Some(Err(why)) => {
                     s.iq_error(iq, StanzaErrorCondition::NotAcceptable, &why);
                     return Ok(());
@@ -104,6 +110,22 @@ pub(crate) async fn iq(s: &mut Session, iq: &Iq, owner: String) -> Handled {
             s.db(move |c| storage::pep_configure(c, &u, &n, config))
                 .await?;
             s.iq_result(iq, None);
+            Ok(())
+        }
+        (ns::PUBSUB, IqType::Set, "subscribe") => {
+            // Notifications follow presence subscriptions and the
+            // client's capabilities (XEP-0163), not explicit pubsub
+            // subscriptions: said as XEP-0060 6.1.3.10 says it.
+            let mut reply = iq.error_reply(
+                StanzaErrorCondition::FeatureNotImplemented,
+                Some("notifications follow presence subscriptions and +notify (XEP-0163)"),
+            );
+            if let Some(e) = reply.error.as_mut() {
+                e.children.push(Node::Element(
+                    Element::new("unsupported", ns::PUBSUB_ERRORS).attr("feature", "subscribe"),
+                ));
+            }
+            s.to_self_el(&reply.to_element());
             Ok(())
         }
         _ if !mine && iq.kind == IqType::Set => {
@@ -126,9 +148,9 @@ pub(crate) async fn iq(s: &mut Session, iq: &Iq, owner: String) -> Handled {
 }
 
 /// The node options a data form asks for (`publish-options` or a node
-/// configuration), over `base`.
-fn read_options(form: &Element, base: PepConfig) -> Result<PepConfig, String> {
-    let mut config = base;
+/// configuration): only the fields it names.
+fn read_options(form: &Element) -> Result<PepOptions, String> {
+    let mut options = PepOptions::default();
     for field in form.elements().filter(|f| f.name == "field") {
         let var = field.get_attr("var").unwrap_or_default();
         let value = field
@@ -136,12 +158,12 @@ fn read_options(form: &Element, base: PepConfig) -> Result<PepConfig, String> {
             .unwrap_or_default();
         match var {
             "pubsub#access_model" => {
-                config.access = PepAccess::parse(value.trim()).ok_or_else(|| {
+                options.access = Some(PepAccess::parse(value.trim()).ok_or_else(|| {
                     format!("access model '{value}' is not kept here: open or presence")
-                })?;
+                })?);
             }
             "pubsub#max_items" => {
-                config.max_items = if value.trim() == "max" {
+                options.max_items = Some(if value.trim() == "max" {
                     MAX_PEP_ITEMS
                 } else {
                     value
@@ -152,14 +174,14 @@ fn read_options(form: &Element, base: PepConfig) -> Result<PepConfig, String> {
                         .ok_or_else(|| {
                             format!("max_items '{value}' must be 1 to {MAX_PEP_ITEMS}, or max")
                         })?
-                };
+                });
             }
             // Kept whatever they say: items persist, and notifications
             // carry the payload.
             _ => {}
         }
     }
-    Ok(config)
+    Ok(options)
 }
 
 /// A node's configuration as a data form (`form` or `result`).
@@ -211,7 +233,7 @@ async fn publish(s: &mut Session, iq: &Iq, pubsub: &Element, node: String) -> Ha
     let options = match pubsub
         .get_child("publish-options", ns::PUBSUB)
         .and_then(|o| o.get_child("x", ns::DATA_FORMS))
-        .map(|f| read_options(f, PepConfig::default()))
+        .map(read_options)
         .transpose()
     {
         Ok(o) => o,
@@ -226,12 +248,11 @@ async fn publish(s: &mut Session, iq: &Iq, pubsub: &Element, node: String) -> Ha
         .await?;
     match done {
         Published::Stored => {}
-        Published::PreconditionNotMet => {
+        Published::PreconditionNotMet(field) => {
             // XEP-0060 7.1.5: <conflict/> with pubsub's own condition.
-            let mut reply = iq.error_reply(
-                StanzaErrorCondition::Conflict,
-                Some("the node exists with other options: configure it, or publish without"),
-            );
+            let why =
+                format!("the node exists with another {field}: configure it, or publish without");
+            let mut reply = iq.error_reply(StanzaErrorCondition::Conflict, Some(&why));
             if let Some(e) = reply.error.as_mut() {
                 e.children.push(Node::Element(Element::new(
                     "precondition-not-met",
@@ -272,6 +293,10 @@ async fn publish(s: &mut Session, iq: &Iq, pubsub: &Element, node: String) -> Ha
 
 /// `<retract node notify><item id/></retract>`.
 async fn retract(s: &mut Session, iq: &Iq, pubsub: &Element, node: String) -> Handled {
+    let asked = pubsub
+        .get_child("retract", ns::PUBSUB)
+        .and_then(|r| r.get_attr("notify"))
+        .is_some_and(|n| n == "true" || n == "1");
     let Some(id) = pubsub
         .get_child("retract", ns::PUBSUB)
         .and_then(|r| r.get_child("item", ns::PUBSUB))
@@ -291,6 +316,10 @@ async fn retract(s: &mut Session, iq: &Iq, pubsub: &Element, node: String) -> Ha
         return Ok(());
     }
     s.iq_result(iq, None);
+    if !asked {
+        // XEP-0060 7.2.2.1: notified when the publisher asks.
+        return Ok(());
+    }
     let event = Element::new("items", ns::PUBSUB_EVENT)
         .attr("node", node.clone())
         .child(Element::new("retract", ns::PUBSUB_EVENT).attr("id", id));
@@ -300,13 +329,23 @@ async fn retract(s: &mut Session, iq: &Iq, pubsub: &Element, node: String) -> Ha
 /// `<items node [max_items]/>`: the node's items, for its owner and for
 /// whoever its access model admits.
 async fn items(s: &mut Session, iq: &Iq, owner: String, node: String) -> Handled {
-    let max = iq
+    let request = iq
         .payload
         .as_ref()
-        .and_then(|p| p.get_child("items", ns::PUBSUB))
+        .and_then(|p| p.get_child("items", ns::PUBSUB));
+    // Items asked for by id (XEP-0060 6.5.8): just those (OMEMO 2 fetches
+    // one device's bundle from a node holding every device's).
+    let ids: Vec<String> = request
+        .iter()
+        .flat_map(|r| r.elements())
+        .filter(|e| e.is("item", ns::PUBSUB))
+        .filter_map(|e| e.get_attr("id").map(str::to_string))
+        .collect();
+    let max = request
         .and_then(|i| i.get_attr("max_items"))
         .and_then(|m| m.parse::<i64>().ok())
-        .map(|m| m.clamp(1, MAX_PEP_ITEMS));
+        .map(|m| m.clamp(1, MAX_PEP_ITEMS))
+        .filter(|_| ids.is_empty());
     let requester = s.bare.to_string();
     let me = s.user.clone();
     let (o, n) = (owner.clone(), node.clone());
@@ -337,7 +376,10 @@ async fn items(s: &mut Session, iq: &Iq, owner: String, node: String) -> Handled
         return Ok(());
     }
     let mut list = Element::new("items", ns::PUBSUB).attr("node", node);
-    for (id, xml) in stored {
+    for (id, xml) in stored
+        .into_iter()
+        .filter(|(id, _)| ids.is_empty() || ids.contains(id))
+    {
         let mut item = Element::new("item", ns::PUBSUB).attr("id", id);
         if let Some(payload) = crate::util::parse_own_xml(&xml) {
             item = item.child(payload);
@@ -367,16 +409,53 @@ async fn notify(s: &mut Session, node: &str, event: Element) -> Handled {
     for u in users {
         let domain = s.domain().to_string();
         s.shared.router.send_to_interested(&u, node, |resource| {
-            Arc::from(
-                Element::new("message", ns::CLIENT)
-                    .attr("from", from.clone())
-                    .attr("to", format!("{u}@{domain}/{resource}"))
-                    .attr("type", "headline")
-                    .attr("id", random_id(6))
-                    .child(Element::new("event", ns::PUBSUB_EVENT).child(event.clone()))
-                    .to_xml(),
-            )
+            Arc::from(event_message(&from, &format!("{u}@{domain}/{resource}"), &event).to_xml())
         });
+    }
+    Ok(())
+}
+
+/// A notification: `event` (`<items/>` or `<delete/>` of pubsub#event)
+/// from `from`'s PEP service to `to`.
+fn event_message(from: &str, to: &str, event: &Element) -> Element {
+    Element::new("message", ns::CLIENT)
+        .attr("from", from)
+        .attr("to", to)
+        .attr("type", "headline")
+        .attr("id", random_id(6))
+        .child(Element::new("event", ns::PUBSUB_EVENT).child(event.clone()))
+}
+
+/// An `<items/>` event with one stored item.
+fn item_event(node: &str, id: &str, payload: &str) -> Element {
+    let mut item = Element::new("item", ns::PUBSUB_EVENT).attr("id", id);
+    if let Some(p) = crate::util::parse_own_xml(payload) {
+        item = item.child(p);
+    }
+    Element::new("items", ns::PUBSUB_EVENT)
+        .attr("node", node)
+        .child(item)
+}
+
+/// `reader` may now read `owner`'s nodes (a presence subscription was
+/// just approved): its sessions are sent the latest item of each node
+/// they want (`+notify`), as a session is when it signs in (XEP-0163
+/// 4.3.3: "the last published item to all new subscribers"). Two people
+/// who just added each other thus learn each other's OMEMO devices.
+pub(crate) async fn send_latest(s: &Session, owner: &str, reader: &str) -> Handled {
+    let o = owner.to_string();
+    let latest = s.db(move |c| storage::pep_owner_latest(c, &o)).await?;
+    let domain = s.domain().to_string();
+    let from = format!("{owner}@{domain}");
+    for (node, id, payload) in latest {
+        let event = item_event(&node, &id, &payload);
+        s.shared
+            .router
+            .send_to_interested(reader, &node, |resource| {
+                Arc::from(
+                    event_message(&from, &format!("{reader}@{domain}/{resource}"), &event).to_xml(),
+                )
+            });
     }
     Ok(())
 }
@@ -470,23 +549,9 @@ pub(crate) async fn capabilities_answer(
         })
         .await?;
     for (owner, node, id, payload) in latest {
-        let mut item = Element::new("item", ns::PUBSUB_EVENT).attr("id", id);
-        if let Some(p) = crate::util::parse_own_xml(&payload) {
-            item = item.child(p);
-        }
-        let event = Element::new("message", ns::CLIENT)
-            .attr("from", format!("{owner}@{}", s.domain()))
-            .attr("to", s.jid.to_string())
-            .attr("type", "headline")
-            .attr("id", random_id(6))
-            .child(
-                Element::new("event", ns::PUBSUB_EVENT).child(
-                    Element::new("items", ns::PUBSUB_EVENT)
-                        .attr("node", node)
-                        .child(item),
-                ),
-            );
-        s.to_self_el(&event);
+        let from = format!("{owner}@{}", s.domain());
+        let event = item_event(&node, &id, &payload);
+        s.to_self_el(&event_message(&from, &s.jid.to_string(), &event));
     }
     Ok(true)
 }

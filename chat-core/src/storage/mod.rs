@@ -426,9 +426,13 @@ mod tests {
             access: PepAccess::Open,
             max_items: 2,
         };
+        let open_opts = PepOptions {
+            access: Some(PepAccess::Open),
+            max_items: Some(2),
+        };
         for i in 0..3 {
             let id = format!("i{i}");
-            let p = pep_publish(&mut c, "ada", "urn:x", Some(open), &id, "<x/>").unwrap();
+            let p = pep_publish(&mut c, "ada", "urn:x", Some(open_opts), &id, "<x/>").unwrap();
             assert_eq!(p, Published::Stored);
         }
         // Two kept, the newest; republishing an id moves it to the end.
@@ -439,11 +443,23 @@ mod tests {
         pep_publish(&mut c, "ada", "urn:x", None, "i1", "<y/>").unwrap();
         let (_, items) = pep_items(&c, "ada", "urn:x", Some(1)).unwrap().unwrap();
         assert_eq!(items, [("i1".to_string(), "<y/>".to_string())]);
-        // Options that differ from the node's: refused, nothing changed.
-        let presence = PepConfig::default();
-        assert_eq!(
+        // Options that differ from the node's: refused, nothing changed;
+        // a field left out is no precondition (XEP-0060 7.1.5).
+        let presence = PepOptions {
+            access: Some(PepAccess::Presence),
+            max_items: None,
+        };
+        assert!(matches!(
             pep_publish(&mut c, "ada", "urn:x", Some(presence), "i9", "<z/>").unwrap(),
-            Published::PreconditionNotMet
+            Published::PreconditionNotMet(f) if f.starts_with("access_model")
+        ));
+        let only_open = PepOptions {
+            access: Some(PepAccess::Open),
+            max_items: None,
+        };
+        assert_eq!(
+            pep_publish(&mut c, "ada", "urn:x", Some(only_open), "i1", "<y/>").unwrap(),
+            Published::Stored
         );
         assert!(pep_retract(&c, "ada", "urn:x", "i2").unwrap());
         assert!(!pep_retract(&c, "ada", "urn:x", "i2").unwrap());

@@ -50,6 +50,47 @@ pub struct PepConfig {
     pub max_items: i64,
 }
 
+/// The options a `publish-options` form or a configuration form gives:
+/// only the fields it names. A publish's preconditions are checked field
+/// by field against the node (XEP-0060 7.1.5): a field the form leaves
+/// out is no precondition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PepOptions {
+    /// `pubsub#access_model`, if given.
+    pub access: Option<PepAccess>,
+    /// `pubsub#max_items`, if given.
+    pub max_items: Option<i64>,
+}
+
+impl PepOptions {
+    /// `base` with the fields given here.
+    pub fn over(self, base: PepConfig) -> PepConfig {
+        PepConfig {
+            access: self.access.unwrap_or(base.access),
+            max_items: self.max_items.unwrap_or(base.max_items),
+        }
+    }
+
+    /// The first field given here that `node` does not match, with the
+    /// node's value.
+    pub fn mismatch(&self, node: &PepConfig) -> Option<String> {
+        if let Some(a) = self.access
+            && a != node.access
+        {
+            return Some(format!(
+                "access_model (the node's is {})",
+                node.access.name()
+            ));
+        }
+        if let Some(m) = self.max_items
+            && m != node.max_items
+        {
+            return Some(format!("max_items (the node's is {})", node.max_items));
+        }
+        None
+    }
+}
+
 impl Default for PepConfig {
     /// XEP-0163's defaults: presence subscribers read the one latest item.
     fn default() -> Self {
@@ -66,8 +107,9 @@ pub enum Published {
     /// Stored (the node created first if it was new).
     Stored,
     /// The node exists with another configuration than the publish
-    /// options required (XEP-0060 7.1.5: `precondition-not-met`).
-    PreconditionNotMet,
+    /// options required (XEP-0060 7.1.5: `precondition-not-met`); the
+    /// field that differs.
+    PreconditionNotMet(String),
     /// The account has [`MAX_PEP_NODES`] nodes already.
     TooManyNodes,
 }
@@ -95,15 +137,15 @@ pub fn pep_publish(
     c: &mut Connection,
     owner: &str,
     node: &str,
-    options: Option<PepConfig>,
+    options: Option<PepOptions>,
     id: &str,
     payload: &str,
 ) -> rusqlite::Result<Published> {
     let tx = c.transaction()?;
     let config = match pep_config(&tx, owner, node)? {
         Some(existing) => {
-            if options.is_some_and(|o| o != existing) {
-                return Ok(Published::PreconditionNotMet);
+            if let Some(field) = options.and_then(|o| o.mismatch(&existing)) {
+                return Ok(Published::PreconditionNotMet(field));
             }
             existing
         }
@@ -116,7 +158,7 @@ pub fn pep_publish(
             if nodes >= MAX_PEP_NODES {
                 return Ok(Published::TooManyNodes);
             }
-            let config = options.unwrap_or_default();
+            let config = options.unwrap_or_default().over(PepConfig::default());
             tx.execute(
                 "INSERT INTO pep_nodes (owner, node, access, max_items) VALUES (?1, ?2, ?3, ?4)",
                 params![owner, node, config.access.name(), config.max_items],
@@ -141,6 +183,20 @@ pub fn pep_publish(
     )?;
     tx.commit()?;
     Ok(Published::Stored)
+}
+
+/// The latest item of each of `owner`'s nodes: `(node, id, payload XML)`.
+pub fn pep_owner_latest(
+    c: &Connection,
+    owner: &str,
+) -> rusqlite::Result<Vec<(String, String, String)>> {
+    let mut st = c.prepare_cached(
+        "SELECT i.node, i.id, i.payload FROM pep_items i
+         WHERE i.owner = ?1
+           AND i.seq = (SELECT MAX(seq) FROM pep_items WHERE owner = i.owner AND node = i.node)",
+    )?;
+    st.query_map(params![owner], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect()
 }
 
 /// A node's items, `(id, payload XML)`, oldest first.

@@ -168,12 +168,14 @@ pub(crate) async fn change(
         ));
     }
     if kind == PresenceType::Subscribed && change.notify {
-        // The contact may now see us: send our current presence.
+        // The contact may now see us: send our current presence, and
+        // the latest of what we published (PEP).
         for online in router.available(&s.user) {
             if let Some(p) = online.presence {
                 router.send_to_available(&cuser, &p, None, None);
             }
         }
+        crate::server::pep::send_latest(s, &s.user, &cuser).await?;
     }
     if kind == PresenceType::Subscribe && change.auto_approved {
         for online in router.available(&cuser) {
@@ -181,6 +183,7 @@ pub(crate) async fn change(
                 s.to_self(p);
             }
         }
+        crate::server::pep::send_latest(s, &cuser, &s.user).await?;
     }
     if kind == PresenceType::Unsubscribe && change.notify {
         // We no longer see them: show them as gone.
