@@ -44,6 +44,36 @@ impl Driver {
         p
     }
 
+    /// `decrypt`: the reference reads our message `msg` from `from`
+    /// (whose bundle, for OMEMO 0.3's identity sign bit, is `bundle`).
+    fn decrypt(
+        &self,
+        state: &str,
+        v: Version,
+        from: &str,
+        msg: &str,
+        bundle: &str,
+        reply: bool,
+    ) -> Value {
+        let mut args = vec![
+            "decrypt",
+            "--state",
+            state,
+            "--ns",
+            ns_arg(v),
+            "--from-jid",
+            from,
+            "--message",
+            msg,
+            "--sender-bundle",
+            bundle,
+        ];
+        if !reply {
+            args.push("--no-auto-reply");
+        }
+        self.run(&args)
+    }
+
     /// Runs one driver command; its JSON answer.
     fn run(&self, args: &[&str]) -> Value {
         let out = Command::new(&self.python)
@@ -174,19 +204,7 @@ fn we_start(v: Version, d: &Driver) {
         "a1.xml",
         &alice.message(v, "bob@localhost", 2222, &mut session, &sealed),
     );
-    let got = d.run(&[
-        "decrypt",
-        "--state",
-        &state,
-        "--ns",
-        ns_arg(v),
-        "--from-jid",
-        "alice@localhost",
-        "--message",
-        &msg,
-        "--sender-bundle",
-        &alice_bundle,
-    ]);
+    let got = d.decrypt(&state, v, "alice@localhost", &msg, &alice_bundle, true);
     assert_eq!(their_text(v, &got), "hello python", "{got}");
     assert_eq!(got["session"], "new-passive", "{got}");
 
@@ -233,20 +251,7 @@ fn we_start(v: Version, d: &Driver) {
         "a2.xml",
         &alice.message(v, "bob@localhost", 2222, &mut session, &sealed),
     );
-    let got = d.run(&[
-        "decrypt",
-        "--state",
-        &state,
-        "--ns",
-        ns_arg(v),
-        "--from-jid",
-        "alice@localhost",
-        "--message",
-        &msg,
-        "--sender-bundle",
-        &alice_bundle,
-        "--no-auto-reply",
-    ]);
+    let got = d.decrypt(&state, v, "alice@localhost", &msg, &alice_bundle, false);
     assert_eq!(their_text(v, &got), "and back", "{got}");
     assert!(
         got["session"].as_str().unwrap().starts_with("existing"),
@@ -309,19 +314,7 @@ fn they_start(v: Version, d: &Driver) {
         "d1.xml",
         &dave.message(v, "carol@localhost", 4444, &mut session, &sealed),
     );
-    let got = d.run(&[
-        "decrypt",
-        "--state",
-        &state,
-        "--ns",
-        ns_arg(v),
-        "--from-jid",
-        "dave@localhost",
-        "--message",
-        &msg,
-        "--sender-bundle",
-        &dave_bundle,
-    ]);
+    let got = d.decrypt(&state, v, "dave@localhost", &msg, &dave_bundle, true);
     assert_eq!(their_text(v, &got), "from rust", "{got}");
     assert!(
         got["session"].as_str().unwrap().starts_with("existing"),
