@@ -208,3 +208,30 @@ fn a_peer_cannot_make_the_ratchet_skip_without_bound() {
         assert!(b.decrypt(&[]).is_err());
     }
 }
+
+#[test]
+fn a_message_groups_each_recipients_keys_once_and_reads_back() {
+    use protocol::omemo::session::Encrypted;
+    use protocol::omemo::xml::{KeyFor, encrypted_element, read_encrypted};
+    let key = |jid: &str, rid, b: u8| KeyFor {
+        jid: jid.into(),
+        rid,
+        key: Encrypted {
+            data: vec![b; 4],
+            kex: rid == 2,
+        },
+    };
+    let keys = [key("bob@x", 1, 1), key("alice@x", 5, 5), key("bob@x", 2, 2)];
+    let el = encrypted_element(Version::Two, 9, &keys, Some(b"p"), &[]);
+    let header = el.get_child("header", Version::Two.ns()).unwrap();
+    let groups: Vec<&str> = header
+        .elements()
+        .filter_map(|g| g.get_attr("jid"))
+        .collect();
+    assert_eq!(groups, ["alice@x", "bob@x"], "{}", el.to_xml());
+    let back = read_encrypted(Version::Two, &el).unwrap();
+    assert_eq!(back.sid, 9);
+    assert_eq!(back.key_for("bob@x", 2), Some((&[2u8; 4][..], true)));
+    assert_eq!(back.key_for("alice@x", 1), None);
+    assert_eq!(back.payload.as_deref(), Some(&b"p"[..]));
+}

@@ -20,7 +20,7 @@ use super::kdf::{cbc_decrypt, cbc_encrypt, hmac, random, same, split80};
 const TWO_INFO: &[u8] = b"OMEMO Payload";
 
 /// An encrypted payload and what each recipient device must get.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Sealed {
     /// The ciphertext (`<payload/>`).
     pub ciphertext: Vec<u8>,
@@ -28,6 +28,16 @@ pub struct Sealed {
     pub key_material: Vec<u8>,
     /// OMEMO 0.3's IV (`<iv/>`); empty for OMEMO 2.
     pub iv: Vec<u8>,
+}
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key material: it opens the payload.
+        f.debug_struct("Sealed")
+            .field("ciphertext", &self.ciphertext.len())
+            .field("iv", &self.iv.len())
+            .finish()
+    }
 }
 
 /// OMEMO 2: encrypts `plaintext` under a fresh key.

@@ -169,7 +169,9 @@ impl Ratchet {
         let (next, mk) = kdf_ck(&chain.key);
         let n = chain.n;
         chain.key = next;
-        chain.n += 1;
+        chain.n = n
+            .checked_add(1)
+            .ok_or(OmemoError::Malformed("a sending chain at its end"))?;
         let (enc, auth, iv) = split80(&mk, self.v.message_info());
         let ciphertext = Some(cbc_encrypt(&enc, &iv, plaintext));
         let own = public(&self.own);
@@ -289,7 +291,12 @@ impl Ratchet {
             .ok_or(OmemoError::Malformed("no receiving chain"))?;
         let (next, mk) = kdf_ck(&chain.key);
         chain.key = next;
-        chain.n += 1;
+        // A peer that numbered its messages up to the counter's end gets
+        // an error, not a wrap-around (which would undo duplicate checks).
+        chain.n = chain
+            .n
+            .checked_add(1)
+            .ok_or(OmemoError::Malformed("a receiving chain at its end"))?;
         Ok(mk)
     }
 

@@ -12,13 +12,22 @@ use super::keys::{Bundle, IdentityKey, PreKey, curve_of_ed, dh};
 use super::{OmemoError, Version};
 
 /// What a key agreement gives both sides.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Agreement {
     /// The shared secret: the ratchet's first root key.
     pub sk: [u8; 32],
     /// The associated data every message of the session authenticates:
     /// the initiator's identity key, then the responder's.
     pub ad: Vec<u8>,
+}
+
+impl std::fmt::Debug for Agreement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the shared secret: it is the session's first root key.
+        f.debug_struct("Agreement")
+            .field("ad", &self.ad.len())
+            .finish()
+    }
 }
 
 /// What the initiator sends along so that the responder can agree too.

@@ -199,8 +199,9 @@ pub fn encrypted_element(
     let mut header = Element::new("header", ns).attr("sid", sid.to_string());
     match v {
         Version::Two => {
-            let mut jids: Vec<&str> = keys.iter().map(|k| k.jid.as_str()).collect();
-            jids.dedup();
+            // One group per JID, wherever its keys are in the list.
+            let jids: std::collections::BTreeSet<&str> =
+                keys.iter().map(|k| k.jid.as_str()).collect();
             for jid in jids {
                 let group = keys
                     .iter()

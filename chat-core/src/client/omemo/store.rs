@@ -19,6 +19,7 @@ use protocol::omemo::Version;
 use protocol::omemo::device::Device;
 use protocol::omemo::session::Session;
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 /// How far a peer device's identity key is trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +38,10 @@ pub enum Trust {
 /// What is known of one peer device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Known {
-    /// Its identity key (Ed25519, hex), as first seen.
+    /// Its identity key in Curve25519 form (hex), as first seen: the form
+    /// both versions carry (OMEMO 0.3 has no other) and the one every
+    /// client shows as the fingerprint people compare (Conversations,
+    /// Dino, Gajim, the reference).
     pub ik: String,
     /// How far it is trusted.
     pub trust: Trust,
@@ -65,7 +69,8 @@ pub struct Keyring {
 }
 
 impl Keyring {
-    /// Records device `device` of `jid` showing identity key `ik`.
+    /// Records device `device` of `jid` showing identity key `ik`, in
+    /// Curve25519 form (`keys::curve_of_ed` of an OMEMO 2 key).
     pub fn see(&mut self, jid: &Jid, device: u32, ik: &[u8; 32]) -> Seen {
         let ik = protocol::omemo::keys::hex(ik);
         let devices = self.peers.entry(jid.to_bare().to_string()).or_default();
@@ -184,8 +189,10 @@ impl Store {
             Version::Two => "2",
             Version::Old => "0.3",
         };
-        // A JID may hold characters a file name should not: hex.
-        let name = protocol::omemo::keys::hex(jid.to_bare().to_string().as_bytes());
+        // A JID may hold characters a file name should not, and may be
+        // longer than a file name may be: its SHA-256.
+        let name =
+            protocol::omemo::keys::hex(&sha2::Sha256::digest(jid.to_bare().to_string().as_bytes()));
         self.dir
             .join("sessions")
             .join(format!("{name}-{device}-{version}.json"))
@@ -213,9 +220,20 @@ impl Store {
 }
 
 /// Writes `bytes` to `path` readable by the user alone, replacing it only
-/// once the new content is whole on disk.
+/// once the new content is whole on disk, and the replacement itself is
+/// (a session rolled back by a lost rename would reuse a message key).
 pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    // A temporary name of its own: two writers never share one.
+    let suffix: [u8; 6] = {
+        let mut b = [0u8; 6];
+        getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
+        b
+    };
+    let tmp = path.with_extension(format!(
+        "{}.{}.tmp",
+        std::process::id(),
+        protocol::omemo::keys::hex(&suffix)
+    ));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -225,7 +243,15 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);
-    std::fs::rename(&tmp, path)
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // The rename is on disk once the folder is.
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -272,6 +298,26 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(dmode & 0o777, 0o700);
+        // A JID longer than a file name may be still gets its session kept.
+        let long = jid(&format!("{}@localhost", "a".repeat(300)));
+        let bob = Device::generate();
+        let alice = Device::generate();
+        let mut s = protocol::omemo::session::Session::initiate(
+            Version::Two,
+            &alice.identity(),
+            &bob.bundle(Version::Two),
+        )
+        .unwrap();
+        s.encrypt(b"x").unwrap();
+        store.save_session(&long, 7, &s).unwrap();
+        assert!(store.session(&long, 7, Version::Two).unwrap().is_some());
+        // No temporary file is left behind.
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("omemo"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty());
         // A damaged file is an error that names it, not a panic.
         std::fs::write(dir.path().join("omemo/trust.json"), b"{not json").unwrap();
         let e = store.keyring().unwrap_err();
