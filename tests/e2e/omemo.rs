@@ -125,7 +125,9 @@ impl Ours {
     /// Seals `text` as the version does (OMEMO 2: inside an envelope).
     fn seal(&self, v: Version, text: &str) -> Sealed {
         match v {
-            Version::Two => seal_two(envelope(text, self.jid, "2026-12-03T12:00:00Z").as_bytes()),
+            Version::Two => {
+                seal_two(envelope(text, self.jid, None, "2026-12-03T12:00:00Z").as_bytes())
+            }
             Version::Old => seal_old(text.as_bytes()),
         }
     }
@@ -152,8 +154,9 @@ impl Ours {
 fn open(v: Version, material: &[u8], payload: &[u8], iv: &[u8]) -> String {
     match v {
         Version::Two => {
-            let (body, _from) = read_envelope(&open_two(material, payload).unwrap()).unwrap();
-            body
+            read_envelope(&open_two(material, payload).unwrap())
+                .unwrap()
+                .body
         }
         Version::Old => String::from_utf8(open_old(material, iv, payload).unwrap()).unwrap(),
     }

@@ -41,6 +41,10 @@ pub struct Device {
     pub id: u32,
     seed: [u8; 32],
     spk: Stored,
+    /// The signed pre key before the last rotation, still accepted for a
+    /// while: a peer may have fetched the old bundle.
+    #[serde(default)]
+    previous: Option<Stored>,
     prekeys: Vec<Stored>,
     /// The next pre key id: ids are never used twice.
     next: u32,
@@ -74,6 +78,7 @@ impl Device {
             id,
             seed: IdentityKey::generate().seed(),
             spk: Stored::new(1),
+            previous: None,
             prekeys: Vec::new(),
             next: 1,
         };
@@ -92,9 +97,21 @@ impl Device {
         Bundle::new(v, &self.identity(), &self.spk.key(), &pks)
     }
 
-    /// The signed pre key, if `id` is its id.
+    /// The signed pre key of id `id`: the current one, or the one before
+    /// the last rotation.
     pub fn signed_pre_key(&self, id: u32) -> Option<PreKey> {
-        (self.spk.id == id).then(|| self.spk.key())
+        std::iter::once(&self.spk)
+            .chain(self.previous.as_ref())
+            .find(|k| k.id == id)
+            .map(Stored::key)
+    }
+
+    /// A new signed pre key (the reference rotates weekly): a secret
+    /// stolen later opens no session started before the rotation after
+    /// next. The previous one is still accepted until the next rotation.
+    pub fn rotate(&mut self) {
+        let next = Stored::new(self.spk.id.wrapping_add(1).max(1));
+        self.previous = Some(std::mem::replace(&mut self.spk, next));
     }
 
     /// The pre key `id`, if it is still in the pool.
@@ -154,5 +171,18 @@ mod tests {
         let again: Device = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
         assert_eq!(again.bundle(Version::Two), after);
         assert!(again.signed_pre_key(1).is_some() && again.signed_pre_key(2).is_none());
+    }
+
+    #[test]
+    fn a_rotated_signed_pre_key_is_still_accepted_once() {
+        let mut d = Device::generate();
+        d.rotate();
+        let b = d.bundle(Version::Old);
+        assert_eq!(b.spk_id, 2);
+        b.verify(Version::Old).unwrap();
+        assert!(d.signed_pre_key(1).is_some() && d.signed_pre_key(2).is_some());
+        d.rotate();
+        assert!(d.signed_pre_key(1).is_none(), "two rotations ago");
+        assert!(d.signed_pre_key(2).is_some() && d.signed_pre_key(3).is_some());
     }
 }

@@ -305,42 +305,98 @@ pub fn read_encrypted(v: Version, el: &Element) -> Result<Received, OmemoError> 
 /// The namespace of Stanza Content Encryption (XEP-0420).
 pub const SCE: &str = "urn:xmpp:sce:1";
 
-/// OMEMO 2's plaintext: an XEP-0420 envelope with the body, who sends it,
-/// and random padding (`rpad`, 0 to 200 characters) so that the length of
-/// the ciphertext does not give away the length of the message.
-pub fn envelope(body: &str, from: &str, stamp: &str) -> String {
+/// OMEMO 2's plaintext: an XEP-0420 envelope with the body, who sends it
+/// (and, in a room, to whom: XEP-0420 makes `<to/>` a MUST there, so a
+/// server cannot replay a room message into another room), when, and
+/// random padding (`rpad`, 0 to 200 characters) so that the length of the
+/// ciphertext does not give away the length of the message.
+pub fn envelope(body: &str, from: &str, to: Option<&str>, stamp: &str) -> String {
     let pad = usize::from(super::kdf::random::<1>()[0]) * 201 / 256;
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let rpad: String = super::kdf::random::<200>()[..pad]
         .iter()
         .map(|b| alphabet[usize::from(*b) % alphabet.len()] as char)
         .collect();
-    Element::new("envelope", SCE)
+    let mut el = Element::new("envelope", SCE)
         .child(
             Element::new("content", SCE).child(Element::new("body", crate::ns::CLIENT).text(body)),
         )
         .text_child("rpad", SCE, rpad)
         .child(Element::new("time", SCE).attr("stamp", stamp))
-        .child(Element::new("from", SCE).attr("jid", from))
-        .to_xml()
+        .child(Element::new("from", SCE).attr("jid", from));
+    if let Some(to) = to {
+        el = el.child(Element::new("to", SCE).attr("jid", to));
+    }
+    el.to_xml()
 }
 
-/// The body and the claimed sender of an envelope.
-pub fn read_envelope(xml: &[u8]) -> Result<(String, Option<String>), OmemoError> {
+/// What an envelope says, for the caller to check against the stanza
+/// around it (the affix elements are what stop a server from replaying
+/// the ciphertext elsewhere or later).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The message.
+    pub body: String,
+    /// The sender it names.
+    pub from: Option<String>,
+    /// The addressee it names (rooms).
+    pub to: Option<String>,
+    /// When it says it was written.
+    pub stamp: Option<String>,
+}
+
+/// Reads an envelope.
+pub fn read_envelope(xml: &[u8]) -> Result<Envelope, OmemoError> {
     let text = std::str::from_utf8(xml)
         .map_err(|_| OmemoError::Malformed("an envelope that is not UTF-8"))?;
+    // Nothing but the envelope: the text must start with it.
+    if !text.trim_start().starts_with('<') {
+        return Err(OmemoError::Malformed("an envelope that is not XML"));
+    }
     let el = crate::parser::parse_element(text)
         .ok_or(OmemoError::Malformed("an envelope that is not XML"))?;
     if !el.is("envelope", SCE) {
         return Err(OmemoError::Malformed("not an envelope"));
     }
-    let body = el
-        .get_child("content", SCE)
-        .and_then(|c| c.child_text("body", crate::ns::CLIENT))
-        .unwrap_or_default();
-    let from = el
-        .get_child("from", SCE)
-        .and_then(|f| f.get_attr("jid"))
-        .map(str::to_string);
-    Ok((body, from))
+    let affix = |name: &str, attr: &str| {
+        el.get_child(name, SCE)
+            .and_then(|f| f.get_attr(attr))
+            .map(str::to_string)
+    };
+    Ok(Envelope {
+        body: el
+            .get_child("content", SCE)
+            .and_then(|c| c.child_text("body", crate::ns::CLIENT))
+            .unwrap_or_default(),
+        from: affix("from", "jid"),
+        to: affix("to", "jid"),
+        stamp: affix("time", "stamp"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_carries_its_affixes_and_escapes_its_body() {
+        let xml = envelope(
+            "a <b> & c",
+            "al@x",
+            Some("lab@conference.x"),
+            "2026-12-03T12:00:00Z",
+        );
+        let e = read_envelope(xml.as_bytes()).unwrap();
+        assert_eq!(e.body, "a <b> & c");
+        assert_eq!(e.from.as_deref(), Some("al@x"));
+        assert_eq!(e.to.as_deref(), Some("lab@conference.x"));
+        assert_eq!(e.stamp.as_deref(), Some("2026-12-03T12:00:00Z"));
+        assert!(read_envelope(b"junk <envelope/>").is_err());
+        assert!(read_envelope(&[0xff, 0xfe]).is_err());
+        // The padding varies the length.
+        let lens: std::collections::BTreeSet<usize> = (0..20)
+            .map(|_| envelope("hi", "al@x", None, "t").len())
+            .collect();
+        assert!(lens.len() > 1);
+    }
 }
