@@ -23,34 +23,6 @@ pub fn unix_now() -> i64 {
 /// shares.
 pub use protocol::datetime::{parse_xmpp_datetime, xmpp_datetime};
 
-/// XML the server wrote itself (a stored PEP payload, a stanza it sent)
-/// back as an element, in the client namespace; `None` if it does not
-/// parse.
-pub(crate) fn parse_own_xml(xml: &str) -> Option<protocol::Element> {
-    use protocol::ns;
-    use protocol::parser::{Event, Mode, StreamParser};
-    let mut p = StreamParser::new(Mode::Lenient);
-    p.feed(
-        format!(
-            "<stream:stream xmlns='{}' xmlns:stream='{}'>",
-            ns::CLIENT,
-            ns::STREAM
-        )
-        .as_bytes(),
-    );
-    p.feed(xml.as_bytes());
-    loop {
-        match p.next_event() {
-            Ok(Some(e)) => {
-                if let Event::Element(el) = e.event {
-                    return Some(el);
-                }
-            }
-            _ => return None,
-        }
-    }
-}
-
 /// Waits for a timer that may not be armed: for ever when it is not (a
 /// `select!` branch that never fires until the timer is set).
 pub(crate) async fn armed(t: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {

@@ -277,18 +277,19 @@ async fn negotiate<T: ClientTransport>(
             continue;
         }
         let max_stanza = server_limit(&features);
+        let link = Link {
+            tls: security.tls().cloned(),
+            direct,
+            mechanism: mechanism.unwrap_or(Mechanism::Plain),
+            binding,
+        };
         if let Goal::Resume { previd, h } = goal {
             let server_h = resume(&mut stream, &mut reader, previd, h).await?;
             return Ok(Negotiated {
                 stream,
                 reader,
                 jid: opts.jid.clone(),
-                link: Link {
-                    tls: security.tls().cloned(),
-                    direct,
-                    mechanism: mechanism.unwrap_or(Mechanism::Plain),
-                    binding,
-                },
+                link,
                 discarded_at_switch,
                 max_stanza,
                 sm: None,
@@ -321,12 +322,7 @@ async fn negotiate<T: ClientTransport>(
             stream,
             reader,
             jid,
-            link: Link {
-                tls: security.tls().cloned(),
-                direct,
-                mechanism: mechanism.unwrap_or(Mechanism::Plain),
-                binding,
-            },
+            link,
             discarded_at_switch,
             max_stanza,
             sm,

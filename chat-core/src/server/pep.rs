@@ -381,7 +381,7 @@ async fn items(s: &mut Session, iq: &Iq, owner: String, node: String) -> Handled
         .filter(|(id, _)| ids.is_empty() || ids.contains(id))
     {
         let mut item = Element::new("item", ns::PUBSUB).attr("id", id);
-        if let Some(payload) = crate::util::parse_own_xml(&xml) {
+        if let Some(payload) = protocol::parser::parse_element(&xml) {
             item = item.child(payload);
         }
         list = list.child(item);
@@ -429,7 +429,7 @@ fn event_message(from: &str, to: &str, event: &Element) -> Element {
 /// An `<items/>` event with one stored item.
 fn item_event(node: &str, id: &str, payload: &str) -> Element {
     let mut item = Element::new("item", ns::PUBSUB_EVENT).attr("id", id);
-    if let Some(p) = crate::util::parse_own_xml(payload) {
+    if let Some(p) = protocol::parser::parse_element(payload) {
         item = item.child(p);
     }
     Element::new("items", ns::PUBSUB_EVENT)

@@ -482,7 +482,7 @@ async fn keep_unacknowledged(
     let domain = shared.config.domain.clone();
     let keep: Vec<String> = unacked
         .iter()
-        .filter_map(|xml| crate::util::parse_own_xml(xml))
+        .filter_map(|xml| protocol::parser::parse_element(xml))
         .filter(|el| el.name == "message" && el.has_child("body", ns::CLIENT))
         .filter(|el| {
             !matches!(

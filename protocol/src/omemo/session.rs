@@ -129,40 +129,32 @@ impl Session {
         v: Version,
         data: &[u8],
     ) -> Result<(KeyExchange, Vec<u8>), OmemoError> {
-        match v {
+        // The same four fields in both versions; only the container and
+        // the inner message's form differ.
+        let (pk_id, spk_id, ik, ek, message) = match v {
             Version::Two => {
                 let k: TwoKeyExchange = decode(data, "a key exchange")?;
-                Ok((
-                    KeyExchange {
-                        pk_id: k.pk_id,
-                        spk_id: k.spk_id,
-                        ik: v.read_curve_key(&k.ik)?,
-                        ek: v.read_curve_key(&k.ek)?,
-                    },
-                    k.message.encode_to_vec(),
-                ))
+                (k.pk_id, k.spk_id, k.ik, k.ek, k.message.encode_to_vec())
             }
             Version::Old => {
-                let body = match data.split_first() {
-                    Some((&OLD_MESSAGE_VERSION, rest)) => rest,
-                    _ => {
-                        return Err(OmemoError::Malformed(
-                            "a key exchange of an unknown version",
-                        ));
-                    }
+                let Some((&OLD_MESSAGE_VERSION, body)) = data.split_first() else {
+                    return Err(OmemoError::Malformed(
+                        "a key exchange of an unknown version",
+                    ));
                 };
                 let k: OldKeyExchange = decode(body, "a key exchange")?;
-                Ok((
-                    KeyExchange {
-                        pk_id: k.pk_id,
-                        spk_id: k.spk_id,
-                        ik: v.read_curve_key(&k.ik)?,
-                        ek: v.read_curve_key(&k.ek)?,
-                    },
-                    k.message,
-                ))
+                (k.pk_id, k.spk_id, k.ik, k.ek, k.message)
             }
-        }
+        };
+        Ok((
+            KeyExchange {
+                pk_id,
+                spk_id,
+                ik: v.read_curve_key(&ik)?,
+                ek: v.read_curve_key(&ek)?,
+            },
+            message,
+        ))
     }
 
     /// The responder's session from a key exchange, with the signed pre key

@@ -77,17 +77,30 @@ pub use event::{Event, Mode, Parsed};
 pub use simple::{StreamParser, both_builders};
 pub use skim::{Children, ElementRef, EventRef, Skimmed};
 
-/// One element read from a string (no stream around it): a stanza we
-/// serialized ourselves and kept, or a payload carried as text (OMEMO's
-/// encrypted envelope). `None` if the text is not exactly one element.
+/// One element read from a string: a stanza or payload we serialized
+/// ourselves and kept (a stored PEP item, a stanza kept for stream
+/// management), or a payload carried as text (OMEMO's encrypted envelope).
+/// It is read as if inside a client stream, so an element that names no
+/// namespace is in `jabber:client`. `None` if it does not parse.
 pub fn parse_element(xml: &str) -> Option<crate::Element> {
     let mut p = StreamParser::new(Mode::Lenient);
+    p.feed(
+        format!(
+            "<stream:stream xmlns='{}' xmlns:stream='{}'>",
+            crate::ns::CLIENT,
+            crate::ns::STREAM
+        )
+        .as_bytes(),
+    );
     p.feed(xml.as_bytes());
-    match p.next_event() {
-        Ok(Some(parsed)) => match parsed.event {
-            Event::Element(el) => Some(el),
-            _ => None,
-        },
-        _ => None,
+    loop {
+        match p.next_event() {
+            Ok(Some(parsed)) => {
+                if let Event::Element(el) = parsed.event {
+                    return Some(el);
+                }
+            }
+            _ => return None,
+        }
     }
 }

@@ -11,11 +11,21 @@ use protocol::display::Safe;
 use protocol::stanza::Show;
 
 use crate::client::event::{ChatState, ClientEvent, FileDone, RosterItem};
+use crate::client::limits::MAX_ROSTER_ITEMS;
+use crate::client::rooms::MAX_ROOM_OCCUPANTS;
 use crate::client::state::Link;
 use crate::client::state::muc_domain;
 
 /// Lines a window keeps; older ones scroll away for good.
 pub(super) const MAX_LINES: usize = 2_000;
+
+/// Windows open at most: a flood of messages from made-up senders does not
+/// open windows (2,000 lines each) without end; beyond, they land in the
+/// console.
+pub(super) const MAX_WINDOWS: usize = 100;
+
+/// Resources of one contact shown online at most.
+const MAX_RESOURCES: usize = 64;
 
 /// A window's stable name (its place in the list changes as windows close).
 pub(super) type WinId = u64;
@@ -118,13 +128,15 @@ impl Window {
         }
     }
 
-    /// The short name in the window bar and the prompt.
+    /// The short name in the window bar and the prompt (terminal-safe:
+    /// it comes from the network).
     pub(super) fn label(&self) -> String {
-        match (&self.kind, &self.jid) {
+        let label = match (&self.kind, &self.jid) {
             (Kind::Console, _) | (_, None) => "console".to_string(),
             (Kind::Room, Some(j)) => format!("#{}", j.local().unwrap_or_default()),
             (Kind::Chat, Some(j)) => j.local().unwrap_or(j.domain()).to_string(),
-        }
+        };
+        Safe(&label).to_string()
     }
 }
 
@@ -230,6 +242,9 @@ impl App {
         let bare = jid.to_bare();
         if let Some(w) = self.windows.iter().find(|w| w.jid.as_ref() == Some(&bare)) {
             return w.id;
+        }
+        if self.windows.len() >= MAX_WINDOWS {
+            return CONSOLE;
         }
         let kind = if self.is_room(&bare) {
             Kind::Room
@@ -410,13 +425,16 @@ impl App {
     }
 
     /// The name shown for a contact: their roster name, their nickname,
-    /// or the user part of the JID.
+    /// or the user part of the JID (terminal-safe: all come from the
+    /// network).
     pub(super) fn name_of(&self, jid: &Jid) -> String {
         let bare = jid.to_bare();
-        self.contacts
+        let name = self
+            .contacts
             .get(&bare)
             .and_then(|c| c.name.clone().or_else(|| c.nick.clone()))
-            .unwrap_or_else(|| bare.local().unwrap_or(bare.domain()).to_string())
+            .unwrap_or_else(|| bare.local().unwrap_or(bare.domain()).to_string());
+        Safe(&name).to_string()
     }
 
     /// A roster fetched whole (at sign-in).
@@ -427,7 +445,11 @@ impl App {
     }
 
     fn roster_item(&mut self, item: RosterItem) {
-        let c = self.contacts.entry(item.jid.to_bare()).or_default();
+        let bare = item.jid.to_bare();
+        if !self.contacts.contains_key(&bare) && self.contacts.len() >= MAX_ROSTER_ITEMS {
+            return;
+        }
+        let c = self.contacts.entry(bare).or_default();
         c.name = item.name;
         c.subscription = item.subscription;
         c.ask = item.ask;
@@ -493,8 +515,12 @@ impl App {
             } => self.archived(from.as_ref(), to.as_ref(), body, stamp.as_deref()),
             // Our own nickname comes back too (PEP): we are no contact.
             ClientEvent::Nick { from, .. } if from.to_bare() == self.me.to_bare() => {}
+            // Only a contact's nickname is kept (the server sends only
+            // those; anything else would grow the list without end).
             ClientEvent::Nick { from, nick } => {
-                self.contacts.entry(from.to_bare()).or_default().nick = Some(nick.clone());
+                if let Some(c) = self.contacts.get_mut(&from.to_bare()) {
+                    c.nick = Some(nick.clone());
+                }
             }
             ClientEvent::Presence {
                 from,
@@ -577,7 +603,7 @@ impl App {
                 let Some(win) = self.find(room) else { return };
                 let w = self.window_mut(win);
                 let known = w.occupants.contains_key(nick);
-                if *available {
+                if *available && (known || w.occupants.len() < MAX_ROOM_OCCUPANTS) {
                     w.occupants.insert(nick.clone(), *show);
                 } else {
                     w.occupants.remove(nick);
@@ -627,7 +653,8 @@ impl App {
             }
             ClientEvent::RoomSubject { room, subject, .. } => {
                 let Some(win) = self.find(room) else { return };
-                self.window_mut(win).subject = Some(subject.clone()).filter(|s| !s.is_empty());
+                self.window_mut(win).subject =
+                    Some(Safe(subject).to_string()).filter(|s| !s.is_empty());
                 self.say(win, Tone::Info, &ev.to_string());
             }
             ClientEvent::RoomLeft { room, .. } => {
@@ -682,9 +709,13 @@ impl App {
             return;
         }
         let resource = from.resource().unwrap_or_default().to_string();
-        let c = self.contacts.entry(from.to_bare()).or_default();
+        // Presence of someone not in the roster (a directed presence) is
+        // not kept: the list stays the roster's size.
+        let Some(c) = self.contacts.get_mut(&from.to_bare()) else {
+            return;
+        };
         let before = c.presence().is_some();
-        if available {
+        if available && (c.online.contains_key(&resource) || c.online.len() < MAX_RESOURCES) {
             c.online.insert(resource, (show, status));
         } else {
             c.online.remove(&resource);
@@ -800,6 +831,16 @@ mod tests {
         App::new(jid("alice@localhost/tui"), || "12:00".to_string())
     }
 
+    /// bob in alice's roster, both ways.
+    fn with_bob(a: &mut App) {
+        a.roster(vec![RosterItem {
+            jid: jid("bob@localhost"),
+            name: None,
+            subscription: "both".into(),
+            ask: false,
+        }]);
+    }
+
     /// alice in lab@conference.localhost as "al", with `others`.
     fn in_lab(a: &mut App, others: &[&str]) -> Jid {
         let room = jid("lab@conference.localhost");
@@ -903,6 +944,7 @@ mod tests {
     #[test]
     fn presence_shows_the_most_available_resource_and_says_comings_and_goings() {
         let mut a = app();
+        with_bob(&mut a);
         a.open(&jid("bob@localhost"));
         let p = |res: &str, available, show| ClientEvent::Presence {
             from: jid(&format!("bob@localhost/{res}")),
@@ -968,11 +1010,12 @@ mod tests {
     #[test]
     fn our_own_nickname_makes_no_contact_and_a_lost_session_forgets_presence() {
         let mut a = app();
+        with_bob(&mut a);
         a.event(&ClientEvent::Nick {
             from: jid("alice@localhost"),
             nick: "Al".into(),
         });
-        assert!(a.contacts.is_empty());
+        assert!(!a.contacts.contains_key(&jid("alice@localhost")));
         a.event(&ClientEvent::Presence {
             from: jid("bob@localhost/desk"),
             available: true,
@@ -1014,6 +1057,30 @@ mod tests {
             !lines[1].contains('\u{1b}') && !lines[1].contains('\r'),
             "{text:?}"
         );
+    }
+
+    #[test]
+    fn strangers_cannot_grow_the_windows_or_the_contact_list_without_end() {
+        let mut a = app();
+        for i in 0..MAX_WINDOWS + 20 {
+            a.event(&ClientEvent::Message {
+                from: jid(&format!("spam{i}@localhost/x")),
+                body: "hi".into(),
+                id: None,
+                kind: protocol::stanza::MessageType::Chat,
+                delayed: None,
+            });
+            a.event(&ClientEvent::Presence {
+                from: jid(&format!("spam{i}@localhost/x")),
+                available: true,
+                show: None,
+                status: None,
+            });
+        }
+        assert_eq!(a.windows.len(), MAX_WINDOWS);
+        assert!(a.contacts.is_empty(), "presence of strangers is not kept");
+        // What did not get a window is still shown, in the console.
+        assert!(a.window(CONSOLE).unwrap().lines.len() >= 20);
     }
 
     #[test]

@@ -140,7 +140,7 @@ fn conversation(frame: &mut Frame, app: &App, area: Rect, theme: Theme) {
     let w = app.shown();
     let mut title = match &w.jid {
         None => " console ".to_string(),
-        Some(j) => format!(" {j} "),
+        Some(j) => format!(" {} ", protocol::display::Safe(&j.to_string())),
     };
     if let Some(s) = &w.subject {
         title.push_str(&format!("· {s} "));
