@@ -189,6 +189,7 @@ async fn connect_all<T: ClientTransport>(
         let jid = Jid::parse(&format!("{}{i}@{}", args.prefix, args.domain))
             .with_context(|| format!("bad --prefix or --domain for client {i}"))?;
         let opts = ConnectOptions {
+            e2e: None,
             server: args.server.clone(),
             jid,
             password: format!("pw-{}{i}", args.prefix),

@@ -198,6 +198,16 @@ pub struct ClientArgs {
     /// Print events as JSON lines (implies --line).
     #[arg(long)]
     pub json: bool,
+    /// End-to-end encryption (OMEMO) of chat messages: `on` encrypts to
+    /// every contact who has an OMEMO device (in the clear, with a
+    /// warning, to one who has none), `require` refuses to send without a
+    /// trusted device. Its keys are kept in --data.
+    #[arg(long, value_enum, value_name = "MODE", default_value = "off")]
+    pub e2e: crate::client::omemo::E2eMode,
+    /// The client's own folder: its OMEMO keys, sessions and trusted
+    /// contacts' keys (readable by you alone), one folder per account.
+    #[arg(long, value_name = "DIR", default_value = "./chat-client-data")]
+    pub data: PathBuf,
     /// The line client even at a terminal: one command per line in, one
     /// event per line out (without it, a terminal gets the full-screen
     /// UI; pipes and scripts always get lines).
@@ -263,6 +273,7 @@ impl ClientArgs {
                 p
             }
         };
+        let account = crate::util::file_safe(&jid.to_bare().to_string());
         Ok(ConnectOptions {
             server: self.server.clone(),
             jid,
@@ -279,6 +290,12 @@ impl ClientArgs {
             events: Default::default(),
             pad: usize::from(self.pad),
             stream_management: !self.no_stream_management,
+            e2e: Some(crate::client::omemo::E2eOptions {
+                mode: self.e2e,
+                // A folder per account: two accounts on one computer must
+                // never share keys.
+                dir: self.data.join(account).join("omemo"),
+            }),
         })
     }
 }

@@ -12,6 +12,25 @@ pub fn random_id(bytes: usize) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A file name for `name` (a JID): itself when it is short and plain
+/// (so people find their folder), else its SHA-256 in hex (a JID may hold
+/// characters or a length a file name may not).
+pub fn file_safe(name: &str) -> String {
+    let plain = name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if plain {
+        return name.to_string();
+    }
+    use sha2::Digest;
+    sha2::Sha256::digest(name.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()

@@ -97,6 +97,9 @@ pub const FEATURE_NEG: &str = "http://jabber.org/protocol/feature-neg";
 pub const IBB: &str = "http://jabber.org/protocol/ibb";
 /// Hashes of files (XEP-0300).
 pub const HASHES: &str = "urn:xmpp:hashes:2";
+/// Explicit Message Encryption (XEP-0380): names the encryption a
+/// message uses, so that a client without it can say so.
+pub const EME: &str = "urn:xmpp:eme:0";
 
 /// The namespace as a [`CompactString`] that does not allocate when it is
 /// one of the constants above (most of them are longer than a compact string

@@ -3,8 +3,10 @@
 //! `eu.siacs.conversations.axolotl`), driven by
 //! `tests/interop/omemo_driver.py`, and our `protocol::omemo` exchange
 //! messages both ways in both versions: bundles and `<encrypted/>`
-//! elements as XML, each side reading what the other wrote. No XMPP yet:
-//! the stanzas are handed over as files.
+//! elements as XML, each side reading what the other wrote, the stanzas
+//! handed over as files. Then over XMPP: slixmpp-omemo clients through our
+//! server and Prosody, and our own client (`--e2e on`) with a slixmpp-omemo
+//! partner (`tests/interop/omemo_partner.py`), both ways in both versions.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -396,4 +398,118 @@ fn slixmpp_omemo_clients_talk_through_prosody() {
         return;
     };
     slixmpp_omemo_through(&tests::Server::prosody(&prosody, tests::Twin::Plain));
+}
+
+/// Our client and a slixmpp-omemo partner (`omemo_partner.py`) through
+/// `server`, in version `v` (the partner publishes OMEMO 0.3 alone for
+/// 0.3, as Conversations does, so that our client must speak it): when
+/// `they_start`, the partner writes first and builds the session; else
+/// our client does. Either way the other answers, each side decrypts what
+/// the other sent, and the fingerprint our client shows is the one the
+/// partner's library has.
+fn our_client_with_slixmpp_omemo(server: &tests::Server, v: Version, they_start: bool) {
+    let Some(python) = interop_tool("slixmpp") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tag = format!("{}{}", if they_start { "t" } else { "w" }, &protocol_tag(v));
+    let me = format!("our-{tag}-{}@localhost", std::process::id());
+    let py = format!("py-{tag}-{}@localhost", std::process::id());
+    let mut cmd = Command::new(python);
+    cmd.current_dir(workspace_root().join("tests/interop"))
+        .arg("omemo_partner.py")
+        .args(["--server", &server.addr.to_string(), "--register"])
+        .args([
+            "--jid",
+            &py,
+            "--peer",
+            &me,
+            "--answers",
+            "1",
+            "--timeout",
+            "20",
+        ]);
+    if v == Version::Old {
+        cmd.arg("--only-old");
+    }
+    if they_start {
+        cmd.args(["--first", "first from slixmpp-omemo", "--first-ns"])
+            .arg(if v == Version::Two { "2" } else { "old" });
+    }
+    let mut partner = tests::Client::spawn("omemo_partner.py", cmd);
+    let ready = partner.expect_line("the partner's keys", |l| l.starts_with("READY "));
+    let their_fp = ready
+        .split("fingerprint=")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    let data = dir.path().to_str().unwrap();
+    let mut ours = tests::Client::start(
+        server,
+        &me,
+        "our-pw",
+        &["--register", "--e2e", "on", "--data", data],
+    );
+    ours.send(&format!("/add {py}"));
+    let is_e2e = |m: &Value| m["e2e"]["version"] == v.ns() && m["e2e"]["trust"] == "blind";
+    if they_start {
+        let m = ours.expect("their first message, decrypted", |m| {
+            m["type"] == "message" && m["body"] == "first from slixmpp-omemo"
+        });
+        assert!(is_e2e(&m), "{m}\n{}", ours.transcript());
+    } else {
+        // Once they are a contact (their device list arrives with it).
+        ours.expect("their presence", |m| m["type"] == "presence");
+    }
+    ours.send(&format!("/msg {py} from our client"));
+    partner.expect_line("our message, decrypted", |l| {
+        l == format!("DECRYPTED {} from our client", v.ns())
+    });
+    let echo = ours.expect("their answer", |m| {
+        m["type"] == "message" && m["body"] == "echo: from our client"
+    });
+    assert!(is_e2e(&echo), "{echo}\n{}", ours.transcript());
+    // The fingerprint we show is theirs (grouped as people read it).
+    ours.send(&format!("/fingerprints {py}"));
+    let d = ours.expect("their device", |m| m["type"] == "device");
+    assert_eq!(
+        d["fingerprint"].as_str().unwrap().replace(' ', ""),
+        their_fp,
+        "{}",
+        ours.transcript()
+    );
+    let (code, transcript) = partner.finish();
+    assert_eq!(code, 0, "{transcript}");
+}
+
+fn protocol_tag(v: Version) -> &'static str {
+    match v {
+        Version::Two => "2",
+        Version::Old => "03",
+    }
+}
+
+#[test]
+fn our_client_and_slixmpp_omemo_speak_omemo_2_through_our_server() {
+    let server = tests::Server::start(tests::Twin::Plain, &[]);
+    our_client_with_slixmpp_omemo(&server, Version::Two, false);
+    our_client_with_slixmpp_omemo(&server, Version::Two, true);
+}
+
+#[test]
+fn our_client_and_slixmpp_omemo_speak_omemo_0_3_through_our_server() {
+    let server = tests::Server::start(tests::Twin::Plain, &[]);
+    our_client_with_slixmpp_omemo(&server, Version::Old, false);
+    our_client_with_slixmpp_omemo(&server, Version::Old, true);
+}
+
+#[test]
+fn our_client_and_slixmpp_omemo_speak_both_versions_through_prosody() {
+    let Some(prosody) = interop_tool("prosody") else {
+        return;
+    };
+    let server = tests::Server::prosody(&prosody, tests::Twin::Plain);
+    our_client_with_slixmpp_omemo(&server, Version::Two, false);
+    our_client_with_slixmpp_omemo(&server, Version::Old, true);
 }

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::error::{ClientError, Lost};
 use super::event::{ChatState, ClientEvent, EventReceiver, RosterItem, WeakEventSender};
 use super::limits::{IQ_TIMEOUT, MAX_PAGES};
+use super::omemo::jobs::Job;
 use super::outbound::queue;
 use super::state::{Pending, State, lock};
 use crate::util::random_id;
@@ -40,6 +41,26 @@ pub struct Client {
     pub(super) closed: Option<oneshot::Receiver<()>>,
     /// Stream management's record of what the server has not acknowledged.
     pub(super) sm: Option<Arc<super::sm::Sm>>,
+    /// End-to-end encryption (OMEMO), when on.
+    pub(super) e2e: Option<E2eHandle>,
+}
+
+/// The client's end of its OMEMO worker.
+pub(crate) struct E2eHandle {
+    pub(crate) engine: Arc<Mutex<super::omemo::engine::Engine>>,
+    pub(crate) jobs: mpsc::Sender<Job>,
+    pub(crate) task: tokio::task::JoinHandle<()>,
+}
+
+/// A chat message asking for a delivery receipt, in the clear.
+pub(crate) fn plain_chat(to: &Jid, id: &str, body: &str) -> Element {
+    let mut m = Message::chat(to.clone(), body);
+    m.id = Some(id.to_string());
+    m.payloads.push(Element::new("request", ns::RECEIPTS));
+    // XEP-0085: a client that sends chat states marks its messages
+    // `active` (the user is in the conversation).
+    m.payloads.push(Element::new("active", ns::CHATSTATES));
+    m.to_element()
 }
 
 /// Sends serialized stanzas on a client's connection from any task (the
@@ -67,6 +88,14 @@ pub(crate) struct IqSender {
 }
 
 impl IqSender {
+    pub(crate) fn new(out: mpsc::Sender<String>, pending: Pending, max_stanza: usize) -> IqSender {
+        IqSender {
+            out,
+            pending,
+            max_stanza,
+        }
+    }
+
     /// Gets a whole list a page at a time (Result Set Management,
     /// XEP-0059): `query` is asked for again with `<after/>` the last key
     /// of each page, until a page comes back empty, without a `<last/>`, or
@@ -254,15 +283,24 @@ impl Client {
     }
 
     /// Sends a chat message asking for a delivery receipt; returns its id.
+    ///
+    /// When the conversation is end to end (OMEMO), the message goes to
+    /// the worker, which encrypts it (fetching the contact's keys first if
+    /// needed) and sends it; if that fails, a [`ClientEvent::NotSent`]
+    /// with this id says why, and nothing was sent.
     pub fn send_message(&self, to: &Jid, body: &str) -> Result<String, ClientError> {
         let id = format!("m-{}", random_id(6));
-        let mut m = Message::chat(to.clone(), body);
-        m.id = Some(id.clone());
-        m.payloads.push(Element::new("request", ns::RECEIPTS));
-        // XEP-0085: a client that sends chat states marks its messages
-        // `active` (the user is in the conversation).
-        m.payloads.push(Element::new("active", ns::CHATSTATES));
-        self.send(&m.to_element())?;
+        if let Some(e2e) = self.e2e.as_ref().filter(|_| self.e2e_for(to)) {
+            e2e.jobs
+                .try_send(Job::Send {
+                    to: to.clone(),
+                    id: id.clone(),
+                    body: body.to_string(),
+                })
+                .map_err(|_| ClientError::Congested)?;
+            return Ok(id);
+        }
+        self.send(&plain_chat(to, &id, body))?;
         Ok(id)
     }
 
@@ -510,6 +548,15 @@ impl Client {
     /// for the server to close its side, which means it has handled every
     /// stanza we sent.
     pub async fn close(mut self) {
+        // Messages still being encrypted go out first.
+        if let Some(e2e) = self.e2e.take() {
+            let (tx, rx) = oneshot::channel();
+            if e2e.jobs.try_send(Job::Flush(tx)).is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
+            }
+            drop(e2e.jobs);
+            e2e.task.abort();
+        }
         self.start_close();
         if let Some(closed) = self.closed.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), closed).await;

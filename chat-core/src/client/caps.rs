@@ -17,7 +17,8 @@ pub(crate) const NICK: &str = "http://jabber.org/protocol/nick";
 const IDENTITY: (&str, &str, &str) = ("client", "pc", "twin-chat");
 
 /// Every feature, sorted as XEP-0115 5.1 needs them. `NICK+notify` asks
-/// the server for contacts' nickname updates (XEP-0163).
+/// the server for contacts' nickname updates (XEP-0163), and the OMEMO
+/// device lists' `+notify` for their devices.
 fn features() -> Vec<String> {
     let mut f: Vec<String> = [
         ns::DISCO_INFO,
@@ -34,6 +35,11 @@ fn features() -> Vec<String> {
     .map(|s| s.to_string())
     .collect();
     f.push(format!("{NICK}+notify"));
+    // OMEMO device lists (both versions): a contact's new device reaches
+    // us as it is published.
+    for v in protocol::omemo::Version::ALL {
+        f.push(format!("{}+notify", protocol::omemo::xml::devices_node(v)));
+    }
     f.sort();
     f
 }

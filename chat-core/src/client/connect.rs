@@ -19,10 +19,14 @@ use protocol::{
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::api::Client;
+use super::api::{Client, E2eHandle, IqSender};
 use super::error::{ClientError, Lost};
 use super::event::{EventLimits, event_queue};
 use super::limits::{CONNECT_TIMEOUT, MAX_QUEUED_STANZAS};
+use super::omemo::E2eMode;
+use super::omemo::engine::{E2eError, Engine as OmemoEngine};
+use super::omemo::jobs::MAX_QUEUED_JOBS;
+use super::omemo::worker::Worker;
 use super::outbound;
 use super::reader::{self, Reader};
 use super::sm::{DEFAULT_RESUME_WINDOW, Reconnect, Reconnected, Resumer, Sm};
@@ -65,6 +69,9 @@ pub struct ConnectOptions {
     /// Use stream management (XEP-0198) when the server offers it: acks,
     /// and resuming the session after a dropped connection.
     pub stream_management: bool,
+    /// End-to-end encryption (OMEMO), and where its keys are kept; `None`:
+    /// off.
+    pub e2e: Option<super::omemo::E2eOptions>,
 }
 
 /// The result of stream negotiation.
@@ -146,7 +153,15 @@ pub async fn connect<T: ClientTransport>(
         }
         _ => None,
     };
-    let client = start(n, opts.events, opts.pad, resumer);
+    let engine = match &opts.e2e {
+        Some(e) if e.mode != E2eMode::Off => {
+            let mut engine = OmemoEngine::open(&e.dir, &n.jid).map_err(E2eError::Store)?;
+            engine.require = e.mode == E2eMode::Require;
+            Some(engine)
+        }
+        _ => None,
+    };
+    let client = start(n, opts.events, opts.pad, resumer, engine);
     client.set_file_policy(opts.files.clone());
     {
         let mut st = lock(&client.state);
@@ -664,6 +679,7 @@ pub(super) fn start(
     events: EventLimits,
     pad: usize,
     resumer: Option<Resumer>,
+    engine: Option<OmemoEngine>,
 ) -> Client {
     let sm = n.sm.as_ref().map(|_| Arc::new(Sm::default()));
     let (attach_tx, attach_rx) = mpsc::unbounded_channel();
@@ -686,7 +702,22 @@ pub(super) fn start(
     let mut xml = n.reader;
     // Signed in: from now on one oversized stanza is skipped, not fatal.
     xml.skip_oversized();
+    // End to end: the worker that does OMEMO, fed by the reader (what
+    // arrives) and the API (what is sent).
+    let e2e = engine.map(|engine| {
+        let engine = Arc::new(Mutex::new(engine));
+        let (jobs, rx) = mpsc::channel(MAX_QUEUED_JOBS);
+        let w = Worker {
+            engine: engine.clone(),
+            iq: IqSender::new(out_tx.clone(), pending.clone(), n.max_stanza),
+            events: ev_tx.downgrade(),
+            me: n.jid.clone(),
+        };
+        let task = tokio::spawn(w.run(rx));
+        E2eHandle { engine, jobs, task }
+    });
     let r = Reader {
+        e2e: e2e.as_ref().map(|e| e.jobs.clone()),
         me: n.jid.clone(),
         out: out_tx.clone(),
         events: ev_tx,
@@ -711,6 +742,7 @@ pub(super) fn start(
         writer,
         closed: Some(closed_rx),
         sm,
+        e2e,
     }
 }
 
@@ -757,6 +789,7 @@ mod tests {
             },
             EventLimits::default(),
             0,
+            None,
             None,
         );
         (c, server)

@@ -225,6 +225,24 @@ pub enum ClientError {
         /// The server's limit.
         limit: usize,
     },
+    /// End-to-end encryption (OMEMO) could not be done.
+    #[error("not sent end to end: {0}")]
+    E2e(#[from] crate::client::omemo::engine::E2eError),
+    /// `/verify` with a fingerprint none of the contact's devices has.
+    #[error(
+        "none of {jid}'s OMEMO devices has the fingerprint {fingerprint} (see /fingerprints {jid}); nothing was verified"
+    )]
+    NoSuchFingerprint {
+        /// The contact.
+        jid: Jid,
+        /// As typed.
+        fingerprint: String,
+    },
+    /// An OMEMO command in a client started without `--e2e`.
+    #[error(
+        "end-to-end encryption is off: start the client with --e2e on (its keys are kept in --data)"
+    )]
+    E2eOff,
 }
 
 /// How the connection was lost.

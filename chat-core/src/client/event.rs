@@ -66,6 +66,18 @@ pub struct FileDone {
     pub url: Option<String>,
 }
 
+/// How a message was encrypted end to end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct E2e {
+    /// Which OMEMO.
+    #[serde(serialize_with = "wire::omemo")]
+    pub version: protocol::omemo::Version,
+    /// The sender's device.
+    pub device: u32,
+    /// How that device is trusted.
+    pub trust: super::omemo::store::Trust,
+}
+
 /// Something that happened, for the user to see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -84,6 +96,9 @@ pub enum ClientEvent {
         kind: MessageType,
         /// When it was sent, if it was stored offline (XEP-0203).
         delayed: Option<String>,
+        /// How it was encrypted end to end (OMEMO), if it was.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        e2e: Option<E2e>,
     },
     /// A delivery receipt (XEP-0184).
     Receipt {
@@ -332,6 +347,26 @@ pub enum ClientEvent {
         /// Stanzas of ours sent again (the server had not had them).
         resent: usize,
     },
+    /// Something about end-to-end encryption to say loudly: a new or
+    /// changed key, a message that could not be read.
+    E2eWarning {
+        /// The contact it is about (none: our own device).
+        #[serde(serialize_with = "wire::opt_jid")]
+        jid: Option<Jid>,
+        /// What happened, for the user.
+        text: String,
+    },
+    /// A message the client accepted could not be sent end to end (no
+    /// trusted device, the contact's keys unreachable): nothing went out.
+    NotSent {
+        /// The addressee.
+        #[serde(serialize_with = "wire::jid")]
+        to: Jid,
+        /// The id the message had been given.
+        id: String,
+        /// Why.
+        reason: String,
+    },
     /// The connection ended.
     Disconnected {
         /// Why, if it was not a normal close.
@@ -370,6 +405,8 @@ impl ClientEvent {
             ClientEvent::EventsDropped { .. } => "events-dropped",
             ClientEvent::Reconnecting { .. } => "reconnecting",
             ClientEvent::Resumed { .. } => "resumed",
+            ClientEvent::E2eWarning { .. } => "e2e-warning",
+            ClientEvent::NotSent { .. } => "not-sent",
             ClientEvent::Disconnected { .. } => "disconnected",
         }
     }
@@ -397,6 +434,8 @@ impl ClientEvent {
             ClientEvent::Archived { from, .. } => from.as_ref(),
             ClientEvent::Nick { from, .. } => Some(from),
             ClientEvent::FileReceived(d) => Some(&d.peer),
+            ClientEvent::E2eWarning { jid, .. } => jid.as_ref(),
+            ClientEvent::NotSent { to, .. } => Some(to),
             ClientEvent::Announcement { .. }
             | ClientEvent::FileProgress { .. }
             | ClientEvent::FileFailed { .. }
@@ -415,6 +454,7 @@ impl ClientEvent {
         matches!(
             self,
             ClientEvent::MessageError { .. }
+                | ClientEvent::NotSent { .. }
                 | ClientEvent::FileFailed { .. }
                 | ClientEvent::StanzaTooLarge { .. }
         )
@@ -466,6 +506,8 @@ impl ClientEvent {
             ClientEvent::RoomSubject { nick, subject, .. } => o(nick) + subject.len(),
             ClientEvent::RoomLeft { reason, .. } => o(reason),
             ClientEvent::Disconnected { reason } => o(reason),
+            ClientEvent::E2eWarning { text, .. } => text.len(),
+            ClientEvent::NotSent { id, reason, .. } => id.len() + reason.len(),
             ClientEvent::Reconnecting { reason } => reason.len(),
             ClientEvent::Resumed { .. }
             | ClientEvent::SubscriptionRequest { .. }
@@ -494,6 +536,13 @@ pub(crate) mod wire {
     }
 
     /// An optional JID as its string form or `null`.
+    pub(crate) fn omemo<S: Serializer>(
+        v: &protocol::omemo::Version,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.ns())
+    }
+
     pub(crate) fn opt_jid<S: Serializer>(j: &Option<Jid>, s: S) -> Result<S::Ok, S::Error> {
         match j {
             Some(j) => s.collect_str(j),
@@ -735,6 +784,7 @@ mod tests {
                 id: Some("m1".into()),
                 kind: MessageType::Chat,
                 delayed: None,
+                e2e: None,
             },
             ClientEvent::Receipt {
                 from: bob.clone(),

@@ -10,6 +10,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use protocol::omemo::Version;
 use protocol::parser::Event;
 use protocol::stanza::{Iq, IqType, Message, MessageType, Presence, PresenceType};
 use protocol::{Element, Jid, StanzaErrorCondition, StreamErrorCondition, ns};
@@ -20,6 +21,7 @@ use super::error::{ClientError, Lost};
 use super::event::{ChatState, ClientEvent, EventSender, RosterItem};
 use super::files::{handle_file_iq, shared, shared_url};
 use super::limits::{MAX_PENDING_REQUESTS, MAX_ROSTER_ITEMS, WRITE_STALL_TIMEOUT, kept_text};
+use super::omemo::jobs::Job;
 use super::outbound::auto_reply;
 use super::rooms::{handle_room_stanza, muc_domain};
 use super::sm::{Attach, RETRY_WAITS, Resumer, Sm};
@@ -31,6 +33,8 @@ use crate::xmpp_io::{ReadError, XmppReader};
 /// What the reader works with: who we are, where its output goes, and the
 /// state it shares with the API.
 pub(crate) struct Reader {
+    /// The OMEMO worker's queue, when end-to-end encryption is on.
+    pub(crate) e2e: Option<mpsc::Sender<Job>>,
     /// Our full JID.
     pub(crate) me: Jid,
     /// Stanzas to the server (answers the client gives on its own).
@@ -368,6 +372,12 @@ fn handle_message(el: &Element, m: Message, r: &Reader) {
         if !from.is_bare() {
             return;
         }
+        if let Some(jobs) = &r.e2e
+            && let Some((v, ids)) = omemo_device_list(event)
+        {
+            let _ = jobs.try_send(Job::DeviceList { from, v, ids });
+            return;
+        }
         let nick = event
             .get_child("items", ns::PUBSUB_EVENT)
             .filter(|i| i.get_attr("node") == Some(super::caps::NICK))
@@ -475,6 +485,30 @@ fn handle_message(el: &Element, m: Message, r: &Reader) {
     {
         return;
     }
+    // End to end (OMEMO): the worker opens it. Without OMEMO on, its
+    // fallback body is shown (it says what it is).
+    if let Some(jobs) = &r.e2e
+        && let Some((v, encrypted)) = m
+            .payloads
+            .iter()
+            .find_map(|p| Some((Version::from_ns(&p.ns)?, p)).filter(|_| p.name == "encrypted"))
+    {
+        let job = Job::Incoming {
+            from: from.clone(),
+            id: m.id.clone(),
+            kind: m.kind,
+            delayed: m.delay_stamp().map(str::to_string),
+            v,
+            encrypted: encrypted.clone(),
+        };
+        if jobs.try_send(job).is_err() {
+            r.events.send(ClientEvent::E2eWarning {
+                jid: Some(from),
+                text: "an OMEMO message was not read: too many are waiting".into(),
+            });
+        }
+        return;
+    }
     if let Some(body) = m.body.clone() {
         let delayed = m.delay_stamp().map(str::to_string);
         r.events.send(ClientEvent::Message {
@@ -483,8 +517,25 @@ fn handle_message(el: &Element, m: Message, r: &Reader) {
             id: m.id.clone(),
             kind: m.kind,
             delayed,
+            e2e: None,
         });
     }
+}
+
+/// The OMEMO device list a PEP notification carries, if it does.
+fn omemo_device_list(event: &Element) -> Option<(Version, Vec<u32>)> {
+    let items = event.get_child("items", ns::PUBSUB_EVENT)?;
+    let node = items.get_attr("node")?;
+    let v = Version::ALL
+        .into_iter()
+        .find(|v| protocol::omemo::xml::devices_node(*v) == node)?;
+    let list = items
+        .elements()
+        .filter(|i| i.is("item", ns::PUBSUB_EVENT))
+        .last()?
+        .elements()
+        .next()?;
+    Some((v, protocol::omemo::xml::read_device_list(v, list)))
 }
 
 /// The message a carbon (XEP-0280) carries, and whether it was sent (or

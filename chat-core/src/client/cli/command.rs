@@ -72,6 +72,14 @@ pub(super) enum Command {
     History(String, usize),
     /// `/typing JID [on|off]`: a chat state (XEP-0085).
     Typing(String, bool),
+    /// `/fingerprints [JID]`: OMEMO devices and their fingerprints (ours
+    /// without a JID).
+    Fingerprints(Option<String>),
+    /// `/verify JID FINGERPRINT`.
+    Verify(String, String),
+    /// `/e2e [on|off] JID`: end to end in that conversation (the state
+    /// without on or off).
+    E2e(Option<bool>, String),
     /// `/unregister`.
     Unregister,
     /// `/quit`.
@@ -154,6 +162,9 @@ impl Command {
             "/typing" => typing(rest)?,
             "/history" => history(rest)?,
             "/nick" => Command::Nick(nonempty(rest, "/nick NAME")?),
+            "/fingerprints" => Command::Fingerprints(optional()),
+            "/verify" => two(rest, Command::Verify, "/verify JID FINGERPRINT")?,
+            "/e2e" => e2e(rest)?,
             "/unregister" => Command::Unregister,
             "/quit" => Command::Quit,
             "/wait" => wait(rest)?,
@@ -179,6 +190,18 @@ fn history(rest: &str) -> Result<Command, BadCommand> {
         return Err(Usage(USAGE));
     }
     Ok(Command::History(who.to_string(), n))
+}
+
+/// `/e2e [on|off] JID`.
+fn e2e(rest: &str) -> Result<Command, BadCommand> {
+    const USAGE: &str = "/e2e [on|off] JID";
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    match words.as_slice() {
+        ["on", who] => Ok(Command::E2e(Some(true), who.to_string())),
+        ["off", who] => Ok(Command::E2e(Some(false), who.to_string())),
+        [who] if *who != "on" && *who != "off" => Ok(Command::E2e(None, who.to_string())),
+        _ => Err(Usage(USAGE)),
+    }
 }
 
 /// `/typing JID [on|off]`.

@@ -19,6 +19,7 @@ use crate::client::api::Client;
 use crate::client::directory::UserEntry;
 use crate::client::error::ClientError;
 use crate::client::event::ChatState;
+use crate::client::omemo::store::Trust;
 use crate::client::rooms::{muc_domain, room_jid};
 
 /// What `/help` prints.
@@ -56,6 +57,12 @@ commands:
   /accept [SID]          accept a file offer or download a shared file (the
                          latest by default)
   /reject [SID]          refuse a file offer (the latest by default)
+  /fingerprints [JID]    OMEMO devices of JID (yours without one) and their
+                         fingerprints, to compare out of band
+  /verify JID FINGERPRINT  mark JID's device with that fingerprint verified:
+                         from then on a new device of JID is not trusted
+  /e2e [on|off] JID      end-to-end encryption (OMEMO) with JID on or off
+                         (without on/off: how the conversation stands)
   /unregister            delete your account and quit
   /wait TYPE [JID] [SECONDS]  wait for an event (message, receipt, presence,
                          subscribe, subscription, roster, room-joined,
@@ -242,8 +249,67 @@ fn dispatch(cx: &mut Ctx<'_>, cmd: Command) -> Result<Step, ClientError> {
             "refused {}",
             cx.client.reject_file(sid.as_deref())?
         )),
+        Command::Fingerprints(who) => fingerprints(cx, who)?,
+        Command::Verify(who, fp) => verify(cx, &who, &fp)?,
+        Command::E2e(on, who) => e2e(cx, on, &who)?,
         Command::Unregister => unregister(cx),
     })
+}
+
+/// `/fingerprints [JID]`: fetched first (their device list and bundles),
+/// then each device with its fingerprint and trust.
+fn fingerprints(cx: &Ctx<'_>, who: Option<String>) -> Result<Step, ClientError> {
+    let jid = match who {
+        Some(w) => cx.jid(&w)?,
+        None => cx.client.jid().to_bare(),
+    };
+    let fut = cx.client.fingerprints(&jid);
+    let out = cx.out.clone();
+    Ok(cx.later(async move {
+        let devices = fut.await?;
+        for d in &devices {
+            out.print(&Line::Device {
+                jid: jid.clone(),
+                device: d.id,
+                fingerprint: d.fingerprint.clone(),
+                trust: match d.trust {
+                    None => "own",
+                    Some(Trust::Verified) => "verified",
+                    Some(Trust::Blind) => "blind",
+                    Some(Trust::Untrusted) => "untrusted",
+                },
+            });
+        }
+        Ok(match devices.len() {
+            0 => format!("{jid} has no OMEMO device"),
+            n => format!("{n} OMEMO device(s) of {jid}"),
+        })
+    }))
+}
+
+/// `/verify JID FINGERPRINT`.
+fn verify(cx: &Ctx<'_>, who: &str, fp: &str) -> Result<Step, ClientError> {
+    let jid = cx.jid(who)?;
+    let fut = cx.client.verify(&jid, fp);
+    let fp = fp.to_string();
+    Ok(cx.later(async move {
+        match fut.await? {
+            Some(id) => Ok(format!(
+                "{jid}'s device {id} is verified; a new device of {jid} will not be trusted until you verify it too"
+            )),
+            None => Err(ClientError::NoSuchFingerprint { jid, fingerprint: fp }),
+        }
+    }))
+}
+
+/// `/e2e [on|off] JID`.
+fn e2e(cx: &Ctx<'_>, on: Option<bool>, who: &str) -> Result<Step, ClientError> {
+    let jid = cx.jid(who)?;
+    if let Some(on) = on {
+        cx.client.set_e2e(&jid, on)?;
+    }
+    let state = cx.client.e2e_state(&jid).ok_or(ClientError::E2eOff)?;
+    Ok(cx.ok(format!("{jid}: {state}")))
 }
 
 /// A message to `to`; a failure is reported under `/msg` whatever was

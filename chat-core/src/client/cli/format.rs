@@ -20,7 +20,8 @@ use protocol::stanza::{PresenceType, Show};
 use protocol::{Jid, sasl::Mechanism};
 use serde::Serialize;
 
-use crate::client::event::{ChatState, ClientEvent, FileDone, RosterItem, wire};
+use crate::client::event::{ChatState, ClientEvent, E2e, FileDone, RosterItem, wire};
+use crate::client::omemo::store::Trust;
 use crate::client::rooms::Occupant;
 
 /// Where output goes, in text or JSON.
@@ -208,6 +209,18 @@ pub(super) enum Line {
         /// Email.
         email: Option<String>,
     },
+    /// An OMEMO device and its fingerprint (`/fingerprints`).
+    Device {
+        /// Whose.
+        #[serde(serialize_with = "wire::jid")]
+        jid: Jid,
+        /// The device id.
+        device: u32,
+        /// Hex in groups of eight.
+        fingerprint: String,
+        /// verified, blind, untrusted, or own (this device).
+        trust: &'static str,
+    },
     /// A message was sent.
     Sent {
         /// To whom.
@@ -294,6 +307,20 @@ impl Display for Line {
                 opt(" name=", name.as_ref()),
                 opt(" email=", email.as_ref())
             ),
+            Line::Device {
+                jid,
+                device,
+                fingerprint,
+                trust,
+            } => {
+                let trust = match *trust {
+                    "own" => "this device",
+                    "verified" => "verified",
+                    "blind" => "trusted blindly, not verified",
+                    _ => "NOT trusted",
+                };
+                write!(f, "device {jid} {device}: {fingerprint} [{trust}]")
+            }
             Line::Sent { to, id } => write!(f, "sent {id} to {to}"),
             Line::Announced { id, .. } => write!(f, "announcement {id} sent"),
             Line::Said { room, id } => write!(f, "said {id} in {room}"),
@@ -326,7 +353,9 @@ impl Display for ClientEvent {
             | ClientEvent::Carbon { .. }
             | ClientEvent::Archived { .. }
             | ClientEvent::Nick { .. }
-            | ClientEvent::Announcement { .. }) => message_event(ev, f),
+            | ClientEvent::Announcement { .. }
+            | ClientEvent::E2eWarning { .. }
+            | ClientEvent::NotSent { .. }) => message_event(ev, f),
             ev @ (ClientEvent::Presence { .. }
             | ClientEvent::SubscriptionRequest { .. }
             | ClientEvent::Subscription { .. }
@@ -351,6 +380,20 @@ impl Display for ClientEvent {
     }
 }
 
+/// How an end-to-end message was protected, in words.
+pub(super) fn e2e_words(e: &E2e) -> String {
+    let version = match e.version {
+        protocol::omemo::Version::Two => "OMEMO 2",
+        protocol::omemo::Version::Old => "OMEMO 0.3",
+    };
+    let trust = match e.trust {
+        Trust::Verified => "verified",
+        Trust::Blind => "not verified",
+        Trust::Untrusted => "UNTRUSTED",
+    };
+    format!("end-to-end, {version}, device {} {trust}", e.device)
+}
+
 /// The text of a message event (the caller passes no other kind).
 fn message_event(ev: &ClientEvent, f: &mut Formatter<'_>) -> fmt::Result {
     match ev {
@@ -358,14 +401,22 @@ fn message_event(ev: &ClientEvent, f: &mut Formatter<'_>) -> fmt::Result {
             from,
             body,
             delayed,
+            e2e,
             ..
-        } => match delayed {
-            Some(t) => write!(
-                f,
-                "message from {from} (sent {t}, kept while you were offline): {body}"
-            ),
-            None => write!(f, "message from {from}: {body}"),
-        },
+        } => {
+            write!(f, "message from {from}")?;
+            if let Some(e) = e2e {
+                write!(f, " ({})", e2e_words(e))?;
+            }
+            match delayed {
+                Some(t) => write!(f, " (sent {t}, kept while you were offline): {body}"),
+                None => write!(f, ": {body}"),
+            }
+        }
+        ClientEvent::E2eWarning { text, .. } => write!(f, "e2e: {text}"),
+        ClientEvent::NotSent { to, id, reason } => {
+            write!(f, "error: message {id} to {to} was NOT sent: {reason}")
+        }
         ClientEvent::Receipt { from, id } => {
             write!(f, "receipt from {from}: message {id} was delivered")
         }

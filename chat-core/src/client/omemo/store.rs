@@ -208,6 +208,14 @@ impl Store {
         self.write(&self.session_path(jid, device, s.version()), s)
     }
 
+    /// Forgets a session (broken: a new one is started).
+    pub fn drop_session(&self, jid: &Jid, device: u32, v: Version) -> io::Result<()> {
+        match std::fs::remove_file(self.session_path(jid, device, v)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// The trusted contacts' keys.
     pub fn keyring(&self) -> io::Result<Keyring> {
         Ok(self.read(&self.dir.join("trust.json"))?.unwrap_or_default())

@@ -12,6 +12,7 @@ use protocol::stanza::Show;
 
 use crate::client::event::{ChatState, ClientEvent, FileDone, RosterItem};
 use crate::client::limits::MAX_ROSTER_ITEMS;
+use crate::client::omemo::store::Trust;
 use crate::client::rooms::MAX_ROOM_OCCUPANTS;
 use crate::client::state::Link;
 use crate::client::state::muc_domain;
@@ -462,10 +463,24 @@ impl App {
                 from,
                 body,
                 delayed,
+                e2e,
                 ..
             } => {
                 let win = self.open(from);
-                let mut e = self.entry(Tone::Peer, Some(self.name_of(from)), body);
+                // End to end is said on every message, and an untrusted
+                // device loudly.
+                let who = match e2e {
+                    Some(e) if e.trust == Trust::Untrusted => {
+                        format!(
+                            "{} (e2e, UNTRUSTED device {})",
+                            self.name_of(from),
+                            e.device
+                        )
+                    }
+                    Some(_) => format!("{} (e2e)", self.name_of(from)),
+                    None => self.name_of(from),
+                };
+                let mut e = self.entry(Tone::Peer, Some(who), body);
                 if let Some(t) = delayed {
                     e.time = short_stamp(t);
                 }
@@ -483,6 +498,15 @@ impl App {
                 if let Some(id) = id {
                     self.mark(win, id, Tick::Failed);
                 }
+                self.say(win, Tone::Error, &ev.to_string());
+            }
+            ClientEvent::E2eWarning { jid, .. } => {
+                let win = jid.as_ref().map_or(CONSOLE, |j| self.open(j));
+                self.say(win, Tone::Error, &ev.to_string());
+            }
+            ClientEvent::NotSent { to, id, .. } => {
+                let win = self.find(to).unwrap_or(CONSOLE);
+                self.mark(win, id, Tick::Failed);
                 self.say(win, Tone::Error, &ev.to_string());
             }
             ClientEvent::ChatState { from, state } => {
@@ -887,6 +911,7 @@ mod tests {
             id: None,
             kind: protocol::stanza::MessageType::Chat,
             delayed: None,
+            e2e: None,
         };
         a.event(&msg("one"));
         a.event(&msg("two\u{1b}[2J"));
@@ -1048,6 +1073,7 @@ mod tests {
             id: None,
             kind: protocol::stanza::MessageType::Chat,
             delayed: None,
+            e2e: None,
         });
         let text = &a.window(1).unwrap().lines[0].text;
         let lines: Vec<&str> = text.split('\n').collect();
@@ -1069,6 +1095,7 @@ mod tests {
                 id: None,
                 kind: protocol::stanza::MessageType::Chat,
                 delayed: None,
+                e2e: None,
             });
             a.event(&ClientEvent::Presence {
                 from: jid(&format!("spam{i}@localhost/x")),
