@@ -67,7 +67,7 @@ enum Back<'a> {
 struct Here<'x, 'a> {
     sink: &'x mut Sink<'a>,
     summaries: &'x mut Vec<ConnSummary>,
-    totals: &'x mut [u64; 6],
+    totals: &'x mut [u64; crate::findings::CATEGORIES],
 }
 
 impl Out for Here<'_, '_> {
@@ -98,7 +98,7 @@ pub struct Analyzer<'a> {
     /// Finished connections, in order of their end.
     pub summaries: Vec<ConnSummary>,
     /// Findings per category, every connection.
-    pub totals: [u64; 6],
+    pub totals: [u64; crate::findings::CATEGORIES],
     /// Frame counters.
     pub stats: Stats,
     last_ts: f64,
@@ -140,7 +140,7 @@ impl<'a> Analyzer<'a> {
             max_udp: limits.max_flows.max(1),
             udp_bytes: 0,
             summaries: Vec::new(),
-            totals: [0; 6],
+            totals: [0; crate::findings::CATEGORIES],
             stats: Stats::default(),
             last_ts: 0.0,
         }
@@ -326,7 +326,7 @@ impl<'a> Analyzer<'a> {
         let mut flows: Vec<UdpFlow> = self.udp.drain().map(|(_, f)| f).collect();
         flows.sort_by_key(|f| f.id);
         // The one finding of a flow: that it happened (metadata).
-        let mut counts = [0; 6];
+        let mut counts = [0; crate::findings::CATEGORIES];
         counts[crate::findings::Category::Metadata.index()] = 1;
         for f in flows {
             if let Some(end) = self.hooks.ended.as_mut() {

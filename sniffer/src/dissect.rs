@@ -55,7 +55,7 @@ pub struct ConnSummary {
     pub decrypted: bool,
     /// Findings per [`Category`](crate::findings::Category), in [`Category::ALL`](crate::findings::Category::ALL) order.
     #[serde(flatten, serialize_with = "crate::findings::by_category")]
-    pub counts: [u64; 6],
+    pub counts: [u64; crate::findings::CATEGORIES],
     /// Bytes reassembled, both directions.
     pub bytes: u64,
 }
@@ -74,7 +74,7 @@ struct Conn {
     /// Decrypted bytes so far, per direction (the tap's offsets).
     inner_bytes: [u64; 2],
     switched: bool,
-    counts: [u64; 6],
+    counts: [u64; crate::findings::CATEGORIES],
     bytes: u64,
 }
 
@@ -214,7 +214,7 @@ impl Dissector {
                         inner: None,
                         inner_bytes: [0; 2],
                         switched: false,
-                        counts: [0; 6],
+                        counts: [0; crate::findings::CATEGORIES],
                         bytes: 0,
                     },
                 );

@@ -37,22 +37,33 @@ pub enum Category {
     Files,
     /// Who talks to whom, when, how much: what even TLS shows.
     Metadata,
+    /// Messages encrypted end to end (OMEMO): their text is hidden even on
+    /// the plaintext twin and from the server; who, when, which devices
+    /// and how long stay visible.
+    EndToEnd,
 }
+
+/// How many categories there are (the length of per-category counters).
+pub const CATEGORIES: usize = Category::ALL.len();
 
 impl Category {
     /// Every category, in the summary's order.
-    pub const ALL: [Category; 6] = [
+    pub const ALL: [Category; 7] = [
         Category::Credentials,
         Category::Messages,
         Category::Contacts,
         Category::Presence,
         Category::Files,
+        Category::EndToEnd,
         Category::Metadata,
     ];
 
     /// Its position in [`Category::ALL`] (and in per-category counters).
     pub fn index(self) -> usize {
-        self as usize
+        Category::ALL
+            .iter()
+            .position(|c| *c == self)
+            .unwrap_or_default()
     }
 
     /// Its name.
@@ -64,6 +75,7 @@ impl Category {
             Category::Presence => "presence",
             Category::Files => "files",
             Category::Metadata => "metadata",
+            Category::EndToEnd => "end-to-end",
         }
     }
 }
@@ -72,7 +84,10 @@ impl Category {
 /// per category, `{"credentials": 2, "messages": 5, ...}`. With
 /// `#[serde(flatten)]` the keys join the object around them, as the summary
 /// and totals lines have them.
-pub fn by_category<S: Serializer>(counts: &[u64; 6], s: S) -> Result<S::Ok, S::Error> {
+pub fn by_category<S: Serializer>(
+    counts: &[u64; crate::findings::CATEGORIES],
+    s: S,
+) -> Result<S::Ok, S::Error> {
     let mut m = s.serialize_map(Some(counts.len()))?;
     for c in Category::ALL {
         m.serialize_entry(c.name(), &counts[c.index()])?;
@@ -196,6 +211,29 @@ pub enum Finding {
         /// When it was first sent, if it carries a delay stamp (offline
         /// delivery, room history); otherwise the capture time tells. Shown
         /// as the record's `time`, which needs the capture time.
+        #[serde(skip)]
+        stamp: Option<String>,
+    },
+    /// A message encrypted end to end (OMEMO, XEP-0384): its text is
+    /// not on the wire, only who sent it to whom, from which device to
+    /// which devices, whether it starts a session, and its size.
+    EncryptedMessage {
+        /// Sender.
+        from: Option<String>,
+        /// Addressee.
+        to: Option<String>,
+        /// `OMEMO 2` or `OMEMO 0.3`.
+        scheme: &'static str,
+        /// The sending device.
+        sender_device: Option<u32>,
+        /// The devices it is encrypted to.
+        devices: Vec<u32>,
+        /// Whether it carries a key exchange (starts a session).
+        key_exchange: bool,
+        /// Bytes of ciphertext (0: an empty message, which only moves the
+        /// ratchet).
+        payload_bytes: usize,
+        /// As for [`Finding::Message`].
         #[serde(skip)]
         stamp: Option<String>,
     },
@@ -337,6 +375,7 @@ impl Finding {
         Some(match self {
             Finding::Credential { .. } => Category::Credentials,
             Finding::Message { .. } => Category::Messages,
+            Finding::EncryptedMessage { .. } => Category::EndToEnd,
             Finding::Contact { .. } | Finding::Subscription { .. } | Finding::BoundJid { .. } => {
                 Category::Contacts
             }
@@ -367,6 +406,7 @@ impl Finding {
             Finding::Subscription { .. } => "subscription",
             Finding::Presence { .. } => "presence",
             Finding::Message { .. } => "message",
+            Finding::EncryptedMessage { .. } => "encrypted-message",
             Finding::File { .. } => "file",
             Finding::TlsSwitch { .. } => "tls-switch",
             Finding::ClientHello { .. } => "client-hello",
@@ -456,7 +496,9 @@ impl<'a> Record<'a> {
     /// since the Unix epoch).
     pub fn new(conn: ConnId, ts: f64, finding: &'a Finding) -> Self {
         let time = match finding {
-            Finding::Message { stamp, .. } => Some(when(stamp, ts)),
+            Finding::Message { stamp, .. } | Finding::EncryptedMessage { stamp, .. } => {
+                Some(when(stamp, ts))
+            }
             _ => None,
         };
         Record {
@@ -573,6 +615,32 @@ impl fmt::Display for Record<'_> {
                 opt(from),
                 opt(to),
                 self.time.as_deref().unwrap_or_default()
+            ),
+            Finding::EncryptedMessage {
+                from,
+                to,
+                scheme,
+                sender_device,
+                devices,
+                key_exchange,
+                payload_bytes,
+                ..
+            } => format!(
+                "E2E MESSAGE {} -> {} at {}: text hidden (end-to-end, {scheme}); visible: device {} to device(s) {}, {payload_bytes} bytes of ciphertext{}",
+                opt(from),
+                opt(to),
+                self.time.as_deref().unwrap_or_default(),
+                sender_device.map_or("?".to_string(), |d| d.to_string()),
+                devices
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if *key_exchange {
+                    ", starts a session"
+                } else {
+                    ""
+                }
             ),
             Finding::File {
                 sid,

@@ -68,7 +68,7 @@ pub fn page(title: &str, body: &str) -> String {
 pub fn verdict_cell(v: &Verdict) -> String {
     let class = match v {
         Verdict::Leaked(_) => "leaked",
-        Verdict::Hidden => "hidden",
+        Verdict::Hidden | Verdict::EndToEnd(_) => "hidden",
         Verdict::Visible(_) => "visible",
         Verdict::Nothing => "none",
     };
@@ -99,7 +99,7 @@ pub struct ReportPage<'a> {
     /// Findings per connection.
     pub findings: &'a [ConnFindings],
     /// Findings per category, every connection.
-    pub totals: [u64; 6],
+    pub totals: [u64; crate::findings::CATEGORIES],
     /// Show passwords as they were sent (default: masked).
     pub show_secrets: bool,
 }
@@ -210,7 +210,7 @@ pub fn report(r: &ReportPage<'_>) -> String {
     );
     b.push_str(
         "<p class=\"legend\"><span class=\"leaked\">LEAKED</span>content read off the wire \
-         <span class=\"hidden\">hidden</span>protected by TLS \
+         <span class=\"hidden\">hidden</span>protected by TLS (or end to end: OMEMO) \
          <span class=\"visible\">visible</span>metadata, which TLS never hides</p>",
     );
     b.push_str(&verdict_table(r.rows));
@@ -268,7 +268,7 @@ pub fn report(r: &ReportPage<'_>) -> String {
             };
             let line = Record::new(*conn, *ts, &shown).to_string();
             let class = match shown.category() {
-                Some(Category::Metadata) | None => "",
+                Some(Category::Metadata | Category::EndToEnd) | None => "",
                 Some(_) => " class=\"found\"",
             };
             let _ = writeln!(b, "<span{class}>{}</span>", escape(&line));
@@ -298,7 +298,7 @@ mod tests {
             protocol: "XMPP".into(),
             tls: false,
             decrypted: false,
-            counts: [1, 1, 0, 0, 0, 0],
+            counts: [1, 1, 0, 0, 0, 0, 0],
             bytes: 10,
         }];
         let findings = vec![(
@@ -332,7 +332,7 @@ mod tests {
             keylog: false,
             rows: &rows,
             findings: &findings,
-            totals: [1, 1, 0, 0, 0, 0],
+            totals: [1, 1, 0, 0, 0, 0, 0],
             show_secrets: false,
         });
         assert!(!page.contains("hunter2-secret"), "{page}");

@@ -75,7 +75,7 @@ pub(crate) struct Batch {
     /// The worker's buffers, to be used again.
     spare: Option<Jobs>,
     /// Findings per category.
-    pub(crate) totals: [u64; 6],
+    pub(crate) totals: [u64; crate::findings::CATEGORIES],
     /// The place of what is being dissected now.
     seq: u32,
     render: Option<Render>,
@@ -204,7 +204,7 @@ pub(crate) struct Pool<'a> {
 /// A batch written out: what the caller keeps of it.
 pub(crate) struct Merged {
     pub(crate) summaries: Vec<ConnSummary>,
-    pub(crate) totals: [u64; 6],
+    pub(crate) totals: [u64; crate::findings::CATEGORIES],
 }
 
 impl<'a> Pool<'a> {
@@ -305,7 +305,7 @@ impl<'a> Pool<'a> {
         self.seq = 0;
         let mut merged = Merged {
             summaries: Vec::new(),
-            totals: [0; 6],
+            totals: [0; crate::findings::CATEGORIES],
         };
         while self.in_flight.len() >= IN_FLIGHT {
             self.write_oldest(&mut merged);

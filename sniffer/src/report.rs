@@ -86,7 +86,7 @@ pub struct Totals {
     /// Findings per [`Category`], in [`Category::ALL`] order; as JSON, one
     /// key per category.
     #[serde(flatten, serialize_with = "crate::findings::by_category")]
-    pub found: [u64; 6],
+    pub found: [u64; crate::findings::CATEGORIES],
 }
 
 /// A run of one connection's bytes, as `follow --json` prints it: the text
@@ -131,6 +131,9 @@ pub enum Verdict {
     Visible(u64),
     /// Nothing of it, and TLS was on: what TLS is for.
     Hidden,
+    /// Messages encrypted end to end (OMEMO): there, but their text hidden
+    /// from the wire and the server alike, TLS or not.
+    EndToEnd(u64),
     /// Nothing of it, without TLS (nothing was sent).
     Nothing,
 }
@@ -141,6 +144,7 @@ impl std::fmt::Display for Verdict {
             Verdict::Leaked(n) => write!(f, "{n} LEAKED"),
             Verdict::Visible(n) => write!(f, "{n} visible"),
             Verdict::Hidden => f.write_str("hidden"),
+            Verdict::EndToEnd(n) => write!(f, "{n} hidden (end-to-end)"),
             Verdict::Nothing => f.write_str("-"),
         }
     }
@@ -152,6 +156,8 @@ pub fn verdict(r: &ConnSummary, c: Category) -> Verdict {
     match (r.counts[c.index()], c) {
         (n, Category::Metadata) if n > 0 => Verdict::Visible(n),
         (0, Category::Metadata) => Verdict::Nothing,
+        (n, Category::EndToEnd) if n > 0 => Verdict::EndToEnd(n),
+        (0, Category::EndToEnd) => Verdict::Nothing,
         // TLS that a key log opened hid nothing: none was sent.
         (0, _) if r.tls && !r.decrypted => Verdict::Hidden,
         (0, _) => Verdict::Nothing,
@@ -268,7 +274,7 @@ fn wrap(text: &str) -> String {
 /// `summary` object per connection and one `totals` object.
 pub fn summary(
     rows: &[ConnSummary],
-    totals: &[u64; 6],
+    totals: &[u64; crate::findings::CATEGORIES],
     stats: &Stats,
     connections: u64,
     bytes: u64,
@@ -390,7 +396,7 @@ mod tests {
             protocol: "XMPP\x1b[2J\n\u{202e}forged row".into(),
             tls: false,
             decrypted: false,
-            counts: [0; 6],
+            counts: [0; crate::findings::CATEGORIES],
             bytes: 0,
         };
         for wide in [false, true] {
@@ -400,7 +406,7 @@ mod tests {
             };
             let t = summary(
                 std::slice::from_ref(&row),
-                &[0; 6],
+                &[0; crate::findings::CATEGORIES],
                 &Stats::default(),
                 1,
                 0,
@@ -429,7 +435,7 @@ mod tests {
             protocol: "XMPP+STARTTLS".into(),
             tls: true,
             decrypted: true,
-            counts: [123_456, 1_234_567, 12_345, 12_345, 1_234, 12_345_678],
+            counts: [123_456, 1_234_567, 12_345, 12_345, 1_234, 0, 12_345_678],
             bytes: 1 << 40,
         };
         let plain = summary(
@@ -453,7 +459,15 @@ mod tests {
             colour: true,
             wide: false,
         };
-        let c = summary(&[row], &[0; 6], &Stats::default(), 1, 0, false, coloured);
+        let c = summary(
+            &[row],
+            &[0; crate::findings::CATEGORIES],
+            &Stats::default(),
+            1,
+            0,
+            false,
+            coloured,
+        );
         assert!(c.contains("\x1b[") && c.contains("LEAKED"), "{c}");
     }
 
@@ -484,7 +498,7 @@ mod tests {
             protocol: "XMPP".into(),
             tls: false,
             decrypted: false,
-            counts: [1, 40, 2, 1, 0, 6],
+            counts: [1, 40, 2, 1, 0, 0, 6],
             bytes: 7517,
         };
         let stats = Stats {
@@ -495,7 +509,7 @@ mod tests {
         };
         let out = summary(
             &[row],
-            &[92, 3640, 184, 92, 3, 552],
+            &[92, 3640, 184, 92, 3, 0, 552],
             &stats,
             92,
             692319,
@@ -506,14 +520,14 @@ mod tests {
         assert_eq!(
             lines,
             [
-                r#"{"bytes":7517,"client":"127.0.0.1:20001","conn":0,"contacts":2,"credentials":1,"decrypted":false,"files":0,"messages":40,"metadata":6,"presence":1,"protocol":"XMPP","server":"[::1]:5222","tls":false,"type":"summary"}"#,
-                r#"{"bytes":692319,"connections":92,"contacts":184,"credentials":92,"dropped":0,"files":3,"frames":5112,"malformed_frames":2,"messages":3640,"metadata":552,"presence":92,"tcp_frames":5110,"type":"totals","udp_frames":0}"#,
+                r#"{"bytes":7517,"client":"127.0.0.1:20001","conn":0,"contacts":2,"credentials":1,"decrypted":false,"end-to-end":0,"files":0,"messages":40,"metadata":6,"presence":1,"protocol":"XMPP","server":"[::1]:5222","tls":false,"type":"summary"}"#,
+                r#"{"bytes":692319,"connections":92,"contacts":184,"credentials":92,"dropped":0,"end-to-end":0,"files":3,"frames":5112,"malformed_frames":2,"messages":3640,"metadata":552,"presence":92,"tcp_frames":5110,"type":"totals","udp_frames":0}"#,
             ]
         );
         // The text form reads the same totals.
         let text = summary(
             &[],
-            &[92, 3640, 184, 92, 3, 552],
+            &[92, 3640, 184, 92, 3, 0, 552],
             &stats,
             92,
             692319,
@@ -522,7 +536,7 @@ mod tests {
         );
         assert!(
             text.ends_with(
-                "92 connections, 692319 bytes reassembled from 5112 frames (5110 TCP, 0 UDP, 2 malformed)\nfound: 92 credentials, 3640 messages, 184 contacts, 92 presence, 3 files, 552 metadata"
+                "92 connections, 692319 bytes reassembled from 5112 frames (5110 TCP, 0 UDP, 2 malformed)\nfound: 92 credentials, 3640 messages, 184 contacts, 92 presence, 3 files, 0 end-to-end, 552 metadata"
             ),
             "{text}"
         );

@@ -343,12 +343,68 @@ impl XmppConn {
     }
 }
 
+/// The OMEMO `<encrypted/>` (either version) of a message, as what a
+/// sniffer sees of it: who, which devices, whether it starts a session,
+/// and how big; never the text.
+fn encrypted(el: ElementRef<'_>) -> Option<Finding> {
+    let (scheme, ns, kex) = [
+        ("OMEMO 2", "urn:xmpp:omemo:2", "kex"),
+        ("OMEMO 0.3", "eu.siacs.conversations.axolotl", "prekey"),
+    ]
+    .into_iter()
+    .find(|(_, ns, _)| el.has_child("encrypted", ns))?;
+    let enc = el.child("encrypted", ns)?;
+    let header = enc.child("header", ns);
+    let mut devices = Vec::new();
+    let mut key_exchange = false;
+    if let Some(h) = header {
+        // OMEMO 2 groups the keys by JID; 0.3 lists them in the header.
+        let groups = h.elements().filter(|g| g.is("keys", ns));
+        let keys = h
+            .elements()
+            .filter(|k| k.is("key", ns))
+            .chain(groups.flat_map(|g| g.elements().filter(|k| k.is("key", ns))));
+        for k in keys.take(crate::xmpp::MAX_DEVICES_SHOWN) {
+            devices.extend(k.attr("rid").and_then(|r| r.parse::<u32>().ok()));
+            key_exchange |= k.attr(kex).is_some_and(|f| f == "true" || f == "1");
+        }
+    }
+    let payload_bytes = enc
+        .child_text("payload", ns)
+        .map_or(0, |p| p.trim().len() / 4 * 3);
+    let attr = |n: &str| el.attr(n).map(Cow::into_owned);
+    Some(Finding::EncryptedMessage {
+        from: attr("from"),
+        to: attr("to"),
+        scheme,
+        sender_device: header
+            .and_then(|h| h.attr("sid"))
+            .and_then(|s| s.parse().ok()),
+        devices,
+        key_exchange,
+        payload_bytes,
+        stamp: el
+            .child("delay", ns::DELAY)
+            .and_then(|d| d.attr("stamp"))
+            .map(Cow::into_owned),
+    })
+}
+
+/// How many recipient devices of one encrypted message are listed: a
+/// message can name thousands (a flood), the report needs a few.
+pub const MAX_DEVICES_SHOWN: usize = 64;
+
 impl Seen {
     fn element(&mut self, dir: Dir, el: ElementRef<'_>, out: &mut impl FnMut(Finding)) {
         let attr = |n: &str| el.attr(n).map(Cow::into_owned);
         match (el.name(), el.ns()) {
             ("message", ns::CLIENT | ns::SERVER) => {
-                if let Some(body) = el.child_text("body", el.ns()) {
+                if let Some(e2e) = encrypted(el) {
+                    // End to end (OMEMO): the body, if any, is the
+                    // fallback text for clients without OMEMO, not the
+                    // message; what is left to see is metadata.
+                    out(e2e);
+                } else if let Some(body) = el.child_text("body", el.ns()) {
                     out(Finding::Message {
                         from: attr("from"),
                         to: attr("to"),
@@ -667,6 +723,67 @@ mod tests {
                 "the file after {what}: {:#?}",
                 c.seen.finished.len()
             );
+        }
+    }
+
+    /// An OMEMO message (either version) is metadata to the eavesdropper:
+    /// who, which devices, a key exchange, a size; its fallback body is
+    /// not taken for the message.
+    #[test]
+    fn an_omemo_message_shows_its_metadata_not_its_text() {
+        let cases = [
+            (
+                "<message from='al@x/a' to='bob@x' type='chat'><encrypted xmlns='urn:xmpp:omemo:2'>\
+                 <header sid='11'><keys jid='bob@x'><key rid='22' kex='true'>AAAA</key></keys>\
+                 <keys jid='al@x'><key rid='33'>AAAA</key></keys></header>\
+                 <payload>AAAAAAAA</payload></encrypted><body>I sent you an OMEMO encrypted message</body></message>",
+                "OMEMO 2",
+                vec![22, 33],
+                true,
+                6,
+            ),
+            (
+                "<message to='bob@x' type='chat'><encrypted xmlns='eu.siacs.conversations.axolotl'>\
+                 <header sid='11'><key rid='22'>AAAA</key><iv>AAAA</iv></header></encrypted></message>",
+                "OMEMO 0.3",
+                vec![22],
+                false,
+                0,
+            ),
+        ];
+        for (xml, want_scheme, want_devices, want_kex, want_bytes) in cases {
+            let mut c = XmppConn::default();
+            let mut found = Vec::new();
+            for b in [HDR, xml] {
+                c.feed(Dir::ToServer, b.as_bytes(), 0.0, &mut |f| found.push(f));
+            }
+            assert!(
+                !found.iter().any(|f| matches!(f, Finding::Message { .. })),
+                "{found:#?}"
+            );
+            let e = found
+                .iter()
+                .find(|f| matches!(f, Finding::EncryptedMessage { .. }))
+                .unwrap_or_else(|| panic!("{found:#?}"));
+            let Finding::EncryptedMessage {
+                scheme,
+                sender_device,
+                devices,
+                key_exchange,
+                payload_bytes,
+                to,
+                ..
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!(*scheme, want_scheme);
+            assert_eq!(*sender_device, Some(11));
+            assert_eq!(devices, &want_devices);
+            assert_eq!(*key_exchange, want_kex);
+            assert_eq!(*payload_bytes, want_bytes);
+            assert_eq!(to.as_deref(), Some("bob@x"));
+            assert_eq!(e.category(), Some(crate::findings::Category::EndToEnd));
         }
     }
 

@@ -513,3 +513,69 @@ fn our_client_and_slixmpp_omemo_speak_both_versions_through_prosody() {
     our_client_with_slixmpp_omemo(&server, Version::Two, false);
     our_client_with_slixmpp_omemo(&server, Version::Old, true);
 }
+
+/// On the plaintext twin, under the sniffer: with `--e2e on` the words of
+/// a chat never cross the wire (nor reach the server); the sniffer shows
+/// each message as `encrypted-message` (end to end: who, which devices,
+/// how big), counts it in the `end-to-end` column, and counts no message
+/// text. The same exchange without `--e2e` leaks the text: the positive
+/// control that keeps the first half from passing vacuously.
+#[test]
+fn the_sniffer_sees_omemo_messages_as_hidden_end_to_end_even_on_plaintext() {
+    for e2e in [true, false] {
+        let server = tests::Server::start(tests::Twin::Plain, &[]);
+        let sniffer = tests::Sniffer::start(&server);
+        let dir = tempfile::tempdir().unwrap();
+        let words = format!("meet-behind-the-gym-{}", std::process::id());
+        let flags = |who: &str| -> Vec<String> {
+            let mut f = vec!["--register".to_string()];
+            if e2e {
+                f.extend(["--e2e".into(), "on".into(), "--data".into()]);
+                f.push(dir.path().join(who).to_string_lossy().into_owned());
+            }
+            f
+        };
+        let (af, bf) = (flags("al"), flags("bo"));
+        let mut al = tests::Client::start(
+            &server,
+            "al@localhost",
+            "pw-al",
+            &af.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let mut bo = tests::Client::start(
+            &server,
+            "bo@localhost",
+            "pw-bo",
+            &bf.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        al.befriend(&mut bo);
+        al.send(&format!("/msg bo@localhost {words}"));
+        let m = bo.expect("al's message", |m| m["type"] == "message");
+        assert_eq!(m["body"], words.as_str(), "{}", bo.transcript());
+        assert_eq!(m["e2e"].is_object(), e2e, "{m}");
+        let (lines, sn) = sniffer.stop();
+        let pcap = std::fs::read(&sn.pcap).unwrap();
+        let on_wire = pcap.windows(words.len()).any(|w| w == words.as_bytes());
+        let e2e_findings: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l["type"] == "encrypted-message")
+            .collect();
+        let totals = lines.iter().find(|l| l["type"] == "totals").unwrap();
+        if e2e {
+            assert!(!on_wire, "the words crossed the wire despite --e2e on");
+            assert!(
+                e2e_findings.iter().any(|f| f["scheme"] == "OMEMO 2"
+                    && f["key_exchange"] == true
+                    && f["payload_bytes"].as_u64() > Some(0)
+                    && f["devices"].as_array().is_some_and(|d| !d.is_empty())),
+                "{lines:#?}"
+            );
+            assert_eq!(totals["messages"], 0, "{totals}");
+            assert!(totals["end-to-end"].as_u64() >= Some(2), "{totals}");
+        } else {
+            assert!(on_wire, "positive control: plaintext words on the wire");
+            assert!(e2e_findings.is_empty());
+            assert!(totals["messages"].as_u64() >= Some(2), "{totals}");
+        }
+    }
+}

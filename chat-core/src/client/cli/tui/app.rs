@@ -197,6 +197,9 @@ pub(super) struct App {
     pub(super) contacts: BTreeMap<Jid, Contact>,
     /// By stream id.
     pub(super) transfers: BTreeMap<String, Transfer>,
+    /// The shown conversation's end-to-end state (OMEMO), when the client
+    /// does end to end.
+    pub(super) e2e: Option<String>,
     /// What protects the connection (none while signed out).
     pub(super) link: Option<Link>,
     pub(super) conn: Conn,
@@ -214,6 +217,7 @@ impl App {
             contacts: BTreeMap::new(),
             transfers: BTreeMap::new(),
             link: None,
+            e2e: None,
             conn: Conn::Online,
             clock,
         }

@@ -321,6 +321,13 @@ impl Ui {
                 terminal.clear()?;
             }
             if std::mem::take(&mut dirty) {
+                // End to end is per conversation: the shown one's state
+                // (which can change with any event: a new device, /verify).
+                let shown = self.app.shown();
+                self.app.e2e = match shown.kind {
+                    Kind::Chat => shown.jid.as_ref().and_then(|j| self.client.e2e_state(j)),
+                    _ => None,
+                };
                 terminal.draw(|f| view::draw(f, &self.app, &self.input, self.theme))?;
             }
             if self.quitting.is_some_and(|t| Instant::now() >= t)

@@ -417,7 +417,28 @@ fn security_lines(app: &App, theme: Theme) -> Vec<Line<'static>> {
     let Some(link) = &app.link else {
         return vec![Line::from(first)];
     };
-    let [link_parts, session_parts] = security_parts(link, app.shown().kind);
+    let [link_parts, mut session_parts] = security_parts(link, app.shown().kind);
+    if let Some(state) = app.e2e.as_ref().filter(|s| *s != "e2e off") {
+        // End to end replaces "not end-to-end", and says how far the
+        // contact's keys were checked.
+        session_parts.pop();
+        let level = if state.starts_with("e2e on (OMEMO)") && !state.contains("UNTRUSTED") {
+            if state.contains("none verified") {
+                Level::Weak
+            } else {
+                Level::Good
+            }
+        } else {
+            Level::Bad
+        };
+        session_parts.push((
+            match level {
+                Level::Weak => format!("{state}: compare fingerprints (/fingerprints)"),
+                _ => state.clone(),
+            },
+            level,
+        ));
+    }
     let styled = |parts: Vec<(String, Level)>, mut spans: Vec<Span<'static>>| {
         for (text, level) in parts {
             let style = match level {
