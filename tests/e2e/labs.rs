@@ -54,6 +54,7 @@ fn the_demo_shows_what_leaks_in_plaintext_and_what_tls_hides() {
             "contacts",
             "presence",
             "file",
+            "end-to-end messages",
             "server name",
             "who talks to whom, when",
             "sizes"
@@ -63,7 +64,12 @@ fn the_demo_shows_what_leaks_in_plaintext_and_what_tls_hides() {
     for r in rows {
         let cat = r["category"].as_str().unwrap();
         let content = ["credentials", "messages", "contacts", "presence", "file"].contains(&cat);
-        if content {
+        if cat == "end-to-end messages" {
+            // Seen on the plaintext wire, its text not; under TLS not
+            // even that.
+            assert_eq!(r["plaintext"], "hidden (e2e)", "{r}");
+            assert_eq!(r["tls"], "hidden", "{r}");
+        } else if content {
             assert_eq!(r["plaintext"], "LEAKED", "{r}");
             assert_eq!(r["tls"], "hidden", "{r}");
         } else {
@@ -73,6 +79,15 @@ fn the_demo_shows_what_leaks_in_plaintext_and_what_tls_hides() {
     }
     let creds = v["plaintext"]["credentials"].to_string();
     assert!(creds.contains("correct-horse-battery"), "{creds}");
+    // The end-to-end message's words are nowhere in what was recovered,
+    // even from the plaintext twin; the message itself was seen.
+    assert!(!v.to_string().contains("taped under desk"), "{v}");
+    assert!(
+        v["plaintext"]["end-to-end messages"]
+            .to_string()
+            .contains("alice@localhost -> bob@localhost: text hidden"),
+        "{v}"
+    );
     assert!(
         v["tls"]["server name"]
             .to_string()

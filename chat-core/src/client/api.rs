@@ -144,6 +144,12 @@ impl IqSender {
         }
     }
 
+    /// Unavailable presence, then the end of our stream.
+    pub(crate) fn close_stream(&self) {
+        let _ = self.send(&Presence::new(PresenceType::Unavailable).to_element());
+        let _ = self.out.try_send(stream::CLOSE.to_string());
+    }
+
     /// Sends a stanza (not a request: nothing is waited for).
     pub(crate) fn send(&self, el: &Element) -> Result<(), ClientError> {
         queue(&self.out, el.to_xml(), self.max_stanza)
@@ -539,27 +545,29 @@ impl Client {
     /// Sends unavailable presence and closes our side of the stream. Events
     /// keep arriving until the server closes its side
     /// ([`ClientEvent::Disconnected`]).
+    ///
+    /// With end-to-end encryption on, the close waits its turn behind the
+    /// messages the OMEMO worker is still encrypting: they go out first.
     pub fn start_close(&self) {
-        let _ = self.send(&Presence::new(PresenceType::Unavailable).to_element());
-        let _ = self.out.try_send(stream::CLOSE.to_string());
+        if let Some(e2e) = &self.e2e
+            && e2e.jobs.try_send(Job::Close).is_ok()
+        {
+            return;
+        }
+        self.iq_sender().close_stream();
     }
 
     /// Signs out: unavailable presence, close the stream, and wait (bounded)
     /// for the server to close its side, which means it has handled every
     /// stanza we sent.
     pub async fn close(mut self) {
-        // Messages still being encrypted go out first.
-        if let Some(e2e) = self.e2e.take() {
-            let (tx, rx) = oneshot::channel();
-            if e2e.jobs.try_send(Job::Flush(tx)).is_ok() {
-                let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
-            }
-            drop(e2e.jobs);
-            e2e.task.abort();
-        }
         self.start_close();
         if let Some(closed) = self.closed.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), closed).await;
+        }
+        if let Some(e2e) = self.e2e.take() {
+            drop(e2e.jobs);
+            e2e.task.abort();
         }
         drop(self.out);
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.writer).await;

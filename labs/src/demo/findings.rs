@@ -128,6 +128,37 @@ fn categorize(v: &Value, twin: Twin, me: &str, since_start: f64) -> Vec<(&'stati
             }
             out
         }
+        // End to end (OMEMO): the text is not on the wire; who, which
+        // devices and the size are.
+        "encrypted-message" => {
+            let bytes = v["payload_bytes"].as_u64().unwrap_or(0);
+            let what = if bytes == 0 {
+                "an empty message (it only moves the keys on)".to_string()
+            } else {
+                format!("text hidden, {bytes} bytes of ciphertext")
+            };
+            vec![
+                (
+                    "end-to-end messages",
+                    format!(
+                        "{} -> {}: {what} ({}, device {} to {})",
+                        who("from"),
+                        who("to"),
+                        s("scheme"),
+                        v["sender_device"],
+                        v["devices"]
+                            .as_array()
+                            .map(|d| d
+                                .iter()
+                                .map(|x| x.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", "))
+                            .unwrap_or_default()
+                    ),
+                ),
+                ("sizes", format!("{bytes} bytes of ciphertext (end-to-end)")),
+            ]
+        }
         "contact" => one(
             "contacts",
             match v["subscription"].as_str() {

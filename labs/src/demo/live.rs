@@ -19,7 +19,7 @@ use ratatui::widgets::{Block, Paragraph, Row, Table, Wrap};
 use serde_json::Value;
 
 use super::findings::Found;
-use super::report::{DemoArgs, ROWS, finish, verdicts};
+use super::report::{DemoArgs, E2E_HIDDEN, ROWS, finish, verdicts};
 use super::stage::{ALICE_PW, BOB_PW, Stage, Who, conversation, files, flags, set_up};
 use crate::chat::Twin;
 
@@ -73,10 +73,10 @@ impl View {
 
     fn found(&mut self, f: Found) {
         if let Some(row) = ROWS.iter().position(|(cat, _)| *cat == f.category) {
-            let word = if ROWS[row].1 == "content" {
-                "LEAKED"
-            } else {
-                "visible"
+            let word = match ROWS[row].1 {
+                "content" => "LEAKED",
+                "e2e" => E2E_HIDDEN,
+                _ => "visible",
             };
             let cell = &mut self.verdict[row];
             match f.twin {
@@ -135,10 +135,10 @@ fn show(
     let mut people = Vec::new();
     let mut beats = Vec::new();
     for (twin, server) in [(Twin::Plain, &stage.plain), (Twin::Tls, &stage.tls)] {
-        let (file, d) = files(server, dir)?;
+        let (file, d, keys) = files(server, dir)?;
         beats.push(conversation(&file));
         for (who, user, pw) in [(Who::Bob, "bob", BOB_PW), (Who::Alice, "alice", ALICE_PW)] {
-            let cmd = server.client(user, pw, &flags(who, &d))?;
+            let cmd = server.client(user, pw, &flags(who, &d, &keys))?;
             people.push(Person {
                 twin,
                 who,
@@ -345,10 +345,15 @@ fn draw(term: &mut DefaultTerminal, view: &View) -> anyhow::Result<()> {
             let lines: Vec<Line> = view.found[i]
                 .iter()
                 .map(|found| {
-                    let content = ROWS
+                    let kind = ROWS
                         .iter()
-                        .any(|(c, k)| *c == found.category && *k == "content");
-                    let colour = if content { Color::Red } else { Color::Yellow };
+                        .find(|(c, _)| *c == found.category)
+                        .map_or("metadata", |(_, k)| *k);
+                    let colour = match kind {
+                        "content" => Color::Red,
+                        "e2e" => Color::Green,
+                        _ => Color::Yellow,
+                    };
                     Line::from(vec![
                         Span::styled(
                             format!("{}: ", found.category.to_uppercase()),
@@ -403,8 +408,8 @@ impl View {
                 self.fg(Color::Red)
                     .add_modifier(Modifier::BOLD | Modifier::REVERSED),
             ),
-            Some("hidden") => {
-                Span::styled("hidden", self.fg(Color::Green).add_modifier(Modifier::BOLD))
+            Some(w @ ("hidden" | E2E_HIDDEN)) => {
+                Span::styled(w, self.fg(Color::Green).add_modifier(Modifier::BOLD))
             }
             Some(other) => Span::styled(other, self.fg(Color::Yellow)),
             None if self.done => Span::styled("hidden", self.fg(Color::Green)),

@@ -56,16 +56,21 @@ pub(super) struct Verdict {
 }
 
 /// The rows of the verdict: (category, what kind of leak it is).
-pub(super) const ROWS: [(&str, &str); 8] = [
+pub(super) const ROWS: [(&str, &str); 9] = [
     ("credentials", "content"),
     ("messages", "content"),
     ("contacts", "content"),
     ("presence", "content"),
     ("file", "content"),
+    ("end-to-end messages", "e2e"),
     ("server name", "metadata"),
     ("who talks to whom, when", "metadata"),
     ("sizes", "metadata"),
 ];
+
+/// The verdict on a message encrypted end to end (OMEMO): seen on the
+/// wire, its text hidden, TLS or not.
+pub(super) const E2E_HIDDEN: &str = "hidden (e2e)";
 
 fn verdict(side: &Side, cat: &str, kind: &str) -> &'static str {
     match (
@@ -73,7 +78,9 @@ fn verdict(side: &Side, cat: &str, kind: &str) -> &'static str {
         kind,
     ) {
         (true, "content") => "LEAKED",
+        (true, "e2e") => E2E_HIDDEN,
         (true, _) => "visible",
+        // Under TLS not even the OMEMO message's metadata shows.
         (false, _) => "hidden",
     }
 }
@@ -165,7 +172,7 @@ pub(super) fn finish(args: &DemoArgs, findings: &Findings, t0: Instant) -> anyho
     }
     outln!("\n{table}");
     outln!(
-        "TLS hid the content; the server name, who talked to whom and when, and the sizes stay\nvisible. ({:.1} s)",
+        "TLS hid the content; the server name, who talked to whom and when, and the sizes stay\nvisible. The end-to-end message (OMEMO) was hidden on both, and from the server too. ({:.1} s)",
         report.seconds
     );
     Ok(0)
@@ -178,7 +185,7 @@ fn html_page(r: &Report<'_>) -> String {
     use std::fmt::Write as _;
     let class = |v: &str| match v {
         "LEAKED" => "leaked",
-        "hidden" => "hidden",
+        "hidden" | E2E_HIDDEN => "hidden",
         _ => "visible",
     };
     let mut b = String::from(

@@ -19,6 +19,9 @@ pub(super) const DM_ALICE: &str = "Hi Bob, the exam answers are in the blue fold
 pub(super) const DM_BOB: &str = "Thanks Alice, see you at 5 in room 101";
 pub(super) const ROOM_MSG: &str = "Study group moved to Thursday";
 pub(super) const STATUS: &str = "revising cryptography";
+/// The one message sent end to end (OMEMO): hidden even on the plaintext
+/// twin.
+pub(super) const DM_E2E: &str = "The real answers are taped under desk 7";
 pub(super) const FILE_TEXT: &str =
     "Notes: a password hashed with SCRAM is still guessable offline.\n";
 
@@ -47,6 +50,10 @@ pub(super) fn conversation(file: &Path) -> Vec<Beat> {
         Beat {
             caption: "alice and bob add each other as contacts",
             lines: vec![
+                // Both clients do OMEMO, but talk in the clear until the
+                // last beat (each conversation is switched on by hand).
+                l(Alice, "/e2e off bob"),
+                l(Bob, "/e2e off alice"),
                 l(Alice, "/add bob"),
                 l(Bob, "/wait subscribe alice 20"),
                 l(Bob, "/add alice"),
@@ -89,38 +96,48 @@ pub(super) fn conversation(file: &Path) -> Vec<Beat> {
                 l(Bob, "/wait file-received alice 20"),
             ],
         },
+        Beat {
+            caption: "alice writes to bob end to end (OMEMO): hidden even in plaintext",
+            lines: vec![
+                l(Alice, "/e2e on bob"),
+                l(Alice, &format!("/msg bob {DM_E2E}")),
+                l(Bob, "/wait message alice 20"),
+            ],
+        },
     ]
 }
 
-/// Everyone's flags: bob signs in with PLAIN (so the sniffer has a
-/// password to find on the plaintext twin) and takes every file.
-pub(super) fn flags(who: Who, downloads: &str) -> Vec<&str> {
-    match who {
-        Who::Alice => vec!["--register"],
-        Who::Bob => vec![
-            "--register",
-            "--plain",
-            "--accept-files",
-            "--downloads",
-            downloads,
-        ],
+/// Everyone's flags: both do OMEMO (keys in `keys`), bob signs in with
+/// PLAIN (so the sniffer has a password to find on the plaintext twin)
+/// and takes every file.
+pub(super) fn flags<'a>(who: Who, downloads: &'a str, keys: &'a str) -> Vec<&'a str> {
+    let mut f = vec!["--register", "--e2e", "on", "--data", keys];
+    if who == Who::Bob {
+        f.extend(["--plain", "--accept-files", "--downloads", downloads]);
     }
+    f
 }
 
-/// The file alice sends, and where bob saves it, on `server`.
+/// The file alice sends, where bob saves it, and where both keep their
+/// OMEMO keys, on `server`.
 pub(super) fn files(
     server: &ChatServer,
     dir: &Path,
-) -> anyhow::Result<(std::path::PathBuf, String)> {
+) -> anyhow::Result<(std::path::PathBuf, String, String)> {
     let file = dir.join(format!("notes-{}.txt", server.twin.bin()));
     std::fs::write(&file, FILE_TEXT)?;
     let downloads = dir.join(format!("downloads-{}", server.twin.bin()));
-    Ok((file, downloads.to_string_lossy().into_owned()))
+    let keys = dir.join(format!("keys-{}", server.twin.bin()));
+    Ok((
+        file,
+        downloads.to_string_lossy().into_owned(),
+        keys.to_string_lossy().into_owned(),
+    ))
 }
 
 /// The conversation on one server, each client with its whole script.
 pub(super) fn converse(server: &ChatServer, dir: &Path) -> anyhow::Result<()> {
-    let (file, d) = files(server, dir)?;
+    let (file, d, keys) = files(server, dir)?;
     let beats = conversation(&file);
     let script = |who: Who| {
         let mut s = String::new();
@@ -132,11 +149,16 @@ pub(super) fn converse(server: &ChatServer, dir: &Path) -> anyhow::Result<()> {
         }
         s
     };
-    let bob = server.start("bob", BOB_PW, &flags(Who::Bob, &d), &script(Who::Bob))?;
+    let bob = server.start(
+        "bob",
+        BOB_PW,
+        &flags(Who::Bob, &d, &keys),
+        &script(Who::Bob),
+    )?;
     let alice = server.start(
         "alice",
         ALICE_PW,
-        &flags(Who::Alice, &d),
+        &flags(Who::Alice, &d, &keys),
         &script(Who::Alice),
     )?;
     alice.finish(Duration::from_secs(40))?;

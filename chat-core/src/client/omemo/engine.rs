@@ -53,6 +53,12 @@ pub enum E2eError {
         "none of {0}'s OMEMO devices is trusted: compare fingerprints (/fingerprints {0}) and /verify one"
     )]
     NoTrustedDevice(Jid),
+    /// Trusted devices, but no session with any (their bundles could not
+    /// be fetched).
+    #[error(
+        "no session could be started with any of {0}'s OMEMO devices (their keys could not be fetched)"
+    )]
+    Unreachable(Jid),
     /// A device in the list whose bundle is not published.
     #[error("{jid}'s OMEMO device {device} has no published bundle")]
     NoBundle {
@@ -336,7 +342,17 @@ impl Engine {
         };
         let keys = self.keys_for(&self.recipients(jid, v), v, &sealed.key_material)?;
         if !keys.iter().any(|k| k.jid == bare.to_string()) {
-            return Err(E2eError::NoTrustedDevice(bare));
+            let trusted = self.list(jid, v).unwrap_or_default().iter().any(|d| {
+                matches!(
+                    self.keyring.trust(&bare, *d),
+                    Some(Trust::Blind | Trust::Verified)
+                )
+            });
+            return Err(if trusted {
+                E2eError::Unreachable(bare)
+            } else {
+                E2eError::NoTrustedDevice(bare)
+            });
         }
         Ok(xml::encrypted_element(
             v,

@@ -34,7 +34,7 @@ pub(crate) enum Job {
     /// Fetch the device lists of `jid` and start sessions with its devices
     /// (their keys then show in `/fingerprints`); answered when done.
     Learn { jid: Jid, done: oneshot::Sender<()> },
-    /// Answered once every job before it is done (sign-out waits for
-    /// the messages still being encrypted).
-    Flush(oneshot::Sender<()>),
+    /// Sign out once every job before it is done: the messages still
+    /// being encrypted go out before the stream ends.
+    Close,
 }

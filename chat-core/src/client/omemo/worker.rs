@@ -84,9 +84,7 @@ impl Worker {
                     self.learn(&jid).await;
                     let _ = done.send(());
                 }
-                Job::Flush(done) => {
-                    let _ = done.send(());
-                }
+                Job::Close => self.iq.close_stream(),
             }
         }
     }
