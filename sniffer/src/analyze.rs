@@ -58,7 +58,7 @@ pub type Sink<'a> = Box<dyn FnMut(ConnId, f64, &Finding) + 'a>;
 /// Where connections are read.
 enum Back<'a> {
     /// Here, each finding to the sink as it is made.
-    Here(Dissector, Sink<'a>),
+    Here(Box<Dissector>, Sink<'a>),
     /// On worker threads, findings rendered there and written here.
     Pool(Pool<'a>),
 }
@@ -109,7 +109,7 @@ impl<'a> Analyzer<'a> {
     /// to `export` when given.
     pub fn new(limits: Limits, export: Option<PathBuf>, sink: Sink<'a>) -> Self {
         let d = Dissector::new(export, None);
-        Self::with_back(limits, Back::Here(d, sink))
+        Self::with_back(limits, Back::Here(Box::new(d), sink))
     }
 
     /// An analyser that reads connections on `threads` worker threads
