@@ -58,9 +58,9 @@ pub type Sink<'a> = Box<dyn FnMut(ConnId, f64, &Finding) + 'a>;
 /// Where connections are read.
 enum Back<'a> {
     /// Here, each finding to the sink as it is made.
-    Here(Box<Dissector>, Sink<'a>),
+    Here(Dissector, Sink<'a>),
     /// On worker threads, findings rendered there and written here.
-    Pool(Pool<'a>),
+    Pool(Box<Pool<'a>>),
 }
 
 /// The caller's sink as a [`Out`]: the analyser's tallies kept on the way.
@@ -109,7 +109,7 @@ impl<'a> Analyzer<'a> {
     /// to `export` when given.
     pub fn new(limits: Limits, export: Option<PathBuf>, sink: Sink<'a>) -> Self {
         let d = Dissector::new(export, None);
-        Self::with_back(limits, Back::Here(Box::new(d), sink))
+        Self::with_back(limits, Back::Here(d, sink))
     }
 
     /// An analyser that reads connections on `threads` worker threads
@@ -127,7 +127,7 @@ impl<'a> Analyzer<'a> {
         write: Write<'a>,
     ) -> std::io::Result<Self> {
         let pool = Pool::new(threads, render, write, export, keylog)?;
-        Ok(Self::with_back(limits, Back::Pool(pool)))
+        Ok(Self::with_back(limits, Back::Pool(Box::new(pool))))
     }
 
     fn with_back(limits: Limits, back: Back<'a>) -> Self {
