@@ -32,6 +32,9 @@ pub enum Attack {
     Replay,
     /// Change stanzas in flight by the rules of `--rules FILE`.
     Tamper,
+    /// Add the attacker's OMEMO device to contacts' device lists and serve
+    /// its bundle, then read what the client encrypts to it.
+    InjectOmemoDevice,
 }
 
 /// What an attack does, against whom it works, and what stops it.
@@ -49,7 +52,7 @@ pub struct Info {
 
 impl Attack {
     /// Every attack, in the order `mitm-proxy attacks` lists them.
-    pub const ALL: [Attack; 8] = [
+    pub const ALL: [Attack; 9] = [
         Attack::Relay,
         Attack::StripStarttls,
         Attack::DowngradeSasl,
@@ -58,6 +61,7 @@ impl Attack {
         Attack::InjectStarttls,
         Attack::Replay,
         Attack::Tamper,
+        Attack::InjectOmemoDevice,
     ];
 
     /// Its name on the command line.
@@ -142,6 +146,21 @@ impl Attack {
                                    the data is recomputed along with it",
                 defeated_by: "TLS: the proxy cannot read, let alone change, what is inside it \
                               (integrity that protects needs a key the attacker lacks)",
+            },
+            Attack::InjectOmemoDevice => Info {
+                name: "inject-omemo-device",
+                does: "adds the attacker's own OMEMO device to every contact's device list the \
+                       client is sent (both versions), answers the client's request for its \
+                       bundle with the attacker's keys under the contact's name, and decrypts \
+                       every message the client then encrypts to it (XEP-0384's warning)",
+                succeeds_against: "an OMEMO client that trusts a contact's new devices blindly \
+                                   (blind trust before verification, the default): it encrypts \
+                                   each message to the attacker too; on chat-plain, or chat-tls \
+                                   --insecure with intercept-tls",
+                defeated_by: "verifying the contact's fingerprint out of band (/verify): a new \
+                              device of a verified contact is not trusted, gets no key, and the \
+                              client warns; and TLS with a checked certificate, which keeps the \
+                              proxy out of the stream",
             },
             Attack::CorruptTls => Info {
                 name: "corrupt-tls",

@@ -19,6 +19,8 @@
 //!   or given), the `ca` command, and the key log.
 //! - [`replay`]: a recorded SASL exchange played again.
 //! - [`rules`]: `--rules FILE` for `tamper`: what to change in which stanza.
+//! - [`omemo`]: `inject-omemo-device`, the attacker's own OMEMO device slipped
+//!   into a contact's device list, and the messages it then reads.
 //! - [`pcap`]: `--write`, both legs of each connection as a capture.
 //! - [`tls`]: the proxy's own TLS client to the server (for stripping
 //!   STARTTLS from a server that requires it).
@@ -35,6 +37,7 @@ pub mod attack;
 pub mod conn;
 pub mod event;
 pub mod intercept;
+pub mod omemo;
 pub mod pcap;
 pub mod proxy;
 pub mod records;

@@ -121,6 +121,10 @@ pub async fn run(
         keylog: config.keylog.clone(),
         quiet: config.quiet,
         rules: config.rules.clone(),
+        omemo: config
+            .attacks
+            .contains(&Attack::InjectOmemoDevice)
+            .then(|| Arc::new(crate::omemo::Attacker::new())),
         offer: config.offer.clone(),
         pcap,
         report,

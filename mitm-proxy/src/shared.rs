@@ -98,6 +98,8 @@ pub struct Shared {
     pub keylog: Option<Arc<dyn KeyLog>>,
     /// `tamper`: the rules of `--rules FILE`.
     pub rules: crate::rules::Rules,
+    /// `inject-omemo-device`: the attacker's OMEMO device.
+    pub omemo: Option<Arc<crate::omemo::Attacker>>,
     /// `downgrade-sasl`: the mechanisms left in the offer the client sees.
     pub offer: Vec<String>,
     /// `--write`: the capture of both legs.

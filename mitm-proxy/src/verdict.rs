@@ -53,6 +53,22 @@ pub struct Facts {
     pub tamper_count: usize,
     /// `tamper`: how long the next write waits (a `delay` rule).
     pub delay: Option<std::time::Duration>,
+    /// The client's bare JID, from its resource binding.
+    pub jid: Option<String>,
+    /// `inject-omemo-device`: bundle requests for the attacker's device,
+    /// by iq id: (version, the contact it was asked of).
+    pub omemo_pending: std::collections::HashMap<String, (protocol::omemo::Version, String)>,
+    /// `inject-omemo-device`: device lists changed.
+    pub omemo_injected: u64,
+    /// `inject-omemo-device`: bundles served.
+    pub omemo_served: u64,
+    /// `inject-omemo-device`: what the attacker read (the first few).
+    pub omemo_read: Vec<String>,
+    /// `inject-omemo-device`: how many messages it read in all.
+    pub omemo_read_count: u64,
+    /// `inject-omemo-device`: encrypted messages with no key for the
+    /// attacker (it was not trusted).
+    pub omemo_refused: u64,
     /// `tamper`: files being swapped, by stream id, with the offset reached.
     pub swaps: std::collections::HashMap<String, (std::sync::Arc<crate::rules::Swap>, usize)>,
 }
@@ -117,6 +133,7 @@ pub fn verdict(attack: Attack, f: &Facts, corrupt_record: u64) -> (String, bool)
         Attack::CorruptTls => corrupt_verdict(f, corrupt_record),
         Attack::InjectStarttls => inject_verdict(f),
         Attack::Replay => replay_verdict(f),
+        Attack::InjectOmemoDevice => omemo_verdict(f),
         Attack::Tamper => {
             if let Some(first) = f.tampered.first() {
                 let more = match f.tamper_count {
@@ -237,6 +254,43 @@ pub fn verdict(attack: Attack, f: &Facts, corrupt_record: u64) -> (String, bool)
                 )
             }
         }
+    }
+}
+
+/// `inject-omemo-device`: what the injected device got.
+fn omemo_verdict(f: &Facts) -> (String, bool) {
+    if let Some(first) = f.omemo_read.first() {
+        let more = match f.omemo_read_count {
+            0 | 1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        (
+            format!("the client trusted the injected device: read {first}{more}"),
+            false,
+        )
+    } else if f.omemo_refused > 0 {
+        (
+            format!(
+                "the client sent {} end-to-end message(s) with no key for the injected device (not trusted: the contact was verified): attack defeated",
+                f.omemo_refused
+            ),
+            true,
+        )
+    } else if f.omemo_injected > 0 {
+        (
+            format!(
+                "injected the device into {} device list(s), served its bundle {} time(s); no end-to-end message followed",
+                f.omemo_injected, f.omemo_served
+            ),
+            false,
+        )
+    } else if f.tls_at.is_some() || f.direct_tls {
+        (
+            "nothing to inject: the stream was inside TLS: attack defeated".into(),
+            true,
+        )
+    } else {
+        ("no OMEMO device list went past".into(), false)
     }
 }
 

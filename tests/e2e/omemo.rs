@@ -579,3 +579,82 @@ fn the_sniffer_sees_omemo_messages_as_hidden_end_to_end_even_on_plaintext() {
         }
     }
 }
+
+/// `mitm-proxy --attack inject-omemo-device` between alice and the server
+/// (bob talks to the server directly): the proxy adds its own device to
+/// bob's device lists and serves its bundle as bob's. With blind trust
+/// (nobody verified anything) alice encrypts to it too, and the proxy
+/// reads the message; once alice verified bob's real fingerprint (as he
+/// reads it to her, out of band), the injected device gets nothing, alice
+/// is told it is not trusted, and the proxy's verdict says it was
+/// defeated. Bob reads the message either way.
+#[test]
+fn an_injected_omemo_device_reads_blind_trust_and_is_refused_after_verification() {
+    for verify in [false, true] {
+        let server = tests::Server::start(tests::Twin::Plain, &[]);
+        let proxy = tests::Proxy::start(server.addr, &["inject-omemo-device"]);
+        let dir = tempfile::tempdir().unwrap();
+        let data = |who: &str| dir.path().join(who).to_string_lossy().into_owned();
+        let (bob_data, al_data) = (data("bob"), data("al"));
+        let mut bob = tests::Client::start(
+            &server,
+            "bob@localhost",
+            "pw-bob",
+            &["--register", "--e2e", "on", "--data", &bob_data],
+        );
+        // Bob reads his own fingerprint (he would read it to alice).
+        bob.send("/fingerprints");
+        let own = bob.expect("bob's own device", |v| {
+            v["type"] == "device" && v["trust"] == "own"
+        });
+        let fp = own["fingerprint"].as_str().unwrap().to_string();
+        let mut al = tests::Client::start_via(
+            &server,
+            proxy.addr,
+            "al@localhost",
+            "pw-al",
+            &["--register", "--e2e", "on", "--data", &al_data],
+        );
+        al.befriend(&mut bob);
+        let secret = format!("the exam key is {}", std::process::id());
+        if verify {
+            al.send(&format!("/verify bob@localhost {fp}"));
+            let ok = al.expect("verified", |v| {
+                v["type"] == "ok" && v["command"] == "/verify"
+            });
+            let detail = ok["detail"].as_str().unwrap();
+            assert!(detail.contains("NOT trusted any more"), "{detail}");
+        }
+        al.send(&format!("/msg bob@localhost {secret}"));
+        let m = bob.expect("alice's message", |v| v["type"] == "message");
+        assert_eq!(m["body"], secret.as_str(), "{}", bob.transcript());
+        al.expect("the receipt", |v| v["type"] == "receipt");
+        let al_out = al.transcript();
+        let all = proxy.stop();
+        let v = tests::verdict(&all, 1, "inject-omemo-device");
+        let outcome = v["outcome"].as_str().unwrap();
+        let read = all.iter().any(|e| {
+            e["type"] == "attack"
+                && e["did"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("DECRYPTED") && d.contains(&secret))
+        });
+        if verify {
+            assert_eq!(v["defeated"], true, "{v}");
+            assert!(
+                outcome.contains("no key for the injected device"),
+                "{outcome}"
+            );
+            assert!(!read, "{all:#?}");
+        } else {
+            assert_eq!(v["defeated"], false, "{v}");
+            assert!(outcome.contains(&secret), "{outcome}");
+            assert!(read, "{all:#?}");
+            // Alice was told a new device appeared, trusted blindly.
+            assert!(
+                al_out.contains("NEW OMEMO DEVICE of bob@localhost"),
+                "{al_out}"
+            );
+        }
+    }
+}

@@ -112,6 +112,12 @@ fn inspect_unit(c: &Conn, dir: Dir, piece: Piece, out: &mut Vec<u8>) {
                 Dir::ClientToServer => None,
                 Dir::ServerToClient => server_element(c, &el),
             };
+            if let Some(attacker) = &c.shared.omemo {
+                let mut current = changed.clone().unwrap_or_else(|| el.clone());
+                if omemo(c, attacker, dir, &mut current) {
+                    changed = Some(current);
+                }
+            }
             let mut dropped = false;
             let mut injected = Vec::new();
             if c.shared.attacks.contains(&Attack::Tamper) {
@@ -195,6 +201,88 @@ fn inject(c: &Conn, dir: Dir, out: &mut Vec<u8>) {
         }
         .into(),
     );
+}
+
+/// How many of the messages the attacker read a verdict names.
+const MAX_KEPT_READS: usize = 4;
+
+/// `inject-omemo-device` on one stanza; whether it changed it.
+fn omemo(c: &Conn, attacker: &crate::omemo::Attacker, dir: Dir, el: &mut Element) -> bool {
+    use crate::omemo::Did;
+    // The client's own JID (its own device list is left alone, and the
+    // messages it sends are from it).
+    if dir == Dir::ServerToClient
+        && el.name == "iq"
+        && let Some(jid) = el
+            .get_child("bind", ns::BIND)
+            .and_then(|b| b.child_text("jid", ns::BIND))
+    {
+        c.facts().jid = Some(jid.split('/').next().unwrap_or_default().to_string());
+    }
+    let did = {
+        let mut f = c.facts();
+        let me = f.jid.clone();
+        let pending = &mut f.omemo_pending;
+        match dir {
+            Dir::ServerToClient => attacker.to_client(el, me.as_deref(), pending),
+            Dir::ClientToServer => attacker.to_server(el, me.as_deref(), pending),
+        }
+    };
+    let Some(did) = did else {
+        return false;
+    };
+    let id = attacker.id();
+    let (said, changed) = {
+        let mut f = c.facts();
+        match &did {
+            Did::Injected { owner, v } => {
+                f.omemo_injected += 1;
+                (
+                    format!(
+                        "added the attacker's device {id} to {owner}'s OMEMO device list ({})",
+                        v.ns()
+                    ),
+                    true,
+                )
+            }
+            Did::Served { owner, v } => {
+                f.omemo_served += 1;
+                (
+                    format!(
+                        "answered the client's request for device {id}'s bundle with the attacker's keys, as {owner}'s ({})",
+                        v.ns()
+                    ),
+                    true,
+                )
+            }
+            Did::Read { to, text } => {
+                f.omemo_read_count += 1;
+                let what = if text.is_empty() {
+                    format!("an empty OMEMO message to {to}")
+                } else {
+                    format!("\"{}\" (end-to-end, to {to})", clip(text.clone()))
+                };
+                if f.omemo_read.len() < MAX_KEPT_READS && !text.is_empty() {
+                    f.omemo_read.push(what.clone());
+                }
+                (
+                    format!("DECRYPTED {what}: the client encrypted it to the injected device"),
+                    false,
+                )
+            }
+            Did::Refused { to } => {
+                f.omemo_refused += 1;
+                (
+                    format!(
+                        "an end-to-end message to {to} carries no key for the injected device: the client did not trust it"
+                    ),
+                    false,
+                )
+            }
+        }
+    };
+    c.report_attack(Attack::InjectOmemoDevice, said);
+    changed
 }
 
 /// What the client sends: the secrets the attacker is after.

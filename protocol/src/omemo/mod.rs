@@ -26,7 +26,8 @@
 //!   ratchet of each recipient device carries that key;
 //! - [`session`]: one session with one device: starting it from a bundle,
 //!   accepting one started by a peer, and the key exchange sent until the
-//!   peer answers.
+//!   peer answers;
+//! - [`message`]: opening a received `<encrypted/>` as one device.
 //!
 //! Every constant and byte layout follows what python-omemo (the reference
 //! implementation behind slixmpp-omemo) does; the test vectors in
@@ -39,6 +40,7 @@
 pub mod device;
 mod kdf;
 pub mod keys;
+pub mod message;
 pub mod payload;
 pub mod ratchet;
 pub mod session;

@@ -294,9 +294,23 @@ fn verify(cx: &Ctx<'_>, who: &str, fp: &str) -> Result<Step, ClientError> {
     let fp = fp.to_string();
     Ok(cx.later(async move {
         match fut.await? {
-            Some(id) => Ok(format!(
-                "{jid}'s device {id} is verified; a new device of {jid} will not be trusted until you verify it too"
-            )),
+            Some((id, demoted)) => {
+                let also = if demoted.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; NOT trusted any more (they were only trusted blindly): device(s) {}. Verify them too if they really are {jid}'s",
+                        demoted
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                Ok(format!(
+                    "{jid}'s device {id} is verified; a new device of {jid} will not be trusted until you verify it too{also}"
+                ))
+            }
             None => Err(ClientError::NoSuchFingerprint { jid, fingerprint: fp }),
         }
     }))

@@ -21,6 +21,7 @@ use std::path::Path;
 
 use protocol::omemo::device::Device;
 use protocol::omemo::keys::{Bundle, curve_of_ed};
+use protocol::omemo::message::{self, OpenError};
 use protocol::omemo::session::Session;
 use protocol::omemo::xml::{self, KeyFor};
 use protocol::omemo::{OmemoError, Version, payload};
@@ -254,13 +255,15 @@ impl Engine {
     fn recipients(&self, jid: &Jid, v: Version) -> Vec<(Jid, u32)> {
         let theirs = self.list(jid, v).unwrap_or_default().iter();
         let ours = self.list(&self.me, v).unwrap_or_default().iter();
-        theirs
+        let mut out: Vec<(Jid, u32)> = theirs
             .map(|d| (jid.to_bare(), *d))
-            .chain(
-                ours.filter(|d| **d != self.device.id)
-                    .map(|d| (self.me.clone(), *d)),
-            )
-            .collect()
+            .chain(ours.map(|d| (self.me.clone(), *d)))
+            // Never this device itself (also when `jid` is our own).
+            .filter(|(j, d)| !(*j == self.me && *d == self.device.id))
+            .collect();
+        out.sort_unstable_by(|a, b| (a.0.to_string(), a.1).cmp(&(b.0.to_string(), b.1)));
+        out.dedup();
+        out
     }
 
     /// Starts a session with device `device` of `jid` from its bundle
@@ -420,109 +423,63 @@ impl Engine {
     /// Decrypts an `<encrypted/>` of version `v` from `from`.
     pub fn decrypt(&mut self, from: &Jid, v: Version, el: &Element) -> Result<Opened, E2eError> {
         let bare = from.to_bare();
-        let r = xml::read_encrypted(v, el).map_err(|error| E2eError::Protocol {
-            from: bare.clone(),
-            device: 0,
-            error,
-        })?;
-        let device = r.sid;
-        let err = |error| E2eError::Protocol {
-            from: bare.clone(),
-            device,
-            error,
-        };
-        let (data, kex) = r
-            .key_for(&self.me.to_string(), self.device.id)
-            .ok_or_else(|| E2eError::NotForUs {
+        // Looking a session up can fail on disk: kept aside, said after.
+        let mut lookup_error = None;
+        let store = &self.store;
+        let opened = message::open(
+            v,
+            &self.device,
+            &self.me.to_string(),
+            &bare.to_string(),
+            el,
+            &mut |sid| {
+                store.session(&bare, sid, v).unwrap_or_else(|e| {
+                    lookup_error = Some(e);
+                    None
+                })
+            },
+        );
+        if let Some(e) = lookup_error {
+            return Err(E2eError::Store(e));
+        }
+        let o = opened.map_err(|e| match e {
+            OpenError::NotForUs { device } => E2eError::NotForUs {
                 from: bare.clone(),
                 device,
-            })?;
-        let (data, kex) = (data.to_vec(), kex);
-        // Nothing is kept (no pre key used up, no session, no key seen)
-        // until the whole message checked out: a forged or replayed key
-        // exchange must not burn the pre key a real one needs.
-        let mut used_pre_key = None;
-        let (session, material) = if kex {
-            let (k, inner) = Session::read_key_exchange(v, &data).map_err(err)?;
-            match self.store.session(&bare, device, v)? {
-                // The same key exchange again (the peer sends it until we
-                // answer): the session it built.
-                Some(mut s) if s.built_by() == Some(&k) => {
-                    let m = s.decrypt(&inner).map_err(err)?;
-                    (s, m)
-                }
-                _ => {
-                    let spk = self
-                        .device
-                        .signed_pre_key(k.spk_id)
-                        .ok_or(err(OmemoError::UnknownSignedPreKey(k.spk_id)))?;
-                    let pk = self
-                        .device
-                        .pre_key(k.pk_id)
-                        .ok_or(err(OmemoError::UnknownPreKey(k.pk_id)))?;
-                    let (s, m) =
-                        Session::respond(v, &self.device.identity(), &spk, &pk, &k, &inner)
-                            .map_err(err)?;
-                    let curve = match v {
-                        Version::Two => curve_of_ed(&k.ik).map_err(err)?,
-                        Version::Old => k.ik,
-                    };
-                    used_pre_key = Some((k.pk_id, curve));
-                    (s, m)
-                }
-            }
-        } else {
-            let Some(mut s) = self.store.session(&bare, device, v)? else {
-                return Err(E2eError::NoSession { from: bare, device });
-            };
-            let m = s.decrypt(&data).map_err(err)?;
-            (s, m)
-        };
-        let body = match &r.payload {
-            None => None,
-            Some(ct) => Some(match v {
-                Version::Two => {
-                    let env = payload::open_two(&material, ct).map_err(err)?;
-                    let e = xml::read_envelope(&env).map_err(err)?;
-                    // The envelope's sender is inside the encryption; the
-                    // stanza's is the server's word.
-                    if let Some(named) = e.from.as_deref()
-                        && Jid::parse(named).map(|j| j.to_bare()).ok() != Some(bare.clone())
-                    {
-                        return Err(E2eError::WrongSender {
-                            from: bare,
-                            named: named.to_string(),
-                        });
-                    }
-                    e.body
-                }
-                Version::Old => {
-                    let plain = payload::open_old(&material, &r.iv, ct).map_err(err)?;
-                    String::from_utf8(plain)
-                        .map_err(|_| err(OmemoError::Malformed("a message that is not UTF-8")))?
-                }
-            }),
-        };
+            },
+            OpenError::NoSession { device } => E2eError::NoSession {
+                from: bare.clone(),
+                device,
+            },
+            OpenError::WrongSender { named } => E2eError::WrongSender {
+                from: bare.clone(),
+                named,
+            },
+            OpenError::Omemo { device, error } => E2eError::Protocol {
+                from: bare.clone(),
+                device,
+                error,
+            },
+        })?;
         // It checked out: keep the session, use the pre key up (a replayed
         // key exchange then finds none), and see the sender's key.
         let (mut republish, mut warning) = (false, None);
-        if let Some((pk_id, curve)) = used_pre_key {
+        if let Some((pk_id, curve)) = o.new_session {
             republish = self.device.used(pk_id);
             self.store.save_device(&self.device)?;
-            warning = self.see(&bare, device, &curve)?;
+            warning = self.see(&bare, o.device, &curve)?;
         }
-        self.store.save_session(&bare, device, &session)?;
-        let answer = kex || session.received_in_chain() >= HEARTBEAT_AFTER;
+        self.store.save_session(&bare, o.device, &o.session)?;
         Ok(Opened {
-            body,
-            device,
+            body: o.body,
+            device: o.device,
             trust: self
                 .keyring
-                .trust(&bare, device)
+                .trust(&bare, o.device)
                 .unwrap_or(Trust::Untrusted),
             warning,
             republish,
-            answer,
+            answer: o.kex || o.session.received_in_chain() >= HEARTBEAT_AFTER,
         })
     }
 
@@ -541,8 +498,9 @@ impl Engine {
             .collect()
     }
 
-    /// `/verify JID FINGERPRINT`: the device verified, if one matched.
-    pub fn verify(&mut self, jid: &Jid, fp: &str) -> io::Result<Option<u32>> {
+    /// `/verify JID FINGERPRINT`: the device verified, if one matched,
+    /// and the contact's devices no longer trusted blindly.
+    pub fn verify(&mut self, jid: &Jid, fp: &str) -> io::Result<Option<(u32, Vec<u32>)>> {
         let id = self.keyring.verify(jid, fp);
         if id.is_some() {
             self.store.save_keyring(&self.keyring)?;
@@ -640,7 +598,10 @@ mod tests {
         );
         learn(&mut al, &bob, v);
         let fp = al.devices(&bob.me)[0].1.clone();
-        assert_eq!(al.verify(&bob.me, &fp).unwrap(), Some(bob.device_id()));
+        assert_eq!(
+            al.verify(&bob.me, &fp).unwrap(),
+            Some((bob.device_id(), vec![]))
+        );
         // The man in the middle adds his device to bob's list and bundle.
         al.note_list(&bob.me, v, vec![bob.device_id(), mallory.device_id()]);
         let (_, id) = al.without_session(&bob.me, v).pop().unwrap();

@@ -139,13 +139,15 @@ impl Client {
     }
 
     /// Marks the device of `jid` with fingerprint `fp` verified (compared
-    /// out of band; the keys are fetched first); its id, `None` when no
-    /// device of `jid` has that fingerprint.
+    /// out of band; the keys are fetched first); its id and the devices of
+    /// `jid` no longer trusted blindly, `None` when no device of `jid` has
+    /// that fingerprint.
     pub fn verify(
         &self,
         jid: &Jid,
         fp: &str,
-    ) -> impl Future<Output = Result<Option<u32>, ClientError>> + Send + 'static + use<> {
+    ) -> impl Future<Output = Result<Option<(u32, Vec<u32>)>, ClientError>> + Send + 'static + use<>
+    {
         let learned = self.learn(jid);
         let engine = self.engine().cloned();
         let (jid, fp) = (jid.to_bare(), fp.to_string());

@@ -100,17 +100,28 @@ impl Keyring {
 
     /// Marks the device of `jid` whose key has fingerprint `fingerprint`
     /// (hex, spaces and case ignored) verified; its id, or `None` if no
-    /// device of `jid` has that key.
-    pub fn verify(&mut self, jid: &Jid, fingerprint: &str) -> Option<u32> {
+    /// device of `jid` has that key. The contact's other devices that were
+    /// trusted blindly are not any more: blind trust was the stopgap until
+    /// verification, and a device slipped in before it (the proxy's
+    /// `inject-omemo-device`) must not keep it.
+    pub fn verify(&mut self, jid: &Jid, fingerprint: &str) -> Option<(u32, Vec<u32>)> {
         let want: String = fingerprint
             .chars()
             .filter(|c| !c.is_whitespace() && *c != ':')
             .collect::<String>()
             .to_ascii_lowercase();
         let devices = self.peers.get_mut(&jid.to_bare().to_string())?;
-        let (id, k) = devices.iter_mut().find(|(_, k)| k.ik == want)?;
-        k.trust = Trust::Verified;
-        Some(*id)
+        let id = *devices.iter().find(|(_, k)| k.ik == want)?.0;
+        let mut demoted = Vec::new();
+        for (other, k) in devices.iter_mut() {
+            if *other == id {
+                k.trust = Trust::Verified;
+            } else if k.trust == Trust::Blind {
+                k.trust = Trust::Untrusted;
+                demoted.push(*other);
+            }
+        }
+        Some((id, demoted))
     }
 
     /// The devices of `jid` and what is known of each.
@@ -277,7 +288,10 @@ mod tests {
         assert_eq!(k.see(&bob, 1, &[1; 32]), Seen::New(Trust::Blind));
         assert_eq!(k.see(&bob, 1, &[1; 32]), Seen::Same(Trust::Blind));
         let fp = fingerprint(&protocol::omemo::keys::hex(&[1; 32]));
-        assert_eq!(k.verify(&bob, &fp.to_uppercase()), Some(1));
+        assert_eq!(k.see(&bob, 5, &[5; 32]), Seen::New(Trust::Blind));
+        // Verifying device 1 ends the blind trust in device 5.
+        assert_eq!(k.verify(&bob, &fp.to_uppercase()), Some((1, vec![5])));
+        assert_eq!(k.trust(&bob, 5), Some(Trust::Untrusted));
         assert_eq!(k.verify(&bob, "00"), None);
         // A device that appears now is not trusted (the attack an injected
         // device list makes).
