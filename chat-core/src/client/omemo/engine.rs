@@ -261,7 +261,7 @@ impl Engine {
             // Never this device itself (also when `jid` is our own).
             .filter(|(j, d)| !(*j == self.me && *d == self.device.id))
             .collect();
-        out.sort_unstable_by(|a, b| (a.0.to_string(), a.1).cmp(&(b.0.to_string(), b.1)));
+        out.sort_unstable_by_key(|(j, d)| (j.to_string(), *d));
         out.dedup();
         out
     }
