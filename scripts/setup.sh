@@ -41,6 +41,8 @@ if command -v dpkg >/dev/null 2>&1; then
         command -v tcpreplay >/dev/null 2>&1 || need+=(tcpreplay)
         command -v chromium >/dev/null 2>&1 || need+=(chromium)
         command -v curl >/dev/null 2>&1 || need+=(curl)
+        # Lab 11 reads the server's database as its operator would.
+        command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
         # A real terminal for the terminal UI's tests (they type into it
         # and read the screen back).
         command -v tmux >/dev/null 2>&1 || need+=(tmux)

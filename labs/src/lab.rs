@@ -95,6 +95,12 @@ enum Scenario {
     /// The student sniffs a TLS session and reads sizes and times; then the
     /// same with padding.
     Traffic,
+    /// The student is the server's operator and reads its database: a
+    /// message over TLS, then messages end to end (OMEMO).
+    Operator,
+    /// `inject-omemo-device` between classmate and the server: blind trust,
+    /// then verification.
+    InjectDevice,
 }
 
 impl Scenario {
@@ -109,7 +115,7 @@ impl Scenario {
 }
 
 /// Every lab, in order.
-pub const LABS: [Lab; 10] = [
+pub const LABS: [Lab; 12] = [
     Lab {
         number: 1,
         title: "Sniff the plaintext chat",
@@ -302,6 +308,48 @@ pub const LABS: [Lab; 10] = [
             ),
         ],
     },
+    Lab {
+        number: 11,
+        title: "Hop by hop, end to end: what the server's operator reads",
+        sheet: include_str!("../sheets/11-end-to-end.md"),
+        minutes: 45,
+        needs: "lab 2",
+        twin: Twin::Tls,
+        scenario: Scenario::Operator,
+        keys: &[
+            (
+                "codeword",
+                "the archive table: the stanza of classmate's message to teacher, in the clear although it crossed the network in TLS",
+            ),
+            (
+                "contact",
+                "the archive rows of careful's end-to-end messages: the peer column (or the stanza's to='...'), a bare JID",
+            ),
+            (
+                "device",
+                "the <header sid='...'> of careful's <encrypted/>: the OMEMO device the message came from",
+            ),
+        ],
+    },
+    Lab {
+        number: 12,
+        title: "Trusted contacts: an injected OMEMO device, and verification",
+        sheet: include_str!("../sheets/12-trusted-contacts.md"),
+        minutes: 45,
+        needs: "lab 11 and lab 7",
+        twin: Twin::Plain,
+        scenario: Scenario::InjectDevice,
+        keys: &[
+            (
+                "codeword",
+                "the proxy's DECRYPTED line in part 1: classmate's end-to-end message to teacher",
+            ),
+            (
+                "device",
+                "the proxy's 'added the attacker's device' lines: the device list classmate saw holds teacher's real device and the attacker's",
+            ),
+        ],
+    },
 ];
 
 /// Lab 10's canned messages: classmate sends one of these. Their lengths
@@ -327,7 +375,7 @@ fn canned(s: &Secrets, lab: u8, part: u8) -> usize {
 
 /// Progressive hints, first a nudge, then which tool; the third is each
 /// question's own hint (which field). None gives an answer away.
-const HINTS: [(u8, &str, &str); 10] = [
+const HINTS: [(u8, &str, &str); 12] = [
     (
         1,
         "Everything classmate typed crossed the wire as it typed it: look for it rather than compute it.",
@@ -377,6 +425,16 @@ const HINTS: [(u8, &str, &str); 10] = [
         10,
         "Only sizes and times are visible: compare classmate's two lone records after its sign-in.",
         "`sniffer read lab10.pcap --records`, classmate's connection, records after the first second.",
+    ),
+    (
+        11,
+        "TLS ended at the server: everything it stores, it stores as it read it.",
+        "`sqlite3` on the database `labs run` named: the archive and offline tables.",
+    ),
+    (
+        12,
+        "The proxy added a device of its own to teacher's list; classmate trusted it blindly.",
+        "The proxy's inject-omemo-device lines: what it added, and what it DECRYPTED.",
     ),
 ];
 
@@ -481,6 +539,11 @@ fn expected(n: u8, key: &str, s: &Secrets) -> Option<String> {
         (9, "codeword") => s.codeword(9),
         (10, "message") => (canned(s, 10, 1) + 1).to_string(),
         (10, "typing") => typing_at(s, 10, 1).to_string(),
+        (11, "codeword") => s.codeword(11),
+        (11, "contact") => format!("{}@{}", s.contact(11), s.domain(11)),
+        (11, "device") => s.omemo(11, "careful").0.to_string(),
+        (12, "codeword") => s.codeword(12),
+        (12, "device") => s.omemo(12, "teacher").0.to_string(),
         _ => return None,
     })
 }
@@ -558,6 +621,10 @@ pub fn run(
     if lab.twin == Twin::Tls {
         args.extend(["--tls-version", version, "--cipher", cipher]);
     }
+    if lab.scenario == Scenario::Operator {
+        // The operator's archive (XEP-0313), as most servers keep one.
+        args.extend(["--archive-days", "30"]);
+    }
     let mut server = start_server(lab.twin, dir.path(), &domain, port, &args)?;
     let (teacher_pw, careful_pw) = (s.password(n, "teacher"), s.password(n, "careful"));
     // These accounts exist before the session starts: only their sign-ins
@@ -607,6 +674,8 @@ pub fn run(
         Scenario::Downgrade => kept = Some(downgraded_session(&server, &s, n, once, dir.path())?),
         Scenario::Tamper => kept = Some(tampered_session(&server, &s, n, once, dir.path())?),
         Scenario::Replay => replayed_session(&server, &s, n, once)?,
+        Scenario::Operator => operator_session(&server, &s, n, dir.path())?,
+        Scenario::InjectDevice => injected_session(&server, &s, n, once, dir.path())?,
     }
     if lab.scenario == Scenario::InterceptCa {
         // Key rotation: the same CA, a new server key. careful pinned the
@@ -1442,6 +1511,224 @@ fn run_refused(
 }
 
 /// A loopback address with a port nothing uses now.
+/// Writes `jid`'s OMEMO device (`id`, identity from `seed`) where its
+/// client keeps it in `data` (`--data`): the lab's answers include a
+/// device id, which must then be known in advance. Readable by the user
+/// alone, as the client writes it.
+fn seed_device(data: &Path, jid: &str, id: u32, seed: [u8; 32]) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    // The client's folder for an account is its bare JID (a plain one, as
+    // every lab account's is).
+    let dir = data.join(jid).join("omemo");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    let device = protocol::omemo::device::Device::from_seed(id, seed);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dir.join("device.json"))?;
+    std::io::Write::write_all(&mut f, &serde_json::to_vec(&device)?)?;
+    Ok(())
+}
+
+/// The fingerprint of the identity from `seed`, as clients show it (the
+/// Curve25519 form, hex in groups of eight).
+fn fingerprint(seed: [u8; 32]) -> String {
+    let key = protocol::omemo::keys::IdentityKey::from_seed(seed).curve25519();
+    protocol::omemo::keys::hex(&key)
+        .as_bytes()
+        .chunks(8)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Lab 11: the student is the operator of a TLS server that keeps an
+/// archive. classmate writes to teacher over TLS (hop by hop: the server
+/// reads and stores it); careful writes to a contact end to end (OMEMO:
+/// the server stores ciphertext), once while the contact is online (the
+/// archive) and once while it is not (the offline store).
+fn operator_session(server: &ChatServer, s: &Secrets, n: u8, dir: &Path) -> anyhow::Result<()> {
+    let data = dir.join("clients");
+    let careful = format!("careful@{}", server.domain);
+    let (id, seed) = s.omemo(n, "careful");
+    seed_device(&data, &careful, id, seed)?;
+    let d = data.display().to_string();
+    let e2e = ["--e2e", "on", "--data", d.as_str()];
+    let contact = s.contact(n);
+    // Not an answer: derived from careful's, so the class server's values
+    // cover it.
+    let contact_pw = format!("{}-friend", s.password(n, "careful"));
+    let mut with_register = e2e.to_vec();
+    with_register.push("--register");
+    // The contact signs up with OMEMO (its device list published).
+    server.run(&contact, &contact_pw, &with_register, "")?;
+    say!("Part 1: classmate writes to teacher over TLS.");
+    let teacher = server.start(
+        "teacher",
+        &s.password(n, "teacher"),
+        &[],
+        "/wait message classmate 30
+",
+    )?;
+    server.run(
+        "classmate",
+        &s.password(n, "classmate"),
+        &[],
+        &format!(
+            "/msg teacher the code word is {}
+",
+            s.codeword(n)
+        ),
+    )?;
+    teacher.finish(Duration::from_secs(30))?;
+    say!(
+        "Part 2: careful writes to a contact end to end (OMEMO), twice: once while the contact is online, once while it is not."
+    );
+    let friend = server.start(
+        &contact,
+        &contact_pw,
+        &e2e,
+        "/wait message careful 30
+",
+    )?;
+    server.run(
+        "careful",
+        &s.password(n, "careful"),
+        &e2e,
+        &format!(
+            "/msg {contact} the real meeting is at five, tell nobody
+"
+        ),
+    )?;
+    let lines = friend.finish(Duration::from_secs(30))?;
+    if lines
+        .iter()
+        .any(|l| l.contains(r#""type":"message""#) && l.contains(r#""e2e""#))
+    {
+        say!("careful's contact read the message, decrypted on its own device.");
+    } else {
+        say!(
+            "careful's contact did not get the message end to end (see the sheet's instructor notes)."
+        );
+    }
+    server.run(
+        "careful",
+        &s.password(n, "careful"),
+        &e2e,
+        &format!(
+            "/msg {contact} and bring the blue folder
+"
+        ),
+    )?;
+    let db = dir
+        .join(format!("{}-data", server.twin.bin()))
+        .join("chat.db");
+    say!("You are the server's operator. Its database:");
+    say!("  {}", db.display());
+    say!("Read it as the sheet shows (sqlite3), while the server runs.");
+    Ok(())
+}
+
+/// Lab 12: `inject-omemo-device` between classmate and the server.
+/// classmate trusts teacher's devices blindly (part 1: the proxy reads
+/// its message), then verifies teacher's fingerprint, read out over the
+/// phone, and writes again (part 2: the injected device gets nothing).
+fn injected_session(
+    server: &ChatServer,
+    s: &Secrets,
+    n: u8,
+    once: bool,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let (teacher_pw, classmate_pw) = (s.password(n, "teacher"), s.password(n, "classmate"));
+    let data = dir.join("clients");
+    let (id, seed) = s.omemo(n, "teacher");
+    seed_device(&data, &format!("teacher@{}", server.domain), id, seed)?;
+    let d = data.display().to_string();
+    let e2e = ["--e2e", "on", "--data", d.as_str()];
+    // Contacts before the session, straight to the server.
+    let teacher = server.start(
+        "teacher",
+        &teacher_pw,
+        &e2e,
+        "/wait subscribe classmate 20
+/add classmate
+",
+    )?;
+    server.run(
+        "classmate",
+        &classmate_pw,
+        &e2e,
+        "/add teacher
+/wait subscription teacher 20
+",
+    )?;
+    teacher.finish(Duration::from_secs(30))?;
+    say!(
+        "Part 1: classmate writes to teacher end to end (OMEMO), through your proxy. Its client trusts a contact's new devices blindly until it has verified one (the default of most OMEMO clients)."
+    );
+    let proxy = Attacker::start(server.addr, &["--attack", "inject-omemo-device"], once)?;
+    let round = |script: &str| -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        let teacher = server.start(
+            "teacher",
+            &teacher_pw,
+            &e2e,
+            "/wait message classmate 30
+",
+        )?;
+        let said = server.run_at(proxy.addr, "classmate", &classmate_pw, &e2e, script)?;
+        Ok((said, teacher.finish(Duration::from_secs(40))?))
+    };
+    let (said, got) = round(&format!(
+        "/wait presence teacher 20
+/msg teacher the code word is {}
+",
+        s.codeword(n)
+    ))?;
+    let new_devices = said
+        .iter()
+        .filter(|l| l.contains("NEW OMEMO DEVICE of teacher"))
+        .count();
+    say!(
+        "classmate's client was told of {new_devices} new OMEMO device(s) of teacher, and trusted them blindly."
+    );
+    if got
+        .iter()
+        .any(|l| l.contains(r#""type":"message""#) && l.contains(r#""e2e""#))
+    {
+        say!("teacher read the message, decrypted on its own device: nothing looked wrong.");
+    }
+    let fp = fingerprint(seed);
+    say!(
+        "Part 2: teacher reads classmate its fingerprint over the phone (out of band: neither the server nor your proxy carries it):"
+    );
+    say!("  {fp}");
+    say!(
+        "classmate compares, verifies it (/verify teacher FINGERPRINT) and writes again, through your proxy."
+    );
+    let (said, _) = round(&format!(
+        "/wait presence teacher 20
+/verify teacher {fp}
+/msg teacher the meeting moved to room 12
+"
+    ))?;
+    if said
+        .iter()
+        .any(|l| l.contains(r#""command":"/verify""#) && l.contains("NOT trusted any more"))
+    {
+        say!(
+            "classmate's client: teacher's device is verified; the other device it had trusted blindly is NOT trusted any more."
+        );
+    }
+    proxy.report()?;
+    Ok(())
+}
+
 fn free_loopback_port() -> anyhow::Result<std::net::SocketAddr> {
     let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     Ok(l.local_addr()?)

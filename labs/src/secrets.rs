@@ -61,6 +61,9 @@ fn scenario_names(lab: u8) -> Vec<String> {
             "typing/2",
             "canned/1",
             "canned/2",
+            "omemo/teacher",
+            "omemo/careful",
+            "omemo/classmate",
         ]
         .map(String::from),
     );
@@ -216,6 +219,15 @@ impl Secrets {
     pub fn pick(&self, what: &str, n: u32) -> u32 {
         let b = self.bytes(what);
         u32::from_be_bytes([b[0], b[1], b[2], b[3]]) % n
+    }
+
+    /// The OMEMO device of `who` in a lab: its id (1 to 2³¹ − 2, as
+    /// clients pick them) and its identity key's seed. Derived, so that
+    /// `labs check` knows the device id and fingerprint a student reads.
+    pub fn omemo(&self, lab: u8, who: &str) -> (u32, [u8; 32]) {
+        let seed = self.bytes(&format!("lab{lab}/omemo/{who}"));
+        let id = 1 + u32::from_be_bytes([seed[28], seed[29], seed[30], seed[31]]) % 0x7fff_fffe;
+        (id, seed)
     }
 
     /// A contact's user name, e.g. `heron-quill-07`.

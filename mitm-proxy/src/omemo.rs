@@ -66,6 +66,8 @@ pub enum Did {
         owner: String,
         /// Which OMEMO.
         v: Version,
+        /// The list as the client now gets it.
+        devices: Vec<u32>,
     },
     /// Answered a bundle request with the attacker's bundle.
     Served {
@@ -173,6 +175,7 @@ impl Attacker {
             .into_iter()
             .find(|v| xml::devices_node(*v) == node)?;
         let mut changed = false;
+        let mut devices = Vec::new();
         for item in children_mut(items).filter(|i| i.name == "item") {
             for list in children_mut(item).filter(|l| l.ns == v.ns()) {
                 if !xml::read_device_list(v, list).contains(&id) {
@@ -181,9 +184,10 @@ impl Attacker {
                     ));
                     changed = true;
                 }
+                devices = xml::read_device_list(v, list);
             }
         }
-        changed.then_some(Did::Injected { owner, v })
+        changed.then_some(Did::Injected { owner, v, devices })
     }
 
     /// Toward the server: notes a request for the attacker's bundle (to

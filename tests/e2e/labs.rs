@@ -1414,3 +1414,129 @@ fn pseudonyms_hide_names_from_the_projector_not_from_the_teacher() {
         "{out}"
     );
 }
+
+/// Lab 11, as a student does it: `labs run 11` runs its session at once
+/// and names the server's database; the student, as its operator, reads
+/// it with `sqlite3` while the lab runs: classmate's message over TLS is
+/// there in the clear, careful's end-to-end messages (archive and offline
+/// store alike) only as `<encrypted/>` with the fallback body, their
+/// recipient and sending device readable.
+#[test]
+fn lab_11_is_solved_from_the_servers_database_and_end_to_end_text_is_not_in_it() {
+    let Some(sqlite3) = tests::interop_tool("sqlite3") else {
+        return;
+    };
+    let student = "Ada Lovelace";
+    let mut lab = start_lab(11, student);
+    let line = lab
+        .wait_line("chat.db", Duration::from_secs(90))
+        .unwrap_or_else(|e| fail(e, &lab));
+    let db = line.trim().to_string();
+    lab.wait_line("the server keeps running", WAIT)
+        .unwrap_or_else(|e| fail(e, &lab));
+    let query = |sql: &str| {
+        let out = Command::new(&sqlite3)
+            .args(["-readonly", &db, sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let archive = query("SELECT owner, peer, stanza FROM archive");
+    let offline = query("SELECT owner, stanza FROM offline");
+    let (status, _) = lab.interrupt(WAIT).unwrap_or_else(|e| fail(e, &lab));
+    assert_eq!(status.code(), Some(0), "{}", lab.transcript());
+    no_answer_in(&lab.transcript(), 11, student);
+    // Part 1: over TLS, yet in the clear on the server's disk.
+    let codeword = archive
+        .split("the code word is ")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap_or_else(|| panic!("{archive}"))
+        .to_string();
+    // Part 2: careful's rows hold ciphertext, in the archive and offline.
+    let careful_rows: Vec<&str> = archive
+        .lines()
+        .filter(|l| l.starts_with("careful|"))
+        .collect();
+    assert_eq!(careful_rows.len(), 2, "{archive}");
+    for row in careful_rows.iter().copied().chain(offline.lines()) {
+        assert!(
+            row.contains("<encrypted xmlns='urn:xmpp:omemo:2'>"),
+            "{row}"
+        );
+        assert!(
+            !row.contains("meeting") && !row.contains("blue folder"),
+            "{row}"
+        );
+    }
+    let contact = careful_rows[0].split('|').nth(1).unwrap().to_string();
+    let device = careful_rows[0]
+        .split("<header sid='")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .unwrap()
+        .to_string();
+    answers_check(
+        11,
+        student,
+        &[
+            format!("codeword={codeword}"),
+            format!("contact={contact}"),
+            format!("device={device}"),
+        ],
+    );
+}
+
+/// Lab 12: the student's `inject-omemo-device` proxy reads classmate's
+/// end-to-end message while classmate trusts blindly (part 1); after
+/// classmate verifies teacher's fingerprint the injected device gets no
+/// key and the proxy's verdict says defeated (part 2). teacher's real
+/// device is the one in the list the proxy did not add.
+#[test]
+fn lab_12_is_solved_from_the_injected_device_and_verification_defeats_it() {
+    let student = "Grace Hopper";
+    let (said, events) = run_attacker_lab(12, student, 1);
+    let events = &events[0];
+    assert!(
+        said.contains("NOT trusted any more"),
+        "classmate's verification: {said}"
+    );
+    let did: Vec<&str> = events
+        .iter()
+        .filter(|v| v["type"] == "attack" && v["attack"] == "inject-omemo-device")
+        .filter_map(|v| v["did"].as_str())
+        .collect();
+    let codeword = did
+        .iter()
+        .find_map(|d| d.split("DECRYPTED \"the code word is ").nth(1))
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("{did:#?}"));
+    let added = did
+        .iter()
+        .find(|d| d.starts_with("added the attacker's device "))
+        .unwrap_or_else(|| panic!("{did:#?}"));
+    let injected = added
+        .trim_start_matches("added the attacker's device ")
+        .split(' ')
+        .next()
+        .unwrap();
+    let real = added
+        .split("the client now sees devices ")
+        .nth(1)
+        .unwrap()
+        .split(", ")
+        .find(|d| *d != injected)
+        .unwrap_or_else(|| panic!("{added}"));
+    assert_eq!(verdict(events, 1, "inject-omemo-device")["defeated"], false);
+    assert_eq!(verdict(events, 2, "inject-omemo-device")["defeated"], true);
+    answers_check(
+        12,
+        student,
+        &[format!("codeword={codeword}"), format!("device={real}")],
+    );
+}

@@ -63,6 +63,10 @@ pub fn interop_tool(name: &str) -> Option<PathBuf> {
             .iter()
             .map(PathBuf::from)
             .find(|p| p.exists()),
+        "sqlite3" => ["/usr/bin/sqlite3", "/usr/local/bin/sqlite3"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists()),
         "curl" => ["/usr/bin/curl", "/usr/local/bin/curl"]
             .iter()
             .map(PathBuf::from)

@@ -235,12 +235,18 @@ fn omemo(c: &Conn, attacker: &crate::omemo::Attacker, dir: Dir, el: &mut Element
     let (said, changed) = {
         let mut f = c.facts();
         match &did {
-            Did::Injected { owner, v } => {
+            Did::Injected { owner, v, devices } => {
                 f.omemo_injected += 1;
                 (
                     format!(
-                        "added the attacker's device {id} to {owner}'s OMEMO device list ({})",
-                        v.ns()
+                        "added the attacker's device {id} to {owner}'s OMEMO device list ({}); the client now sees devices {}",
+                        v.ns(),
+                        devices
+                            .iter()
+                            .take(8)
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                     true,
                 )
