@@ -510,8 +510,10 @@ fn our_client_and_slixmpp_omemo_speak_both_versions_through_prosody() {
         return;
     };
     let server = tests::Server::prosody(&prosody, tests::Twin::Plain);
-    our_client_with_slixmpp_omemo(&server, Version::Two, false);
-    our_client_with_slixmpp_omemo(&server, Version::Old, true);
+    for v in Version::ALL {
+        our_client_with_slixmpp_omemo(&server, v, false);
+        our_client_with_slixmpp_omemo(&server, v, true);
+    }
 }
 
 /// On the plaintext twin, under the sniffer: with `--e2e on` the words of
@@ -657,4 +659,69 @@ fn an_injected_omemo_device_reads_blind_trust_and_is_refused_after_verification(
             );
         }
     }
+}
+
+/// `--e2e require` refuses to send to a contact without an OMEMO device
+/// (nothing goes out: a `not-sent` event, and the script fails);
+/// `--e2e on` sends it in the clear and says so; `/e2e off` turns one
+/// conversation back to the clear without a word; `/verify` with a
+/// fingerprint nobody has verifies nothing.
+#[test]
+fn require_refuses_a_contact_without_omemo_and_on_says_it_sent_in_the_clear() {
+    let server = tests::Server::start(tests::Twin::Plain, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_string_lossy().into_owned();
+    // plain has no OMEMO at all (the default --e2e off).
+    let setup = tests::Client::start(&server, "plain@localhost", "pw-p", &["--register"]);
+    setup.finish();
+    for (mode, sent) in [("require", false), ("on", true)] {
+        let mut c = tests::Client::start(
+            &server,
+            &format!("{mode}@localhost"),
+            "pw",
+            &["--register", "--e2e", mode, "--data", &data],
+        );
+        c.send("/msg plain@localhost hello there");
+        if sent {
+            let w = c.expect("the warning", |v| v["type"] == "e2e-warning");
+            assert!(
+                w["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("NOT end-to-end encrypted"),
+                "{w}"
+            );
+        } else {
+            let n = c.expect("not sent", |v| v["type"] == "not-sent");
+            assert!(
+                n["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("has no OMEMO device"),
+                "{n}"
+            );
+        }
+        c.send("/e2e off plain@localhost");
+        let ok = c.expect("switched", |v| v["type"] == "ok" && v["command"] == "/e2e");
+        assert!(ok["detail"].as_str().unwrap().ends_with("e2e off"), "{ok}");
+        let (code, t) = c.finish();
+        // A message not sent is a failure the exit code tells; one sent in
+        // the clear with a warning is not.
+        assert_eq!(code, if sent { 0 } else { 1 }, "{t}");
+    }
+    // A fingerprint none of the contact's devices has verifies nothing.
+    let (code, out, _) = tests::run_client(
+        &server,
+        "on@localhost",
+        "pw",
+        &["--e2e", "on", "--data", &data],
+        "/verify plain@localhost 0123 4567\n",
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("nothing was verified"), "{out}");
+    // Without --e2e the commands say how to turn it on.
+    let (code, out, _) =
+        tests::run_client(&server, "plain@localhost", "pw-p", &[], "/fingerprints\n");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("start the client with --e2e on"), "{out}");
 }

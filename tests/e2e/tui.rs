@@ -317,3 +317,51 @@ fn a_message_typed_while_the_connection_is_down_arrives_once_it_is_back() {
         "{console}"
     );
 }
+
+/// End to end in the terminal UI: alice (`--e2e on`) writes to bob
+/// (`--e2e on`, line client); the security line says the conversation is
+/// end to end and that bob's device is not verified yet, bob's message
+/// comes back marked `(e2e)`, and after `/verify` the line says verified.
+#[test]
+fn the_security_line_shows_the_conversations_end_to_end_state() {
+    let server = Server::start(Twin::Plain, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = |who: &str| dir.path().join(who).display().to_string();
+    let (bob_data, alice_data) = (data("bob"), data("alice"));
+    let mut bob = Client::start(
+        &server,
+        "bob@localhost",
+        "pw-b",
+        &["--register", "--e2e", "on", "--data", &bob_data],
+    );
+    bob.send("/fingerprints");
+    let fp = bob.expect("bob's own device", |v| v["type"] == "device")["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let alice = tui(
+        &server,
+        None,
+        "alice@localhost",
+        &["--register", "--e2e", "on", "--data", &alice_data],
+        &[],
+        // Wide: the security line holds the sign-in and the e2e state.
+        (200, 34),
+    );
+    befriend(&alice, &mut bob);
+    enter(&alice, "/chat bob");
+    enter(&alice, "hello over omemo");
+    let m = bob.expect("alice's message", |v| v["type"] == "message");
+    assert_eq!(m["body"], "hello over omemo");
+    assert!(m["e2e"].is_object(), "{m}");
+    bob.send("/msg alice@localhost hi back, end to end");
+    let screen = alice.wait_text("hi back, end to end");
+    assert!(screen.contains("bob (e2e)"), "{screen}");
+    alice.wait_text("none verified");
+    enter(&alice, &format!("/verify bob {fp}"));
+    let screen = alice.wait_text("1 verified");
+    assert!(
+        screen.contains("e2e on (OMEMO), 1 device(s), 1 verified"),
+        "{screen}"
+    );
+}

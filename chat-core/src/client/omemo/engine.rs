@@ -479,7 +479,9 @@ impl Engine {
                 .unwrap_or(Trust::Untrusted),
             warning,
             republish,
-            answer: o.kex || o.session.received_in_chain() >= HEARTBEAT_AFTER,
+            // Once per chain at the heartbeat's count, not on every message
+            // after it (the peer may send several before ours arrives).
+            answer: o.kex || o.session.received_in_chain() == HEARTBEAT_AFTER,
         })
     }
 
