@@ -84,10 +84,18 @@ pub enum Did {
         text: String,
     },
     /// A message from the client with no key for the attacker's device
-    /// (the device was not trusted), or one it could not open.
+    /// (the device was not trusted).
     Refused {
         /// Its addressee.
         to: String,
+    },
+    /// A message with a key for the attacker's device that it could not
+    /// open (a session it lost, a message it missed).
+    Unreadable {
+        /// Its addressee.
+        to: String,
+        /// Why.
+        why: String,
     },
 }
 
@@ -270,7 +278,11 @@ impl Attacker {
                     },
                 }
             }
-            Err(_) => Did::Refused { to: to.to_string() },
+            Err(message::OpenError::NotForUs { .. }) => Did::Refused { to: to.to_string() },
+            Err(e) => Did::Unreadable {
+                to: to.to_string(),
+                why: e.to_string(),
+            },
         }
     }
 }

@@ -268,6 +268,14 @@ fn omemo_verdict(f: &Facts) -> (String, bool) {
             format!("the client trusted the injected device: read {first}{more}"),
             false,
         )
+    } else if f.omemo_read_count > 0 {
+        (
+            format!(
+                "the client trusted the injected device: it opened {} empty message(s) (no text yet)",
+                f.omemo_read_count
+            ),
+            false,
+        )
     } else if f.omemo_refused > 0 {
         (
             format!(

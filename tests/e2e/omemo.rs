@@ -454,9 +454,13 @@ fn our_client_with_slixmpp_omemo(server: &tests::Server, v: Version, they_start:
     ours.send(&format!("/add {py}"));
     let is_e2e = |m: &Value| m["e2e"]["version"] == v.ns() && m["e2e"]["trust"] == "blind";
     if they_start {
-        let m = ours.expect("their first message, decrypted", |m| {
-            m["type"] == "message" && m["body"] == "first from slixmpp-omemo"
-        });
+        // On failure, the partner's side of the story too.
+        let m = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ours.expect("their first message, decrypted", |m| {
+                m["type"] == "message" && m["body"] == "first from slixmpp-omemo"
+            })
+        }))
+        .unwrap_or_else(|_| panic!("the partner said:\n{}", partner.transcript()));
         assert!(is_e2e(&m), "{m}\n{}", ours.transcript());
     } else {
         // Once they are a contact (their device list arrives with it).

@@ -708,6 +708,7 @@ pub(super) fn start(
         let engine = Arc::new(Mutex::new(engine));
         let (jobs, rx) = mpsc::channel(MAX_QUEUED_JOBS);
         let w = Worker {
+            repaired: Default::default(),
             engine: engine.clone(),
             iq: IqSender::new(out_tx.clone(), pending.clone(), n.max_stanza),
             events: ev_tx.downgrade(),

@@ -227,7 +227,7 @@ pub enum ClientError {
     },
     /// End-to-end encryption (OMEMO) could not be done.
     #[error("not sent end to end: {0}")]
-    E2e(#[from] crate::client::omemo::engine::E2eError),
+    E2e(Box<crate::client::omemo::engine::E2eError>),
     /// `/verify` with a fingerprint none of the contact's devices has.
     #[error(
         "none of {jid}'s OMEMO devices has the fingerprint {fingerprint} (see /fingerprints {jid}); nothing was verified"
@@ -243,6 +243,12 @@ pub enum ClientError {
         "end-to-end encryption is off: start the client with --e2e on (its keys are kept in --data)"
     )]
     E2eOff,
+}
+
+impl From<crate::client::omemo::engine::E2eError> for ClientError {
+    fn from(e: crate::client::omemo::engine::E2eError) -> Self {
+        ClientError::E2e(Box::new(e))
+    }
 }
 
 /// How the connection was lost.

@@ -448,6 +448,33 @@ fn handle_message(el: &Element, m: Message, r: &Reader) {
         });
         return;
     }
+    // End to end (OMEMO): the worker opens it. Without OMEMO on, its
+    // fallback body is shown (it says what it is).
+    if let Some(jobs) = &r.e2e
+        && let Some((v, encrypted)) = m
+            .payloads
+            .iter()
+            .find_map(|p| Some((Version::from_ns(&p.ns)?, p)).filter(|_| p.name == "encrypted"))
+    {
+        let job = Job::Incoming {
+            from: from.clone(),
+            id: m.id.clone(),
+            kind: m.kind,
+            delayed: m.delay_stamp().map(str::to_string),
+            v,
+            encrypted: encrypted.clone(),
+            // Acknowledged once it is read, not before: a receipt for a
+            // message this device could not open would say it arrived.
+            receipt: m.requests_receipt(),
+        };
+        if jobs.try_send(job).is_err() {
+            r.events.send(ClientEvent::E2eWarning {
+                jid: Some(from),
+                text: "an OMEMO message was not read: too many are waiting".into(),
+            });
+        }
+        return;
+    }
     if m.requests_receipt()
         && let Some(id) = &m.id
     {
@@ -483,30 +510,6 @@ fn handle_message(el: &Element, m: Message, r: &Reader) {
         && shared(&url, &from, &r.state, &r.events)
         && m.body.as_deref().is_none_or(|b| b.trim() == url)
     {
-        return;
-    }
-    // End to end (OMEMO): the worker opens it. Without OMEMO on, its
-    // fallback body is shown (it says what it is).
-    if let Some(jobs) = &r.e2e
-        && let Some((v, encrypted)) = m
-            .payloads
-            .iter()
-            .find_map(|p| Some((Version::from_ns(&p.ns)?, p)).filter(|_| p.name == "encrypted"))
-    {
-        let job = Job::Incoming {
-            from: from.clone(),
-            id: m.id.clone(),
-            kind: m.kind,
-            delayed: m.delay_stamp().map(str::to_string),
-            v,
-            encrypted: encrypted.clone(),
-        };
-        if jobs.try_send(job).is_err() {
-            r.events.send(ClientEvent::E2eWarning {
-                jid: Some(from),
-                text: "an OMEMO message was not read: too many are waiting".into(),
-            });
-        }
         return;
     }
     if let Some(body) = m.body.clone() {

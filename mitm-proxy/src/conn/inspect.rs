@@ -276,6 +276,13 @@ fn omemo(c: &Conn, attacker: &crate::omemo::Attacker, dir: Dir, el: &mut Element
                     false,
                 )
             }
+            Did::Unreadable { to, why } => (
+                format!(
+                    "an end-to-end message to {to} carries a key for the injected device, but it could not be opened: {}",
+                    clip(why.clone())
+                ),
+                false,
+            ),
             Did::Refused { to } => {
                 f.omemo_refused += 1;
                 (

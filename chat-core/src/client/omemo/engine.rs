@@ -104,6 +104,36 @@ pub enum E2eError {
         /// What went wrong.
         error: OmemoError,
     },
+    /// A device presented another key than the one known for it: refused
+    /// (a man in the middle or the server imitating the device).
+    #[error(
+        "WARNING: {from}'s OMEMO device {device} presented a DIFFERENT KEY ({now}) than the one known ({was}): refused. Someone may be imitating that device; if {from} reinstalled it, ask them to remove the old device"
+    )]
+    KeyChanged {
+        /// The contact.
+        from: Jid,
+        /// The device.
+        device: u32,
+        /// The key known (fingerprint).
+        was: String,
+        /// The key presented (fingerprint).
+        now: String,
+    },
+    /// More devices than are kept for one contact.
+    #[error("{from} has more OMEMO devices than this client keeps ({device} refused)")]
+    TooManyDevices {
+        /// The contact.
+        from: Jid,
+        /// The device refused.
+        device: u32,
+    },
+    /// The contact's device list came back empty although their keys are
+    /// known: a man in the middle (or the server) may be hiding their
+    /// devices to make the message go in the clear.
+    #[error(
+        "{0}'s OMEMO device list is empty now, though this client knows their keys: not sent in the clear (someone may be hiding their devices; /e2e off {0} sends in the clear on purpose)"
+    )]
+    ListEmptied(Jid),
     /// The store could not be read or written.
     #[error("the OMEMO store: {0}")]
     Store(#[from] io::Error),
@@ -288,10 +318,32 @@ impl Engine {
             Version::Two => curve_of_ed(&b.ik).map_err(err)?,
             Version::Old => b.ik,
         };
+        // A bundle with another key than the one known for the device
+        // starts nothing (the known session and key stay).
+        self.admissible(jid, device, &curve)?;
         let warning = self.see(jid, device, &curve)?;
         let session = Session::initiate(v, &self.device.identity(), &b).map_err(err)?;
         self.store.save_session(jid, device, &session)?;
         Ok(warning)
+    }
+
+    /// Whether `curve` may be seen as device `device` of `jid`: refused
+    /// when another key is known for it, or the contact has too many.
+    fn admissible(&self, jid: &Jid, device: u32, curve: &[u8; 32]) -> Result<(), E2eError> {
+        let mut probe = self.keyring.clone();
+        match probe.see(jid, device, curve) {
+            Seen::Changed { was } => Err(E2eError::KeyChanged {
+                from: jid.to_bare(),
+                device,
+                was: fingerprint(&was),
+                now: fingerprint(&protocol::omemo::keys::hex(curve)),
+            }),
+            Seen::TooMany => Err(E2eError::TooManyDevices {
+                from: jid.to_bare(),
+                device,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Records the key seen for a device; the warning to say, if any.
@@ -302,7 +354,7 @@ impl Engine {
         curve: &[u8; 32],
     ) -> Result<Option<String>, E2eError> {
         let seen = self.keyring.see(jid, device, curve);
-        let changed = !matches!(seen, Seen::Same(_));
+        let changed = matches!(seen, Seen::New(_));
         let fp = fingerprint(&protocol::omemo::keys::hex(curve));
         let bare = jid.to_bare();
         let warning = match seen {
@@ -317,8 +369,11 @@ impl Engine {
                 "WARNING: {bare} has a NEW OMEMO DEVICE {device} (fingerprint {fp}) and you verified another: NOT trusted, nothing is encrypted to it. If {bare} did not add a device, someone is trying to read your messages. Compare the fingerprint with {bare} in person, then /verify {bare} FINGERPRINT"
             )),
             Seen::Changed { was } => Some(format!(
-                "WARNING: the OMEMO KEY of {bare}'s device {device} CHANGED (was {}, now {fp}): NOT trusted until verified. Someone may be imitating that device",
+                "WARNING: {bare}'s OMEMO device {device} presented a DIFFERENT KEY ({fp}, known: {}): refused",
                 fingerprint(&was)
+            )),
+            Seen::TooMany => Some(format!(
+                "{bare} has more OMEMO devices than this client keeps: device {device} ignored"
             )),
         };
         if changed {
@@ -369,19 +424,29 @@ impl Engine {
     /// An empty message to one device: it answers a key exchange, and
     /// moves the peer's ratchet on (the heartbeat). OMEMO 0.3 needs a
     /// random key and IV even here: the reference reads them.
-    pub fn empty(&mut self, jid: &Jid, device: u32, v: Version) -> Result<Element, E2eError> {
+    /// `None` when the device is not trusted or has no session (nothing
+    /// to answer on).
+    pub fn empty(
+        &mut self,
+        jid: &Jid,
+        device: u32,
+        v: Version,
+    ) -> Result<Option<Element>, E2eError> {
         let sealed = match v {
             Version::Two => payload::seal_two(b""),
             Version::Old => payload::seal_old(b""),
         };
         let keys = self.keys_for(&[(jid.to_bare(), device)], v, &sealed.key_material)?;
-        Ok(xml::encrypted_element(
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(xml::encrypted_element(
             v,
             self.device.id,
             &keys,
             None,
             &sealed.iv,
-        ))
+        )))
     }
 
     /// The key material encrypted on each trusted device's session (each
@@ -465,6 +530,9 @@ impl Engine {
         // key exchange then finds none), and see the sender's key.
         let (mut republish, mut warning) = (false, None);
         if let Some((pk_id, curve)) = o.new_session {
+            // A key exchange with another key than the one known for the
+            // device replaces nothing: not the good session, not the key.
+            self.admissible(&bare, o.device, &curve)?;
             republish = self.device.used(pk_id);
             self.store.save_device(&self.device)?;
             warning = self.see(&bare, o.device, &curve)?;
@@ -498,6 +566,12 @@ impl Engine {
             .into_iter()
             .map(|(id, k)| (id, fingerprint(&k.ik), k.trust))
             .collect()
+    }
+
+    /// Whether any key of `jid` is known (an emptied device list is then
+    /// suspect, not a reason to send in the clear).
+    pub fn knows(&self, jid: &Jid) -> bool {
+        !self.keyring.devices(jid).is_empty()
     }
 
     /// `/verify JID FINGERPRINT`: the device verified, if one matched,
@@ -575,7 +649,10 @@ mod tests {
             // The same key exchange again: a replay, refused (the message
             // key is used up).
             assert!(bob.decrypt(&jid("al@x/phone"), v, &first).is_err());
-            let empty = bob.empty(&al.me.clone(), al.device_id(), v).unwrap();
+            let empty = bob
+                .empty(&al.me.clone(), al.device_id(), v)
+                .unwrap()
+                .unwrap();
             let o = al.decrypt(&jid("bob@x/pc"), v, &empty).unwrap();
             assert_eq!(o.body, None);
             let back = bob.encrypt(&al.me.clone(), v, "hi al").unwrap_err();
@@ -634,6 +711,34 @@ mod tests {
         assert_eq!(xml::read_encrypted(v, &el).unwrap().keys.len(), 2);
     }
 
+    /// Someone imitating bob's device (its id, another key) with a key
+    /// exchange: refused, and neither bob's session nor his known key is
+    /// replaced, so the real bob's messages still open.
+    #[test]
+    fn a_known_device_with_another_key_is_refused_and_replaces_nothing() {
+        let v = Version::Two;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut al, mut bob) = (engine(&dir, "al@x"), engine(&dir, "bob@x"));
+        learn(&mut bob, &al, v);
+        let first = bob.encrypt(&al.me.clone(), v, "hi").unwrap();
+        al.decrypt(&jid("bob@x/b"), v, &first).unwrap();
+        // The impostor: bob's device id, its own identity.
+        let fake = dir.path().join("fake");
+        Store::open(&fake)
+            .unwrap()
+            .save_device(&Device::from_seed(bob.device_id(), [9; 32]))
+            .unwrap();
+        let mut imp = Engine::open(&fake, &jid("bob@x")).unwrap();
+        learn(&mut imp, &al, v);
+        let forged = imp.encrypt(&al.me.clone(), v, "send the key").unwrap();
+        let e = al.decrypt(&jid("bob@x/evil"), v, &forged).unwrap_err();
+        assert!(matches!(e, E2eError::KeyChanged { .. }), "{e}");
+        assert_eq!(al.devices(&bob.me).len(), 1);
+        let next = bob.encrypt(&al.me.clone(), v, "still me").unwrap();
+        let o = al.decrypt(&jid("bob@x/b"), v, &next).unwrap();
+        assert_eq!(o.body.as_deref(), Some("still me"));
+    }
+
     #[test]
     fn a_message_not_for_us_or_from_someone_else_is_refused() {
         let v = Version::Two;
@@ -661,7 +766,7 @@ mod tests {
         assert_eq!(o.body.as_deref(), Some("x"));
         // Once al's session is confirmed (bob answered), a message on it
         // that bob's device lost is NoSession: the worker starts a new one.
-        let answer = bob_again.empty(&al.me, al.device_id(), v).unwrap();
+        let answer = bob_again.empty(&al.me, al.device_id(), v).unwrap().unwrap();
         al.decrypt(&jid("bob@x/b"), v, &answer).unwrap();
         let plain = al.encrypt(&bob.me, v, "z").unwrap();
         bob_again.drop_session(&al.me, al.device_id(), v).unwrap();

@@ -24,6 +24,8 @@ pub(crate) enum Job {
         delayed: Option<String>,
         v: Version,
         encrypted: Element,
+        /// The sender asked for a delivery receipt (XEP-0184).
+        receipt: bool,
     },
     /// A device list arrived by PEP notification.
     DeviceList {

@@ -54,18 +54,36 @@ pub enum Seen {
     Same(Trust),
     /// A device not seen before, trusted as said.
     New(Trust),
-    /// A known device with a different key: someone else's key, or the
-    /// device reinstalled. Untrusted until verified; said loudly.
+    /// A known device with a different key: someone else's key (a man in
+    /// the middle, the server), or the device reinstalled under the same
+    /// id. Refused: the known key is kept, and nothing is started or
+    /// stored with the new one; said loudly.
     Changed {
-        /// The key known before.
+        /// The key known (and kept).
         was: String,
     },
+    /// A new device beyond what is kept per contact or in all
+    /// ([`MAX_DEVICES_PER_CONTACT`], [`MAX_CONTACTS`]): untrusted, not kept.
+    TooMany,
 }
+
+/// How many devices of one contact the keyring keeps: more is a flood
+/// (any peer can claim new device ids, one key exchange each).
+pub const MAX_DEVICES_PER_CONTACT: usize = 64;
+
+/// How many contacts the keyring keeps keys of.
+pub const MAX_CONTACTS: usize = 2000;
 
 /// The trusted contacts' keys: bare JID → device id → what is known.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Keyring {
     peers: BTreeMap<String, BTreeMap<u32, Known>>,
+    /// Contacts the user has verified a device of, ever: from then on no
+    /// new device of theirs is trusted blindly. Kept apart from each
+    /// device's trust, so that nothing a peer sends (a changed key, an
+    /// emptied list) can bring blind trust back.
+    #[serde(default)]
+    verified: std::collections::BTreeSet<String>,
 }
 
 impl Keyring {
@@ -73,15 +91,16 @@ impl Keyring {
     /// Curve25519 form (`keys::curve_of_ed` of an OMEMO 2 key).
     pub fn see(&mut self, jid: &Jid, device: u32, ik: &[u8; 32]) -> Seen {
         let ik = protocol::omemo::keys::hex(ik);
-        let devices = self.peers.entry(jid.to_bare().to_string()).or_default();
-        let any_verified = devices.values().any(|k| k.trust == Trust::Verified);
-        match devices.get_mut(&device) {
+        let bare = jid.to_bare().to_string();
+        let any_verified = self.verified.contains(&bare);
+        if !self.peers.contains_key(&bare) && self.peers.len() >= MAX_CONTACTS {
+            return Seen::TooMany;
+        }
+        let devices = self.peers.entry(bare).or_default();
+        match devices.get(&device) {
             Some(k) if k.ik == ik => Seen::Same(k.trust),
-            Some(k) => {
-                let was = std::mem::replace(&mut k.ik, ik);
-                k.trust = Trust::Untrusted;
-                Seen::Changed { was }
-            }
+            Some(k) => Seen::Changed { was: k.ik.clone() },
+            None if devices.len() >= MAX_DEVICES_PER_CONTACT => Seen::TooMany,
             None => {
                 // Blind trust until the contact has one verified device;
                 // after that a new device must be verified too (a device
@@ -110,8 +129,10 @@ impl Keyring {
             .filter(|c| !c.is_whitespace() && *c != ':')
             .collect::<String>()
             .to_ascii_lowercase();
-        let devices = self.peers.get_mut(&jid.to_bare().to_string())?;
+        let bare = jid.to_bare().to_string();
+        let devices = self.peers.get_mut(&bare)?;
         let id = *devices.iter().find(|(_, k)| k.ik == want)?.0;
+        self.verified.insert(bare);
         let mut demoted = Vec::new();
         for (other, k) in devices.iter_mut() {
             if *other == id {
@@ -296,9 +317,19 @@ mod tests {
         // A device that appears now is not trusted (the attack an injected
         // device list makes).
         assert_eq!(k.see(&bob, 2, &[2; 32]), Seen::New(Trust::Untrusted));
-        // A key that changes under a known id is untrusted, and said.
+        // A key that changes under a known id is refused and said; the
+        // verified key stays.
         assert!(matches!(k.see(&bob, 1, &[3; 32]), Seen::Changed { .. }));
-        assert_eq!(k.trust(&bob, 1), Some(Trust::Untrusted));
+        assert_eq!(k.trust(&bob, 1), Some(Trust::Verified));
+        // Once verified, always: even with no verified device left (the
+        // user's own doing, or a store edited), new devices wait.
+        k.peers.get_mut("bob@localhost").unwrap().clear();
+        assert_eq!(k.see(&bob, 9, &[9; 32]), Seen::New(Trust::Untrusted));
+        // A flood of device ids is not kept.
+        for d in 100..200 {
+            k.see(&bob, d, &[7; 32]);
+        }
+        assert_eq!(k.see(&bob, 500, &[5; 32]), Seen::TooMany);
     }
 
     #[test]

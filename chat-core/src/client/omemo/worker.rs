@@ -30,13 +30,21 @@ use crate::client::error::ClientError;
 use crate::client::event::{ClientEvent, E2e, WeakEventSender};
 use crate::client::state::lock;
 use crate::util::random_id;
+use protocol::omemo::OmemoError;
 
 /// The fallback body of an encrypted message, for clients without OMEMO
 /// (the XEP's wording, which clients and sniffers recognise).
 pub const FALLBACK_BODY: &str = "I sent you an OMEMO encrypted message but your client doesn't seem to support that. Find more information on https://conversations.im/omemo";
 
+/// How often a session with one device may be started again after
+/// messages on it fail: repairs cost the peer a pre key each.
+const REPAIR_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The worker's handles.
 pub(crate) struct Worker {
+    /// When each device's session was last repaired.
+    pub(crate) repaired:
+        std::sync::Mutex<std::collections::HashMap<(Jid, u32, Version), std::time::Instant>>,
     pub(crate) engine: Arc<Mutex<Engine>>,
     pub(crate) iq: IqSender,
     pub(crate) events: WeakEventSender,
@@ -76,15 +84,32 @@ impl Worker {
                     delayed,
                     v,
                     encrypted,
+                    receipt,
                 } => {
-                    self.incoming(from, id, kind, delayed, v, &encrypted).await;
+                    let ack = id.clone().filter(|_| receipt);
+                    if self
+                        .incoming(from.clone(), id, kind, delayed, v, &encrypted)
+                        .await
+                        && let Some(id) = ack
+                    {
+                        // XEP-0184, to the sending resource, once read.
+                        let r = Element::new("message", ns::CLIENT)
+                            .attr("to", from.to_string())
+                            .attr("id", format!("r-{}", random_id(4)))
+                            .child(Element::new("received", ns::RECEIPTS).attr("id", id));
+                        let _ = self.iq.send(&r);
+                    }
                 }
                 Job::DeviceList { from, v, ids } => self.device_list(&from, v, ids).await,
                 Job::Learn { jid, done } => {
                     self.learn(&jid).await;
                     let _ = done.send(());
                 }
-                Job::Close => self.iq.close_stream(),
+                Job::Close => {
+                    // The stream ends: nothing after it may be sent.
+                    self.iq.close_stream();
+                    break;
+                }
             }
         }
     }
@@ -274,19 +299,33 @@ impl Worker {
         // Fetch the lists the first time (PEP notifications keep them up
         // to date after that, for contacts; a stranger's is fetched each
         // time it is unknown).
-        let known = lock(&self.engine).version_for(&bare).is_some();
+        let (known, require) = {
+            let e = lock(&self.engine);
+            (e.version_for(&bare).is_some(), e.require)
+        };
         if !known {
             for v in Version::ALL {
-                if let Some(ids) = self.fetch_list(&bare, v).await? {
-                    lock(&self.engine).note_list(&bare, v, ids);
+                match self.fetch_list(&bare, v).await {
+                    Ok(Some(ids)) => lock(&self.engine).note_list(&bare, v, ids),
+                    Ok(None) => {}
+                    // Their server may have no PEP (a gateway, a bot): for
+                    // `on` that is a contact without OMEMO; `require` stops.
+                    Err(e) if require => return Err(e),
+                    Err(_) => {}
                 }
             }
         }
-        let (version, require) = {
+        let (version, knows) = {
             let e = lock(&self.engine);
-            (e.version_for(&bare), e.require)
+            (e.version_for(&bare), e.knows(&bare))
         };
         let Some(v) = version else {
+            if knows {
+                // Their keys are known, their list is empty: hiding the
+                // devices is how a man in the middle would force the
+                // clear. Not sent; `/e2e off` does it on purpose.
+                return Err(E2eError::ListEmptied(bare).into());
+            }
             if require {
                 return Err(E2eError::NoDevice(bare).into());
             }
@@ -330,7 +369,7 @@ impl Worker {
         }
     }
 
-    /// Opens an incoming message.
+    /// Opens an incoming message; whether it could be read.
     async fn incoming(
         &self,
         from: Jid,
@@ -339,7 +378,7 @@ impl Worker {
         delayed: Option<String>,
         v: Version,
         encrypted: &Element,
-    ) {
+    ) -> bool {
         let opened = lock(&self.engine).decrypt(&from, v, encrypted);
         let o = match opened {
             Ok(o) => o,
@@ -351,15 +390,40 @@ impl Worker {
                     Some(peer.clone()),
                     format!("{} (device {device}) wrote on a session this device lost: could not read it; starting a new session", peer),
                 );
-                self.repair(&peer, device, v).await;
-                return;
+                if self.may_repair(&peer, device, v) {
+                    self.repair(&peer, device, v).await;
+                }
+                return false;
+            }
+            Err(
+                e @ E2eError::Protocol {
+                    error: OmemoError::Mac,
+                    ..
+                },
+            ) => {
+                // A session both sides started at once, or one that went
+                // wrong: a message that fails authentication on it. A new
+                // session repairs it, at most once in a while per device
+                // (anyone can send a message that fails).
+                self.warn(
+                    Some(from.to_bare()),
+                    format!("could not read an OMEMO message: {e}"),
+                );
+                if let E2eError::Protocol {
+                    from: peer, device, ..
+                } = e
+                    && self.may_repair(&peer, device, v)
+                {
+                    self.repair(&peer, device, v).await;
+                }
+                return false;
             }
             Err(e) => {
                 self.warn(
                     Some(from.to_bare()),
                     format!("could not read an OMEMO message: {e}"),
                 );
-                return;
+                return false;
             }
         };
         if let Some(w) = o.warning {
@@ -390,21 +454,46 @@ impl Worker {
                 }),
             });
         }
+        true
     }
 
     /// An empty message to one device.
     fn answer(&self, to: &Jid, device: u32, v: Version) {
         let el = lock(&self.engine).empty(to, device, v);
         match el {
-            Ok(el) => {
+            Ok(Some(el)) => {
                 let id = format!("e-{}", random_id(4));
                 let _ = self.iq.send(&chat(to, &id, v, el, false));
             }
+            // Not trusted, or no session: nothing to answer on.
+            Ok(None) => {}
             Err(e) => self.warn(
                 Some(to.to_bare()),
                 format!("could not answer an OMEMO key exchange: {e}"),
             ),
         }
+    }
+
+    /// Whether a session with `device` of `jid` may be repaired now: once
+    /// per [`REPAIR_EVERY`] per device, the map bounded.
+    fn may_repair(&self, jid: &Jid, device: u32, v: Version) -> bool {
+        let mut last = lock(&self.repaired);
+        let now = std::time::Instant::now();
+        let key = (jid.to_bare(), device, v);
+        if last
+            .get(&key)
+            .is_some_and(|t| now.duration_since(*t) < REPAIR_EVERY)
+        {
+            return false;
+        }
+        if last.len() >= super::engine::MAX_OMEMO_PEERS {
+            last.retain(|_, t| now.duration_since(*t) < REPAIR_EVERY);
+            if last.len() >= super::engine::MAX_OMEMO_PEERS {
+                return false;
+            }
+        }
+        last.insert(key, now);
+        true
     }
 
     /// Starts a new session with a device whose session this one lost.
