@@ -74,11 +74,15 @@ for l in open(sys.argv[1]):
     sleep 0.5
     start=$(date +%s.%N)
     for i in $(seq "$n"); do echo "/msg $b message number $i of $n"; done |
-        client "$server" "$a" "${flags[@]}" >/dev/null 2>&1
-    wait "$bob"
+        client "$server" "$a" "${flags[@]}" >"$tmp/alice-$mode.out" 2>&1 || true
+    wait "$bob" || true
     end=$(date +%s.%N)
     got=$(grep -c '^message from' "$tmp/bob-$mode.out" || true)
-    [ "$got" -eq "$n" ] || { echo "bench-omemo: bob read $got of $n messages ($mode)" >&2; exit 1; }
+    if [ "$got" -ne "$n" ]; then
+        echo "bench-omemo: bob read $got of $n messages ($mode); the clients said:" >&2
+        tail -5 "$tmp/alice-$mode.out" "$tmp/bob-$mode.out" >&2
+        exit 1
+    fi
     secs[$mode]=$(python3 -c "print(f'{$end - $start:.2f}')")
 done
 

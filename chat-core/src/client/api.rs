@@ -303,7 +303,7 @@ impl Client {
                     id: id.clone(),
                     body: body.to_string(),
                 })
-                .map_err(|_| ClientError::Congested)?;
+                .map_err(|_| ClientError::E2eBusy)?;
             return Ok(id);
         }
         self.send(&plain_chat(to, &id, body))?;

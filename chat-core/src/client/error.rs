@@ -238,6 +238,13 @@ pub enum ClientError {
         /// As typed.
         fingerprint: String,
     },
+    /// Too many messages are waiting to be encrypted (a script pasting
+    /// hundreds at once): this one was not taken.
+    #[error(
+        "not sent: {} messages are still waiting to be encrypted end to end; send it again in a moment",
+        crate::client::omemo::jobs::MAX_QUEUED_JOBS
+    )]
+    E2eBusy,
     /// An OMEMO command in a client started without `--e2e`.
     #[error(
         "end-to-end encryption is off: start the client with --e2e on (its keys are kept in --data)"
