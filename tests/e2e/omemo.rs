@@ -729,3 +729,61 @@ fn require_refuses_a_contact_without_omemo_and_on_says_it_sent_in_the_clear() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("start the client with --e2e on"), "{out}");
 }
+
+/// Two devices of one account (`--e2e on`, each its own keys): what one
+/// sends end to end, the other reads in its carbon copy (XEP-0280), since
+/// a message is encrypted to the sender's own other devices too; and a
+/// reply to the account reaches both, each decrypting its own key.
+#[test]
+fn the_other_device_of_an_account_reads_its_carbon_copies_end_to_end() {
+    let server = tests::Server::start(tests::Twin::Plain, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = |who: &str| dir.path().join(who).to_string_lossy().into_owned();
+    let (d1, d2, db) = (data("al-1"), data("al-2"), data("bo"));
+    let mut bo = tests::Client::start(
+        &server,
+        "bo@localhost",
+        "pw-bo",
+        &["--register", "--e2e", "on", "--data", &db],
+    );
+    let mut al1 = tests::Client::start(
+        &server,
+        "al@localhost/one",
+        "pw-al",
+        &["--register", "--e2e", "on", "--data", &d1],
+    );
+    al1.befriend(&mut bo);
+    let mut al2 = tests::Client::start(
+        &server,
+        "al@localhost/two",
+        "pw-al",
+        &["--e2e", "on", "--data", &d2],
+    );
+    al2.expect("signed in", |v| v["type"] == "connected");
+    // al's first device learns of the second (its own device list, once
+    // the second has published itself).
+    let mut seen = false;
+    for _ in 0..20 {
+        al1.send("/fingerprints");
+        let second = std::cell::Cell::new(false);
+        al1.expect("the devices", |v| {
+            if v["type"] == "device" && v["trust"] == "blind" {
+                second.set(true);
+            }
+            v["type"] == "ok" && v["command"] == "/fingerprints"
+        });
+        let second = second.get();
+        if second {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert!(seen, "{}", al1.transcript());
+    al1.send("/msg bo@localhost sent from the first device");
+    let m = bo.expect("al's message", |v| v["type"] == "message");
+    assert_eq!(m["body"], "sent from the first device");
+    let copy = al2.expect("the sent carbon", |v| v["type"] == "carbon");
+    assert_eq!(copy["body"], "sent from the first device", "{copy}");
+    assert_eq!(copy["sent"], true, "{copy}");
+}

@@ -21,7 +21,7 @@ use super::error::{ClientError, Lost};
 use super::event::{ChatState, ClientEvent, EventSender, RosterItem};
 use super::files::{handle_file_iq, shared, shared_url};
 use super::limits::{MAX_PENDING_REQUESTS, MAX_ROSTER_ITEMS, WRITE_STALL_TIMEOUT, kept_text};
-use super::omemo::jobs::Job;
+use super::omemo::jobs::{Arrived, Job};
 use super::outbound::auto_reply;
 use super::rooms::{handle_room_stanza, muc_domain};
 use super::sm::{Attach, RETRY_WAITS, Resumer, Sm};
@@ -429,7 +429,35 @@ fn handle_message(el: &Element, m: Message, r: &Reader) {
             return;
         }
         if let Ok(copy) = Message::from_element(copy) {
-            let peer = if sent { copy.to } else { copy.from };
+            let peer = if sent {
+                copy.to.clone()
+            } else {
+                copy.from.clone()
+            };
+            // End to end: this device has a key in it too (a sender
+            // encrypts to all of the recipient's devices and to its own).
+            if let (Some(jobs), Some(peer), Some(sender)) = (&r.e2e, &peer, &copy.from)
+                && let Some((v, encrypted)) = omemo_payload(&copy)
+            {
+                let job = Job::Incoming(Arrived {
+                    from: sender.clone(),
+                    id: copy.id.clone(),
+                    kind: copy.kind,
+                    delayed: None,
+                    v,
+                    encrypted: encrypted.clone(),
+                    receipt: false,
+                    carbon: Some((sent, peer.clone())),
+                });
+                if jobs.try_send(job).is_err() {
+                    r.events.send(ClientEvent::E2eWarning {
+                        jid: Some(peer.clone()),
+                        text: "a copy of an OMEMO message was not read: too many are waiting"
+                            .into(),
+                    });
+                }
+                return;
+            }
             if let (Some(peer), Some(body)) = (peer, copy.body) {
                 r.events.send(ClientEvent::Carbon {
                     sent,
@@ -451,12 +479,9 @@ fn handle_message(el: &Element, m: Message, r: &Reader) {
     // End to end (OMEMO): the worker opens it. Without OMEMO on, its
     // fallback body is shown (it says what it is).
     if let Some(jobs) = &r.e2e
-        && let Some((v, encrypted)) = m
-            .payloads
-            .iter()
-            .find_map(|p| Some((Version::from_ns(&p.ns)?, p)).filter(|_| p.name == "encrypted"))
+        && let Some((v, encrypted)) = omemo_payload(&m)
     {
-        let job = Job::Incoming {
+        let job = Job::Incoming(Arrived {
             from: from.clone(),
             id: m.id.clone(),
             kind: m.kind,
@@ -466,7 +491,8 @@ fn handle_message(el: &Element, m: Message, r: &Reader) {
             // Acknowledged once it is read, not before: a receipt for a
             // message this device could not open would say it arrived.
             receipt: m.requests_receipt(),
-        };
+            carbon: None,
+        });
         if jobs.try_send(job).is_err() {
             r.events.send(ClientEvent::E2eWarning {
                 jid: Some(from),
@@ -523,6 +549,13 @@ fn handle_message(el: &Element, m: Message, r: &Reader) {
             e2e: None,
         });
     }
+}
+
+/// A message's OMEMO `<encrypted/>` (either version), if it has one.
+fn omemo_payload(m: &Message) -> Option<(Version, &Element)> {
+    m.payloads
+        .iter()
+        .find_map(|p| Some((Version::from_ns(&p.ns)?, p)).filter(|_| p.name == "encrypted"))
 }
 
 /// The OMEMO device list a PEP notification carries, if it does.

@@ -17,16 +17,7 @@ pub(crate) enum Job {
     /// Encrypt and send a chat message (its id already given to the user).
     Send { to: Jid, id: String, body: String },
     /// A message with `<encrypted/>` arrived.
-    Incoming {
-        from: Jid,
-        id: Option<String>,
-        kind: MessageType,
-        delayed: Option<String>,
-        v: Version,
-        encrypted: Element,
-        /// The sender asked for a delivery receipt (XEP-0184).
-        receipt: bool,
-    },
+    Incoming(Arrived),
     /// A device list arrived by PEP notification.
     DeviceList {
         from: Jid,
@@ -39,4 +30,22 @@ pub(crate) enum Job {
     /// Sign out once every job before it is done: the messages still
     /// being encrypted go out before the stream ends.
     Close,
+}
+
+/// A message with `<encrypted/>`, as the reader hands it over.
+#[derive(Debug)]
+pub(crate) struct Arrived {
+    /// Its sender (full JID).
+    pub(crate) from: Jid,
+    pub(crate) id: Option<String>,
+    pub(crate) kind: MessageType,
+    /// Its delay stamp (offline delivery).
+    pub(crate) delayed: Option<String>,
+    pub(crate) v: Version,
+    pub(crate) encrypted: Element,
+    /// The sender asked for a delivery receipt (XEP-0184).
+    pub(crate) receipt: bool,
+    /// A carbon copy (XEP-0280): whether our other device sent it, and
+    /// the contact it was to or from.
+    pub(crate) carbon: Option<(bool, Jid)>,
 }

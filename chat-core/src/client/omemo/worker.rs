@@ -18,11 +18,11 @@ use std::sync::{Arc, Mutex};
 
 use protocol::omemo::Version;
 use protocol::omemo::xml;
-use protocol::stanza::{IqType, MessageType};
+use protocol::stanza::IqType;
 use protocol::{Element, Jid, ns};
 use tokio::sync::mpsc;
 
-pub(crate) use super::jobs::Job;
+pub(crate) use super::jobs::{Arrived, Job};
 
 use super::engine::{E2eError, Engine};
 use crate::client::api::{IqSender, plain_chat};
@@ -77,19 +77,10 @@ impl Worker {
                         });
                     }
                 }
-                Job::Incoming {
-                    from,
-                    id,
-                    kind,
-                    delayed,
-                    v,
-                    encrypted,
-                    receipt,
-                } => {
-                    let ack = id.clone().filter(|_| receipt);
-                    if self
-                        .incoming(from.clone(), id, kind, delayed, v, &encrypted)
-                        .await
+                Job::Incoming(a) => {
+                    let ack = a.id.clone().filter(|_| a.receipt);
+                    let from = a.from.clone();
+                    if self.incoming(a).await
                         && let Some(id) = ack
                     {
                         // XEP-0184, to the sending resource, once read.
@@ -370,16 +361,18 @@ impl Worker {
     }
 
     /// Opens an incoming message; whether it could be read.
-    async fn incoming(
-        &self,
-        from: Jid,
-        id: Option<String>,
-        kind: MessageType,
-        delayed: Option<String>,
-        v: Version,
-        encrypted: &Element,
-    ) -> bool {
-        let opened = lock(&self.engine).decrypt(&from, v, encrypted);
+    async fn incoming(&self, a: Arrived) -> bool {
+        let Arrived {
+            from,
+            id,
+            kind,
+            delayed,
+            v,
+            encrypted,
+            carbon,
+            ..
+        } = a;
+        let opened = lock(&self.engine).decrypt(&from, v, &encrypted);
         let o = match opened {
             Ok(o) => o,
             Err(E2eError::NoSession { from: peer, device }) => {
@@ -439,6 +432,16 @@ impl Worker {
         }
         if o.answer {
             self.answer(&from, o.device, v);
+        }
+        if let (Some(body), Some((sent, peer))) = (&o.body, carbon) {
+            // A copy of a message our other device sent or received.
+            self.event(ClientEvent::Carbon {
+                sent,
+                peer,
+                body: body.clone(),
+                id,
+            });
+            return true;
         }
         if let Some(body) = o.body {
             self.event(ClientEvent::Message {
