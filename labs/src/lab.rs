@@ -1516,7 +1516,7 @@ fn run_refused(
 /// device id, which must then be known in advance. Readable by the user
 /// alone, as the client writes it.
 fn seed_device(data: &Path, jid: &str, id: u32, seed: [u8; 32]) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     // The client's folder for an account is its bare JID (a plain one, as
     // every lab account's is).
     let dir = data.join(jid).join("omemo");
@@ -1525,26 +1525,13 @@ fn seed_device(data: &Path, jid: &str, id: u32, seed: [u8; 32]) -> anyhow::Resul
         .mode(0o700)
         .create(&dir)?;
     let device = protocol::omemo::device::Device::from_seed(id, seed);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(dir.join("device.json"))?;
-    std::io::Write::write_all(&mut f, &serde_json::to_vec(&device)?)?;
+    crate::secrets::write_private(&dir.join("device.json"), &serde_json::to_vec(&device)?)?;
     Ok(())
 }
 
-/// The fingerprint of the identity from `seed`, as clients show it (the
-/// Curve25519 form, hex in groups of eight).
+/// The fingerprint of the identity from `seed`, as clients show it.
 fn fingerprint(seed: [u8; 32]) -> String {
-    let key = protocol::omemo::keys::IdentityKey::from_seed(seed).curve25519();
-    protocol::omemo::keys::hex(&key)
-        .as_bytes()
-        .chunks(8)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
+    protocol::omemo::keys::IdentityKey::from_seed(seed).fingerprint()
 }
 
 /// Lab 11: the student is the operator of a TLS server that keeps an

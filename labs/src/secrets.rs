@@ -255,6 +255,26 @@ impl Secrets {
     }
 }
 
+/// Writes `bytes` to `path`, readable by the user alone (mode 0600), whole:
+/// to a temporary file first, synced, then renamed over `path`, so a crash
+/// leaves the old file or the new one, never half of one. For what the
+/// labs keep that is a secret: class tokens, a lab account's OMEMO keys.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

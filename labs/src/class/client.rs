@@ -110,20 +110,8 @@ fn token(url: &str, student: &str) -> anyhow::Result<String> {
         .to_string();
     all.insert(key(url, student), t.clone());
     // The token is this student's identity: this user's eyes only.
-    let tmp = path.with_extension("json.tmp");
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(serde_json::to_string_pretty(&all)?.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    crate::secrets::write_private(&path, serde_json::to_string_pretty(&all)?.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(t)
 }
 

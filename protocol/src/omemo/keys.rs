@@ -57,6 +57,11 @@ impl IdentityKey {
         self.key.verifying_key().to_montgomery().to_bytes()
     }
 
+    /// This identity's fingerprint (see [`fingerprint`]).
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&hex(&self.curve25519()))
+    }
+
     /// The public key as `v` publishes it.
     pub fn public(&self, v: Version) -> [u8; 32] {
         match v {
@@ -210,6 +215,17 @@ pub(super) fn dh(secret: &StaticSecret, their: &[u8; 32]) -> Result<[u8; 32], Om
         return Err(OmemoError::BadKey("a key of small order"));
     }
     Ok(shared.to_bytes())
+}
+
+/// A fingerprint as people compare it: the key in lower-case hex (the
+/// Curve25519 form, as every client shows it), in groups of eight.
+pub fn fingerprint(key_hex: &str) -> String {
+    key_hex
+        .as_bytes()
+        .chunks(8)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Lower-case hex, for fingerprints and debugging.

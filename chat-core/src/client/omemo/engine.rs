@@ -157,6 +157,40 @@ pub struct Opened {
     pub answer: bool,
 }
 
+/// How the conversation with a contact stands end to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct E2eState {
+    /// Messages to them are encrypted.
+    pub on: bool,
+    /// `--e2e require`.
+    pub require: bool,
+    /// Their devices known.
+    pub devices: usize,
+    /// Of which verified.
+    pub verified: usize,
+    /// Of which not trusted.
+    pub untrusted: usize,
+}
+
+impl std::fmt::Display for E2eState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (n, v, u) = (self.devices, self.verified, self.untrusted);
+        match (self.on, n, v) {
+            (false, _, _) => write!(f, "e2e off"),
+            (true, 0, _) if self.require => write!(f, "e2e required, no device known yet"),
+            (true, 0, _) => write!(f, "e2e on, no device known yet"),
+            (true, n, 0) => write!(f, "e2e on (OMEMO), {n} device(s), none verified"),
+            (true, n, v) if u > 0 => {
+                write!(
+                    f,
+                    "e2e on (OMEMO), {n} device(s), {v} verified, {u} UNTRUSTED"
+                )
+            }
+            (true, n, v) => write!(f, "e2e on (OMEMO), {n} device(s), {v} verified"),
+        }
+    }
+}
+
 /// The client's OMEMO state.
 pub struct Engine {
     store: Store,
@@ -216,9 +250,7 @@ impl Engine {
 
     /// This device's fingerprint (Curve25519 form, grouped hex).
     pub fn own_fingerprint(&self) -> String {
-        fingerprint(&protocol::omemo::keys::hex(
-            &self.device.identity().curve25519(),
-        ))
+        self.device.identity().fingerprint()
     }
 
     /// This device's bundle for version `v`.
@@ -276,7 +308,7 @@ impl Engine {
     pub fn without_session(&self, jid: &Jid, v: Version) -> Vec<(Jid, u32)> {
         self.recipients(jid, v)
             .into_iter()
-            .filter(|(j, d)| matches!(self.store.session(j, *d, v), Ok(None)))
+            .filter(|(j, d)| !self.store.has_session(j, *d, v))
             .collect()
     }
 
@@ -330,8 +362,7 @@ impl Engine {
     /// Whether `curve` may be seen as device `device` of `jid`: refused
     /// when another key is known for it, or the contact has too many.
     fn admissible(&self, jid: &Jid, device: u32, curve: &[u8; 32]) -> Result<(), E2eError> {
-        let mut probe = self.keyring.clone();
-        match probe.see(jid, device, curve) {
+        match self.keyring.judge(jid, device, curve) {
             Seen::Changed { was } => Err(E2eError::KeyChanged {
                 from: jid.to_bare(),
                 device,
@@ -586,27 +617,15 @@ impl Engine {
 
     /// What the conversation with `jid` looks like end to end, in a few
     /// words (the TUI's status bar, `/e2e`).
-    pub fn state(&self, jid: &Jid) -> String {
-        if !self.enabled_for(jid) {
-            return "e2e off".into();
-        }
+    pub fn state(&self, jid: &Jid) -> E2eState {
         let devices = self.keyring.devices(jid);
-        let verified = devices
-            .iter()
-            .filter(|(_, k)| k.trust == Trust::Verified)
-            .count();
-        let untrusted = devices
-            .iter()
-            .filter(|(_, k)| k.trust == Trust::Untrusted)
-            .count();
-        match (devices.len(), verified) {
-            (0, _) if self.require => "e2e required, no device known yet".into(),
-            (0, _) => "e2e on, no device known yet".into(),
-            (n, 0) => format!("e2e on (OMEMO), {n} device(s), none verified"),
-            (n, v) if untrusted > 0 => {
-                format!("e2e on (OMEMO), {n} device(s), {v} verified, {untrusted} UNTRUSTED")
-            }
-            (n, v) => format!("e2e on (OMEMO), {n} device(s), {v} verified"),
+        let count = |t: Trust| devices.iter().filter(|(_, k)| k.trust == t).count();
+        E2eState {
+            on: self.enabled_for(jid),
+            require: self.require,
+            devices: devices.len(),
+            verified: count(Trust::Verified),
+            untrusted: count(Trust::Untrusted),
         }
     }
 }
@@ -695,7 +714,7 @@ mod tests {
         let rids: Vec<u32> = r.keys.iter().map(|k| k.1).collect();
         assert_eq!(rids, [bob.device_id()], "nothing for the injected device");
         assert!(
-            al.state(&bob.me).contains("1 UNTRUSTED"),
+            al.state(&bob.me).to_string().contains("1 UNTRUSTED"),
             "{}",
             al.state(&bob.me)
         );

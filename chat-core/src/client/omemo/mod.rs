@@ -168,7 +168,7 @@ impl Client {
 
     /// The end-to-end state of the conversation with `jid`, in a few
     /// words (`None` when OMEMO is off in this client).
-    pub fn e2e_state(&self, jid: &Jid) -> Option<String> {
+    pub fn e2e_state(&self, jid: &Jid) -> Option<engine::E2eState> {
         Some(lock(&self.e2e.as_ref()?.engine).state(jid))
     }
 

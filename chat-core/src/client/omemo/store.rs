@@ -90,30 +90,44 @@ impl Keyring {
     /// Records device `device` of `jid` showing identity key `ik`, in
     /// Curve25519 form (`keys::curve_of_ed` of an OMEMO 2 key).
     pub fn see(&mut self, jid: &Jid, device: u32, ik: &[u8; 32]) -> Seen {
+        let seen = self.judge(jid, device, ik);
+        if let Seen::New(trust) = seen {
+            let ik = protocol::omemo::keys::hex(ik);
+            self.peers
+                .entry(jid.to_bare().to_string())
+                .or_default()
+                .insert(device, Known { ik, trust });
+        }
+        seen
+    }
+
+    /// What seeing device `device` of `jid` with key `ik` would mean,
+    /// recording nothing (to refuse a key before anything is kept).
+    pub fn judge(&self, jid: &Jid, device: u32, ik: &[u8; 32]) -> Seen {
         let ik = protocol::omemo::keys::hex(ik);
         let bare = jid.to_bare().to_string();
-        let any_verified = self.verified.contains(&bare);
-        if !self.peers.contains_key(&bare) && self.peers.len() >= MAX_CONTACTS {
-            return Seen::TooMany;
-        }
-        let devices = self.peers.entry(bare).or_default();
+        let Some(devices) = self.peers.get(&bare) else {
+            if self.peers.len() >= MAX_CONTACTS {
+                return Seen::TooMany;
+            }
+            return Seen::New(self.blind_or_not(&bare));
+        };
         match devices.get(&device) {
             Some(k) if k.ik == ik => Seen::Same(k.trust),
             Some(k) => Seen::Changed { was: k.ik.clone() },
             None if devices.len() >= MAX_DEVICES_PER_CONTACT => Seen::TooMany,
-            None => {
-                // Blind trust until the contact has one verified device;
-                // after that a new device must be verified too (a device
-                // slipped into the list by a man in the middle gets
-                // nothing).
-                let trust = if any_verified {
-                    Trust::Untrusted
-                } else {
-                    Trust::Blind
-                };
-                devices.insert(device, Known { ik, trust });
-                Seen::New(trust)
-            }
+            None => Seen::New(self.blind_or_not(&bare)),
+        }
+    }
+
+    /// A new device's trust: blind until the contact was ever verified;
+    /// after that a new device must be verified too (a device slipped into
+    /// the list by a man in the middle gets nothing).
+    fn blind_or_not(&self, bare: &str) -> Trust {
+        if self.verified.contains(bare) {
+            Trust::Untrusted
+        } else {
+            Trust::Blind
         }
     }
 
@@ -162,15 +176,7 @@ impl Keyring {
     }
 }
 
-/// A fingerprint as people compare it: hex in groups of eight.
-pub fn fingerprint(ik_hex: &str) -> String {
-    ik_hex
-        .as_bytes()
-        .chunks(8)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub use protocol::omemo::keys::fingerprint;
 
 /// The OMEMO folder of one account.
 #[derive(Debug, Clone)]
@@ -233,6 +239,12 @@ impl Store {
     /// The session with device `device` of `jid` in version `v`.
     pub fn session(&self, jid: &Jid, device: u32, v: Version) -> io::Result<Option<Session>> {
         self.read(&self.session_path(jid, device, v))
+    }
+
+    /// Whether a session with device `device` of `jid` in `v` is kept
+    /// (without reading it).
+    pub fn has_session(&self, jid: &Jid, device: u32, v: Version) -> bool {
+        self.session_path(jid, device, v).exists()
     }
 
     /// Keeps a session (after every message: the ratchet moved).

@@ -199,7 +199,7 @@ pub(super) struct App {
     pub(super) transfers: BTreeMap<String, Transfer>,
     /// The shown conversation's end-to-end state (OMEMO), when the client
     /// does end to end.
-    pub(super) e2e: Option<String>,
+    pub(super) e2e: Option<crate::client::omemo::engine::E2eState>,
     /// What protects the connection (none while signed out).
     pub(super) link: Option<Link>,
     pub(super) conn: Conn,

@@ -418,23 +418,23 @@ fn security_lines(app: &App, theme: Theme) -> Vec<Line<'static>> {
         return vec![Line::from(first)];
     };
     let [link_parts, mut session_parts] = security_parts(link, app.shown().kind);
-    if let Some(state) = app.e2e.as_ref().filter(|s| *s != "e2e off") {
+    if let Some(state) = app.e2e.filter(|s| s.on) {
         // End to end replaces "not end-to-end", and says how far the
         // contact's keys were checked.
         session_parts.pop();
-        let level = if state.starts_with("e2e on (OMEMO)") && !state.contains("UNTRUSTED") {
-            if state.contains("none verified") {
-                Level::Weak
-            } else {
-                Level::Good
-            }
-        } else {
+        let level = if state.devices == 0 {
             Level::Bad
+        } else if state.verified == 0 {
+            Level::Weak
+        } else if state.untrusted > 0 {
+            Level::Bad
+        } else {
+            Level::Good
         };
         session_parts.push((
             match level {
                 Level::Weak => format!("{state}: compare fingerprints (/fingerprints)"),
-                _ => state.clone(),
+                _ => state.to_string(),
             },
             level,
         ));
